@@ -1,0 +1,98 @@
+/** Text rendering of a plan: the resource tree, warnings, policy verdict and forecast tables. */
+import { USAGE_PATTERNS } from "../../core/usage-patterns";
+import { renderTable } from "../table";
+import type { PlannedResource } from "./mock-engine";
+import type { PlanReport } from "./run";
+import { keyInputs } from "./summarize";
+
+function resourceTree(resources: readonly PlannedResource[]): string[] {
+  const children = new Map<string | undefined, PlannedResource[]>();
+  const known = new Set(resources.map((r) => r.urn));
+  for (const r of resources) {
+    const parent = r.parent && known.has(r.parent) ? r.parent : undefined;
+    children.set(parent, [...(children.get(parent) ?? []), r]);
+  }
+  const rows: [string, string, string][] = [];
+  const walk = (parent: string | undefined, prefix: string) => {
+    const list = children.get(parent) ?? [];
+    list.forEach((r, i) => {
+      const last = i === list.length - 1;
+      const branch = parent === undefined ? "" : last ? "└─ " : "├─ ";
+      const inputs = keyInputs(r.type, r.inputs)
+        .map(([k, v]) => `${k}=${v}`)
+        .join("  ");
+      rows.push([`${prefix}${branch}${r.type}`, r.name, inputs]);
+      walk(r.urn, parent === undefined ? "" : `${prefix}${last ? "   " : "│  "}`);
+    });
+  };
+  walk(undefined, "");
+  const typeWidth = Math.max(...rows.map((r) => r[0].length));
+  const nameWidth = Math.max(...rows.map((r) => r[1].length));
+  return rows.map(([t, n, i]) => `  ${t.padEnd(typeWidth)}  ${n.padEnd(nameWidth)}  ${i}`.trimEnd());
+}
+
+const usd = (n: number) => `$${n.toFixed(2)}`;
+
+export function renderPlan(report: PlanReport): string {
+  const custom = report.resources.filter((r) => r.custom).length;
+  const lines = [
+    `Plan for stack ${report.stack} (project ${report.project}): ${report.resources.length} resources, ${custom} managed by providers`,
+    "",
+    "RESOURCES",
+    ...resourceTree(report.resources),
+  ];
+  if (report.warnings.length > 0) {
+    lines.push("", "WARNINGS");
+    for (const w of report.warnings) lines.push(`  ! ${w.key}: ${w.message}`);
+  }
+  lines.push("", "POLICY");
+  const { violations } = report.policy;
+  if (violations.length === 0) lines.push("  no violations");
+  for (const v of violations)
+    lines.push(`  ${v.level === "mandatory" ? "✗" : "!"} [${v.level}] ${v.policy}: ${v.message}`);
+
+  lines.push("", "COST FORECAST (USD per month)");
+  lines.push(`  ${report.forecast.note}`);
+  if (report.forecast.rows.length > 0) {
+    const table = renderTable(
+      [
+        "model",
+        "provider",
+        "gpu",
+        "$/h",
+        ...USAGE_PATTERNS.map((p) => `${p.label} (${p.activeHoursPerMonth} h)`),
+      ],
+      report.forecast.rows.map((r) => [
+        r.model,
+        r.provider,
+        r.gpu,
+        r.usdPerHour.toFixed(4),
+        ...USAGE_PATTERNS.map((p) => usd(r.monthlyUsd[p.id])),
+      ]),
+    );
+    lines.push(...table.split("\n").map((l) => `  ${l}`));
+  }
+  for (const u of report.forecast.unpriced)
+    lines.push(`  no price known for ${u}; set ai-orchestrator:prices`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** The `--json` document: resources without their unmasked inputs. */
+export function planJson(report: PlanReport): unknown {
+  return {
+    project: report.project,
+    stack: report.stack,
+    resources: report.resources.map((r) => ({
+      type: r.type,
+      name: r.name,
+      urn: r.urn,
+      parent: r.parent ?? null,
+      custom: r.custom,
+      inputs: r.inputs,
+    })),
+    outputs: report.outputs,
+    warnings: report.warnings,
+    policy: report.policy,
+    forecast: report.forecast,
+  };
+}

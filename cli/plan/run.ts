@@ -1,0 +1,145 @@
+/**
+ * `aiorch plan`: validate the stack config, evaluate the real program under mocks, judge the planned
+ * resources, forecast the cost. Everything offline — no CLI, no credentials, no network.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type ConfigProblem,
+  type LoadedStackConfig,
+  loadStackConfig,
+  OFFLINE_SECRET_PREFIX,
+  offlineSecretPlaceholder,
+  parseProjectFile,
+  parseStackFile,
+  type RawConfigValue,
+  type RuntimeConfig,
+  renderRuntimeConfig,
+} from "../../core/config";
+import { type ActiveHoursRow, activeHoursForecast } from "../../core/usage-patterns";
+import type { PlannedResource } from "./mock-engine";
+
+/** Thrown for a bad command line or a missing stack file: exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export interface PolicyViolation {
+  readonly policy: string;
+  readonly level: "mandatory" | "advisory";
+  /** URN of the resource, or the config key the violation is about. */
+  readonly subject: string;
+  readonly message: string;
+}
+
+export interface PlanReport {
+  readonly project: string;
+  readonly stack: string;
+  readonly resources: readonly PlannedResource[];
+  readonly outputs: Record<string, unknown>;
+  readonly warnings: readonly ConfigProblem[];
+  readonly policy: { readonly violations: readonly PolicyViolation[] };
+  readonly forecast: {
+    readonly method: "active-hours";
+    readonly note: string;
+    readonly rows: readonly ActiveHoursRow[];
+    readonly unpriced: readonly string[];
+  };
+}
+
+export interface StackFiles {
+  readonly project: string;
+  readonly loaded: LoadedStackConfig;
+  readonly raw: Record<string, RawConfigValue>;
+}
+
+/** Read and validate `Pulumi.yaml` and `Pulumi.<stack>.yaml`; throws UsageError or StackConfigError. */
+export function readStack(projectDir: string, stack: string): StackFiles {
+  const projectFile = join(projectDir, "Pulumi.yaml");
+  if (!existsSync(projectFile))
+    throw new UsageError(`no Pulumi.yaml in ${projectDir}; run aiorch from the project folder`);
+  const project = parseProjectFile(readFileSync(projectFile, "utf8"));
+  const stackFileName = `Pulumi.${stack}.yaml`;
+  const stackFile = join(projectDir, stackFileName);
+  if (!existsSync(stackFile)) {
+    const known = readdirSync(projectDir)
+      .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+      .filter((s): s is string => s !== undefined);
+    throw new UsageError(
+      `no stack "${stack}": ${stackFileName} does not exist; stacks here: ${known.join(", ") || "(none)"}`,
+    );
+  }
+  const raw = parseStackFile(readFileSync(stackFile, "utf8"), stackFileName);
+  return { project, loaded: loadStackConfig(raw, project), raw };
+}
+
+/** The runtime config of a stack, exactly as its ConfigMap will hold it. */
+export function stackRuntimeConfig(projectDir: string, stack: string): RuntimeConfig {
+  return renderRuntimeConfig(readStack(projectDir, stack).loaded, stack);
+}
+
+/** Config as the Pulumi engine hands it to a program: strings, objects as JSON, secrets as placeholders. */
+function engineConfig(files: StackFiles): { config: Record<string, string>; secretKeys: string[] } {
+  const config: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  for (const [key, { value, secret }] of Object.entries(files.raw)) {
+    if (secret) secretKeys.push(key);
+    config[key] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  // A credential the stack needs but lacks is a warning offline; the program still gets a placeholder.
+  for (const key of files.loaded.missingSecrets) {
+    config[key] = offlineSecretPlaceholder(key);
+    secretKeys.push(key);
+  }
+  return { config, secretKeys };
+}
+
+/** Non-secret inputs that carry a secret's placeholder: a credential written where anyone can read it. */
+export function findSecretLeaks(resources: readonly PlannedResource[]): PolicyViolation[] {
+  const leaks: PolicyViolation[] = [];
+  const visit = (value: unknown, path: string, resource: PlannedResource) => {
+    if (typeof value === "string" && value.includes(OFFLINE_SECRET_PREFIX)) {
+      leaks.push({
+        policy: "secrets-not-plaintext",
+        level: "mandatory",
+        subject: resource.urn,
+        message: `${resource.type} "${resource.name}" input ${path} holds a secret in plain text; pass it as a pulumi.secret or through a Kubernetes Secret`,
+      });
+    } else if (Array.isArray(value)) {
+      for (const [i, v] of value.entries()) visit(v, `${path}[${i}]`, resource);
+    } else if (value !== null && typeof value === "object") {
+      for (const [k, v] of Object.entries(value)) visit(v, path ? `${path}.${k}` : k, resource);
+    }
+  };
+  for (const resource of resources) visit(resource.inputs, "", resource);
+  return leaks;
+}
+
+/** Build the whole plan. Loads Pulumi: call once per process. */
+export async function buildPlan(projectDir: string, stack: string): Promise<PlanReport> {
+  const files = readStack(projectDir, stack);
+  const { config, secretKeys } = engineConfig(files);
+  // Pulumi loads only here: one runtime per process, and `aiorch config` should not pay for it.
+  const { evaluateProgram } = require("./mock-engine") as typeof import("./mock-engine");
+  const evaluation = await evaluateProgram({
+    project: files.project,
+    stack,
+    config,
+    secretKeys,
+    runProgram: () => require(join(projectDir, "index.ts")) as Record<string, unknown>,
+  });
+  const forecast = activeHoursForecast(renderRuntimeConfig(files.loaded, stack));
+  return {
+    project: files.project,
+    stack,
+    resources: evaluation.resources,
+    outputs: evaluation.outputs,
+    warnings: files.loaded.warnings,
+    policy: { violations: findSecretLeaks(evaluation.resources) },
+    forecast: {
+      method: "active-hours",
+      note: "GPU price of the active hours only, one worker: a lower bound. Cold-start and keep-alive overhead are not included.",
+      ...forecast,
+    },
+  };
+}

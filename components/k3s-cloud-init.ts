@@ -1,0 +1,138 @@
+/**
+ * Pure renderer of the cloud-init user data that installs k3s on a Hetzner Cloud server: pinned version, node
+ * IPs on the private network, the Hetzner cloud controller (external cloud provider) and CSI driver.
+ * No Pulumi here: tested as a plain function with snapshots.
+ */
+import { stringify } from "yaml";
+
+export interface K3sNodeSpec {
+  /** `server` runs the control plane; `agent` is a worker. */
+  readonly role: "server" | "agent";
+  /** Pinned k3s release, e.g. `v1.31.4+k3s1`. */
+  readonly k3sVersion: string;
+  /** Shared join secret of the cluster. */
+  readonly token: string;
+  /** This node's address on the private network; k3s binds and advertises it. */
+  readonly nodeIp: string;
+  /** URL of the first server to join (`https://10.0.1.10:6443`); absent on the first server. */
+  readonly joinUrl?: string;
+  /** First server of an HA control plane: start the embedded etcd cluster. */
+  readonly clusterInit?: boolean;
+  /** Private network CIDR of the cluster, e.g. `10.0.0.0/16`. */
+  readonly privateNetworkCidr: string;
+  /** Pod network, must not overlap the private network. @default "10.42.0.0/16" */
+  readonly clusterCidr?: string;
+  /** Service network. @default "10.43.0.0/16" */
+  readonly serviceCidr?: string;
+  /** Install the Hetzner CCM and CSI driver as k3s HelmCharts (first server only). */
+  readonly installHetznerAddons?: boolean;
+  /** Extra admin SSH keys (public, OpenSSH format). */
+  readonly sshAuthorizedKeys?: readonly string[];
+}
+
+/** Hetzner's charts repository, the source the CCM and CSI HelmCharts install from. */
+export const HETZNER_CHARTS_REPO = "https://charts.hetzner.cloud";
+
+function k3sConfig(spec: K3sNodeSpec): Record<string, unknown> {
+  const common = {
+    token: spec.token,
+    "node-ip": spec.nodeIp,
+    "kubelet-arg": ["cloud-provider=external"],
+  };
+  if (spec.role === "agent") return { ...common, server: spec.joinUrl };
+  return {
+    ...common,
+    ...(spec.joinUrl ? { server: spec.joinUrl } : {}),
+    ...(spec.clusterInit ? { "cluster-init": true } : {}),
+    "advertise-address": spec.nodeIp,
+    "tls-san": [spec.nodeIp],
+    "cluster-cidr": spec.clusterCidr ?? "10.42.0.0/16",
+    "service-cidr": spec.serviceCidr ?? "10.43.0.0/16",
+    "disable-cloud-controller": true,
+    // The Hetzner CCM provides load balancers; CSI provides volumes; ingress comes from the platform.
+    disable: ["traefik", "servicelb", "local-storage"],
+    "write-kubeconfig-mode": "0600",
+    "secrets-encryption": true,
+  };
+}
+
+function hetznerAddonManifests(spec: K3sNodeSpec): string {
+  const ccm = {
+    apiVersion: "helm.cattle.io/v1",
+    kind: "HelmChart",
+    metadata: { name: "hcloud-cloud-controller-manager", namespace: "kube-system" },
+    spec: {
+      repo: HETZNER_CHARTS_REPO,
+      chart: "hcloud-cloud-controller-manager",
+      targetNamespace: "kube-system",
+      valuesContent: stringify({
+        networking: { enabled: true, clusterCIDR: spec.clusterCidr ?? "10.42.0.0/16" },
+        env: { HCLOUD_LOAD_BALANCERS_USE_PRIVATE_IP: { value: "true" } },
+      }),
+    },
+  };
+  const csi = {
+    apiVersion: "helm.cattle.io/v1",
+    kind: "HelmChart",
+    metadata: { name: "hcloud-csi", namespace: "kube-system" },
+    spec: { repo: HETZNER_CHARTS_REPO, chart: "hcloud-csi", targetNamespace: "kube-system" },
+  };
+  return [ccm, csi].map((m) => stringify(m)).join("---\n");
+}
+
+/**
+ * The install script: waits for the private interface (Hetzner attaches it after boot), pins flannel to it,
+ * adds the public address to the API certificate, then installs the pinned k3s.
+ */
+function installScript(spec: K3sNodeSpec): string {
+  const exec = spec.role === "server" ? "server" : "agent";
+  return [
+    "#!/bin/sh",
+    "set -eu",
+    `NODE_IP=${spec.nodeIp}`,
+    'for i in $(seq 1 120); do ip -o -4 addr show | grep -q " $NODE_IP/" && break; sleep 2; done',
+    `IFACE=$(ip -o -4 addr show | awk -v ip="$NODE_IP" '$4 ~ "^"ip"/" {print $2; exit}')`,
+    'test -n "$IFACE" || { echo "private address $NODE_IP never appeared" >&2; exit 1; }',
+    'echo "flannel-iface: $IFACE" >> /etc/rancher/k3s/config.yaml',
+    ...(spec.role === "server"
+      ? [
+          "PUBLIC_IP=$(curl -fsS http://169.254.169.254/hetzner/v1/metadata/public-ipv4 || true)",
+          'if [ -n "$PUBLIC_IP" ]; then printf "tls-san:\\n  - %s\\n  - %s\\nnode-external-ip: %s\\n" "$NODE_IP" "$PUBLIC_IP" "$PUBLIC_IP" >> /etc/rancher/k3s/config.d/public.yaml; fi',
+        ]
+      : []),
+    `curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION='${spec.k3sVersion}' INSTALL_K3S_EXEC='${exec}' sh -s -`,
+    "",
+  ].join("\n");
+}
+
+/** Render the `#cloud-config` user data for one node. */
+export function renderK3sCloudInit(spec: K3sNodeSpec): string {
+  if (spec.role === "agent" && !spec.joinUrl)
+    throw new Error("an agent node needs joinUrl (the first server's URL)");
+  if (spec.clusterInit && spec.joinUrl)
+    throw new Error("the cluster-init server must not also join another server");
+  const writeFiles: Record<string, unknown>[] = [
+    { path: "/etc/rancher/k3s/config.yaml", permissions: "0600", content: stringify(k3sConfig(spec)) },
+    { path: "/usr/local/sbin/aiorch-install-k3s", permissions: "0700", content: installScript(spec) },
+  ];
+  if (spec.role === "server") {
+    writeFiles.push({ path: "/etc/rancher/k3s/config.d/.keep", permissions: "0600", content: "" });
+  }
+  if (spec.installHetznerAddons) {
+    writeFiles.push({
+      path: "/var/lib/rancher/k3s/server/manifests/hetzner-addons.yaml",
+      permissions: "0600",
+      content: hetznerAddonManifests(spec),
+    });
+  }
+  const cloudConfig: Record<string, unknown> = {
+    package_update: true,
+    packages: ["curl"],
+    write_files: writeFiles,
+    runcmd: [["/usr/local/sbin/aiorch-install-k3s"]],
+  };
+  if (spec.sshAuthorizedKeys && spec.sshAuthorizedKeys.length > 0) {
+    cloudConfig.ssh_authorized_keys = [...spec.sshAuthorizedKeys];
+  }
+  return `#cloud-config\n${stringify(cloudConfig, { lineWidth: 0 })}`;
+}

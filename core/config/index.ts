@@ -1,0 +1,5 @@
+export * from "./errors";
+export * from "./load";
+export * from "./runtime";
+export * from "./schema";
+export * from "./stack-file";

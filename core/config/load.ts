@@ -1,0 +1,214 @@
+/**
+ * Loads a stack's config from the form both readers have — the parsed `Pulumi.<stack>.yaml` (objects) and the
+ * Pulumi runtime (JSON strings) — into a validated `StackConfig`, or a `StackConfigError` naming every bad key.
+ */
+import { GPU_IDS, type GpuId, PROVIDERS } from "../catalog";
+import {
+  type ConfigProblem,
+  describeIssue,
+  problemsFromIssues,
+  StackConfigError,
+  show,
+  unknownFieldMessage,
+} from "./errors";
+import {
+  FOREIGN_SECRET_KEYS,
+  SECRET_CONFIG_KEYS,
+  type SecretConfigKey,
+  type StackConfig,
+  stackConfigSchema,
+} from "./schema";
+
+export const PROJECT_NAME = "ai-orchestrator";
+
+/** One config value as Pulumi holds it: the value (or a placeholder for a secret) and whether it is secret. */
+export interface RawConfigValue {
+  readonly value: unknown;
+  readonly secret: boolean;
+}
+
+export interface LoadedStackConfig {
+  readonly project: string;
+  readonly config: StackConfig;
+  /** Secret keys (`ai-orchestrator:runpodApiKey`, `hcloud:token`) that are set. */
+  readonly secretsSet: ReadonlySet<string>;
+  /** Secret keys the stack needs but lacks: `pulumi up` would fail; an offline plan uses placeholders. */
+  readonly missingSecrets: readonly string[];
+  /** Things a real `pulumi up` would trip over but an offline plan can go on without. */
+  readonly warnings: readonly ConfigProblem[];
+}
+
+const STRUCTURED_KEYS = new Set(["cluster", "budget", "providers", "models", "gateway", "redis", "prices"]);
+const BOOLEAN_KEYS = new Set(["gdpr"]);
+const PLAIN_KEYS = Object.keys(stackConfigSchema.shape);
+
+/** Pulumi hands structured values to programs as JSON text and scalars as strings; undo that. */
+function decodeValue(shortKey: string, value: unknown, key: string, problems: ConfigProblem[]): unknown {
+  if (typeof value !== "string") return value;
+  if (STRUCTURED_KEYS.has(shortKey)) {
+    try {
+      return JSON.parse(value);
+    } catch {
+      problems.push({ key, message: `expected a YAML mapping or list, got the string ${show(value)}` });
+      return undefined;
+    }
+  }
+  if (BOOLEAN_KEYS.has(shortKey)) {
+    if (value === "true" || value === "false") return value === "true";
+  }
+  return value;
+}
+
+/**
+ * Validate a stack's config.
+ * @param raw every config key of the stack (`ai-orchestrator:models`, `hcloud:token`, …) with its value
+ * @throws StackConfigError naming each bad key and the fix
+ */
+export function loadStackConfig(
+  raw: Readonly<Record<string, RawConfigValue>>,
+  project: string = PROJECT_NAME,
+): LoadedStackConfig {
+  const problems: ConfigProblem[] = [];
+  const secretsSet = new Set<string>();
+  const input: Record<string, unknown> = {};
+  const knownKeys = [...PLAIN_KEYS, ...SECRET_CONFIG_KEYS];
+
+  for (const [key, { value, secret }] of Object.entries(raw)) {
+    const isSecretKey =
+      (FOREIGN_SECRET_KEYS as readonly string[]).includes(key) ||
+      (key.startsWith(`${project}:`) &&
+        (SECRET_CONFIG_KEYS as readonly string[]).includes(key.slice(project.length + 1)));
+    if (isSecretKey) {
+      if (!secret) {
+        problems.push({
+          key,
+          message: `is a credential but is stored in plain text; remove it and run \`pulumi config set --secret ${key} <value>\``,
+        });
+      } else secretsSet.add(key);
+      continue;
+    }
+    if (!key.startsWith(`${project}:`)) continue; // other packages' settings (kubernetes:…, hcloud:endpoint)
+    const shortKey = key.slice(project.length + 1);
+    if (!PLAIN_KEYS.includes(shortKey)) {
+      problems.push({ key, message: unknownFieldMessage(shortKey, knownKeys, "config key") });
+      continue;
+    }
+    input[shortKey] = decodeValue(shortKey, value, key, problems);
+  }
+
+  const keyOf = (path: string) => `${project}:${path}`;
+  const parsed = stackConfigSchema.safeParse(input, { reportInput: true, error: describeIssue });
+  if (!parsed.success) {
+    problems.push(...problemsFromIssues(parsed.error.issues, stackConfigSchema, input, keyOf));
+  }
+  if (problems.length > 0 || !parsed.success) throw new StackConfigError(problems);
+
+  const config = parsed.data;
+  problems.push(...crossCheck(config, input).map((p) => ({ key: keyOf(p.key), message: p.message })));
+  if (problems.length > 0) throw new StackConfigError(problems);
+
+  const missingSecrets = [...neededSecrets(config, project)].filter(([key]) => !secretsSet.has(key));
+  return {
+    project,
+    config,
+    secretsSet,
+    missingSecrets: missingSecrets.map(([key]) => key),
+    warnings: [
+      ...missingSecrets.map(([key, why]) => missingSecretWarning(key, why, project)),
+      ...unusedProviders(config, project),
+    ],
+  };
+}
+
+/** Rules that span fields: references between models and providers, and what the catalog can serve. */
+function crossCheck(config: StackConfig, input: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const rawModels = Array.isArray(input.models) ? (input.models as Record<string, unknown>[]) : [];
+  const listKey = (i: number, field: "gpu" | "providers", j: number) =>
+    Array.isArray(rawModels[i]?.[field]) ? `models[${i}].${field}[${j}]` : `models[${i}].${field}`;
+  const names = new Map<string, number>();
+
+  config.models.forEach((model, i) => {
+    const first = names.get(model.name);
+    if (first !== undefined) {
+      problems.push({
+        key: `models[${i}].name`,
+        message: `"${model.name}" is already used by models[${first}]; names must be unique`,
+      });
+    } else names.set(model.name, i);
+
+    const configured = model.providers.filter((p) => config.providers[p] !== undefined);
+    model.providers.forEach((p, j) => {
+      if (config.providers[p] === undefined) {
+        problems.push({
+          key: listKey(i, "providers", j),
+          message: `"${p}" is not configured; add it under ai-orchestrator:providers or remove it from this model`,
+        });
+        return;
+      }
+      const offered = GPU_IDS.filter((g) => PROVIDERS[p].gpus[g]);
+      if (!model.gpu.some((g) => PROVIDERS[p].gpus[g])) {
+        problems.push({
+          key: listKey(i, "providers", j),
+          message: `"${p}" offers none of this model's GPUs (${model.gpu.join(", ")}); it offers ${offered.join(", ")}`,
+        });
+      }
+    });
+    model.gpu.forEach((g: GpuId, j) => {
+      if (configured.length > 0 && !configured.some((p) => PROVIDERS[p].gpus[g])) {
+        problems.push({
+          key: listKey(i, "gpu", j),
+          message: `"${g}" is not offered by any of this model's providers (${configured.join(", ")}); pick another GPU or add a provider that has it`,
+        });
+      }
+    });
+  });
+
+  for (const id of ["runpod-serverless", "runpod-pod"] as const) {
+    const settings = config.providers[id];
+    if (settings?.cloud !== "secure") continue;
+    const known = PROVIDERS[id].clouds.secure!.regions.map((r) => r.id);
+    settings.dataCenters.forEach((dc, j) => {
+      if (!known.includes(dc)) {
+        problems.push({
+          key: `providers.${id}.dataCenters[${j}]`,
+          message: `"${dc}" is not a known RunPod secure data centre; known: ${known.join(", ")}`,
+        });
+      }
+    });
+  }
+  return problems;
+}
+
+/** Secret keys the stack's providers and cluster mode need, with the reason. */
+function neededSecrets(config: StackConfig, project: string): Map<string, string> {
+  const needed = new Map<string, string>();
+  for (const id of Object.keys(config.providers) as (keyof StackConfig["providers"])[]) {
+    if (config.providers[id] === undefined) continue;
+    for (const key of PROVIDERS[id].credentialKeys) needed.set(`${project}:${key}`, `provider ${id}`);
+  }
+  if (config.cluster.mode === "existing") needed.set(`${project}:kubeconfig`, "cluster mode existing");
+  else needed.set("hcloud:token", "cluster mode create (the Hetzner API token)");
+  return needed;
+}
+
+function missingSecretWarning(key: string, why: string, project: string): ConfigProblem {
+  const shortKey = key.startsWith(`${project}:`) ? key.slice(project.length + 1) : key;
+  return {
+    key,
+    message: `is not set but ${why} needs it; run \`pulumi config set --secret ${shortKey} <value>\` (pulumi up would fail)`,
+  };
+}
+
+function unusedProviders(config: StackConfig, project: string): ConfigProblem[] {
+  const used = new Set<string>(config.models.flatMap((m) => m.providers));
+  return Object.entries(config.providers)
+    .filter(([id, settings]) => settings !== undefined && !used.has(id))
+    .map(([id]) => ({ key: `${project}:providers.${id}`, message: "is configured but no model uses it" }));
+}
+
+/** The secret key names a stack may set, namespaced. */
+export const secretKeysOf = (project: string = PROJECT_NAME): string[] => [
+  ...SECRET_CONFIG_KEYS.map((k: SecretConfigKey) => `${project}:${k}`),
+  ...FOREIGN_SECRET_KEYS,
+];

@@ -1,0 +1,113 @@
+/**
+ * The runtime config: what the stack's ConfigMap holds and what the gateway and controller parse at start.
+ * It is rendered from the validated stack config (secrets excluded) and validated again by the same field
+ * schemas on the way in, so a hand-edited or stale ConfigMap fails loudly instead of half-working.
+ */
+import { z } from "zod";
+import { PROVIDERS, type PriceEntry, resolvePrices } from "../catalog";
+import { describeIssue, problemsFromIssues, StackConfigError } from "./errors";
+import type { LoadedStackConfig } from "./load";
+import {
+  budgetSchema,
+  dataClassSchema,
+  gatewaySchema,
+  gpuIdSchema,
+  modelSchema,
+  providersSchema,
+  type StackConfig,
+} from "./schema";
+
+export const RUNTIME_CONFIG_VERSION = 1;
+
+const runtimePriceSchema = z.strictObject({
+  provider: z.string(),
+  gpu: gpuIdSchema,
+  usdPerHour: z.number().positive(),
+  source: z.string(),
+});
+
+export const runtimeConfigSchema = z.strictObject({
+  version: z.literal(RUNTIME_CONFIG_VERSION),
+  project: z.string().min(1),
+  stack: z.string().min(1),
+  namespace: z.string().min(1),
+  /** Label put on every provider instance the stack creates; reconciliation lists by it. */
+  ownerLabel: z.string().min(1),
+  dataClass: dataClassSchema,
+  gdpr: z.boolean(),
+  budget: budgetSchema.nullable(),
+  gateway: gatewaySchema,
+  redis: z.strictObject({ keyPrefix: z.string().min(1) }),
+  providers: providersSchema,
+  /** Models with their effective data class filled in. */
+  models: z.array(modelSchema.and(z.object({ dataClass: dataClassSchema }))).min(1),
+  /** USD per GPU-hour for every provider × GPU the models may use (the cost ledger's source). */
+  prices: z.array(runtimePriceSchema),
+});
+export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
+
+/** Owner label for provider resources: unique per project and stack, a valid DNS label. */
+export function ownerLabelOf(project: string, stack: string): string {
+  const label = `${project}-${stack}`
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "");
+  return label.slice(0, 63).replace(/-+$/, "");
+}
+
+/** Default API bases filled in, so the runtime never consults the catalog for where to call. */
+function withApiBases(providers: StackConfig["providers"]): StackConfig["providers"] {
+  const out: Record<string, unknown> = {};
+  for (const [id, settings] of Object.entries(providers)) {
+    if (settings === undefined) continue;
+    const apiBase = PROVIDERS[id as keyof typeof PROVIDERS].apiBase;
+    const takesDefault =
+      id !== "local" && apiBase !== undefined && !(settings as { apiBase?: string }).apiBase;
+    out[id] = takesDefault ? { ...settings, apiBase } : settings;
+  }
+  return out as StackConfig["providers"];
+}
+
+/** Render the runtime config for a stack: deterministic, secret-free, ready to be JSON in a ConfigMap. */
+export function renderRuntimeConfig(loaded: LoadedStackConfig, stack: string): RuntimeConfig {
+  const { config, project } = loaded;
+  const models = config.models.map((m) => ({ ...m, dataClass: m.dataClass ?? config.dataClass }));
+  const prices = relevantPrices(config, resolvePrices(config.prices));
+  return {
+    version: RUNTIME_CONFIG_VERSION,
+    project,
+    stack,
+    namespace: config.namespace,
+    ownerLabel: ownerLabelOf(project, stack),
+    dataClass: config.dataClass,
+    gdpr: config.gdpr,
+    budget: config.budget ?? null,
+    gateway: config.gateway,
+    redis: { keyPrefix: config.redis.keyPrefix },
+    providers: withApiBases(config.providers),
+    models,
+    prices,
+  };
+}
+
+function relevantPrices(config: StackConfig, table: readonly PriceEntry[]): RuntimeConfig["prices"] {
+  const wanted = new Set(
+    config.models.flatMap((m) => m.providers.flatMap((p) => m.gpu.map((g) => `${p}/${g}`))),
+  );
+  return table
+    .filter((p) => wanted.has(`${p.provider}/${p.gpu}`))
+    .map((p) => ({ provider: p.provider, gpu: p.gpu, usdPerHour: p.usdPerHour, source: p.source }))
+    .sort((a, b) => a.provider.localeCompare(b.provider) || a.gpu.localeCompare(b.gpu));
+}
+
+/**
+ * Parse the runtime config the gateway or controller was started with.
+ * @throws StackConfigError with keys like `runtime:models[0].gpu`
+ */
+export function parseRuntimeConfig(json: unknown): RuntimeConfig {
+  const parsed = runtimeConfigSchema.safeParse(json, { reportInput: true, error: describeIssue });
+  if (parsed.success) return parsed.data;
+  throw new StackConfigError(
+    problemsFromIssues(parsed.error.issues, runtimeConfigSchema, json, (p) => `runtime:${p}`),
+  );
+}

@@ -1,0 +1,327 @@
+/**
+ * The stack config schema: one definition validates `Pulumi.<stack>.yaml` (through `loadStackConfig`) and,
+ * through the same field schemas, the runtime config the gateway and controller read.
+ * Every field has a default where a sensible one exists; required fields say what to put there.
+ */
+import { z } from "zod";
+import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, PROVIDER_IDS, PROVIDERS } from "../catalog";
+
+export const DATA_CLASSES = ["public", "internal", "confidential"] as const;
+export type DataClass = (typeof DATA_CLASSES)[number];
+
+export const MODEL_KINDS = ["chat", "completion", "embedding", "image"] as const;
+export const ENGINES = ["vllm", "ollama", "tgi"] as const;
+export type Engine = (typeof ENGINES)[number];
+
+/** Container images per engine, pinned; a provider's `image` setting overrides them. */
+export const ENGINE_IMAGES: Readonly<Record<Engine, string>> = {
+  vllm: "vllm/vllm-openai:v0.10.1.1",
+  ollama: "ollama/ollama:0.11.4",
+  tgi: "ghcr.io/huggingface/text-generation-inference:3.3.4",
+};
+
+export const HETZNER_LOCATIONS = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"] as const;
+
+const quoted = (v: unknown): string => (typeof v === "string" ? `"${v}"` : JSON.stringify(v));
+
+/** A required field: the message for "missing" says what the field is for. */
+const required = (what: string) => ({
+  error: (issue: { input?: unknown }) => (issue.input === undefined ? `is required: ${what}` : undefined),
+});
+
+/** A closed set of values with a message that names the noun and lists what is known. */
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, noun: string, what?: string) =>
+  z.enum(values, {
+    error: (issue) =>
+      issue.input === undefined && what
+        ? `is required: ${what}; one of ${values.join(", ")}`
+        : `${quoted(issue.input)} is not a known ${noun}; known: ${values.join(", ")}`,
+  });
+
+export const dataClassSchema = oneOf(DATA_CLASSES, "data class");
+export const gpuIdSchema = oneOf(GPU_IDS, "GPU");
+export const providerNameSchema = oneOf(CONFIGURABLE_PROVIDER_IDS, "provider");
+
+/** Accept one value where a list is expected (`gpu: RTX_4090`), as people write YAML. */
+const listOf = <T extends z.ZodType>(item: T, what: string) =>
+  z.preprocess(
+    (v) => (typeof v === "string" ? [v] : v),
+    z.array(item, required(what)).min(1, { error: `needs at least one entry: ${what}` }),
+  );
+
+const positiveInt = (what: string) => z.int(required(what)).min(1);
+const nonNegativeInt = z.int().min(0);
+const httpUrl = (whatIfMissing?: string) =>
+  z.url({
+    protocol: /^https?$/,
+    error: (issue) =>
+      issue.input === undefined && whatIfMissing
+        ? `is required: ${whatIfMissing}`
+        : `${quoted(issue.input)} is not an http(s) URL; write e.g. https://api.example.com`,
+  });
+const cidr = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/, {
+  error: (issue) => `${quoted(issue.input)} is not a CIDR; write e.g. 203.0.113.4/32 or 2001:db8::/64`,
+});
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
+  error: "must be a DNS label: lower-case letters, digits, '-'",
+});
+
+// ── cluster ────────────────────────────────────────────────────────────────────────────────────────────────
+
+const serverPool = (defaults: { serverType: string; count: number }) =>
+  z
+    .strictObject({
+      /** Hetzner Cloud server type, e.g. cpx21. */
+      serverType: z
+        .string()
+        .regex(/^[a-z]+\d+[a-z]*$/, { error: "must be a Hetzner server type such as cpx21" }),
+      count: nonNegativeInt,
+    })
+    .partial()
+    .transform((p) => ({
+      serverType: p.serverType ?? defaults.serverType,
+      count: p.count ?? defaults.count,
+    }));
+
+export const createClusterSchema = z.strictObject({
+  mode: z.literal("create"),
+  location: oneOf(HETZNER_LOCATIONS, "Hetzner location").default("fsn1"),
+  controlPlane: serverPool({ serverType: "cpx21", count: 1 })
+    .default({ serverType: "cpx21", count: 1 })
+    .refine((p) => p.count % 2 === 1, {
+      error: "count must be odd (1, 3 or 5) so the embedded etcd keeps a quorum",
+      path: ["count"],
+    }),
+  workers: serverPool({ serverType: "cpx21", count: 2 }).default({ serverType: "cpx21", count: 2 }),
+  k3sVersion: z
+    .string(required('a pinned k3s release, e.g. "v1.31.4+k3s1"'))
+    .regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, {
+      error: (issue) => `${quoted(issue.input)} is not a pinned k3s release; write e.g. "v1.31.4+k3s1"`,
+    }),
+  image: z.string().default("ubuntu-24.04"),
+  sshAllowedCidrs: z.array(cidr).default([]),
+  apiAllowedCidrs: z.array(cidr).default([]),
+  privateNetworkCidr: cidr.default("10.0.0.0/16"),
+  sshPublicKey: z.string().optional(),
+});
+
+export const existingClusterSchema = z.strictObject({ mode: z.literal("existing") });
+
+export const clusterSchema = z.discriminatedUnion("mode", [createClusterSchema, existingClusterSchema], {
+  error: (issue) =>
+    issue.code === "invalid_union" && issue.input !== undefined
+      ? `mode must be "create" (a new Hetzner k3s cluster) or "existing" (kubeconfig from the secret key kubeconfig); got ${quoted(
+          (issue.input as { mode?: unknown } | null)?.mode,
+        )}`
+      : 'is required: { mode: create | existing, … }; "existing" takes the kubeconfig from the secret key kubeconfig',
+});
+
+// ── providers ─────────────────────────────────────────────────────────────────────────────────────────────
+
+const runpodCloud = oneOf(["secure", "community"], "RunPod cloud").default("secure");
+
+export const runpodServerlessSchema = z.strictObject({
+  cloud: runpodCloud,
+  /** RunPod data centres the endpoint may use, e.g. [EU-RO-1]. Empty = any. */
+  dataCenters: z.array(z.string()).default([]),
+  flashboot: z.boolean().default(true),
+  /** Worker image; worker-vllm serves the OpenAI routes under /openai/v1. */
+  image: z.string().default("runpod/worker-v1-vllm:v2.7.0stable-cuda12.1.0"),
+  scalerType: oneOf(["QUEUE_DELAY", "REQUEST_COUNT"], "RunPod scaler type").default("QUEUE_DELAY"),
+  scalerValue: positiveInt("seconds of queue delay or requests per worker").default(4),
+  apiBase: httpUrl().optional(),
+});
+
+export const runpodPodSchema = z.strictObject({
+  cloud: runpodCloud,
+  dataCenters: z.array(z.string()).default([]),
+  image: z.string().optional(),
+  apiBase: httpUrl().optional(),
+});
+
+export const vastaiSchema = z.strictObject({
+  verifiedOnly: z.boolean().default(true),
+  /** Only hosts Vast.ai lists as data-centre hosts. */
+  datacenterOnly: z.boolean().default(false),
+  minReliability: z.number().min(0).max(1).default(0.98),
+  maxUsdPerHour: z.number().positive().optional(),
+  image: z.string().optional(),
+  diskGb: positiveInt("disk in GB for image and weights").default(60),
+  apiBase: httpUrl().optional(),
+});
+
+const datacrunchLocations = PROVIDERS.datacrunch.clouds.default!.regions.map((r) => r.id) as [
+  string,
+  ...string[],
+];
+
+export const datacrunchSchema = z.strictObject({
+  location: oneOf(datacrunchLocations, "DataCrunch location").default("FIN-03"),
+  /** OS image for the instance; the engine container runs on it. */
+  osImage: z.string().default("ubuntu-24.04-cuda-12.8-open-docker"),
+  image: z.string().optional(),
+  apiBase: httpUrl().optional(),
+});
+
+export const localSchema = z.strictObject({
+  /** Base URL of an OpenAI-compatible server, e.g. http://workstation:11434/v1 for Ollama. */
+  url: httpUrl("the base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1"),
+});
+
+export const providersSchema = z.strictObject({
+  "runpod-serverless": runpodServerlessSchema.optional(),
+  "runpod-pod": runpodPodSchema.optional(),
+  vastai: vastaiSchema.optional(),
+  datacrunch: datacrunchSchema.optional(),
+  local: localSchema.optional(),
+});
+export type ProvidersConfig = z.output<typeof providersSchema>;
+
+// ── models ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export const modelSchema = z
+  .strictObject({
+    name: z
+      .string(required('the id clients send as "model", e.g. "llama-3.1-8b"'))
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, {
+        error: "must start with a letter or digit and use only letters, digits and . _ : / -",
+      }),
+    kind: oneOf(MODEL_KINDS, "model kind", "what the model serves"),
+    source: z
+      .string(required('the Hugging Face repo of the weights, e.g. "meta-llama/Llama-3.1-8B-Instruct"'))
+      .regex(/^[\w.-]+\/[\w.-]+$/, {
+        error: (issue) => `${quoted(issue.input)} is not a Hugging Face repo id; write "org/name"`,
+      }),
+    /** Pinned weights revision (commit hash) — see the model versioning issue. */
+    revision: z.string().min(1).optional(),
+    engine: oneOf(ENGINES, "engine").default("vllm"),
+    gpu: listOf(gpuIdSchema, "GPU ids the model may run on, e.g. [RTX_4090]"),
+    gpuCount: z.int().min(1).max(8).default(1),
+    providers: listOf(providerNameSchema, "provider names in preference order, e.g. [runpod-serverless]"),
+    dataClass: dataClassSchema.optional(),
+    minWorkers: nonNegativeInt.default(0),
+    maxWorkers: positiveInt("the most workers the model may run at once").default(1),
+    targetConcurrency: positiveInt("concurrent requests one worker should serve").default(8),
+    idleTimeoutSeconds: z
+      .union([z.literal("auto"), nonNegativeInt], {
+        error: (issue) =>
+          `must be "auto" (break-even from cold-start cost) or whole seconds ≥ 0; got ${quoted(issue.input)}`,
+      })
+      .default("auto"),
+    /** How long a request waits for a worker to become ready before it gets 503. */
+    queueTimeoutSeconds: positiveInt("seconds a request may wait for a cold start").default(180),
+    monthlyBudgetUsd: z.number().positive().optional(),
+    /** Marks a model that deliberately keeps `minWorkers` > 0 (the scale-to-zero policy accepts it). */
+    alwaysOn: z.boolean().default(false),
+    maxModelLen: positiveInt("context length in tokens").optional(),
+    /** Extra engine command-line arguments, e.g. ["--enable-prefix-caching"]. */
+    engineArgs: z.array(z.string()).default([]),
+  })
+  .superRefine((m, ctx) => {
+    if (m.minWorkers > m.maxWorkers) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["minWorkers"],
+        message: `${m.minWorkers} exceeds maxWorkers (${m.maxWorkers}); lower minWorkers or raise maxWorkers`,
+      });
+    }
+    const seen = new Set<string>();
+    m.providers.forEach((p, i) => {
+      if (seen.has(p))
+        ctx.addIssue({ code: "custom", path: ["providers", i], message: `"${p}" is listed twice` });
+      seen.add(p);
+    });
+  });
+export type ModelConfig = z.output<typeof modelSchema>;
+
+// ── stack-wide ────────────────────────────────────────────────────────────────────────────────────────────
+
+export const budgetSchema = z.strictObject({
+  monthlyUsd: z
+    .number(required("the stack's monthly GPU spend cap in USD, e.g. 500"))
+    .positive({ error: (issue) => `must be a positive amount in USD; got ${quoted(issue.input)}` }),
+  alertAtPercent: z.array(z.int().min(1).max(200)).default([50, 80, 100]),
+});
+
+export const gatewaySchema = z.strictObject({
+  host: z
+    .string(required('the public host name of the gateway, e.g. "ai.example.com"'))
+    .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,}$/i, {
+      error: (issue) => `${quoted(issue.input)} is not a host name; write e.g. "ai.example.com"`,
+    }),
+  replicas: positiveInt("gateway replicas").default(2),
+  tls: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** cert-manager ClusterIssuer that signs the certificate. */
+      clusterIssuer: z.string().default("letsencrypt-prod"),
+    })
+    .default({ enabled: true, clusterIssuer: "letsencrypt-prod" }),
+  ingressClassName: z.string().default("nginx"),
+  /** Default per-key limits for keys created without their own. */
+  limits: z
+    .strictObject({
+      rpm: positiveInt("requests per minute").default(60),
+      tpm: positiveInt("tokens per minute").default(100_000),
+    })
+    .default({ rpm: 60, tpm: 100_000 }),
+  maxRequestBytes: positiveInt("largest accepted request body").default(1_048_576),
+  /** Write prompt and completion text into the audit log (off: metadata only). */
+  auditPrompts: z.boolean().default(false),
+});
+
+export const redisSchema = z
+  .strictObject({
+    keyPrefix: z
+      .string()
+      .regex(/^[a-z0-9:_-]+$/i)
+      .default("aiorch:"),
+    storageGi: positiveInt("persistent volume size for the append-only file").default(5),
+  })
+  .default({ keyPrefix: "aiorch:", storageGi: 5 });
+
+export const pricesSchema = z
+  .partialRecord(oneOf(PROVIDER_IDS, "provider"), z.partialRecord(gpuIdSchema, z.number().positive()))
+  .default({});
+
+/** The validated, defaulted stack config (the `ai-orchestrator:*` keys without their namespace). */
+export const stackConfigSchema = z.strictObject({
+  cluster: clusterSchema,
+  namespace: dnsLabel.default("ai-orchestrator"),
+  dataClass: dataClassSchema.default("confidential"),
+  /** Stack requires GDPR: confidential data only in EU/EEA data centres. */
+  gdpr: z.boolean().default(false),
+  budget: budgetSchema.optional(),
+  providers: providersSchema,
+  models: z.array(modelSchema, required("the list of models this stack serves")).min(1, {
+    error: "needs at least one model",
+  }),
+  gateway: gatewaySchema,
+  redis: redisSchema,
+  prices: pricesSchema,
+});
+export type StackConfig = z.output<typeof stackConfigSchema>;
+export type ClusterConfig = z.output<typeof clusterSchema>;
+
+/** Config keys whose values are credentials: accepted only as Pulumi secrets. */
+export const SECRET_CONFIG_KEYS = [
+  "runpodApiKey",
+  "vastaiApiKey",
+  "datacrunchClientId",
+  "datacrunchClientSecret",
+  "kubeconfig",
+  "hfToken",
+] as const;
+export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
+
+/** Keys of other Pulumi packages the program reads; `hcloud:token` authenticates the Hetzner provider. */
+export const FOREIGN_SECRET_KEYS = ["hcloud:token"] as const;
+
+/** Environment variable each runtime credential reaches the controller under (from a Kubernetes Secret). */
+export const CREDENTIAL_ENV: Readonly<Record<Exclude<SecretConfigKey, "kubeconfig">, string>> = {
+  runpodApiKey: "RUNPOD_API_KEY",
+  vastaiApiKey: "VASTAI_API_KEY",
+  datacrunchClientId: "DATACRUNCH_CLIENT_ID",
+  datacrunchClientSecret: "DATACRUNCH_CLIENT_SECRET",
+  hfToken: "HF_TOKEN",
+};

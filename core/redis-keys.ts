@@ -1,0 +1,106 @@
+/**
+ * Every Redis key and channel the gateway, controller and CLI use, in one place (DESIGN.md §3).
+ * Keys that one Lua script touches together share a `{hash tag}` so the same scripts run on Redis Cluster.
+ */
+
+export const DEFAULT_KEY_PREFIX = "aiorch:";
+
+/** Worker lifecycle; `failed` is reachable from every state before `terminated`. */
+export const WORKER_STATES = [
+  "requested",
+  "provisioning",
+  "booting",
+  "ready",
+  "draining",
+  "terminated",
+  "failed",
+] as const;
+export type WorkerState = (typeof WORKER_STATES)[number];
+
+const NEXT_STATES: Readonly<Record<WorkerState, readonly WorkerState[]>> = {
+  requested: ["provisioning", "failed", "terminated"],
+  provisioning: ["booting", "failed", "draining", "terminated"],
+  booting: ["ready", "failed", "draining", "terminated"],
+  ready: ["draining", "failed", "terminated"],
+  draining: ["terminated", "failed"],
+  // A failed worker may still exist at the provider; it is terminated once the provider confirms.
+  failed: ["terminated"],
+  terminated: [],
+};
+
+/** Whether a worker may move from `from` to `to`; the registry refuses any other move. */
+export function canTransition(from: WorkerState, to: WorkerState): boolean {
+  return NEXT_STATES[from].includes(to);
+}
+
+/** A hash tag must not contain braces; model names may contain almost anything else. */
+const tag = (value: string): string => `{${value.replace(/[{}]/g, "_")}}`;
+
+export interface RedisKeys {
+  readonly prefix: string;
+  /** Hash: API key record by SHA-256 of the raw key (raw keys are never stored). */
+  apiKey(keyHash: string): string;
+  /** Hash: key id → key hash, for list and revoke by id. */
+  readonly apiKeyIds: string;
+  /** Token bucket of one API key (requests or tokens per minute); both share the key's tag. */
+  rateBucket(keyId: string, kind: "rpm" | "tpm"): string;
+  /** Sorted set: waiting request ids of a model, scored by deadline (ms). */
+  waiting(model: string): string;
+  /** Sorted set: in-flight leases of a model (`workerId:requestId`), scored by lease expiry (ms). */
+  inflight(model: string): string;
+  /** Pub/sub channel: the first waiting request of a model wakes the controller. */
+  readonly demandChannel: string;
+  /** Stream + consumer group of async jobs of a model. */
+  jobs(model: string): string;
+  /** String: the result of one async job, kept with a TTL. */
+  jobResult(model: string, jobId: string): string;
+  /** String: idempotency key → job id. */
+  jobIdempotency(model: string, idempotencyKey: string): string;
+  /** Hash: one worker's registry record. */
+  worker(workerId: string): string;
+  /** Set: ids of every worker not yet terminated. */
+  readonly liveWorkers: string;
+  /** Hash: intent record written before a provider create, for crash-safe provisioning. */
+  intent(workerId: string): string;
+  /** Hash: spend of one month (`2026-11`), fields `total`, `model:<name>`, `key:<id>`, `worker:<id>` in micro-USD. */
+  spendMonth(month: string): string;
+  /** Hash: spend of one day (`2026-11-27`), same fields. */
+  spendDay(day: string): string;
+  /** String: the controller leader lock (value = holder id). */
+  readonly leaderLock: string;
+  /** Counter: fencing token, incremented on every leadership change. */
+  readonly leaderFence: string;
+}
+
+export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
+  if (!/^[A-Za-z0-9:_-]+$/.test(prefix)) {
+    throw new Error(`redis key prefix "${prefix}" may only contain letters, digits and : _ -`);
+  }
+  return {
+    prefix,
+    apiKey: (keyHash) => `${prefix}apikey:${keyHash}`,
+    apiKeyIds: `${prefix}apikeys`,
+    rateBucket: (keyId, kind) => `${prefix}limit:${tag(keyId)}:${kind}`,
+    waiting: (model) => `${prefix}queue:${tag(model)}:waiting`,
+    inflight: (model) => `${prefix}queue:${tag(model)}:inflight`,
+    demandChannel: `${prefix}demand`,
+    jobs: (model) => `${prefix}jobs:${tag(model)}`,
+    jobResult: (model, jobId) => `${prefix}jobs:${tag(model)}:result:${jobId}`,
+    jobIdempotency: (model, idempotencyKey) => `${prefix}jobs:${tag(model)}:idem:${idempotencyKey}`,
+    worker: (workerId) => `${prefix}worker:${workerId}`,
+    liveWorkers: `${prefix}workers`,
+    intent: (workerId) => `${prefix}intent:${workerId}`,
+    spendMonth: (month) => `${prefix}spend:month:${month}`,
+    spendDay: (day) => `${prefix}spend:day:${day}`,
+    leaderLock: `${prefix}leader`,
+    leaderFence: `${prefix}leader:fence`,
+  };
+}
+
+/** The part of a key Redis Cluster hashes: the first `{…}` with something inside, else the whole key. */
+export function hashSlotTag(key: string): string {
+  const open = key.indexOf("{");
+  if (open === -1) return key;
+  const close = key.indexOf("}", open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}

@@ -1,0 +1,59 @@
+/**
+ * The Pulumi program: composes the platform from the validated stack config.
+ * `pulumi up --policy-pack policies` deploys it; `npm run plan` evaluates it offline under mocks.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { HetznerCluster } from "./components/hetzner-cluster";
+import { StackNamespace } from "./components/namespace";
+import { RuntimeSettings } from "./components/runtime-settings";
+import { readStackSettings } from "./components/stack-config";
+import { CREDENTIAL_ENV } from "./core/config";
+
+const { loaded, runtimeConfig } = readStackSettings();
+const { config, project } = loaded;
+const stackConfig = new pulumi.Config(project);
+
+function clusterProvider(): {
+  provider: k8s.Provider;
+  kubeconfig: pulumi.Output<string>;
+  apiEndpoint?: pulumi.Output<string>;
+} {
+  if (config.cluster.mode === "existing") {
+    const kubeconfig = stackConfig.requireSecret("kubeconfig");
+    return { provider: new k8s.Provider("cluster", { kubeconfig }), kubeconfig };
+  }
+  const cluster = new HetznerCluster("cluster", {
+    location: config.cluster.location,
+    controlPlane: config.cluster.controlPlane,
+    workers: config.cluster.workers,
+    k3sVersion: config.cluster.k3sVersion,
+    image: config.cluster.image,
+    sshAllowedCidrs: config.cluster.sshAllowedCidrs,
+    apiAllowedCidrs: config.cluster.apiAllowedCidrs,
+    privateNetworkCidr: config.cluster.privateNetworkCidr,
+    sshPublicKey: config.cluster.sshPublicKey,
+    hcloudToken: new pulumi.Config("hcloud").requireSecret("token"),
+  });
+  return { provider: cluster.provider, kubeconfig: cluster.kubeconfig, apiEndpoint: cluster.apiEndpoint };
+}
+
+const cluster = clusterProvider();
+const namespace = new StackNamespace("namespace", { name: config.namespace, provider: cluster.provider });
+
+const credentials: Record<string, pulumi.Output<string>> = {};
+for (const [key, envName] of Object.entries(CREDENTIAL_ENV)) {
+  const value = stackConfig.getSecret(key);
+  if (value !== undefined) credentials[envName] = value;
+}
+const settings = new RuntimeSettings("runtime", {
+  namespace: namespace.name,
+  provider: cluster.provider,
+  runtimeConfig,
+  credentials,
+});
+
+export const namespaceName = namespace.name;
+export const runtimeConfigMap = settings.configMapName;
+export const kubeconfig = cluster.kubeconfig;
+export const apiEndpoint = cluster.apiEndpoint;
