@@ -97,7 +97,9 @@ function installScript(spec: K3sNodeSpec): string {
     ...(spec.role === "server"
       ? [
           "PUBLIC_IP=$(curl -fsS http://169.254.169.254/hetzner/v1/metadata/public-ipv4 || true)",
-          'if [ -n "$PUBLIC_IP" ]; then printf "tls-san:\\n  - %s\\n  - %s\\nnode-external-ip: %s\\n" "$NODE_IP" "$PUBLIC_IP" "$PUBLIC_IP" >> /etc/rancher/k3s/config.d/public.yaml; fi',
+          "mkdir -p /etc/rancher/k3s/config.yaml.d",
+          // A drop-in replaces the list from config.yaml, so it repeats the private address.
+          'if [ -n "$PUBLIC_IP" ]; then printf "tls-san:\\n  - %s\\n  - %s\\nnode-external-ip: %s\\n" "$NODE_IP" "$PUBLIC_IP" "$PUBLIC_IP" > /etc/rancher/k3s/config.yaml.d/public.yaml; fi',
         ]
       : []),
     `curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION='${spec.k3sVersion}' INSTALL_K3S_EXEC='${exec}' sh -s -`,
@@ -115,9 +117,6 @@ export function renderK3sCloudInit(spec: K3sNodeSpec): string {
     { path: "/etc/rancher/k3s/config.yaml", permissions: "0600", content: stringify(k3sConfig(spec)) },
     { path: "/usr/local/sbin/aiorch-install-k3s", permissions: "0700", content: installScript(spec) },
   ];
-  if (spec.role === "server") {
-    writeFiles.push({ path: "/etc/rancher/k3s/config.d/.keep", permissions: "0600", content: "" });
-  }
   if (spec.installHetznerAddons) {
     writeFiles.push({
       path: "/var/lib/rancher/k3s/server/manifests/hetzner-addons.yaml",

@@ -1,0 +1,189 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { parseRuntimeConfig } from "../../core/config";
+import { stackYaml } from "../stack-yaml";
+import { aiorch, removeProject, tempProject } from "./helpers";
+
+interface PlanJson {
+  stack: string;
+  resources: {
+    type: string;
+    name: string;
+    urn: string;
+    parent: string | null;
+    inputs: Record<string, unknown>;
+  }[];
+  warnings: { key: string; message: string }[];
+  policy: { violations: { policy: string; level: string; message: string }[] };
+  forecast: { rows: { model: string; provider: string; gpu: string; monthlyUsd: Record<string, number> }[] };
+}
+
+const projects: string[] = [];
+const project = (files: Record<string, string>, options?: { linkProgram?: boolean }) => {
+  const dir = tempProject(files, options);
+  projects.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of projects) removeProject(dir);
+});
+
+const planJson = (args: string[], cwd?: string): { code: number | null; plan: PlanJson; stderr: string } => {
+  const result = aiorch(["plan", "--json", ...args], cwd);
+  return { code: result.code, plan: JSON.parse(result.stdout) as PlanJson, stderr: result.stderr };
+};
+const types = (plan: PlanJson) => new Set(plan.resources.map((r) => r.type));
+
+describe("aiorch plan", () => {
+  it("shows the dev stack's resources, policy verdict and forecast; dev is the default stack", () => {
+    const result = aiorch(["plan"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^Plan for stack dev \(project ai-orchestrator\): \d+ resources/);
+    for (const section of ["RESOURCES", "WARNINGS", "POLICY", "COST FORECAST"])
+      expect(result.stdout).toContain(section);
+    expect(result.stdout).toMatch(/hcloud:index\/server:Server\s+cluster-cp-0\s+serverType=cpx21/);
+    expect(result.stdout).toContain("! ai-orchestrator:vastaiApiKey: is not set");
+    expect(result.stdout).toMatch(/llama-3\.2-1b\s+vastai\s+RTX_3090/);
+  });
+
+  it("--stack prod --json is one JSON document with every resource's type, name, parent and inputs", () => {
+    const { code, plan } = planJson(["--stack", "prod"]);
+    expect(code).toBe(0);
+    expect(plan.stack).toBe("prod");
+    const t = types(plan);
+    for (const type of [
+      "pulumi:pulumi:Stack",
+      "hcloud:index/network:Network",
+      "hcloud:index/firewall:Firewall",
+      "hcloud:index/server:Server",
+      "kubernetes:core/v1:Namespace",
+      "kubernetes:core/v1:ConfigMap",
+    ]) {
+      expect(t.has(type), type).toBe(true);
+    }
+    const servers = plan.resources.filter((r) => r.type === "hcloud:index/server:Server");
+    expect(servers.map((s) => s.name).sort()).toEqual([
+      "cluster-cp-0",
+      "cluster-cp-1",
+      "cluster-cp-2",
+      "cluster-worker-0",
+      "cluster-worker-1",
+      "cluster-worker-2",
+    ]);
+    const cluster = plan.resources.find((r) => r.type === "aiorch:hetzner:Cluster")!;
+    expect(servers.every((s) => s.parent === cluster.urn)).toBe(true);
+    expect(servers[0]?.inputs.userData).toBe("[secret]");
+    expect(plan.forecast.rows.map((r) => `${r.model}/${r.provider}`)).toEqual([
+      "llama-3.1-8b/runpod-serverless",
+      "llama-3.1-8b/datacrunch",
+      "bge-m3/runpod-serverless",
+    ]);
+    expect(plan.policy.violations).toEqual([]);
+  });
+
+  it("secrets set with `pulumi config set --secret` show as [secret] and their ciphertext never prints", () => {
+    const dir = project({
+      "Pulumi.s.yaml": stackYaml({
+        "ai-orchestrator:vastaiApiKey": "{ secure: v1:CIPHERTEXTvast }",
+        "ai-orchestrator:kubeconfig": "{ secure: v1:CIPHERTEXTkube }",
+      }),
+    });
+    const result = aiorch(["plan", "--json", "--stack", "s"], dir);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout + result.stderr).not.toMatch(/CIPHERTEXT|offline-secret/);
+    const plan = JSON.parse(result.stdout) as PlanJson;
+    const credentials = plan.resources.find((r) => r.name === "runtime-credentials")!;
+    expect(credentials.inputs.stringData).toEqual({ VASTAI_API_KEY: "[secret]" });
+    expect(plan.warnings).toEqual([]); // every credential this stack needs is set
+  });
+
+  it("mode existing creates no Hetzner resources and takes the kubeconfig secret", () => {
+    const dir = project({ "Pulumi.e.yaml": stackYaml() });
+    const { code, plan } = planJson(["--stack", "e"], dir);
+    expect(code).toBe(0);
+    expect([...types(plan)].filter((t) => t.startsWith("hcloud:"))).toEqual([]);
+    const provider = plan.resources.find((r) => r.type === "pulumi:providers:kubernetes")!;
+    expect(provider.inputs.kubeconfig).toBe("[secret]");
+    expect(plan.warnings.map((w) => w.key)).toContain("ai-orchestrator:kubeconfig");
+  });
+
+  it.each([
+    [
+      "unknown GPU",
+      { models: "[{ name: m, kind: chat, source: o/m, gpu: RTX_5090, providers: [vastai] }]" },
+      'ai-orchestrator:models[0].gpu: "RTX_5090" is not a known GPU',
+    ],
+    [
+      "unknown provider",
+      { models: "[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [lambda] }]" },
+      'ai-orchestrator:models[0].providers[0]: "lambda" is not a known provider',
+    ],
+    [
+      "negative budget",
+      { budget: "{ monthlyUsd: -5 }" },
+      "ai-orchestrator:budget.monthlyUsd: must be a positive amount",
+    ],
+    [
+      "missing model name",
+      { models: "[{ kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai] }]" },
+      "ai-orchestrator:models[0].name: is required",
+    ],
+  ])("%s: exit 2 and the message names the key", (_label, overrides, expected) => {
+    const dir = project({ "Pulumi.bad.yaml": stackYaml(overrides) });
+    const result = aiorch(["plan", "--stack", "bad"], dir);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain(expected);
+  });
+
+  it("malformed YAML: exit 2 with file, line and column", () => {
+    const dir = project({
+      "Pulumi.bad.yaml": "config:\n  ai-orchestrator:models: [1,\n  ai-orchestrator:gateway: 2\n",
+    });
+    const result = aiorch(["plan", "--stack", "bad"], dir);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/Pulumi\.bad\.yaml:\d+:\d+: malformed YAML/);
+  });
+
+  it("an unknown stack or a bad flag is a usage error", () => {
+    const missing = aiorch(["plan", "--stack", "staging"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no stack "staging".*stacks here: .*dev.*prod/);
+    const flag = aiorch(["plan", "--stak", "dev"]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(/--stak/);
+    expect(aiorch(["frobnicate"]).code).toBe(2);
+  });
+
+  it("a program that writes a secret into a ConfigMap fails the plan with exit 1", () => {
+    const dir = project(
+      {
+        "Pulumi.leak.yaml": stackYaml({ "ai-orchestrator:vastaiApiKey": "{ secure: v1:CIPHER }" }),
+        "index.ts": [
+          'import * as k8s from "@pulumi/kubernetes";',
+          'import * as pulumi from "@pulumi/pulumi";',
+          'const key = new pulumi.Config("ai-orchestrator").requireSecret("vastaiApiKey");',
+          'new k8s.core.v1.ConfigMap("leaky", { data: { apiKey: pulumi.unsecret(key) } });',
+        ].join("\n"),
+      },
+      { linkProgram: false },
+    );
+    const result = aiorch(["plan", "--stack", "leak"], dir);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(
+      /\[mandatory\] secrets-not-plaintext: kubernetes:core\/v1:ConfigMap "leaky" input data\.apiKey/,
+    );
+    expect(result.stdout).not.toMatch(/offline-secret|CIPHER/);
+  });
+});
+
+describe("aiorch config", () => {
+  it("prints exactly what the stack's ConfigMap holds, and the runtime parses it", () => {
+    const config = aiorch(["config", "--stack", "prod"]);
+    expect(config.code, config.stderr).toBe(0);
+    const runtime = parseRuntimeConfig(JSON.parse(config.stdout));
+    expect(runtime.stack).toBe("prod");
+    const { plan } = planJson(["--stack", "prod"]);
+    const configMap = plan.resources.find((r) => r.name === "runtime-config")!;
+    expect((configMap.inputs.data as Record<string, string>)["runtime.json"]).toBe(config.stdout);
+  });
+});

@@ -1,0 +1,316 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  type ConfigProblem,
+  type LoadedStackConfig,
+  loadStackConfig,
+  offlineSecretPlaceholder,
+  parseRuntimeConfig,
+  parseStackFile,
+  type RawConfigValue,
+  renderRuntimeConfig,
+  StackConfigError,
+} from "../../core/config";
+import { stackYaml } from "../stack-yaml";
+
+const ROOT = join(__dirname, "..", "..");
+const stackFile = (stack: string) => readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8");
+
+const load = (yaml: string): LoadedStackConfig => loadStackConfig(parseStackFile(yaml, "Pulumi.test.yaml"));
+
+function problemsOf(yaml: string): ConfigProblem[] {
+  try {
+    load(yaml);
+  } catch (error) {
+    if (error instanceof StackConfigError) return [...error.problems];
+    throw error;
+  }
+  throw new Error("expected the config to be rejected");
+}
+
+const messageFor = (problems: ConfigProblem[], key: string) => problems.find((p) => p.key === key)?.message;
+
+describe("stack config: the shipped stacks", () => {
+  it("dev validates: Llama 3.2 1B on Vast.ai RTX 3090, public data", () => {
+    const { config, warnings } = load(stackFile("dev"));
+    expect(config.dataClass).toBe("public");
+    expect(config.models).toHaveLength(1);
+    expect(config.models[0]).toMatchObject({
+      source: "meta-llama/Llama-3.2-1B-Instruct",
+      gpu: ["RTX_3090"],
+      providers: ["vastai"],
+    });
+    // no credentials in the file: each one the stack needs is a warning, not an error
+    expect(warnings.map((w) => w.key)).toEqual(["ai-orchestrator:vastaiApiKey", "hcloud:token"]);
+  });
+
+  it("prod validates: confidential, budget, RunPod serverless first and DataCrunch second, an embedding model", () => {
+    const { config } = load(stackFile("prod"));
+    expect(config.dataClass).toBe("confidential");
+    expect(config.budget?.monthlyUsd).toBeGreaterThan(0);
+    const chat = config.models.find((m) => m.kind === "chat")!;
+    expect(chat.providers).toEqual(["runpod-serverless", "datacrunch"]);
+    expect(chat.gpu).toContain("RTX_4090");
+    expect(config.providers["runpod-serverless"]?.cloud).toBe("secure");
+    expect(config.models.some((m) => m.kind === "embedding")).toBe(true);
+  });
+});
+
+describe("stack config: defaults", () => {
+  it("fills defaults a user may leave out", () => {
+    const { config } = load(stackYaml());
+    const model = config.models[0]!;
+    expect(model).toMatchObject({
+      engine: "vllm",
+      minWorkers: 0,
+      maxWorkers: 1,
+      idleTimeoutSeconds: "auto",
+      gpuCount: 1,
+      alwaysOn: false,
+    });
+    expect(config.namespace).toBe("ai-orchestrator");
+    expect(config.gateway).toMatchObject({
+      replicas: 2,
+      tls: { enabled: true },
+      limits: { rpm: 60, tpm: 100_000 },
+    });
+    expect(config.redis.keyPrefix).toBe("aiorch:");
+    expect(config.budget?.alertAtPercent).toEqual([50, 80, 100]);
+    expect(config.providers.vastai).toMatchObject({ verifiedOnly: true, minReliability: 0.98 });
+  });
+
+  it("defaults the data class to confidential, the safe choice", () => {
+    expect(load(stackYaml({ dataClass: "" })).config.dataClass).toBe("confidential");
+  });
+
+  it("accepts a single GPU or provider where a list is expected", () => {
+    const { config } = load(
+      stackYaml({ models: "[{ name: m, kind: chat, source: org/model, gpu: RTX_3090, providers: vastai }]" }),
+    );
+    expect(config.models[0]).toMatchObject({ gpu: ["RTX_3090"], providers: ["vastai"] });
+  });
+
+  it("reads the Pulumi runtime's form (JSON strings) the same as the YAML file's", () => {
+    const fromYaml = load(stackFile("prod")).config;
+    const raw = parseStackFile(stackFile("prod"), "Pulumi.prod.yaml");
+    const asRuntime: Record<string, RawConfigValue> = {};
+    for (const [key, { value, secret }] of Object.entries(raw)) {
+      asRuntime[key] = { value: typeof value === "string" ? value : JSON.stringify(value), secret };
+    }
+    asRuntime["ai-orchestrator:gdpr"] = { value: "true", secret: false };
+    expect(loadStackConfig(asRuntime).config).toEqual(fromYaml);
+  });
+});
+
+describe("stack config: errors name the key and the fix", () => {
+  it("an unknown GPU lists the known ones", () => {
+    const problems = problemsOf(
+      stackYaml({
+        models:
+          "[{ name: a, kind: chat, source: o/a, gpu: [RTX_3090], providers: [vastai] }, { name: b, kind: chat, source: o/b, gpu: RTX_5090, providers: [vastai] }]",
+      }),
+    );
+    const message = messageFor(problems, "ai-orchestrator:models[1].gpu");
+    expect(message).toMatch(/^"RTX_5090" is not a known GPU; known: .*RTX_4090/);
+  });
+
+  it("an unknown GPU inside a list names its index", () => {
+    const problems = problemsOf(
+      stackYaml({
+        models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_3090, GTX_1080], providers: [vastai] }]",
+      }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:models[0].gpu[1]")).toContain(
+      '"GTX_1080" is not a known GPU',
+    );
+  });
+
+  it("an unknown provider in a model lists the known ones", () => {
+    const problems = problemsOf(
+      stackYaml({ models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_3090], providers: [lambda] }]" }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:models[0].providers[0]")).toMatch(
+      /"lambda" is not a known provider; known: runpod-serverless, runpod-pod, vastai, datacrunch, local/,
+    );
+  });
+
+  it("an unknown provider in the providers map suggests the closest name", () => {
+    const problems = problemsOf(stackYaml({ providers: "{ vastai: {}, datacrunsh: {} }" }));
+    expect(messageFor(problems, "ai-orchestrator:providers.datacrunsh")).toMatch(
+      /unknown provider "datacrunsh"; did you mean "datacrunch"\?/,
+    );
+  });
+
+  it("a negative budget", () => {
+    const problems = problemsOf(stackYaml({ budget: "{ monthlyUsd: -100 }" }));
+    expect(messageFor(problems, "ai-orchestrator:budget.monthlyUsd")).toBe(
+      "must be a positive amount in USD; got -100",
+    );
+  });
+
+  it("a missing model name says what the name is for", () => {
+    const problems = problemsOf(
+      stackYaml({ models: "[{ kind: chat, source: o/a, gpu: [RTX_3090], providers: [vastai] }]" }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:models[0].name")).toMatch(
+      /^is required: the id clients send as "model"/,
+    );
+  });
+
+  it("malformed YAML names the file, line and column", () => {
+    const problems = problemsOf("config:\n  ai-orchestrator:models: [1,\n  ai-orchestrator:gateway: 2\n");
+    expect(problems[0]?.key).toMatch(/^Pulumi\.test\.yaml:\d+:\d+$/);
+    expect(problems[0]?.message).toMatch(/^malformed YAML: /);
+  });
+
+  it("a duplicate YAML key is malformed", () => {
+    const problems = problemsOf(
+      "config:\n  ai-orchestrator:dataClass: public\n  ai-orchestrator:dataClass: internal\n",
+    );
+    expect(problems[0]?.message).toMatch(/malformed YAML/);
+  });
+
+  it("a credential in plain text is refused with the command that stores it as a secret", () => {
+    const problems = problemsOf(stackYaml({ "ai-orchestrator:vastaiApiKey": "abc123" }));
+    expect(messageFor(problems, "ai-orchestrator:vastaiApiKey")).toMatch(/pulumi config set --secret/);
+  });
+
+  it("a misspelt top-level key suggests the right one", () => {
+    const problems = problemsOf(stackYaml({ "ai-orchestrator:model": "[]" }));
+    expect(messageFor(problems, "ai-orchestrator:model")).toMatch(
+      /unknown config key "model"; did you mean "models"\?/,
+    );
+  });
+
+  it("a misspelt field suggests the right one", () => {
+    const problems = problemsOf(stackYaml({ gateway: "{ hots: ai.example.com }" }));
+    expect(messageFor(problems, "ai-orchestrator:gateway.hots")).toMatch(/did you mean "host"\?/);
+    expect(messageFor(problems, "ai-orchestrator:gateway.host")).toMatch(/^is required/);
+  });
+
+  it("a wrong type says what was expected and what came", () => {
+    const problems = problemsOf(stackYaml({ gateway: "{ host: ai.example.com, replicas: two }" }));
+    expect(messageFor(problems, "ai-orchestrator:gateway.replicas")).toBe('expected a number, got "two"');
+  });
+
+  it("a cluster mode other than create or existing", () => {
+    const problems = problemsOf(stackYaml({ cluster: "{ mode: creat }" }));
+    expect(messageFor(problems, "ai-orchestrator:cluster.mode")).toMatch(/must be "create" .* or "existing"/);
+  });
+
+  it("create mode needs a pinned k3s version and an odd control plane", () => {
+    const problems = problemsOf(
+      stackYaml({ cluster: "{ mode: create, k3sVersion: latest, controlPlane: { count: 2 } }" }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:cluster.k3sVersion")).toMatch(/not a pinned k3s release/);
+    expect(messageFor(problems, "ai-orchestrator:cluster.controlPlane.count")).toMatch(/must be odd/);
+  });
+
+  it("a model may only use configured providers", () => {
+    const problems = problemsOf(
+      stackYaml({
+        models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_3090], providers: [vastai, datacrunch] }]",
+      }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:models[0].providers[1]")).toMatch(
+      /"datacrunch" is not configured; add it under ai-orchestrator:providers/,
+    );
+  });
+
+  it("a GPU none of the model's providers offers", () => {
+    const problems = problemsOf(
+      stackYaml({
+        providers: "{ datacrunch: {} }",
+        models: "[{ name: a, kind: chat, source: o/a, gpu: [A100_80GB, RTX_4090], providers: [datacrunch] }]",
+      }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:models[0].gpu[1]")).toMatch(
+      /"RTX_4090" is not offered by any of this model's providers \(datacrunch\)/,
+    );
+  });
+
+  it("minWorkers above maxWorkers", () => {
+    const problems = problemsOf(
+      stackYaml({
+        models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_3090], providers: [vastai], minWorkers: 3 }]",
+      }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:models[0].minWorkers")).toMatch(/exceeds maxWorkers \(1\)/);
+  });
+
+  it("duplicate model names", () => {
+    const model = "{ name: same, kind: chat, source: o/a, gpu: [RTX_3090], providers: [vastai] }";
+    const problems = problemsOf(stackYaml({ models: `[${model}, ${model}]` }));
+    expect(messageFor(problems, "ai-orchestrator:models[1].name")).toMatch(/already used by models\[0\]/);
+  });
+
+  it("an unknown RunPod data centre", () => {
+    const problems = problemsOf(
+      stackYaml({
+        providers: "{ runpod-serverless: { dataCenters: [EU-XX-9] } }",
+        models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_4090], providers: [runpod-serverless] }]",
+      }),
+    );
+    expect(messageFor(problems, "ai-orchestrator:providers.runpod-serverless.dataCenters[0]")).toMatch(
+      /"EU-XX-9" is not a known RunPod secure data centre/,
+    );
+  });
+
+  it("reports every problem at once, not one per run", () => {
+    const problems = problemsOf(
+      stackYaml({ budget: "{ monthlyUsd: -1 }", gateway: "{}", dataClass: "secret" }),
+    );
+    expect(problems.map((p) => p.key).sort()).toEqual([
+      "ai-orchestrator:budget.monthlyUsd",
+      "ai-orchestrator:dataClass",
+      "ai-orchestrator:gateway.host",
+    ]);
+  });
+});
+
+describe("stack config: secrets", () => {
+  it("a secure value counts as set and never surfaces its ciphertext", () => {
+    const raw = parseStackFile(
+      stackYaml({ "ai-orchestrator:vastaiApiKey": "{ secure: v1:AAAAcipher }" }),
+      "x.yaml",
+    );
+    expect(raw["ai-orchestrator:vastaiApiKey"]).toEqual({
+      value: offlineSecretPlaceholder("ai-orchestrator:vastaiApiKey"),
+      secret: true,
+    });
+    const loaded = loadStackConfig(raw);
+    expect(loaded.secretsSet.has("ai-orchestrator:vastaiApiKey")).toBe(true);
+    expect(loaded.missingSecrets).toEqual(["ai-orchestrator:kubeconfig"]);
+  });
+});
+
+describe("runtime config", () => {
+  it("renders from a stack, holds no secret, and parses back with the same schema", () => {
+    const yaml = stackYaml({ "ai-orchestrator:vastaiApiKey": "{ secure: v1:AAAAcipher }" });
+    const runtime = renderRuntimeConfig(load(yaml), "test");
+    const text = JSON.stringify(runtime);
+    expect(text).not.toContain("AAAAcipher");
+    expect(text).not.toContain("offline-secret");
+    expect(parseRuntimeConfig(JSON.parse(text))).toEqual(runtime);
+    expect(runtime.ownerLabel).toBe("ai-orchestrator-test");
+    expect(runtime.providers.vastai?.apiBase).toBe("https://console.vast.ai/api/v0");
+    expect(runtime.models[0]?.dataClass).toBe("public");
+    expect(runtime.prices).toEqual([
+      expect.objectContaining({ provider: "vastai", gpu: "RTX_3090", usdPerHour: 0.2 }),
+    ]);
+  });
+
+  it("applies stack price overrides", () => {
+    const runtime = renderRuntimeConfig(load(stackYaml({ prices: "{ vastai: { RTX_3090: 0.15 } }" })), "t");
+    expect(runtime.prices[0]?.usdPerHour).toBe(0.15);
+  });
+
+  it("a bad runtime config names the key", () => {
+    const runtime = renderRuntimeConfig(load(stackYaml()), "t");
+    const broken = { ...runtime, models: [{ ...runtime.models[0], gpu: ["RTX_9999"] }] };
+    expect(() => parseRuntimeConfig(broken)).toThrow(
+      /runtime:models\[0\]\.gpu\[0\]: "RTX_9999" is not a known GPU/,
+    );
+  });
+});
