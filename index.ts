@@ -56,4 +56,5 @@ const settings = new RuntimeSettings("runtime", {
 export const namespaceName = namespace.name;
 export const runtimeConfigMap = settings.configMapName;
 export const kubeconfig = cluster.kubeconfig;
-export const apiEndpoint = cluster.apiEndpoint;
+/** Public address of the Kubernetes API; an existing cluster's is in its kubeconfig. */
+export const apiEndpoint = cluster.apiEndpoint ?? "see the kubeconfig of the existing cluster";

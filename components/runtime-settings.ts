@@ -1,10 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { RuntimeConfig } from "../core/config";
+import { RUNTIME_CONFIG_COMPONENT, RUNTIME_CONFIG_FILE, type RuntimeConfig } from "../core/config";
 import { labelsFor } from "./labels";
-
-/** File name of the runtime config inside its ConfigMap; the gateway and controller read it from there. */
-export const RUNTIME_CONFIG_FILE = "runtime.json";
 
 export interface RuntimeSettingsArgs {
   /** Namespace the ConfigMap and Secret live in. */
@@ -34,7 +31,7 @@ export class RuntimeSettings extends pulumi.ComponentResource {
     const configMap = new k8s.core.v1.ConfigMap(
       `${name}-config`,
       {
-        metadata: { namespace: args.namespace, labels: labelsFor("runtime-config") },
+        metadata: { namespace: args.namespace, labels: labelsFor(RUNTIME_CONFIG_COMPONENT) },
         data: { [RUNTIME_CONFIG_FILE]: `${JSON.stringify(args.runtimeConfig, null, 2)}\n` },
       },
       childOpts,

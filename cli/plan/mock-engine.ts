@@ -11,6 +11,14 @@ import { OFFLINE_SECRET_PREFIX } from "../../core/config";
 export const SECRET_MARK = "[secret]";
 export const UNKNOWN_MARK = "[unknown]";
 
+/** The Pulumi program itself threw (a component's early check, a bad config it reads). */
+export class ProgramError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+    this.name = "ProgramError";
+  }
+}
+
 export interface PlannedResource {
   readonly urn: string;
   readonly type: string;
@@ -186,7 +194,17 @@ export async function evaluateProgram(options: {
   await pulumi.runtime.setMocks(mocks, options.project, options.stack, true);
   pulumi.runtime.setMockOptions(new RecordingMonitor(mocks), options.project, options.stack, true);
 
-  const outputs = await pulumi.runtime.runInPulumiStack(async () => options.runProgram());
+  // A throwing program must surface as one error, not as an unhandled rejection inside Pulumi's stack resource.
+  let programError: unknown;
+  const outputs = await pulumi.runtime.runInPulumiStack(async () => {
+    try {
+      return await options.runProgram();
+    } catch (error) {
+      programError = error;
+      return {};
+    }
+  });
   await pulumi.runtime.disconnect(); // waits until every registration (also those inside apply) has landed
+  if (programError !== undefined) throw new ProgramError(programError);
   return { resources, outputs: maskPlaceholders(outputs ?? {}) as Record<string, unknown> };
 }

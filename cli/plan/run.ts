@@ -17,6 +17,7 @@ import {
   renderRuntimeConfig,
 } from "../../core/config";
 import { type ActiveHoursRow, activeHoursForecast } from "../../core/usage-patterns";
+import type { OfflineViolation, PackConfig } from "../../policies/offline";
 import type { PlannedResource } from "./mock-engine";
 
 /** Thrown for a bad command line or a missing stack file: exit code 2. */
@@ -24,13 +25,7 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-export interface PolicyViolation {
-  readonly policy: string;
-  readonly level: "mandatory" | "advisory";
-  /** URN of the resource, or the config key the violation is about. */
-  readonly subject: string;
-  readonly message: string;
-}
+export type PolicyViolation = OfflineViolation;
 
 export interface PlanReport {
   readonly project: string;
@@ -115,8 +110,42 @@ export function findSecretLeaks(resources: readonly PlannedResource[]): PolicyVi
   return leaks;
 }
 
+/** Run the policy pack on the planned resources, plus the offline-only leak check; one report per finding. */
+function judge(resources: readonly PlannedResource[], packConfig: PackConfig): PolicyViolation[] {
+  const { runPoliciesOffline } = require("../../policies/offline") as typeof import("../../policies/offline");
+  const { allPolicies } = require("../../policies/policies") as typeof import("../../policies/policies");
+  const violations = runPoliciesOffline(
+    allPolicies(),
+    resources.map((r) => ({ urn: r.urn, type: r.type, name: r.name, parent: r.parent, props: r.rawInputs })),
+    packConfig,
+  );
+  const seen = new Set(violations.map((v) => `${v.policy} ${v.subject}`));
+  for (const leak of findSecretLeaks(resources)) {
+    if (!seen.has(`${leak.policy} ${leak.subject}`)) violations.push(leak);
+  }
+  return violations;
+}
+
+/** Read a `--policy-config` file: the JSON `pulumi up --policy-pack-config` takes. */
+export function readPackConfig(path: string | undefined): PackConfig {
+  if (!path) return {};
+  if (!existsSync(path)) throw new UsageError(`--policy-config ${path}: no such file`);
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+      throw new Error("not a JSON object");
+    return parsed as PackConfig;
+  } catch (error) {
+    throw new UsageError(`--policy-config ${path}: ${(error as Error).message}`);
+  }
+}
+
 /** Build the whole plan. Loads Pulumi: call once per process. */
-export async function buildPlan(projectDir: string, stack: string): Promise<PlanReport> {
+export async function buildPlan(
+  projectDir: string,
+  stack: string,
+  packConfig: PackConfig = {},
+): Promise<PlanReport> {
   const files = readStack(projectDir, stack);
   const { config, secretKeys } = engineConfig(files);
   // Pulumi loads only here: one runtime per process, and `aiorch config` should not pay for it.
@@ -135,7 +164,7 @@ export async function buildPlan(projectDir: string, stack: string): Promise<Plan
     resources: evaluation.resources,
     outputs: evaluation.outputs,
     warnings: files.loaded.warnings,
-    policy: { violations: findSecretLeaks(evaluation.resources) },
+    policy: { violations: judge(evaluation.resources, packConfig) },
     forecast: {
       method: "active-hours",
       note: "GPU price of the active hours only, one worker: a lower bound. Cold-start and keep-alive overhead are not included.",

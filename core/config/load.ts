@@ -3,6 +3,7 @@
  * Pulumi runtime (JSON strings) — into a validated `StackConfig`, or a `StackConfigError` naming every bad key.
  */
 import { GPU_IDS, type GpuId, PROVIDERS } from "../catalog";
+import { defaultApprovedOfferings } from "../trust";
 import {
   type ConfigProblem,
   describeIssue,
@@ -38,7 +39,16 @@ export interface LoadedStackConfig {
   readonly warnings: readonly ConfigProblem[];
 }
 
-const STRUCTURED_KEYS = new Set(["cluster", "budget", "providers", "models", "gateway", "redis", "prices"]);
+const STRUCTURED_KEYS = new Set([
+  "cluster",
+  "budget",
+  "providers",
+  "models",
+  "gateway",
+  "redis",
+  "prices",
+  "trust",
+]);
 const BOOLEAN_KEYS = new Set(["gdpr"]);
 const PLAIN_KEYS = Object.keys(stackConfigSchema.shape);
 
@@ -177,6 +187,35 @@ function crossCheck(config: StackConfig, input: Record<string, unknown>): Config
       }
     });
   }
+  problems.push(...checkTrust(config));
+  return problems;
+}
+
+/** Trust lists may tighten; confidential may only be widened by a named exception for a named model. */
+function checkTrust(config: StackConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const certified = defaultApprovedOfferings("confidential");
+  (config.trust.approved.confidential ?? []).forEach((id, j) => {
+    if (!certified.includes(id)) {
+      problems.push({
+        key: `trust.approved.confidential[${j}]`,
+        message: `"${id}" is not certified; confidential data may only go to ${certified.join(", ")} — loosening needs a named entry under trust.exceptions`,
+      });
+    }
+  });
+  const models = new Set(config.models.map((m) => m.name));
+  const names = new Set<string>();
+  config.trust.exceptions.forEach((e, j) => {
+    if (!models.has(e.model)) {
+      problems.push({
+        key: `trust.exceptions[${j}].model`,
+        message: `"${e.model}" is not a model of this stack`,
+      });
+    }
+    if (names.has(e.name))
+      problems.push({ key: `trust.exceptions[${j}].name`, message: `"${e.name}" is used twice` });
+    names.add(e.name);
+  });
   return problems;
 }
 

@@ -15,9 +15,15 @@ import {
   modelSchema,
   providersSchema,
   type StackConfig,
+  trustSchema,
 } from "./schema";
 
 export const RUNTIME_CONFIG_VERSION = 1;
+
+/** File name of the runtime config inside its ConfigMap; the gateway and controller read it from there. */
+export const RUNTIME_CONFIG_FILE = "runtime.json";
+/** `app.kubernetes.io/component` label of that ConfigMap; the policy pack finds the stack's runtime by it. */
+export const RUNTIME_CONFIG_COMPONENT = "runtime-config";
 
 const runtimePriceSchema = z.strictObject({
   provider: z.string(),
@@ -43,6 +49,8 @@ export const runtimeConfigSchema = z.strictObject({
   models: z.array(modelSchema.and(z.object({ dataClass: dataClassSchema }))).min(1),
   /** USD per GPU-hour for every provider × GPU the models may use (the cost ledger's source). */
   prices: z.array(runtimePriceSchema),
+  /** Trust overrides; the controller applies the same rules as the policy pack. */
+  trust: trustSchema,
 });
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
 
@@ -87,6 +95,7 @@ export function renderRuntimeConfig(loaded: LoadedStackConfig, stack: string): R
     providers: withApiBases(config.providers),
     models,
     prices,
+    trust: config.trust,
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, PROVIDER_IDS, PROVIDERS } from "../catalog";
+import { OFFERING_IDS } from "../trust";
 
 export const DATA_CLASSES = ["public", "internal", "confidential"] as const;
 export type DataClass = (typeof DATA_CLASSES)[number];
@@ -284,6 +285,33 @@ export const pricesSchema = z
   .partialRecord(oneOf(PROVIDER_IDS, "provider"), z.partialRecord(gpuIdSchema, z.number().positive()))
   .default({});
 
+export const offeringIdSchema = oneOf(OFFERING_IDS, "provider offering");
+
+/** Trust overrides: approved lists tighten the defaults; an exception is a named, reasoned decision for one model. */
+export const trustSchema = z
+  .strictObject({
+    approved: z
+      .strictObject({
+        confidential: z.array(offeringIdSchema).optional(),
+        internal: z.array(offeringIdSchema).optional(),
+        public: z.array(offeringIdSchema).optional(),
+      })
+      .default({}),
+    exceptions: z
+      .array(
+        z.strictObject({
+          name: z.string(required("a name the exception is known by in reviews and audits")).min(3),
+          model: z.string(required("the model the exception is for")),
+          provider: offeringIdSchema,
+          reason: z.string(required("why the exception is acceptable")).min(10, {
+            error: "needs a real reason (at least 10 characters)",
+          }),
+        }),
+      )
+      .default([]),
+  })
+  .default({ approved: {}, exceptions: [] });
+
 /** The validated, defaulted stack config (the `ai-orchestrator:*` keys without their namespace). */
 export const stackConfigSchema = z.strictObject({
   cluster: clusterSchema,
@@ -299,6 +327,7 @@ export const stackConfigSchema = z.strictObject({
   gateway: gatewaySchema,
   redis: redisSchema,
   prices: pricesSchema,
+  trust: trustSchema,
 });
 export type StackConfig = z.output<typeof stackConfigSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;

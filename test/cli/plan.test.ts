@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { parseRuntimeConfig } from "../../core/config";
 import { stackYaml } from "../stack-yaml";
-import { aiorch, removeProject, tempProject } from "./helpers";
+import { aiorch, ROOT, removeProject, tempProject } from "./helpers";
 
 interface PlanJson {
   stack: string;
@@ -170,9 +170,79 @@ describe("aiorch plan", () => {
     const result = aiorch(["plan", "--stack", "leak"], dir);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(
-      /\[mandatory\] secrets-not-plaintext: kubernetes:core\/v1:ConfigMap "leaky" input data\.apiKey/,
+      /\[mandatory\] secrets-not-plaintext: ConfigMap "leaky" data\.apiKey holds a secret config value/,
     );
     expect(result.stdout).not.toMatch(/offline-secret|CIPHER/);
+  });
+});
+
+describe("aiorch plan: policy verdict", () => {
+  const confidentialOn = (providers: string, provider: string, gpu: string) =>
+    stackYaml({
+      dataClass: "confidential",
+      providers,
+      models: `[{ name: secret-llm, kind: chat, source: o/m, gpu: [${gpu}], providers: [${provider}] }]`,
+    });
+
+  it.each([
+    ["vastai", confidentialOn("{ vastai: {} }", "vastai", "RTX_3090"), "vastai is a marketplace provider"],
+    [
+      "RunPod community cloud",
+      confidentialOn("{ runpod-serverless: { cloud: community } }", "runpod-serverless", "RTX_4090"),
+      "runpod-serverless:community is a marketplace provider",
+    ],
+  ])(
+    "a confidential model on %s: exit 1 with the policy id, the model and the fix",
+    (_label, yaml, reason) => {
+      const dir = project({ "Pulumi.c.yaml": yaml });
+      const result = aiorch(["plan", "--stack", "c"], dir);
+      expect(result.code, result.stderr).toBe(1);
+      const line = result.stdout.split("\n").find((l) => l.includes("approved-gpu-providers"));
+      expect(line).toBeDefined();
+      expect(line).toContain("[mandatory] approved-gpu-providers: ai-orchestrator:models[0].providers[0]");
+      expect(line).toContain('model "secret-llm" holds confidential data');
+      expect(line).toContain(reason);
+      expect(line).toMatch(/Fix: .+/);
+    },
+  );
+
+  it("--json carries the violations; an advisory one alone keeps exit 0", () => {
+    const dir = project({
+      "Pulumi.w.yaml": stackYaml({
+        models:
+          "[{ name: warm, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], minWorkers: 1 }]",
+      }),
+    });
+    const { code, plan } = planJson(["--stack", "w"], dir);
+    expect(code).toBe(0);
+    expect(plan.policy.violations).toEqual([
+      expect.objectContaining({
+        policy: "scale-to-zero",
+        level: "advisory",
+        message: expect.stringMatching(/minWorkers is 1/),
+      }),
+    ]);
+  });
+
+  it("--policy-config tightens the pack the way pulumi's --policy-pack-config does", () => {
+    const dir = project({
+      "policy.json": JSON.stringify({
+        "approved-gpu-providers": { approved: { confidential: ["datacrunch"] } },
+      }),
+    });
+    const result = aiorch([
+      "plan",
+      "--stack",
+      "prod",
+      "--dir",
+      ROOT,
+      "--policy-config",
+      `${dir}/policy.json`,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(
+      /runpod-serverless:secure is a certified provider; confidential data may only go to datacrunch/,
+    );
   });
 });
 
