@@ -5,9 +5,13 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { HetznerCluster } from "./components/hetzner-cluster";
+import { selectorFor } from "./components/labels";
+import { Monitoring } from "./components/monitoring";
 import { StackNamespace } from "./components/namespace";
+import { Redis } from "./components/redis";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
+import { PROVIDERS, type ProviderId } from "./core/catalog";
 import { CREDENTIAL_ENV } from "./core/config";
 
 const { loaded, runtimeConfig } = readStackSettings();
@@ -41,9 +45,15 @@ function clusterProvider(): {
 const cluster = clusterProvider();
 const namespace = new StackNamespace("namespace", { name: config.namespace, provider: cluster.provider });
 
+// Only the credentials of configured providers (and the model hub token) reach the cluster.
+const neededCredentials = new Set<string>(["hfToken"]);
+for (const [id, settings] of Object.entries(config.providers)) {
+  if (settings !== undefined)
+    for (const key of PROVIDERS[id as ProviderId].credentialKeys) neededCredentials.add(key);
+}
 const credentials: Record<string, pulumi.Output<string>> = {};
 for (const [key, envName] of Object.entries(CREDENTIAL_ENV)) {
-  const value = stackConfig.getSecret(key);
+  const value = neededCredentials.has(key) ? stackConfig.getSecret(key) : undefined;
   if (value !== undefined) credentials[envName] = value;
 }
 const settings = new RuntimeSettings("runtime", {
@@ -53,8 +63,33 @@ const settings = new RuntimeSettings("runtime", {
   credentials,
 });
 
+const redis = new Redis("redis", {
+  namespace: namespace.name,
+  provider: cluster.provider,
+  clients: [selectorFor("gateway"), selectorFor("controller")],
+  storageGi: config.redis.storageGi,
+});
+
+if (config.monitoring.enabled) {
+  new Monitoring("monitoring", {
+    namespace: namespace.name,
+    namespaceName: config.namespace,
+    stack: pulumi.getStack(),
+    provider: cluster.provider,
+    prometheusRelease: config.monitoring.prometheusRelease,
+    dashboardLabel: config.monitoring.dashboardLabel,
+    alerts: {
+      budgetAlertAtPercent: config.budget?.alertAtPercent ?? [],
+      modelBudgets: config.models.some((m) => m.monthlyBudgetUsd !== undefined),
+      gpuIdleAlertSeconds: config.monitoring.gpuIdleAlertMinutes * 60,
+      coldStartAlertSeconds: config.monitoring.coldStartAlertSeconds,
+    },
+  });
+}
+
 export const namespaceName = namespace.name;
 export const runtimeConfigMap = settings.configMapName;
+export const redisHost = redis.host;
 export const kubeconfig = cluster.kubeconfig;
 /** Public address of the Kubernetes API; an existing cluster's is in its kubeconfig. */
 export const apiEndpoint = cluster.apiEndpoint ?? "see the kubeconfig of the existing cluster";

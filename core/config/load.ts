@@ -39,23 +39,15 @@ export interface LoadedStackConfig {
   readonly warnings: readonly ConfigProblem[];
 }
 
-const STRUCTURED_KEYS = new Set([
-  "cluster",
-  "budget",
-  "providers",
-  "models",
-  "gateway",
-  "redis",
-  "prices",
-  "trust",
-]);
+/** Top-level keys that hold a plain string; every other key holds a mapping or a list. */
+const SCALAR_KEYS = new Set(["namespace", "dataClass", "gdpr"]);
 const BOOLEAN_KEYS = new Set(["gdpr"]);
 const PLAIN_KEYS = Object.keys(stackConfigSchema.shape);
 
 /** Pulumi hands structured values to programs as JSON text and scalars as strings; undo that. */
 function decodeValue(shortKey: string, value: unknown, key: string, problems: ConfigProblem[]): unknown {
   if (typeof value !== "string") return value;
-  if (STRUCTURED_KEYS.has(shortKey)) {
+  if (!SCALAR_KEYS.has(shortKey)) {
     try {
       return JSON.parse(value);
     } catch {

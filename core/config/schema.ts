@@ -281,6 +281,25 @@ export const redisSchema = z
   })
   .default({ keyPrefix: "aiorch:", storageGi: 5 });
 
+export const monitoringSchema = z
+  .strictObject({
+    /** Declare PrometheusRule, ServiceMonitors and the dashboard (needs the prometheus-operator CRDs). */
+    enabled: z.boolean().default(true),
+    /** `release` label kube-prometheus-stack selects rules and monitors by. */
+    prometheusRelease: z.string().min(1).default("kube-prometheus-stack"),
+    /** Label the Grafana sidecar loads dashboard ConfigMaps by. */
+    dashboardLabel: z.string().min(1).default("grafana_dashboard"),
+    gpuIdleAlertMinutes: positiveInt("minutes a ready worker may idle before an alert").default(15),
+    coldStartAlertSeconds: z.number().positive().default(5),
+  })
+  .default({
+    enabled: true,
+    prometheusRelease: "kube-prometheus-stack",
+    dashboardLabel: "grafana_dashboard",
+    gpuIdleAlertMinutes: 15,
+    coldStartAlertSeconds: 5,
+  });
+
 export const pricesSchema = z
   .partialRecord(oneOf(PROVIDER_IDS, "provider"), z.partialRecord(gpuIdSchema, z.number().positive()))
   .default({});
@@ -328,6 +347,7 @@ export const stackConfigSchema = z.strictObject({
   redis: redisSchema,
   prices: pricesSchema,
   trust: trustSchema,
+  monitoring: monitoringSchema,
 });
 export type StackConfig = z.output<typeof stackConfigSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;

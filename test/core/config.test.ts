@@ -99,7 +99,20 @@ describe("stack config: defaults", () => {
       asRuntime[key] = { value: typeof value === "string" ? value : JSON.stringify(value), secret };
     }
     asRuntime["ai-orchestrator:gdpr"] = { value: "true", secret: false };
-    expect(loadStackConfig(asRuntime).config).toEqual(fromYaml);
+    // every structured key, also those the shipped stacks leave at their defaults
+    const extra = {
+      "ai-orchestrator:monitoring": { enabled: false },
+      "ai-orchestrator:redis": { storageGi: 9 },
+      "ai-orchestrator:prices": { vastai: { RTX_3090: 0.1 } },
+      "ai-orchestrator:trust": { approved: { public: ["datacrunch"] } },
+    };
+    for (const [key, value] of Object.entries(extra)) {
+      raw[key] = { value, secret: false };
+      asRuntime[key] = { value: JSON.stringify(value), secret: false };
+    }
+    expect(loadStackConfig(asRuntime).config).toEqual(loadStackConfig(raw).config);
+    expect(loadStackConfig(asRuntime).config.monitoring.enabled).toBe(false);
+    expect(fromYaml.monitoring.enabled).toBe(true);
   });
 });
 

@@ -1,0 +1,149 @@
+/**
+ * Pure renderer of the stack's Prometheus alert rules (the `spec` of a PrometheusRule). Tested with
+ * `promtool check rules` and `promtool test rules`. Expressions are scoped to the stack's namespace so several
+ * stacks can share one Prometheus; annotations reference labels only, so they read the same in every tool.
+ */
+import { METRICS } from "../core/metrics";
+
+export interface AlertRule {
+  readonly alert: string;
+  readonly expr: string;
+  readonly for?: string;
+  readonly labels: Record<string, string>;
+  readonly annotations: Record<string, string>;
+}
+
+export interface RuleGroup {
+  readonly name: string;
+  readonly interval?: string;
+  readonly rules: readonly AlertRule[];
+}
+
+export interface AlertRulesInput {
+  /** Namespace the gateway and controller run in; every expression filters on it. */
+  readonly namespace: string;
+  /** Stack name, added as a label to every alert. */
+  readonly stack: string;
+  /** Percentages of the monthly budget that raise an alert; empty when the stack has no budget. */
+  readonly budgetAlertAtPercent: readonly number[];
+  /** Whether any model has its own monthly budget. */
+  readonly modelBudgets: boolean;
+  /** A ready worker idle this long raises an alert. @default 900 */
+  readonly gpuIdleAlertSeconds?: number;
+  /** p95 cold start above this many seconds raises an alert. @default 5 */
+  readonly coldStartAlertSeconds?: number;
+  /** Provider API errors per minute, sustained for 10 minutes, that raise an alert. @default 1 */
+  readonly providerErrorsPerMinute?: number;
+  /** An unconfirmed termination older than this raises an alert. @default 600 */
+  readonly terminationPendingAlertSeconds?: number;
+}
+
+export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] } {
+  const ns = `namespace="${input.namespace}"`;
+  const stack = { stack: input.stack };
+  const idle = input.gpuIdleAlertSeconds ?? 900;
+  const coldStart = input.coldStartAlertSeconds ?? 5;
+  const errorsPerMinute = input.providerErrorsPerMinute ?? 1;
+  const terminationPending = input.terminationPendingAlertSeconds ?? 600;
+  const m = METRICS;
+
+  const workers: AlertRule[] = [
+    {
+      alert: "GpuIdleWhileWorkerRunning",
+      expr: `max by (model, provider, worker) (${m.gpuIdleTimeSeconds.name}{${ns}}) > ${idle}`,
+      for: "1m",
+      labels: { severity: "warning", ...stack },
+      annotations: {
+        summary:
+          "GPU worker {{ $labels.worker }} of {{ $labels.model }} on {{ $labels.provider }} is idle and billed",
+        description: `A ready worker has served nothing for more than ${idle / 60} minutes. Check the model's idleTimeoutSeconds; the controller should have drained it.`,
+      },
+    },
+    {
+      alert: "ColdStartLatencyHigh",
+      expr: `histogram_quantile(0.95, sum by (le, model, provider) (rate(${m.coldStartLatencySeconds.name}_bucket{${ns}}[30m]))) > ${coldStart}`,
+      for: "5m",
+      labels: { severity: "warning", ...stack },
+      annotations: {
+        summary: "Cold starts of {{ $labels.model }} on {{ $labels.provider }} are slow",
+        description: `The 95th percentile of cold starts over 30 minutes is above ${coldStart} s: users wait. Consider FlashBoot, a weight cache or a longer keep-alive.`,
+      },
+    },
+    {
+      alert: "RequestsWaitedPastDeadline",
+      expr: `sum by (model) (increase(${m.requestsExpiredTotal.name}{${ns}}[5m])) > 0`,
+      labels: { severity: "warning", ...stack },
+      annotations: {
+        summary: "Requests for {{ $labels.model }} waited past their deadline",
+        description:
+          "No worker became ready in time and clients got 503. Check provider capacity, errors and maxWorkers.",
+      },
+    },
+  ];
+
+  const providers: AlertRule[] = [
+    {
+      alert: "ProviderErrors",
+      expr: `sum by (provider, kind) (rate(${m.providerErrorsTotal.name}{${ns}}[5m])) * 60 > ${errorsPerMinute}`,
+      for: "10m",
+      labels: { severity: "warning", ...stack },
+      annotations: {
+        summary: "{{ $labels.provider }} API calls fail ({{ $labels.kind }})",
+        description: `More than ${errorsPerMinute} failed call(s) per minute for 10 minutes. Requests fail over to the next provider where one is configured.`,
+      },
+    },
+    {
+      alert: "OrphanedInstanceFound",
+      expr: `sum by (provider) (increase(${m.orphansFoundTotal.name}{${ns}}[15m])) > 0`,
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary:
+          "An instance on {{ $labels.provider }} carries the stack's owner label but is not in the registry",
+        description:
+          "The reconciler terminates it. Look for a crash during provisioning or a second controller.",
+      },
+    },
+    {
+      alert: "TerminationNotConfirmed",
+      expr: `max by (provider, worker) (${m.terminationPendingSeconds.name}{${ns}}) > ${terminationPending}`,
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary: "{{ $labels.provider }} has not confirmed terminating worker {{ $labels.worker }}",
+        description: `The controller keeps retrying, but the instance may still be billing after ${terminationPending / 60} minutes. Check the provider console.`,
+      },
+    },
+  ];
+
+  const budget: AlertRule[] = [...new Set(input.budgetAlertAtPercent)]
+    .sort((a, b) => a - b)
+    .map((percent) => ({
+      alert: "GpuSpendAboveBudget",
+      expr: `100 * max(${m.spendMonthTotalUsd.name}{${ns}}) / max(${m.budgetMonthTotalUsd.name}{${ns}}) >= ${percent}`,
+      labels: { severity: percent >= 100 ? "critical" : "warning", threshold: String(percent), ...stack },
+      annotations: {
+        summary: `GPU spend of stack ${input.stack} passed ${percent}% of its monthly budget`,
+        description:
+          percent >= 100
+            ? "The budget is reached: no new workers start and managed endpoints are set to zero workers until the month ends or the budget is raised."
+            : "Spend is on its way to the budget; at 100% no new workers start.",
+      },
+    }));
+  if (input.modelBudgets) {
+    budget.push({
+      alert: "GpuSpendAboveModelBudget",
+      expr: `100 * max by (model) (${m.spendMonthUsd.name}{${ns}}) / max by (model) (${m.budgetMonthUsd.name}{${ns}}) >= 100`,
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary: "Model {{ $labels.model }} reached its monthly budget",
+        description: "No new workers start for this model until the month ends or its budget is raised.",
+      },
+    });
+  }
+
+  const groups: RuleGroup[] = [
+    { name: `ai-orchestrator.${input.namespace}.workers`, rules: workers },
+    { name: `ai-orchestrator.${input.namespace}.providers`, rules: providers },
+  ];
+  if (budget.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.budget`, rules: budget });
+  return { groups };
+}

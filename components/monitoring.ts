@@ -1,0 +1,83 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { type AlertRulesInput, renderAlertRules } from "./alert-rules";
+import { renderDashboard } from "./grafana-dashboard";
+import { labelsFor, selectorFor } from "./labels";
+
+export interface MonitoringArgs {
+  /** Namespace of the stack; rules, monitors and the dashboard live there and query it. */
+  readonly namespace: pulumi.Input<string>;
+  /** Namespace name as plain text, for the expressions in rules and panels. */
+  readonly namespaceName: string;
+  /** Stack name, a label on every alert and the dashboard's title. */
+  readonly stack: string;
+  /** Kubernetes provider of the target cluster. */
+  readonly provider: pulumi.ProviderResource;
+  /** Label value kube-prometheus-stack selects rules and monitors by (`release: <name>`). @default "kube-prometheus-stack" */
+  readonly prometheusRelease?: string;
+  /** Label the Grafana sidecar loads dashboards by; the value is "1". @default "grafana_dashboard" */
+  readonly dashboardLabel?: string;
+  /** Budget thresholds and alert tuning (see `renderAlertRules`). */
+  readonly alerts: Omit<AlertRulesInput, "namespace" | "stack">;
+}
+
+/**
+ * What watches the stack: a PrometheusRule with its alerts, ServiceMonitors for the gateway and controller,
+ * and a Grafana dashboard ConfigMap for the sidecar to load.
+ */
+export class Monitoring extends pulumi.ComponentResource {
+  /** Name of the PrometheusRule. */
+  public readonly ruleName: pulumi.Output<string>;
+
+  constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("aiorch:k8s:Monitoring", name, {}, opts);
+    const childOpts = { parent: this, provider: args.provider };
+    const release = { release: args.prometheusRelease ?? "kube-prometheus-stack" };
+
+    const rule = new k8s.apiextensions.CustomResource(
+      `${name}-rules`,
+      {
+        apiVersion: "monitoring.coreos.com/v1",
+        kind: "PrometheusRule",
+        metadata: { namespace: args.namespace, labels: labelsFor("alert-rules", release) },
+        spec: renderAlertRules({ ...args.alerts, namespace: args.namespaceName, stack: args.stack }),
+      },
+      childOpts,
+    );
+
+    for (const component of ["gateway", "controller"]) {
+      new k8s.apiextensions.CustomResource(
+        `${name}-${component}`,
+        {
+          apiVersion: "monitoring.coreos.com/v1",
+          kind: "ServiceMonitor",
+          metadata: { namespace: args.namespace, labels: labelsFor(`${component}-monitor`, release) },
+          spec: {
+            selector: { matchLabels: selectorFor(component) },
+            endpoints: [{ port: "metrics", path: "/metrics", interval: "30s" }],
+          },
+        },
+        childOpts,
+      );
+    }
+
+    new k8s.core.v1.ConfigMap(
+      `${name}-dashboard`,
+      {
+        metadata: {
+          namespace: args.namespace,
+          labels: labelsFor("dashboard", { [args.dashboardLabel ?? "grafana_dashboard"]: "1" }),
+        },
+        data: {
+          [`ai-orchestrator-${args.stack}.json`]: JSON.stringify(
+            renderDashboard({ namespace: args.namespaceName, stack: args.stack }),
+          ),
+        },
+      },
+      childOpts,
+    );
+
+    this.ruleName = rule.metadata.name;
+    this.registerOutputs({ ruleName: this.ruleName });
+  }
+}

@@ -1,0 +1,183 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { labelsFor, selectorFor } from "./labels";
+
+export const REDIS_PORT = 6379;
+
+export interface RedisArgs {
+  /** Namespace Redis runs in. */
+  readonly namespace: pulumi.Input<string>;
+  /** Kubernetes provider of the target cluster. */
+  readonly provider: pulumi.ProviderResource;
+  /** Pod label sets allowed to connect (the gateway's and the controller's). */
+  readonly clients: readonly Record<string, string>[];
+  /** Official Redis image, pinned. @default "redis:7.4-alpine" */
+  readonly image?: string;
+  /** Size of the volume holding the append-only file, GiB. @default 5 */
+  readonly storageGi?: number;
+  /** Storage class of that volume. @default the cluster's default (hcloud-volumes with the Hetzner CSI driver) */
+  readonly storageClassName?: string;
+  /** Memory limit; Redis' maxmemory is set to 80% of it so it refuses writes before the kernel kills it. @default 512 */
+  readonly memoryMi?: number;
+  /** CPU limit. @default "500m" */
+  readonly cpu?: string;
+}
+
+/**
+ * Redis for queues, registry, limits and the ledger: one StatefulSet on the official image, a password from a
+ * generated Secret, append-only persistence on a volume (queued jobs survive a restart), non-root with a
+ * read-only root filesystem, a ClusterIP Service, and a NetworkPolicy that admits only the given clients.
+ */
+export class Redis extends pulumi.ComponentResource {
+  /** In-cluster host name of the Redis Service. */
+  public readonly host: pulumi.Output<string>;
+  public readonly port: number = REDIS_PORT;
+  /** Secret and key holding the password (reference it with a secretKeyRef). */
+  public readonly passwordSecretName: pulumi.Output<string>;
+  public readonly passwordSecretKey = "password";
+
+  constructor(name: string, args: RedisArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("aiorch:k8s:Redis", name, {}, opts);
+    if (args.clients.length === 0) throw new Error(`Redis ${name}: clients is empty; nothing could connect`);
+    const memoryMi = args.memoryMi ?? 512;
+    if (memoryMi < 64) throw new Error(`Redis ${name}: memoryMi ${memoryMi} is below the 64 MiB Redis needs`);
+    const child = { parent: this, provider: args.provider };
+    const labels = labelsFor("redis");
+    const selector = selectorFor("redis");
+
+    const password = new random.RandomPassword(
+      `${name}-password`,
+      { length: 32, special: false },
+      { parent: this },
+    );
+    const secret = new k8s.core.v1.Secret(
+      `${name}-password`,
+      {
+        metadata: { namespace: args.namespace, labels },
+        type: "Opaque",
+        stringData: { [this.passwordSecretKey]: pulumi.secret(password.result) },
+      },
+      child,
+    );
+    this.passwordSecretName = secret.metadata.name;
+
+    const service = new k8s.core.v1.Service(
+      `${name}-service`,
+      {
+        metadata: { name: "redis", namespace: args.namespace, labels },
+        spec: {
+          type: "ClusterIP",
+          selector,
+          ports: [{ name: "redis", port: REDIS_PORT, targetPort: "redis" }],
+        },
+      },
+      child,
+    );
+
+    new k8s.apps.v1.StatefulSet(
+      `${name}-statefulset`,
+      {
+        metadata: { name: "redis", namespace: args.namespace, labels },
+        spec: {
+          serviceName: service.metadata.name,
+          replicas: 1,
+          selector: { matchLabels: selector },
+          template: {
+            metadata: { labels },
+            spec: {
+              securityContext: {
+                runAsNonRoot: true,
+                runAsUser: 999,
+                runAsGroup: 999,
+                fsGroup: 999,
+                seccompProfile: { type: "RuntimeDefault" },
+              },
+              automountServiceAccountToken: false,
+              containers: [
+                {
+                  name: "redis",
+                  image: args.image ?? "redis:7.4-alpine",
+                  command: ["redis-server"],
+                  args: [
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--dir",
+                    "/data",
+                    "--requirepass",
+                    "$(REDIS_PASSWORD)",
+                    "--maxmemory",
+                    `${Math.floor(memoryMi * 0.8)}mb`,
+                    // Queues must not lose entries to eviction: refuse writes instead.
+                    "--maxmemory-policy",
+                    "noeviction",
+                  ],
+                  env: [
+                    {
+                      name: "REDIS_PASSWORD",
+                      valueFrom: {
+                        secretKeyRef: { name: secret.metadata.name, key: this.passwordSecretKey },
+                      },
+                    },
+                  ],
+                  ports: [{ name: "redis", containerPort: REDIS_PORT }],
+                  volumeMounts: [{ name: "data", mountPath: "/data" }],
+                  readinessProbe: {
+                    exec: {
+                      command: ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'],
+                    },
+                    periodSeconds: 5,
+                  },
+                  livenessProbe: { tcpSocket: { port: "redis" }, initialDelaySeconds: 10, periodSeconds: 10 },
+                  resources: {
+                    requests: { cpu: "100m", memory: `${Math.floor(memoryMi / 2)}Mi` },
+                    limits: { cpu: args.cpu ?? "500m", memory: `${memoryMi}Mi` },
+                  },
+                  securityContext: {
+                    allowPrivilegeEscalation: false,
+                    readOnlyRootFilesystem: true,
+                    capabilities: { drop: ["ALL"] },
+                  },
+                },
+              ],
+            },
+          },
+          volumeClaimTemplates: [
+            {
+              metadata: { name: "data" },
+              spec: {
+                accessModes: ["ReadWriteOnce"],
+                storageClassName: args.storageClassName,
+                resources: { requests: { storage: `${args.storageGi ?? 5}Gi` } },
+              },
+            },
+          ],
+        },
+      },
+      child,
+    );
+
+    new k8s.networking.v1.NetworkPolicy(
+      `${name}-ingress`,
+      {
+        metadata: { name: "redis-clients-only", namespace: args.namespace, labels },
+        spec: {
+          podSelector: { matchLabels: selector },
+          policyTypes: ["Ingress"],
+          ingress: [
+            {
+              from: args.clients.map((client) => ({ podSelector: { matchLabels: client } })),
+              ports: [{ protocol: "TCP", port: REDIS_PORT }],
+            },
+          ],
+        },
+      },
+      child,
+    );
+
+    this.host = pulumi.interpolate`${service.metadata.name}.${args.namespace}.svc.cluster.local`;
+    this.registerOutputs({ host: this.host, passwordSecretName: this.passwordSecretName });
+  }
+}

@@ -1,0 +1,248 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { type AlertRule, renderAlertRules } from "../../components/alert-rules";
+import { METRICS } from "../../core/metrics";
+
+const NS = "ai";
+const rules = renderAlertRules({
+  namespace: NS,
+  stack: "prod",
+  budgetAlertAtPercent: [80, 50, 100, 80],
+  modelBudgets: true,
+});
+const allRules = rules.groups.flatMap((g) => g.rules);
+const dir = mkdtempSync(join(tmpdir(), "aiorch-rules-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(join(dir, "rules.yml"), stringify(rules));
+
+function promtool(...args: string[]): { code: number | null; output: string } {
+  const result = spawnSync("promtool", args, { cwd: dir, encoding: "utf8" });
+  if (result.error)
+    throw new Error(
+      `promtool is needed for these tests (Debian package prometheus): ${result.error.message}`,
+    );
+  return { code: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+/** The annotations Prometheus renders for an alert with these labels (annotations reference labels only). */
+function annotationsFor(
+  alert: string,
+  labels: Record<string, string>,
+  threshold?: string,
+): Record<string, string> {
+  const rule = allRules.find(
+    (r) => r.alert === alert && (threshold === undefined || r.labels.threshold === threshold),
+  ) as AlertRule;
+  return Object.fromEntries(
+    Object.entries(rule.annotations).map(([k, v]) => [
+      k,
+      v.replace(/\{\{ \$labels\.(\w+) \}\}/g, (_, l: string) => labels[l] ?? ""),
+    ]),
+  );
+}
+
+interface Expected {
+  alert: string;
+  labels: Record<string, string>;
+  threshold?: string;
+}
+const expectAlert = ({ alert, labels, threshold }: Expected) => {
+  const rule = allRules.find(
+    (r) => r.alert === alert && (threshold === undefined || r.labels.threshold === threshold),
+  )!;
+  return {
+    exp_labels: { ...rule.labels, ...labels },
+    exp_annotations: annotationsFor(alert, labels, threshold),
+  };
+};
+
+const series = (metric: string, labels: Record<string, string>, values: string) => ({
+  series: `${metric}{${Object.entries({ namespace: NS, ...labels })
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(",")}}`,
+  values,
+});
+
+describe("alert rules", () => {
+  it("have the alerts the platform relies on, one budget alert per threshold", () => {
+    expect([...new Set(allRules.map((r) => r.alert))].sort()).toEqual([
+      "ColdStartLatencyHigh",
+      "GpuIdleWhileWorkerRunning",
+      "GpuSpendAboveBudget",
+      "GpuSpendAboveModelBudget",
+      "OrphanedInstanceFound",
+      "ProviderErrors",
+      "RequestsWaitedPastDeadline",
+      "TerminationNotConfirmed",
+    ]);
+    expect(allRules.filter((r) => r.alert === "GpuSpendAboveBudget").map((r) => r.labels.threshold)).toEqual([
+      "50",
+      "80",
+      "100",
+    ]);
+    for (const rule of allRules) {
+      expect(rule.expr).toContain(`namespace="${NS}"`);
+      expect(rule.labels.severity).toMatch(/^(warning|critical)$/);
+    }
+  });
+
+  it("without a budget there is no budget group", () => {
+    const none = renderAlertRules({
+      namespace: NS,
+      stack: "dev",
+      budgetAlertAtPercent: [],
+      modelBudgets: false,
+    });
+    expect(none.groups.map((g) => g.name)).toEqual([
+      "ai-orchestrator.ai.workers",
+      "ai-orchestrator.ai.providers",
+    ]);
+  });
+
+  it("pass promtool check rules", () => {
+    const result = promtool("check", "rules", "rules.yml");
+    expect(result.code, result.output).toBe(0);
+    expect(result.output).toContain(`SUCCESS: ${allRules.length} rules found`);
+  });
+
+  it("fire on the series that must fire them, and stay quiet on those that must not (promtool test rules)", () => {
+    const bucketSeries = (labels: Record<string, string>, slowFrom: number) =>
+      [...(METRICS.coldStartLatencySeconds.buckets ?? []), "+Inf"].map((le) =>
+        // one cold start a minute, all of them taking just under `slowFrom` seconds
+        series(
+          `${METRICS.coldStartLatencySeconds.name}_bucket`,
+          { ...labels, le: String(le) },
+          le === "+Inf" || Number(le) >= slowFrom ? "0+1x60" : "0x60",
+        ),
+      );
+    const idle = { model: "llama", provider: "vastai", worker: "w1" };
+    const slow = { model: "llama", provider: "vastai" };
+    const fast = { model: "bge", provider: "runpod-serverless" };
+    const tests = {
+      rule_files: ["rules.yml"],
+      evaluation_interval: "1m",
+      tests: [
+        {
+          interval: "1m",
+          input_series: [
+            series(METRICS.gpuIdleTimeSeconds.name, idle, "0+60x30"),
+            // the same series in another stack's namespace must not fire this stack's alert
+            {
+              series: `${METRICS.gpuIdleTimeSeconds.name}{namespace="other",model="x",provider="p",worker="w9"}`,
+              values: "0+60x30",
+            },
+            ...bucketSeries(slow, 30),
+            ...bucketSeries(fast, 1),
+            series(
+              METRICS.requestsExpiredTotal.name,
+              { model: "llama" },
+              "0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+            ),
+            series(METRICS.providerErrorsTotal.name, { provider: "vastai", kind: "capacity" }, "0+2x30"),
+            series(
+              METRICS.providerErrorsTotal.name,
+              { provider: "datacrunch", kind: "transient" },
+              "0+0.5x30",
+            ),
+            series(
+              METRICS.orphansFoundTotal.name,
+              { provider: "vastai" },
+              "0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+            ),
+            series(
+              METRICS.terminationPendingSeconds.name,
+              { provider: "datacrunch", worker: "w2" },
+              "0+60x20",
+            ),
+          ],
+          alert_rule_test: [
+            { eval_time: "10m", alertname: "GpuIdleWhileWorkerRunning", exp_alerts: [] },
+            {
+              eval_time: "20m",
+              alertname: "GpuIdleWhileWorkerRunning",
+              exp_alerts: [expectAlert({ alert: "GpuIdleWhileWorkerRunning", labels: idle })],
+            },
+            {
+              eval_time: "40m",
+              alertname: "ColdStartLatencyHigh",
+              exp_alerts: [expectAlert({ alert: "ColdStartLatencyHigh", labels: slow })],
+            },
+            {
+              eval_time: "4m",
+              alertname: "RequestsWaitedPastDeadline",
+              exp_alerts: [expectAlert({ alert: "RequestsWaitedPastDeadline", labels: { model: "llama" } })],
+            },
+            { eval_time: "15m", alertname: "RequestsWaitedPastDeadline", exp_alerts: [] },
+            { eval_time: "5m", alertname: "ProviderErrors", exp_alerts: [] },
+            {
+              eval_time: "25m",
+              alertname: "ProviderErrors",
+              exp_alerts: [
+                expectAlert({ alert: "ProviderErrors", labels: { provider: "vastai", kind: "capacity" } }),
+              ],
+            },
+            { eval_time: "1m", alertname: "OrphanedInstanceFound", exp_alerts: [] },
+            {
+              eval_time: "5m",
+              alertname: "OrphanedInstanceFound",
+              exp_alerts: [expectAlert({ alert: "OrphanedInstanceFound", labels: { provider: "vastai" } })],
+            },
+            { eval_time: "5m", alertname: "TerminationNotConfirmed", exp_alerts: [] },
+            {
+              eval_time: "15m",
+              alertname: "TerminationNotConfirmed",
+              exp_alerts: [
+                expectAlert({
+                  alert: "TerminationNotConfirmed",
+                  labels: { provider: "datacrunch", worker: "w2" },
+                }),
+              ],
+            },
+          ],
+        },
+        {
+          interval: "1m",
+          input_series: [
+            series(METRICS.spendMonthTotalUsd.name, {}, "40 85 120"),
+            series(METRICS.budgetMonthTotalUsd.name, {}, "100 100 100"),
+            series(METRICS.spendMonthUsd.name, { model: "llama" }, "100 210 210"),
+            series(METRICS.budgetMonthUsd.name, { model: "llama" }, "200 200 200"),
+            series(METRICS.spendMonthUsd.name, { model: "bge" }, "10 10 10"),
+            series(METRICS.budgetMonthUsd.name, { model: "bge" }, "200 200 200"),
+          ],
+          alert_rule_test: [
+            { eval_time: "0m", alertname: "GpuSpendAboveBudget", exp_alerts: [] },
+            {
+              eval_time: "1m",
+              alertname: "GpuSpendAboveBudget",
+              exp_alerts: ["50", "80"].map((threshold) =>
+                expectAlert({ alert: "GpuSpendAboveBudget", labels: {}, threshold }),
+              ),
+            },
+            {
+              eval_time: "2m",
+              alertname: "GpuSpendAboveBudget",
+              exp_alerts: ["50", "80", "100"].map((threshold) =>
+                expectAlert({ alert: "GpuSpendAboveBudget", labels: {}, threshold }),
+              ),
+            },
+            { eval_time: "0m", alertname: "GpuSpendAboveModelBudget", exp_alerts: [] },
+            {
+              eval_time: "1m",
+              alertname: "GpuSpendAboveModelBudget",
+              exp_alerts: [expectAlert({ alert: "GpuSpendAboveModelBudget", labels: { model: "llama" } })],
+            },
+          ],
+        },
+      ],
+    };
+    writeFileSync(join(dir, "tests.yml"), stringify(tests));
+    const result = promtool("test", "rules", "tests.yml");
+    expect(result.code, result.output).toBe(0);
+    expect(result.output).toContain("SUCCESS");
+  });
+});

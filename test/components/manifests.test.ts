@@ -1,0 +1,136 @@
+/**
+ * The planned stacks' Kubernetes objects, checked the way the API server would: every manifest validates
+ * against the Kubernetes (and prometheus-operator) schemas, and no secret lands where anyone can read it.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { aiorch, removeProject, tempProject } from "../cli/helpers";
+import { stackYaml } from "../stack-yaml";
+
+interface PlannedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+}
+interface PlanJson {
+  resources: PlannedResource[];
+  outputs: Record<string, unknown>;
+}
+
+function plan(args: string[], cwd?: string): PlanJson {
+  const result = aiorch(["plan", "--json", ...args], cwd);
+  if (result.code !== 0 && result.code !== 1)
+    throw new Error(`plan failed (${result.code}): ${result.stderr}`);
+  return JSON.parse(result.stdout) as PlanJson;
+}
+
+/** The @kubernetes-models class for a Pulumi Kubernetes type token. */
+function modelClassFor(type: string): { new (data: unknown): { validate(): void } } {
+  const [, groupVersion, kind] = /^kubernetes:([^:]+):(\w+)$/.exec(type) ?? [];
+  if (!groupVersion || !kind) throw new Error(`not a kubernetes type: ${type}`);
+  const path = groupVersion.startsWith("monitoring.coreos.com/")
+    ? `@kubernetes-models/prometheus-operator/${groupVersion}/${kind}`
+    : `kubernetes-models/${groupVersion.replace(/^core\//, "")}/${kind}`;
+  return (require(path) as Record<string, { new (data: unknown): { validate(): void } }>)[kind]!;
+}
+
+const stacks: Record<string, PlanJson> = {};
+let withSecrets: PlanJson;
+let withSecretsRaw: string;
+
+beforeAll(() => {
+  stacks.dev = plan(["--stack", "dev"]);
+  stacks.prod = plan(["--stack", "prod"]);
+  const secrets = {
+    "ai-orchestrator:runpodApiKey": "{ secure: v1:CIPHERrunpod }",
+    "ai-orchestrator:vastaiApiKey": "{ secure: v1:CIPHERvast }",
+    "ai-orchestrator:hfToken": "{ secure: v1:CIPHERhf }",
+    "ai-orchestrator:kubeconfig": "{ secure: v1:CIPHERkube }",
+  };
+  const dir = tempProject({ "Pulumi.s.yaml": stackYaml(secrets) });
+  try {
+    const result = aiorch(["plan", "--json", "--stack", "s"], dir);
+    withSecretsRaw = result.stdout + result.stderr;
+    withSecrets = JSON.parse(result.stdout) as PlanJson;
+  } finally {
+    removeProject(dir);
+  }
+}, 60_000);
+
+describe.each(["dev", "prod"])("stack %s", (stack) => {
+  it("every Kubernetes manifest validates against its schema", () => {
+    const manifests = stacks[stack]!.resources.filter(
+      (r) => r.type.startsWith("kubernetes:") && !r.type.startsWith("kubernetes:helm"),
+    );
+    expect(manifests.length).toBeGreaterThan(8);
+    for (const manifest of manifests) {
+      const Model = modelClassFor(manifest.type);
+      expect(() => new Model(manifest.inputs).validate(), `${manifest.type} ${manifest.name}`).not.toThrow();
+    }
+  });
+
+  it("declares Redis, the alert rules, the monitors and the dashboard", () => {
+    const types = stacks[stack]!.resources.map((r) => r.type);
+    expect(types).toContain("kubernetes:apps/v1:StatefulSet");
+    expect(types).toContain("kubernetes:monitoring.coreos.com/v1:PrometheusRule");
+    expect(types.filter((t) => t === "kubernetes:monitoring.coreos.com/v1:ServiceMonitor")).toHaveLength(2);
+    const rule = stacks[stack]!.resources.find((r) => r.type.endsWith(":PrometheusRule"))!;
+    expect((rule.inputs.metadata as { labels: Record<string, string> }).labels.release).toBe(
+      "kube-prometheus-stack",
+    );
+    const dashboard = stacks[stack]!.resources.find((r) => r.name === "monitoring-dashboard")!;
+    expect((dashboard.inputs.metadata as { labels: Record<string, string> }).labels.grafana_dashboard).toBe(
+      "1",
+    );
+  });
+
+  it("Redis persists to a volume and takes its password from the generated Secret", () => {
+    const sts = stacks[stack]!.resources.find((r) => r.type === "kubernetes:apps/v1:StatefulSet")!;
+    const spec = sts.inputs.spec as {
+      template: { spec: { containers: { args: string[]; env: { name: string; valueFrom?: unknown }[] }[] } };
+      volumeClaimTemplates: unknown[];
+    };
+    const container = spec.template.spec.containers[0]!;
+    expect(container.args.join(" ")).toContain("--appendonly yes");
+    expect(container.args.join(" ")).toContain("--requirepass $(REDIS_PASSWORD)");
+    expect(container.env.find((e) => e.name === "REDIS_PASSWORD")?.valueFrom).toMatchObject({
+      secretKeyRef: { key: "password" },
+    });
+    expect(spec.volumeClaimTemplates).toHaveLength(1);
+  });
+});
+
+describe("no secret where anyone can read it", () => {
+  const readable = (r: PlannedResource): [string, unknown][] => {
+    const metadata = (r.inputs.metadata ?? {}) as { labels?: object; annotations?: object };
+    const places: [string, unknown][] = [
+      [`${r.name} labels`, metadata.labels],
+      [`${r.name} annotations`, metadata.annotations],
+    ];
+    if (r.type === "kubernetes:core/v1:ConfigMap") places.push([`${r.name} data`, r.inputs.data]);
+    return places;
+  };
+
+  it("ConfigMaps, labels and annotations hold no secret; the ciphertext and placeholders never print", () => {
+    for (const plan of [withSecrets, stacks.dev!, stacks.prod!]) {
+      for (const r of plan.resources) {
+        for (const [where, value] of readable(r))
+          expect(JSON.stringify(value ?? {}), where).not.toMatch(/\[secret\]|offline-secret/);
+      }
+    }
+    expect(withSecretsRaw).not.toMatch(/CIPHER|offline-secret/);
+  });
+
+  it("plain stack outputs hold no secret; the kubeconfig output is a secret", () => {
+    for (const plan of [withSecrets, stacks.dev!, stacks.prod!]) {
+      const { kubeconfig, ...plain } = plan.outputs;
+      expect(kubeconfig).toBe("[secret]");
+      expect(JSON.stringify(plain)).not.toMatch(/\[secret\]|offline-secret/);
+    }
+  });
+
+  it("credentials reach the cluster only as Secrets", () => {
+    const secrets = withSecrets.resources.filter((r) => r.type === "kubernetes:core/v1:Secret");
+    const credentials = secrets.find((s) => s.name === "runtime-credentials")!;
+    expect(credentials.inputs.stringData).toEqual({ VASTAI_API_KEY: "[secret]", HF_TOKEN: "[secret]" });
+  });
+});
