@@ -9,6 +9,7 @@ import { selectorFor } from "./components/labels";
 import { Monitoring } from "./components/monitoring";
 import { StackNamespace } from "./components/namespace";
 import { Redis } from "./components/redis";
+import { RunPodServerlessEndpoint } from "./components/runpod-endpoint";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
@@ -87,9 +88,50 @@ if (config.monitoring.enabled) {
   });
 }
 
+// One managed RunPod endpoint per model it serves; the controller steers workersMin/workersMax at run time.
+const runpod = config.providers["runpod-serverless"];
+const runpodEndpoints: Record<string, pulumi.Output<string>> = {};
+if (runpod) {
+  const runpodKey = stackConfig.requireSecret("runpodApiKey");
+  const hfToken = stackConfig.getSecret("hfToken");
+  for (const model of config.models.filter((m) => m.providers.includes("runpod-serverless"))) {
+    const pools = [...new Set(model.gpu.flatMap((g) => PROVIDERS["runpod-serverless"].gpus[g]?.pool ?? []))];
+    const coldStart = PROVIDERS["runpod-serverless"].coldStart.p95Seconds;
+    const endpoint = new RunPodServerlessEndpoint(`runpod-${model.name.replace(/[^a-zA-Z0-9-]/g, "-")}`, {
+      apiKey: runpodKey,
+      image: runpod.image,
+      env: {
+        MODEL_NAME: model.source,
+        ...(model.revision ? { MODEL_REVISION: model.revision } : {}),
+        OPENAI_SERVED_MODEL_NAME_OVERRIDE: model.name,
+        ...(model.maxModelLen ? { MAX_MODEL_LEN: String(model.maxModelLen) } : {}),
+        ...(hfToken ? { HF_TOKEN: hfToken } : {}),
+      },
+      gpuPoolIds: pools,
+      workersMin: model.minWorkers,
+      workersMax: model.maxWorkers,
+      // Break-even keep-alive: per-second billing makes an idle second cost what a cold-start second does.
+      idleTimeout:
+        typeof model.idleTimeoutSeconds === "number"
+          ? Math.max(1, model.idleTimeoutSeconds)
+          : Math.max(5, Math.ceil(coldStart)),
+      scalerType: runpod.scalerType,
+      scalerValue: runpod.scalerValue,
+      flashboot: runpod.flashboot,
+      dataCenterIds: runpod.dataCenters,
+      apiBase: runpod.apiBase,
+      model: model.name,
+      dataClass: model.dataClass ?? config.dataClass,
+      workersSteeredAtRuntime: true,
+    });
+    runpodEndpoints[model.name] = endpoint.endpointId;
+  }
+}
+
 export const namespaceName = namespace.name;
 export const runtimeConfigMap = settings.configMapName;
 export const redisHost = redis.host;
+export const runpodEndpointIds = runpodEndpoints;
 export const kubeconfig = cluster.kubeconfig;
 /** Public address of the Kubernetes API; an existing cluster's is in its kubeconfig. */
 export const apiEndpoint = cluster.apiEndpoint ?? "see the kubeconfig of the existing cluster";

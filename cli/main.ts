@@ -1,6 +1,6 @@
 /**
  * `aiorch`: the command line of ai-orchestrator. Exit codes: 0 clean, 1 a mandatory policy violation,
- * 2 invalid config or usage (the message on stderr names the key).
+ * 2 invalid config or usage (the message on stderr names the key or flag).
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -9,83 +9,136 @@ import { StackConfigError } from "../core/config";
 const USAGE = `usage: aiorch <command> [options]
 
 commands:
-  plan   [--stack NAME] [--json] [--policy-config FILE]
-                                   evaluate the stack offline: resources, policy verdict, cost forecast
-  config [--stack NAME]            print the runtime config JSON the gateway and controller read
+  plan     [--stack NAME] [--json] [--policy-config FILE]
+           evaluate the stack offline: resources, policy verdict, cost forecast
+  config   [--stack NAME]
+           print the runtime config JSON the gateway and controller read
+  gateway  [--stack NAME | --config FILE] [--port 8080] [--host 0.0.0.0]
+           run the OpenAI-compatible gateway (Redis from REDIS_URL)
+  keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
+           list [--json] | revoke ID      (API keys; same --stack/--config and REDIS_URL)
 
 options:
   --stack NAME   stack to use (Pulumi.NAME.yaml); default: dev
-  --json         machine-readable output
+  --config FILE  runtime config JSON (what 'aiorch config' prints) instead of a stack
   --dir PATH     project folder; default: the current folder
-  --policy-config FILE   policy pack config (the JSON pulumi up --policy-pack-config takes)
+  --json         machine-readable output
 `;
-
-/** Load a command's module only when it runs: `plan` pulls in Pulumi, which other commands do not need. */
-const lazy = <T>(path: string): T => require(path) as T;
 
 export const EXIT = { ok: 0, policy: 1, usage: 2 } as const;
 
-interface Io {
+export interface Io {
   out(text: string): void;
   err(text: string): void;
 }
 
 const processIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
 
+/** Load a command's module only when it runs: `plan` pulls in Pulumi, `gateway` fastify, and so on. */
+const lazy = <T>(path: string): T => require(path) as T;
+
+/** Split off `--dir`, which every command takes. */
+function takeDir(argv: readonly string[]): { dir: string; rest: string[] } {
+  const rest = [...argv];
+  const at = rest.findIndex((a) => a === "--dir" || a.startsWith("--dir="));
+  if (at === -1) return { dir: resolve(process.cwd()), rest };
+  const arg = rest[at]!;
+  const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : rest[at + 1];
+  rest.splice(at, arg.includes("=") ? 1 : 2);
+  return { dir: resolve(value ?? "."), rest };
+}
+
+async function plan(argv: string[], io: Io, dir: string): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { stack: { type: "string" }, json: { type: "boolean" }, "policy-config": { type: "string" } },
+    strict: true,
+  });
+  const { buildPlan, readPackConfig } = lazy<typeof import("./plan/run")>("./plan/run");
+  const { planJson, renderPlan } = lazy<typeof import("./plan/render")>("./plan/render");
+  const report = await buildPlan(dir, values.stack ?? "dev", readPackConfig(values["policy-config"]));
+  io.out(values.json ? `${JSON.stringify(planJson(report), null, 2)}\n` : renderPlan(report));
+  return report.policy.violations.some((v) => v.level === "mandatory") ? EXIT.policy : EXIT.ok;
+}
+
+async function config(argv: string[], io: Io, dir: string): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { stack: { type: "string" } }, strict: true });
+  const { stackRuntimeConfig } = lazy<typeof import("./plan/run")>("./plan/run");
+  io.out(`${JSON.stringify(stackRuntimeConfig(dir, values.stack ?? "dev"), null, 2)}\n`);
+  return EXIT.ok;
+}
+
+async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      stack: { type: "string" },
+      config: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+    },
+    strict: true,
+  });
+  const port = Number(values.port ?? process.env.PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port must be 0-65535; got "${values.port}"`);
+  const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
+  const { startGateway, closeOnSignals } = lazy<typeof import("../gateway/main")>("../gateway/main");
+  const log = (line: string) => io.err(`${line}\n`);
+  const handle = await startGateway({
+    config: runtimeConfigFrom({ stack: values.stack, config: values.config, dir }),
+    port,
+    host: values.host ?? "127.0.0.1",
+    env: process.env,
+    log,
+  });
+  closeOnSignals(handle, log);
+  await new Promise<never>(() => undefined); // runs until a signal closes it
+  return EXIT.ok;
+}
+
+async function keys(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runKeys } = lazy<typeof import("./keys")>("./keys");
+  return runKeys(argv, io, dir);
+}
+
+const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<number>> = {
+  plan,
+  config,
+  gateway,
+  keys,
+};
+
+class UsageError extends Error {
+  override name = "UsageError";
+}
+
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...args] = argv;
   if (!command || command === "help" || command === "--help" || command === "-h") {
     (command ? io.out : io.err)(USAGE);
     return command ? EXIT.ok : EXIT.usage;
   }
-  let values: { stack?: string; json?: boolean; dir?: string; "policy-config"?: string };
-  try {
-    ({ values } = parseArgs({
-      args: [...rest],
-      options: {
-        stack: { type: "string" },
-        json: { type: "boolean" },
-        dir: { type: "string" },
-        "policy-config": { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    io.err(`aiorch ${command}: ${(error as Error).message}\n\n${USAGE}`);
+  const run = COMMANDS[command];
+  if (!run) {
+    io.err(`aiorch: unknown command "${command}"\n\n${USAGE}`);
     return EXIT.usage;
   }
-  const stack = values.stack ?? "dev";
-  const dir = resolve(values.dir ?? process.cwd());
   try {
-    switch (command) {
-      case "plan": {
-        const { buildPlan, readPackConfig } = lazy<typeof import("./plan/run")>("./plan/run");
-        const { planJson, renderPlan } = lazy<typeof import("./plan/render")>("./plan/render");
-        const report = await buildPlan(dir, stack, readPackConfig(values["policy-config"]));
-        io.out(values.json ? `${JSON.stringify(planJson(report), null, 2)}\n` : renderPlan(report));
-        return report.policy.violations.some((v) => v.level === "mandatory") ? EXIT.policy : EXIT.ok;
-      }
-      case "config": {
-        const { stackRuntimeConfig } = lazy<typeof import("./plan/run")>("./plan/run");
-        io.out(`${JSON.stringify(stackRuntimeConfig(dir, stack), null, 2)}\n`);
-        return EXIT.ok;
-      }
-      default:
-        io.err(`aiorch: unknown command "${command}"\n\n${USAGE}`);
-        return EXIT.usage;
-    }
+    const { dir, rest } = takeDir(args);
+    return await run(rest, io, dir);
   } catch (error) {
-    if (error instanceof StackConfigError) {
-      io.err(`aiorch ${command}: ${error.message}\n`);
+    const name = (error as Error).name;
+    if (error instanceof StackConfigError || name === "UsageError") {
+      io.err(`aiorch ${command}: ${(error as Error).message}\n`);
       return EXIT.usage;
     }
-    if ((error as Error).name === "ProgramError") {
+    if (name === "ProgramError") {
       io.err(`aiorch ${command}: the Pulumi program failed: ${(error as Error).message}\n`);
       return EXIT.usage;
     }
-    if ((error as Error).name === "UsageError") {
-      io.err(`aiorch ${command}: ${(error as Error).message}\n`);
+    if ((error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      io.err(`aiorch ${command}: ${(error as Error).message}\n\n${USAGE}`);
       return EXIT.usage;
     }
     throw error;

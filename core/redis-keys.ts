@@ -5,6 +5,9 @@
 
 export const DEFAULT_KEY_PREFIX = "aiorch:";
 
+/** Consumer group every gateway replica reads async jobs with. */
+export const JOBS_GROUP = "gateways";
+
 /** Worker lifecycle; `failed` is reachable from every state before `terminated`. */
 export const WORKER_STATES = [
   "requested",
@@ -48,8 +51,16 @@ export interface RedisKeys {
   waiting(model: string): string;
   /** Sorted set: in-flight leases of a model (`workerId:requestId`), scored by lease expiry (ms). */
   inflight(model: string): string;
-  /** Pub/sub channel: the first waiting request of a model wakes the controller. */
+  /** Pub/sub channel: a waiting request (or a queued job) wakes the controller at once. */
   readonly demandChannel: string;
+  /** Hash: ready backends of a model, worker id → encoded `Route` (written by the controller). */
+  routes(model: string): string;
+  /** Pub/sub channel: a model's routes changed (waiting requests re-check at once). */
+  readonly routesChannel: string;
+  /** Pub/sub channel: an API key was revoked or changed (gateways drop it from their cache). */
+  readonly apiKeysChannel: string;
+  /** Hash: status and result of one async job. */
+  job(jobId: string): string;
   /** Stream + consumer group of async jobs of a model. */
   jobs(model: string): string;
   /** String: the result of one async job, kept with a TTL. */
@@ -66,6 +77,8 @@ export interface RedisKeys {
   spendMonth(month: string): string;
   /** Hash: spend of one day (`2026-11-27`), same fields. */
   spendDay(day: string): string;
+  /** Hash: budget blocks set by the controller — `*` (whole stack) or a model name → reason. */
+  readonly budgetBlocked: string;
   /** String: the controller leader lock (value = holder id). */
   readonly leaderLock: string;
   /** Counter: fencing token, incremented on every leadership change. */
@@ -84,6 +97,10 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     waiting: (model) => `${prefix}queue:${tag(model)}:waiting`,
     inflight: (model) => `${prefix}queue:${tag(model)}:inflight`,
     demandChannel: `${prefix}demand`,
+    routes: (model) => `${prefix}routes:${tag(model)}`,
+    routesChannel: `${prefix}routes-changed`,
+    apiKeysChannel: `${prefix}apikeys-changed`,
+    job: (jobId) => `${prefix}job:${jobId}`,
     jobs: (model) => `${prefix}jobs:${tag(model)}`,
     jobResult: (model, jobId) => `${prefix}jobs:${tag(model)}:result:${jobId}`,
     jobIdempotency: (model, idempotencyKey) => `${prefix}jobs:${tag(model)}:idem:${idempotencyKey}`,
@@ -92,6 +109,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     intent: (workerId) => `${prefix}intent:${workerId}`,
     spendMonth: (month) => `${prefix}spend:month:${month}`,
     spendDay: (day) => `${prefix}spend:day:${day}`,
+    budgetBlocked: `${prefix}budget:blocked`,
     leaderLock: `${prefix}leader`,
     leaderFence: `${prefix}leader:fence`,
   };

@@ -23,7 +23,15 @@ import {
   RUNTIME_CONFIG_FILE,
   type RuntimeConfig,
 } from "../core/config";
-import { decideProviderUse, decideRegion, OFFERING_IDS, placementOf, refusalText } from "../core/trust";
+import {
+  decideProviderUse,
+  decideRegion,
+  NO_TRUST_OVERRIDES,
+  OFFERING_IDS,
+  offeringFor,
+  placementOf,
+  refusalText,
+} from "../core/trust";
 import { credentialKind, disablesHostKeyChecking, isCredentialName } from "./credentials";
 import {
   allContainers,
@@ -39,6 +47,7 @@ import {
 export type AiorchPolicy = (ResourceValidationPolicy | StackValidationPolicy) & {
   readonly enforcementLevel: EnforcementLevel;
 };
+type AiorchResourcePolicy = ResourceValidationPolicy & { readonly enforcementLevel: EnforcementLevel };
 
 const key = (path: string) => `ai-orchestrator:${path}`;
 const describe = (args: { type: string; name: string }) => `${args.type.split(":").pop()} "${args.name}"`;
@@ -63,7 +72,7 @@ function runtimePolicy(
   base: Omit<ResourceValidationPolicy, "validateResource" | "enforcementLevel">,
   enforcementLevel: EnforcementLevel,
   check: (runtime: RuntimeConfig, args: ResourceValidationArgs, report: ReportViolation) => void,
-): AiorchPolicy {
+): AiorchResourcePolicy {
   return {
     ...base,
     enforcementLevel,
@@ -86,9 +95,45 @@ export interface ApprovedProvidersConfig {
   allowExceptions?: boolean;
 }
 
+/** Token of the RunPod serverless endpoint resource (a dynamic provider). */
+export const RUNPOD_ENDPOINT_TYPE = "pulumi-nodejs:dynamic/runpod:Endpoint";
+
+/**
+ * A RunPod serverless endpoint has no cloud setting: it counts as secure cloud only when every data centre it may
+ * use is a secure-cloud one. Data a class would refuse on community cloud must be pinned.
+ */
+function checkRunPodEndpoint(
+  args: ResourceValidationArgs,
+  report: ReportViolation,
+  config: ApprovedProvidersConfig,
+): void {
+  const props = args.props as { dataClass?: string; model?: string; dataCenterIds?: string[]; name?: string };
+  const dataClass = (DATA_CLASSES as readonly string[]).includes(props.dataClass ?? "")
+    ? (props.dataClass as DataClass)
+    : "confidential";
+  const secure = new Set(offeringFor("runpod-serverless", "secure").regions.map((r) => r.id));
+  const dcs = props.dataCenterIds ?? [];
+  const pinnedSecure = dcs.length > 0 && dcs.every((dc) => secure.has(dc));
+  const decision = decideProviderUse(
+    {
+      model: props.model ?? args.name,
+      dataClass,
+      provider: "runpod-serverless",
+      cloud: pinnedSecure ? "secure" : "community",
+    },
+    NO_TRUST_OVERRIDES,
+    config,
+  );
+  if (!decision.allowed) {
+    report(
+      `${describe(args)} (model ${props.model ?? "?"}, ${dataClass}) may run on community hosts: dataCenterIds ${dcs.length > 0 ? dcs.join(", ") : "is empty"}. ${refusalText(decision)}; pin ai-orchestrator:providers.runpod-serverless.dataCenters to secure data centres (${[...secure].join(", ")})`,
+    );
+  }
+}
+
 /** Every model's providers are approved for its data class. */
 export function approvedGpuProviders(level: EnforcementLevel = "mandatory"): AiorchPolicy {
-  return runtimePolicy(
+  const base = runtimePolicy(
     {
       name: "approved-gpu-providers",
       description:
@@ -121,6 +166,21 @@ export function approvedGpuProviders(level: EnforcementLevel = "mandatory"): Aio
       });
     },
   );
+  const validateRuntime = base.validateResource as (
+    args: ResourceValidationArgs,
+    report: ReportViolation,
+  ) => void;
+  return {
+    ...base,
+    validateResource: (args, report) => {
+      if (args.type === RUNPOD_ENDPOINT_TYPE) {
+        checkRunPodEndpoint(args, report, {
+          allowExceptions: true,
+          ...args.getConfig<ApprovedProvidersConfig>(),
+        });
+      } else validateRuntime(args, report);
+    },
+  };
 }
 
 /** Confidential data stays in EU/EEA data centres when the stack (or the organisation) requires GDPR. */

@@ -38,6 +38,14 @@ const PATHS: Readonly<Record<string, readonly string[]>> = {
   "tls:index/privateKey:PrivateKey": ["algorithm"],
   "command:remote:Command": ["connection.user", "logging"],
   "pulumi:providers:kubernetes": ["kubeconfig"],
+  "pulumi-nodejs:dynamic/runpod:Endpoint": [
+    "name",
+    "gpuPoolIds",
+    "workersMin",
+    "workersMax",
+    "dataCenterIds",
+    "dataClass",
+  ],
 };
 
 export function keyInputs(type: string, inputs: Record<string, unknown>): [string, string][] {

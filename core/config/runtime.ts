@@ -120,3 +120,13 @@ export function parseRuntimeConfig(json: unknown): RuntimeConfig {
     problemsFromIssues(parsed.error.issues, runtimeConfigSchema, json, (p) => `runtime:${p}`),
   );
 }
+
+/** Where the runtime finds Redis: `REDIS_URL` (default local) and, in the cluster, `REDIS_PASSWORD` from a Secret. */
+export function redisConnectionFromEnv(env: Readonly<Record<string, string | undefined>>): {
+  url: string;
+  password?: string;
+} {
+  const url = env.REDIS_URL || "redis://127.0.0.1:6379";
+  if (!/^rediss?:\/\//.test(url)) throw new Error(`REDIS_URL "${url}" must start with redis:// or rediss://`);
+  return env.REDIS_PASSWORD ? { url, password: env.REDIS_PASSWORD } : { url };
+}

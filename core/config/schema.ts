@@ -267,6 +267,14 @@ export const gatewaySchema = z.strictObject({
     })
     .default({ rpm: 60, tpm: 100_000 }),
   maxRequestBytes: positiveInt("largest accepted request body").default(1_048_576),
+  /** Requests that may wait for a cold start per model (across replicas); more get 429. */
+  maxWaitingPerModel: positiveInt("requests that may wait per model").default(100),
+  /** Streaming clients that wait for a worker get an SSE comment this often, so proxies keep the line open. */
+  keepAliveSeconds: positiveInt("seconds between SSE keep-alive comments").default(10),
+  /** Longest an upstream call may take (headers and body). */
+  upstreamTimeoutSeconds: positiveInt("seconds an upstream call may take").default(300),
+  /** How long results of async jobs are kept. */
+  jobResultTtlSeconds: positiveInt("seconds job results are kept").default(86_400),
   /** Write prompt and completion text into the audit log (off: metadata only). */
   auditPrompts: z.boolean().default(false),
 });

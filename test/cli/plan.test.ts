@@ -78,6 +78,16 @@ describe("aiorch plan", () => {
       "bge-m3/runpod-serverless",
     ]);
     expect(plan.policy.violations).toEqual([]);
+    // one managed RunPod endpoint per model RunPod serves, its key a secret
+    const endpoints = plan.resources.filter((r) => r.type === "pulumi-nodejs:dynamic/runpod:Endpoint");
+    expect(endpoints.map((e) => e.inputs.model).sort()).toEqual(["bge-m3", "llama-3.1-8b"]);
+    expect(endpoints.every((e) => e.inputs.apiKey === "[secret]")).toBe(true);
+    expect(endpoints.find((e) => e.inputs.model === "llama-3.1-8b")?.inputs).toMatchObject({
+      gpuPoolIds: ["ADA_24", "AMPERE_80"],
+      dataCenterIds: ["EU-RO-1", "EU-SE-1", "EU-NL-1"],
+      workersMin: 0,
+      workersMax: 4,
+    });
   });
 
   it("secrets set with `pulumi config set --secret` show as [secret] and their ciphertext never prints", () => {

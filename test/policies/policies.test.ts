@@ -193,6 +193,35 @@ describe("approved-gpu-providers: every data class × provider tier", () => {
   });
 });
 
+describe("approved-gpu-providers: RunPod serverless endpoints", () => {
+  const endpoint = (dataClass: string, dataCenterIds: string[]) =>
+    resource("pulumi-nodejs:dynamic/runpod:Endpoint", "runpod-llm", {
+      name: "llm",
+      model: "llm",
+      dataClass,
+      dataCenterIds,
+      gpuPoolIds: ["ADA_24"],
+    });
+
+  it("a confidential endpoint must be pinned to secure-cloud data centres", () => {
+    const [message] = messages(approvedGpuProviders(), [endpoint("confidential", [])]);
+    expect(message).toMatch(
+      /Endpoint "runpod-llm" \(model llm, confidential\) may run on community hosts: dataCenterIds is empty/,
+    );
+    expect(message).toContain(
+      "pin ai-orchestrator:providers.runpod-serverless.dataCenters to secure data centres",
+    );
+    expect(messages(approvedGpuProviders(), [endpoint("confidential", ["EU-RO-1", "EU-XX-1"])])).toHaveLength(
+      1,
+    );
+    expect(messages(approvedGpuProviders(), [endpoint("confidential", ["EU-RO-1", "US-TX-3"])])).toEqual([]);
+  });
+
+  it("public data may use any RunPod host", () => {
+    expect(messages(approvedGpuProviders(), [endpoint("public", [])])).toEqual([]);
+  });
+});
+
 describe("the controller refuses what the pack refuses, with the same reason", () => {
   it.each(["vastai", "runpod-serverless:community"] as const)("confidential on %s", (offering) => {
     const stack = stackWith("confidential", offering);

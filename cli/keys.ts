@@ -1,0 +1,137 @@
+/** `aiorch keys create|list|revoke`: API keys in the stack's Redis. The raw key is printed once, at creation. */
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { redisConnectionFromEnv } from "../core/config";
+import { redisKeys } from "../core/redis-keys";
+import { ApiKeyStore } from "../gateway/keys";
+import { UsageError } from "./plan/run";
+import { runtimeConfigFrom } from "./runtime-source";
+import { renderTable } from "./table";
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+function parseExpiry(text: string, now: number): number {
+  const ms = /^\d{4}-\d{2}-\d{2}$/.test(text) ? Date.parse(`${text}T00:00:00Z`) : Date.parse(text);
+  if (Number.isNaN(ms)) throw new UsageError(`--expires "${text}" is not a date; write e.g. 2027-01-31`);
+  if (ms <= now) throw new UsageError(`--expires "${text}" is in the past`);
+  return ms;
+}
+
+function positive(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number; got "${text}"`);
+  return n;
+}
+
+export async function runKeys(
+  argv: readonly string[],
+  io: Io,
+  dir: string,
+  env = process.env,
+): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: [...rest],
+    options: {
+      stack: { type: "string" },
+      config: { type: "string" },
+      name: { type: "string" },
+      models: { type: "string" },
+      rpm: { type: "string" },
+      tpm: { type: "string" },
+      "monthly-budget": { type: "string" },
+      expires: { type: "string" },
+      json: { type: "boolean" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (sub !== "create" && sub !== "list" && sub !== "revoke") {
+    throw new UsageError(`keys needs a subcommand: create, list or revoke; got "${sub ?? ""}"`);
+  }
+  const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
+  const { url, password } = redisConnectionFromEnv(env);
+  const redis = new Redis(url, { password, maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect().catch((error: Error) => {
+      throw new UsageError(`cannot reach Redis at ${url}: ${error.message} (set REDIS_URL)`);
+    });
+    const store = new ApiKeyStore(redis, redisKeys(config.redis.keyPrefix));
+    if (sub === "create") {
+      if (!values.name) throw new UsageError("keys create needs --name");
+      const known = new Set(config.models.map((m) => m.name));
+      const models = values.models
+        ? values.models
+            .split(",")
+            .map((m) => m.trim())
+            .filter(Boolean)
+        : [];
+      const unknown = models.filter((m) => !known.has(m));
+      if (unknown.length > 0)
+        throw new UsageError(
+          `--models: unknown model(s) ${unknown.join(", ")}; known: ${[...known].join(", ")}`,
+        );
+      const now = Date.now();
+      const { key, record } = await store.create({
+        name: values.name,
+        models,
+        rpm: positive("--rpm", values.rpm),
+        tpm: positive("--tpm", values.tpm),
+        monthlyBudgetUsd: positive("--monthly-budget", values["monthly-budget"]),
+        expiresAtMs: values.expires ? parseExpiry(values.expires, now) : undefined,
+        nowMs: now,
+      });
+      if (values.json)
+        io.out(`${JSON.stringify({ key, id: record.id, name: record.name, prefix: record.prefix })}\n`);
+      else {
+        io.out(`${key}\n`);
+        io.err(`created ${record.id} "${record.name}" — the key above is shown only now; store it safely\n`);
+      }
+      return 0;
+    }
+    if (sub === "list") {
+      const records = await store.list();
+      if (values.json) {
+        io.out(
+          `${JSON.stringify(
+            records.map(({ hash: _hash, ...visible }) => visible),
+            null,
+            2,
+          )}\n`,
+        );
+        return 0;
+      }
+      const rows = records.map((r) => [
+        r.id,
+        r.name,
+        `${r.prefix}…`,
+        r.models.length > 0 ? r.models.join(",") : "(all)",
+        r.rpm ?? config.gateway.limits.rpm,
+        r.tpm ?? config.gateway.limits.tpm,
+        r.monthlyBudgetUsd === undefined ? "-" : `$${r.monthlyBudgetUsd}`,
+        r.expiresAtMs === undefined ? "-" : new Date(r.expiresAtMs).toISOString().slice(0, 10),
+        r.revoked
+          ? "revoked"
+          : r.expiresAtMs !== undefined && r.expiresAtMs <= Date.now()
+            ? "expired"
+            : "active",
+      ]);
+      io.out(
+        `${renderTable(["id", "name", "prefix", "models", "rpm", "tpm", "budget", "expires", "status"], rows)}\n`,
+      );
+      return 0;
+    }
+    const id = positionals[0];
+    if (!id) throw new UsageError("keys revoke needs the key id (see keys list)");
+    if (!(await store.revoke(id))) throw new UsageError(`no key with id ${id}`);
+    io.err(`revoked ${id}; gateways stop accepting it within seconds\n`);
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}

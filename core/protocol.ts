@@ -1,0 +1,113 @@
+/**
+ * Message shapes the gateway and controller exchange through Redis (DESIGN.md §3). Keys are named in
+ * `redis-keys.ts`; this module says what is stored under them and how it is encoded.
+ */
+import type { ConfigurableProviderId } from "./catalog";
+
+/**
+ * How the gateway authenticates to a backend. `bearer`: the per-worker token stored in the route (the engine's
+ * --api-key). `provider-key`: the provider's API key from the gateway's own environment (RunPod serverless).
+ * `none`: a local server without auth.
+ */
+export type BackendAuth =
+  | { kind: "bearer"; token: string }
+  | { kind: "provider-key"; envVar: string }
+  | { kind: "none" };
+
+/** A ready backend of a model, as the controller publishes it in `routes(model)` (field = worker id). */
+export interface Route {
+  readonly workerId: string;
+  readonly provider: ConfigurableProviderId;
+  /** OpenAI base URL including `/v1`, e.g. `http://10.0.0.5:8000/v1` or `https://api.runpod.ai/v2/abc/openai/v1`. */
+  readonly baseUrl: string;
+  readonly auth: BackendAuth;
+  /** Requests one backend should serve at once (the model's targetConcurrency, or more for a managed endpoint). */
+  readonly capacity: number;
+  /** What the backend costs per second while billed, for per-request cost attribution. */
+  readonly usdPerSecond: number;
+}
+
+export function encodeRoute(route: Route): string {
+  return JSON.stringify(route);
+}
+
+/** Decode a route; undefined for anything malformed (a bad entry must not take the gateway down). */
+export function decodeRoute(text: string): Route | undefined {
+  try {
+    const r = JSON.parse(text) as Partial<Route>;
+    if (typeof r.workerId !== "string" || typeof r.baseUrl !== "string" || typeof r.provider !== "string")
+      return undefined;
+    if (!r.auth || typeof r.auth !== "object" || !["bearer", "provider-key", "none"].includes(r.auth.kind))
+      return undefined;
+    return {
+      workerId: r.workerId,
+      provider: r.provider,
+      baseUrl: r.baseUrl.replace(/\/+$/, ""),
+      auth: r.auth,
+      capacity: typeof r.capacity === "number" && r.capacity > 0 ? r.capacity : 1,
+      usdPerSecond: typeof r.usdPerSecond === "number" && r.usdPerSecond >= 0 ? r.usdPerSecond : 0,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Published on the routes channel whenever a model's set of ready backends changes. */
+export interface RoutesChanged {
+  readonly model: string;
+}
+
+/** Published on the demand channel when a request starts waiting for a model with no ready backend. */
+export interface DemandSignal {
+  readonly model: string;
+  readonly requestId: string;
+  /** Deadline of the waiting request, epoch ms. */
+  readonly deadlineMs: number;
+}
+
+/** Member of `inflight(model)`: which worker serves which request; the score is the lease expiry (ms). */
+export const inflightMember = (workerId: string, requestId: string): string => `${workerId}|${requestId}`;
+export const workerOfInflightMember = (member: string): string => member.slice(0, member.indexOf("|"));
+
+/** An API key record (hash `apiKey(sha256)`); the raw key is never stored. */
+export interface ApiKeyRecord {
+  readonly id: string;
+  readonly name: string;
+  /** First characters of the key, shown in listings so people can tell keys apart. */
+  readonly prefix: string;
+  /** SHA-256 of the raw key, hex. */
+  readonly hash: string;
+  /** Models the key may use; empty = every model of the stack. */
+  readonly models: readonly string[];
+  readonly rpm?: number;
+  readonly tpm?: number;
+  readonly monthlyBudgetUsd?: number;
+  /** Epoch ms after which the key stops working. */
+  readonly expiresAtMs?: number;
+  readonly revoked: boolean;
+  readonly createdAtMs: number;
+}
+
+export type JobStatus = "queued" | "running" | "succeeded" | "failed";
+
+/** Status record of an async job (hash `job(id)`). */
+export interface JobRecord {
+  readonly id: string;
+  readonly model: string;
+  readonly keyId: string;
+  readonly endpoint: string;
+  readonly status: JobStatus;
+  readonly createdAtMs: number;
+  readonly completedAtMs?: number;
+  readonly attempts: number;
+  /** JSON text of the upstream answer (succeeded) or of the error (failed). */
+  readonly result?: string;
+}
+
+/** Month and day keys of the spend ledger, in UTC. */
+export const ledgerMonth = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
+export const ledgerDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+
+/** Spend is kept in integer micro-dollars so concurrent HINCRBY never loses a fraction. */
+export const toMicroUsd = (usd: number): number => Math.round(usd * 1_000_000);
+export const fromMicroUsd = (micro: number): number => micro / 1_000_000;

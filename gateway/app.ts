@@ -1,0 +1,341 @@
+/**
+ * The gateway's app factory: an OpenAI-compatible HTTP surface over fastify. `main.ts` only reads the
+ * environment and calls this; tests call it with their own Redis and fakes and use `inject()` or a real port.
+ */
+import { randomUUID } from "node:crypto";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
+import type { Redis } from "ioredis";
+import type { RuntimeConfig } from "../core/config";
+import type { ApiKeyRecord } from "../core/protocol";
+import { type RedisKeys, redisKeys } from "../core/redis-keys";
+import { AuditLog, type AuditSink } from "./audit";
+import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
+import { type InferenceDeps, SpendView, serveInference } from "./inference";
+import { JobQueue, JobRunner, jobEndpoint, jobView } from "./jobs";
+import { ApiKeyStore, ApiKeyVerifier } from "./keys";
+import { estimatePromptTokens, RateLimiter, rateLimitHeaders } from "./limits";
+import { GatewayMetrics } from "./metrics";
+import { BackendRegistry } from "./routing";
+import { UpstreamClient } from "./upstream";
+import { ENDPOINT_KINDS, type Endpoint, validateInference } from "./validate";
+
+export interface GatewayDeps {
+  /** The runtime config (`aiorch config` output / the stack's ConfigMap). */
+  readonly config: RuntimeConfig;
+  /** Redis for commands; a second connection is duplicated from it for pub/sub and job reads. */
+  readonly redis: Redis;
+  /** Provider API keys by env var name (RUNPOD_API_KEY), injected into provider-key routes only. */
+  readonly providerKeys?: Readonly<Record<string, string | undefined>>;
+  /** Where audit lines go. @default process.stdout */
+  readonly auditSink?: AuditSink;
+  /** Process async jobs in this replica. @default true */
+  readonly runJobs?: boolean;
+  /** Clock, for tests. @default Date.now */
+  readonly now?: () => number;
+  /** Collect Node.js process metrics. @default true */
+  readonly defaultMetrics?: boolean;
+}
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  readonly metrics: GatewayMetrics;
+  readonly registry: BackendRegistry;
+  readonly audit: AuditLog;
+  readonly keys: RedisKeys;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+declare module "fastify" {
+  interface FastifyRequest {
+    requestId: string;
+  }
+}
+
+function bearer(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (typeof header !== "string") return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
+  const { config, redis } = deps;
+  const now = deps.now ?? Date.now;
+  const keys = redisKeys(config.redis.keyPrefix);
+  const models = new Map(config.models.map((m) => [m.name, m]));
+  const metrics = new GatewayMetrics(new Set(models.keys()), { defaultMetrics: deps.defaultMetrics });
+  const registry = new BackendRegistry(redis, keys, config, { now });
+  const verifier = new ApiKeyVerifier(new ApiKeyStore(redis, keys), { now });
+  const limiter = new RateLimiter(redis, keys);
+  const upstream = new UpstreamClient({
+    providerKeys: deps.providerKeys,
+    timeoutMs: config.gateway.upstreamTimeoutSeconds * 1000,
+  });
+  const audit = new AuditLog(deps.auditSink ?? process.stdout, { onDrop: () => metrics.auditDropped.inc() });
+  const inference: InferenceDeps = {
+    config,
+    redis,
+    keys,
+    registry,
+    limiter,
+    upstream,
+    metrics,
+    audit,
+    now,
+    spend: new SpendView(redis, keys, now),
+  };
+  const jobs = new JobQueue(redis, keys, now);
+  const runner =
+    deps.runJobs === false
+      ? undefined
+      : new JobRunner({
+          redis,
+          keys,
+          config,
+          registry,
+          upstream,
+          now,
+          consumer: `gateway-${randomUUID().slice(0, 8)}`,
+        });
+
+  // Route changes and key revocations arrive over pub/sub, so waiting requests and caches react at once.
+  const subscriber = redis.duplicate();
+  subscriber.on("message", (channel: string, message: string) => {
+    if (channel === keys.routesChannel) {
+      try {
+        const { model } = JSON.parse(message) as { model?: unknown };
+        if (typeof model === "string") registry.routesChanged(model);
+      } catch {
+        // a malformed announcement is ignored; the periodic refresh catches up
+      }
+    } else if (channel === keys.apiKeysChannel) verifier.invalidate(message);
+  });
+  subscriber.on("error", () => undefined); // ioredis reconnects by itself; readiness reports the outage
+  await subscriber.subscribe(keys.routesChannel, keys.apiKeysChannel);
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: config.gateway.maxRequestBytes,
+    disableRequestLogging: true,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given)
+        ? given
+        : `req_${randomUUID().replace(/-/g, "")}`;
+    },
+  });
+  app.decorateRequest("requestId", "");
+  app.addHook("onRequest", async (request, reply) => {
+    request.requestId = String(request.id);
+    reply.header("x-request-id", request.requestId);
+  });
+
+  app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
+    const e = toGatewayError(error);
+    if (e.status >= 500 && !(error instanceof GatewayError)) {
+      process.stderr.write(
+        `gateway: unexpected error on ${request.method} ${request.url} (${request.requestId}): ${(error as Error).stack}\n`,
+      );
+    }
+    if (reply.raw.headersSent) {
+      reply.raw.end();
+      return;
+    }
+    reply
+      .code(e.status)
+      .headers({ ...e.headers, "x-request-id": request.requestId })
+      .send(e.body());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const e = new GatewayError(
+      404,
+      "invalid_request_error",
+      `Unknown request URL: ${request.method} ${request.url.split("?")[0]}`,
+      "unknown_url",
+    );
+    reply.code(404).send(e.body());
+  });
+
+  const authenticate = async (request: FastifyRequest): Promise<ApiKeyRecord> => {
+    const result = await verifier.verify(bearer(request));
+    if (!result.ok) throw unauthorized(result.reason);
+    return result.key;
+  };
+  const modelFor = (name: string, key: ApiKeyRecord, endpoint: Endpoint) => {
+    const model = models.get(name);
+    if (!model) throw modelNotFound(name);
+    if (key.models.length > 0 && !key.models.includes(name)) {
+      throw forbidden(`This API key may not use the model "${name}"`);
+    }
+    if (!ENDPOINT_KINDS[endpoint].includes(model.kind)) {
+      throw badRequest(
+        `The model "${name}" is a ${model.kind} model and cannot serve this endpoint`,
+        "model",
+        "wrong_endpoint",
+      );
+    }
+    return model;
+  };
+  const modelView = (m: RuntimeConfig["models"][number]) => ({
+    id: m.name,
+    object: "model",
+    created: 0,
+    owned_by: "ai-orchestrator",
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+  let readyCache: { ok: boolean; at: number } | undefined;
+  app.get("/readyz", async (_request, reply) => {
+    if (!readyCache || now() - readyCache.at > 1_000) {
+      const ok = await Promise.race([
+        redis.ping().then(() => subscriber.status === "ready"),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 1_000).unref()),
+      ]).catch(() => false);
+      readyCache = { ok, at: now() };
+    }
+    reply.code(readyCache.ok ? 200 : 503);
+    return { status: readyCache.ok ? "ready" : "redis unavailable" };
+  });
+  app.get("/metrics", async (_request, reply) => {
+    reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.get("/v1/models", async (request) => {
+    const key = await authenticate(request);
+    const allowed = config.models.filter((m) => key.models.length === 0 || key.models.includes(m.name));
+    return { object: "list", data: allowed.map(modelView) };
+  });
+  app.get<{ Params: { id: string } }>("/v1/models/*", async (request) => {
+    const key = await authenticate(request);
+    const name = (request.params as Record<string, string>)["*"] ?? "";
+    const model = models.get(name);
+    if (!model || (key.models.length > 0 && !key.models.includes(name))) throw modelNotFound(name);
+    return modelView(model);
+  });
+
+  const inferenceRoute = (path: string, endpoint: Endpoint) =>
+    app.post(path, async (request: FastifyRequest, reply: FastifyReply) => {
+      const key = await authenticate(request);
+      const req = validateInference(endpoint, request.body);
+      const model = modelFor(req.model, key, endpoint);
+      const traceparent =
+        typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined;
+      await serveInference(inference, req, model, key, reply, request.requestId, traceparent);
+      return reply;
+    });
+  inferenceRoute("/v1/chat/completions", "chat");
+  inferenceRoute("/v1/completions", "completion");
+  inferenceRoute("/v1/embeddings", "embedding");
+  inferenceRoute("/v1/images/generations", "image");
+
+  app.post("/v1/jobs", async (request, reply) => {
+    const key = await authenticate(request);
+    const body = request.body as Record<string, unknown> | null;
+    if (body === null || typeof body !== "object" || Array.isArray(body))
+      throw badRequest("The request body must be a JSON object");
+    const endpoint = jobEndpoint(body.endpoint);
+    if (!endpoint) {
+      throw badRequest(
+        'endpoint must be one of "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/images/generations"',
+        "endpoint",
+      );
+    }
+    const idempotencyKey = body.idempotencyKey ?? request.headers["idempotency-key"];
+    if (
+      idempotencyKey !== undefined &&
+      (typeof idempotencyKey !== "string" || !/^[\w.:-]{1,128}$/.test(idempotencyKey))
+    ) {
+      throw badRequest("idempotencyKey must be 1-128 letters, digits or . _ : -", "idempotencyKey");
+    }
+    const req = validateInference(endpoint, body.body);
+    if (req.stream) throw badRequest("jobs cannot stream; drop stream: true", "body.stream");
+    const model = modelFor(req.model, key, endpoint);
+    const reserve = estimatePromptTokens(req.body) + (endpoint === "embedding" ? 0 : (req.maxTokens ?? 512));
+    const limits = { rpm: key.rpm ?? config.gateway.limits.rpm, tpm: key.tpm ?? config.gateway.limits.tpm };
+    const admission = await limiter.admit(key.id, limits, reserve);
+    reply.headers(rateLimitHeaders(admission));
+    if (!admission.allowed) {
+      const retry = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+      throw new GatewayError(
+        429,
+        "rate_limit_error",
+        `Rate limit reached for this API key; retry in ${retry}s`,
+        "rate_limit_exceeded",
+        null,
+        {
+          "retry-after": String(retry),
+        },
+      );
+    }
+    const { job, created } = await jobs.submit(
+      key,
+      { ...req, model: model.name },
+      idempotencyKey as string | undefined,
+    );
+    reply.code(created ? 202 : 200);
+    return jobView(job);
+  });
+  app.get<{ Params: { id: string } }>("/v1/jobs/:id", async (request) => {
+    const key = await authenticate(request);
+    const job = await jobs.get(request.params.id, key.id);
+    if (!job)
+      throw new GatewayError(404, "not_found_error", `No job ${request.params.id}`, "job_not_found", "id");
+    return jobView(job);
+  });
+
+  app.addHook("onClose", async () => {
+    await runner?.close();
+    subscriber.disconnect();
+    await upstream.close();
+  });
+  runner?.start();
+
+  return { app, metrics, registry, audit, keys };
+}
+
+/** Every failure as an OpenAI-shaped error with the right status: bad input is never a 500. */
+export function toGatewayError(error: unknown): GatewayError {
+  if (error instanceof GatewayError) return error;
+  const e = error as FastifyError;
+  switch (e.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new GatewayError(
+        413,
+        "invalid_request_error",
+        "The request body is too large",
+        "request_too_large",
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return badRequest("Content-Type must be application/json", null, "invalid_content_type");
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return badRequest("The request body is empty; send a JSON object", null, "invalid_json");
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return badRequest("We could not parse the JSON body of your request", null, "invalid_json");
+    default:
+      break;
+  }
+  if (
+    e instanceof SyntaxError ||
+    (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500)
+  ) {
+    return badRequest(
+      e instanceof SyntaxError ? "We could not parse the JSON body of your request" : e.message,
+      null,
+      "invalid_request",
+    );
+  }
+  return new GatewayError(
+    500,
+    "server_error",
+    "The gateway failed to handle the request; it has been logged",
+    "internal_error",
+  );
+}

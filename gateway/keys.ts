@@ -1,0 +1,179 @@
+/**
+ * API keys: created with ≥128 bits of randomness and shown once; only their SHA-256 is stored. Lookups go through
+ * a short in-process cache so authentication is not a Redis round trip per request; a revocation is published so
+ * every gateway drops the key at once (the cache TTL bounds it anyway).
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { ApiKeyRecord } from "../core/protocol";
+import type { RedisKeys } from "../core/redis-keys";
+
+const KEY_PREFIX = "sk-aiorch-";
+const PREFIX_SHOWN = KEY_PREFIX.length + 6;
+
+export const hashApiKey = (raw: string): string => createHash("sha256").update(raw).digest("hex");
+
+export interface CreateKeyOptions {
+  readonly name: string;
+  readonly models?: readonly string[];
+  readonly rpm?: number;
+  readonly tpm?: number;
+  readonly monthlyBudgetUsd?: number;
+  readonly expiresAtMs?: number;
+  readonly nowMs?: number;
+}
+
+function encode(record: ApiKeyRecord): Record<string, string> {
+  return {
+    id: record.id,
+    name: record.name,
+    prefix: record.prefix,
+    hash: record.hash,
+    models: JSON.stringify(record.models),
+    rpm: record.rpm === undefined ? "" : String(record.rpm),
+    tpm: record.tpm === undefined ? "" : String(record.tpm),
+    monthlyBudgetUsd: record.monthlyBudgetUsd === undefined ? "" : String(record.monthlyBudgetUsd),
+    expiresAtMs: record.expiresAtMs === undefined ? "" : String(record.expiresAtMs),
+    revoked: record.revoked ? "1" : "0",
+    createdAtMs: String(record.createdAtMs),
+  };
+}
+
+const optionalNumber = (v: string | undefined): number | undefined => (v ? Number(v) : undefined);
+
+function decode(fields: Record<string, string>): ApiKeyRecord | undefined {
+  if (!fields.id || !fields.hash) return undefined;
+  let models: string[] = [];
+  try {
+    const parsed: unknown = JSON.parse(fields.models ?? "[]");
+    if (Array.isArray(parsed)) models = parsed.filter((m): m is string => typeof m === "string");
+  } catch {
+    models = [];
+  }
+  return {
+    id: fields.id,
+    name: fields.name ?? "",
+    prefix: fields.prefix ?? "",
+    hash: fields.hash,
+    models,
+    rpm: optionalNumber(fields.rpm),
+    tpm: optionalNumber(fields.tpm),
+    monthlyBudgetUsd: optionalNumber(fields.monthlyBudgetUsd),
+    expiresAtMs: optionalNumber(fields.expiresAtMs),
+    revoked: fields.revoked === "1",
+    createdAtMs: Number(fields.createdAtMs ?? 0),
+  };
+}
+
+export class ApiKeyStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  /** Create a key; the returned `key` is the only time the raw key exists outside the client. */
+  async create(options: CreateKeyOptions): Promise<{ key: string; record: ApiKeyRecord }> {
+    if (!options.name.trim()) throw new Error("a key needs a --name");
+    const raw = `${KEY_PREFIX}${randomBytes(24).toString("base64url")}`; // 192 bits
+    const record: ApiKeyRecord = {
+      id: `key_${randomBytes(6).toString("hex")}`,
+      name: options.name.trim(),
+      prefix: raw.slice(0, PREFIX_SHOWN),
+      hash: hashApiKey(raw),
+      models: [...(options.models ?? [])],
+      rpm: options.rpm,
+      tpm: options.tpm,
+      monthlyBudgetUsd: options.monthlyBudgetUsd,
+      expiresAtMs: options.expiresAtMs,
+      revoked: false,
+      createdAtMs: options.nowMs ?? Date.now(),
+    };
+    await this.redis
+      .multi()
+      .hset(this.keys.apiKey(record.hash), encode(record))
+      .hset(this.keys.apiKeyIds, record.id, record.hash)
+      .exec();
+    return { key: raw, record };
+  }
+
+  async list(): Promise<ApiKeyRecord[]> {
+    const ids = await this.redis.hgetall(this.keys.apiKeyIds);
+    const pipeline = this.redis.pipeline();
+    for (const hash of Object.values(ids)) pipeline.hgetall(this.keys.apiKey(hash));
+    const results = (await pipeline.exec()) ?? [];
+    return results
+      .map(([, fields]) => decode(fields as Record<string, string>))
+      .filter((r): r is ApiKeyRecord => r !== undefined)
+      .sort((a, b) => a.createdAtMs - b.createdAtMs);
+  }
+
+  /** Revoke by id; returns false when there is no such key. */
+  async revoke(id: string): Promise<boolean> {
+    const hash = await this.redis.hget(this.keys.apiKeyIds, id);
+    if (!hash) return false;
+    await this.redis.hset(this.keys.apiKey(hash), "revoked", "1");
+    await this.redis.publish(this.keys.apiKeysChannel, hash);
+    return true;
+  }
+
+  async byHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    return decode(await this.redis.hgetall(this.keys.apiKey(hash)));
+  }
+}
+
+export type AuthResult = { ok: true; key: ApiKeyRecord } | { ok: false; reason: string };
+
+/**
+ * Verifies bearer keys against the store with a bounded TTL cache (negative answers cached briefly too, so a
+ * flood of bad keys does not become a flood of Redis reads).
+ */
+export class ApiKeyVerifier {
+  private readonly cache = new Map<string, { record: ApiKeyRecord | undefined; at: number }>();
+
+  constructor(
+    private readonly store: ApiKeyStore,
+    private readonly options: {
+      ttlMs?: number;
+      negativeTtlMs?: number;
+      maxEntries?: number;
+      now?: () => number;
+    } = {},
+  ) {}
+
+  /** Drop a key from the cache (a revocation published by another process). */
+  invalidate(hash: string): void {
+    this.cache.delete(hash);
+  }
+
+  async verify(raw: string | undefined): Promise<AuthResult> {
+    if (!raw) return { ok: false, reason: "Missing API key: send it as 'Authorization: Bearer sk-…'" };
+    if (!raw.startsWith(KEY_PREFIX) || raw.length > 200)
+      return { ok: false, reason: "Incorrect API key provided" };
+    const now = (this.options.now ?? Date.now)();
+    const hash = hashApiKey(raw);
+    const cached = this.cache.get(hash);
+    let record: ApiKeyRecord | undefined;
+    const ttl = cached?.record ? (this.options.ttlMs ?? 5_000) : (this.options.negativeTtlMs ?? 1_000);
+    if (cached && now - cached.at < ttl) record = cached.record;
+    else {
+      record = await this.store.byHash(hash);
+      if (this.cache.size >= (this.options.maxEntries ?? 10_000)) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+      this.cache.set(hash, { record, at: now });
+    }
+    // The lookup is by hash; comparing the stored hash in constant time keeps a corrupted entry from matching.
+    if (
+      !record ||
+      record.hash.length !== hash.length ||
+      !timingSafeEqual(Buffer.from(record.hash, "hex"), Buffer.from(hash, "hex"))
+    ) {
+      return { ok: false, reason: "Incorrect API key provided" };
+    }
+    if (record.revoked) return { ok: false, reason: "This API key has been revoked" };
+    if (record.expiresAtMs !== undefined && now >= record.expiresAtMs)
+      return { ok: false, reason: "This API key has expired" };
+    return { ok: true, key: record };
+  }
+}
