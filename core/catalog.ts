@@ -199,7 +199,7 @@ export const PROVIDERS: Readonly<Record<ProviderId, ProviderProfile>> = {
     billing: PER_SECOND,
     coldStart: { p50Seconds: 90, p95Seconds: 300, source: "pod start + vLLM weight load, field reports" },
     gpus: RUNPOD_GPUS,
-    apiBase: "https://rest.runpod.io",
+    apiBase: "https://api.runpod.io",
     credentialKeys: ["runpodApiKey"],
   },
   vastai: {

@@ -79,6 +79,8 @@ export interface RedisKeys {
   spendDay(day: string): string;
   /** Hash: budget blocks set by the controller — `*` (whole stack) or a model name → reason. */
   readonly budgetBlocked: string;
+  /** Pub/sub channel: budget blocks changed (gateways re-read them at once). */
+  readonly budgetChannel: string;
   /** String: the controller leader lock (value = holder id). */
   readonly leaderLock: string;
   /** Counter: fencing token, incremented on every leadership change. */
@@ -110,6 +112,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     spendMonth: (month) => `${prefix}spend:month:${month}`,
     spendDay: (day) => `${prefix}spend:day:${day}`,
     budgetBlocked: `${prefix}budget:blocked`,
+    budgetChannel: `${prefix}budget-changed`,
     leaderLock: `${prefix}leader`,
     leaderFence: `${prefix}leader:fence`,
   };

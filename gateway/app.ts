@@ -39,6 +39,8 @@ export interface GatewayDeps {
   readonly now?: () => number;
   /** Collect Node.js process metrics. @default true */
   readonly defaultMetrics?: boolean;
+  /** A job delivered but not acknowledged this long is retried by another consumer. @default 60000 */
+  readonly jobVisibilityMs?: number;
 }
 
 export interface Gateway {
@@ -102,6 +104,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
           upstream,
           now,
           consumer: `gateway-${randomUUID().slice(0, 8)}`,
+          visibilityMs: deps.jobVisibilityMs,
+          onError: (error) => process.stderr.write(`gateway: job runner: ${(error as Error).message}\n`),
         });
 
   // Route changes and key revocations arrive over pub/sub, so waiting requests and caches react at once.
@@ -115,14 +119,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
         // a malformed announcement is ignored; the periodic refresh catches up
       }
     } else if (channel === keys.apiKeysChannel) verifier.invalidate(message);
+    else if (channel === keys.budgetChannel) inference.spend.invalidateBudgetBlocks();
   });
   subscriber.on("error", () => undefined); // ioredis reconnects by itself; readiness reports the outage
-  await subscriber.subscribe(keys.routesChannel, keys.apiKeysChannel);
+  await subscriber.subscribe(keys.routesChannel, keys.apiKeysChannel, keys.budgetChannel);
 
   const app = Fastify({
     logger: false,
     bodyLimit: config.gateway.maxRequestBytes,
-    disableRequestLogging: true,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given)
@@ -130,6 +134,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
         : `req_${randomUUID().replace(/-/g, "")}`;
     },
   });
+  app.removeContentTypeParser("text/plain"); // the API speaks JSON only; anything else is a clear 400
   app.decorateRequest("requestId", "");
   app.addHook("onRequest", async (request, reply) => {
     request.requestId = String(request.id);

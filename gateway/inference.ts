@@ -113,6 +113,11 @@ export class SpendView {
     return value;
   }
 
+  /** Forget cached budget blocks (the controller announced a change). */
+  invalidateBudgetBlocks(): void {
+    this.blocked = undefined;
+  }
+
   /** Budget blocks the controller set: `*` for the stack, or a model name → reason. */
   async budgetBlocks(): Promise<Record<string, string>> {
     if (this.blocked && this.now() - this.blocked.at < 2_000) return this.blocked.value;

@@ -168,6 +168,8 @@ export class JobRunner {
       upstream: UpstreamClient;
       now: () => number;
       consumer: string;
+      /** How long a delivered job may stay unacknowledged before another consumer takes it. @default 60000 */
+      visibilityMs?: number;
       onError?: (error: unknown) => void;
     },
   ) {}
@@ -202,13 +204,14 @@ export class JobRunner {
           await this.deps.registry.waitForChange(model, 2_000, this.stop.signal);
           continue;
         }
-        if (this.deps.now() - lastClaim > VISIBILITY_MS / 4) {
+        const visibility = this.deps.visibilityMs ?? VISIBILITY_MS;
+        if (this.deps.now() - lastClaim > visibility / 4) {
           lastClaim = this.deps.now();
           const [, claimed] = (await this.deps.redis.xautoclaim(
             stream,
             JOBS_GROUP,
             this.deps.consumer,
-            VISIBILITY_MS,
+            visibility,
             "0-0",
             "COUNT",
             10,
@@ -222,7 +225,7 @@ export class JobRunner {
           "COUNT",
           1,
           "BLOCK",
-          2_000,
+          Math.min(2_000, visibility),
           "STREAMS",
           stream,
           ">",

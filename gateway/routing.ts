@@ -81,7 +81,8 @@ export class BackendRegistry extends EventEmitter {
     exclude: ReadonlySet<string> = new Set(),
     options: { ignoreCooldown?: boolean } = {},
   ): Backend | undefined {
-    const now = options.ignoreCooldown ? Number.NEGATIVE_INFINITY : this.now();
+    // Cooling-down backends are skipped unless nothing else is left (then a second try beats a certain failure).
+    const now = options.ignoreCooldown ? Number.POSITIVE_INFINITY : this.now();
     let best: Backend | undefined;
     let bestLoad = Number.POSITIVE_INFINITY;
     let ties = 0;

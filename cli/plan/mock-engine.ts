@@ -108,7 +108,11 @@ function computedState(type: string, name: string, n: number): Record<string, un
         publicKeyOpenssh: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOfflinePlanKey ${name}`,
       };
     case "pulumi-nodejs:dynamic/runpod:Endpoint":
-      return { endpointId: `offline-${name}`, templateId: `offline-template-${name}`, templateName: `${name}-template` };
+      return {
+        endpointId: `offline-${name}`,
+        templateId: `offline-template-${name}`,
+        templateName: `${name}-template`,
+      };
     case "hcloud:index/server:Server":
       return {
         ipv4Address: `192.0.2.${n % 250}`,

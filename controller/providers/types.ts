@@ -1,0 +1,276 @@
+/**
+ * The interface every instance-provider adapter implements, the error type they all throw, and the helpers
+ * they share for tagging instances and starting the inference engine.
+ *
+ * Adapters do not decide trust: the controller calls `decideProvision` (core/trust) before `provision`.
+ * Adapters never log or put into an error message a credential, the worker token or the worker's env.
+ */
+import type { ConfigurableProviderId, GpuId } from "../../core/catalog";
+import type { Engine } from "../../core/config/schema";
+
+// ── errors ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * auth: credentials missing, wrong or lacking a permission — not retried, a human must act.
+ * capacity: the provider has no machine for the request (offer gone, no_capacity) — fail over to the next offer.
+ * rate_limit: 429 — retried after Retry-After or backoff.
+ * transient: 5xx, reset, timeout, unparseable answer — retried with backoff.
+ * fatal: any other refusal (bad request, insufficient funds) — not retried.
+ */
+export type ProviderErrorKind = "auth" | "capacity" | "rate_limit" | "transient" | "fatal";
+
+export const RETRYABLE_KINDS: readonly ProviderErrorKind[] = ["rate_limit", "transient"];
+
+export interface ProviderErrorInit {
+  readonly kind: ProviderErrorKind;
+  readonly provider: ConfigurableProviderId;
+  /** What the adapter was doing: offers, provision, describe, list, terminate, auth … */
+  readonly operation: string;
+  /** Why, already free of credentials. */
+  readonly detail: string;
+  readonly status?: number;
+  readonly retryAfterMs?: number;
+  /** The provider's own error code (`forbidden_action`, `no_such_ask`), when it sent one. */
+  readonly code?: string;
+  /** How many attempts were made before giving up. */
+  readonly attempts?: number;
+}
+
+export class ProviderError extends Error {
+  readonly kind: ProviderErrorKind;
+  readonly provider: ConfigurableProviderId;
+  readonly operation: string;
+  readonly status?: number;
+  readonly retryAfterMs?: number;
+  readonly code?: string;
+  readonly attempts?: number;
+  readonly detail: string;
+
+  constructor(init: ProviderErrorInit) {
+    const where = init.status !== undefined ? `${init.kind}, HTTP ${init.status}` : init.kind;
+    const tries =
+      init.attempts !== undefined && init.attempts > 1 ? ` (after ${init.attempts} attempts)` : "";
+    super(`${init.provider} ${init.operation} failed (${where}): ${init.detail}${tries}`);
+    this.name = "ProviderError";
+    this.kind = init.kind;
+    this.provider = init.provider;
+    this.operation = init.operation;
+    this.detail = init.detail;
+    if (init.status !== undefined) this.status = init.status;
+    if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
+    if (init.code !== undefined) this.code = init.code;
+    if (init.attempts !== undefined) this.attempts = init.attempts;
+  }
+
+  /** rate_limit and transient errors may succeed when tried again. */
+  get retryable(): boolean {
+    return RETRYABLE_KINDS.includes(this.kind);
+  }
+
+  /** The same error with the attempt count recorded. */
+  withAttempts(attempts: number): ProviderError {
+    return new ProviderError({ ...this.init(), attempts });
+  }
+
+  private init(): ProviderErrorInit {
+    return {
+      kind: this.kind,
+      provider: this.provider,
+      operation: this.operation,
+      detail: this.detail,
+      ...(this.status !== undefined ? { status: this.status } : {}),
+      ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}),
+      ...(this.code !== undefined ? { code: this.code } : {}),
+    };
+  }
+}
+
+export function isProviderError(value: unknown): value is ProviderError {
+  return value instanceof ProviderError;
+}
+
+// ── the contract ──────────────────────────────────────────────────────────────────────────────────────────
+
+export interface WorkerSpec {
+  /** The controller's id for this worker; also the idempotency key of `provision`. */
+  readonly workerId: string;
+  /** The stack's owner label (RuntimeConfig.ownerLabel); the reconciler lists instances by it. */
+  readonly ownerLabel: string;
+  /** Model name clients send (served model name). */
+  readonly model: string;
+  /** Hugging Face repo of the weights. */
+  readonly source: string;
+  readonly revision?: string;
+  readonly engine: Engine;
+  /** Container image, already resolved by the controller (provider `image` setting or the engine default). */
+  readonly image: string;
+  readonly gpuCount: number;
+  readonly maxModelLen?: number;
+  readonly engineArgs: readonly string[];
+  /** Port the engine listens on inside the container or VM. */
+  readonly port: number;
+  /** The engine's --api-key; a secret: never logged, never in an error message. */
+  readonly workerToken: string;
+  /** Extra environment for the engine (e.g. HF_TOKEN); values are secrets. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+export interface Offer {
+  readonly provider: ConfigurableProviderId;
+  readonly gpu: GpuId;
+  /** USD per hour for the whole instance (all its GPUs, storage where the provider quotes it). */
+  readonly usdPerHour: number;
+  /** The provider's handle for the offer: Vast ask id, Verda instance type, RunPod GPU type id. */
+  readonly offerId?: string;
+  readonly region?: string;
+  /** 0..1 where the provider publishes it (Vast.ai). */
+  readonly reliability?: number;
+}
+
+export type InstanceStatus =
+  | "provisioning"
+  | "booting"
+  | "running"
+  | "stopped"
+  | "terminating"
+  | "terminated"
+  | "failed"
+  | "unknown";
+
+export interface InstanceInfo {
+  readonly providerId: string;
+  readonly workerId?: string;
+  readonly ownerLabel?: string;
+  readonly status: InstanceStatus;
+  /** http(s)://host:port of the engine once the provider reports it reachable (no /v1 suffix). */
+  readonly baseUrl?: string;
+  readonly usdPerHour?: number;
+  readonly createdAtMs?: number;
+  /** The provider's own status words, for logs (never secrets). */
+  readonly detail?: string;
+}
+
+export interface ProviderAdapter {
+  readonly id: ConfigurableProviderId;
+  /** Offers for the model's GPUs and count, cheapest first, within the provider's settings (filters, price cap). */
+  offers(model: { gpu: readonly GpuId[]; gpuCount: number }): Promise<Offer[]>;
+  /**
+   * Rent an instance for the worker, tagged with ownerLabel and workerId. Idempotent: an instance that already
+   * carries this workerId (a create that "failed" but did create) is adopted instead of creating a second one.
+   */
+  provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo>;
+  /** The instance, or undefined when the provider no longer knows it. */
+  describe(providerId: string): Promise<InstanceInfo | undefined>;
+  /** Every instance carrying the owner label (for the reconciler). */
+  listOwned(ownerLabel: string): Promise<InstanceInfo[]>;
+  /** Stop billing for good. Idempotent: an instance that is already gone counts as success. */
+  terminate(providerId: string): Promise<void>;
+}
+
+/** Statuses after which an instance never serves again. */
+export const FINAL_STATUSES: readonly InstanceStatus[] = ["terminating", "terminated"];
+
+// ── instance tags ─────────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The tag put on every instance (Vast `label`, RunPod pod `name`, Verda `description`): `<ownerLabel>.<workerId>`.
+ * Owner labels are DNS labels (no dots), so the first dot separates the two without ambiguity, and one stack's
+ * label can never be a prefix match for another's.
+ */
+export function instanceTag(ownerLabel: string, workerId: string): string {
+  if (!/^[a-z0-9-]{1,63}$/.test(ownerLabel))
+    throw new Error(`owner label "${ownerLabel}" must be a DNS label (a-z, 0-9, -)`);
+  if (!/^[A-Za-z0-9._:-]{1,100}$/.test(workerId))
+    throw new Error(`worker id "${workerId}" may use only letters, digits and . _ : -`);
+  return `${ownerLabel}.${workerId}`;
+}
+
+export function parseInstanceTag(tag: unknown): { ownerLabel: string; workerId: string } | undefined {
+  if (typeof tag !== "string") return undefined;
+  const dot = tag.indexOf(".");
+  if (dot <= 0 || dot === tag.length - 1) return undefined;
+  const ownerLabel = tag.slice(0, dot);
+  const workerId = tag.slice(dot + 1);
+  if (!/^[a-z0-9-]{1,63}$/.test(ownerLabel) || !/^[A-Za-z0-9._:-]{1,100}$/.test(workerId)) return undefined;
+  return { ownerLabel, workerId };
+}
+
+// ── engine launch ─────────────────────────────────────────────────────────────────────────────────────────
+
+export interface EngineLaunch {
+  /** Arguments for the image's entrypoint (vllm/vllm-openai, TGI launcher, ollama). */
+  readonly args: readonly string[];
+  /** Extra environment the engine needs (besides spec.env). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Whether the engine itself checks the worker token (Ollama has no API key support). */
+  readonly authEnforced: boolean;
+}
+
+/** How to start the engine so it serves the model on spec.port and demands spec.workerToken. */
+export function engineLaunch(spec: WorkerSpec): EngineLaunch {
+  const port = String(spec.port);
+  switch (spec.engine) {
+    case "vllm":
+      return {
+        args: [
+          "--model",
+          spec.source,
+          ...(spec.revision ? ["--revision", spec.revision] : []),
+          "--served-model-name",
+          spec.model,
+          "--host",
+          "0.0.0.0",
+          "--port",
+          port,
+          "--tensor-parallel-size",
+          String(spec.gpuCount),
+          ...(spec.maxModelLen ? ["--max-model-len", String(spec.maxModelLen)] : []),
+          "--api-key",
+          spec.workerToken,
+          ...spec.engineArgs,
+        ],
+        env: {},
+        authEnforced: true,
+      };
+    case "tgi":
+      return {
+        args: [
+          "--model-id",
+          spec.source,
+          ...(spec.revision ? ["--revision", spec.revision] : []),
+          "--hostname",
+          "0.0.0.0",
+          "--port",
+          port,
+          "--num-shard",
+          String(spec.gpuCount),
+          ...(spec.maxModelLen ? ["--max-total-tokens", String(spec.maxModelLen)] : []),
+          "--api-key",
+          spec.workerToken,
+          ...spec.engineArgs,
+        ],
+        env: {},
+        authEnforced: true,
+      };
+    case "ollama":
+      return {
+        args: ["serve", ...spec.engineArgs],
+        env: { OLLAMA_HOST: `0.0.0.0:${port}` },
+        authEnforced: false,
+      };
+  }
+}
+
+/** POSIX single-quote a word for a shell script. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'"'"'`)}'`;
+}
+
+export function shellJoin(words: readonly string[]): string {
+  return words.map(shellQuote).join(" ");
+}
+
+/** Every secret a spec carries, for redaction of anything the provider echoes back. */
+export function specSecrets(spec: WorkerSpec): string[] {
+  return [spec.workerToken, ...Object.values(spec.env)].filter((s) => s.length >= 4);
+}

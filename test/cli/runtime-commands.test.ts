@@ -1,0 +1,118 @@
+/** `aiorch keys …` and `aiorch gateway` as a user runs them: real processes, real Redis, a fake model server. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FakeVllm, startFakeVllm } from "../fakes/vllm-upstream";
+import { REDIS_URL, testRuntimeConfig } from "../gateway/harness";
+import { aiorch, ROOT } from "./helpers";
+
+let fake: FakeVllm;
+let dir: string;
+let configFile: string;
+const prefix = `c${randomBytes(4).toString("hex")}:`;
+const env = { ...process.env, REDIS_URL };
+
+beforeAll(async () => {
+  fake = await startFakeVllm({ model: ["chat", "embed", "cold"] });
+  dir = mkdtempSync(join(tmpdir(), "aiorch-cli-"));
+  configFile = join(dir, "runtime.json");
+  writeFileSync(configFile, JSON.stringify(testRuntimeConfig(fake.url, prefix)));
+});
+afterAll(async () => {
+  await fake.close();
+  rmSync(dir, { recursive: true, force: true });
+  const redis = new Redis(REDIS_URL);
+  const found = await redis.keys(`${prefix}*`);
+  if (found.length > 0) await redis.del(...found);
+  redis.disconnect();
+});
+
+function run(args: string[]) {
+  const result = aiorch(args);
+  return result;
+}
+
+describe("aiorch keys", () => {
+  it("create prints the key once; list shows prefixes, never keys; revoke stops it", () => {
+    process.env.REDIS_URL = REDIS_URL;
+    const created = run([
+      "keys",
+      "create",
+      "--config",
+      configFile,
+      "--name",
+      "ci",
+      "--models",
+      "chat",
+      "--rpm",
+      "30",
+      "--json",
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const { key, id } = JSON.parse(created.stdout) as { key: string; id: string };
+    expect(key).toMatch(/^sk-aiorch-[A-Za-z0-9_-]{32}$/);
+    const listed = run(["keys", "list", "--config", configFile]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain(id);
+    expect(listed.stdout).toContain("active");
+    expect(listed.stdout).not.toContain(key);
+    expect(run(["keys", "revoke", id, "--config", configFile]).code).toBe(0);
+    expect(run(["keys", "list", "--config", configFile]).stdout).toMatch(new RegExp(`${id}.*revoked`));
+  });
+
+  it("refuses unknown models, bad numbers, past expiry and unknown ids with exit 2", () => {
+    expect(
+      run(["keys", "create", "--config", configFile, "--name", "x", "--models", "gpt-9"]).stderr,
+    ).toMatch(/unknown model\(s\) gpt-9/);
+    expect(run(["keys", "create", "--config", configFile, "--name", "x", "--rpm", "-1"]).code).toBe(2);
+    expect(
+      run(["keys", "create", "--config", configFile, "--name", "x", "--expires", "2001-01-01"]).stderr,
+    ).toMatch(/in the past/);
+    expect(run(["keys", "revoke", "key_nope", "--config", configFile]).code).toBe(2);
+    expect(run(["keys", "frob", "--config", configFile]).code).toBe(2);
+  });
+});
+
+describe("aiorch gateway", () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => child?.kill("SIGTERM"));
+
+  it("serves the OpenAI API from a runtime config file, with a key from aiorch keys", async () => {
+    const { key } = JSON.parse(
+      run(["keys", "create", "--config", configFile, "--name", "gw", "--json"]).stdout,
+    ) as { key: string };
+    child = spawn(
+      process.execPath,
+      [join(ROOT, "bin", "aiorch.js"), "gateway", "--config", configFile, "--port", "0"],
+      {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    const address = await new Promise<string>((resolve, reject) => {
+      let seen = "";
+      child!.stderr!.on("data", (d: Buffer) => {
+        seen += d.toString();
+        const match = /listening on (http:\/\/\S+)/.exec(seen);
+        if (match) resolve(match[1]!);
+      });
+      child!.on("exit", (code) => reject(new Error(`gateway exited ${code}: ${seen}`)));
+      setTimeout(() => reject(new Error(`gateway did not start: ${seen}`)), 20_000);
+    });
+    const client = new OpenAI({ apiKey: key, baseURL: `${address}/v1`, maxRetries: 0 });
+    const answer = await client.chat.completions.create({
+      model: "chat",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 2,
+    });
+    expect(answer.usage?.completion_tokens).toBe(2);
+    child.kill("SIGTERM");
+    const code = await new Promise<number | null>((resolve) => child!.on("exit", resolve));
+    expect(code).toBe(0);
+  });
+});

@@ -1,0 +1,399 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { DatacrunchAdapter, hostnameOf } from "../../../controller/providers/datacrunch";
+import type { RetryEvent } from "../../../controller/providers/http";
+import { ProviderError, type WorkerSpec } from "../../../controller/providers/types";
+import { datacrunchSchema } from "../../../core/config/schema";
+import { VerdaFake, type VerdaTypeSeed } from "../../fakes/datacrunch-api";
+import { ManualClock } from "../../fakes/vastai-api";
+
+const CLIENT_ID = "dc-client-SECRET-id-123";
+const CLIENT_SECRET = "dc-secret-SECRET-9f8e7d6c";
+const WORKER_TOKEN = "wtok-SECRET-verda-4242";
+const HF_TOKEN = "hf_SECRET_verda_1234";
+const SECRETS = [CLIENT_ID, CLIENT_SECRET, WORKER_TOKEN, HF_TOKEN];
+
+const TYPES: VerdaTypeSeed[] = [
+  { instance_type: "1A100.22V", price_per_hour: 1.29, gpus: 1 },
+  { instance_type: "2A100.44V", price_per_hour: 2.58, gpus: 2 },
+  { instance_type: "1H100.80S.30V", price_per_hour: 2.19, gpus: 1 },
+  { instance_type: "1L40S.20V", price_per_hour: 0.91, gpus: 1, gpuMemoryGb: 48 },
+  { instance_type: "1A6000.10V", price_per_hour: 0.49, gpus: 1, gpuMemoryGb: 48 },
+];
+const AVAILABILITY = {
+  "FIN-03": ["1A100.22V", "2A100.44V", "1H100.80S.30V", "1L40S.20V"],
+  "FIN-01": ["1A6000.10V"],
+};
+
+const spec = (workerId = "w-1", ownerLabel = "aiorch-dev"): WorkerSpec => ({
+  workerId,
+  ownerLabel,
+  model: "llama-3.1-70b",
+  source: "meta-llama/Llama-3.1-70B-Instruct",
+  engine: "vllm",
+  image: "vllm/vllm-openai:v0.10.1.1",
+  gpuCount: 1,
+  engineArgs: [],
+  port: 8000,
+  workerToken: WORKER_TOKEN,
+  env: { HF_TOKEN },
+});
+
+let clock: ManualClock;
+let fake: VerdaFake;
+let sleeps: number[];
+let retries: RetryEvent[];
+
+function adapter(settings: Record<string, unknown> = {}, secret = CLIENT_SECRET): DatacrunchAdapter {
+  return new DatacrunchAdapter({
+    settings: datacrunchSchema.parse({ apiBase: fake.apiBase, ...settings }),
+    clientId: CLIENT_ID,
+    clientSecret: secret,
+    now: clock.now,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      clock.advance(ms);
+    },
+    random: () => 0.5,
+    timeoutMs: 300,
+    tokenSkewMs: 30_000,
+    onRetry: (e) => retries.push(e),
+  });
+}
+
+async function failure(promise: Promise<unknown>): Promise<ProviderError> {
+  const err = await promise.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ProviderError);
+  const text = `${(err as Error).message} ${JSON.stringify(err)}`;
+  for (const secret of SECRETS) expect(text).not.toContain(secret);
+  return err as ProviderError;
+}
+
+const api = (path: string) => fake.requests.filter((r) => r.path === `/v1${path}`);
+
+beforeEach(async () => {
+  clock = new ManualClock();
+  fake = new VerdaFake({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    types: TYPES,
+    availability: AVAILABILITY,
+    now: clock.now,
+    tokenTtlSeconds: 120,
+  });
+  await fake.start();
+  sleeps = [];
+  retries = [];
+});
+
+afterEach(async () => {
+  await fake.close();
+});
+
+describe("DataCrunch auth", () => {
+  it("obtains one token with client credentials and reuses it", async () => {
+    const a = adapter();
+    await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    await a.listOwned("aiorch-dev");
+    expect(fake.grants).toEqual(["client_credentials"]);
+    expect(api("/oauth2/token")[0]?.body).toEqual({
+      grant_type: "client_credentials",
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+    });
+    expect(api("/instances")[0]?.headers.authorization).toMatch(/^Bearer at-/);
+  });
+
+  it("refreshes a token before it expires", async () => {
+    const a = adapter();
+    await a.listOwned("aiorch-dev");
+    clock.advance(95_000); // 120 s lifetime, 30 s skew
+    await a.listOwned("aiorch-dev");
+    expect(fake.grants).toEqual(["client_credentials", "refresh_token"]);
+  });
+
+  it("authenticates again when the refresh is refused", async () => {
+    const a = adapter();
+    await a.listOwned("aiorch-dev");
+    fake.refuseRefresh = true;
+    clock.advance(200_000);
+    await a.listOwned("aiorch-dev");
+    expect(fake.grants).toEqual(["client_credentials", "refresh_token", "client_credentials"]);
+  });
+
+  it("re-authenticates once on a 401 from the API", async () => {
+    const a = adapter();
+    await a.listOwned("aiorch-dev");
+    fake.revokeTokens();
+    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+    expect(fake.grants).toEqual(["client_credentials", "refresh_token"]);
+    expect(retries).toEqual([]);
+  });
+
+  it("wrong client credentials: auth error, not retried, no secret in the message", async () => {
+    const err = await failure(adapter({}, "wrong-SECRET-value-0000").listOwned("aiorch-dev"));
+    expect(err).toMatchObject({ kind: "auth", status: 401, operation: "auth" });
+    expect(err.message).not.toContain("wrong-SECRET-value-0000");
+    expect(fake.grants).toEqual(["client_credentials"]);
+  });
+});
+
+describe("DataCrunch offers", () => {
+  it("offers instance types available at the configured location, cheapest first", async () => {
+    const a = adapter();
+    const offers = await a.offers({ gpu: ["A100_80GB", "L40S", "RTX_A6000"], gpuCount: 1 });
+    expect(offers).toEqual([
+      { provider: "datacrunch", gpu: "L40S", usdPerHour: 0.91, offerId: "1L40S.20V", region: "FIN-03" },
+      { provider: "datacrunch", gpu: "A100_80GB", usdPerHour: 1.29, offerId: "1A100.22V", region: "FIN-03" },
+    ]);
+    expect(api("/instance-availability")[0]?.query).toMatchObject({
+      location_code: "FIN-03",
+      isSpot: "false",
+    });
+    expect(api("/instance-types")[0]?.query).toEqual({ currency: "usd" });
+  });
+
+  it("matches multi-GPU types by GPU model and count, and honours another location", async () => {
+    expect((await adapter().offers({ gpu: ["A100_80GB"], gpuCount: 2 })).map((o) => o.offerId)).toEqual([
+      "2A100.44V",
+    ]);
+    const fin1 = await adapter({ location: "FIN-01" }).offers({
+      gpu: ["RTX_A6000", "A100_80GB"],
+      gpuCount: 1,
+    });
+    expect(fin1.map((o) => [o.offerId, o.region])).toEqual([["1A6000.10V", "FIN-01"]]);
+  });
+});
+
+describe("DataCrunch lifecycle", () => {
+  it("creates a startup script that runs the engine with the token, then the tagged instance (text id)", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const info = await a.provision(spec(), offer!);
+    expect(info).toMatchObject({
+      workerId: "w-1",
+      ownerLabel: "aiorch-dev",
+      status: "provisioning",
+      usdPerHour: 1.29,
+    });
+    expect(info.providerId).toMatch(/^[0-9a-f]{8}-/);
+
+    const [scriptReq] = api("/scripts");
+    const script = (scriptReq?.body as { script: string } | undefined)?.script ?? "";
+    expect(script).toContain("docker run -d");
+    expect(script).toContain("--gpus all");
+    expect(script).toContain("-p 8000:8000");
+    expect(script).toContain(`--api-key ${WORKER_TOKEN}`);
+    expect(script).toContain(`HF_TOKEN=${HF_TOKEN}`);
+    expect(script).toContain("vllm/vllm-openai:v0.10.1.1 --model meta-llama/Llama-3.1-70B-Instruct");
+
+    const create = api("/instances").find((r) => r.method === "POST");
+    expect(create?.body).toEqual({
+      instance_type: "1A100.22V",
+      image: "ubuntu-24.04-cuda-12.8-open-docker",
+      hostname: "aiorch-dev-w-1",
+      description: "aiorch-dev.w-1",
+      ssh_key_ids: [],
+      location_code: "FIN-03",
+      os_volume: { name: "aiorch-dev-w-1-os", size: 100 },
+      startup_script_id: [...fake.scripts.keys()][0],
+      is_spot: false,
+      contract: "PAY_AS_YOU_GO",
+    });
+  });
+
+  it("walks ordered → provisioning → running and reports the engine URL once running", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(3_000);
+    expect(await a.describe(providerId)).toMatchObject({
+      status: "provisioning",
+      detail: "status=provisioning",
+    });
+    clock.advance(30_000);
+    const running = await a.describe(providerId);
+    expect(running?.status).toBe("running");
+    expect(running?.baseUrl).toMatch(/^http:\/\/192\.0\.2\.\d+:8000$/);
+  });
+
+  it("an immediate no_capacity fails the provision as capacity and deletes the instance", async () => {
+    fake.walk.orderedMs = 0;
+    fake.fates.push("no_capacity");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const err = await failure(a.provision(spec(), offer!));
+    expect(err).toMatchObject({ kind: "capacity", code: "no_capacity" });
+    expect(fake.requestsTo("/v1/instances", "PUT")[0]?.body).toMatchObject({ action: "delete" });
+  });
+
+  it("a later no_capacity or error shows as failed; a stuck one stays provisioning", async () => {
+    fake.fates.push("no_capacity", "error", "stuck_provisioning");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const ids = [];
+    for (const w of ["w-a", "w-b", "w-c"]) ids.push((await a.provision(spec(w), offer!)).providerId);
+    clock.advance(3_600_000);
+    const infos = await Promise.all(ids.map((id) => a.describe(id)));
+    expect(infos.map((i) => [i?.status, i?.detail])).toEqual([
+      ["failed", "status=no_capacity"],
+      ["failed", "status=error"],
+      ["provisioning", "status=provisioning"],
+    ]);
+  });
+
+  it("lists only instances whose description carries our owner label", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    await a.provision(spec("w-1"), offer!);
+    await a.provision(spec("w-1", "aiorch-dev-2"), offer!);
+    expect((await a.listOwned("aiorch-dev")).map((i) => [i.ownerLabel, i.workerId])).toEqual([
+      ["aiorch-dev", "w-1"],
+    ]);
+    expect(await a.describe("00000000-dead-beef-0000-000000000000")).toBeUndefined();
+  });
+
+  it("terminate deletes instance and OS volume; deleting/gone count as success; script removed", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(40_000);
+    await a.terminate(providerId);
+    const inst = fake.instances.get(providerId);
+    expect(inst?.deleteRequest).toEqual({
+      id: [providerId],
+      action: "delete",
+      volume_ids: [inst?.osVolumeId],
+      delete_permanently: true,
+    });
+    expect(fake.scripts.size).toBe(0);
+    expect((await a.describe(providerId))?.status).toBe("terminating");
+    await a.terminate(providerId); // while deleting
+    clock.advance(10_000);
+    expect(await a.describe(providerId)).toBeUndefined();
+    await a.terminate(providerId); // gone
+    expect(fake.requestsTo("/v1/instances", "PUT")).toHaveLength(1);
+  });
+
+  it("a repeat delete answers forbidden_action, which the adapter treats as success", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    await a.terminate(providerId);
+    // A stale read (instance still "running") makes the adapter send the delete again.
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: { id: providerId, status: "running", description: "aiorch-dev.w-1" },
+      },
+      { method: "GET", path: `/v1/instances/${providerId}` },
+    );
+    await a.terminate(providerId);
+    const puts = fake.requestsTo("/v1/instances", "PUT");
+    expect(puts).toHaveLength(2);
+    const last = fake.requests.filter((r) => r.method === "PUT").at(-1);
+    expect(last?.fault).toBeUndefined();
+  });
+
+  it("a forbidden_action on an instance that is still there is not swallowed", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    fake.inject(
+      { type: "status", status: 403, json: { code: "forbidden_action", message: "instance is locked" } },
+      { method: "PUT" },
+    );
+    const err = await failure(a.terminate(providerId));
+    expect(err).toMatchObject({ kind: "fatal", code: "forbidden_action" });
+  });
+
+  it("bills per second from provisioning until the delete", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(3_000 + 3_600_000);
+    await a.terminate(providerId);
+    clock.advance(3_600_000);
+    const cost = fake.costOf(providerId);
+    expect(cost.billedSeconds).toBe(3600);
+    expect(cost.usd).toBeCloseTo(1.29, 9);
+  });
+});
+
+describe("DataCrunch faults", () => {
+  it("adopts an instance whose create errored but did create; one instance, one script", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    fake.inject({ type: "process-then-fail", status: 500 }, { method: "POST", path: "/v1/instances" });
+    const info = await a.provision(spec(), offer!);
+    expect(info.workerId).toBe("w-1");
+    expect(fake.live()).toHaveLength(1);
+    expect(fake.scripts.size).toBe(1);
+    expect(fake.requestsTo("/v1/instances", "POST")).toHaveLength(1);
+  });
+
+  it("retries a create that was refused with 503 (not created), reusing one script", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    fake.inject(
+      { type: "status", status: 503, json: { code: "service_unavailable", message: "try again" } },
+      { method: "POST", path: "/v1/instances" },
+    );
+    const info = await a.provision(spec(), offer!);
+    expect(info.status).toBe("provisioning");
+    expect(fake.live()).toHaveLength(1);
+    expect(fake.scripts.size).toBe(1);
+    expect(fake.requestsTo("/v1/instances", "POST")).toHaveLength(2);
+  });
+
+  it("an instance type gone from the location is capacity; insufficient_funds is fatal; scripts cleaned up", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    fake.availability["FIN-03"] = [];
+    expect((await failure(a.provision(spec("w-1"), offer!))).kind).toBe("capacity");
+    fake.availability["FIN-03"] = ["1A100.22V"];
+    fake.outOfFunds = true;
+    const err = await failure(a.provision(spec("w-2"), offer!));
+    expect(err).toMatchObject({ kind: "fatal", code: "insufficient_funds", status: 402 });
+    expect(fake.requestsTo("/v1/instances", "POST")).toHaveLength(2);
+    expect(fake.scripts.size).toBe(0);
+  });
+
+  it("honours Retry-After on 429 and retries timeouts", async () => {
+    fake.inject({
+      type: "status",
+      status: 429,
+      json: { code: "too_many_requests", message: "slow down" },
+      headers: { "retry-after": "4" },
+    });
+    fake.inject({ type: "timeout" }, { path: "/v1/instances" });
+    expect(await adapter().listOwned("aiorch-dev")).toEqual([]);
+    expect(retries.map((r) => r.kind)).toEqual(["rate_limit", "transient"]);
+    expect(sleeps[0]).toBe(4_000);
+  });
+
+  it("garbage bodies never crash", async () => {
+    const a = adapter();
+    fake.inject({ type: "garbage" }, { path: "/v1/instance-types", times: 10 });
+    expect((await failure(a.offers({ gpu: ["A100_80GB"], gpuCount: 1 }))).kind).toBe("transient");
+    fake.clearFaults();
+    fake.inject({ type: "status", status: 200, json: { instances: [] } }, { times: 10 });
+    expect((await failure(a.listOwned("aiorch-dev"))).kind).toBe("transient");
+    fake.clearFaults();
+    fake.inject({ type: "status", status: 200, json: [1, null, { id: 3, description: 7 }] });
+    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+    fake.inject({ type: "garbage", body: "\u0000\u0001" }, { path: "/oauth2/token", times: 10 });
+    fake.revokeTokens();
+    expect((await failure(a.listOwned("aiorch-dev"))).kind).toBe("transient");
+  });
+
+  it("a bad hostname is impossible: hostnames are DNS-safe whatever the worker id", () => {
+    expect(hostnameOf("aiorch-dev", "W_1:abc.def")).toBe("aiorch-dev-w-1-abc-def");
+    expect(hostnameOf("a".repeat(60), "worker-123").length).toBeLessThanOrEqual(63);
+  });
+});

@@ -1,0 +1,232 @@
+import { describe, expect, it } from "vitest";
+import {
+  backoffMs,
+  classifyFailure,
+  DEFAULT_RETRY_POLICY,
+  excerpt,
+  ProviderHttp,
+  parseRetryAfter,
+  redact,
+  shapeOf,
+} from "../../../controller/providers/http";
+import {
+  engineLaunch,
+  instanceTag,
+  ProviderError,
+  parseInstanceTag,
+  shellJoin,
+  type WorkerSpec,
+} from "../../../controller/providers/types";
+
+describe("classifyFailure", () => {
+  it.each([
+    [{ status: 429 }, "rate_limit"],
+    [{ status: 429, message: "API requests too frequent" }, "rate_limit"],
+    [{ status: 401 }, "auth"],
+    [{ status: 403 }, "auth"],
+    [{ status: 400, code: "unauthorized_request" }, "auth"],
+    [{ status: 403, code: "forbidden_action", message: "cannot delete" }, "fatal"],
+    [{ status: 400, code: "no_capacity" }, "capacity"],
+    [
+      {
+        status: 400,
+        message: "There are no longer any instances available with the requested specifications",
+      },
+      "capacity",
+    ],
+    [{ status: 400, message: "no instances available" }, "capacity"],
+    [
+      { status: 400, code: "invalid_request", message: "Instance type 1A100.22V is not available at FIN-03" },
+      "capacity",
+    ],
+    [{ status: 400, code: "no_such_ask", message: "Instance type by id 7 is not available." }, "capacity"],
+    [{ status: 503, message: "out of capacity in region" }, "capacity"],
+    [{ status: 500 }, "transient"],
+    [{ status: 502, message: "<html>Bad gateway</html>" }, "transient"],
+    [{ status: 503, code: "service_unavailable" }, "transient"],
+    [{ status: 408 }, "transient"],
+    [{ status: 400, code: "invalid_args", message: "bad disk" }, "fatal"],
+    [{ status: 402, code: "insufficient_funds" }, "fatal"],
+    [{ status: 404 }, "fatal"],
+    [{ status: 422, message: "unknown field foo" }, "fatal"],
+  ] as const)("%o → %s", (facts, kind) => {
+    expect(classifyFailure(facts)).toBe(kind);
+  });
+});
+
+describe("Retry-After and backoff", () => {
+  const now = Date.UTC(2026, 0, 5, 12, 0, 0);
+
+  it("parses delta-seconds and HTTP dates, ignores junk", () => {
+    expect(parseRetryAfter("7", now)).toBe(7000);
+    expect(parseRetryAfter(["2.5"], now)).toBe(2500);
+    expect(parseRetryAfter(new Date(now + 30_000).toUTCString(), now)).toBe(30_000);
+    expect(parseRetryAfter(new Date(now - 30_000).toUTCString(), now)).toBe(0);
+    expect(parseRetryAfter("soon", now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+    expect(parseRetryAfter("", now)).toBeUndefined();
+  });
+
+  it("draws full jitter from an exponentially growing, capped window", () => {
+    const policy = { ...DEFAULT_RETRY_POLICY, baseDelayMs: 100, maxDelayMs: 1000 };
+    expect([1, 2, 3, 4, 5, 6].map((n) => backoffMs(n, policy, () => 0.999999))).toEqual([
+      99, 199, 399, 799, 999, 999,
+    ]);
+    expect(backoffMs(3, policy, () => 0)).toBe(0);
+  });
+
+  it("retrying honours Retry-After, retries only rate_limit/transient, and bounds the total", async () => {
+    let now = 0;
+    const sleeps: number[] = [];
+    const http = new ProviderHttp({
+      provider: "vastai",
+      baseUrl: "http://127.0.0.1:9",
+      now: () => now,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        now += ms;
+      },
+      random: () => 0.5,
+      retry: { maxAttempts: 10, baseDelayMs: 1000, maxDelayMs: 60_000, maxTotalMs: 20_000 },
+    });
+    const err = (kind: ProviderError["kind"], retryAfterMs?: number) =>
+      new ProviderError({
+        kind,
+        provider: "vastai",
+        operation: "t",
+        detail: "x",
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
+
+    let calls = 0;
+    await http.retrying("t", async () => {
+      calls++;
+      if (calls === 1) throw err("rate_limit", 5000);
+      if (calls === 2) throw err("transient");
+      return "ok";
+    });
+    expect(sleeps).toEqual([5000, 1000]);
+
+    for (const kind of ["auth", "capacity", "fatal"] as const) {
+      calls = 0;
+      await expect(
+        http.retrying("t", async () => {
+          calls++;
+          throw err(kind);
+        }),
+      ).rejects.toMatchObject({ kind });
+      expect(calls).toBe(1);
+    }
+
+    sleeps.length = 0;
+    now = 0;
+    const final = await http
+      .retrying("t", async () => {
+        throw err("transient");
+      })
+      .catch((e: ProviderError) => e);
+    expect(final.attempts).toBe(6); // waits 500 + 1000 + 2000 + 4000 + 8000; the next 16 000 would pass 20 s
+    expect(sleeps.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(20_000);
+
+    await expect(http.retrying("t", () => Promise.reject(new TypeError("bug")))).rejects.toThrow(TypeError);
+  });
+
+  it("a refused connection is transient and names provider and operation", async () => {
+    const http = new ProviderHttp({
+      provider: "datacrunch",
+      baseUrl: "http://127.0.0.1:9",
+      retry: { maxAttempts: 1 },
+      secrets: () => ["s3cr3t-value"],
+    });
+    const err: unknown = await http
+      .send({ operation: "list", method: "GET", path: "/x" })
+      .catch((e: unknown) => e);
+    if (!(err instanceof ProviderError)) throw new Error("expected a ProviderError");
+    expect(err.kind).toBe("transient");
+    expect(err.message).toMatch(/^datacrunch list failed \(transient\): network error/);
+  });
+});
+
+describe("redaction", () => {
+  it("removes configured secrets, api_key params, bearer tokens and --api-key values", () => {
+    const text =
+      "GET /x?api_key=abc123XYZ&y=1 Authorization: Bearer eyJhbGciOi.xyz --api-key tok-1234 token=zzz99 the-secret-val";
+    const out = redact(text, ["the-secret-val"]);
+    expect(out).not.toMatch(/abc123XYZ|eyJhbGciOi|tok-1234|zzz99|the-secret-val/);
+    expect(out).toContain("api_key=[redacted]");
+    expect(out).toContain("Bearer [redacted]");
+  });
+
+  it("excerpts are short, printable and redacted; shapes hide values", () => {
+    expect(excerpt(`\u0000${"x".repeat(500)}`, [], 20)).toBe(`${"x".repeat(20)}…`);
+    expect(excerpt("")).toBe("(empty body)");
+    expect(shapeOf({ id: 1, env: { HF_TOKEN: "hf_x" } })).toBe("object {id, env}");
+    expect(shapeOf([1, 2])).toBe("array(2)");
+  });
+
+  it("remembered secrets are scrubbed from later errors", () => {
+    const http = new ProviderHttp({ provider: "runpod-pod", baseUrl: "http://127.0.0.1:9" });
+    http.rememberSecrets(["worker-token-123456", "ab"]);
+    const err = http.error("list", "fatal", "env had worker-token-123456 and ab");
+    expect(err.message).toBe("runpod-pod list failed (fatal): env had [redacted] and ab");
+  });
+});
+
+describe("tags and engine launch", () => {
+  it("round-trips owner label and worker id, never confusing prefixes", () => {
+    expect(instanceTag("aiorch-dev", "w-01HX.2")).toBe("aiorch-dev.w-01HX.2");
+    expect(parseInstanceTag("aiorch-dev.w-01HX.2")).toEqual({
+      ownerLabel: "aiorch-dev",
+      workerId: "w-01HX.2",
+    });
+    expect(parseInstanceTag("aiorch-dev-2.w-1")?.ownerLabel).toBe("aiorch-dev-2");
+    for (const bad of ["", "nodot", ".w", "owner.", "Upper.w", "my notebook", 7, null])
+      expect(parseInstanceTag(bad)).toBeUndefined();
+    expect(() => instanceTag("has.dot", "w")).toThrow();
+    expect(() => instanceTag("ok", "has space")).toThrow();
+  });
+
+  const base: WorkerSpec = {
+    workerId: "w",
+    ownerLabel: "o",
+    model: "m",
+    source: "org/model",
+    engine: "vllm",
+    image: "img",
+    gpuCount: 2,
+    maxModelLen: 4096,
+    engineArgs: ["--x"],
+    port: 9000,
+    workerToken: "tok it's",
+    env: {},
+  };
+
+  it("vLLM and TGI demand the worker token; Ollama cannot", () => {
+    const vllm = engineLaunch(base);
+    expect(vllm.args).toEqual([
+      "--model",
+      "org/model",
+      "--served-model-name",
+      "m",
+      "--host",
+      "0.0.0.0",
+      "--port",
+      "9000",
+      "--tensor-parallel-size",
+      "2",
+      "--max-model-len",
+      "4096",
+      "--api-key",
+      "tok it's",
+      "--x",
+    ]);
+    expect(vllm.authEnforced).toBe(true);
+    const tgi = engineLaunch({ ...base, engine: "tgi" });
+    expect(tgi.args).toEqual(
+      expect.arrayContaining(["--model-id", "org/model", "--num-shard", "2", "--api-key"]),
+    );
+    const ollama = engineLaunch({ ...base, engine: "ollama" });
+    expect(ollama).toMatchObject({ authEnforced: false, env: { OLLAMA_HOST: "0.0.0.0:9000" } });
+    expect(shellJoin(["a b", "it's", "plain"])).toBe(`'a b' 'it'"'"'s' plain`);
+  });
+});

@@ -1,0 +1,304 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { RetryEvent } from "../../../controller/providers/http";
+import { RunpodPodAdapter } from "../../../controller/providers/runpod-pod";
+import { ProviderError, type WorkerSpec } from "../../../controller/providers/types";
+import { runpodPodSchema } from "../../../core/config/schema";
+import { type RunpodGpuSeed, RunpodRestFake } from "../../fakes/runpod-rest";
+import { ManualClock } from "../../fakes/vastai-api";
+
+const API_KEY = "rpa_SECRET0123456789ABCDEF";
+const WORKER_TOKEN = "wtok-SECRET-55aa66bb77";
+const HF_TOKEN = "hf_SECRET_runpod_7777";
+const SECRETS = [API_KEY, WORKER_TOKEN, HF_TOKEN];
+
+const GPUS: RunpodGpuSeed[] = [
+  { id: "NVIDIA GeForce RTX 4090", pool: "ADA_24", securePrice: 0.69, communityPrice: 0.34, stock: 5 },
+  { id: "NVIDIA L4", pool: "AMPERE_24", securePrice: 0.43, communityPrice: 0.28, stock: 1 },
+  { id: "NVIDIA RTX A6000", pool: "AMPERE_48", securePrice: 0.49, stock: 0 },
+  { id: "NVIDIA A100 80GB PCIe", pool: "AMPERE_80", securePrice: 1.64, stock: 4, dataCenters: ["US-TX-3"] },
+];
+
+const spec = (workerId = "w-1", ownerLabel = "aiorch-prod"): WorkerSpec => ({
+  workerId,
+  ownerLabel,
+  model: "qwen-7b",
+  source: "Qwen/Qwen2.5-7B-Instruct",
+  revision: "a09a35458c702b33eeacc393d103063234e8bc28",
+  engine: "vllm",
+  image: "vllm/vllm-openai:v0.10.1.1",
+  gpuCount: 1,
+  engineArgs: [],
+  port: 8000,
+  workerToken: WORKER_TOKEN,
+  env: { HF_TOKEN },
+});
+
+let clock: ManualClock;
+let fake: RunpodRestFake;
+let sleeps: number[];
+let retries: RetryEvent[];
+
+function adapter(settings: Record<string, unknown> = {}, apiKey = API_KEY): RunpodPodAdapter {
+  return new RunpodPodAdapter({
+    settings: runpodPodSchema.parse({ apiBase: fake.apiBase, ...settings }),
+    apiKey,
+    prices: [{ provider: "runpod-pod", gpu: "RTX_4090", usdPerHour: 0.34, source: "test" }],
+    now: clock.now,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      clock.advance(ms);
+    },
+    random: () => 0.5,
+    timeoutMs: 300,
+    onRetry: (e) => retries.push(e),
+  });
+}
+
+async function failure(promise: Promise<unknown>): Promise<ProviderError> {
+  const err = await promise.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ProviderError);
+  const text = `${(err as Error).message} ${JSON.stringify(err)}`;
+  for (const secret of SECRETS) expect(text).not.toContain(secret);
+  return err as ProviderError;
+}
+
+beforeEach(async () => {
+  clock = new ManualClock();
+  fake = new RunpodRestFake({ apiKey: API_KEY, gpus: GPUS, now: clock.now });
+  await fake.start();
+  sleeps = [];
+  retries = [];
+});
+
+afterEach(async () => {
+  await fake.close();
+});
+
+describe("RunPod pod offers", () => {
+  it("prices secure-cloud GPUs from the catalog, skips ones without availability, cheapest first", async () => {
+    const offers = await adapter().offers({ gpu: ["RTX_4090", "L4", "RTX_A6000", "A100_80GB"], gpuCount: 1 });
+    expect(offers.map((o) => [o.gpu, o.usdPerHour])).toEqual([
+      ["L4", 0.43],
+      ["RTX_4090", 0.69],
+      ["A100_80GB", 1.64],
+    ]);
+    expect(offers[0]?.offerId).toBe("NVIDIA L4");
+    const [req] = fake.requestsTo("/v2/catalog/gpus");
+    expect(req?.query).toEqual({ include: "AVAILABILITY", product: "POD" });
+  });
+
+  it("uses community prices with cloud: community and multiplies by the GPU count", async () => {
+    const offers = await adapter({ cloud: "community" }).offers({
+      gpu: ["RTX_4090", "RTX_A6000"],
+      gpuCount: 2,
+    });
+    expect(offers).toEqual([
+      { provider: "runpod-pod", gpu: "RTX_4090", usdPerHour: 0.68, offerId: "NVIDIA GeForce RTX 4090" },
+    ]);
+  });
+
+  it("falls back to the configured price when the catalog has none", async () => {
+    fake.inject({
+      type: "status",
+      status: 200,
+      json: { gpus: [{ id: "NVIDIA GeForce RTX 4090", secure: true, availability: "HIGH" }] },
+    });
+    const offers = await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    expect(offers[0]?.usdPerHour).toBe(0.34);
+  });
+});
+
+describe("RunPod pod lifecycle", () => {
+  it("creates a pod named by owner label and worker id with only documented v2 fields", async () => {
+    const a = adapter({ dataCenters: ["EU-RO-1"] });
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const info = await a.provision(spec(), offer!);
+    expect(info).toMatchObject({
+      workerId: "w-1",
+      ownerLabel: "aiorch-prod",
+      status: "provisioning",
+      usdPerHour: 0.69,
+    });
+
+    const [create] = fake.requestsTo("/v2/pods", "POST");
+    const body = create?.body as Record<string, unknown>;
+    expect(body).toMatchObject({
+      name: "aiorch-prod.w-1",
+      image: "vllm/vllm-openai:v0.10.1.1",
+      cloud: "SECURE",
+      gpu: { id: "NVIDIA GeForce RTX 4090", count: 1 },
+      ports: ["8000/tcp"],
+      env: { HF_TOKEN },
+      dataCenterIds: ["EU-RO-1"],
+    });
+    expect(body.args).toContain(`--api-key ${WORKER_TOKEN}`);
+    expect(body.args).toContain("--revision a09a35458c702b33eeacc393d103063234e8bc28");
+    expect(create?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+  });
+
+  it("sends cloud COMMUNITY when configured", async () => {
+    const a = adapter({ cloud: "community" });
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    await a.provision(spec(), offer!);
+    expect(fake.requestsTo("/v2/pods", "POST")[0]?.body).toMatchObject({ cloud: "COMMUNITY" });
+    expect(fake.live()[0]?.costPerHr).toBe(0.34);
+  });
+
+  it("walks PROVISIONING → STARTING → RUNNING with the public port only once running", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(5_000);
+    expect(await a.describe(providerId)).toMatchObject({ status: "booting" });
+    expect((await a.describe(providerId))?.baseUrl).toBeUndefined();
+    clock.advance(60_000);
+    const running = await a.describe(providerId);
+    expect(running?.status).toBe("running");
+    expect(running?.baseUrl).toMatch(/^http:\/\/198\.51\.100\.\d+:\d+$/);
+    expect(running?.createdAtMs).toBe(clock.now() - 65_000);
+  });
+
+  it("maps stuck, exited and error pods", async () => {
+    fake.fates.push("stuck_starting", "exited", "error");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const ids = [];
+    for (const w of ["w-a", "w-b", "w-c"]) ids.push((await a.provision(spec(w), offer!)).providerId);
+    clock.advance(3_600_000);
+    const statuses = await Promise.all(ids.map(async (id) => (await a.describe(id))?.status));
+    expect(statuses).toEqual(["booting", "stopped", "failed"]);
+  });
+
+  it("lists our pods only, describes a gone pod as undefined, and terminates idempotently (404)", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const one = await a.provision(spec("w-1"), offer!);
+    await a.provision(spec("w-2"), offer!);
+    fake.seedPod("aiorch-prod-eu.w-1", "NVIDIA GeForce RTX 4090");
+    fake.seedPod("my notebook", "NVIDIA GeForce RTX 4090");
+    expect((await a.listOwned("aiorch-prod")).map((i) => i.workerId).sort()).toEqual(["w-1", "w-2"]);
+
+    await a.terminate(one.providerId);
+    expect(await a.describe(one.providerId)).toBeUndefined();
+    await a.terminate(one.providerId);
+    const deletes = fake.requestsTo(`/v2/pods/${one.providerId}`, "DELETE");
+    expect(deletes).toHaveLength(2);
+    expect((await a.listOwned("aiorch-prod")).map((i) => i.workerId)).toEqual(["w-2"]);
+  });
+
+  it("accrues per-second cost from STARTING until terminate", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(5_000 + 1_800_000);
+    await a.terminate(providerId);
+    clock.advance(3_600_000);
+    const cost = fake.costOf(providerId);
+    expect(cost.billedSeconds).toBe(1800);
+    expect(cost.usd).toBeCloseTo(0.345, 9);
+  });
+});
+
+describe("RunPod pod faults", () => {
+  it("surfaces 'no longer any instances available' as capacity, without retrying", async () => {
+    const a = adapter();
+    const offers = await a.offers({ gpu: ["L4"], gpuCount: 1 });
+    await a.provision(spec("w-1"), offers[0]!);
+    const err = await failure(a.provision(spec("w-2"), offers[0]!));
+    expect(err).toMatchObject({ kind: "capacity", status: 400, operation: "provision" });
+    expect(err.message).toContain("no longer any instances available");
+    expect(fake.requestsTo("/v2/pods", "POST")).toHaveLength(2);
+  });
+
+  it("treats a data-centre pin with no such GPU as capacity", async () => {
+    const a = adapter({ dataCenters: ["EU-RO-1"] });
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    expect((await failure(a.provision(spec(), offer!))).kind).toBe("capacity");
+  });
+
+  it("honours Retry-After on a problem+json 429", async () => {
+    fake.rateLimitNext(2, 3);
+    const offers = await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    expect(offers).toHaveLength(1);
+    expect(sleeps).toEqual([3_000, 3_000]);
+    expect(retries[0]?.message).toContain("rate limit exceeded");
+  });
+
+  it("retries 5xx and timeouts on reads; never retries auth or fatal", async () => {
+    fake.inject({ type: "status", status: 500, json: { title: "Internal Server Error", status: 500 } });
+    fake.inject({ type: "timeout" });
+    expect(await adapter().listOwned("aiorch-prod")).toEqual([]);
+    expect(retries.map((r) => r.kind)).toEqual(["transient", "transient"]);
+
+    const before = fake.requests.length;
+    const auth = await failure(adapter({}, "rpa_WRONG_SECRET_KEY_99").listOwned("aiorch-prod"));
+    expect(auth).toMatchObject({ kind: "auth", status: 401 });
+    expect(auth.message).not.toContain("rpa_WRONG_SECRET_KEY_99");
+    fake.inject({
+      type: "status",
+      status: 403,
+      json: { title: "Forbidden", status: 403, detail: "read-only key" },
+    });
+    expect((await failure(adapter().listOwned("aiorch-prod"))).kind).toBe("auth");
+    fake.inject({
+      type: "status",
+      status: 422,
+      json: { title: "Unprocessable", status: 422, detail: "bad" },
+    });
+    expect((await failure(adapter().listOwned("aiorch-prod"))).kind).toBe("fatal");
+    expect(fake.requests.length - before).toBe(3);
+  });
+
+  it("adopts a pod whose create errored after taking effect", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    fake.inject({ type: "process-then-fail", status: 502 }, { method: "POST", path: "/v2/pods" });
+    const info = await a.provision(spec(), offer!);
+    expect(info.workerId).toBe("w-1");
+    expect(fake.live()).toHaveLength(1);
+    expect(fake.requestsTo("/v2/pods", "POST")).toHaveLength(1);
+  });
+
+  it("adopts a pod whose create answered garbage or timed out", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    fake.inject({ type: "process-then-fail", status: 201, body: '{"id": ' }, { method: "POST" });
+    expect((await a.provision(spec("w-1"), offer!)).workerId).toBe("w-1");
+    fake.inject({ type: "timeout", process: true }, { method: "POST" });
+    expect((await a.provision(spec("w-2"), offer!)).workerId).toBe("w-2");
+    fake.inject({ type: "process-then-fail", status: 201, body: '{"nope": true}' }, { method: "POST" });
+    expect((await a.provision(spec("w-3"), offer!)).workerId).toBe("w-3");
+    expect(
+      fake
+        .live()
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(["aiorch-prod.w-1", "aiorch-prod.w-2", "aiorch-prod.w-3"]);
+    expect(fake.requestsTo("/v2/pods", "POST")).toHaveLength(3);
+  });
+
+  it("garbage bodies surface as transient errors that never echo pod env", async () => {
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(), offer!);
+    fake.inject({ type: "garbage" }, { times: 100 });
+    expect((await failure(a.describe(providerId))).kind).toBe("transient");
+    fake.clearFaults();
+    // a list of the wrong shape that carries a pod's env: the message describes the shape, not the values
+    fake.inject(
+      { type: "status", status: 200, json: { pods: { id: "x", env: { HF_TOKEN: "hf_OTHER_SECRET_abc" } } } },
+      { times: 100 },
+    );
+    const err = await failure(a.listOwned("aiorch-prod"));
+    expect(err.kind).toBe("transient");
+    expect(err.message).not.toContain("hf_OTHER_SECRET_abc");
+    fake.clearFaults();
+    fake.inject({ type: "status", status: 200, json: [null, { id: 5 }, "x"] });
+    expect(await a.listOwned("aiorch-prod")).toEqual([]);
+  });
+});
