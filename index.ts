@@ -13,7 +13,7 @@ import { RunPodServerlessEndpoint } from "./components/runpod-endpoint";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
-import { CREDENTIAL_ENV } from "./core/config";
+import { CREDENTIAL_ENV, runpodEndpointName } from "./core/config";
 
 const { loaded, runtimeConfig } = readStackSettings();
 const { config, project } = loaded;
@@ -98,6 +98,8 @@ if (runpod) {
     const pools = [...new Set(model.gpu.flatMap((g) => PROVIDERS["runpod-serverless"].gpus[g]?.pool ?? []))];
     const coldStart = PROVIDERS["runpod-serverless"].coldStart.p95Seconds;
     const endpoint = new RunPodServerlessEndpoint(`runpod-${model.name.replace(/[^a-zA-Z0-9-]/g, "-")}`, {
+      // The controller finds the endpoint by this name.
+      name: runpodEndpointName(project, pulumi.getStack(), model.name),
       apiKey: runpodKey,
       image: runpod.image,
       env: {

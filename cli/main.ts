@@ -17,6 +17,8 @@ commands:
            run the OpenAI-compatible gateway (Redis from REDIS_URL)
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
            list [--json] | revoke ID      (API keys; same --stack/--config and REDIS_URL)
+  simulate [--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]
+           monthly cost and user wait per model × provider × usage pattern × keep-alive policy
 
 options:
   --stack NAME   stack to use (Pulumi.NAME.yaml); default: dev
@@ -102,11 +104,17 @@ async function keys(argv: string[], io: Io, dir: string): Promise<number> {
   return runKeys(argv, io, dir);
 }
 
+async function simulate(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runSimulate } = lazy<typeof import("./simulate")>("./simulate");
+  return runSimulate([...argv, "--dir", dir], io);
+}
+
 const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<number>> = {
   plan,
   config,
   gateway,
   keys,
+  simulate,
 };
 
 class UsageError extends Error {

@@ -1,5 +1,4 @@
 /** Text rendering of a plan: the resource tree, warnings, policy verdict and forecast tables. */
-import { USAGE_PATTERNS } from "../../core/usage-patterns";
 import { renderTable } from "../table";
 import type { PlannedResource } from "./mock-engine";
 import type { PlanReport } from "./run";
@@ -59,21 +58,33 @@ export function renderPlan(report: PlanReport): string {
         "model",
         "provider",
         "gpu",
-        "$/h",
-        ...USAGE_PATTERNS.map((p) => `${p.label} (${p.activeHoursPerMonth} h)`),
+        "pattern",
+        "active h",
+        "auto",
+        "always-on",
+        "saves",
+        "active-hours price",
+        "cold starts",
+        "p95 wait",
       ],
       report.forecast.rows.map((r) => [
         r.model,
         r.provider,
         r.gpu,
-        r.usdPerHour.toFixed(4),
-        ...USAGE_PATTERNS.map((p) => usd(r.monthlyUsd[p.id])),
+        r.pattern,
+        Math.round(r.activeHours),
+        usd(r.costUsd),
+        usd(r.alwaysOnCostUsd),
+        `${r.savingsVsAlwaysOnPct.toFixed(0)}%`,
+        usd(r.activeCostUsd),
+        r.coldStarts,
+        `${r.waitP95Seconds.toFixed(1)}s`,
       ]),
     );
     lines.push(...table.split("\n").map((l) => `  ${l}`));
   }
-  for (const u of report.forecast.unpriced)
-    lines.push(`  no price known for ${u}; set ai-orchestrator:prices`);
+  for (const u of report.forecast.unpriced) lines.push(`  ${u}`);
+  lines.push("  (aiorch simulate compares every keep-alive policy, with wait percentiles and a chart)");
   return `${lines.join("\n")}\n`;
 }
 

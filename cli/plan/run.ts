@@ -16,7 +16,6 @@ import {
   type RuntimeConfig,
   renderRuntimeConfig,
 } from "../../core/config";
-import { type ActiveHoursRow, activeHoursForecast } from "../../core/usage-patterns";
 import type { OfflineViolation, PackConfig } from "../../policies/offline";
 import type { PlannedResource } from "./mock-engine";
 
@@ -34,12 +33,31 @@ export interface PlanReport {
   readonly outputs: Record<string, unknown>;
   readonly warnings: readonly ConfigProblem[];
   readonly policy: { readonly violations: readonly PolicyViolation[] };
-  readonly forecast: {
-    readonly method: "active-hours";
-    readonly note: string;
-    readonly rows: readonly ActiveHoursRow[];
-    readonly unpriced: readonly string[];
-  };
+  readonly forecast: PlanForecast;
+}
+
+/** The plan's cost forecast: the simulator's run of the stack's own keep-alive against always-on. */
+export interface PlanForecast {
+  readonly method: "simulation";
+  readonly note: string;
+  readonly seed: number;
+  /** One row per model × provider × usage pattern: the stack's keep-alive ("auto" = adaptive) and always-on. */
+  readonly rows: readonly {
+    readonly model: string;
+    readonly provider: string;
+    readonly gpu: string;
+    readonly pattern: string;
+    readonly activeHours: number;
+    readonly costUsd: number;
+    readonly alwaysOnCostUsd: number;
+    readonly activeCostUsd: number;
+    readonly savingsVsAlwaysOnPct: number;
+    readonly coldStarts: number;
+    readonly waitP95Seconds: number;
+    readonly timedOut: number;
+  }[];
+  readonly unpriced: readonly string[];
+  readonly assumptions: readonly string[];
 }
 
 export interface StackFiles {
@@ -140,6 +158,40 @@ export function readPackConfig(path: string | undefined): PackConfig {
   }
 }
 
+/** Simulate a month of each usage pattern through the real scaling policy (deterministic: seed 1). */
+export function planForecast(runtime: RuntimeConfig): PlanForecast {
+  const { forecastForStack } = require("../../sim/forecast") as typeof import("../../sim/forecast");
+  const result = forecastForStack(runtime, { policies: ["adaptive", "always-on"], seed: 1 });
+  const alwaysOn = new Map(
+    result.results
+      .filter((r) => r.policy === "always-on")
+      .map((r) => [`${r.model}|${r.provider}|${r.pattern}`, r.costUsd]),
+  );
+  return {
+    method: "simulation",
+    note: "a simulated month per usage pattern through the controller's own scaling policy (keep-alive auto), against one worker always on",
+    seed: result.seed,
+    rows: result.results
+      .filter((r) => r.policy === "adaptive")
+      .map((r) => ({
+        model: r.model,
+        provider: r.provider,
+        gpu: r.gpu,
+        pattern: r.pattern,
+        activeHours: r.activeHours,
+        costUsd: r.costUsd,
+        alwaysOnCostUsd: alwaysOn.get(`${r.model}|${r.provider}|${r.pattern}`) ?? r.costUsd,
+        activeCostUsd: r.activeCostUsd,
+        savingsVsAlwaysOnPct: r.savingsVsAlwaysOnPct,
+        coldStarts: r.coldStarts,
+        waitP95Seconds: r.waitP95Seconds,
+        timedOut: r.timedOut,
+      })),
+    unpriced: result.unpriced,
+    assumptions: result.assumptions,
+  };
+}
+
 /** Build the whole plan. Loads Pulumi: call once per process. */
 export async function buildPlan(
   projectDir: string,
@@ -157,7 +209,7 @@ export async function buildPlan(
     secretKeys,
     runProgram: () => require(join(projectDir, "index.ts")) as Record<string, unknown>,
   });
-  const forecast = activeHoursForecast(renderRuntimeConfig(files.loaded, stack));
+  const forecast = planForecast(renderRuntimeConfig(files.loaded, stack));
   return {
     project: files.project,
     stack,
@@ -165,10 +217,6 @@ export async function buildPlan(
     outputs: evaluation.outputs,
     warnings: files.loaded.warnings,
     policy: { violations: judge(evaluation.resources, packConfig) },
-    forecast: {
-      method: "active-hours",
-      note: "GPU price of the active hours only, one worker: a lower bound. Cold-start and keep-alive overhead are not included.",
-      ...forecast,
-    },
+    forecast,
   };
 }

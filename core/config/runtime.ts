@@ -130,3 +130,11 @@ export function redisConnectionFromEnv(env: Readonly<Record<string, string | und
   if (!/^rediss?:\/\//.test(url)) throw new Error(`REDIS_URL "${url}" must start with redis:// or rediss://`);
   return env.REDIS_PASSWORD ? { url, password: env.REDIS_PASSWORD } : { url };
 }
+
+/**
+ * Name of the RunPod serverless endpoint of a model: the Pulumi program creates it under this name and the
+ * controller finds it by this name, so no endpoint id has to travel through the config.
+ */
+export function runpodEndpointName(project: string, stack: string, model: string): string {
+  return `${project}-${stack}-${model.replace(/[^a-zA-Z0-9-]/g, "-")}`;
+}

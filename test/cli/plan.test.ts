@@ -14,7 +14,16 @@ interface PlanJson {
   }[];
   warnings: { key: string; message: string }[];
   policy: { violations: { policy: string; level: string; message: string }[] };
-  forecast: { rows: { model: string; provider: string; gpu: string; monthlyUsd: Record<string, number> }[] };
+  forecast: {
+    rows: {
+      model: string;
+      provider: string;
+      gpu: string;
+      pattern: string;
+      costUsd: number;
+      alwaysOnCostUsd: number;
+    }[];
+  };
 }
 
 const projects: string[] = [];
@@ -72,11 +81,14 @@ describe("aiorch plan", () => {
     const cluster = plan.resources.find((r) => r.type === "aiorch:hetzner:Cluster")!;
     expect(servers.every((s) => s.parent === cluster.urn)).toBe(true);
     expect(servers[0]?.inputs.userData).toBe("[secret]");
-    expect(plan.forecast.rows.map((r) => `${r.model}/${r.provider}`)).toEqual([
+    expect([...new Set(plan.forecast.rows.map((r) => `${r.model}/${r.provider}`))]).toEqual([
       "llama-3.1-8b/runpod-serverless",
       "llama-3.1-8b/datacrunch",
       "bge-m3/runpod-serverless",
     ]);
+    // four usage patterns each, the stack's keep-alive against always-on
+    expect(plan.forecast.rows).toHaveLength(12);
+    for (const row of plan.forecast.rows) expect(row.costUsd).toBeLessThanOrEqual(row.alwaysOnCostUsd + 0.01);
     expect(plan.policy.violations).toEqual([]);
     // one managed RunPod endpoint per model RunPod serves, its key a secret
     const endpoints = plan.resources.filter((r) => r.type === "pulumi-nodejs:dynamic/runpod:Endpoint");

@@ -1,0 +1,91 @@
+/**
+ * Simulator benchmark: a month of the 24/7 pattern at 1 request/s (Poisson, ~2.6 M chat requests) through
+ * the real scaling policy and the break-even keep-alive, on an RTX 4090 RunPod pod.
+ *
+ * Prints simulated requests per second of wall time and peak RSS. Memory must not grow with the length of
+ * the simulated period: the same run over one day first gives the peak RSS to compare with. As a baseline
+ * measured in the same run, the arrival generator alone (no events, no policy) shows what the simulation
+ * itself costs on top of producing the requests.
+ *
+ *   node -r tsx/cjs bench/sim.ts [--json]
+ */
+import { performance } from "node:perf_hooks";
+import { providerProfile } from "../sim/profiles";
+import { type RunResult, simulateRun } from "../sim/simulate";
+import { MONTH_SECONDS, patternWorkload, REQUEST_SHAPES, type Workload } from "../sim/workloads";
+
+const json = process.argv.includes("--json");
+
+const workload = (horizonSeconds: number): Workload =>
+  patternWorkload({
+    pattern: "always-on",
+    arrivals: { kind: "poisson", ratePerSecond: 1 },
+    shape: REQUEST_SHAPES.chat,
+    seed: 42,
+    label: "bench",
+    horizonSeconds,
+  });
+
+const run = (horizonSeconds: number): { result: RunResult; seconds: number } => {
+  const started = performance.now();
+  const result = simulateRun({
+    model: {
+      name: "bench-8b",
+      minWorkers: 0,
+      maxWorkers: 4,
+      targetConcurrency: 8,
+      queueTimeoutSeconds: 180,
+    },
+    profile: providerProfile("runpod-pod", "RTX_4090"),
+    policy: "auto",
+    workload: workload(horizonSeconds),
+    seed: 42,
+  });
+  return { result, seconds: (performance.now() - started) / 1000 };
+};
+
+const peakRssMb = (): number => Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
+
+// Baseline: generate the month's arrivals only.
+const baselineStarted = performance.now();
+const source = workload(MONTH_SECONDS).open();
+let generated = 0;
+while (source.next()) generated++;
+const baselineSeconds = (performance.now() - baselineStarted) / 1000;
+
+const day = run(86_400);
+const rssAfterDay = peakRssMb();
+const month = run(MONTH_SECONDS);
+const rssAfterMonth = peakRssMb();
+
+const simulatedRequests = month.result.requests;
+const perSecond = Math.round(simulatedRequests / month.seconds);
+const report = {
+  simulatedRequests,
+  simulatedRequestsPerSecond: perSecond,
+  peakRssMb: rssAfterMonth,
+  peakRssMbAfterOneDay: rssAfterDay,
+  oneDayRequests: day.result.requests,
+  wallSeconds: Math.round(month.seconds * 1000) / 1000,
+  events: month.result.events,
+  decisions: month.result.decisions,
+  coldStarts: month.result.coldStarts,
+  costUsd: Math.round(month.result.bill.usd * 100) / 100,
+  baselineArrivalsPerSecond: Math.round(generated / baselineSeconds),
+  simulationCostVsGeneration: Math.round((generated / baselineSeconds / perSecond) * 100) / 100,
+};
+
+if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
+else {
+  process.stdout.write(
+    [
+      `simulated month, 24/7 at 1 request/s through decideScale + break-even keep-alive`,
+      `  requests            ${simulatedRequests.toLocaleString("en-US")} in ${report.wallSeconds} s wall`,
+      `  simulated req/s     ${perSecond.toLocaleString("en-US")} (target ≥ 500,000)`,
+      `  events              ${report.events.toLocaleString("en-US")}, ${report.decisions} scaling decisions, ${report.coldStarts} cold starts`,
+      `  peak RSS            ${rssAfterMonth} MB after the month, ${rssAfterDay} MB after one day`,
+      `  baseline            arrival generation alone ${report.baselineArrivalsPerSecond.toLocaleString("en-US")} req/s (simulation ${report.simulationCostVsGeneration}× slower)`,
+      "",
+    ].join("\n"),
+  );
+}

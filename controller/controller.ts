@@ -1,0 +1,757 @@
+/**
+ * The controller: one leader reads demand from Redis, runs the pure scaling policy per model, and carries out
+ * its decisions — provision on the cheapest allowed offer (failing over on errors), boot until the worker's
+ * OpenAI endpoint answers, route, drain, terminate until the provider confirms — while booking spend,
+ * enforcing budgets and reconciling against what the providers actually run.
+ */
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import { request } from "undici";
+import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
+import { ENGINE_IMAGES, type RuntimeConfig, runpodEndpointName } from "../core/config";
+import { workerOfInflightMember } from "../core/protocol";
+import { type RedisKeys, redisKeys } from "../core/redis-keys";
+import { decideProvision, refusalText } from "../core/trust";
+import { ColdStartEstimate, IdleGapHistory, keepAliveFor } from "./keep-alive";
+import { FencedOut, LeaderElection } from "./leader";
+import { budgetBlocks, Ledger } from "./ledger";
+import type { ControllerMetrics } from "./metrics";
+import { decideScale, type WorkerPhase, type WorkerView } from "./policy";
+import type { RunPodServerlessManager } from "./providers/runpod-serverless";
+import {
+  isProviderError,
+  type Offer,
+  type ProviderAdapter,
+  parseInstanceTag,
+  type WorkerSpec,
+} from "./providers/types";
+import { type WorkerRecord, WorkerRegistry } from "./registry";
+
+type ModelConfig = RuntimeConfig["models"][number];
+
+export interface ControllerDeps {
+  readonly config: RuntimeConfig;
+  readonly redis: Redis;
+  /** Instance providers by id (the caller builds them from settings and credentials). */
+  readonly adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>>;
+  /** The managed RunPod serverless backend, when the stack configures it. */
+  readonly runpodServerless?: RunPodServerlessManager;
+  readonly metrics: ControllerMetrics;
+  /** Engine environment for workers (HF_TOKEN); values are secrets. */
+  readonly workerEnv?: Readonly<Record<string, string>>;
+  readonly log?: (line: string) => void;
+  readonly now?: () => number;
+  /** Decision interval; demand signals wake the loop at once in between. @default 1000 */
+  readonly tickMs?: number;
+  /** Reconciliation interval. @default 60000 */
+  readonly reconcileMs?: number;
+  /** A worker that is not ready this long after its request is failed and replaced. @default 1200000 */
+  readonly bootTimeoutMs?: number;
+  /** Draining workers get this long for in-flight requests to finish. @default 120000 */
+  readonly drainGraceMs?: number;
+  /** Asks a worker's OpenAI endpoint whether it serves (its token as bearer). */
+  readonly probe?: (baseUrl: string, token: string) => Promise<boolean>;
+  /** Holder id for the leader lock. @default random */
+  readonly holder?: string;
+}
+
+/** A worker is ready when its OpenAI endpoint answers /v1/models with its token. */
+export async function probeOpenAi(baseUrl: string, token: string): Promise<boolean> {
+  try {
+    const response = await request(`${baseUrl}/models`, {
+      headers: { authorization: `Bearer ${token}` },
+      headersTimeout: 3_000,
+      bodyTimeout: 3_000,
+    });
+    await response.body.dump();
+    return response.statusCode === 200;
+  } catch {
+    return false;
+  }
+}
+
+const PHASES: readonly string[] = ["requested", "provisioning", "booting", "ready", "draining"];
+/** An intent record older than this with no instance behind it was a create that never happened. */
+const STALE_INTENT_MS = 120_000;
+
+export class Controller {
+  private readonly config: RuntimeConfig;
+  private readonly keys: RedisKeys;
+  private readonly leader: LeaderElection;
+  private readonly registry: WorkerRegistry;
+  private readonly ledger: Ledger;
+  private readonly now: () => number;
+  private readonly log: (line: string) => void;
+  private readonly probe: (baseUrl: string, token: string) => Promise<boolean>;
+  private readonly coldStarts = new Map<string, ColdStartEstimate>();
+  private readonly idleGaps = new Map<string, IdleGapHistory>();
+  /** Provisions under way in this process (worker ids), so a tick does not start one twice. */
+  private readonly provisioning = new Set<string>();
+  private readonly offersCache = new Map<string, { offers: Offer[]; at: number }>();
+  private readonly demandSeenAt = new Map<string, number>();
+  private blocks: Record<string, string> = {};
+  private lastReconcile = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private subscriber: Redis | undefined;
+  private running = false;
+  private ticking: Promise<void> | undefined;
+  private wakeRequested = false;
+  private readonly managedEndpoints = new Map<string, string>();
+
+  constructor(private readonly deps: ControllerDeps) {
+    this.config = deps.config;
+    this.keys = redisKeys(deps.config.redis.keyPrefix);
+    this.now = deps.now ?? Date.now;
+    this.log = deps.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.probe = deps.probe ?? probeOpenAi;
+    this.leader = new LeaderElection(
+      deps.redis,
+      this.keys,
+      deps.holder ?? `controller-${randomBytes(4).toString("hex")}`,
+    );
+    this.registry = new WorkerRegistry(deps.redis, this.keys, () => this.leader.fence, this.now);
+    this.ledger = new Ledger(deps.redis, this.keys, this.now);
+  }
+
+  get isLeader(): boolean {
+    return this.leader.isLeader;
+  }
+
+  /** Start: subscribe to demand (a waiting request wakes the loop at once) and tick. */
+  async start(): Promise<void> {
+    this.running = true;
+    this.subscriber = this.deps.redis.duplicate();
+    this.subscriber.on("error", () => undefined);
+    this.subscriber.on("message", (_channel: string, message: string) => {
+      try {
+        const { model } = JSON.parse(message) as { model?: string };
+        if (model && !this.demandSeenAt.has(model)) this.demandSeenAt.set(model, this.now());
+      } catch {
+        // malformed signals only lose their wake-up; the next tick sees the queue anyway
+      }
+      this.wake();
+    });
+    await this.subscriber.subscribe(this.keys.demandChannel);
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+    this.subscriber?.disconnect();
+    await this.leader.release().catch(() => undefined);
+  }
+
+  private schedule(ms: number): void {
+    if (!this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.runTick(), ms);
+  }
+
+  /** Run a tick as soon as the current one ends (demand arrived). */
+  wake(): void {
+    if (this.ticking) this.wakeRequested = true;
+    else this.schedule(0);
+  }
+
+  private async runTick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = this.tick()
+      .catch((error: unknown) => {
+        if (error instanceof FencedOut) this.log(`controller: ${error.message}`);
+        else this.log(`controller: tick failed: ${(error as Error).stack ?? error}`);
+      })
+      .finally(() => {
+        this.ticking = undefined;
+        const again = this.wakeRequested;
+        this.wakeRequested = false;
+        this.schedule(again ? 0 : (this.deps.tickMs ?? 1_000));
+      });
+    await this.ticking;
+  }
+
+  /** One decision round (public for tests and the benchmark). */
+  async tick(): Promise<void> {
+    if (!(await this.leader.tick())) return;
+    const now = this.now();
+    if (now - this.lastReconcile >= (this.deps.reconcileMs ?? 60_000)) {
+      this.lastReconcile = now;
+      await this.reconcile();
+    }
+    let workers = await this.registry.live();
+    workers = await this.advanceLifecycles(workers);
+    await this.book(workers);
+    await this.steerManaged();
+    for (const model of this.config.models)
+      await this.scaleModel(
+        model,
+        workers.filter((w) => w.model === model.name),
+      );
+  }
+
+  // ── demand and scaling ───────────────────────────────────────────────────────────────────────────────────
+
+  private async demand(model: ModelConfig): Promise<{ waiting: number; inflight: Map<string, number> }> {
+    const now = this.now();
+    const waitingKey = this.keys.waiting(model.name);
+    const inflightKey = this.keys.inflight(model.name);
+    const [, waiting, jobs, , leases] = (await this.deps.redis
+      .multi()
+      .zremrangebyscore(waitingKey, "-inf", now) // a crashed gateway's waiters fall out by their deadline
+      .zcard(waitingKey)
+      .xlen(this.keys.jobs(model.name))
+      .zremrangebyscore(inflightKey, "-inf", now)
+      .zrange(inflightKey, 0, -1)
+      .exec()) as [unknown, [null, number], [null, number], unknown, [null, string[]]];
+    const inflight = new Map<string, number>();
+    for (const member of leases[1]) {
+      const worker = workerOfInflightMember(member);
+      inflight.set(worker, (inflight.get(worker) ?? 0) + 1);
+    }
+    return { waiting: waiting[1] + jobs[1], inflight };
+  }
+
+  private keepAlive(model: ModelConfig, provider: ConfigurableProviderId) {
+    const key = `${model.name}/${provider}`;
+    const history = this.idleGaps.get(key) ?? new IdleGapHistory();
+    this.idleGaps.set(key, history);
+    return keepAliveFor(model, {
+      coldStartSeconds: this.coldStartOf(model.name, provider).seconds,
+      billing: PROVIDERS[provider].billing,
+      history,
+    });
+  }
+
+  private coldStartOf(model: string, provider: ConfigurableProviderId): ColdStartEstimate {
+    const key = `${model}/${provider}`;
+    const estimate =
+      this.coldStarts.get(key) ?? new ColdStartEstimate(PROVIDERS[provider].coldStart.p50Seconds);
+    this.coldStarts.set(key, estimate);
+    return estimate;
+  }
+
+  private async scaleModel(model: ModelConfig, workers: WorkerRecord[]): Promise<void> {
+    const now = this.now();
+    const { waiting, inflight } = await this.demand(model);
+    this.deps.metrics.queueDepth.set({ model: model.name }, waiting);
+    if (this.managedEndpoints.has(model.name)) return; // RunPod queues and scales a managed endpoint itself
+
+    const views: WorkerView[] = [];
+    for (const w of workers) {
+      if (!PHASES.includes(w.state)) continue;
+      const busy = inflight.get(w.id) ?? 0;
+      let lastActive = w.lastActiveAtMs;
+      if (busy > 0) lastActive = now;
+      else if (w.state === "ready" && lastActive < (w.readyAtMs ?? 0)) lastActive = w.readyAtMs ?? lastActive;
+      if (busy > 0 && w.state === "ready") {
+        // an idle gap ended: learn from it for the adaptive keep-alive
+        const gap = (now - w.lastActiveAtMs) / 1000;
+        if (w.lastActiveAtMs > (w.readyAtMs ?? 0) && gap > 1)
+          this.keepAliveHistory(model, w.provider).observe(gap);
+        if (now - w.lastActiveAtMs > 1_000) await this.registry.update(w, { lastActiveAtMs: now });
+      }
+      views.push({
+        id: w.id,
+        provider: w.provider,
+        phase: w.state as WorkerPhase,
+        inFlight: busy,
+        createdAtMs: w.createdAtMs,
+        readyAtMs: w.readyAtMs,
+        lastActiveAtMs: lastActive,
+        usdPerHour: w.usdPerHour,
+      });
+      if (w.state === "ready") {
+        this.deps.metrics.gpuIdle.set(
+          { model: model.name, provider: w.provider, worker: w.id },
+          busy > 0 ? 0 : (now - lastActive) / 1000,
+        );
+        this.deps.metrics.gpuUtilization.set(
+          { model: model.name, provider: w.provider, worker: w.id },
+          Math.min(100, (100 * busy) / model.targetConcurrency),
+        );
+      }
+    }
+    const primary = model.providers.find((p) => this.deps.adapters[p]) ?? model.providers[0]!;
+    const keepAlive = this.keepAlive(model, primary);
+    const blocked = this.blocks[model.name] ?? this.blocks["*"];
+    const decision = decideScale({
+      nowMs: now,
+      model,
+      waiting,
+      workers: views,
+      keepAliveSeconds: keepAlive.seconds,
+      budgetExhausted: blocked !== undefined,
+    });
+    if (decision.provision > 0 || decision.drain.length > 0) {
+      this.log(`controller: ${model.name}: ${decision.reason}; keep-alive ${keepAlive.reason}`);
+    }
+    for (let i = 0; i < decision.provision; i++) await this.startProvision(model);
+    for (const order of decision.drain) {
+      const worker = workers.find((w) => w.id === order.workerId);
+      if (!worker) continue;
+      this.deps.metrics.decisions.inc({ model: model.name, action: "drain" });
+      await this.registry.removeRoute(model.name, worker.id);
+      await this.registry.transition(worker, "draining", { detail: order.reason });
+    }
+  }
+
+  private keepAliveHistory(model: ModelConfig, provider: ConfigurableProviderId): IdleGapHistory {
+    this.keepAlive(model, provider);
+    return this.idleGaps.get(`${model.name}/${provider}`)!;
+  }
+
+  // ── provisioning ─────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Write the intent record, then create at the provider in the background (the next tick sees it loading). */
+  private async startProvision(model: ModelConfig): Promise<void> {
+    const candidates = model.providers.filter((p) => {
+      if (p === "runpod-serverless" || !this.deps.adapters[p]) return false;
+      const decision = decideProvision(this.config, model.name, p);
+      if (!decision.allowed) {
+        this.deps.metrics.decisions.inc({ model: model.name, action: "refuse" });
+        this.log(`controller: refusing ${p} for ${model.name}: ${refusalText(decision)}`);
+      }
+      return decision.allowed;
+    });
+    if (candidates.length === 0) {
+      this.log(`controller: ${model.name} needs a worker but no allowed provider can start one`);
+      return;
+    }
+    const id = `w${randomBytes(6).toString("hex")}`;
+    const now = this.now();
+    const intent = await this.registry.create({
+      id,
+      model: model.name,
+      provider: candidates[0]!,
+      usdPerHour: 0,
+      token: randomBytes(24).toString("base64url"),
+      createdAtMs: now,
+      lastActiveAtMs: now,
+      detail: "intent written; creating at the provider",
+    });
+    this.deps.metrics.decisions.inc({ model: model.name, action: "provision" });
+    this.provisioning.add(id);
+    void this.provision(model, intent, candidates).finally(() => this.provisioning.delete(id));
+  }
+
+  private async offersFor(model: ModelConfig, provider: ConfigurableProviderId): Promise<Offer[]> {
+    const key = `${model.name}/${provider}`;
+    const cached = this.offersCache.get(key);
+    if (cached && this.now() - cached.at < 60_000) return cached.offers;
+    const offers = await this.deps.adapters[provider]!.offers({ gpu: model.gpu, gpuCount: model.gpuCount });
+    this.offersCache.set(key, { offers, at: this.now() });
+    return offers;
+  }
+
+  private spec(model: ModelConfig, worker: WorkerRecord, provider: ConfigurableProviderId): WorkerSpec {
+    const settings = this.config.providers[provider] as { image?: string } | undefined;
+    return {
+      workerId: worker.id,
+      ownerLabel: this.config.ownerLabel,
+      model: model.name,
+      source: model.source,
+      revision: model.revision,
+      engine: model.engine,
+      image: settings?.image ?? ENGINE_IMAGES[model.engine],
+      gpuCount: model.gpuCount,
+      maxModelLen: model.maxModelLen,
+      engineArgs: model.engineArgs,
+      port: 8000,
+      workerToken: worker.token,
+      env: this.deps.workerEnv ?? {},
+    };
+  }
+
+  /** Cheapest allowed offer first; on failure the next one; a provider that refuses auth is skipped. */
+  private async provision(
+    model: ModelConfig,
+    intent: WorkerRecord,
+    candidates: ConfigurableProviderId[],
+  ): Promise<void> {
+    const offers: Offer[] = [];
+    for (const provider of candidates) {
+      try {
+        offers.push(...(await this.offersFor(model, provider)));
+      } catch (error) {
+        this.providerError(provider, error, `offers for ${model.name}`);
+      }
+    }
+    offers.sort(
+      (a, b) =>
+        a.usdPerHour - b.usdPerHour || candidates.indexOf(a.provider) - candidates.indexOf(b.provider),
+    );
+    const skip = new Set<ConfigurableProviderId>();
+    let worker = intent;
+    const demandAt = this.demandSeenAt.get(model.name);
+    for (const offer of offers) {
+      if (skip.has(offer.provider)) continue;
+      try {
+        if (worker.provider !== offer.provider || worker.usdPerHour !== offer.usdPerHour) {
+          worker = await this.registry.update(worker, {
+            provider: offer.provider,
+            usdPerHour: offer.usdPerHour,
+            gpu: offer.gpu,
+          });
+        }
+        if (demandAt !== undefined) {
+          this.deps.metrics.reaction.observe({ model: model.name }, (this.now() - demandAt) / 1000);
+          this.demandSeenAt.delete(model.name);
+        }
+        const info = await this.deps.adapters[offer.provider]!.provision(
+          this.spec(model, worker, offer.provider),
+          offer,
+        );
+        worker = await this.registry.transition(worker, "provisioning", {
+          providerId: info.providerId,
+          usdPerHour: info.usdPerHour ?? offer.usdPerHour,
+          accruedUntilMs: this.now(),
+          detail: `created at ${offer.provider} (${offer.gpu}, $${offer.usdPerHour}/h)`,
+        });
+        this.log(
+          `controller: ${model.name}: worker ${worker.id} created at ${offer.provider} as ${info.providerId}`,
+        );
+        return;
+      } catch (error) {
+        if (error instanceof FencedOut) throw error;
+        this.providerError(offer.provider, error, `provision ${worker.id}`);
+        if (isProviderError(error) && (error.kind === "auth" || error.kind === "fatal"))
+          skip.add(offer.provider);
+      }
+    }
+    this.log(
+      `controller: ${model.name}: no offer could be provisioned for ${worker.id}; will retry on the next decision`,
+    );
+    await this.registry.transition(worker, "terminated", { detail: "no provider could create it" });
+  }
+
+  private providerError(provider: ConfigurableProviderId, error: unknown, what: string): void {
+    const kind = isProviderError(error) ? error.kind : "transient";
+    this.deps.metrics.providerErrors.inc({ provider, kind });
+    this.log(`controller: ${what} on ${provider} failed: ${(error as Error).message}`);
+  }
+
+  // ── lifecycle: boot, drain, terminate ──────────────────────────────────────────────────────────────────────
+
+  private async advanceLifecycles(workers: WorkerRecord[]): Promise<WorkerRecord[]> {
+    const out: WorkerRecord[] = [];
+    for (const worker of workers) {
+      try {
+        out.push(await this.advance(worker));
+      } catch (error) {
+        if (error instanceof FencedOut) throw error;
+        this.log(`controller: worker ${worker.id}: ${(error as Error).message}`);
+        out.push(worker);
+      }
+    }
+    const counts = new Map<string, number>();
+    for (const w of out) {
+      const key = `${w.model}|${w.provider}|${w.state}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    this.deps.metrics.workers.reset();
+    for (const [key, n] of counts) {
+      const [model, provider, state] = key.split("|") as [string, string, string];
+      this.deps.metrics.workers.set({ model, provider, state }, n);
+    }
+    return out;
+  }
+
+  private async advance(worker: WorkerRecord): Promise<WorkerRecord> {
+    const now = this.now();
+    const adapter = this.deps.adapters[worker.provider];
+    const model = this.config.models.find((m) => m.name === worker.model);
+    switch (worker.state) {
+      case "requested": {
+        if (this.provisioning.has(worker.id) || now - worker.createdAtMs < STALE_INTENT_MS) return worker;
+        // A create that never returned: the reconciler adopts the instance if one was made; otherwise nothing exists.
+        return this.registry.transition(worker, "terminated", {
+          detail: "intent without an instance (controller restarted)",
+        });
+      }
+      case "provisioning":
+      case "booting": {
+        if (!adapter || !worker.providerId || !model) return this.fail(worker, "no adapter or instance id");
+        if (now - worker.createdAtMs > (this.deps.bootTimeoutMs ?? 1_200_000))
+          return this.fail(worker, "boot timed out");
+        const info = await adapter.describe(worker.providerId);
+        if (!info || info.status === "terminated")
+          return this.fail(worker, "instance disappeared while booting");
+        if (info.status === "failed" || info.status === "stopped")
+          return this.fail(worker, `instance ${info.status}: ${info.detail ?? ""}`);
+        if (info.status !== "running" || !info.baseUrl) {
+          return worker.state === "provisioning" && info.status === "booting"
+            ? this.registry.transition(worker, "booting", { detail: info.detail })
+            : worker;
+        }
+        const baseUrl = `${info.baseUrl.replace(/\/+$/, "")}/v1`;
+        if (!(await this.probe(baseUrl, worker.token))) {
+          return worker.state === "provisioning"
+            ? this.registry.transition(worker, "booting", { baseUrl })
+            : worker;
+        }
+        const booted =
+          worker.state === "provisioning"
+            ? await this.registry.transition(worker, "booting", { baseUrl })
+            : worker;
+        const ready = await this.registry.transition(booted, "ready", {
+          baseUrl,
+          readyAtMs: now,
+          lastActiveAtMs: now,
+          detail: "serving",
+        });
+        await this.registry.publishRoute(ready, model.targetConcurrency);
+        const coldStart = (now - worker.createdAtMs) / 1000;
+        this.coldStartOf(model.name, worker.provider).observe(coldStart);
+        this.deps.metrics.coldStart.observe({ model: model.name, provider: worker.provider }, coldStart);
+        this.log(`controller: ${model.name}: worker ${worker.id} ready after ${coldStart.toFixed(1)}s`);
+        return ready;
+      }
+      case "draining": {
+        const { inflight } = await this.demand(model ?? { ...this.config.models[0]!, name: worker.model });
+        const busy = inflight.get(worker.id) ?? 0;
+        if (busy > 0 && now - worker.stateChangedAtMs < (this.deps.drainGraceMs ?? 120_000)) return worker;
+        return this.terminate(worker);
+      }
+      case "failed":
+        return this.terminate(worker);
+      default:
+        return worker;
+    }
+  }
+
+  private async fail(worker: WorkerRecord, why: string): Promise<WorkerRecord> {
+    this.log(`controller: worker ${worker.id} failed: ${why}`);
+    await this.registry.removeRoute(worker.model, worker.id);
+    const failed = await this.registry.transition(worker, "failed", { detail: why });
+    return this.terminate(failed);
+  }
+
+  /** Ask the provider to terminate; mark terminated only when it confirms. Retried every tick until then. */
+  private async terminate(worker: WorkerRecord): Promise<WorkerRecord> {
+    const now = this.now();
+    const adapter = this.deps.adapters[worker.provider];
+    let current = worker.terminateRequestedAtMs
+      ? worker
+      : await this.registry.update(worker, { terminateRequestedAtMs: now });
+    if (!worker.providerId || !adapter) {
+      this.deps.metrics.terminationPending.remove({ provider: worker.provider, worker: worker.id });
+      return this.registry.transition(current, "terminated", { detail: current.detail });
+    }
+    try {
+      await adapter.terminate(worker.providerId);
+      const after = await adapter.describe(worker.providerId);
+      if (after && after.status !== "terminated") {
+        this.deps.metrics.terminationPending.set(
+          { provider: worker.provider, worker: worker.id },
+          (now - current.terminateRequestedAtMs!) / 1000,
+        );
+        return current;
+      }
+      await this.book([current]);
+      const settled = await this.ledger
+        .settle({ ...current, accruedUntilMs: this.now() }, current.createdAtMs)
+        .catch(() => 0);
+      this.deps.metrics.terminationPending.remove({ provider: worker.provider, worker: worker.id });
+      this.log(
+        `controller: worker ${worker.id} terminated at ${worker.provider}${settled > 0 ? ` (+$${settled.toFixed(4)} billing minimum)` : ""}`,
+      );
+      return this.registry.transition(current, "terminated", { accruedUntilMs: this.now() });
+    } catch (error) {
+      if (error instanceof FencedOut) throw error;
+      this.providerError(worker.provider, error, `terminate ${worker.id}`);
+      current = { ...current };
+      this.deps.metrics.terminationPending.set(
+        { provider: worker.provider, worker: worker.id },
+        (now - (current.terminateRequestedAtMs ?? now)) / 1000,
+      );
+      return current;
+    }
+  }
+
+  // ── reconciliation ─────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Compare what each provider runs under our owner label with the registry: adopt, or terminate orphans. */
+  async reconcile(): Promise<void> {
+    const live = await this.registry.live();
+    const byId = new Map(live.map((w) => [w.id, w]));
+    for (const [provider, adapter] of Object.entries(this.deps.adapters) as [
+      ConfigurableProviderId,
+      ProviderAdapter,
+    ][]) {
+      if (provider === "local") continue;
+      let instances: Awaited<ReturnType<ProviderAdapter["listOwned"]>>;
+      try {
+        instances = await adapter.listOwned(this.config.ownerLabel);
+      } catch (error) {
+        this.providerError(provider, error, "reconcile list");
+        continue;
+      }
+      // Workers the provider no longer runs (a lost spot instance, a failed host) are failed and replaced.
+      const seen = new Set(instances.filter((i) => i.status !== "terminated").map((i) => i.providerId));
+      for (const worker of live) {
+        if (worker.provider !== provider || !worker.providerId || seen.has(worker.providerId)) continue;
+        if (
+          !["booting", "ready", "draining"].includes(worker.state) ||
+          this.now() - worker.createdAtMs < STALE_INTENT_MS
+        )
+          continue;
+        await this.fail(worker, "the provider no longer runs this instance");
+      }
+      for (const instance of instances) {
+        if (instance.status === "terminated") continue;
+        const workerId = instance.workerId ?? parseInstanceTag(instance.ownerLabel ?? "")?.workerId;
+        const known = workerId ? byId.get(workerId) : undefined;
+        if (known && !known.providerId && known.state === "requested") {
+          // the create succeeded but the controller died before writing it down: adopt
+          await this.registry.transition(known, "provisioning", {
+            provider,
+            providerId: instance.providerId,
+            usdPerHour: instance.usdPerHour ?? known.usdPerHour,
+            accruedUntilMs: instance.createdAtMs ?? this.now(),
+            detail: "adopted by the reconciler",
+          });
+          this.log(
+            `controller: reconcile adopted ${instance.providerId} at ${provider} as worker ${known.id}`,
+          );
+          continue;
+        }
+        if (known && known.providerId === instance.providerId) continue;
+        this.deps.metrics.orphans.inc({ provider });
+        this.log(
+          `controller: reconcile found orphan ${instance.providerId} at ${provider} (worker ${workerId ?? "?"}); terminating`,
+        );
+        try {
+          await adapter.terminate(instance.providerId);
+        } catch (error) {
+          this.providerError(provider, error, `terminate orphan ${instance.providerId}`);
+        }
+      }
+    }
+  }
+
+  // ── money ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+  private async book(workers: readonly WorkerRecord[]): Promise<void> {
+    const booked = await this.ledger.accrue(workers);
+    for (const { worker } of booked)
+      await this.registry.update(worker, { accruedUntilMs: worker.accruedUntilMs });
+    const spend = await this.ledger.monthSpend();
+    const burn = { total: 0, byModel: {} as Record<string, number> };
+    for (const w of workers) {
+      if (w.state === "terminated" || !w.providerId) continue;
+      const perSecond = w.usdPerHour / 3600;
+      burn.total += perSecond;
+      burn.byModel[w.model] = (burn.byModel[w.model] ?? 0) + perSecond;
+    }
+    const blocks = budgetBlocks(this.config, spend, burn, (this.deps.tickMs ?? 1_000) / 1000);
+    if (JSON.stringify(blocks) !== JSON.stringify(this.blocks)) {
+      const multi = this.deps.redis.multi().del(this.keys.budgetBlocked);
+      if (Object.keys(blocks).length > 0) multi.hset(this.keys.budgetBlocked, blocks);
+      await multi.publish(this.keys.budgetChannel, "changed").exec();
+      for (const reason of Object.values(blocks)) this.log(`controller: budget: ${reason}`);
+      this.blocks = blocks;
+    }
+    // At the cap, running workers go too: spend may not pass it by more than a tick.
+    const atCap = (model: string) =>
+      (this.config.budget && spend.totalUsd >= this.config.budget.monthlyUsd) ||
+      (this.config.models.find((m) => m.name === model)?.monthlyBudgetUsd ?? Number.POSITIVE_INFINITY) <=
+        (spend.byModel[model] ?? 0);
+    for (const w of workers) {
+      if (["ready", "booting", "provisioning"].includes(w.state) && atCap(w.model)) {
+        await this.registry.removeRoute(w.model, w.id);
+        await this.registry.transition(w, "draining", { detail: "budget reached" });
+      }
+    }
+    this.deps.metrics.spendTotal.set(spend.totalUsd);
+    if (this.config.budget) this.deps.metrics.budgetTotal.set(this.config.budget.monthlyUsd);
+    for (const model of this.config.models) {
+      const spent = spend.byModel[model.name] ?? 0;
+      this.deps.metrics.spendModel.set({ model: model.name }, spent);
+      if (model.monthlyBudgetUsd !== undefined)
+        this.deps.metrics.budgetModel.set({ model: model.name }, model.monthlyBudgetUsd);
+      const requests = spend.requestsByModel[model.name] ?? 0;
+      if (requests > 0) this.deps.metrics.costPerInference.set({ model: model.name }, spent / requests);
+    }
+  }
+
+  /** Managed RunPod endpoints: route through them, keep their bounds where the config (and budget) says. */
+  private async steerManaged(): Promise<void> {
+    const manager = this.deps.runpodServerless;
+    if (!manager) return;
+    for (const model of this.config.models) {
+      if (!model.providers.includes("runpod-serverless")) continue;
+      if (!decideProvision(this.config, model.name, "runpod-serverless").allowed) continue;
+      try {
+        const endpoint = await manager.find(
+          runpodEndpointName(this.config.project, this.config.stack, model.name),
+        );
+        if (!endpoint) {
+          this.managedEndpoints.delete(model.name);
+          continue;
+        }
+        const blocked = (this.blocks[model.name] ?? this.blocks["*"]) !== undefined;
+        const max = blocked ? 0 : model.maxWorkers;
+        const min = blocked ? 0 : model.minWorkers;
+        // RunPod lowers workersMax on idle endpoints (3 and 7 days): put it back.
+        if (endpoint.workersMax !== max || endpoint.workersMin !== min) {
+          await manager.setBounds(endpoint, min, max);
+          this.log(
+            `controller: ${model.name}: RunPod endpoint bounds ${endpoint.workersMin}..${endpoint.workersMax} → ${min}..${max}`,
+          );
+        }
+        if (!this.managedEndpoints.has(model.name)) {
+          const route: WorkerRecord = {
+            id: `runpod-${endpoint.id}`,
+            model: model.name,
+            provider: "runpod-serverless",
+            state: "ready",
+            baseUrl: manager.openaiBaseUrl(endpoint.id),
+            usdPerHour: 0,
+            token: "",
+            createdAtMs: this.now(),
+            stateChangedAtMs: this.now(),
+            lastActiveAtMs: this.now(),
+            accruedUntilMs: this.now(),
+          };
+          await this.registry.publishRoute(route, model.targetConcurrency * Math.max(1, model.maxWorkers), {
+            kind: "provider-key",
+            envVar: "RUNPOD_API_KEY",
+          });
+          this.managedEndpoints.set(model.name, endpoint.id);
+        }
+        await this.bookManaged(model, endpoint.id);
+      } catch (error) {
+        if (error instanceof FencedOut) throw error;
+        this.providerError("runpod-serverless", error, `steer endpoint of ${model.name}`);
+      }
+    }
+  }
+
+  private readonly managedBookedAt = new Map<string, number>();
+
+  /** RunPod bills running workers (idle timeout included) per second: book what /health reports. */
+  private async bookManaged(model: ModelConfig, endpointId: string): Promise<void> {
+    const manager = this.deps.runpodServerless!;
+    const health = await manager.health(endpointId);
+    const now = this.now();
+    const since = this.managedBookedAt.get(model.name) ?? now;
+    this.managedBookedAt.set(model.name, now);
+    const price = this.config.prices
+      .filter((p) => p.provider === "runpod-serverless" && model.gpu.includes(p.gpu))
+      .sort((a, b) => a.usdPerHour - b.usdPerHour)[0];
+    if (!price || health.running <= 0 || now <= since) return;
+    const seconds = ((now - since) / 1000) * health.running;
+    const multi = this.deps.redis.multi();
+    this.ledger.book(
+      multi,
+      model.name,
+      `runpod-${endpointId}`,
+      "runpod-serverless",
+      (seconds * price.usdPerHour * model.gpuCount) / 3600,
+      seconds,
+      now,
+    );
+    await multi.exec();
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * Keep-alive policies: how long an idle worker stays up before the scaling policy may drain it.
+ *
+ * Pure functions and small bounded-memory classes; no clock, no I/O. The controller and the simulator in
+ * `sim/` call the same code. `keepAliveFor` is the entry point; the rest is exported for tests and tools.
+ *
+ * The problem is rent-or-buy (ski rental). While a worker idles we "rent" it at its price r per second. If we
+ * let it go, the next request "buys" a new worker: it pays the restart cost C (in seconds of the running
+ * price, see `restartCostSeconds`) and waits for the cold start. Staying warm for exactly T* = C seconds and
+ * then letting go never costs more than twice what a clairvoyant policy pays on the same gaps (it keeps a
+ * worker across a gap g only when g < C): if g ≤ T* both pay g; otherwise we pay T* + C = 2C and it pays C.
+ * No deterministic timeout does better in the worst case. With history, the empirical optimum over the
+ * observed idle gaps does better on the workload it has seen (Shahrad et al., ATC 2020).
+ */
+import type { BillingModel } from "../core/catalog";
+
+/**
+ * What letting a worker go and starting a new one later costs, in seconds of the worker's running price.
+ *
+ * Derivation, per billing rule (`BillingModel`):
+ * - boot: with `billsBoot` the image pull and weight load of the new worker are billed at the running rate,
+ *   so a restart costs the cold-start seconds d (per-second billing: C = d exactly). Without it, 0.
+ * - per-start minimum m: a new worker is billed at least m seconds however short its life; the worst case
+ *   (the next busy period is tiny) costs max(d, m) instead of d — the boot is part of that minimum.
+ *   A monthly rental (minimum 30 days) therefore gets a keep-alive of a month: renting again costs more.
+ * - granularity G: each worker's billed life is rounded up to a multiple of G. Splitting one life into two
+ *   adds one more rounded tail, on average G/2 seconds (the phase is uniform). Per-second billing (G = 1)
+ *   is treated as continuous: the sub-second tail is noise and C stays exactly d, as the design requires.
+ * So C = max(billsBoot ? d : 0, m) + (G > 1 ? G/2 : 0).
+ */
+export function restartCostSeconds(coldStartSeconds: number, billing: BillingModel): number {
+  const boot = billing.billsBoot ? Math.max(0, coldStartSeconds) : 0;
+  const rounding = billing.granularitySeconds > 1 ? billing.granularitySeconds / 2 : 0;
+  return Math.max(boot, billing.minimumSeconds) + rounding;
+}
+
+/**
+ * The break-even idle timeout T* in seconds: stay warm as long as staying costs less than a restart.
+ * Equals the cold-start seconds under per-second billing with boot billed (see `restartCostSeconds`).
+ * When idle time is not billed (the team's own hardware), keeping a worker is free: Infinity.
+ */
+export function breakEvenIdleSeconds(coldStartSeconds: number, billing: BillingModel): number {
+  if (!billing.billsIdle) return Number.POSITIVE_INFINITY;
+  return restartCostSeconds(coldStartSeconds, billing);
+}
+
+/**
+ * The timeout t that minimises the empirical cost Σ over gaps of (g ≤ t ? g : t + C), C = restart cost.
+ * Between two observed gaps the cost only grows with t, so the optimum is 0 or one of the gaps; sorting and
+ * a prefix sum make it O(n log n). Ties go to the longer timeout (same cost, fewer cold starts).
+ * With no gaps it returns C (break-even).
+ */
+export function bestTimeoutForGaps(gaps: ArrayLike<number>, restartCost: number): number {
+  return bestTimeoutForSortedGaps(Float64Array.from(gaps).sort(), gaps.length, restartCost);
+}
+
+/** `bestTimeoutForGaps` for the first n gaps of an ascending array: O(n). */
+export function bestTimeoutForSortedGaps(sorted: ArrayLike<number>, n: number, restartCost: number): number {
+  if (n === 0) return restartCost;
+  let i = 0;
+  while (i < n && sorted[i]! <= 0) i++;
+  let bestCost = (n - i) * restartCost;
+  let bestTimeout = 0;
+  let kept = 0; // Σ of gaps ≤ t
+  while (i < n) {
+    const t = sorted[i]!;
+    while (i < n && sorted[i] === t) kept += sorted[i++]!;
+    const cost = kept + (n - i) * (t + restartCost);
+    if (cost <= bestCost * (1 + 1e-12)) {
+      bestCost = cost;
+      bestTimeout = t;
+    }
+  }
+  return bestTimeout;
+}
+
+export interface IdleGapHistoryOptions {
+  /** Most recent gaps kept (ring buffer); older ones are forgotten. Default 256. */
+  readonly capacity?: number;
+  /** Fewer gaps than this: no adaptive timeout (break-even instead). Default 20. */
+  readonly minSamples?: number;
+  /** The optimum is recomputed at most once per this many new gaps (a linear scan). Default 1: always. */
+  readonly recomputeEvery?: number;
+}
+
+/**
+ * Recent idle gaps of one model × provider: seconds from the moment the model had nothing waiting or in
+ * flight to the next request. Constant memory: a ring buffer in arrival order plus the same gaps kept
+ * sorted (insert and evict in O(capacity)), so the optimum is a linear scan; it is also cached.
+ */
+export class IdleGapHistory {
+  private readonly ring: Float64Array;
+  private readonly sorted: Float64Array;
+  private readonly minSamples: number;
+  private readonly recomputeEvery: number;
+  private next = 0;
+  private count = 0;
+  private observed = 0;
+  private cachedAt = -1;
+  private cachedCost = Number.NaN;
+  private cached = 0;
+
+  constructor(options: IdleGapHistoryOptions = {}) {
+    this.ring = new Float64Array(Math.max(1, options.capacity ?? 256));
+    this.sorted = new Float64Array(this.ring.length);
+    this.minSamples = Math.max(1, options.minSamples ?? 20);
+    this.recomputeEvery = Math.max(1, options.recomputeEvery ?? 1);
+  }
+
+  /** Record one idle gap in seconds (negative or NaN values are ignored). */
+  observe(gapSeconds: number): void {
+    if (!(gapSeconds >= 0)) return;
+    if (this.count === this.ring.length) {
+      // Evict the oldest gap from the sorted copy.
+      const at = this.lowerBound(this.ring[this.next]!);
+      this.sorted.copyWithin(at, at + 1, this.count);
+      this.count--;
+    }
+    const at = this.lowerBound(gapSeconds);
+    this.sorted.copyWithin(at + 1, at, this.count);
+    this.sorted[at] = gapSeconds;
+    this.count++;
+    this.ring[this.next] = gapSeconds;
+    this.next = (this.next + 1) % this.ring.length;
+    this.observed++;
+  }
+
+  /** First index in the sorted gaps whose value is ≥ x. */
+  private lowerBound(x: number): number {
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.sorted[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Gaps currently held (≤ capacity). */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Gaps observed since creation. */
+  get total(): number {
+    return this.observed;
+  }
+
+  /** True once there are enough gaps for `adaptiveTimeout` to answer. */
+  get sufficient(): boolean {
+    return this.count >= this.minSamples;
+  }
+
+  /** The gaps held, oldest first (a copy). */
+  gaps(): number[] {
+    const out: number[] = [];
+    const start = this.count < this.ring.length ? 0 : this.next;
+    for (let i = 0; i < this.count; i++) out.push(this.ring[(start + i) % this.ring.length]!);
+    return out;
+  }
+
+  /** The empirical-cost-optimal timeout for these gaps, or undefined with too little history. */
+  adaptiveTimeout(restartCost: number): number | undefined {
+    if (!this.sufficient) return undefined;
+    if (restartCost !== this.cachedCost || this.observed - this.cachedAt >= this.recomputeEvery) {
+      this.cached = bestTimeoutForSortedGaps(this.sorted, this.count, restartCost);
+      this.cachedCost = restartCost;
+      this.cachedAt = this.observed;
+    }
+    return this.cached;
+  }
+}
+
+/**
+ * Observed cold-start seconds of one model × provider: a running mean that starts from a prior (the
+ * catalog's typical figure) and becomes an exponentially weighted mean after `window` samples, so it follows
+ * a provider that gets slower or faster. The mean, not the median: a restart's cost is linear in its boot.
+ */
+export class ColdStartEstimate {
+  private mean: number;
+  private n: number;
+
+  constructor(
+    priorSeconds: number,
+    private readonly window = 50,
+  ) {
+    this.mean = Math.max(0, priorSeconds);
+    this.n = 1;
+  }
+
+  observe(seconds: number): void {
+    if (!(seconds >= 0)) return;
+    if (this.n < this.window) this.n++;
+    this.mean += (seconds - this.mean) / this.n;
+  }
+
+  get seconds(): number {
+    return this.mean;
+  }
+}
+
+export type KeepAliveBasis = "fixed" | "always-on" | "break-even" | "adaptive";
+
+export interface KeepAliveChoice {
+  /** Idle seconds after which a ready worker may be drained; Infinity = never. */
+  readonly seconds: number;
+  readonly basis: KeepAliveBasis;
+  /** For the decision log. */
+  readonly reason: string;
+}
+
+/** The keep-alive fields of a model's config (`modelSchema`). */
+export interface KeepAliveModel {
+  /** Whole seconds, or "auto" (break-even refined by history). */
+  readonly idleTimeoutSeconds: number | "auto";
+}
+
+export interface KeepAliveObservations {
+  /** Observed mean cold-start seconds for this model × provider (the catalog figure until measured). */
+  readonly coldStartSeconds: number;
+  readonly billing: BillingModel;
+  /** Idle-gap history of this model × provider; without it (or with too little), break-even. */
+  readonly history?: IdleGapHistory;
+}
+
+/** A fixed timeout, e.g. RunPod's default 5 s or the 10 min of Lambda-style platforms. */
+export function fixedKeepAlive(seconds: number): KeepAliveChoice {
+  return { seconds: Math.max(0, seconds), basis: "fixed", reason: `fixed idleTimeoutSeconds ${seconds}s` };
+}
+
+/** Never release an idle worker (a dedicated rental, or the always-on baseline). */
+export function alwaysOnKeepAlive(): KeepAliveChoice {
+  return { seconds: Number.POSITIVE_INFINITY, basis: "always-on", reason: "always on: never released" };
+}
+
+const round1 = (x: number): string => (Number.isFinite(x) ? String(Math.round(x * 10) / 10) : "∞");
+
+/**
+ * The keep-alive for a model on a provider: a configured number wins; "auto" is the break-even timeout from
+ * the observed cold start and the provider's billing, replaced by the empirical optimum of the idle-gap
+ * history once there is enough of it. (`alwaysOn` is a floor on the worker count, which `decideScale`
+ * enforces; workers above that floor follow this timeout.)
+ */
+export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservations): KeepAliveChoice {
+  if (typeof model.idleTimeoutSeconds === "number") return fixedKeepAlive(model.idleTimeoutSeconds);
+  const { billing, coldStartSeconds, history } = observed;
+  if (!billing.billsIdle) {
+    return {
+      seconds: Number.POSITIVE_INFINITY,
+      basis: "break-even",
+      reason: "auto: idle time is not billed, keeping is free",
+    };
+  }
+  const cost = restartCostSeconds(coldStartSeconds, billing);
+  const adaptive = history?.adaptiveTimeout(cost);
+  if (adaptive !== undefined) {
+    return {
+      seconds: adaptive,
+      basis: "adaptive",
+      reason: `auto: ${round1(adaptive)}s minimises cost over ${history!.size} idle gaps (restart ${round1(cost)}s)`,
+    };
+  }
+  return {
+    seconds: cost,
+    basis: "break-even",
+    reason: `auto: break-even ${round1(cost)}s (cold start ${round1(coldStartSeconds)}s)`,
+  };
+}

@@ -1,0 +1,260 @@
+/**
+ * The forecast: every model × provider × usage pattern (or trace) × policy of a stack, simulated through the
+ * real scaling policy, with cost, waits and the overhead beyond the active hours' price made explicit.
+ */
+import { type GpuId, isProviderId, type ProviderId } from "../core/catalog";
+import type { RuntimeConfig } from "../core/config";
+import type { UsagePatternId } from "../core/usage-patterns";
+import { cents } from "./billing";
+import { cheapestProfile, describeColdStart, type SimProfile } from "./profiles";
+import { hashLabel } from "./random";
+import { POLICY_IDS, type PolicyId, type RunResult, type SimModel, simulateRun } from "./simulate";
+import type { TraceFile } from "./trace";
+import {
+  type ArrivalProcess,
+  burstyArrivals,
+  PATTERN_IDS,
+  patternWorkload,
+  REQUEST_SHAPES,
+  type Workload,
+} from "./workloads";
+
+export type PatternOrTrace = UsagePatternId | "trace";
+
+/** One row of the forecast: a model on a provider's cheapest fitting GPU, a workload and a policy. */
+export interface SimResult {
+  readonly model: string;
+  readonly provider: ProviderId;
+  readonly gpu: GpuId;
+  readonly pattern: PatternOrTrace;
+  readonly policy: PolicyId;
+  /** The pattern's active hours (a trace: hours with a request in flight). */
+  readonly activeHours: number;
+  readonly billedHours: number;
+  readonly costUsd: number;
+  /** (always-on cost − this cost) / always-on cost, in percent. */
+  readonly savingsVsAlwaysOnPct: number;
+  /** This cost / the clairvoyant bound's cost; null when the bound costs nothing. */
+  readonly costRatioToBound: number | null;
+  readonly coldStarts: number;
+  readonly waitP50Seconds: number;
+  readonly waitP95Seconds: number;
+  readonly waitP99Seconds: number;
+  readonly costPer1000Requests: number | null;
+  readonly requests: number;
+  /** Requests that waited past queueTimeoutSeconds (503). */
+  readonly timedOut: number;
+  /** Hours with at least one request in flight. */
+  readonly busyHours: number;
+  readonly usdPerHour: number;
+  /** What core/usage-patterns forecasts: the active hours at the hourly price. */
+  readonly activeCostUsd: number;
+  /** costUsd − activeCostUsd: cold starts, keep-alive and rounding beyond the active hours (negative when
+   *  the policy let workers go inside the active periods). */
+  readonly overheadUsd: number;
+  /** Keep-alive at the end of the run; null for always-on (never released) and the bound (clairvoyant). */
+  readonly keepAliveSeconds: number | null;
+  readonly horizonHours: number;
+  /** Billed worker-hours by cause, and fees. */
+  readonly breakdown: {
+    readonly bootHours: number;
+    readonly busyHours: number;
+    readonly idleHours: number;
+    readonly roundingHours: number;
+    readonly setupUsd: number;
+    readonly storageUsd: number;
+  };
+}
+
+export interface Forecast {
+  readonly seed: number;
+  readonly results: SimResult[];
+  /** Model × provider pairs that could not be simulated, with why. */
+  readonly unpriced: string[];
+  /** What the numbers assume, one line each. */
+  readonly assumptions: string[];
+}
+
+export interface ForecastOptions {
+  /** Usage patterns to simulate; default all four. Ignored with `trace`. */
+  readonly patterns?: readonly UsagePatternId[];
+  /** Policies to report; default all six (always-on and bound always run: savings and ratios need them). */
+  readonly policies?: readonly PolicyId[];
+  /** Default 1. */
+  readonly seed?: number;
+  /** Mean requests per second during active hours; default 0.1. */
+  readonly ratePerSecond?: number;
+  /** Default "bursty" (1-minute bursts, 4-minute quiet spells). */
+  readonly arrivals?: "poisson" | "bursty";
+  /** Replay this trace instead of the usage patterns. */
+  readonly trace?: TraceFile;
+  /** Simulate these providers instead of each model's own list (catalog prices fill the gaps). */
+  readonly providers?: readonly ProviderId[];
+  /** Only these models. */
+  readonly models?: readonly string[];
+  /** Length of a pattern run; default one month (730 h). */
+  readonly horizonSeconds?: number;
+  /** Progress, 0..1, with what is being simulated. */
+  readonly onProgress?: (fraction: number, label: string) => void;
+}
+
+export const DEFAULT_RATE_PER_SECOND = 0.1;
+
+const round = (x: number, digits: number): number => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+
+interface Job {
+  readonly model: RuntimeConfig["models"][number];
+  readonly simModel: SimModel;
+  readonly profile: SimProfile;
+  readonly workload: Workload;
+  readonly weight: number;
+}
+
+/** Simulate a stack's models; synchronous (CPU-bound), deterministic for a seed. */
+export function forecastForStack(runtime: RuntimeConfig, options: ForecastOptions = {}): Forecast {
+  const seed = options.seed ?? 1;
+  const rate = options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND;
+  const process: ArrivalProcess =
+    options.arrivals === "poisson" ? { kind: "poisson", ratePerSecond: rate } : burstyArrivals(rate);
+  const wanted = options.policies ?? POLICY_IDS;
+  const policies = POLICY_IDS.filter((p) => wanted.includes(p) || p === "always-on" || p === "bound");
+  const patterns: readonly PatternOrTrace[] = options.trace ? ["trace"] : (options.patterns ?? PATTERN_IDS);
+  const unpriced: string[] = [];
+  const assumptions: string[] = [];
+  const jobs: Job[] = [];
+  const coldStartNotes = new Map<string, string>();
+
+  const models = runtime.models.filter((m) => !options.models || options.models.includes(m.name));
+  for (const model of models) {
+    const providers = options.providers ?? model.providers;
+    for (const provider of providers) {
+      if (!isProviderId(provider)) continue;
+      if (provider === "local") {
+        unpriced.push(`${model.name} on local: the team's own hardware has no per-hour price`);
+        continue;
+      }
+      const profile = cheapestProfile(provider, model.gpu, {
+        prices: runtime.prices.filter((p): p is typeof p & { provider: ProviderId } =>
+          isProviderId(p.provider),
+        ),
+        gpuCount: model.gpuCount,
+        flashboot: runtime.providers["runpod-serverless"]?.flashboot ?? true,
+      });
+      if (!profile) {
+        unpriced.push(`${model.name} on ${provider}: no price for ${model.gpu.join(", ")}`);
+        continue;
+      }
+      coldStartNotes.set(
+        provider,
+        `${provider}: cold start ${describeColdStart(profile.coldStart)} (${profile.coldStartSource})`,
+      );
+      const simModel: SimModel = {
+        name: model.name,
+        minWorkers: model.minWorkers,
+        maxWorkers: model.maxWorkers,
+        targetConcurrency: model.targetConcurrency,
+        alwaysOn: model.alwaysOn,
+        queueTimeoutSeconds: model.queueTimeoutSeconds,
+      };
+      const shape = REQUEST_SHAPES[model.kind];
+      for (const pattern of patterns) {
+        const workload =
+          pattern === "trace"
+            ? options.trace!.workload(model.name, shape)
+            : patternWorkload({
+                pattern,
+                arrivals: process,
+                shape,
+                seed,
+                label: model.name,
+                horizonSeconds: options.horizonSeconds,
+              });
+        jobs.push({ model, simModel, profile, workload, weight: 1000 + workload.expectedRequests });
+      }
+    }
+  }
+
+  const totalWeight = jobs.reduce((s, j) => s + j.weight * policies.length, 0) || 1;
+  let doneWeight = 0;
+  const results: SimResult[] = [];
+  for (const job of jobs) {
+    const runs = new Map<PolicyId, RunResult>();
+    for (const policy of policies) {
+      const label = `${job.model.name} on ${job.profile.provider}, ${job.workload.id}, ${policy}`;
+      const run = simulateRun({
+        model: job.simModel,
+        profile: job.profile,
+        policy,
+        workload: job.workload,
+        seed: (seed ^ hashLabel(`${job.model.name}:${job.workload.id}`)) >>> 0,
+        onProgress: options.onProgress
+          ? (f) => options.onProgress!((doneWeight + f * job.weight) / totalWeight, label)
+          : undefined,
+      });
+      doneWeight += job.weight;
+      runs.set(policy, run);
+    }
+    const alwaysOnCost = runs.get("always-on")!.bill.usd;
+    const boundCost = runs.get("bound")!.bill.usd;
+    for (const policy of policies) {
+      if (!wanted.includes(policy)) continue;
+      results.push(toResult(job, runs.get(policy)!, alwaysOnCost, boundCost));
+    }
+  }
+
+  assumptions.push(
+    options.trace
+      ? `arrivals: replayed from ${options.trace.path} (${[...options.trace.models.values()].reduce((a, b) => a + b, 0)} requests)`
+      : `arrivals: ${process.kind === "poisson" ? "Poisson" : "bursty (1-min bursts, 4-min quiet spells)"}, mean ${rate} requests/s during active hours; seed ${seed}`,
+    "service time per request: chat/completion 0.3 s + ~250 tokens (lognormal) at 50 tokens/s; embedding ~30 ms; image ~4.5 s; up to targetConcurrency per worker at full speed",
+    ...coldStartNotes.values(),
+    ...(jobs.some((j) => j.profile.billing.billsStorageWhenStopped)
+      ? ["disk storage (Vast.ai, dedicated servers) has no catalog price and is counted as $0"]
+      : []),
+    "budgets are not applied; a request waiting longer than queueTimeoutSeconds counts as timed out (503)",
+    "overhead = cost − active hours × price: cold starts, keep-alive and rounding (negative when workers are let go inside active hours)",
+  );
+  return { seed, results, unpriced, assumptions };
+}
+
+function toResult(job: Job, run: RunResult, alwaysOnCost: number, boundCost: number): SimResult {
+  const cost = run.bill.usd;
+  const activeHours = run.activeSeconds / 3600;
+  const activeCost = activeHours * job.profile.usdPerHour;
+  return {
+    model: job.model.name,
+    provider: job.profile.provider,
+    gpu: job.profile.gpu,
+    pattern: job.workload.id,
+    policy: run.policy,
+    activeHours: round(activeHours, 2),
+    billedHours: round(run.bill.billedSeconds / 3600, 2),
+    costUsd: cents(cost),
+    savingsVsAlwaysOnPct: alwaysOnCost > 0 ? round(((alwaysOnCost - cost) / alwaysOnCost) * 100, 1) : 0,
+    costRatioToBound: boundCost > 0 ? round(cost / boundCost, 3) : cost > 0 ? null : 1,
+    coldStarts: run.coldStarts,
+    waitP50Seconds: round(run.wait.quantile(0.5), 3),
+    waitP95Seconds: round(run.wait.quantile(0.95), 3),
+    waitP99Seconds: round(run.wait.quantile(0.99), 3),
+    costPer1000Requests: run.requests > 0 ? round((cost / run.requests) * 1000, 4) : null,
+    requests: run.requests,
+    timedOut: run.timedOut,
+    busyHours: round(run.busySeconds / 3600, 2),
+    usdPerHour: job.profile.usdPerHour,
+    activeCostUsd: cents(activeCost),
+    overheadUsd: cents(cost - activeCost),
+    keepAliveSeconds: Number.isFinite(run.keepAliveSeconds) ? round(run.keepAliveSeconds, 1) : null,
+    horizonHours: round(run.horizonSeconds / 3600, 2),
+    breakdown: {
+      bootHours: round(run.bill.bootSeconds / 3600, 2),
+      busyHours: round(run.bill.busySeconds / 3600, 2),
+      idleHours: round(run.bill.idleSeconds / 3600, 2),
+      roundingHours: round(run.bill.roundingSeconds / 3600, 2),
+      setupUsd: cents(run.bill.setupUsd),
+      storageUsd: cents(run.bill.storageUsd),
+    },
+  };
+}

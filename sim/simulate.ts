@@ -1,0 +1,548 @@
+/**
+ * One simulated run: a model on one provider under one workload and one keep-alive policy, through the
+ * real scaling policy (`decideScale`) and the real keep-alive functions (`keepAliveFor`) of `controller/`.
+ *
+ * What is modelled, and how the controller is approximated:
+ * - A request that finds a ready worker with fewer than targetConcurrency requests in flight starts at once
+ *   (workers are filled oldest first, so extra workers fall idle and can be let go); otherwise it waits in a
+ *   FIFO queue and wakes the controller, which calls `decideScale` — the pub/sub wake-up of the real one.
+ *   A request that waits longer than the model's queueTimeoutSeconds gets its 503: it counts as timed out,
+ *   with the timeout as its wait.
+ * - The controller also runs when a worker's keep-alive may have run out (a timer per idle worker), and
+ *   re-checks an idle worker it kept every `recheckSeconds` (the real loop's periodic tick).
+ * - A provisioned worker is "booting" for a cold start drawn from the provider's distribution, then
+ *   "ready". Draining is immediate: the policy drains only workers with nothing in flight.
+ * - The keep-alive comes from `keepAliveFor` with the observed mean cold start (starting from the catalog
+ *   median) and, for `adaptive`, the idle-gap history; `auto` is break-even without history.
+ * - `always-on` keeps at least one worker for the whole period (floor 1); workers above it use break-even.
+ * - `bound` is clairvoyant and not a runnable policy: when the model falls idle it knows the next arrival
+ *   and the next cold start; it keeps its workers across the gap when that costs no more than a restart,
+ *   else releases them at once and starts one exactly a cold start before the next request (no wait).
+ *   Workers above the last one follow break-even. It is the offline optimum of the rent-or-buy choice.
+ * - Billing per worker life (boot, idle, busy, rounding, minimum, setup, storage) by `sim/billing.ts`;
+ *   wait quantiles from a fixed-bucket histogram. Memory does not grow with the length of the period.
+ */
+import {
+  ColdStartEstimate,
+  IdleGapHistory,
+  type KeepAliveModel,
+  keepAliveFor,
+  restartCostSeconds,
+} from "../controller/keep-alive";
+import {
+  decideScale,
+  type ScaleDecision,
+  type ScalingModel,
+  type WorkerPhase,
+  type WorkerView,
+} from "../controller/policy";
+import { type BilledLife, billLife } from "./billing";
+import { Simulation } from "./engine";
+import { medianColdStartSeconds, type SimProfile, sampleColdStart } from "./profiles";
+import { Random } from "./random";
+import { Histogram } from "./stats";
+import type { Arrival, ArrivalSource, Workload } from "./workloads";
+
+export const POLICY_IDS = ["always-on", "fixed-5s", "fixed-10m", "auto", "adaptive", "bound"] as const;
+export type PolicyId = (typeof POLICY_IDS)[number];
+
+export const POLICY_LABELS: Readonly<Record<PolicyId, string>> = {
+  "always-on": "keep one worker up all month",
+  "fixed-5s": "fixed 5 s keep-alive (RunPod default)",
+  "fixed-10m": "fixed 10 min keep-alive",
+  auto: "break-even keep-alive (cold-start seconds)",
+  adaptive: "break-even refined by the idle-gap history",
+  bound: "clairvoyant lower bound",
+};
+
+export function isPolicyId(value: string): value is PolicyId {
+  return (POLICY_IDS as readonly string[]).includes(value);
+}
+
+export interface SimModel extends ScalingModel {
+  /** Seconds a request waits for a worker before it gets 503. */
+  readonly queueTimeoutSeconds: number;
+}
+
+export interface RunOptions {
+  readonly model: SimModel;
+  readonly profile: SimProfile;
+  readonly policy: PolicyId;
+  readonly workload: Workload;
+  /** Seeds the cold-start draws (arrivals are seeded by the workload). */
+  readonly seed: number;
+  /** Stop provisioning once the run has spent this much (the model's or stack's budget). */
+  readonly budgetUsd?: number;
+  /** Seconds between re-checks of an idle worker the policy kept. Default 30. */
+  readonly recheckSeconds?: number;
+  /** Called now and then with the fraction of the period simulated. */
+  readonly onProgress?: (fraction: number) => void;
+}
+
+export interface BillTotals {
+  billedSeconds: number;
+  bootSeconds: number;
+  busySeconds: number;
+  idleSeconds: number;
+  roundingSeconds: number;
+  computeUsd: number;
+  storageUsd: number;
+  setupUsd: number;
+  usd: number;
+}
+
+export interface RunResult {
+  readonly policy: PolicyId;
+  readonly horizonSeconds: number;
+  /** The pattern's active seconds, or for a trace the measured busy seconds. */
+  readonly activeSeconds: number;
+  /** Seconds with at least one request in flight on the model. */
+  readonly busySeconds: number;
+  readonly requests: number;
+  readonly served: number;
+  readonly timedOut: number;
+  /** Still waiting or in flight when the period ended. */
+  readonly unserved: number;
+  readonly coldStarts: number;
+  readonly peakWorkers: number;
+  readonly decisions: number;
+  readonly bill: Readonly<BillTotals>;
+  readonly wait: Histogram;
+  /** Keep-alive in force at the end (Infinity: never released; NaN for the clairvoyant bound). */
+  readonly keepAliveSeconds: number;
+  /** The last scaling decision's reason (the log line the controller would write). */
+  readonly lastDecision: string;
+  readonly events: number;
+}
+
+const ARRIVAL = 0;
+const COMPLETE = 1;
+const READY = 2;
+const IDLE = 3;
+const PREWARM = 4;
+
+/** A timer fires this long after the keep-alive runs out, so float rounding never keeps a worker. */
+const TIMER_SLACK = 1e-6;
+
+class SimWorker implements WorkerView {
+  phase: WorkerPhase = "booting";
+  inFlight = 0;
+  readyAt = -1;
+  lastActive: number;
+  busySince = 0;
+  busySeconds = 0;
+  timerPending = false;
+  alive = true;
+
+  constructor(
+    readonly id: string,
+    readonly provider: string,
+    readonly createdAt: number,
+    readonly usdPerHour: number,
+  ) {
+    this.lastActive = createdAt;
+  }
+
+  get createdAtMs(): number {
+    return this.createdAt * 1000;
+  }
+  get readyAtMs(): number | undefined {
+    return this.readyAt >= 0 ? this.readyAt * 1000 : undefined;
+  }
+  get lastActiveAtMs(): number {
+    return this.lastActive * 1000;
+  }
+}
+
+/** FIFO of waiting requests (arrival time, service seconds) in a growable ring buffer. */
+class WaitQueue {
+  private times = new Float64Array(64);
+  private services = new Float64Array(64);
+  private head = 0;
+  size = 0;
+
+  push(time: number, service: number): void {
+    if (this.size === this.times.length) this.grow();
+    const i = (this.head + this.size) % this.times.length;
+    this.times[i] = time;
+    this.services[i] = service;
+    this.size++;
+  }
+  headTime(): number {
+    return this.times[this.head]!;
+  }
+  headService(): number {
+    return this.services[this.head]!;
+  }
+  shift(): void {
+    this.head = (this.head + 1) % this.times.length;
+    this.size--;
+  }
+  private grow(): void {
+    const n = this.times.length;
+    const times = new Float64Array(n * 2);
+    const services = new Float64Array(n * 2);
+    for (let k = 0; k < this.size; k++) {
+      times[k] = this.times[(this.head + k) % n]!;
+      services[k] = this.services[(this.head + k) % n]!;
+    }
+    this.times = times;
+    this.services = services;
+    this.head = 0;
+  }
+}
+
+const emptyBill = (): BillTotals => ({
+  billedSeconds: 0,
+  bootSeconds: 0,
+  busySeconds: 0,
+  idleSeconds: 0,
+  roundingSeconds: 0,
+  computeUsd: 0,
+  storageUsd: 0,
+  setupUsd: 0,
+  usd: 0,
+});
+
+function addBill(total: BillTotals, life: BilledLife): void {
+  total.billedSeconds += life.billedSeconds;
+  total.bootSeconds += life.bootSeconds;
+  total.busySeconds += life.busySeconds;
+  total.idleSeconds += life.idleSeconds;
+  total.roundingSeconds += life.roundingSeconds;
+  total.computeUsd += life.computeUsd;
+  total.storageUsd += life.storageUsd;
+  total.setupUsd += life.setupUsd;
+  total.usd += life.usd;
+}
+
+const KEEP_ALIVE_MODELS: Readonly<Record<PolicyId, KeepAliveModel>> = {
+  "always-on": { idleTimeoutSeconds: "auto" },
+  "fixed-5s": { idleTimeoutSeconds: 5 },
+  "fixed-10m": { idleTimeoutSeconds: 600 },
+  auto: { idleTimeoutSeconds: "auto" },
+  adaptive: { idleTimeoutSeconds: "auto" },
+  bound: { idleTimeoutSeconds: "auto" },
+};
+
+/** Simulate one model × provider × workload × policy. */
+export function simulateRun(options: RunOptions): RunResult {
+  const { model, profile, policy, workload } = options;
+  const horizon = workload.horizonSeconds;
+  const perWorker = Math.max(1, model.targetConcurrency);
+  const recheck = options.recheckSeconds ?? 30;
+  const queueTimeout = model.queueTimeoutSeconds;
+  const alwaysOn = policy === "always-on";
+  const scaling: ScalingModel = {
+    name: model.name,
+    minWorkers: alwaysOn ? Math.max(1, model.minWorkers) : model.minWorkers,
+    maxWorkers: model.maxWorkers,
+    targetConcurrency: model.targetConcurrency,
+    alwaysOn: alwaysOn || model.alwaysOn,
+  };
+  const floor = Math.min(scaling.maxWorkers, Math.max(scaling.minWorkers, scaling.alwaysOn ? 1 : 0));
+  const keepAliveModel = KEEP_ALIVE_MODELS[policy];
+  const history = policy === "adaptive" ? new IdleGapHistory() : undefined;
+  const coldStart = new ColdStartEstimate(medianColdStartSeconds(profile.coldStart));
+  const coldRng = Random.stream(options.seed, `cold:${profile.provider}`);
+
+  const sim = new Simulation<SimWorker | Arrival>();
+  const q = sim.queue;
+  const workers: SimWorker[] = [];
+  const waiting = new WaitQueue();
+  const wait = new Histogram();
+  const bill = emptyBill();
+  let source: ArrivalSource | undefined = workload.open();
+  let nextArrivalTime = Number.POSITIVE_INFINITY;
+  let workerSeq = 0;
+  let inFlightTotal = 0;
+  let modelBusySince = 0;
+  let modelBusy = 0;
+  let modelIdleSince = -1;
+  let requests = 0;
+  let served = 0;
+  let timedOut = 0;
+  let coldStarts = 0;
+  let peakWorkers = 0;
+  let decisions = 0;
+  let lastDecision = "";
+  /** bound: no worker is released before this time (the next arrival it keeps them for). */
+  let holdUntil = -1;
+  let prewarmColdStart = 0;
+
+  // The keep-alive is recomputed only when what it depends on changed (cold-start estimate, history).
+  let keepAliveCache = Number.NaN;
+  let coldVersion = 0;
+  let cachedColdVersion = -1;
+  let cachedHistoryTotal = -1;
+  const keepAlive = (): number => {
+    const total = history ? history.total : 0;
+    if (cachedColdVersion !== coldVersion || cachedHistoryTotal !== total) {
+      keepAliveCache = keepAliveFor(keepAliveModel, {
+        coldStartSeconds: coldStart.seconds,
+        billing: profile.billing,
+        history,
+      }).seconds;
+      cachedColdVersion = coldVersion;
+      cachedHistoryTotal = total;
+    }
+    return keepAliveCache;
+  };
+
+  const spentUsd = (now: number): number => {
+    let usd = bill.usd;
+    for (const w of workers) {
+      const ready = w.readyAt >= 0;
+      usd += billLife(
+        {
+          bootSeconds: (ready ? w.readyAt : now) - w.createdAt,
+          upSeconds: ready ? now - w.readyAt : 0,
+          busySeconds: w.busySeconds + (w.inFlight > 0 ? now - w.busySince : 0),
+        },
+        profile,
+      ).usd;
+    }
+    return usd;
+  };
+
+  const provision = (now: number, seconds = sampleColdStart(profile.coldStart, coldRng)): void => {
+    const w = new SimWorker(`w${workerSeq++}`, profile.provider, now, profile.usdPerHour);
+    workers.push(w);
+    coldStarts++;
+    if (workers.length > peakWorkers) peakWorkers = workers.length;
+    q.push(now + seconds, READY, w);
+  };
+
+  const terminate = (w: SimWorker, now: number): void => {
+    w.alive = false;
+    w.phase = "draining";
+    const i = workers.indexOf(w);
+    if (i >= 0) workers.splice(i, 1);
+    if (w.inFlight > 0) w.busySeconds += now - w.busySince;
+    const ready = w.readyAt >= 0;
+    addBill(
+      bill,
+      billLife(
+        {
+          bootSeconds: (ready ? w.readyAt : now) - w.createdAt,
+          upSeconds: ready ? now - w.readyAt : 0,
+          busySeconds: w.busySeconds,
+        },
+        profile,
+      ),
+    );
+  };
+
+  const purgeExpired = (now: number): void => {
+    while (waiting.size > 0 && waiting.headTime() + queueTimeout < now) {
+      waiting.shift();
+      timedOut++;
+      wait.add(queueTimeout);
+    }
+  };
+
+  const decide = (now: number, keepAliveOverride?: number): ScaleDecision => {
+    purgeExpired(now);
+    const decision = decideScale({
+      nowMs: now * 1000,
+      model: scaling,
+      waiting: waiting.size,
+      workers,
+      keepAliveSeconds: keepAliveOverride ?? (holdUntil > now ? Number.POSITIVE_INFINITY : keepAlive()),
+      budgetExhausted: options.budgetUsd !== undefined && spentUsd(now) >= options.budgetUsd,
+    });
+    decisions++;
+    lastDecision = decision.reason;
+    for (let i = 0; i < decision.provision; i++) provision(now);
+    for (const order of decision.drain) {
+      const w = workers.find((x) => x.id === order.workerId);
+      if (w) terminate(w, now);
+    }
+    return decision;
+  };
+
+  const freeWorker = (): SimWorker | undefined => {
+    for (const w of workers) if (w.phase === "ready" && w.inFlight < perWorker) return w;
+    return undefined;
+  };
+
+  const start = (w: SimWorker, now: number, service: number, waited: number): void => {
+    wait.add(waited);
+    if (w.inFlight === 0) w.busySince = now;
+    if (inFlightTotal === 0) modelBusySince = now;
+    w.inFlight++;
+    inFlightTotal++;
+    w.lastActive = now;
+    q.push(now + service, COMPLETE, w);
+  };
+
+  const dispatchWaiting = (now: number): void => {
+    while (waiting.size > 0) {
+      purgeExpired(now);
+      if (waiting.size === 0) return;
+      const w = freeWorker();
+      if (!w) return;
+      const arrived = waiting.headTime();
+      const service = waiting.headService();
+      waiting.shift();
+      start(w, now, service, now - arrived);
+    }
+  };
+
+  const armIdle = (w: SimWorker, now: number): void => {
+    if (w.timerPending || !w.alive) return;
+    let at: number;
+    if (holdUntil > now) at = holdUntil;
+    else {
+      const k = keepAlive();
+      if (!Number.isFinite(k)) return;
+      at = Math.max(now, w.lastActive + k + TIMER_SLACK);
+    }
+    w.timerPending = true;
+    q.push(at, IDLE, w);
+  };
+
+  const scheduleNextArrival = (): void => {
+    const a = source?.next();
+    if (a && a.time < horizon) {
+      q.push(a.time, ARRIVAL, a);
+      nextArrivalTime = a.time;
+    } else {
+      source = undefined;
+      nextArrivalTime = Number.POSITIVE_INFINITY;
+    }
+  };
+
+  /** bound: the model just fell idle; keep across the gap or release and pre-warm just in time. */
+  const clairvoyantIdle = (now: number): void => {
+    const next = nextArrivalTime;
+    if (!Number.isFinite(next)) {
+      holdUntil = -1;
+      decide(now, 0);
+      return;
+    }
+    const seconds = sampleColdStart(profile.coldStart, coldRng);
+    if (next - now <= restartCostSeconds(seconds, profile.billing)) {
+      holdUntil = next;
+      return;
+    }
+    holdUntil = -1;
+    decide(now, 0);
+    if (workers.length === 0) {
+      prewarmColdStart = seconds;
+      q.push(Math.max(now, next - seconds), PREWARM);
+      holdUntil = next;
+    }
+  };
+
+  const modelFellIdle = (now: number): void => {
+    modelIdleSince = now;
+    if (policy === "bound") clairvoyantIdle(now);
+  };
+
+  sim
+    .on(ARRIVAL, (now, ref) => {
+      const a = ref as Arrival;
+      requests++;
+      if (modelIdleSince >= 0) {
+        history?.observe(now - modelIdleSince);
+        modelIdleSince = -1;
+      }
+      const w = waiting.size === 0 ? freeWorker() : undefined;
+      if (w) start(w, now, a.serviceSeconds, 0);
+      else {
+        waiting.push(now, a.serviceSeconds);
+        decide(now);
+      }
+      scheduleNextArrival();
+    })
+    .on(COMPLETE, (now, ref) => {
+      const w = ref as SimWorker;
+      w.inFlight--;
+      inFlightTotal--;
+      served++;
+      w.lastActive = now;
+      if (w.inFlight === 0) w.busySeconds += now - w.busySince;
+      if (inFlightTotal === 0) modelBusy += now - modelBusySince;
+      dispatchWaiting(now);
+      if (w.inFlight === 0) armIdle(w, now);
+      if (inFlightTotal === 0 && waiting.size === 0) modelFellIdle(now);
+    })
+    .on(READY, (now, ref) => {
+      const w = ref as SimWorker;
+      if (!w.alive) return;
+      w.phase = "ready";
+      w.readyAt = now;
+      w.lastActive = now;
+      coldStart.observe(now - w.createdAt);
+      coldVersion++;
+      dispatchWaiting(now);
+      if (w.inFlight === 0) armIdle(w, now);
+    })
+    .on(IDLE, (now, ref) => {
+      const w = ref as SimWorker;
+      w.timerPending = false;
+      if (!w.alive || w.inFlight > 0 || w.phase !== "ready") return;
+      if (holdUntil > now) {
+        armIdle(w, now);
+        return;
+      }
+      const k = keepAlive();
+      if (!Number.isFinite(k)) return;
+      if (now - w.lastActive >= k) {
+        decide(now);
+        if (w.alive && w.inFlight === 0 && workers.length > floor) {
+          w.timerPending = true;
+          q.push(now + recheck, IDLE, w);
+        }
+      } else {
+        w.timerPending = true;
+        q.push(w.lastActive + k + TIMER_SLACK, IDLE, w);
+      }
+    })
+    .on(PREWARM, (now) => {
+      if (workers.length === 0) provision(now, prewarmColdStart);
+    });
+
+  // Start: the floor's workers (always-on, minWorkers), the first arrival, bound's first pre-warm.
+  if (floor > 0) decide(0);
+  scheduleNextArrival();
+  if (policy === "bound" && floor === 0 && Number.isFinite(nextArrivalTime)) {
+    prewarmColdStart = sampleColdStart(profile.coldStart, coldRng);
+    q.push(Math.max(0, nextArrivalTime - prewarmColdStart), PREWARM);
+    holdUntil = nextArrivalTime;
+  }
+
+  const onBatch = options.onProgress ? (now: number) => options.onProgress!(now / horizon) : undefined;
+  const events = sim.run(horizon, onBatch);
+
+  // The period ends: bill every worker still up, settle the queue.
+  for (const w of [...workers]) terminate(w, horizon);
+  if (inFlightTotal > 0) modelBusy += horizon - modelBusySince;
+  while (waiting.size > 0 && waiting.headTime() + queueTimeout < horizon) {
+    waiting.shift();
+    timedOut++;
+    wait.add(queueTimeout);
+  }
+  options.onProgress?.(1);
+
+  return {
+    policy,
+    horizonSeconds: horizon,
+    activeSeconds: workload.activeSeconds ?? modelBusy,
+    busySeconds: modelBusy,
+    requests,
+    served,
+    timedOut,
+    unserved: requests - served - timedOut,
+    coldStarts,
+    peakWorkers,
+    decisions,
+    bill,
+    wait,
+    keepAliveSeconds:
+      policy === "always-on" ? Number.POSITIVE_INFINITY : policy === "bound" ? Number.NaN : keepAlive(),
+    lastDecision,
+    events,
+  };
+}

@@ -1,0 +1,186 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  bestTimeoutForGaps,
+  breakEvenIdleSeconds,
+  ColdStartEstimate,
+  IdleGapHistory,
+  keepAliveFor,
+  restartCostSeconds,
+} from "../../controller/keep-alive";
+import { type BillingModel, PROVIDERS } from "../../core/catalog";
+
+const PER_SECOND = PROVIDERS["runpod-pod"].billing;
+
+/** Σ over gaps of (g ≤ t ? g : t + C): the idle cost of timeout t. */
+const empiricalCost = (gaps: readonly number[], t: number, c: number) =>
+  gaps.reduce((sum, g) => sum + (g <= t ? g : t + c), 0);
+
+describe("breakEvenIdleSeconds", () => {
+  it("equals the cold-start seconds under per-second billing with boot billed", () => {
+    expect(breakEvenIdleSeconds(90, PER_SECOND)).toBe(90);
+    expect(breakEvenIdleSeconds(2.3, PROVIDERS["runpod-serverless"].billing)).toBe(2.3);
+    expect(breakEvenIdleSeconds(30, PROVIDERS.datacrunch.billing)).toBe(30);
+  });
+
+  it("adds half a billing unit under coarse granularity (one more rounded tail per restart)", () => {
+    // CoreWeave bills by the hour: a restart adds on average half an hour of rounding
+    expect(PROVIDERS.coreweave.billing.granularitySeconds).toBe(3600);
+    expect(breakEvenIdleSeconds(45, PROVIDERS.coreweave.billing)).toBe(45 + 1800);
+    expect(breakEvenIdleSeconds(45, { ...PER_SECOND, granularitySeconds: 60 })).toBe(75);
+  });
+
+  it("a per-start minimum raises the restart cost to the minimum", () => {
+    const tenMinutes: BillingModel = { ...PER_SECOND, minimumSeconds: 600 };
+    expect(breakEvenIdleSeconds(30, tenMinutes)).toBe(600);
+    expect(breakEvenIdleSeconds(900, tenMinutes)).toBe(900);
+    // a monthly rental (30-day minimum): keep it for the month
+    expect(breakEvenIdleSeconds(540, PROVIDERS["hetzner-dedicated"].billing)).toBeGreaterThanOrEqual(
+      30 * 24 * 3600,
+    );
+  });
+
+  it("is 0 when boot is not billed (a restart costs only latency) and ∞ when idle is free", () => {
+    expect(breakEvenIdleSeconds(120, { ...PER_SECOND, billsBoot: false })).toBe(0);
+    expect(breakEvenIdleSeconds(0, PROVIDERS.local.billing)).toBe(Number.POSITIVE_INFINITY);
+    expect(restartCostSeconds(-5, PER_SECOND)).toBe(0);
+  });
+});
+
+describe("bestTimeoutForGaps (adaptive)", () => {
+  it("picks a short timeout for long gaps and a long one for short gaps", () => {
+    expect(bestTimeoutForGaps(Array(50).fill(1000), 30)).toBe(0);
+    expect(bestTimeoutForGaps(Array(50).fill(10), 30)).toBe(10);
+    // mostly short gaps with a few long ones: keep across the short ones only
+    const mixed = [...Array(40).fill(5), ...Array(10).fill(3600)];
+    expect(bestTimeoutForGaps(mixed, 30)).toBe(5);
+    // no history: break-even
+    expect(bestTimeoutForGaps([], 42)).toBe(42);
+  });
+
+  it("is never worse than any other timeout on the gaps it saw", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 5000, noNaN: true }), { minLength: 1, maxLength: 60 }),
+        fc.double({ min: 0, max: 600, noNaN: true }),
+        fc.double({ min: 0, max: 6000, noNaN: true }),
+        (gaps, c, other) => {
+          const t = bestTimeoutForGaps(gaps, c);
+          const best = empiricalCost(gaps, t, c);
+          expect(best).toBeLessThanOrEqual(empiricalCost(gaps, other, c) * (1 + 1e-9) + 1e-9);
+          expect(best).toBeLessThanOrEqual(empiricalCost(gaps, c, c) * (1 + 1e-9) + 1e-9);
+        },
+      ),
+    );
+  });
+
+  it("break-even is 2-competitive with the clairvoyant choice on any gaps (ski rental)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 5000, noNaN: true }), { maxLength: 60 }),
+        fc.double({ min: 0.1, max: 600, noNaN: true }),
+        (gaps, c) => {
+          const offline = gaps.reduce((sum, g) => sum + Math.min(g, c), 0);
+          expect(empiricalCost(gaps, c, c)).toBeLessThanOrEqual(2 * offline + 1e-6);
+        },
+      ),
+    );
+  });
+});
+
+describe("IdleGapHistory", () => {
+  it("answers only with enough history, in bounded memory", () => {
+    const h = new IdleGapHistory({ capacity: 8, minSamples: 4, recomputeEvery: 1 });
+    for (const g of [10, 10, 10]) h.observe(g);
+    expect(h.adaptiveTimeout(30)).toBeUndefined();
+    h.observe(10);
+    expect(h.adaptiveTimeout(30)).toBe(10);
+    for (let i = 0; i < 100; i++) h.observe(1000);
+    expect(h.size).toBe(8);
+    expect(h.total).toBe(104);
+    expect(h.gaps()).toEqual(Array(8).fill(1000));
+    expect(h.adaptiveTimeout(30)).toBe(0);
+    h.observe(-1);
+    h.observe(Number.NaN);
+    expect(h.total).toBe(104);
+  });
+
+  it("answers exactly what a fresh sort of its gaps would, however the ring turns (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 16 }),
+        fc.array(fc.integer({ min: 0, max: 100 }), { minLength: 1, maxLength: 80 }),
+        fc.integer({ min: 0, max: 60 }),
+        (capacity, gaps, c) => {
+          const h = new IdleGapHistory({ capacity, minSamples: 1 });
+          for (const g of gaps) {
+            h.observe(g);
+            expect(h.adaptiveTimeout(c)).toBe(bestTimeoutForGaps(h.gaps(), c));
+          }
+          expect(h.gaps()).toEqual(gaps.slice(-capacity));
+        },
+      ),
+    );
+  });
+
+  it("keeps the oldest-first order across the ring's wrap", () => {
+    const h = new IdleGapHistory({ capacity: 3 });
+    for (const g of [1, 2, 3, 4, 5]) h.observe(g);
+    expect(h.gaps()).toEqual([3, 4, 5]);
+  });
+
+  it("recomputes at most once per recomputeEvery gaps, and at once when the restart cost changes", () => {
+    const h = new IdleGapHistory({ capacity: 64, minSamples: 1, recomputeEvery: 4 });
+    h.observe(10);
+    expect(h.adaptiveTimeout(30)).toBe(10);
+    for (let i = 0; i < 3; i++) h.observe(20);
+    expect(h.adaptiveTimeout(30)).toBe(10); // cached: 3 new gaps < 4
+    h.observe(20);
+    expect(h.adaptiveTimeout(30)).toBe(20);
+    expect(h.adaptiveTimeout(5)).toBe(0);
+  });
+});
+
+describe("keepAliveFor", () => {
+  it("a configured number wins over everything", () => {
+    const history = new IdleGapHistory({ minSamples: 1 });
+    history.observe(1);
+    expect(
+      keepAliveFor({ idleTimeoutSeconds: 300 }, { coldStartSeconds: 30, billing: PER_SECOND, history }),
+    ).toMatchObject({ seconds: 300, basis: "fixed" });
+  });
+
+  it('"auto" is break-even without enough history, the empirical optimum with it', () => {
+    const history = new IdleGapHistory({ minSamples: 20 });
+    const auto = { idleTimeoutSeconds: "auto" as const };
+    const observed = { coldStartSeconds: 90, billing: PER_SECOND, history };
+    const first = keepAliveFor(auto, observed);
+    expect(first).toMatchObject({ seconds: 90, basis: "break-even" });
+    expect(first.reason).toBe("auto: break-even 90s (cold start 90s)");
+    for (let i = 0; i < 20; i++) history.observe(3600);
+    const adaptive = keepAliveFor(auto, observed);
+    expect(adaptive).toMatchObject({ seconds: 0, basis: "adaptive" });
+    expect(adaptive.reason).toContain("over 20 idle gaps");
+    expect(keepAliveFor(auto, { coldStartSeconds: 90, billing: PER_SECOND })).toMatchObject({ seconds: 90 });
+  });
+
+  it('"auto" keeps forever where idle time is free', () => {
+    expect(
+      keepAliveFor({ idleTimeoutSeconds: "auto" }, { coldStartSeconds: 0, billing: PROVIDERS.local.billing })
+        .seconds,
+    ).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe("ColdStartEstimate", () => {
+  it("starts at the prior and follows observations as a mean, then an exponentially weighted mean", () => {
+    const e = new ColdStartEstimate(30, 4);
+    expect(e.seconds).toBe(30);
+    e.observe(90);
+    expect(e.seconds).toBe(60);
+    for (let i = 0; i < 100; i++) e.observe(120);
+    expect(e.seconds).toBeCloseTo(120, 6);
+    e.observe(Number.NaN);
+    expect(e.seconds).toBeCloseTo(120, 6);
+  });
+});
