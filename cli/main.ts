@@ -15,6 +15,8 @@ commands:
            print the runtime config JSON the gateway and controller read
   gateway  [--stack NAME | --config FILE] [--port 8080] [--host 0.0.0.0]
            run the OpenAI-compatible gateway (Redis from REDIS_URL)
+  controller [--stack NAME | --config FILE] [--port 9090]
+           run the GPU controller (Redis from REDIS_URL, provider keys from the environment)
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
            list [--json] | revoke ID      (API keys; same --stack/--config and REDIS_URL)
   simulate [--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]
@@ -99,6 +101,37 @@ async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
   return EXIT.ok;
 }
 
+async function controller(argv: string[], io: Io, dir: string): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      stack: { type: "string" },
+      config: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+    },
+    strict: true,
+  });
+  const port = Number(values.port ?? 9090);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port must be 0-65535; got "${values.port}"`);
+  const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
+  const { startController } = lazy<typeof import("../controller/main")>("../controller/main");
+  const handle = await startController({
+    config: runtimeConfigFrom({ stack: values.stack, config: values.config, dir }),
+    env: process.env,
+    port,
+    host: values.host ?? "127.0.0.1",
+    log: (line) => io.err(`${line}\n`),
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => void handle.close().then(resolve, resolve);
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  return EXIT.ok;
+}
+
 async function keys(argv: string[], io: Io, dir: string): Promise<number> {
   const { runKeys } = lazy<typeof import("./keys")>("./keys");
   return runKeys(argv, io, dir);
@@ -113,6 +146,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<
   plan,
   config,
   gateway,
+  controller,
   keys,
   simulate,
 };

@@ -323,6 +323,8 @@ export interface VastFakeOptions {
   now?: () => number;
   /** ms from create to `loading`, and from `loading` to `running`. */
   walk?: { createdMs?: number; loadingMs?: number };
+  /** Where instances' engines "run": e.g. a local fake vLLM, so the controller's readiness probe is real. */
+  engineAddress?: { ip: string; port: number };
 }
 
 export class VastAiFake extends FakeApiServer {
@@ -333,10 +335,12 @@ export class VastAiFake extends FakeApiServer {
   readonly fates: VastFate[] = [];
   private nextId = 7_000_001;
   private readonly walk: { createdMs: number; loadingMs: number };
+  private readonly engineAddress: { ip: string; port: number } | undefined;
 
   constructor(options: VastFakeOptions) {
     super(options.now);
     this.apiKey = options.apiKey;
+    this.engineAddress = options.engineAddress;
     for (const o of options.offers ?? []) this.offers.set(o.id, { ...o, rented: false });
     this.walk = { createdMs: options.walk?.createdMs ?? 2_000, loadingMs: options.walk?.loadingMs ?? 30_000 };
   }
@@ -476,7 +480,10 @@ export class VastAiFake extends FakeApiServer {
     const portMap: Record<string, number> = {};
     for (const key of Object.keys(env)) {
       const pm = key.match(/^-p (\d+):(\d+)$/);
-      if (pm?.[2]) portMap[`${pm[2]}/tcp`] = 40_000 + (id % 1000) * 10 + Object.keys(portMap).length;
+      if (pm?.[2]) {
+        portMap[`${pm[2]}/tcp`] =
+          this.engineAddress?.port ?? 40_000 + (id % 1000) * 10 + Object.keys(portMap).length;
+      }
     }
     const fate = this.fates.shift() ?? "normal";
     // actual_status null ("created") at once, "loading" after createdMs, then the fate after loadingMs.
@@ -503,7 +510,7 @@ export class VastAiFake extends FakeApiServer {
       dphStorage: (offer.storage_dph ?? 0.01) * (disk / 10),
       createdAt: this.now(),
       timeline: new Timeline(this.now(), walk),
-      publicIp: `203.0.113.${id % 250}`,
+      publicIp: this.engineAddress?.ip ?? `203.0.113.${id % 250}`,
       portMap,
     });
     return { status: 200, json: { success: true, new_contract: id } };
