@@ -4,6 +4,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { Controller } from "./components/controller";
+import { Gateway } from "./components/gateway";
 import { HetznerCluster } from "./components/hetzner-cluster";
 import { selectorFor } from "./components/labels";
 import { Monitoring } from "./components/monitoring";
@@ -71,6 +73,36 @@ const redis = new Redis("redis", {
   storageGi: config.redis.storageGi,
 });
 
+const redisConnection = {
+  host: redis.host,
+  port: redis.port,
+  passwordSecret: redis.passwordSecretName,
+  passwordKey: redis.passwordSecretKey,
+};
+const gateway = new Gateway("gateway", {
+  namespace: namespace.name,
+  provider: cluster.provider,
+  host: config.gateway.host,
+  replicas: config.gateway.replicas,
+  tls: config.gateway.tls.enabled,
+  clusterIssuer: config.gateway.tls.clusterIssuer,
+  ingressClassName: config.gateway.ingressClassName,
+  ingressNamespace: config.gateway.ingressNamespace,
+  monitoringNamespace: config.monitoring.prometheusNamespace,
+  maxRequestBytes: config.gateway.maxRequestBytes,
+  runtimeConfigMap: settings.configMapName,
+  credentialsSecret: settings.credentialsSecretName,
+  redis: redisConnection,
+});
+new Controller("controller", {
+  namespace: namespace.name,
+  provider: cluster.provider,
+  runtimeConfigMap: settings.configMapName,
+  credentialsSecret: settings.credentialsSecretName,
+  redis: redisConnection,
+  monitoringNamespace: config.monitoring.prometheusNamespace,
+});
+
 if (config.monitoring.enabled) {
   new Monitoring("monitoring", {
     namespace: namespace.name,
@@ -133,6 +165,7 @@ if (runpod) {
 export const namespaceName = namespace.name;
 export const runtimeConfigMap = settings.configMapName;
 export const redisHost = redis.host;
+export const gatewayUrl = gateway.url;
 export const runpodEndpointIds = runpodEndpoints;
 export const kubeconfig = cluster.kubeconfig;
 /** Public address of the Kubernetes API; an existing cluster's is in its kubeconfig. */

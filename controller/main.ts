@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:http";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import type { ConfigurableProviderId } from "../core/catalog";
-import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config";
+import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config/runtime";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
 import { DatacrunchAdapter } from "./providers/datacrunch";

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config";
+import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config/runtime";
 import { CREDENTIAL_ENV } from "../core/config/schema";
 import { buildGateway } from "./app";
 

@@ -259,6 +259,8 @@ export const gatewaySchema = z.strictObject({
     })
     .default({ enabled: true, clusterIssuer: "letsencrypt-prod" }),
   ingressClassName: z.string().default("nginx"),
+  /** Namespace of the ingress controller: the only source of client traffic the gateway admits. */
+  ingressNamespace: dnsLabel.default("ingress-nginx"),
   /** Default per-key limits for keys created without their own. */
   limits: z
     .strictObject({
@@ -293,6 +295,8 @@ export const monitoringSchema = z
   .strictObject({
     /** Declare PrometheusRule, ServiceMonitors and the dashboard (needs the prometheus-operator CRDs). */
     enabled: z.boolean().default(true),
+    /** Namespace Prometheus runs in (admitted to scrape /metrics). */
+    prometheusNamespace: dnsLabel.default("monitoring"),
     /** `release` label kube-prometheus-stack selects rules and monitors by. */
     prometheusRelease: z.string().min(1).default("kube-prometheus-stack"),
     /** Label the Grafana sidecar loads dashboard ConfigMaps by. */
@@ -302,6 +306,7 @@ export const monitoringSchema = z
   })
   .default({
     enabled: true,
+    prometheusNamespace: "monitoring",
     prometheusRelease: "kube-prometheus-stack",
     dashboardLabel: "grafana_dashboard",
     gpuIdleAlertMinutes: 15,

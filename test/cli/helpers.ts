@@ -13,7 +13,12 @@ export interface CliResult {
 
 /** Run the real `aiorch` entry point in a child process (one Pulumi runtime per process). */
 export function aiorch(args: readonly string[], cwd: string = ROOT): CliResult {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: "utf8", timeout: 60_000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], {
+    cwd,
+    encoding: "utf8",
+    timeout: 90_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

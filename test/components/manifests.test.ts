@@ -83,6 +83,41 @@ describe.each(["dev", "prod"])("stack %s", (stack) => {
     );
   });
 
+  it("runs the gateway and controller from their bundles, the gateway behind a TLS Ingress", () => {
+    const resources = stacks[stack]!.resources;
+    const deployments = resources.filter((r) => r.type === "kubernetes:apps/v1:Deployment");
+    expect(deployments.map((d) => (d.inputs.metadata as { name: string }).name).sort()).toEqual([
+      "controller",
+      "gateway",
+    ]);
+    for (const d of deployments) {
+      const template = (
+        d.inputs.spec as {
+          template: {
+            metadata: { annotations: Record<string, string> };
+            spec: { containers: { image: string }[] };
+          };
+        }
+      ).template;
+      expect(template.spec.containers[0]!.image).toBe("node:22-alpine");
+      const name = (d.inputs.metadata as { name: string }).name;
+      const bundle = resources.find((r) => r.name === `${name}-bundle-code`)!;
+      // the pod template carries the bundle's hash, so new code rolls the Deployment
+      expect(template.metadata.annotations["aiorch.dev/bundle-sha256"]).toBe(
+        (bundle.inputs.metadata as { annotations: Record<string, string> }).annotations[
+          "aiorch.dev/bundle-sha256"
+        ],
+      );
+    }
+    const ingress = resources.find((r) => r.type === "kubernetes:networking.k8s.io/v1:Ingress")!;
+    const spec = ingress.inputs.spec as { tls: { hosts: string[] }[]; rules: { host: string }[] };
+    expect(spec.tls[0]!.hosts).toEqual([spec.rules[0]!.host]);
+    expect(resources.some((r) => r.type === "kubernetes:policy/v1:PodDisruptionBudget")).toBe(true);
+    expect(resources.some((r) => r.type === "kubernetes:core/v1:ServiceAccount")).toBe(true);
+    // no Role or binding: the controller has no cluster permissions
+    expect(resources.some((r) => r.type.includes("rbac.authorization.k8s.io"))).toBe(false);
+  });
+
   it("Redis persists to a volume and takes its password from the generated Secret", () => {
     const sts = stacks[stack]!.resources.find((r) => r.type === "kubernetes:apps/v1:StatefulSet")!;
     const spec = sts.inputs.spec as {

@@ -1,0 +1,153 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { labelsFor, selectorFor } from "./labels";
+import { RuntimeBundle } from "./runtime-bundle";
+import { redisEnv, runtimePodSpec } from "./runtime-pod";
+
+export const CONTROLLER_METRICS_PORT = 9090;
+
+export interface ControllerArgs {
+  /** Namespace the controller runs in. */
+  readonly namespace: pulumi.Input<string>;
+  /** Kubernetes provider of the target cluster. */
+  readonly provider: pulumi.ProviderResource;
+  /** Replicas: one leads through a Redis lock, the others stand by. @default 1 */
+  readonly replicas?: number;
+  /** ConfigMap holding runtime.json. */
+  readonly runtimeConfigMap: pulumi.Input<string>;
+  /** Secret with the provider credentials, mounted as environment variables. */
+  readonly credentialsSecret: pulumi.Input<string>;
+  /** Redis host, and the Secret and key of its password. */
+  readonly redis: {
+    host: pulumi.Input<string>;
+    port: number;
+    passwordSecret: pulumi.Input<string>;
+    passwordKey: string;
+  };
+  /** Namespace of Prometheus (scrapes /metrics). @default "monitoring" */
+  readonly monitoringNamespace?: string;
+  /** CPU and memory (requests = limits). @default { cpu: "250m", memory: "256Mi" } */
+  readonly resources?: { cpu: string; memory: string };
+}
+
+/**
+ * The GPU controller: a Deployment running the controller bundle under a ServiceAccount with no Kubernetes
+ * permissions (it talks to Redis and provider APIs only), a metrics Service, and a NetworkPolicy.
+ */
+export class Controller extends pulumi.ComponentResource {
+  public readonly serviceAccountName: pulumi.Output<string>;
+
+  constructor(name: string, args: ControllerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("aiorch:k8s:Controller", name, {}, opts);
+    const child = { parent: this, provider: args.provider };
+    const labels = labelsFor("controller");
+    const selector = selectorFor("controller");
+    const code = new RuntimeBundle(
+      `${name}-bundle`,
+      { process: "controller", namespace: args.namespace, provider: args.provider },
+      { parent: this },
+    );
+
+    // No Role or binding: nothing in the cluster is the controller's to change.
+    const account = new k8s.core.v1.ServiceAccount(
+      `${name}-account`,
+      {
+        metadata: { name: "controller", namespace: args.namespace, labels },
+        automountServiceAccountToken: false,
+      },
+      child,
+    );
+    this.serviceAccountName = account.metadata.name;
+
+    new k8s.apps.v1.Deployment(
+      `${name}-deployment`,
+      {
+        metadata: { name: "controller", namespace: args.namespace, labels },
+        spec: {
+          replicas: args.replicas ?? 1,
+          selector: { matchLabels: selector },
+          template: {
+            metadata: { labels, annotations: { "aiorch.dev/bundle-sha256": code.bundle.sha256 } },
+            spec: {
+              ...runtimePodSpec({
+                bundle: code.bundle,
+                bundleConfigMap: code.configMapName,
+                runtimeConfigMap: args.runtimeConfigMap,
+                serviceAccountName: account.metadata.name,
+                port: CONTROLLER_METRICS_PORT,
+                portName: "metrics",
+                args: ["--port", String(CONTROLLER_METRICS_PORT)],
+                env: redisEnv(
+                  args.redis.host,
+                  args.redis.port,
+                  args.redis.passwordSecret,
+                  args.redis.passwordKey,
+                ),
+                envFrom: [{ secretRef: { name: args.credentialsSecret } }],
+                resources: args.resources ?? { cpu: "250m", memory: "256Mi" },
+              }),
+              terminationGracePeriodSeconds: 30,
+            },
+          },
+        },
+      },
+      child,
+    );
+
+    new k8s.core.v1.Service(
+      `${name}-metrics`,
+      {
+        metadata: { name: "controller", namespace: args.namespace, labels },
+        spec: {
+          type: "ClusterIP",
+          selector,
+          ports: [{ name: "metrics", port: CONTROLLER_METRICS_PORT, targetPort: "metrics" }],
+        },
+      },
+      child,
+    );
+
+    new k8s.networking.v1.NetworkPolicy(
+      `${name}-network`,
+      {
+        metadata: { name: "controller", namespace: args.namespace, labels },
+        spec: {
+          podSelector: { matchLabels: selector },
+          policyTypes: ["Ingress", "Egress"],
+          ingress: [
+            {
+              from: [
+                {
+                  namespaceSelector: {
+                    matchLabels: { "kubernetes.io/metadata.name": args.monitoringNamespace ?? "monitoring" },
+                  },
+                },
+              ],
+              ports: [{ protocol: "TCP", port: CONTROLLER_METRICS_PORT }],
+            },
+          ],
+          egress: [
+            {
+              to: [{ podSelector: { matchLabels: selectorFor("redis") } }],
+              ports: [{ protocol: "TCP", port: args.redis.port }],
+            },
+            // Provider APIs and the workers' engines are outside the cluster.
+            {
+              to: [
+                {
+                  ipBlock: {
+                    cidr: "0.0.0.0/0",
+                    except: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"],
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      },
+      child,
+    );
+
+    this.registerOutputs({ serviceAccountName: this.serviceAccountName });
+  }
+}

@@ -1,0 +1,117 @@
+import type * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { RUNTIME_CONFIG_FILE } from "../core/config/runtime";
+import { APP_DIR, BUNDLE_DIR, CONFIG_DIR, type ProcessBundle, unpackCommand } from "./runtime-bundle";
+
+/** Stock Node image the runtime runs on; the code comes from the bundle ConfigMap. */
+export const NODE_IMAGE = "node:22-alpine";
+/** The `node` user of the official image. */
+const NODE_UID = 1000;
+
+export interface RuntimePodOptions {
+  readonly bundle: ProcessBundle;
+  readonly bundleConfigMap: pulumi.Input<string>;
+  readonly runtimeConfigMap: pulumi.Input<string>;
+  readonly port: number;
+  readonly portName: string;
+  readonly env: k8s.types.input.core.v1.EnvVar[];
+  readonly envFrom?: k8s.types.input.core.v1.EnvFromSource[];
+  readonly resources: { cpu: string; memory: string };
+  readonly serviceAccountName?: pulumi.Input<string>;
+  readonly args?: string[];
+}
+
+const hardened: k8s.types.input.core.v1.SecurityContext = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ["ALL"] },
+};
+
+/**
+ * The pod of a runtime process: an init container unpacks the bundle into an emptyDir, the main container runs it
+ * with the runtime config mounted read-only. Non-root, read-only root filesystem, no capabilities, limits set —
+ * what Pod Security "restricted" and the pack's pod-hardening policy ask.
+ */
+export function runtimePodSpec(o: RuntimePodOptions): k8s.types.input.core.v1.PodSpec {
+  const resources = {
+    requests: { cpu: o.resources.cpu, memory: o.resources.memory },
+    limits: { cpu: o.resources.cpu, memory: o.resources.memory },
+  };
+  return {
+    serviceAccountName: o.serviceAccountName,
+    automountServiceAccountToken: false,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: NODE_UID,
+      runAsGroup: NODE_UID,
+      fsGroup: NODE_UID,
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+    initContainers: [
+      {
+        name: "unpack",
+        image: NODE_IMAGE,
+        command: unpackCommand(o.bundle),
+        volumeMounts: [
+          { name: "bundle", mountPath: BUNDLE_DIR, readOnly: true },
+          { name: "app", mountPath: APP_DIR },
+        ],
+        resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "500m", memory: "256Mi" } },
+        securityContext: hardened,
+      },
+    ],
+    containers: [
+      {
+        name: o.bundle.process,
+        image: NODE_IMAGE,
+        command: [
+          "node",
+          `${APP_DIR}/${o.bundle.process}.js`,
+          "--config",
+          `${CONFIG_DIR}/${RUNTIME_CONFIG_FILE}`,
+          ...(o.args ?? []),
+        ],
+        ports: [{ name: o.portName, containerPort: o.port }],
+        env: [{ name: "NODE_ENV", value: "production" }, ...o.env],
+        envFrom: o.envFrom,
+        volumeMounts: [
+          { name: "app", mountPath: APP_DIR, readOnly: true },
+          { name: "config", mountPath: CONFIG_DIR, readOnly: true },
+          { name: "tmp", mountPath: "/tmp" },
+        ],
+        livenessProbe: {
+          httpGet: { path: "/healthz", port: o.portName },
+          periodSeconds: 10,
+          failureThreshold: 3,
+        },
+        readinessProbe: {
+          httpGet: { path: "/readyz", port: o.portName },
+          periodSeconds: 5,
+          failureThreshold: 2,
+        },
+        resources,
+        securityContext: hardened,
+      },
+    ],
+    volumes: [
+      { name: "bundle", configMap: { name: o.bundleConfigMap } },
+      { name: "config", configMap: { name: o.runtimeConfigMap } },
+      { name: "app", emptyDir: { sizeLimit: "64Mi" } },
+      { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+    ],
+  };
+}
+
+/** Redis connection env: the URL, and the password from the Redis component's Secret. */
+export function redisEnv(
+  host: pulumi.Input<string>,
+  port: number,
+  passwordSecret: pulumi.Input<string>,
+  key: string,
+): k8s.types.input.core.v1.EnvVar[] {
+  return [
+    { name: "REDIS_URL", value: pulumi.interpolate`redis://${host}:${port}` },
+    { name: "REDIS_PASSWORD", valueFrom: { secretKeyRef: { name: passwordSecret, key } } },
+  ];
+}
