@@ -135,6 +135,23 @@ describe("failover and broken workers", () => {
     await h.removeRoutes("cold");
   });
 
+  it("a backend slower than upstreamTimeoutSeconds gives 504", async () => {
+    const slow = await h.start(
+      testRuntimeConfig(h.fake.url, h.keys.prefix, {
+        gateway: "{ host: ai.example.com, upstreamTimeoutSeconds: 1 }",
+      }),
+    );
+    h.fake.delayNext(1_500);
+    const response = await fetch(`${slow.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "chat", messages: [{ role: "user", content: "x" }], max_tokens: 1 }),
+    });
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("upstream_timeout");
+    await h.fake.whenIdle(3_000).catch(() => undefined);
+  });
+
   it("a worker that dies mid-stream: the client gets an SSE error event", async () => {
     await h.addRoute("cold", { baseUrl: h.fake.url, workerId: "w-dies" });
     h.fake.dropNext(2);
