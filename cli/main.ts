@@ -17,6 +17,8 @@ commands:
            run the OpenAI-compatible gateway (Redis from REDIS_URL)
   controller [--stack NAME | --config FILE] [--port 9090]
            run the GPU controller (Redis from REDIS_URL, provider keys from the environment)
+  dev      [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9090]
+           gateway and controller together on this machine (local Redis)
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
            list [--json] | revoke ID      (API keys; same --stack/--config and REDIS_URL)
   simulate [--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]
@@ -132,6 +134,47 @@ async function controller(argv: string[], io: Io, dir: string): Promise<number> 
   return EXIT.ok;
 }
 
+/** Gateway and controller in one process against local Redis: the whole runtime of a stack on this machine. */
+async function dev(argv: string[], io: Io, dir: string): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      stack: { type: "string" },
+      config: { type: "string" },
+      port: { type: "string" },
+      "metrics-port": { type: "string" },
+    },
+    strict: true,
+  });
+  const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
+  const { startGateway } = lazy<typeof import("../gateway/main")>("../gateway/main");
+  const { startController } = lazy<typeof import("../controller/main")>("../controller/main");
+  const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
+  const log = (line: string) => io.err(`${line}\n`);
+  const controllerHandle = await startController({
+    config,
+    env: process.env,
+    port: Number(values["metrics-port"] ?? 9090),
+    host: "127.0.0.1",
+    log,
+  });
+  const gatewayHandle = await startGateway({
+    config,
+    port: Number(values.port ?? 8080),
+    host: "127.0.0.1",
+    env: process.env,
+    log,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      void Promise.allSettled([gatewayHandle.close(), controllerHandle.close()]).then(() => resolve());
+    };
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  return EXIT.ok;
+}
+
 async function keys(argv: string[], io: Io, dir: string): Promise<number> {
   const { runKeys } = lazy<typeof import("./keys")>("./keys");
   return runKeys(argv, io, dir);
@@ -147,6 +190,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<
   config,
   gateway,
   controller,
+  dev,
   keys,
   simulate,
 };

@@ -116,3 +116,42 @@ describe("aiorch gateway", () => {
     expect(code).toBe(0);
   });
 });
+
+describe("aiorch dev", () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => child?.kill("SIGTERM"));
+
+  it("runs the gateway and the controller together from one config", async () => {
+    const { key } = JSON.parse(
+      run(["keys", "create", "--config", configFile, "--name", "dev", "--json"]).stdout,
+    ) as { key: string };
+    child = spawn(
+      process.execPath,
+      [join(ROOT, "bin", "aiorch.js"), "dev", "--config", configFile, "--port", "0", "--metrics-port", "0"],
+      { env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const seen = await new Promise<string>((resolve, reject) => {
+      let text = "";
+      child!.stderr!.on("data", (d: Buffer) => {
+        text += d.toString();
+        if (/listening on http/.test(text) && /metrics on/.test(text)) resolve(text);
+      });
+      child!.on("exit", (code) => reject(new Error(`dev exited ${code}: ${text}`)));
+      setTimeout(() => reject(new Error(`dev did not start: ${text}`)), 20_000);
+    });
+    const gateway = /listening on (http:\/\/\S+)/.exec(seen)![1]!;
+    const metricsPort = /metrics on 127\.0\.0\.1:(\d+)/.exec(seen)![1]!;
+    const client = new OpenAI({ apiKey: key, baseURL: `${gateway}/v1`, maxRetries: 0 });
+    const answer = await client.chat.completions.create({
+      model: "chat",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 1,
+    });
+    expect(answer.choices).toHaveLength(1);
+    expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toContain(
+      "aiorch_queue_depth",
+    );
+    child.kill("SIGTERM");
+    expect(await new Promise<number | null>((resolve) => child!.on("exit", resolve))).toBe(0);
+  });
+});
