@@ -9,13 +9,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
-import { renderTable } from "../cli/table";
 import { Controller } from "../controller/controller";
 import { ControllerMetrics } from "../controller/metrics";
 import { decideScale, type WorkerView } from "../controller/policy";
 import type { InstanceInfo, Offer, ProviderAdapter, WorkerSpec } from "../controller/providers/types";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
+import { renderTable } from "../core/table";
 
 const args = new Set(process.argv.slice(2));
 const json = args.has("--json");

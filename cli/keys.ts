@@ -3,10 +3,10 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { redisConnectionFromEnv } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
+import { renderTable } from "../core/table";
 import { ApiKeyStore } from "../gateway/keys";
 import { UsageError } from "./plan/run";
 import { runtimeConfigFrom } from "./runtime-source";
-import { renderTable } from "./table";
 
 export interface Io {
   out(text: string): void;

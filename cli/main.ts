@@ -74,7 +74,8 @@ async function config(argv: string[], io: Io, dir: string): Promise<number> {
   return EXIT.ok;
 }
 
-async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
+/** Options both runtime processes take: where their config comes from and where they listen. */
+function runtimeProcessArgs(argv: string[], dir: string, defaultPort: number) {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -85,52 +86,51 @@ async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
     },
     strict: true,
   });
-  const port = Number(values.port ?? process.env.PORT ?? 8080);
+  const port = Number(values.port ?? defaultPort);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port must be 0-65535; got "${values.port}"`);
   const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
-  const { startGateway, closeOnSignals } = lazy<typeof import("../gateway/main")>("../gateway/main");
-  const log = (line: string) => io.err(`${line}\n`);
-  const handle = await startGateway({
+  return {
     config: runtimeConfigFrom({ stack: values.stack, config: values.config, dir }),
     port,
     host: values.host ?? "127.0.0.1",
-    env: process.env,
-    log,
+  };
+}
+
+/** Run until SIGTERM/SIGINT, then close. */
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => void close().then(resolve, resolve);
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
   });
-  closeOnSignals(handle, log);
-  await new Promise<never>(() => undefined); // runs until a signal closes it
+}
+
+async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
+  const { config, port, host } = runtimeProcessArgs(argv, dir, Number(process.env.PORT ?? 8080));
+  const { startGateway } = lazy<typeof import("../gateway/main")>("../gateway/main");
+  const handle = await startGateway({
+    config,
+    port,
+    host,
+    env: process.env,
+    log: (line) => io.err(`${line}\n`),
+  });
+  await untilSignal(handle.close);
   return EXIT.ok;
 }
 
 async function controller(argv: string[], io: Io, dir: string): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      stack: { type: "string" },
-      config: { type: "string" },
-      port: { type: "string" },
-      host: { type: "string" },
-    },
-    strict: true,
-  });
-  const port = Number(values.port ?? 9090);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--port must be 0-65535; got "${values.port}"`);
-  const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
+  const { config, port, host } = runtimeProcessArgs(argv, dir, 9090);
   const { startController } = lazy<typeof import("../controller/main")>("../controller/main");
   const handle = await startController({
-    config: runtimeConfigFrom({ stack: values.stack, config: values.config, dir }),
+    config,
     env: process.env,
     port,
-    host: values.host ?? "127.0.0.1",
+    host,
     log: (line) => io.err(`${line}\n`),
   });
-  await new Promise<void>((resolve) => {
-    const stop = () => void handle.close().then(resolve, resolve);
-    process.once("SIGTERM", stop);
-    process.once("SIGINT", stop);
-  });
+  await untilSignal(handle.close);
   return EXIT.ok;
 }
 
@@ -165,12 +165,8 @@ async function dev(argv: string[], io: Io, dir: string): Promise<number> {
     env: process.env,
     log,
   });
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      void Promise.allSettled([gatewayHandle.close(), controllerHandle.close()]).then(() => resolve());
-    };
-    process.once("SIGTERM", stop);
-    process.once("SIGINT", stop);
+  await untilSignal(async () => {
+    await Promise.allSettled([gatewayHandle.close(), controllerHandle.close()]);
   });
   return EXIT.ok;
 }

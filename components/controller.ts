@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { labelsFor, selectorFor } from "./labels";
 import { RuntimeBundle } from "./runtime-bundle";
-import { redisEnv, runtimePodSpec } from "./runtime-pod";
+import { redisEnv, runtimeNetworkPolicySpec, runtimePodSpec } from "./runtime-pod";
 
 export const CONTROLLER_METRICS_PORT = 9090;
 
@@ -111,39 +111,13 @@ export class Controller extends pulumi.ComponentResource {
       `${name}-network`,
       {
         metadata: { name: "controller", namespace: args.namespace, labels },
-        spec: {
-          podSelector: { matchLabels: selector },
-          policyTypes: ["Ingress", "Egress"],
-          ingress: [
-            {
-              from: [
-                {
-                  namespaceSelector: {
-                    matchLabels: { "kubernetes.io/metadata.name": args.monitoringNamespace ?? "monitoring" },
-                  },
-                },
-              ],
-              ports: [{ protocol: "TCP", port: CONTROLLER_METRICS_PORT }],
-            },
-          ],
-          egress: [
-            {
-              to: [{ podSelector: { matchLabels: selectorFor("redis") } }],
-              ports: [{ protocol: "TCP", port: args.redis.port }],
-            },
-            // Provider APIs and the workers' engines are outside the cluster.
-            {
-              to: [
-                {
-                  ipBlock: {
-                    cidr: "0.0.0.0/0",
-                    except: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"],
-                  },
-                },
-              ],
-            },
-          ],
-        },
+        spec: runtimeNetworkPolicySpec({
+          selector,
+          port: CONTROLLER_METRICS_PORT,
+          fromNamespaces: [args.monitoringNamespace ?? "monitoring"],
+          redisSelector: selectorFor("redis"),
+          redisPort: args.redis.port,
+        }),
       },
       child,
     );

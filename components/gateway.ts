@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { labelsFor, selectorFor } from "./labels";
 import { RuntimeBundle } from "./runtime-bundle";
-import { redisEnv, runtimePodSpec } from "./runtime-pod";
+import { redisEnv, runtimeNetworkPolicySpec, runtimePodSpec } from "./runtime-pod";
 
 export const GATEWAY_PORT = 8080;
 
@@ -179,44 +179,16 @@ export class Gateway extends pulumi.ComponentResource {
       `${name}-network`,
       {
         metadata: { name: "gateway", namespace: args.namespace, labels },
-        spec: {
-          podSelector: { matchLabels: selector },
-          policyTypes: ["Ingress", "Egress"],
-          ingress: [
-            {
-              from: [
-                {
-                  namespaceSelector: {
-                    matchLabels: { "kubernetes.io/metadata.name": args.ingressNamespace ?? "ingress-nginx" },
-                  },
-                },
-                {
-                  namespaceSelector: {
-                    matchLabels: { "kubernetes.io/metadata.name": args.monitoringNamespace ?? "monitoring" },
-                  },
-                },
-              ],
-              ports: [{ protocol: "TCP", port: GATEWAY_PORT }],
-            },
+        spec: runtimeNetworkPolicySpec({
+          selector,
+          port: GATEWAY_PORT,
+          fromNamespaces: [
+            args.ingressNamespace ?? "ingress-nginx",
+            args.monitoringNamespace ?? "monitoring",
           ],
-          egress: [
-            {
-              to: [{ podSelector: { matchLabels: selectorFor("redis") } }],
-              ports: [{ protocol: "TCP", port: args.redis.port }],
-            },
-            // Workers and managed endpoints live outside the cluster.
-            {
-              to: [
-                {
-                  ipBlock: {
-                    cidr: "0.0.0.0/0",
-                    except: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"],
-                  },
-                },
-              ],
-            },
-          ],
-        },
+          redisSelector: selectorFor("redis"),
+          redisPort: args.redis.port,
+        }),
       },
       child,
     );

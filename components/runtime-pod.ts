@@ -115,3 +115,39 @@ export function redisEnv(
     { name: "REDIS_PASSWORD", valueFrom: { secretKeyRef: { name: passwordSecret, key } } },
   ];
 }
+
+/** Private and link-local ranges: a runtime pod may not reach them except through the rules that name them. */
+const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"];
+
+/**
+ * The NetworkPolicy spec of a runtime process: admitted only from the given namespaces on its port; out only to
+ * Redis and to public addresses (provider APIs, workers, managed endpoints) — never to the cluster's other pods,
+ * the node network or the cloud metadata service.
+ */
+export function runtimeNetworkPolicySpec(o: {
+  selector: Record<string, string>;
+  port: number;
+  fromNamespaces: readonly string[];
+  redisSelector: Record<string, string>;
+  redisPort: number;
+}): k8s.types.input.networking.v1.NetworkPolicySpec {
+  return {
+    podSelector: { matchLabels: o.selector },
+    policyTypes: ["Ingress", "Egress"],
+    ingress: [
+      {
+        from: o.fromNamespaces.map((ns) => ({
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } },
+        })),
+        ports: [{ protocol: "TCP", port: o.port }],
+      },
+    ],
+    egress: [
+      {
+        to: [{ podSelector: { matchLabels: o.redisSelector } }],
+        ports: [{ protocol: "TCP", port: o.redisPort }],
+      },
+      { to: [{ ipBlock: { cidr: "0.0.0.0/0", except: PRIVATE_RANGES } }] },
+    ],
+  };
+}

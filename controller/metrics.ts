@@ -1,16 +1,6 @@
 /** The controller's Prometheus metrics (the contract in core/metrics.ts), on a registry of its own. */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { METRICS, type MetricKey } from "../core/metrics";
-
-function spec<K extends MetricKey>(key: K) {
-  const m = METRICS[key];
-  return {
-    name: m.name,
-    help: m.help,
-    labelNames: [...m.labels],
-    ...(m.buckets ? { buckets: [...m.buckets] } : {}),
-  };
-}
+import { metricOptions as spec } from "../core/metrics";
 
 export class ControllerMetrics {
   readonly registry = new Registry();

@@ -129,3 +129,14 @@ export const METRICS = {
 } as const;
 
 export type MetricKey = keyof typeof METRICS;
+
+/** The prom-client options of a contract metric: name, help, label names and buckets. */
+export function metricOptions<K extends MetricKey>(key: K) {
+  const m = METRICS[key];
+  return {
+    name: m.name,
+    help: m.help,
+    labelNames: [...m.labels],
+    ...(m.buckets ? { buckets: [...m.buckets] } : {}),
+  };
+}

@@ -3,7 +3,7 @@
  * Labels are bounded: model names come from the runtime config ("unknown" otherwise), statuses are codes.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { METRICS } from "../core/metrics";
+import { metricOptions as spec } from "../core/metrics";
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -99,14 +99,4 @@ export class GatewayMetrics {
     times.push(Date.now());
     if (times.length > 100_000) times.shift(); // bounded even at absurd rates
   }
-}
-
-function spec<K extends keyof typeof METRICS>(key: K) {
-  const m = METRICS[key];
-  return {
-    name: m.name,
-    help: m.help,
-    labelNames: [...m.labels],
-    ...(m.buckets ? { buckets: [...m.buckets] } : {}),
-  };
 }

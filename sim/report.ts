@@ -3,26 +3,9 @@
  * p95 wait per policy (hand-written SVG, no dependency).
  */
 
+import { renderTable as table } from "../core/table";
 import type { Forecast, SimResult } from "./forecast";
 import { POLICY_IDS, POLICY_LABELS, type PolicyId } from "./simulate";
-
-/** Plain-text table: columns padded to the widest cell; numbers right-aligned. */
-function table(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
-  const cells = [header, ...rows].map((row) => row.map((c) => String(c)));
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
-  // A column is right-aligned when every cell is a number or reads as one ("12.5%", "3.2s", "—").
-  const numeric = header.map(
-    (_, i) =>
-      rows.length > 0 &&
-      rows.every((r) => typeof r[i] === "number" || /^-?[\d.,]+[%×smhd]?$|^[—∞]$/.test(String(r[i]))),
-  );
-  const line = (row: readonly string[]) =>
-    row
-      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join("  ")
-      .trimEnd();
-  return [line(cells[0]!), line(widths.map((w) => "─".repeat(w))), ...cells.slice(1).map(line)].join("\n");
-}
 
 const money = (usd: number): string => usd.toFixed(2);
 const secs = (s: number): string => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s.toFixed(2));

@@ -1,5 +1,5 @@
 /** Text rendering of a plan: the resource tree, warnings, policy verdict and forecast tables. */
-import { renderTable } from "../table";
+import { renderTable } from "../../core/table";
 import type { PlannedResource } from "./mock-engine";
 import type { PlanReport } from "./run";
 import { keyInputs } from "./summarize";
