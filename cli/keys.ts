@@ -1,6 +1,7 @@
 /** `aiorch keys create|list|revoke`: API keys in the stack's Redis. The raw key is printed once, at creation. */
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
+import { AuditTrail } from "../core/audit-trail";
 import { redisConnectionFromEnv } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
@@ -18,6 +19,14 @@ function parseExpiry(text: string, now: number): number {
   if (Number.isNaN(ms)) throw new UsageError(`--expires "${text}" is not a date; write e.g. 2027-01-31`);
   if (ms <= now) throw new UsageError(`--expires "${text}" is in the past`);
   return ms;
+}
+
+/** `24h`, `30m`, `7d`, `90s` → ms. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(text.trim());
+  if (!match) throw new UsageError(`--grace "${text}" is not a duration; write e.g. 24h, 30m or 7d`);
+  const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "s" | "m" | "h" | "d"];
+  return Number(match[1]) * unit;
 }
 
 function positive(flag: string, text: string | undefined): number | undefined {
@@ -45,14 +54,18 @@ export async function runKeys(
       tpm: { type: "string" },
       "monthly-budget": { type: "string" },
       expires: { type: "string" },
+      grace: { type: "string" },
+      actor: { type: "string" },
+      reason: { type: "string" },
       json: { type: "boolean" },
     },
     allowPositionals: true,
     strict: true,
   });
-  if (sub !== "create" && sub !== "list" && sub !== "revoke") {
-    throw new UsageError(`keys needs a subcommand: create, list or revoke; got "${sub ?? ""}"`);
+  if (sub !== "create" && sub !== "list" && sub !== "revoke" && sub !== "rotate") {
+    throw new UsageError(`keys needs a subcommand: create, list, rotate or revoke; got "${sub ?? ""}"`);
   }
+  const actor = values.actor ?? env.AIORCH_ACTOR ?? env.USER ?? "cli";
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
   const { url, password } = redisConnectionFromEnv(env);
   const redis = new Redis(url, { password, maxRetriesPerRequest: 1, lazyConnect: true });
@@ -61,7 +74,9 @@ export async function runKeys(
     await redis.connect().catch((error: Error) => {
       throw new UsageError(`cannot reach Redis at ${url}: ${error.message} (set REDIS_URL)`);
     });
-    const store = new ApiKeyStore(redis, redisKeys(config.redis.keyPrefix));
+    const keys = redisKeys(config.redis.keyPrefix);
+    const store = new ApiKeyStore(redis, keys);
+    const audit = new AuditTrail(redis, keys);
     if (sub === "create") {
       if (!values.name) throw new UsageError("keys create needs --name");
       const known = new Set(config.models.map((m) => m.name));
@@ -85,6 +100,12 @@ export async function runKeys(
         monthlyBudgetUsd: positive("--monthly-budget", values["monthly-budget"]),
         expiresAtMs: values.expires ? parseExpiry(values.expires, now) : undefined,
         nowMs: now,
+      });
+      await audit.append({
+        actor,
+        action: "key.created",
+        target: record.id,
+        reason: values.reason ?? `created "${record.name}"`,
       });
       if (values.json)
         io.out(`${JSON.stringify({ key, id: record.id, name: record.name, prefix: record.prefix })}\n`);
@@ -127,8 +148,33 @@ export async function runKeys(
       return 0;
     }
     const id = positionals[0];
-    if (!id) throw new UsageError("keys revoke needs the key id (see keys list)");
+    if (!id) throw new UsageError(`keys ${sub} needs the key id (see keys list)`);
+    if (sub === "rotate") {
+      const graceMs = parseDuration(values.grace ?? "24h");
+      const rotated = await store.rotate(id, graceMs);
+      if (!rotated) throw new UsageError(`no active key with id ${id}`);
+      await audit.append({
+        actor,
+        action: "key.rotated",
+        target: id,
+        reason:
+          values.reason ??
+          `replaced by ${rotated.record.id}; old key works until ${new Date(rotated.oldExpiresAtMs).toISOString()}`,
+      });
+      if (values.json)
+        io.out(
+          `${JSON.stringify({ key: rotated.key, id: rotated.record.id, oldId: id, oldExpiresAt: new Date(rotated.oldExpiresAtMs).toISOString() })}\n`,
+        );
+      else {
+        io.out(`${rotated.key}\n`);
+        io.err(
+          `rotated ${id} → ${rotated.record.id}; the key above is shown only now; ${id} works until ${new Date(rotated.oldExpiresAtMs).toISOString()}\n`,
+        );
+      }
+      return 0;
+    }
     if (!(await store.revoke(id))) throw new UsageError(`no key with id ${id}`);
+    await audit.append({ actor, action: "key.revoked", target: id, reason: values.reason ?? "revoked" });
     io.err(`revoked ${id}; gateways stop accepting it within seconds\n`);
     return 0;
   } finally {

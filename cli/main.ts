@@ -20,7 +20,8 @@ commands:
   dev      [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9090]
            gateway and controller together on this machine (local Redis)
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
-           list [--json] | revoke ID      (API keys; same --stack/--config and REDIS_URL)
+           list [--json] | rotate ID [--grace 24h] | revoke ID   (API keys; same --stack/--config and REDIS_URL)
+  audit    list [--json] | verify       the administrative audit trail (hash-chained); verify exits 1 if broken
   simulate [--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]
            monthly cost and user wait per model × provider × usage pattern × keep-alive policy
 
@@ -171,6 +172,11 @@ async function dev(argv: string[], io: Io, dir: string): Promise<number> {
   return EXIT.ok;
 }
 
+async function audit(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runAudit } = lazy<typeof import("./audit")>("./audit");
+  return runAudit(argv, io, dir);
+}
+
 async function keys(argv: string[], io: Io, dir: string): Promise<number> {
   const { runKeys } = lazy<typeof import("./keys")>("./keys");
   return runKeys(argv, io, dir);
@@ -188,6 +194,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<
   controller,
   dev,
   keys,
+  audit,
   simulate,
 };
 

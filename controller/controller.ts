@@ -6,13 +6,19 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import { type RuntimeConfig, runpodEndpointName } from "../core/config/runtime";
 import { ENGINE_IMAGES } from "../core/config/schema";
 import { workerOfInflightMember } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { decideProvision, refusalText } from "../core/trust";
+import {
+  type CertificatePin,
+  createWorkerCertificate,
+  pinnedTlsOptions,
+  type WorkerCertificate,
+} from "../core/x509";
 import { ColdStartEstimate, IdleGapHistory, keepAliveFor } from "./keep-alive";
 import { FencedOut, LeaderElection } from "./leader";
 import { budgetBlocks, Ledger } from "./ledger";
@@ -20,13 +26,14 @@ import type { ControllerMetrics } from "./metrics";
 import { decideScale, type WorkerPhase, type WorkerView } from "./policy";
 import type { RunPodServerlessManager } from "./providers/runpod-serverless";
 import {
+  engineServesTls,
   isProviderError,
   type Offer,
   type ProviderAdapter,
   parseInstanceTag,
   type WorkerSpec,
 } from "./providers/types";
-import { type WorkerRecord, WorkerRegistry } from "./registry";
+import { pinOf, type WorkerRecord, WorkerRegistry } from "./registry";
 
 type ModelConfig = RuntimeConfig["models"][number];
 
@@ -50,24 +57,40 @@ export interface ControllerDeps {
   readonly bootTimeoutMs?: number;
   /** Draining workers get this long for in-flight requests to finish. @default 120000 */
   readonly drainGraceMs?: number;
-  /** Asks a worker's OpenAI endpoint whether it serves (its token as bearer). */
-  readonly probe?: (baseUrl: string, token: string) => Promise<boolean>;
+  /**
+   * Asks a worker's OpenAI endpoint whether it serves (its token as bearer), trusting only `pin` when the worker
+   * has a certificate. @default probeOpenAi
+   */
+  readonly probe?: (baseUrl: string, token: string, pin?: CertificatePin) => Promise<boolean>;
+  /**
+   * Issues the certificate and key of a worker outside the cluster (tests may hand out a fixed one).
+   * @default createWorkerCertificate
+   */
+  readonly issueCertificate?: (workerId: string) => WorkerCertificate;
   /** Holder id for the leader lock. @default random */
   readonly holder?: string;
 }
 
-/** A worker is ready when its OpenAI endpoint answers /v1/models with its token. */
-export async function probeOpenAi(baseUrl: string, token: string): Promise<boolean> {
+/**
+ * A worker is ready when its OpenAI endpoint answers /v1/models with its token. With a pin, only over https and
+ * only to a server presenting exactly that certificate — the token is never sent to anything else.
+ */
+export async function probeOpenAi(baseUrl: string, token: string, pin?: CertificatePin): Promise<boolean> {
+  if (pin && !/^https:\/\//i.test(baseUrl)) return false;
+  const dispatcher = pin ? new Agent({ connect: { ...pinnedTlsOptions(pin), timeout: 3_000 } }) : undefined;
   try {
     const response = await request(`${baseUrl}/models`, {
       headers: { authorization: `Bearer ${token}` },
       headersTimeout: 3_000,
       bodyTimeout: 3_000,
+      ...(dispatcher ? { dispatcher } : {}),
     });
     await response.body.dump();
     return response.statusCode === 200;
   } catch {
     return false;
+  } finally {
+    await dispatcher?.destroy().catch(() => undefined);
   }
 }
 
@@ -83,7 +106,8 @@ export class Controller {
   private readonly ledger: Ledger;
   private readonly now: () => number;
   private readonly log: (line: string) => void;
-  private readonly probe: (baseUrl: string, token: string) => Promise<boolean>;
+  private readonly probe: (baseUrl: string, token: string, pin?: CertificatePin) => Promise<boolean>;
+  private readonly issueCertificate: (workerId: string) => WorkerCertificate;
   private readonly coldStarts = new Map<string, ColdStartEstimate>();
   private readonly idleGaps = new Map<string, IdleGapHistory>();
   /** Provisions under way in this process (worker ids), so a tick does not start one twice. */
@@ -105,6 +129,7 @@ export class Controller {
     this.now = deps.now ?? Date.now;
     this.log = deps.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.probe = deps.probe ?? probeOpenAi;
+    this.issueCertificate = deps.issueCertificate ?? ((workerId) => createWorkerCertificate(workerId));
     this.leader = new LeaderElection(
       deps.redis,
       this.keys,
@@ -312,8 +337,17 @@ export class Controller {
       if (!decision.allowed) {
         this.deps.metrics.decisions.inc({ model: model.name, action: "refuse" });
         this.log(`controller: refusing ${p} for ${model.name}: ${refusalText(decision)}`);
+        return false;
       }
-      return decision.allowed;
+      // Traffic to a worker outside the cluster is encrypted, with a certificate the controller pins.
+      if (p !== "local" && !engineServesTls(model.engine)) {
+        this.deps.metrics.decisions.inc({ model: model.name, action: "refuse" });
+        this.log(
+          `controller: refusing ${p} for ${model.name}: engine ${model.engine} cannot serve TLS, and traffic to a worker outside the cluster must be encrypted`,
+        );
+        return false;
+      }
+      return true;
     });
     if (candidates.length === 0) {
       this.log(`controller: ${model.name} needs a worker but no allowed provider can start one`);
@@ -321,6 +355,9 @@ export class Controller {
     }
     const id = `w${randomBytes(6).toString("hex")}`;
     const now = this.now();
+    // The certificate is in the intent record before any create, so a worker adopted after a crash is pinned
+    // too; the key stays in this process's memory and goes only to the provider with the worker's start-up.
+    const certificate = candidates.some((p) => p !== "local") ? this.issueCertificate(id) : undefined;
     const intent = await this.registry.create({
       id,
       model: model.name,
@@ -330,10 +367,15 @@ export class Controller {
       createdAtMs: now,
       lastActiveAtMs: now,
       detail: "intent written; creating at the provider",
+      ...(certificate
+        ? { tlsCertPem: certificate.certPem, tlsFingerprint256: certificate.fingerprint256 }
+        : {}),
     });
     this.deps.metrics.decisions.inc({ model: model.name, action: "provision" });
     this.provisioning.add(id);
-    void this.provision(model, intent, candidates).finally(() => this.provisioning.delete(id));
+    void this.provision(model, intent, candidates, certificate?.keyPem).finally(() =>
+      this.provisioning.delete(id),
+    );
   }
 
   private async offersFor(model: ModelConfig, provider: ConfigurableProviderId): Promise<Offer[]> {
@@ -345,8 +387,14 @@ export class Controller {
     return offers;
   }
 
-  private spec(model: ModelConfig, worker: WorkerRecord, provider: ConfigurableProviderId): WorkerSpec {
+  private spec(
+    model: ModelConfig,
+    worker: WorkerRecord,
+    provider: ConfigurableProviderId,
+    tlsKeyPem: string | undefined,
+  ): WorkerSpec {
     const settings = this.config.providers[provider] as { image?: string } | undefined;
+    const pin = pinOf({ ...worker, provider });
     return {
       workerId: worker.id,
       ownerLabel: this.config.ownerLabel,
@@ -361,14 +409,19 @@ export class Controller {
       port: 8000,
       workerToken: worker.token,
       env: this.deps.workerEnv ?? {},
+      ...(pin && tlsKeyPem ? { tls: { certPem: pin.certPem, keyPem: tlsKeyPem } } : {}),
     };
   }
 
-  /** Cheapest allowed offer first; on failure the next one; a provider that refuses auth is skipped. */
+  /**
+   * Cheapest allowed offer first; on failure the next one; a provider that refuses auth is skipped. `tlsKeyPem`
+   * is the key of the intent's certificate: passed on to the provider, never stored or logged.
+   */
   private async provision(
     model: ModelConfig,
     intent: WorkerRecord,
     candidates: ConfigurableProviderId[],
+    tlsKeyPem?: string,
   ): Promise<void> {
     const offers: Offer[] = [];
     for (const provider of candidates) {
@@ -399,10 +452,10 @@ export class Controller {
           this.deps.metrics.reaction.observe({ model: model.name }, (this.now() - demandAt) / 1000);
           this.demandSeenAt.delete(model.name);
         }
-        const info = await this.deps.adapters[offer.provider]!.provision(
-          this.spec(model, worker, offer.provider),
-          offer,
-        );
+        const spec = this.spec(model, worker, offer.provider, tlsKeyPem);
+        if (offer.provider !== "local" && !spec.tls)
+          throw new Error(`worker ${worker.id} has no certificate to serve TLS with at ${offer.provider}`);
+        const info = await this.deps.adapters[offer.provider]!.provision(spec, offer);
         worker = await this.registry.transition(worker, "provisioning", {
           providerId: info.providerId,
           usdPerHour: info.usdPerHour ?? offer.usdPerHour,
@@ -485,8 +538,11 @@ export class Controller {
             ? this.registry.transition(worker, "booting", { detail: info.detail })
             : worker;
         }
-        const baseUrl = `${info.baseUrl.replace(/\/+$/, "")}/v1`;
-        if (!(await this.probe(baseUrl, worker.token))) {
+        // A worker with a certificate serves https (the adapters report the plain address of the port).
+        const pin = pinOf(worker);
+        const address = info.baseUrl.replace(/\/+$/, "");
+        const baseUrl = `${pin ? address.replace(/^http:\/\//i, "https://") : address}/v1`;
+        if (!(await this.probe(baseUrl, worker.token, pin))) {
           return worker.state === "provisioning"
             ? this.registry.transition(worker, "booting", { baseUrl })
             : worker;

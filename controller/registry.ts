@@ -5,7 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import type { ConfigurableProviderId, GpuId } from "../core/catalog";
-import { type BackendAuth, encodeRoute, type Route } from "../core/protocol";
+import { type BackendAuth, encodeRoute, type Route, type RouteTls } from "../core/protocol";
 import { canTransition, type RedisKeys, type WorkerState } from "../core/redis-keys";
 import { FencedOut } from "./leader";
 
@@ -34,6 +34,23 @@ export interface WorkerRecord {
   readonly terminateRequestedAtMs?: number;
   /** Why the worker is in its state (the last decision or error, never a secret). */
   readonly detail?: string;
+  /**
+   * The certificate the controller issued for this worker and pins (PEM, public), for a worker outside the
+   * cluster. Its private key is never stored: it exists in the controller's memory until the provider has it.
+   */
+  readonly tlsCertPem?: string;
+  /** SHA-256 fingerprint of `tlsCertPem` (`AB:CD:…`). */
+  readonly tlsFingerprint256?: string;
+}
+
+/**
+ * The certificate clients must pin for this worker, when it has one. `local` workers (a static URL the team
+ * runs) never do: they stay as configured even when their intent record got a certificate because a rented
+ * provider was a candidate too.
+ */
+export function pinOf(worker: WorkerRecord): RouteTls | undefined {
+  if (worker.provider === "local" || !worker.tlsCertPem || !worker.tlsFingerprint256) return undefined;
+  return { certPem: worker.tlsCertPem, fingerprint256: worker.tlsFingerprint256 };
 }
 
 const NUMBER_FIELDS = [
@@ -190,9 +207,15 @@ export class WorkerRegistry {
     return { ...worker, ...next };
   }
 
-  /** Make a worker routable: the gateway picks it up at once (pub/sub) and waiting requests proceed. */
+  /**
+   * Make a worker routable: the gateway picks it up at once (pub/sub) and waiting requests proceed. A worker
+   * with a certificate is routed over https with the certificate pinned, never otherwise.
+   */
   async publishRoute(worker: WorkerRecord, capacity: number, auth?: BackendAuth): Promise<void> {
     if (!worker.baseUrl) throw new Error(`worker ${worker.id} has no address to route to`);
+    const tls = pinOf(worker);
+    if (tls && !worker.baseUrl.startsWith("https://"))
+      throw new Error(`worker ${worker.id} has a pinned certificate but no https address`);
     const route: Route = {
       workerId: worker.id,
       provider: worker.provider,
@@ -200,6 +223,7 @@ export class WorkerRegistry {
       auth: auth ?? { kind: "bearer", token: worker.token },
       capacity,
       usdPerSecond: worker.usdPerHour / 3600,
+      ...(tls ? { tls } : {}),
     };
     await this.routeWrite(worker.model, "add", worker.id, encodeRoute(route));
   }

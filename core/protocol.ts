@@ -14,6 +14,17 @@ export type BackendAuth =
   | { kind: "provider-key"; envVar: string }
   | { kind: "none" };
 
+/**
+ * The certificate a backend must present (a worker outside the cluster, DESIGN.md §6): clients trust it and
+ * nothing else — it is the only CA, and the peer's SHA-256 fingerprint must equal `fingerprint256`.
+ */
+export interface RouteTls {
+  /** The worker's self-signed certificate, PEM (public; the key never leaves the worker). */
+  readonly certPem: string;
+  /** SHA-256 of the certificate, `AB:CD:…` as Node's `X509Certificate.fingerprint256` formats it. */
+  readonly fingerprint256: string;
+}
+
 /** A ready backend of a model, as the controller publishes it in `routes(model)` (field = worker id). */
 export interface Route {
   readonly workerId: string;
@@ -25,13 +36,33 @@ export interface Route {
   readonly capacity: number;
   /** What the backend costs per second while billed, for per-request cost attribution. */
   readonly usdPerSecond: number;
+  /** Pinned certificate; when present, `baseUrl` is https and clients never fall back to anything unpinned. */
+  readonly tls?: RouteTls;
+}
+
+const PEM_CERTIFICATE =
+  /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/;
+const FINGERPRINT_256 = /^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/;
+
+/** A route's `tls` field: undefined when absent, null when present but unusable. */
+function decodeRouteTls(value: unknown): RouteTls | undefined | null {
+  if (value === undefined) return undefined;
+  if (!value || typeof value !== "object") return null;
+  const { certPem, fingerprint256 } = value as Partial<RouteTls>;
+  if (typeof certPem !== "string" || !PEM_CERTIFICATE.test(certPem)) return null;
+  if (typeof fingerprint256 !== "string" || !FINGERPRINT_256.test(fingerprint256)) return null;
+  return { certPem, fingerprint256 };
 }
 
 export function encodeRoute(route: Route): string {
   return JSON.stringify(route);
 }
 
-/** Decode a route; undefined for anything malformed (a bad entry must not take the gateway down). */
+/**
+ * Decode a route; undefined for anything malformed (a bad entry must not take the gateway down). A route whose
+ * pin is malformed, or that pins a certificate but is not https, is dropped whole: it must never turn into an
+ * unpinned route.
+ */
 export function decodeRoute(text: string): Route | undefined {
   try {
     const r = JSON.parse(text) as Partial<Route>;
@@ -39,6 +70,8 @@ export function decodeRoute(text: string): Route | undefined {
       return undefined;
     if (!r.auth || typeof r.auth !== "object" || !["bearer", "provider-key", "none"].includes(r.auth.kind))
       return undefined;
+    const tls = decodeRouteTls(r.tls);
+    if (tls === null || (tls && !/^https:\/\//i.test(r.baseUrl))) return undefined;
     return {
       workerId: r.workerId,
       provider: r.provider,
@@ -46,6 +79,7 @@ export function decodeRoute(text: string): Route | undefined {
       auth: r.auth,
       capacity: typeof r.capacity === "number" && r.capacity > 0 ? r.capacity : 1,
       usdPerSecond: typeof r.usdPerSecond === "number" && r.usdPerSecond >= 0 ? r.usdPerSecond : 0,
+      ...(tls ? { tls } : {}),
     };
   } catch {
     return undefined;

@@ -81,6 +81,8 @@ export interface RedisKeys {
   readonly budgetBlocked: string;
   /** Pub/sub channel: budget blocks changed (gateways re-read them at once). */
   readonly budgetChannel: string;
+  /** Stream: the append-only, hash-chained trail of administrative actions. */
+  readonly auditStream: string;
   /** String: the controller leader lock (value = holder id). */
   readonly leaderLock: string;
   /** Counter: fencing token, incremented on every leadership change. */
@@ -113,6 +115,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     spendDay: (day) => `${prefix}spend:day:${day}`,
     budgetBlocked: `${prefix}budget:blocked`,
     budgetChannel: `${prefix}budget-changed`,
+    auditStream: `${prefix}audit`,
     leaderLock: `${prefix}leader`,
     leaderFence: `${prefix}leader:fence`,
   };

@@ -11,6 +11,7 @@ import Fastify, {
 } from "fastify";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
+import type { KeyRing } from "../core/envelope";
 import type { ApiKeyRecord } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { AuditLog, type AuditSink } from "./audit";
@@ -41,6 +42,8 @@ export interface GatewayDeps {
   readonly defaultMetrics?: boolean;
   /** A job delivered but not acknowledged this long is retried by another consumer. @default 60000 */
   readonly jobVisibilityMs?: number;
+  /** Key ring sealing queued job bodies and results in Redis (AIORCH_ENCRYPTION_KEYS). @default none */
+  readonly encryption?: KeyRing;
 }
 
 export interface Gateway {
@@ -79,6 +82,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     providerKeys: deps.providerKeys,
     timeoutMs: config.gateway.upstreamTimeoutSeconds * 1000,
   });
+  registry.on("backend-removed", (id: string) => upstream.forget(id));
   const audit = new AuditLog(deps.auditSink ?? process.stdout, { onDrop: () => metrics.auditDropped.inc() });
   const inference: InferenceDeps = {
     config,
@@ -92,7 +96,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     now,
     spend: new SpendView(redis, keys, now),
   };
-  const jobs = new JobQueue(redis, keys, now);
+  const jobs = new JobQueue(redis, keys, now, deps.encryption);
   const runner =
     deps.runJobs === false
       ? undefined
@@ -105,6 +109,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
           now,
           consumer: `gateway-${randomUUID().slice(0, 8)}`,
           visibilityMs: deps.jobVisibilityMs,
+          ring: deps.encryption,
           onError: (error) => process.stderr.write(`gateway: job runner: ${(error as Error).message}\n`),
         });
 

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
+import { type KeyRing, open, seal } from "../core/envelope";
 import { type ApiKeyRecord, type JobRecord, type JobStatus, ledgerMonth, toMicroUsd } from "../core/protocol";
 import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
 import type { BackendRegistry } from "./routing";
@@ -54,6 +55,10 @@ function decodeJob(fields: Record<string, string>): (JobRecord & { body: string 
   };
 }
 
+/** A job body as stored: sealed to its job id when the stack encrypts what waits. */
+const sealBody = (ring: KeyRing | undefined, jobId: string, body: string): string =>
+  ring ? seal(ring, body, jobId) : body;
+
 export function jobView(job: JobRecord): JobView {
   const view: JobView = {
     id: job.id,
@@ -83,6 +88,8 @@ export class JobQueue {
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly now: () => number,
+    /** Seals bodies and results at rest when the stack has an encryption key ring. */
+    private readonly ring?: KeyRing,
   ) {}
 
   /** Queue a job (or return the one this key already queued under the same idempotency key). */
@@ -116,7 +123,7 @@ export class JobQueue {
       status: "queued",
       createdAtMs: this.now(),
       attempts: 0,
-      body: JSON.stringify({ ...req.body, stream: false }),
+      body: sealBody(this.ring, id, JSON.stringify({ ...req.body, stream: false })),
     };
     await this.redis
       .multi()
@@ -148,7 +155,10 @@ export class JobQueue {
   async get(id: string, keyId: string): Promise<JobRecord | undefined> {
     if (!/^job_[0-9a-f]{24}$/.test(id)) return undefined;
     const job = decodeJob(await this.redis.hgetall(this.keys.job(id)));
-    return job && job.keyId === keyId ? job : undefined;
+    if (!job || job.keyId !== keyId) return undefined;
+    return job.result === undefined
+      ? job
+      : { ...job, result: open(this.ring, job.result, `${job.id}:result`) };
   }
 }
 
@@ -170,6 +180,8 @@ export class JobRunner {
       consumer: string;
       /** How long a delivered job may stay unacknowledged before another consumer takes it. @default 60000 */
       visibilityMs?: number;
+      /** Key ring for job bodies and results at rest. */
+      ring?: KeyRing;
       onError?: (error: unknown) => void;
     },
   ) {}
@@ -263,7 +275,7 @@ export class JobRunner {
       .multi()
       .hset(keys.job(job.id), {
         status,
-        result: outcome.text,
+        result: this.deps.ring ? seal(this.deps.ring, outcome.text, `${job.id}:result`) : outcome.text,
         completedAtMs: String(this.deps.now()),
         body: "",
       })
@@ -288,7 +300,8 @@ export class JobRunner {
     const concurrency = this.deps.registry.acquire(backend);
     const started = this.deps.now();
     try {
-      const response = await this.deps.upstream.post(backend, job.endpoint.replace(/^\/v1/, ""), job.body, {
+      const body = open(this.deps.ring, job.body, job.id);
+      const response = await this.deps.upstream.post(backend, job.endpoint.replace(/^\/v1/, ""), body, {
         requestId: job.id,
         signal: this.stop.signal,
       });

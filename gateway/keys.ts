@@ -107,6 +107,39 @@ export class ApiKeyStore {
       .sort((a, b) => a.createdAtMs - b.createdAtMs);
   }
 
+  /**
+   * Rotate a key: a new key with the same name, scope, limits and budget is created (returned once), and the old
+   * one keeps working until `graceMs` from now, so clients can switch without an outage.
+   */
+  async rotate(
+    id: string,
+    graceMs: number,
+    nowMs = Date.now(),
+  ): Promise<{ key: string; record: ApiKeyRecord; oldExpiresAtMs: number } | undefined> {
+    const hash = await this.redis.hget(this.keys.apiKeyIds, id);
+    const old = hash ? await this.byHash(hash) : undefined;
+    if (!old || old.revoked) return undefined;
+    const created = await this.create({
+      name: old.name,
+      models: old.models,
+      rpm: old.rpm,
+      tpm: old.tpm,
+      monthlyBudgetUsd: old.monthlyBudgetUsd,
+      expiresAtMs: old.expiresAtMs,
+      nowMs,
+    });
+    const oldExpiresAtMs = Math.min(old.expiresAtMs ?? Number.POSITIVE_INFINITY, nowMs + graceMs);
+    await this.redis.hset(
+      this.keys.apiKey(old.hash),
+      "expiresAtMs",
+      String(oldExpiresAtMs),
+      "rotatedTo",
+      created.record.id,
+    );
+    await this.redis.publish(this.keys.apiKeysChannel, old.hash);
+    return { ...created, oldExpiresAtMs };
+  }
+
   /** Revoke by id; returns false when there is no such key. */
   async revoke(id: string): Promise<boolean> {
     const hash = await this.redis.hget(this.keys.apiKeyIds, id);

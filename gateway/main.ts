@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config/runtime";
 import { CREDENTIAL_ENV } from "../core/config/schema";
+import { parseKeyRing } from "../core/envelope";
 import { buildGateway } from "./app";
 
 export interface GatewayProcessOptions {
@@ -32,7 +33,12 @@ export async function startGateway(
   const providerKeys = Object.fromEntries(
     Object.values(CREDENTIAL_ENV).map((name) => [name, options.env[name]]),
   );
-  const { app } = await buildGateway({ config: options.config, redis, providerKeys });
+  const { app } = await buildGateway({
+    config: options.config,
+    redis,
+    providerKeys,
+    encryption: parseKeyRing(options.env.AIORCH_ENCRYPTION_KEYS),
+  });
   const address = await app.listen({ port: options.port, host: options.host });
   const port = Number(new URL(address).port);
   log(

@@ -1,7 +1,8 @@
 /**
  * Which backends serve a model right now: `local` providers from the runtime config (always ready), and the
  * routes the controller publishes in Redis. Routes are cached per model and refreshed when the controller
- * announces a change (pub/sub) or, as a safety net, every `refreshMs`.
+ * announces a change (pub/sub) or, as a safety net, every `refreshMs`. A refresh that no longer finds a backend
+ * emits `backend-removed` with its id (the upstream client closes the backend's pinned connections).
  */
 import { EventEmitter } from "node:events";
 import type { Redis } from "ioredis";
@@ -19,6 +20,10 @@ export class BackendRegistry extends EventEmitter {
   private readonly staticBackends = new Map<string, Backend[]>();
   private readonly inflight = new Map<string, number>();
   private readonly cooldownUntil = new Map<string, number>();
+  /** Backend ids of each model's last refresh, to tell which ones disappeared. */
+  private readonly known = new Map<string, Set<string>>();
+  /** Route changes announced per model: a read that started before the latest one is not cached. */
+  private readonly generation = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
@@ -52,8 +57,11 @@ export class BackendRegistry extends EventEmitter {
 
   /** Called when the controller announces that a model's routes changed. */
   routesChanged(model: string): void {
+    this.generation.set(model, (this.generation.get(model) ?? 0) + 1);
     this.cache.delete(model);
     this.emit(`changed:${model}`);
+    // A backend may be gone: re-read now, so its connections close without waiting for the next request.
+    if ((this.known.get(model)?.size ?? 0) > 0) this.backends(model).catch(() => undefined);
   }
 
   /** Ready backends of a model (cached; at most one Redis read per model per refresh period). */
@@ -62,13 +70,21 @@ export class BackendRegistry extends EventEmitter {
     const cached = this.cache.get(model);
     if (cached && this.now() - cached.at < (this.options.refreshMs ?? 2_000))
       return [...statics, ...cached.backends];
+    const generation = this.generation.get(model) ?? 0;
     const fields = await this.redis.hgetall(this.keys.routes(model));
     const backends: Backend[] = [];
     for (const [workerId, text] of Object.entries(fields)) {
       const route = decodeRoute(text);
       if (route && route.workerId === workerId) backends.push({ ...route, id: workerId });
     }
+    // Routes changed while this read was under way: use it once, but let a newer read fill the cache.
+    if ((this.generation.get(model) ?? 0) !== generation) return [...statics, ...backends];
     this.cache.set(model, { backends, at: this.now() });
+    const ids = new Set(backends.map((b) => b.id));
+    for (const id of this.known.get(model) ?? []) {
+      if (!ids.has(id)) this.emit("backend-removed", id);
+    }
+    this.known.set(model, ids);
     return [...statics, ...backends];
   }
 

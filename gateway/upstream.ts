@@ -1,8 +1,15 @@
 /**
  * Calls to backends over undici (keep-alive connection pools per origin). Credentials are added here and only
  * here: worker tokens from the route, provider keys from the gateway's environment — never from or to clients.
+ *
+ * A backend whose route pins a certificate gets its own Agent whose TLS options trust that certificate and
+ * nothing else (it is the only CA, and the peer's fingerprint must match). Another certificate fails the
+ * handshake — a connect error, so failover and 502 work as for an unreachable backend — before a byte of the
+ * request (or the worker token) is sent. A pinned backend never uses the shared Agent.
  */
+import { X509Certificate } from "node:crypto";
 import { Agent, errors, request } from "undici";
+import { pinnedTlsOptions, sameFingerprint } from "../core/x509";
 import type { Backend } from "./routing";
 
 export type UpstreamErrorKind = "connect" | "timeout" | "aborted";
@@ -30,20 +37,90 @@ export interface UpstreamOptions {
   readonly timeoutMs?: number;
   /** Connection limit per backend origin. @default 256 */
   readonly connectionsPerOrigin?: number;
+  /** A pinned backend's Agent unused this long is closed (its route is likely gone). @default 600000 */
+  readonly pinnedIdleMs?: number;
+  readonly now?: () => number;
+}
+
+interface PinnedAgent {
+  readonly agent: Agent;
+  readonly fingerprint256: string;
+  lastUsedMs: number;
 }
 
 export class UpstreamClient {
   private readonly agent: Agent;
+  /** Agents of backends with a pinned certificate, by backend (worker) id. */
+  private readonly pinned = new Map<string, PinnedAgent>();
+  private readonly now: () => number;
 
   constructor(private readonly options: UpstreamOptions = {}) {
-    const timeout = options.timeoutMs ?? 300_000;
-    this.agent = new Agent({
-      connections: options.connectionsPerOrigin ?? 256,
+    this.now = options.now ?? Date.now;
+    this.agent = new Agent(this.agentOptions());
+  }
+
+  private agentOptions(): Agent.Options {
+    const timeout = this.options.timeoutMs ?? 300_000;
+    return {
+      connections: this.options.connectionsPerOrigin ?? 256,
       keepAliveTimeout: 30_000,
       headersTimeout: timeout,
       bodyTimeout: timeout,
       connect: { timeout: 10_000 },
-    });
+    };
+  }
+
+  /** The Agent for a backend: the shared one, or the backend's own that trusts only its pinned certificate. */
+  private dispatcherFor(backend: Backend): Agent {
+    const tls = backend.tls;
+    if (!tls) return this.agent;
+    if (!/^https:\/\//i.test(backend.baseUrl))
+      throw new UpstreamError("connect", `backend ${backend.id} pins a certificate but is not https`);
+    const now = this.now();
+    const existing = this.pinned.get(backend.id);
+    if (existing && sameFingerprint(existing.fingerprint256, tls.fingerprint256)) {
+      existing.lastUsedMs = now;
+      return existing.agent;
+    }
+    if (existing) this.forget(backend.id); // the worker's certificate changed: nothing of the old one is kept
+    let actual: string | undefined;
+    try {
+      actual = new X509Certificate(tls.certPem).fingerprint256;
+    } catch {
+      actual = undefined;
+    }
+    if (!sameFingerprint(actual, tls.fingerprint256))
+      throw new UpstreamError(
+        "connect",
+        `backend ${backend.id}: the pinned certificate does not match its fingerprint`,
+      );
+    this.sweep(now);
+    const base = this.agentOptions();
+    const agent = new Agent({ ...base, connect: { ...base.connect, ...pinnedTlsOptions(tls) } });
+    this.pinned.set(backend.id, { agent, fingerprint256: tls.fingerprint256, lastUsedMs: now });
+    return agent;
+  }
+
+  /** Close pinned Agents nobody used for a while (a route that vanished without the registry noticing). */
+  private sweep(now: number): void {
+    const idle = this.options.pinnedIdleMs ?? 600_000;
+    for (const [id, entry] of this.pinned) if (now - entry.lastUsedMs > idle) this.forget(id);
+  }
+
+  /**
+   * A backend's route is gone: close its pinned Agent. In-flight requests finish (close is graceful); a later
+   * request to the same backend would build a new one.
+   */
+  forget(backendId: string): void {
+    const entry = this.pinned.get(backendId);
+    if (!entry) return;
+    this.pinned.delete(backendId);
+    entry.agent.close().catch(() => undefined);
+  }
+
+  /** Ids of the backends with a pinned Agent open (for tests and diagnostics). */
+  pinnedBackends(): string[] {
+    return [...this.pinned.keys()];
   }
 
   private authHeader(backend: Backend): string | undefined {
@@ -79,7 +156,7 @@ export class UpstreamClient {
         headers,
         body,
         signal: extra.signal,
-        dispatcher: this.agent,
+        dispatcher: this.dispatcherFor(backend),
       });
       const contentType = String(response.headers["content-type"] ?? "");
       return { status: response.statusCode, contentType, body: response.body };
@@ -89,7 +166,9 @@ export class UpstreamClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    const pinned = [...this.pinned.values()].map((p) => p.agent.close().catch(() => undefined));
+    this.pinned.clear();
+    await Promise.all([this.agent.close(), ...pinned]);
   }
 }
 

@@ -2,7 +2,8 @@
  * DataCrunch / Verda adapter (https://api.verda.com/v1): OAuth2 client credentials with a cached token that is
  * refreshed before expiry and re-obtained on a 401; offers from `/instance-types` filtered by
  * `/instance-availability` at the configured location; `POST /instances` (answers a plain-text id) with a
- * startup script that runs the engine container; read, list, and `PUT /instances {action:"delete"}`.
+ * startup script that runs the engine container (`--entrypoint` set when the engine writes its TLS files
+ * first); read, list, and `PUT /instances {action:"delete"}`.
  *
  * Instances carry the tag `<ownerLabel>.<workerId>` in `description` (the ownership record the reconciler
  * reads) and a DNS-safe `hostname` derived from both. A delete of an instance that is already gone answers
@@ -516,6 +517,7 @@ export function startupScript(spec: WorkerSpec, tag: string): string {
     "-p",
     `${spec.port}:${spec.port}`,
     ...envFlags,
+    ...(launch.entrypoint ? ["--entrypoint", launch.entrypoint] : []),
     spec.image,
     ...launch.args,
   ];

@@ -127,22 +127,31 @@ export function classifyFailure(facts: FailureFacts): ProviderErrorKind {
 const SECRET_PARAMS =
   /\b(api[_-]?key|apikey|access_token|refresh_token|client_secret|client_id|password|token|secret)(["']?\s*[=:]\s*["']?)([^\s&"',;}]+)/gi;
 const BEARER = /\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+/gi;
+/** A PEM private key block of any kind, also when an echo cut it off before its END line. */
+const PRIVATE_KEY_PEM = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END \1PRIVATE KEY-----|$)/g;
 
-/** Remove credentials: the given secret values, `api_key=…`-style pairs, bearer tokens, `--api-key X`. */
+/**
+ * Remove credentials: the given secret values, `api_key=…`-style pairs, bearer tokens, `--api-key X`, PEM
+ * private keys.
+ */
 export function redact(text: string, secrets: readonly string[] = []): string {
   let out = text;
   for (const secret of secrets) {
     if (secret.length >= 4) out = out.split(secret).join("[redacted]");
   }
   return out
+    .replace(PRIVATE_KEY_PEM, "[redacted private key]")
     .replace(SECRET_PARAMS, "$1$2[redacted]")
     .replace(BEARER, "$1 [redacted]")
     .replace(/(--api-key)(\s+|=)(\S+)/g, "$1$2[redacted]");
 }
 
-/** A short, printable, credential-free excerpt of a response body. */
+/**
+ * A short, printable, credential-free excerpt of a response body. Redacted before it is cut (a long secret —
+ * a TLS key — cut in half would no longer match) and again after (patterns the cut may have completed).
+ */
 export function excerpt(text: string, secrets: readonly string[] = [], max = 200): string {
-  const printable = text
+  const printable = redact(text, secrets)
     .replace(/[^\x20-\x7E]+/g, " ")
     .replace(/\s+/g, " ")
     .trim();

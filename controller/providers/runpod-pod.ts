@@ -4,7 +4,8 @@
  * `DELETE /v2/pods/{id}` (404 = already gone).
  *
  * Pods carry the tag `<ownerLabel>.<workerId>` as `name`. v2 rejects unknown body fields with 422, so the
- * create body holds only documented fields; the engine runs as the image's entrypoint with `args`.
+ * create body holds only documented fields; the engine runs as the image's entrypoint with `args` — or, when
+ * it must write its TLS files first, `args` is RunPod's JSON start command `{"entrypoint":[…],"cmd":[…]}`.
  * The engine port is exposed as TCP (`8000/tcp`) and reached at `publicIp:portMappings[port]` — RunPod's
  * HTTP proxy cuts requests at about 100 s, too short for long streams. RunPod serverless is a separate adapter.
  */
@@ -150,7 +151,10 @@ export class RunpodPodAdapter implements ProviderAdapter {
       disk: this.diskGb,
       ports: [`${spec.port}/tcp`],
       env: { ...spec.env, ...launch.env },
-      args: shellJoin(launch.args),
+      // A start command may be JSON with `entrypoint` and `cmd` to replace the image's entrypoint as well.
+      args: launch.entrypoint
+        ? JSON.stringify({ entrypoint: [launch.entrypoint], cmd: launch.args })
+        : shellJoin(launch.args),
       ...(this.settings.dataCenters.length > 0 ? { dataCenterIds: [...this.settings.dataCenters] } : {}),
     };
 

@@ -113,6 +113,13 @@ export interface WorkerSpec {
   readonly workerToken: string;
   /** Extra environment for the engine (e.g. HF_TOKEN); values are secrets. */
   readonly env: Readonly<Record<string, string>>;
+  /**
+   * TLS for the engine's port: the certificate the controller issued for this worker and pins, and its private
+   * key. The key is a secret (never logged, never in an error message, never stored by the controller); it
+   * reaches the worker only through the provider's environment/startup. Only engines for which
+   * `engineServesTls` is true can take it.
+   */
+  readonly tls?: { readonly certPem: string; readonly keyPem: string };
 }
 
 export interface Offer {
@@ -198,7 +205,13 @@ export function parseInstanceTag(tag: unknown): { ownerLabel: string; workerId: 
 // ── engine launch ─────────────────────────────────────────────────────────────────────────────────────────
 
 export interface EngineLaunch {
-  /** Arguments for the image's entrypoint (vllm/vllm-openai, TGI launcher, ollama). */
+  /**
+   * Replaces the image's entrypoint (one executable; `args` go to it) — set when the engine needs a step before
+   * it starts (writing its TLS files). Vast.ai: `onstart` in args mode; RunPod: the JSON start command;
+   * Verda: `docker run --entrypoint`.
+   */
+  readonly entrypoint?: string;
+  /** Arguments for the entrypoint (the image's: vllm/vllm-openai, TGI launcher, ollama; or `entrypoint`). */
   readonly args: readonly string[];
   /** Extra environment the engine needs (besides spec.env). */
   readonly env: Readonly<Record<string, string>>;
@@ -206,32 +219,79 @@ export interface EngineLaunch {
   readonly authEnforced: boolean;
 }
 
+/**
+ * Whether the engine can serve its API over TLS with a given certificate. vLLM can (`--ssl-certfile`,
+ * `--ssl-keyfile`, uvicorn's options). TGI's launcher has no TLS options, and Ollama serves plain HTTP only
+ * (it has no API key either): neither may run outside the cluster, where traffic must be encrypted.
+ */
+export function engineServesTls(engine: Engine): boolean {
+  return engine === "vllm";
+}
+
+/** Where the vLLM start-up script writes the worker's certificate and key inside the container. */
+export const TLS_DIR = "/tmp/aiorch-tls";
+/** Environment that carries the certificate and key to the start-up script (base64 of the PEM, one line). */
+export const TLS_ENV = { cert: "AIORCH_TLS_CERT_B64", key: "AIORCH_TLS_KEY_B64" } as const;
+
+/**
+ * Start-up script for vLLM with TLS (`/bin/sh -c SCRIPT aiorch-engine ARGS…`): write the certificate and key
+ * from the environment to files only the engine's user can read, drop them from the environment, then run the
+ * OpenAI server with ARGS (which name the files). The script holds no secret itself.
+ */
+const VLLM_TLS_SCRIPT = [
+  "set -eu",
+  "umask 077",
+  `mkdir -p ${TLS_DIR}`,
+  `printf '%s' "$${TLS_ENV.cert}" | base64 -d > ${TLS_DIR}/cert.pem`,
+  `printf '%s' "$${TLS_ENV.key}" | base64 -d > ${TLS_DIR}/key.pem`,
+  `unset ${TLS_ENV.cert} ${TLS_ENV.key}`,
+  'exec python3 -m vllm.entrypoints.openai.api_server "$@"',
+].join("; ");
+
 /** How to start the engine so it serves the model on spec.port and demands spec.workerToken. */
 export function engineLaunch(spec: WorkerSpec): EngineLaunch {
   const port = String(spec.port);
+  if (spec.tls && !engineServesTls(spec.engine))
+    throw new Error(`engine ${spec.engine} cannot serve TLS; the worker would be reachable in plain text`);
   switch (spec.engine) {
-    case "vllm":
+    case "vllm": {
+      const args = [
+        "--model",
+        spec.source,
+        ...(spec.revision ? ["--revision", spec.revision] : []),
+        "--served-model-name",
+        spec.model,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        port,
+        "--tensor-parallel-size",
+        String(spec.gpuCount),
+        ...(spec.maxModelLen ? ["--max-model-len", String(spec.maxModelLen)] : []),
+        "--api-key",
+        spec.workerToken,
+        ...spec.engineArgs,
+      ];
+      if (!spec.tls) return { args, env: {}, authEnforced: true };
       return {
+        entrypoint: "/bin/sh",
         args: [
-          "--model",
-          spec.source,
-          ...(spec.revision ? ["--revision", spec.revision] : []),
-          "--served-model-name",
-          spec.model,
-          "--host",
-          "0.0.0.0",
-          "--port",
-          port,
-          "--tensor-parallel-size",
-          String(spec.gpuCount),
-          ...(spec.maxModelLen ? ["--max-model-len", String(spec.maxModelLen)] : []),
-          "--api-key",
-          spec.workerToken,
-          ...spec.engineArgs,
+          "-c",
+          VLLM_TLS_SCRIPT,
+          "aiorch-engine",
+          ...args,
+          "--ssl-certfile",
+          `${TLS_DIR}/cert.pem`,
+          "--ssl-keyfile",
+          `${TLS_DIR}/key.pem`,
         ],
-        env: {},
+        env: {
+          [TLS_ENV.cert]: Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
+          [TLS_ENV.key]: Buffer.from(spec.tls.keyPem, "utf8").toString("base64"),
+        },
         authEnforced: true,
       };
+    }
     case "tgi":
       return {
         args: [
@@ -270,7 +330,19 @@ export function shellJoin(words: readonly string[]): string {
   return words.map(shellQuote).join(" ");
 }
 
-/** Every secret a spec carries, for redaction of anything the provider echoes back. */
+/**
+ * Every secret a spec carries, for redaction of anything the provider echoes back. The TLS key counts in every
+ * form it travels in: the PEM, each of its base64 lines (an echo may escape the newlines), and the base64 of the
+ * whole PEM that the start-up environment carries.
+ */
 export function specSecrets(spec: WorkerSpec): string[] {
-  return [spec.workerToken, ...Object.values(spec.env)].filter((s) => s.length >= 4);
+  const key = spec.tls?.keyPem;
+  const keyForms = key
+    ? [
+        key,
+        Buffer.from(key, "utf8").toString("base64"),
+        ...key.split(/\r?\n/).filter((line) => line.length > 0 && !line.startsWith("-----")),
+      ]
+    : [];
+  return [spec.workerToken, ...Object.values(spec.env), ...keyForms].filter((s) => s.length >= 4);
 }

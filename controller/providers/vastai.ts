@@ -3,7 +3,9 @@
  * `PUT /asks/{id}/`, read and list `/instances/`, destroy with `DELETE /instances/{id}/`.
  *
  * Instances carry the tag `<ownerLabel>.<workerId>` in `label`. The engine runs as the image's entrypoint with
- * `runtype: "args"`; its port is requested through the env key `-p P:P` and found in `ports` once running.
+ * `runtype: "args"` (or, for a TLS start-up, the entrypoint given in `onstart`, which args mode uses as the
+ * entrypoint); its port is requested through the env key `-p P:P` and found in `ports` once running. The
+ * address is reported as http://; the controller knows whether the worker serves TLS and switches to https.
  * Vast.ai bills GPU time while running and storage from creation until destroyed — so terminate destroys.
  */
 import { type GpuId, PROVIDERS } from "../../core/catalog";
@@ -161,6 +163,8 @@ export class VastAiAdapter implements ProviderAdapter {
       label: tag,
       env: { ...spec.env, ...launch.env, [`-p ${spec.port}:${spec.port}`]: "1" },
       runtype: "args",
+      // In args mode `onstart` replaces the image's entrypoint (vast-cli `create instance --entrypoint`).
+      ...(launch.entrypoint ? { onstart: launch.entrypoint } : {}),
       args: launch.args,
     };
     const askId = offer.offerId;

@@ -155,3 +155,60 @@ describe("aiorch dev", () => {
     expect(await new Promise<number | null>((resolve) => child!.on("exit", resolve))).toBe(0);
   });
 });
+
+describe("key rotation and the audit trail", () => {
+  it("rotate prints a new key; the old one works until the grace ends; every action is audited", async () => {
+    const created = JSON.parse(
+      run(["keys", "create", "--config", configFile, "--name", "rot", "--json", "--actor", "alice"]).stdout,
+    ) as { key: string; id: string };
+    const rotated = run([
+      "keys",
+      "rotate",
+      created.id,
+      "--config",
+      configFile,
+      "--grace",
+      "2s",
+      "--json",
+      "--actor",
+      "alice",
+    ]);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const { key: newKey, id: newId } = JSON.parse(rotated.stdout) as { key: string; id: string };
+    expect(newKey).not.toBe(created.key);
+    const { ApiKeyStore, ApiKeyVerifier } = await import("../../gateway/keys");
+    const { redisKeys } = await import("../../core/redis-keys");
+    const redis = new Redis(REDIS_URL);
+    try {
+      const verifier = new ApiKeyVerifier(new ApiKeyStore(redis, redisKeys(prefix)), {
+        ttlMs: 0,
+        negativeTtlMs: 0,
+      });
+      expect((await verifier.verify(created.key)).ok).toBe(true); // within the grace
+      expect((await verifier.verify(newKey)).ok).toBe(true);
+      await new Promise((r) => setTimeout(r, 2_100));
+      expect(await verifier.verify(created.key)).toEqual({ ok: false, reason: "This API key has expired" });
+      expect((await verifier.verify(newKey)).ok).toBe(true);
+    } finally {
+      redis.disconnect();
+    }
+    expect(
+      run(["keys", "revoke", newId, "--config", configFile, "--actor", "bob", "--reason", "laptop stolen"])
+        .code,
+    ).toBe(0);
+    const trail = JSON.parse(run(["audit", "list", "--config", configFile, "--json"]).stdout) as {
+      actor: string;
+      action: string;
+      target: string;
+      reason: string;
+    }[];
+    expect(
+      trail.filter((e) => e.target === created.id || e.target === newId).map((e) => `${e.actor} ${e.action}`),
+    ).toEqual(["alice key.created", "alice key.rotated", "bob key.revoked"]);
+    expect(trail.find((e) => e.action === "key.revoked" && e.target === newId)?.reason).toBe("laptop stolen");
+    expect(JSON.stringify(trail)).not.toContain(newKey);
+    const verified = run(["audit", "verify", "--config", configFile]);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/audit trail intact: \d+ entries/);
+  });
+});

@@ -1,18 +1,21 @@
 /**
- * The controller against a real Redis, the Vast.ai contract fake, and a fake vLLM the fake's instances "run":
- * scale from zero and back, drain, failover, trust, budgets, crashes at each provisioning step, leadership,
- * and garbage from the provider.
+ * The controller against a real Redis, the Vast.ai contract fake, and a fake vLLM the fake's instances "run"
+ * (over TLS, with the certificate the controller pins): scale from zero and back, drain, failover, trust,
+ * budgets, crashes at each provisioning step, leadership, garbage from the provider, and worker certificates.
  */
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Controller } from "../../controller/controller";
+import { Controller, type ControllerDeps, probeOpenAi } from "../../controller/controller";
 import { ControllerMetrics } from "../../controller/metrics";
+import { LocalAdapter } from "../../controller/providers/local";
+import { TLS_ENV, type WorkerSpec } from "../../controller/providers/types";
 import { VastAiAdapter } from "../../controller/providers/vastai";
 import { WorkerRegistry } from "../../controller/registry";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
 import { decodeRoute, inflightMember, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
+import { type CertificatePin, createWorkerCertificate, type WorkerCertificate } from "../../core/x509";
 import { VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
 import { type FakeVllm, startFakeVllm } from "../fakes/vllm-upstream";
 import { stackYaml } from "../stack-yaml";
@@ -26,7 +29,9 @@ const OFFERS: VastOfferSeed[] = [
 ];
 
 let redis: Redis;
+/** The engine every Vast instance "runs": https with `engineCert`, which the controller hands out by default. */
 let engine: FakeVllm;
+let engineCert: WorkerCertificate;
 let fake: VastAiFake;
 let keys: RedisKeys;
 let config: RuntimeConfig;
@@ -44,24 +49,34 @@ function stack(overrides: Record<string, string> = {}): RuntimeConfig {
   return renderRuntimeConfig(loadStackConfig(parseStackFile(yaml, "t.yaml")), "test");
 }
 
-function controller(options: { config?: RuntimeConfig; holder?: string; tickMs?: number } = {}): Controller {
+const vastAdapter = (cfg: RuntimeConfig) =>
+  new VastAiAdapter({
+    settings: cfg.providers.vastai!,
+    apiKey: API_KEY,
+    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5, maxTotalMs: 50 },
+    timeoutMs: 500,
+  });
+
+function controller(
+  options: {
+    config?: RuntimeConfig;
+    holder?: string;
+    tickMs?: number;
+  } & Partial<Pick<ControllerDeps, "adapters" | "probe" | "issueCertificate">> = {},
+): Controller {
   const cfg = options.config ?? config;
   const c = new Controller({
     config: cfg,
     redis,
-    adapters: {
-      vastai: new VastAiAdapter({
-        settings: cfg.providers.vastai!,
-        apiKey: API_KEY,
-        retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5, maxTotalMs: 50 },
-        timeoutMs: 500,
-      }),
-    },
+    adapters: options.adapters ?? { vastai: vastAdapter(cfg) },
     metrics: new ControllerMetrics({ defaultMetrics: false }),
     log: (line) => logs.push(line),
     tickMs: options.tickMs ?? 50,
     reconcileMs: 60_000,
     holder: options.holder,
+    // Every worker gets the certificate the fake engine serves (by default each gets a fresh one).
+    issueCertificate: options.issueCertificate ?? (() => engineCert),
+    ...(options.probe ? { probe: options.probe } : {}),
   });
   controllers.push(c);
   return c;
@@ -87,7 +102,8 @@ const waitRequest = async (model = "m", id = `r${randomBytes(3).toString("hex")}
 
 beforeAll(async () => {
   redis = new Redis(REDIS_URL);
-  engine = await startFakeVllm({ model: "m" });
+  engineCert = createWorkerCertificate("wengine");
+  engine = await startFakeVllm({ model: "m", tls: { cert: engineCert.certPem, key: engineCert.keyPem } });
 });
 afterAll(async () => {
   await engine.close();
@@ -120,7 +136,8 @@ describe("scaling", () => {
     await until("a ready worker with a route", async () => (await redis.hlen(keys.routes("m"))) === 1);
     const [workerId, routeText] = Object.entries(await redis.hgetall(keys.routes("m")))[0]!;
     const route = decodeRoute(routeText)!;
-    expect(route.baseUrl).toBe(`http://127.0.0.1:${engine.port}/v1`);
+    expect(route.baseUrl).toBe(`https://127.0.0.1:${engine.port}/v1`);
+    expect(route.tls?.fingerprint256).toBe(engineCert.fingerprint256);
     expect(route.auth.kind).toBe("bearer");
     expect(fake.live()).toHaveLength(1);
     expect(fake.live()[0]!.label).toContain(workerId);
@@ -213,6 +230,8 @@ describe("crash safety", () => {
       stateChangedAtMs: String(now),
       lastActiveAtMs: String(now),
       accruedUntilMs: String(now),
+      tlsCertPem: engineCert.certPem,
+      tlsFingerprint256: engineCert.fingerprint256,
       ...patch,
     });
     await redis.sadd(keys.liveWorkers, id);
@@ -326,5 +345,178 @@ describe("leadership and robustness", () => {
     fake.clearFaults();
     await c.start();
     await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+  });
+});
+
+describe("workers you can trust: TLS with a pinned certificate", () => {
+  /** Every value stored under this test's key prefix, as text. */
+  const everythingStored = async (): Promise<string> => {
+    const out: string[] = [];
+    for (const key of await redis.keys(`${keys.prefix}*`)) {
+      const type = await redis.type(key);
+      if (type === "hash") out.push(JSON.stringify(await redis.hgetall(key)));
+      else if (type === "string") out.push((await redis.get(key)) ?? "");
+      else if (type === "set") out.push(...(await redis.smembers(key)));
+      else if (type === "zset") out.push(...(await redis.zrange(key, 0, -1)));
+      else if (type === "list") out.push(...(await redis.lrange(key, 0, -1)));
+    }
+    return out.join("\n");
+  };
+  const keyLines = (pem: string) => pem.split("\n").filter((l) => l.length > 0 && !l.startsWith("-----"));
+
+  it("a rented worker gets its own certificate: the key goes only to the provider, record and route carry the pin", async () => {
+    const specs: WorkerSpec[] = [];
+    const vast = vastAdapter(config);
+    const spying = Object.assign(Object.create(vast) as VastAiAdapter, {
+      provision: (spec: WorkerSpec, offer: Parameters<VastAiAdapter["provision"]>[1]) => {
+        specs.push(spec);
+        return vast.provision(spec, offer);
+      },
+    });
+    const probes: { baseUrl: string; token: string; pin?: CertificatePin }[] = [];
+    const c = controller({
+      adapters: { vastai: spying },
+      issueCertificate: (workerId) => createWorkerCertificate(workerId), // the real thing, one per worker
+      probe: async (baseUrl, token, pin) => {
+        probes.push({ baseUrl, token, ...(pin ? { pin } : {}) });
+        return true;
+      },
+    });
+    await c.start();
+    await waitRequest();
+    await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+
+    const [worker] = await live();
+    const [spec] = specs;
+    expect(worker && spec).toBeTruthy();
+    // the spec carries the certificate and its key; the key belongs to the certificate
+    const cert = new X509Certificate(spec!.tls!.certPem);
+    expect(cert.subject).toBe(`CN=${worker!.id}`);
+    expect(cert.checkPrivateKey(createPrivateKey(spec!.tls!.keyPem))).toBe(true);
+    // the record keeps the certificate and its fingerprint, not the key
+    expect(worker!.tlsCertPem).toBe(spec!.tls!.certPem);
+    expect(worker!.tlsFingerprint256).toBe(cert.fingerprint256);
+    // the route pins it, over https
+    const route = decodeRoute((await redis.hget(keys.routes("m"), worker!.id))!)!;
+    expect(route.baseUrl).toBe(`https://127.0.0.1:${engine.port}/v1`);
+    expect(route.tls).toEqual({ certPem: cert.toString(), fingerprint256: cert.fingerprint256 });
+    // the readiness probe pinned it too
+    expect(probes.at(-1)).toMatchObject({
+      baseUrl: route.baseUrl,
+      token: worker!.token,
+      pin: { fingerprint256: cert.fingerprint256 },
+    });
+    // the engine starts with TLS: the certificate and key travel in the start-up environment
+    const [create] = fake.requestsTo(/\/asks\/\d+\/$/, "PUT");
+    const body = create!.body as { env: Record<string, string>; onstart?: string; args: string[] };
+    expect(body.onstart).toBe("/bin/sh");
+    expect(body.args).toEqual(expect.arrayContaining(["--ssl-certfile", "--ssl-keyfile"]));
+    expect(Buffer.from(body.env[TLS_ENV.key]!, "base64").toString()).toBe(spec!.tls!.keyPem);
+    // … and nowhere else: not in Redis, not in the logs
+    const stored = await everythingStored();
+    const secretParts = [spec!.tls!.keyPem, body.env[TLS_ENV.key]!, ...keyLines(spec!.tls!.keyPem)];
+    for (const part of secretParts) {
+      expect(stored).not.toContain(part);
+      expect(logs.join("\n")).not.toContain(part);
+    }
+    expect(stored).not.toContain("PRIVATE KEY");
+    expect(stored).toContain(cert.fingerprint256);
+  });
+
+  it("a worker presenting another certificate never becomes ready, however well it answers", async () => {
+    engine.reset();
+    const answers: boolean[] = [];
+    const c = controller({
+      // a fresh certificate per worker, so the engine (serving engineCert) is not the pinned server
+      issueCertificate: (workerId) => createWorkerCertificate(workerId),
+      probe: async (baseUrl, token, pin) => {
+        const ok = await probeOpenAi(baseUrl, token, pin);
+        answers.push(ok);
+        return ok;
+      },
+    });
+    await c.start();
+    await waitRequest();
+    await until("three probes of the running instance", () => answers.length >= 3);
+    expect(answers.every((ok) => !ok)).toBe(true);
+    expect(await redis.hlen(keys.routes("m"))).toBe(0);
+    expect((await live()).map((w) => w.state)).toEqual(["booting"]);
+    // the engine never saw a request (nor the worker token)
+    expect(engine.records.requests).toHaveLength(0);
+  });
+
+  it("local workers (a static URL the team runs) stay as configured: no certificate, plain address", async () => {
+    const plain = await startFakeVllm({ model: "m" });
+    try {
+      const cfg = stack({
+        providers: `{ local: { url: "${plain.url}" } }`,
+        models:
+          "[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [local], maxWorkers: 1, targetConcurrency: 1 }]",
+      });
+      let issued = 0;
+      const c = controller({
+        config: cfg,
+        adapters: { local: new LocalAdapter({ settings: cfg.providers.local! }) },
+        issueCertificate: (workerId) => {
+          issued += 1;
+          return createWorkerCertificate(workerId);
+        },
+      });
+      await c.start();
+      await waitRequest();
+      await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+      const route = decodeRoute(Object.values(await redis.hgetall(keys.routes("m")))[0]!)!;
+      expect(route.baseUrl).toBe(plain.url);
+      expect(route.tls).toBeUndefined();
+      expect(issued).toBe(0);
+      expect((await live())[0]?.tlsCertPem).toBeUndefined();
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it("an engine that cannot serve TLS is refused outside the cluster", async () => {
+    const c = controller({
+      config: stack({
+        models: "[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], engine: tgi }]",
+      }),
+    });
+    await waitRequest();
+    await c.tick();
+    await c.tick();
+    expect(fake.live()).toHaveLength(0);
+    expect(logs.join("\n")).toMatch(
+      /refusing vastai for m: engine tgi cannot serve TLS, and traffic to a worker outside the cluster must be encrypted/,
+    );
+  });
+});
+
+describe("probeOpenAi", () => {
+  const pin = (c: WorkerCertificate): CertificatePin => ({
+    certPem: c.certPem,
+    fingerprint256: c.fingerprint256,
+  });
+
+  it("answers true for the pinned certificate", async () => {
+    expect(await probeOpenAi(engine.url, "t", pin(engineCert))).toBe(true);
+  });
+
+  it("refuses a server presenting another certificate, before sending the token", async () => {
+    engine.reset();
+    expect(await probeOpenAi(engine.url, "secret-token", pin(createWorkerCertificate("wother")))).toBe(false);
+    // the right certificate as CA but another fingerprint: refused by the pin check
+    const other = createWorkerCertificate("wother");
+    expect(
+      await probeOpenAi(engine.url, "t", {
+        certPem: engineCert.certPem,
+        fingerprint256: other.fingerprint256,
+      }),
+    ).toBe(false);
+    expect(engine.records.requests).toHaveLength(0);
+  });
+
+  it("with a pin, never over plain http; without one, a self-signed server is not trusted either", async () => {
+    expect(await probeOpenAi(engine.url.replace("https:", "http:"), "t", pin(engineCert))).toBe(false);
+    expect(await probeOpenAi(engine.url, "t")).toBe(false);
   });
 });

@@ -11,7 +11,14 @@
  * `max_completion_tokens`/`max_tokens` words (default `defaultMaxTokens`), chosen by `fakeCompletionText`
  * from `prompt_tokens`; `finish_reason` is "length" when the request set a token limit, else "stop".
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type Server as HttpServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 
@@ -51,6 +58,8 @@ export interface FakeVllmOptions extends Partial<FakeVllmTuning> {
   embeddingDimensions?: number;
   /** How many request records and stream records to keep (the most recent). Default 100. */
   recordLimit?: number;
+  /** Serve https with this certificate and key (PEM), like `vllm --ssl-certfile --ssl-keyfile`. */
+  tls?: { cert: string; key: string };
 }
 
 /** What an armed fault does to a matching request. */
@@ -130,9 +139,9 @@ export interface FakeVllmRecords {
 }
 
 export interface FakeVllm {
-  /** Base URL including `/v1`, e.g. `http://127.0.0.1:43123/v1`. */
+  /** Base URL including `/v1`, e.g. `http://127.0.0.1:43123/v1` (`https://` with the `tls` option). */
   readonly url: string;
-  /** `http://host:port`, for /health, /metrics and the control routes. */
+  /** `http(s)://host:port`, for /health, /metrics and the control routes. */
   readonly origin: string;
   readonly port: number;
   readonly models: readonly string[];
@@ -405,7 +414,11 @@ class FakeVllmServer implements FakeVllm {
   port = 0;
   readonly models: readonly string[];
 
-  private readonly server = createServer((req, res) => this.handle(req, res));
+  private readonly server: HttpServer | HttpsServer = this.options.tls
+    ? createHttpsServer({ cert: this.options.tls.cert, key: this.options.tls.key }, (req, res) =>
+        this.handle(req, res),
+      )
+    : createServer((req, res) => this.handle(req, res));
   private readonly modelSet: ReadonlySet<string>;
   private readonly authHeaders: ReadonlySet<string> | null;
   private readonly maxModelLen: number;
@@ -477,7 +490,8 @@ class FakeVllmServer implements FakeVllm {
       });
     });
     this.port = (this.server.address() as AddressInfo).port;
-    this.origin = `http://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+    const scheme = this.options.tls ? "https" : "http";
+    this.origin = `${scheme}://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
     this.url = `${this.origin}/v1`;
   }
 

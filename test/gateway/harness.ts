@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
+import type { KeyRing } from "../../core/envelope";
 import { encodeRoute, type Route } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
 import { buildGateway, type Gateway } from "../../gateway/app";
@@ -56,7 +57,7 @@ export interface Harness {
   /** A gateway listening on a real port. */
   start(
     config?: RuntimeConfig,
-    extra?: { jobVisibilityMs?: number },
+    extra?: { jobVisibilityMs?: number; encryption?: KeyRing },
   ): Promise<{ gateway: Gateway; url: string; audit: MemorySink }>;
   createKey(options?: Partial<CreateKeyOptions>): Promise<string>;
   /** Publish a ready backend for a model, as the controller does. */
@@ -107,6 +108,7 @@ export async function createHarness(
         auth: route.auth ?? { kind: "none" },
         capacity: route.capacity ?? 8,
         usdPerSecond: route.usdPerSecond ?? 0.0001,
+        ...(route.tls ? { tls: route.tls } : {}),
       };
       await redis.hset(keys.routes(model), full.workerId, encodeRoute(full));
       await redis.publish(keys.routesChannel, JSON.stringify({ model }));

@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DatacrunchAdapter, hostnameOf } from "../../../controller/providers/datacrunch";
 import type { RetryEvent } from "../../../controller/providers/http";
-import { ProviderError, type WorkerSpec } from "../../../controller/providers/types";
+import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/providers/types";
 import { datacrunchSchema } from "../../../core/config/schema";
+import { createWorkerCertificate } from "../../../core/x509";
 import { VerdaFake, type VerdaTypeSeed } from "../../fakes/datacrunch-api";
 import { ManualClock } from "../../fakes/vastai-api";
 
@@ -204,6 +205,19 @@ describe("DataCrunch lifecycle", () => {
       is_spot: false,
       contract: "PAY_AS_YOU_GO",
     });
+  });
+
+  it("with TLS: the script overrides the entrypoint with the start-up shell and passes the key in the env", async () => {
+    const cert = createWorkerCertificate("w-1");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    await a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!);
+    const [scriptReq] = api("/scripts");
+    const script = (scriptReq?.body as { script: string } | undefined)?.script ?? "";
+    expect(script).toContain("--entrypoint /bin/sh vllm/vllm-openai:v0.10.1.1 -c ");
+    expect(script).toContain(`-e ${TLS_ENV.key}=${Buffer.from(cert.keyPem).toString("base64")}`);
+    expect(script).toContain("--ssl-certfile /tmp/aiorch-tls/cert.pem --ssl-keyfile /tmp/aiorch-tls/key.pem");
+    expect(script).toContain(`--api-key ${WORKER_TOKEN}`);
   });
 
   it("walks ordered → provisioning → running and reports the engine URL once running", async () => {

@@ -1,3 +1,7 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   backoffMs,
@@ -11,12 +15,17 @@ import {
 } from "../../../controller/providers/http";
 import {
   engineLaunch,
+  engineServesTls,
   instanceTag,
   ProviderError,
   parseInstanceTag,
   shellJoin,
+  specSecrets,
+  TLS_DIR,
+  TLS_ENV,
   type WorkerSpec,
 } from "../../../controller/providers/types";
+import { createWorkerCertificate } from "../../../core/x509";
 
 describe("classifyFailure", () => {
   it.each([
@@ -164,6 +173,14 @@ describe("redaction", () => {
     expect(shapeOf([1, 2])).toBe("array(2)");
   });
 
+  it("removes PEM private keys, also when the echo cut them short", () => {
+    const { keyPem } = createWorkerCertificate("w1");
+    const body = keyPem.split("\n")[1]!;
+    expect(redact(`env: ${keyPem.trim()} rest`)).toBe("env: [redacted private key] rest");
+    expect(redact(`env: ${JSON.stringify(keyPem)} rest`)).not.toContain(body);
+    expect(redact(`echo ${keyPem.slice(0, 80)}`)).not.toContain(body.slice(0, 40));
+  });
+
   it("remembered secrets are scrubbed from later errors", () => {
     const http = new ProviderHttp({ provider: "runpod-pod", baseUrl: "http://127.0.0.1:9" });
     http.rememberSecrets(["worker-token-123456", "ab"]);
@@ -228,5 +245,88 @@ describe("tags and engine launch", () => {
     const ollama = engineLaunch({ ...base, engine: "ollama" });
     expect(ollama).toMatchObject({ authEnforced: false, env: { OLLAMA_HOST: "0.0.0.0:9000" } });
     expect(shellJoin(["a b", "it's", "plain"])).toBe(`'a b' 'it'"'"'s' plain`);
+  });
+});
+
+describe("engine launch with TLS", () => {
+  const cert = createWorkerCertificate("w-tls");
+  const spec: WorkerSpec = {
+    workerId: "w-tls",
+    ownerLabel: "o",
+    model: "m",
+    source: "org/model",
+    engine: "vllm",
+    image: "img",
+    gpuCount: 1,
+    engineArgs: ["--x"],
+    port: 9000,
+    workerToken: "tok-123456",
+    env: { HF_TOKEN: "hf_abcdef" },
+    tls: { certPem: cert.certPem, keyPem: cert.keyPem },
+  };
+
+  it("vLLM: a shell writes certificate and key from the environment, then runs the server with --ssl-*", () => {
+    const launch = engineLaunch(spec);
+    const plain = engineLaunch({ ...spec, tls: undefined });
+    expect(launch.entrypoint).toBe("/bin/sh");
+    expect(launch.args.slice(0, 1)).toEqual(["-c"]);
+    expect(launch.args[2]).toBe("aiorch-engine");
+    expect(launch.args.slice(3)).toEqual([
+      ...plain.args,
+      "--ssl-certfile",
+      `${TLS_DIR}/cert.pem`,
+      "--ssl-keyfile",
+      `${TLS_DIR}/key.pem`,
+    ]);
+    expect(Buffer.from(launch.env[TLS_ENV.cert]!, "base64").toString()).toBe(cert.certPem);
+    expect(Buffer.from(launch.env[TLS_ENV.key]!, "base64").toString()).toBe(cert.keyPem);
+    // the script itself carries no secret
+    expect(launch.args[1]).not.toContain(launch.env[TLS_ENV.key]!);
+    expect(launch.authEnforced).toBe(true);
+    expect(plain.entrypoint).toBeUndefined();
+  });
+
+  it("the start-up script really writes the files (owner-only) and hands the arguments to the server", () => {
+    const launch = engineLaunch(spec);
+    const bin = mkdtempSync(join(tmpdir(), "aiorch-bin-"));
+    const seen = join(bin, "seen.txt");
+    try {
+      // a stand-in for python3: records its arguments and what the TLS files hold, and the key left in its env
+      writeFileSync(
+        join(bin, "python3"),
+        `#!/bin/sh\n{ printf '%s\\n' "$@"; echo "keyenv=\${${TLS_ENV.key}:-}"; } > ${seen}\n`,
+        { mode: 0o755 },
+      );
+      execFileSync(launch.entrypoint!, launch.args as string[], {
+        env: { PATH: `${bin}:${process.env.PATH}`, ...launch.env },
+      });
+      const args = readFileSync(seen, "utf8").split("\n");
+      expect(args.slice(0, 3)).toEqual(["-m", "vllm.entrypoints.openai.api_server", "--model"]);
+      expect(args).toContain("--ssl-keyfile");
+      expect(args).toContain("keyenv="); // removed from the server's environment
+      expect(readFileSync(`${TLS_DIR}/cert.pem`, "utf8")).toBe(cert.certPem);
+      expect(readFileSync(`${TLS_DIR}/key.pem`, "utf8")).toBe(cert.keyPem);
+      expect(statSync(`${TLS_DIR}/key.pem`).mode & 0o077).toBe(0);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+      rmSync(TLS_DIR, { recursive: true, force: true });
+    }
+  });
+
+  it("TGI and Ollama cannot serve TLS and refuse a certificate", () => {
+    expect(engineServesTls("vllm")).toBe(true);
+    expect(engineServesTls("tgi")).toBe(false);
+    expect(engineServesTls("ollama")).toBe(false);
+    expect(() => engineLaunch({ ...spec, engine: "tgi" })).toThrow(/cannot serve TLS/);
+    expect(() => engineLaunch({ ...spec, engine: "ollama" })).toThrow(/cannot serve TLS/);
+  });
+
+  it("the key counts as a secret in every form it travels in; the certificate does not", () => {
+    const secrets = specSecrets(spec);
+    expect(secrets).toContain(cert.keyPem);
+    expect(secrets).toContain(engineLaunch(spec).env[TLS_ENV.key]);
+    for (const line of cert.keyPem.split("\n").filter((l) => l && !l.startsWith("-----")))
+      expect(secrets).toContain(line);
+    expect(secrets).not.toContain(cert.certPem);
   });
 });

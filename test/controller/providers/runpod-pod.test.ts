@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RetryEvent } from "../../../controller/providers/http";
 import { RunpodPodAdapter } from "../../../controller/providers/runpod-pod";
-import { ProviderError, type WorkerSpec } from "../../../controller/providers/types";
+import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/providers/types";
 import { runpodPodSchema } from "../../../core/config/schema";
+import { createWorkerCertificate } from "../../../core/x509";
 import { type RunpodGpuSeed, RunpodRestFake } from "../../fakes/runpod-rest";
 import { ManualClock } from "../../fakes/vastai-api";
 
@@ -139,6 +140,23 @@ describe("RunPod pod lifecycle", () => {
     expect(body.args).toContain(`--api-key ${WORKER_TOKEN}`);
     expect(body.args).toContain("--revision a09a35458c702b33eeacc393d103063234e8bc28");
     expect(create?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+  });
+
+  it("with TLS: the start command is JSON that runs the start-up shell as entrypoint, key in the env", async () => {
+    const cert = createWorkerCertificate("w-1");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    await a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!);
+    const [create] = fake.requestsTo("/v2/pods", "POST");
+    const body = create?.body as { args: string; env: Record<string, string> };
+    const start = JSON.parse(body.args) as { entrypoint: string[]; cmd: string[] };
+    expect(start.entrypoint).toEqual(["/bin/sh"]);
+    expect(start.cmd[0]).toBe("-c");
+    expect(start.cmd[start.cmd.indexOf("--api-key") + 1]).toBe(WORKER_TOKEN);
+    expect(start.cmd).toEqual(expect.arrayContaining(["--ssl-certfile", "--ssl-keyfile"]));
+    expect(body.env).toMatchObject({ HF_TOKEN });
+    expect(Buffer.from(body.env[TLS_ENV.key]!, "base64").toString()).toBe(cert.keyPem);
+    expect(fake.live()).toHaveLength(1);
   });
 
   it("sends cloud COMMUNITY when configured", async () => {

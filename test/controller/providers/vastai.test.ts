@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RetryEvent } from "../../../controller/providers/http";
-import { ProviderError, type WorkerSpec } from "../../../controller/providers/types";
+import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/providers/types";
 import { VastAiAdapter } from "../../../controller/providers/vastai";
 import { vastaiSchema } from "../../../core/config/schema";
+import { createWorkerCertificate } from "../../../core/x509";
 import { ManualClock, VastAiFake, type VastOfferSeed } from "../../fakes/vastai-api";
 
 const API_KEY = "vastkey-SECRET-4f1c9a77d2";
@@ -153,6 +154,7 @@ describe("Vast.ai instance lifecycle", () => {
     expect(body.disk).toBe(60);
     expect(body.runtype).toBe("args");
     expect(body).not.toHaveProperty("price"); // on-demand, not an interruptible bid
+    expect(body).not.toHaveProperty("onstart"); // the image's entrypoint runs the engine
     expect(body.env).toEqual({ HF_TOKEN, "-p 8000:8000": "1" });
     const args = body.args as string[];
     expect(args[args.indexOf("--api-key") + 1]).toBe(WORKER_TOKEN);
@@ -392,6 +394,50 @@ describe("Vast.ai faults", () => {
     const info = await a.provision(spec(), offer!);
     expect(info.workerId).toBe("w-1");
     expect(fake.live()).toHaveLength(1);
+  });
+
+  it("with TLS: onstart replaces the entrypoint with the start-up shell, certificate and key in the env", async () => {
+    const cert = createWorkerCertificate("w-1");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    await a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!);
+    const [create] = fake.requestsTo(/\/asks\/102\/$/, "PUT");
+    const body = create?.body as {
+      env: Record<string, string>;
+      onstart?: string;
+      args: string[];
+      runtype: string;
+    };
+    expect(body.runtype).toBe("args");
+    expect(body.onstart).toBe("/bin/sh");
+    expect(body.args.slice(0, 1)).toEqual(["-c"]);
+    expect(body.args[body.args.indexOf("--api-key") + 1]).toBe(WORKER_TOKEN);
+    expect(body.args).toEqual(expect.arrayContaining(["--ssl-certfile", "--ssl-keyfile"]));
+    expect(Buffer.from(body.env[TLS_ENV.key]!, "base64").toString()).toBe(cert.keyPem);
+    expect(body.env).toMatchObject({ HF_TOKEN, "-p 8000:8000": "1" });
+  });
+
+  it("no error message carries the TLS key, whichever form the provider echoes", async () => {
+    const cert = createWorkerCertificate("w-1");
+    const a = adapter();
+    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const keyB64 = Buffer.from(cert.keyPem).toString("base64");
+    const keyLine = cert.keyPem.split("\n")[1]!;
+    fake.inject({
+      type: "status",
+      status: 400,
+      json: {
+        success: false,
+        error: "invalid_args",
+        msg: `bad env ${TLS_ENV.key}=${keyB64} line ${keyLine}`,
+      },
+    });
+    const err = await failure(
+      a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!),
+    );
+    expect(err.message).not.toContain(keyB64.slice(100, 140)); // past the constant "-----BEGIN …" prefix
+    expect(err.message).not.toContain(keyLine);
+    expect(err.message).toContain("[redacted]");
   });
 
   it("no error message carries the key, worker token or HF token, even when the provider echoes them", async () => {
