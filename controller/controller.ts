@@ -95,6 +95,8 @@ export async function probeOpenAi(baseUrl: string, token: string, pin?: Certific
 }
 
 const PHASES: readonly string[] = ["requested", "provisioning", "booting", "ready", "draining"];
+/** Workers are replaced this long after creation, before their 30-day certificate runs out. */
+const CERT_RENEW_AFTER_MS = 28 * 86_400_000;
 /** An intent record older than this with no instance behind it was a create that never happened. */
 const STALE_INTENT_MS = 120_000;
 
@@ -122,6 +124,8 @@ export class Controller {
   private ticking: Promise<void> | undefined;
   private wakeRequested = false;
   private readonly managedEndpoints = new Map<string, string>();
+  /** `model|provider|worker` of the per-worker gauges set in the last tick. */
+  private readyLabels = new Set<string>();
 
   constructor(private readonly deps: ControllerDeps) {
     this.config = deps.config;
@@ -209,11 +213,21 @@ export class Controller {
     workers = await this.advanceLifecycles(workers);
     await this.book(workers);
     await this.steerManaged();
-    for (const model of this.config.models)
+    const previous = this.readyLabels;
+    this.readyLabels = new Set();
+    for (const model of this.config.models) {
       await this.scaleModel(
         model,
         workers.filter((w) => w.model === model.name),
       );
+    }
+    // Per-worker series of workers that are gone would otherwise pile up for the life of the process.
+    for (const key of previous) {
+      if (this.readyLabels.has(key)) continue;
+      const [model, provider, worker] = key.split("|") as [string, string, string];
+      this.deps.metrics.gpuIdle.remove({ model, provider, worker });
+      this.deps.metrics.gpuUtilization.remove({ model, provider, worker });
+    }
   }
 
   // ── demand and scaling ───────────────────────────────────────────────────────────────────────────────────
@@ -288,6 +302,7 @@ export class Controller {
         usdPerHour: w.usdPerHour,
       });
       if (w.state === "ready") {
+        this.readyLabels.add(`${model.name}|${w.provider}|${w.id}`);
         this.deps.metrics.gpuIdle.set(
           { model: model.name, provider: w.provider, worker: w.id },
           busy > 0 ? 0 : (now - lastActive) / 1000,
@@ -563,6 +578,20 @@ export class Controller {
         this.deps.metrics.coldStart.observe({ model: model.name, provider: worker.provider }, coldStart);
         this.log(`controller: ${model.name}: worker ${worker.id} ready after ${coldStart.toFixed(1)}s`);
         return ready;
+      }
+      case "ready": {
+        // Certificates live 30 days; a worker kept that long is replaced before clients would refuse it.
+        if (
+          worker.tlsCertPem &&
+          worker.readyAtMs !== undefined &&
+          now - worker.createdAtMs > CERT_RENEW_AFTER_MS
+        ) {
+          await this.registry.removeRoute(worker.model, worker.id);
+          return this.registry.transition(worker, "draining", {
+            detail: "certificate renewal: replaced by a new worker",
+          });
+        }
+        return worker;
       }
       case "draining": {
         const { inflight } = await this.demand(model ?? { ...this.config.models[0]!, name: worker.model });
