@@ -55,6 +55,8 @@ export interface ControllerDeps {
   readonly reconcileMs?: number;
   /** A worker that is not ready this long after its request is failed and replaced. @default 1200000 */
   readonly bootTimeoutMs?: number;
+  /** An intent record older than this without an instance is dropped (the create never happened). @default 120000 */
+  readonly staleIntentMs?: number;
   /** Draining workers get this long for in-flight requests to finish. @default 120000 */
   readonly drainGraceMs?: number;
   /**
@@ -532,7 +534,11 @@ export class Controller {
     const model = this.config.models.find((m) => m.name === worker.model);
     switch (worker.state) {
       case "requested": {
-        if (this.provisioning.has(worker.id) || now - worker.createdAtMs < STALE_INTENT_MS) return worker;
+        if (
+          this.provisioning.has(worker.id) ||
+          now - worker.createdAtMs < (this.deps.staleIntentMs ?? STALE_INTENT_MS)
+        )
+          return worker;
         // A create that never returned: the reconciler adopts the instance if one was made; otherwise nothing exists.
         return this.registry.transition(worker, "terminated", {
           detail: "intent without an instance (controller restarted)",

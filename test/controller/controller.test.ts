@@ -268,6 +268,23 @@ describe("crash safety", () => {
     expect(logs.join("\n")).toMatch(/reconcile adopted/);
   });
 
+  it("killed before the create call: the intent is dropped once stale, and nothing was created", async () => {
+    await intent("wnever");
+    const c = new Controller({
+      config,
+      redis,
+      adapters: { vastai: new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY }) },
+      metrics: new ControllerMetrics({ defaultMetrics: false }),
+      log: (line) => logs.push(line),
+      staleIntentMs: 1_000,
+    });
+    controllers.push(c);
+    await c.tick();
+    expect(await live()).toEqual([]);
+    expect(await redis.hget(keys.worker("wnever"), "state")).toBe("terminated");
+    expect(fake.live()).toHaveLength(0);
+  });
+
   it("killed during boot: the next controller carries the boot on", async () => {
     const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
     const offers = await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 });

@@ -62,6 +62,8 @@ export interface FakeEndpoint {
   flashBootType: "OFF" | "FLASHBOOT";
   executionTimeoutMs: number;
   type: string;
+  /** Workers the job API's /health reports running (billed); set by tests. */
+  runningWorkers?: number;
 }
 
 /** `match`: only requests whose root field is this (e.g. "saveTemplate", "myself"); absent = any request. */
@@ -633,6 +635,30 @@ export async function startRunPodFake(options: { apiKey?: string } = {}): Promis
     }
     requests.push(record);
 
+    // The job API's health of an endpoint (api.runpod.ai/v2/{id}/health), for the controller's billing of workers.
+    const health = /^\/v2\/([^/]+)\/health$/.exec(url.pathname);
+    if (health && req.method === "GET") {
+      if (req.headers.authorization !== `Bearer ${apiKey}`)
+        return send(res, record, 401, JSON.stringify({ error: "unauthorized" }));
+      const endpoint = endpoints.get(health[1]!);
+      if (!endpoint) return send(res, record, 404, JSON.stringify({ error: "endpoint not found" }));
+      return send(
+        res,
+        record,
+        200,
+        JSON.stringify({
+          jobs: { completed: 0, failed: 0, inProgress: 0, inQueue: 0, retried: 0 },
+          workers: {
+            idle: 0,
+            initializing: 0,
+            ready: 0,
+            running: endpoint.runningWorkers ?? 0,
+            throttled: 0,
+            unhealthy: 0,
+          },
+        }),
+      );
+    }
     if (url.pathname !== "/graphql") return send(res, record, 404, JSON.stringify({ error: "not found" }));
     if (req.method !== "POST") return send(res, record, 405, JSON.stringify({ error: "use POST" }));
 
