@@ -10,10 +10,13 @@ import { HetznerCluster } from "./components/hetzner-cluster";
 import { selectorFor } from "./components/labels";
 import { Monitoring } from "./components/monitoring";
 import { StackNamespace } from "./components/namespace";
+import { QueueEncryption } from "./components/queue-encryption";
 import { Redis } from "./components/redis";
 import { RunPodServerlessEndpoint } from "./components/runpod-endpoint";
+import type { RedisClientConnection } from "./components/runtime-pod";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
+import { StackPki } from "./components/stack-pki";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
 import { CREDENTIAL_ENV, runpodEndpointName } from "./core/config";
 
@@ -66,19 +69,39 @@ const settings = new RuntimeSettings("runtime", {
   credentials,
 });
 
+// mTLS inside the cluster: the stack's own CA, a server certificate for Redis, a client one per process.
+const pki = config.security.redisTls
+  ? new StackPki("pki", {
+      namespace: namespace.name,
+      namespaceName: config.namespace,
+      provider: cluster.provider,
+      clients: ["gateway", "controller"],
+    })
+  : undefined;
 const redis = new Redis("redis", {
   namespace: namespace.name,
   provider: cluster.provider,
   clients: [selectorFor("gateway"), selectorFor("controller")],
   storageGi: config.redis.storageGi,
+  tlsSecret: pki?.server.secretName,
 });
+const queueEncryption = config.security.encryptQueued
+  ? new QueueEncryption("queue-encryption", {
+      namespace: namespace.name,
+      provider: cluster.provider,
+      version: config.security.encryptionKeyVersion,
+    })
+  : undefined;
 
-const redisConnection = {
+const redisFor = (client: "gateway" | "controller"): RedisClientConnection => ({
   host: redis.host,
   port: redis.port,
   passwordSecret: redis.passwordSecretName,
   passwordKey: redis.passwordSecretKey,
-};
+  tls: pki
+    ? { secretName: pki.clients[client]!.secretName, certPem: pki.clients[client]!.certPem }
+    : undefined,
+});
 const gateway = new Gateway("gateway", {
   namespace: namespace.name,
   provider: cluster.provider,
@@ -92,14 +115,15 @@ const gateway = new Gateway("gateway", {
   maxRequestBytes: config.gateway.maxRequestBytes,
   runtimeConfigMap: settings.configMapName,
   credentialsSecret: settings.credentialsSecretName,
-  redis: redisConnection,
+  redis: redisFor("gateway"),
+  encryptionSecret: queueEncryption?.secretName,
 });
 new Controller("controller", {
   namespace: namespace.name,
   provider: cluster.provider,
   runtimeConfigMap: settings.configMapName,
   credentialsSecret: settings.credentialsSecretName,
-  redis: redisConnection,
+  redis: redisFor("controller"),
   monitoringNamespace: config.monitoring.prometheusNamespace,
 });
 

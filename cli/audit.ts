@@ -1,8 +1,9 @@
+import { readFileSync } from "node:fs";
 /** `aiorch audit list|verify`: the administrative audit trail of a stack. */
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { AuditTrail } from "../core/audit-trail";
-import { redisConnectionFromEnv } from "../core/config";
+import { redisClientOptions, redisConnectionFromEnv } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
 import type { Io } from "./keys";
@@ -24,8 +25,13 @@ export async function runAudit(
   if (sub !== "list" && sub !== "verify")
     throw new UsageError(`audit needs a subcommand: list or verify; got "${sub ?? ""}"`);
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
-  const { url, password } = redisConnectionFromEnv(env);
-  const redis = new Redis(url, { password, maxRetriesPerRequest: 1, lazyConnect: true });
+  const connection = redisConnectionFromEnv(env, (path) => readFileSync(path, "utf8"));
+  const { url } = connection;
+  const redis = new Redis(url, {
+    ...redisClientOptions(connection),
+    maxRetriesPerRequest: 1,
+    lazyConnect: true,
+  });
   redis.on("error", () => undefined);
   try {
     await redis.connect().catch((error: Error) => {

@@ -1,8 +1,9 @@
+import { readFileSync } from "node:fs";
 /** `aiorch keys create|list|revoke`: API keys in the stack's Redis. The raw key is printed once, at creation. */
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { AuditTrail } from "../core/audit-trail";
-import { redisConnectionFromEnv } from "../core/config";
+import { redisClientOptions, redisConnectionFromEnv } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
 import { ApiKeyStore } from "../gateway/keys";
@@ -67,8 +68,13 @@ export async function runKeys(
   }
   const actor = values.actor ?? env.AIORCH_ACTOR ?? env.USER ?? "cli";
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
-  const { url, password } = redisConnectionFromEnv(env);
-  const redis = new Redis(url, { password, maxRetriesPerRequest: 1, lazyConnect: true });
+  const connection = redisConnectionFromEnv(env, (path) => readFileSync(path, "utf8"));
+  const { url } = connection;
+  const redis = new Redis(url, {
+    ...redisClientOptions(connection),
+    maxRetriesPerRequest: 1,
+    lazyConnect: true,
+  });
   redis.on("error", () => undefined);
   try {
     await redis.connect().catch((error: Error) => {

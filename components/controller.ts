@@ -2,7 +2,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { labelsFor, selectorFor } from "./labels";
 import { RuntimeBundle } from "./runtime-bundle";
-import { redisEnv, runtimeNetworkPolicySpec, runtimePodSpec } from "./runtime-pod";
+import {
+  type RedisClientConnection,
+  redisCertAnnotation,
+  redisEnv,
+  runtimeNetworkPolicySpec,
+  runtimePodSpec,
+} from "./runtime-pod";
 
 export const CONTROLLER_METRICS_PORT = 9090;
 
@@ -18,12 +24,7 @@ export interface ControllerArgs {
   /** Secret with the provider credentials, mounted as environment variables. */
   readonly credentialsSecret: pulumi.Input<string>;
   /** Redis host, and the Secret and key of its password. */
-  readonly redis: {
-    host: pulumi.Input<string>;
-    port: number;
-    passwordSecret: pulumi.Input<string>;
-    passwordKey: string;
-  };
+  readonly redis: RedisClientConnection;
   /** Namespace of Prometheus (scrapes /metrics). @default "monitoring" */
   readonly monitoringNamespace?: string;
   /** CPU and memory (requests = limits). @default { cpu: "250m", memory: "256Mi" } */
@@ -67,22 +68,24 @@ export class Controller extends pulumi.ComponentResource {
           replicas: args.replicas ?? 1,
           selector: { matchLabels: selector },
           template: {
-            metadata: { labels, annotations: { "aiorch.dev/bundle-sha256": code.bundle.sha256 } },
+            metadata: {
+              labels,
+              annotations: {
+                "aiorch.dev/bundle-sha256": code.bundle.sha256,
+                ...redisCertAnnotation(args.redis),
+              },
+            },
             spec: {
               ...runtimePodSpec({
                 bundle: code.bundle,
                 bundleConfigMap: code.configMapName,
                 runtimeConfigMap: args.runtimeConfigMap,
+                redisTlsSecret: args.redis.tls?.secretName,
                 serviceAccountName: account.metadata.name,
                 port: CONTROLLER_METRICS_PORT,
                 portName: "metrics",
                 args: ["--port", String(CONTROLLER_METRICS_PORT)],
-                env: redisEnv(
-                  args.redis.host,
-                  args.redis.port,
-                  args.redis.passwordSecret,
-                  args.redis.passwordKey,
-                ),
+                env: redisEnv(args.redis),
                 envFrom: [{ secretRef: { name: args.credentialsSecret } }],
                 resources: args.resources ?? { cpu: "250m", memory: "256Mi" },
               }),

@@ -1,8 +1,15 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { labelsFor, selectorFor } from "./labels";
+import { ENCRYPTION_KEYS_ENV } from "./queue-encryption";
 import { RuntimeBundle } from "./runtime-bundle";
-import { redisEnv, runtimeNetworkPolicySpec, runtimePodSpec } from "./runtime-pod";
+import {
+  type RedisClientConnection,
+  redisCertAnnotation,
+  redisEnv,
+  runtimeNetworkPolicySpec,
+  runtimePodSpec,
+} from "./runtime-pod";
 
 export const GATEWAY_PORT = 8080;
 
@@ -32,12 +39,9 @@ export interface GatewayArgs {
   /** Secret holding provider credentials (RUNPOD_API_KEY for managed endpoints). */
   readonly credentialsSecret: pulumi.Input<string>;
   /** Redis host, and the Secret and key of its password. */
-  readonly redis: {
-    host: pulumi.Input<string>;
-    port: number;
-    passwordSecret: pulumi.Input<string>;
-    passwordKey: string;
-  };
+  readonly redis: RedisClientConnection;
+  /** Secret with the key ring that seals queued bodies (AIORCH_ENCRYPTION_KEYS). @default not sealed */
+  readonly encryptionSecret?: pulumi.Input<string>;
   /** CPU and memory per replica (requests = limits). @default { cpu: "500m", memory: "256Mi" } */
   readonly resources?: { cpu: string; memory: string };
 }
@@ -73,22 +77,34 @@ export class Gateway extends pulumi.ComponentResource {
           selector: { matchLabels: selector },
           strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
           template: {
-            metadata: { labels, annotations: { "aiorch.dev/bundle-sha256": code.bundle.sha256 } },
+            metadata: {
+              labels,
+              annotations: {
+                "aiorch.dev/bundle-sha256": code.bundle.sha256,
+                ...redisCertAnnotation(args.redis),
+              },
+            },
             spec: {
               ...runtimePodSpec({
                 bundle: code.bundle,
                 bundleConfigMap: code.configMapName,
                 runtimeConfigMap: args.runtimeConfigMap,
+                redisTlsSecret: args.redis.tls?.secretName,
                 port: GATEWAY_PORT,
                 portName: "http",
                 args: ["--port", String(GATEWAY_PORT)],
                 env: [
-                  ...redisEnv(
-                    args.redis.host,
-                    args.redis.port,
-                    args.redis.passwordSecret,
-                    args.redis.passwordKey,
-                  ),
+                  ...redisEnv(args.redis),
+                  ...(args.encryptionSecret
+                    ? [
+                        {
+                          name: ENCRYPTION_KEYS_ENV,
+                          valueFrom: {
+                            secretKeyRef: { name: args.encryptionSecret, key: ENCRYPTION_KEYS_ENV },
+                          },
+                        },
+                      ]
+                    : []),
                   {
                     name: "RUNPOD_API_KEY",
                     valueFrom: {

@@ -2,6 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { labelsFor, selectorFor } from "./labels";
+import { TLS_DIR, TLS_FILES } from "./stack-pki";
 
 export const REDIS_PORT = 6379;
 
@@ -22,6 +23,8 @@ export interface RedisArgs {
   readonly memoryMi?: number;
   /** CPU limit. @default "500m" */
   readonly cpu?: string;
+  /** Serve TLS only and require client certificates: the Secret (ca.crt, tls.crt, tls.key) of Redis' own certificate. @default plain TCP */
+  readonly tlsSecret?: pulumi.Input<string>;
 }
 
 /**
@@ -36,6 +39,8 @@ export class Redis extends pulumi.ComponentResource {
   /** Secret and key holding the password (reference it with a secretKeyRef). */
   public readonly passwordSecretName: pulumi.Output<string>;
   public readonly passwordSecretKey = "password";
+  /** Redis speaks TLS only, with client certificates. */
+  public readonly tls: boolean;
 
   constructor(name: string, args: RedisArgs, opts?: pulumi.ComponentResourceOptions) {
     super("aiorch:k8s:Redis", name, {}, opts);
@@ -61,6 +66,19 @@ export class Redis extends pulumi.ComponentResource {
       child,
     );
     this.passwordSecretName = secret.metadata.name;
+
+    const tlsOn = args.tlsSecret !== undefined;
+    this.tls = tlsOn;
+    const tlsMounts = tlsOn ? [{ name: "tls", mountPath: TLS_DIR, readOnly: true }] : [];
+    // redis-cli as Redis' own probes run it: over TLS with Redis' certificate when mTLS is on.
+    const cli = tlsOn
+      ? `redis-cli --tls --cacert ${TLS_FILES.ca} --cert ${TLS_FILES.cert} --key ${TLS_FILES.key} -h 127.0.0.1`
+      : "redis-cli";
+    const hardened = {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    };
 
     const service = new k8s.core.v1.Service(
       `${name}-service`,
@@ -113,6 +131,22 @@ export class Redis extends pulumi.ComponentResource {
                     // Queues must not lose entries to eviction: refuse writes instead.
                     "--maxmemory-policy",
                     "noeviction",
+                    ...(tlsOn
+                      ? [
+                          "--port",
+                          "0",
+                          "--tls-port",
+                          String(REDIS_PORT),
+                          "--tls-cert-file",
+                          TLS_FILES.cert,
+                          "--tls-key-file",
+                          TLS_FILES.key,
+                          "--tls-ca-cert-file",
+                          TLS_FILES.ca,
+                          "--tls-auth-clients",
+                          "yes",
+                        ]
+                      : []),
                   ],
                   env: [
                     {
@@ -123,10 +157,10 @@ export class Redis extends pulumi.ComponentResource {
                     },
                   ],
                   ports: [{ name: "redis", containerPort: REDIS_PORT }],
-                  volumeMounts: [{ name: "data", mountPath: "/data" }],
+                  volumeMounts: [{ name: "data", mountPath: "/data" }, ...tlsMounts],
                   readinessProbe: {
                     exec: {
-                      command: ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'],
+                      command: ["sh", "-c", `REDISCLI_AUTH="$REDIS_PASSWORD" ${cli} ping | grep -q PONG`],
                     },
                     periodSeconds: 5,
                   },
@@ -135,13 +169,41 @@ export class Redis extends pulumi.ComponentResource {
                     requests: { cpu: "100m", memory: `${Math.floor(memoryMi / 2)}Mi` },
                     limits: { cpu: args.cpu ?? "500m", memory: `${memoryMi}Mi` },
                   },
-                  securityContext: {
-                    allowPrivilegeEscalation: false,
-                    readOnlyRootFilesystem: true,
-                    capabilities: { drop: ["ALL"] },
-                  },
+                  securityContext: hardened,
                 },
+                ...(tlsOn
+                  ? [
+                      {
+                        // Renewed certificates arrive in the mounted Secret; Redis re-reads them on CONFIG SET,
+                        // so rotation needs no restart and no connection drops.
+                        name: "tls-reload",
+                        image: args.image ?? "redis:7.4-alpine",
+                        command: [
+                          "sh",
+                          "-c",
+                          `while true; do sleep 300; REDISCLI_AUTH="$REDIS_PASSWORD" ${cli} CONFIG SET tls-cert-file ${TLS_FILES.cert} tls-key-file ${TLS_FILES.key} tls-ca-cert-file ${TLS_FILES.ca} >/dev/null; done`,
+                        ],
+                        env: [
+                          {
+                            name: "REDIS_PASSWORD",
+                            valueFrom: {
+                              secretKeyRef: { name: secret.metadata.name, key: this.passwordSecretKey },
+                            },
+                          },
+                        ],
+                        volumeMounts: tlsMounts,
+                        resources: {
+                          requests: { cpu: "5m", memory: "16Mi" },
+                          limits: { cpu: "50m", memory: "32Mi" },
+                        },
+                        securityContext: hardened,
+                      },
+                    ]
+                  : []),
               ],
+              volumes: tlsOn
+                ? [{ name: "tls", secret: { secretName: args.tlsSecret!, defaultMode: 0o440 } }]
+                : [],
             },
           },
           volumeClaimTemplates: [

@@ -1,7 +1,9 @@
+import { createHash } from "node:crypto";
 import type * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { RUNTIME_CONFIG_FILE } from "../core/config/runtime";
 import { APP_DIR, BUNDLE_DIR, CONFIG_DIR, type ProcessBundle, unpackCommand } from "./runtime-bundle";
+import { TLS_DIR, TLS_FILES } from "./stack-pki";
 
 /** Stock Node image the runtime runs on; the code comes from the bundle ConfigMap. */
 export const NODE_IMAGE = "node:22-alpine";
@@ -19,6 +21,8 @@ export interface RuntimePodOptions {
   readonly resources: { cpu: string; memory: string };
   readonly serviceAccountName?: pulumi.Input<string>;
   readonly args?: string[];
+  /** Secret with the pod's Redis client certificate, mounted read-only at the TLS directory. */
+  readonly redisTlsSecret?: pulumi.Input<string>;
 }
 
 const hardened: k8s.types.input.core.v1.SecurityContext = {
@@ -79,6 +83,7 @@ export function runtimePodSpec(o: RuntimePodOptions): k8s.types.input.core.v1.Po
           { name: "app", mountPath: APP_DIR, readOnly: true },
           { name: "config", mountPath: CONFIG_DIR, readOnly: true },
           { name: "tmp", mountPath: "/tmp" },
+          ...(o.redisTlsSecret ? [{ name: "redis-tls", mountPath: TLS_DIR, readOnly: true }] : []),
         ],
         livenessProbe: {
           httpGet: { path: "/healthz", port: o.portName },
@@ -99,21 +104,50 @@ export function runtimePodSpec(o: RuntimePodOptions): k8s.types.input.core.v1.Po
       { name: "config", configMap: { name: o.runtimeConfigMap } },
       { name: "app", emptyDir: { sizeLimit: "64Mi" } },
       { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+      ...(o.redisTlsSecret
+        ? [{ name: "redis-tls", secret: { secretName: o.redisTlsSecret, defaultMode: 0o440 } }]
+        : []),
     ],
   };
 }
 
-/** Redis connection env: the URL, and the password from the Redis component's Secret. */
-export function redisEnv(
-  host: pulumi.Input<string>,
-  port: number,
-  passwordSecret: pulumi.Input<string>,
-  key: string,
-): k8s.types.input.core.v1.EnvVar[] {
+/** How a runtime pod reaches Redis: host, password Secret, and — with mTLS — its client certificate Secret. */
+export interface RedisClientConnection {
+  readonly host: pulumi.Input<string>;
+  readonly port: number;
+  readonly passwordSecret: pulumi.Input<string>;
+  readonly passwordKey: string;
+  /** The client's certificate Secret (ca.crt, tls.crt, tls.key) and the certificate, when Redis requires mTLS. */
+  readonly tls?: { readonly secretName: pulumi.Input<string>; readonly certPem: pulumi.Input<string> };
+}
+
+/** Redis connection env: the URL, the password from the Redis Secret, and the mounted TLS files when mTLS is on. */
+export function redisEnv(redis: RedisClientConnection): k8s.types.input.core.v1.EnvVar[] {
+  const scheme = redis.tls ? "rediss" : "redis";
   return [
-    { name: "REDIS_URL", value: pulumi.interpolate`redis://${host}:${port}` },
-    { name: "REDIS_PASSWORD", valueFrom: { secretKeyRef: { name: passwordSecret, key } } },
+    { name: "REDIS_URL", value: pulumi.interpolate`${scheme}://${redis.host}:${redis.port}` },
+    {
+      name: "REDIS_PASSWORD",
+      valueFrom: { secretKeyRef: { name: redis.passwordSecret, key: redis.passwordKey } },
+    },
+    ...(redis.tls
+      ? [
+          { name: "REDIS_TLS_CA_FILE", value: TLS_FILES.ca },
+          { name: "REDIS_TLS_CERT_FILE", value: TLS_FILES.cert },
+          { name: "REDIS_TLS_KEY_FILE", value: TLS_FILES.key },
+        ]
+      : []),
   ];
+}
+
+/** Pod annotations that roll a runtime Deployment when its Redis client certificate is renewed. */
+export function redisCertAnnotation(redis: RedisClientConnection): Record<string, pulumi.Input<string>> {
+  if (!redis.tls) return {};
+  return {
+    "aiorch.dev/redis-client-cert-sha256": pulumi
+      .output(redis.tls.certPem)
+      .apply((pem) => createHash("sha256").update(pem).digest("hex")),
+  };
 }
 
 /** Private and link-local ranges: a runtime pod may not reach them except through the rules that name them. */

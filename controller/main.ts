@@ -8,7 +8,12 @@ import { createServer, type Server } from "node:http";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import type { ConfigurableProviderId } from "../core/catalog";
-import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config/runtime";
+import {
+  parseRuntimeConfig,
+  type RuntimeConfig,
+  redisClientOptions,
+  redisConnectionFromEnv,
+} from "../core/config/runtime";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
 import { DatacrunchAdapter } from "./providers/datacrunch";
@@ -94,8 +99,12 @@ export async function startController(
   options: ControllerProcessOptions,
 ): Promise<{ controller: Controller; port: number; close(): Promise<void> }> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { url, password } = redisConnectionFromEnv(options.env);
-  const redis = new Redis(url, { password, maxRetriesPerRequest: 2 });
+  const connection = redisConnectionFromEnv(options.env, (path) => readFileSync(path, "utf8"));
+  const { url } = connection;
+  const redis = new Redis(url, {
+    ...redisClientOptions(connection),
+    maxRetriesPerRequest: 2,
+  });
   redis.on("error", (error: Error) => log(`controller: redis: ${error.message}`));
   const metrics = new ControllerMetrics();
   const { adapters, runpodServerless } = buildAdapters(options.config, options.env, log);

@@ -5,7 +5,12 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { parseRuntimeConfig, type RuntimeConfig, redisConnectionFromEnv } from "../core/config/runtime";
+import {
+  parseRuntimeConfig,
+  type RuntimeConfig,
+  redisClientOptions,
+  redisConnectionFromEnv,
+} from "../core/config/runtime";
 import { CREDENTIAL_ENV } from "../core/config/schema";
 import { parseKeyRing } from "../core/envelope";
 import { buildGateway } from "./app";
@@ -22,9 +27,10 @@ export async function startGateway(
   options: GatewayProcessOptions,
 ): Promise<{ close(): Promise<void>; port: number }> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { url, password } = redisConnectionFromEnv(options.env);
+  const connection = redisConnectionFromEnv(options.env, (path) => readFileSync(path, "utf8"));
+  const { url } = connection;
   const redis = new Redis(url, {
-    password,
+    ...redisClientOptions(connection),
     enableAutoPipelining: true,
     maxRetriesPerRequest: 2,
     lazyConnect: false,

@@ -576,6 +576,31 @@ export function noInsecureTunnels(level: EnforcementLevel = "mandatory"): Aiorch
   };
 }
 
+/** A stack that serves confidential data turns on mTLS to Redis and encryption of what waits in it. */
+export function confidentialProtections(level: EnforcementLevel = "mandatory"): AiorchPolicy {
+  return runtimePolicy(
+    {
+      name: "confidential-protections",
+      description:
+        "A stack serving confidential data runs Redis with mTLS (security.redisTls) and seals queued request bodies and results (security.encryptQueued).",
+    },
+    level,
+    (runtime, _args, report) => {
+      const confidential = runtime.models.filter((m) => m.dataClass === "confidential").map((m) => m.name);
+      if (confidential.length === 0) return;
+      const missing = [
+        ...(runtime.security.redisTls ? [] : ["security.redisTls"]),
+        ...(runtime.security.encryptQueued ? [] : ["security.encryptQueued"]),
+      ];
+      if (missing.length > 0) {
+        report(
+          `${key(missing[0]!)} is off but models ${confidential.join(", ")} hold confidential data: prompts would cross the cluster network or sit in Redis in plain text. Fix: set ${missing.map((m) => `ai-orchestrator:${m}: true`).join(" and ")}`,
+        );
+      }
+    },
+  );
+}
+
 /** Every policy of the pack with its default enforcement level. */
 export function allPolicies(): AiorchPolicy[] {
   return [
@@ -590,5 +615,6 @@ export function allPolicies(): AiorchPolicy[] {
     podHardening(),
     networkPolicies(),
     noInsecureTunnels(),
+    confidentialProtections(),
   ];
 }

@@ -99,6 +99,20 @@ function computedState(type: string, name: string, n: number): Record<string, un
     case "random:index/randomString:RandomString":
       // A recognisable placeholder: if it ever shows up outside a secret, the plan reports a leak.
       return { result: `${OFFLINE_SECRET_PREFIX}random:${name}` };
+    case "random:index/randomBytes:RandomBytes":
+      return {
+        base64: `${OFFLINE_SECRET_PREFIX}random:${name}`,
+        hex: `${OFFLINE_SECRET_PREFIX}random:${name}`,
+      };
+    case "tls:index/selfSignedCert:SelfSignedCert":
+    case "tls:index/locallySignedCert:LocallySignedCert":
+      return {
+        certPem: `-----BEGIN CERTIFICATE-----\noffline plan certificate ${name}\n-----END CERTIFICATE-----\n`,
+      };
+    case "tls:index/certRequest:CertRequest":
+      return {
+        certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\noffline ${name}\n-----END CERTIFICATE REQUEST-----\n`,
+      };
     case "command:remote:Command":
       return { stdout: `${OFFLINE_SECRET_PREFIX}command-stdout:${name}`, stderr: "" };
     case "tls:index/privateKey:PrivateKey":

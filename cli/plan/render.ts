@@ -50,6 +50,11 @@ export function renderPlan(report: PlanReport): string {
   for (const v of violations)
     lines.push(`  ${v.level === "mandatory" ? "✗" : "!"} [${v.level}] ${v.policy}: ${v.message}`);
 
+  if (report.security) {
+    lines.push("", "SECURITY (the stack serves confidential data)");
+    for (const c of report.security) lines.push(`  ${c.ok ? "✓" : "✗"} ${c.layer}: ${c.detail}`);
+  }
+
   lines.push("", "COST FORECAST (USD per month)");
   lines.push(`  ${report.forecast.note}`);
   if (report.forecast.rows.length > 0) {
@@ -104,6 +109,7 @@ export function planJson(report: PlanReport): unknown {
     outputs: report.outputs,
     warnings: report.warnings,
     policy: report.policy,
+    security: report.security ?? null,
     forecast: report.forecast,
   };
 }

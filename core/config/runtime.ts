@@ -15,6 +15,7 @@ import {
   modelSchema,
   providersSchema,
   type StackConfig,
+  securitySchema,
   trustSchema,
 } from "./schema";
 
@@ -51,6 +52,8 @@ export const runtimeConfigSchema = z.strictObject({
   prices: z.array(runtimePriceSchema),
   /** Trust overrides; the controller applies the same rules as the policy pack. */
   trust: trustSchema,
+  /** Which protections the stack turns on (the policy pack requires them for confidential data). */
+  security: securitySchema,
 });
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
 
@@ -96,6 +99,7 @@ export function renderRuntimeConfig(loaded: LoadedStackConfig, stack: string): R
     models,
     prices,
     trust: config.trust,
+    security: config.security,
   };
 }
 
@@ -121,14 +125,61 @@ export function parseRuntimeConfig(json: unknown): RuntimeConfig {
   );
 }
 
-/** Where the runtime finds Redis: `REDIS_URL` (default local) and, in the cluster, `REDIS_PASSWORD` from a Secret. */
-export function redisConnectionFromEnv(env: Readonly<Record<string, string | undefined>>): {
-  url: string;
-  password?: string;
-} {
+/** How the runtime connects to Redis, from its environment. */
+export interface RedisConnection {
+  readonly url: string;
+  readonly password?: string;
+  /** mTLS material (PEM text) when `REDIS_TLS_CA_FILE` is set; the URL is then `rediss://`. */
+  readonly tls?: { readonly ca: string; readonly cert?: string; readonly key?: string };
+}
+
+/**
+ * Where the runtime finds Redis: `REDIS_URL` (default local), `REDIS_PASSWORD` from a Secret, and for mTLS the
+ * files `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE` (mounted from the stack's PKI Secret).
+ * @param readFile reads a mounted file (injected, so this stays testable without a filesystem)
+ */
+export function redisConnectionFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: (path: string) => string = () => {
+    throw new Error("no file reader given for the Redis TLS files");
+  },
+): RedisConnection {
   const url = env.REDIS_URL || "redis://127.0.0.1:6379";
   if (!/^rediss?:\/\//.test(url)) throw new Error(`REDIS_URL "${url}" must start with redis:// or rediss://`);
-  return env.REDIS_PASSWORD ? { url, password: env.REDIS_PASSWORD } : { url };
+  const password = env.REDIS_PASSWORD ? { password: env.REDIS_PASSWORD } : {};
+  if (!env.REDIS_TLS_CA_FILE) {
+    if (url.startsWith("rediss://"))
+      throw new Error("REDIS_URL is rediss:// but REDIS_TLS_CA_FILE is not set");
+    return { url, ...password };
+  }
+  if (!url.startsWith("rediss://"))
+    throw new Error(`REDIS_TLS_CA_FILE is set, so REDIS_URL must be rediss://; got "${url}"`);
+  if (Boolean(env.REDIS_TLS_CERT_FILE) !== Boolean(env.REDIS_TLS_KEY_FILE)) {
+    throw new Error(
+      "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together (the client certificate and its key)",
+    );
+  }
+  return {
+    url,
+    ...password,
+    tls: {
+      ca: readFile(env.REDIS_TLS_CA_FILE),
+      ...(env.REDIS_TLS_CERT_FILE
+        ? { cert: readFile(env.REDIS_TLS_CERT_FILE), key: readFile(env.REDIS_TLS_KEY_FILE!) }
+        : {}),
+    },
+  };
+}
+
+/** ioredis options for a connection (the caller adds its own retry and pipelining choices). */
+export function redisClientOptions(connection: RedisConnection): {
+  password?: string;
+  tls?: { ca: string; cert?: string; key?: string };
+} {
+  return {
+    ...(connection.password ? { password: connection.password } : {}),
+    ...(connection.tls ? { tls: { ...connection.tls } } : {}),
+  };
 }
 
 /**

@@ -268,6 +268,35 @@ describe("aiorch plan: policy verdict", () => {
   });
 });
 
+describe("aiorch plan: security summary", () => {
+  it("a confidential stack shows each protection layer; turning them off fails the plan", () => {
+    const prod = aiorch(["plan", "--stack", "prod"]);
+    expect(prod.stdout).toMatch(/SECURITY \(the stack serves confidential data\)/);
+    expect(prod.stdout).toMatch(/✓ mTLS to Redis: TLS only/);
+    expect(prod.stdout).toMatch(/✓ queued data encrypted: AES-256-GCM/);
+    expect(prod.stdout).toMatch(/✓ policies: every mandatory policy passes/);
+    const dir = project({
+      "Pulumi.c.yaml": stackYaml({
+        dataClass: "confidential",
+        providers: "{ datacrunch: {} }",
+        models: "[{ name: m, kind: chat, source: o/m, gpu: [A100_80GB], providers: [datacrunch] }]",
+        security: "{ redisTls: false, encryptQueued: false }",
+      }),
+    });
+    const off = aiorch(["plan", "--stack", "c"], dir);
+    expect(off.code).toBe(1);
+    expect(off.stdout).toMatch(/✗ mTLS to Redis: Redis accepts plain TCP/);
+    expect(off.stdout).toMatch(/✗ queued data encrypted: queued bodies are stored in plain text/);
+    expect(off.stdout).toMatch(
+      /\[mandatory\] confidential-protections: ai-orchestrator:security\.redisTls is off/,
+    );
+  });
+
+  it("a public stack has no security section", () => {
+    expect(aiorch(["plan"]).stdout).not.toContain("SECURITY");
+  });
+});
+
 describe("aiorch config", () => {
   it("prints exactly what the stack's ConfigMap holds, and the runtime parses it", () => {
     const config = aiorch(["config", "--stack", "prod"]);

@@ -5,6 +5,7 @@ import {
   allPolicies,
   approvedGpuProviders,
   budgetRequired,
+  confidentialProtections,
   gatewayTls,
   gdprRegion,
   gpuAllowlist,
@@ -74,6 +75,7 @@ describe("the pack", () => {
       "pod-hardening": "advisory",
       "network-policies": "advisory",
       "no-insecure-tunnels": "mandatory",
+      "confidential-protections": "mandatory",
     });
     for (const policy of allPolicies()) expect(policy.description.length).toBeGreaterThan(30);
   });
@@ -538,5 +540,30 @@ describe("no-insecure-tunnels", () => {
       { name: "ssh", args: ["ssh", "-o", "StrictHostKeyChecking=yes", "worker"] },
     ]);
     expect(messages(noInsecureTunnels(), [d])).toEqual([]);
+  });
+});
+
+describe("confidential-protections", () => {
+  it("a confidential stack must keep Redis mTLS and queue encryption on", () => {
+    const off = runtimeConfigMap({
+      ...stackWith("confidential", "datacrunch"),
+      security: "{ redisTls: false, encryptQueued: false }",
+    });
+    const [message] = messages(confidentialProtections(), [off]);
+    expect(message).toMatch(/security\.redisTls is off but models m hold confidential data/);
+    expect(message).toContain(
+      "ai-orchestrator:security.redisTls: true and ai-orchestrator:security.encryptQueued: true",
+    );
+    expect(
+      messages(confidentialProtections(), [runtimeConfigMap(stackWith("confidential", "datacrunch"))]),
+    ).toEqual([]);
+  });
+
+  it("does not apply to stacks without confidential data", () => {
+    const off = runtimeConfigMap({
+      ...stackWith("public", "vastai"),
+      security: "{ redisTls: false, encryptQueued: false }",
+    });
+    expect(messages(confidentialProtections(), [off])).toEqual([]);
   });
 });
