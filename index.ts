@@ -83,6 +83,7 @@ const redis = new Redis("redis", {
   provider: cluster.provider,
   clients: [selectorFor("gateway"), selectorFor("controller")],
   storageGi: config.redis.storageGi,
+  passwordVersion: config.redis.passwordVersion,
   tlsSecret: pki?.server.secretName,
 });
 const queueEncryption = config.security.encryptQueued

@@ -43,6 +43,8 @@ export class QueueEncryption extends pulumi.ComponentResource {
       {
         metadata: { namespace: args.namespace, labels: labelsFor("queue-encryption") },
         type: "Opaque",
+        // Immutable and auto-named: a rotation makes a new Secret and rolls the gateway onto the new ring.
+        immutable: true,
         stringData: { [ENCRYPTION_KEYS_ENV]: pulumi.secret(ring) },
       },
       { parent: this, provider: args.provider },

@@ -23,6 +23,8 @@ export interface RedisArgs {
   readonly memoryMi?: number;
   /** CPU limit. @default "500m" */
   readonly cpu?: string;
+  /** Version of the generated password; bump it to rotate. @default 1 */
+  readonly passwordVersion?: number;
   /** Serve TLS only and require client certificates: the Secret (ca.crt, tls.crt, tls.key) of Redis' own certificate. @default plain TCP */
   readonly tlsSecret?: pulumi.Input<string>;
 }
@@ -51,9 +53,11 @@ export class Redis extends pulumi.ComponentResource {
     const labels = labelsFor("redis");
     const selector = selectorFor("redis");
 
+    // Bumping passwordVersion makes a new password (keepers); the Secret is immutable and auto-named, so Redis and
+    // its clients roll onto it.
     const password = new random.RandomPassword(
       `${name}-password`,
-      { length: 32, special: false },
+      { length: 32, special: false, keepers: { version: String(args.passwordVersion ?? 1) } },
       { parent: this },
     );
     const secret = new k8s.core.v1.Secret(
@@ -61,6 +65,7 @@ export class Redis extends pulumi.ComponentResource {
       {
         metadata: { namespace: args.namespace, labels },
         type: "Opaque",
+        immutable: true,
         stringData: { [this.passwordSecretKey]: pulumi.secret(password.result) },
       },
       child,

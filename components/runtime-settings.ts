@@ -43,6 +43,9 @@ export class RuntimeSettings extends pulumi.ComponentResource {
       {
         metadata: { namespace: args.namespace, labels: labelsFor("provider-credentials") },
         type: "Opaque",
+        // Immutable and auto-named: a rotated credential makes a new Secret, and the Deployments that reference
+        // it roll one pod at a time — rotation without a manual restart and without downtime.
+        immutable: true,
         stringData: Object.fromEntries(Object.entries(credentials).map(([k, v]) => [k, pulumi.secret(v)])),
       },
       childOpts,

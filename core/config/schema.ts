@@ -288,8 +288,10 @@ export const redisSchema = z
       .regex(/^[a-z0-9:_-]+$/i)
       .default("aiorch:"),
     storageGi: positiveInt("persistent volume size for the append-only file").default(5),
+    /** Bump to rotate the generated Redis password (Redis and its clients roll onto the new one). */
+    passwordVersion: positiveInt("version of the Redis password").default(1),
   })
-  .default({ keyPrefix: "aiorch:", storageGi: 5 });
+  .default({ keyPrefix: "aiorch:", storageGi: 5, passwordVersion: 1 });
 
 export const monitoringSchema = z
   .strictObject({
