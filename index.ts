@@ -141,6 +141,7 @@ if (config.monitoring.enabled) {
       modelBudgets: config.models.some((m) => m.monthlyBudgetUsd !== undefined),
       gpuIdleAlertSeconds: config.monitoring.gpuIdleAlertMinutes * 60,
       coldStartAlertSeconds: config.monitoring.coldStartAlertSeconds,
+      slos: config.models.flatMap((m) => (m.slo ? [{ model: m.name, ...m.slo }] : [])),
     },
   });
 }

@@ -36,6 +36,79 @@ export interface AlertRulesInput {
   readonly providerErrorsPerMinute?: number;
   /** An unconfirmed termination older than this raises an alert. @default 600 */
   readonly terminationPendingAlertSeconds?: number;
+  /** Per-model service level objectives, rendered as multi-window burn-rate alerts. @default none */
+  readonly slos?: readonly ModelSlo[];
+}
+
+export interface ModelSlo {
+  readonly model: string;
+  /** Share of requests that must not fail with a 5xx, e.g. 0.995. */
+  readonly availability?: number;
+  /** Time to first token, seconds, that `ttftTarget` of requests must beat. */
+  readonly ttftSeconds?: number;
+  readonly ttftTarget: number;
+}
+
+/**
+ * Multi-window, multi-burn-rate alerting (the SRE workbook's recipe for a 30-day budget): page when the budget
+ * burns 14.4× too fast over 1 h (and still over 5 min), or 6× over 6 h (and 30 min); open a ticket at 1× over 3 d
+ * (and 6 h). The short window makes an alert stop soon after the burning does.
+ */
+export const BURN_WINDOWS = [
+  { long: "1h", short: "5m", factor: 14.4, severity: "critical" },
+  { long: "6h", short: "30m", factor: 6, severity: "critical" },
+  { long: "3d", short: "6h", factor: 1, severity: "warning" },
+] as const;
+
+/** The histogram bucket a TTFT objective is measured at: the smallest boundary at or above the threshold. */
+export function ttftBucket(seconds: number): number {
+  const buckets = METRICS.timeToFirstTokenSeconds.buckets ?? [];
+  const bucket = buckets.find((b) => b >= seconds);
+  if (bucket === undefined)
+    throw new Error(`a TTFT objective of ${seconds}s is beyond the largest bucket (${buckets.at(-1)}s)`);
+  return bucket;
+}
+
+function sloRules(ns: string, stack: Record<string, string>, slos: readonly ModelSlo[]): AlertRule[] {
+  const rules: AlertRule[] = [];
+  const m = METRICS;
+  for (const slo of slos) {
+    const sel = `${ns},model="${slo.model}"`;
+    if (slo.availability !== undefined) {
+      const budget = 1 - slo.availability;
+      const ratio = (w: string) =>
+        `(sum(rate(${m.requestsTotal.name}{${sel},status=~"5.."}[${w}])) / sum(rate(${m.requestsTotal.name}{${sel}}[${w}])))`;
+      for (const win of BURN_WINDOWS) {
+        rules.push({
+          alert: "ModelAvailabilityBudgetBurn",
+          expr: `${ratio(win.long)} > ${win.factor} * ${budget.toFixed(6)} and ${ratio(win.short)} > ${win.factor} * ${budget.toFixed(6)}`,
+          labels: { severity: win.severity, model: slo.model, window: win.long, ...stack },
+          annotations: {
+            summary: `Model ${slo.model} is burning its availability budget ${win.factor}× too fast (${win.long})`,
+            description: `The objective is ${(slo.availability * 100).toFixed(2)}% of requests without a 5xx over 30 days; at this rate the month's error budget is gone early.`,
+          },
+        });
+      }
+    }
+    if (slo.ttftSeconds !== undefined) {
+      const budget = 1 - slo.ttftTarget;
+      const le = ttftBucket(slo.ttftSeconds);
+      const slow = (w: string) =>
+        `(1 - sum(rate(${m.timeToFirstTokenSeconds.name}_bucket{${sel},le="${le}"}[${w}])) / sum(rate(${m.timeToFirstTokenSeconds.name}_count{${sel}}[${w}])))`;
+      for (const win of BURN_WINDOWS) {
+        rules.push({
+          alert: "ModelTtftBudgetBurn",
+          expr: `${slow(win.long)} > ${win.factor} * ${budget.toFixed(6)} and ${slow(win.short)} > ${win.factor} * ${budget.toFixed(6)}`,
+          labels: { severity: win.severity, model: slo.model, window: win.long, ...stack },
+          annotations: {
+            summary: `Model ${slo.model} answers its first token slower than ${le}s too often (${win.long})`,
+            description: `The objective is ${(slo.ttftTarget * 100).toFixed(1)}% of requests under ${le}s to the first token; cold starts and queueing are the usual causes.`,
+          },
+        });
+      }
+    }
+  }
+  return rules;
 }
 
 export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] } {
@@ -145,5 +218,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     { name: `ai-orchestrator.${input.namespace}.providers`, rules: providers },
   ];
   if (budget.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.budget`, rules: budget });
+  const slo = sloRules(ns, stack, input.slos ?? []);
+  if (slo.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.slo`, rules: slo });
   return { groups };
 }

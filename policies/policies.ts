@@ -18,6 +18,7 @@ import { GPU_IDS, HOURS_PER_MONTH } from "../core/catalog";
 import {
   DATA_CLASSES,
   type DataClass,
+  PINNED_REVISION,
   parseRuntimeConfig,
   RUNTIME_CONFIG_COMPONENT,
   RUNTIME_CONFIG_FILE,
@@ -601,6 +602,51 @@ export function confidentialProtections(level: EnforcementLevel = "mandatory"): 
   );
 }
 
+/** The revisions a model serves: each variant's (falling back to the model's), or the model's own. */
+function servedRevisions(
+  model: RuntimeConfig["models"][number],
+  i: number,
+): { path: string; label: string; revision?: string }[] {
+  if (!model.variants)
+    return [{ path: `models[${i}].revision`, label: `model "${model.name}"`, revision: model.revision }];
+  return model.variants.map((v, j) => ({
+    path: v.revision !== undefined ? `models[${i}].variants[${j}].revision` : `models[${i}].revision`,
+    label: `variant "${v.name}" of model "${model.name}"`,
+    revision: v.revision ?? model.revision,
+  }));
+}
+
+/**
+ * Weights pinned to a commit: for confidential models a must (what serves them is exactly what was reviewed),
+ * for the others advice (a push to the model repo otherwise changes what answers on the next cold start).
+ */
+export function pinnedModelRevision(
+  level: EnforcementLevel = "mandatory",
+  scope: "confidential" | "other" = "confidential",
+): AiorchPolicy {
+  return runtimePolicy(
+    {
+      name: scope === "confidential" ? "pinned-model-revision" : "model-revision-advisory",
+      description:
+        scope === "confidential"
+          ? "Confidential models serve weights pinned to a commit hash (revision), for every variant."
+          : "Models other than confidential ones should pin their weights to a commit hash too.",
+    },
+    level,
+    (runtime, _args, report) => {
+      runtime.models.forEach((model, i) => {
+        if ((model.dataClass === "confidential") !== (scope === "confidential")) return;
+        for (const served of servedRevisions(model, i)) {
+          if (served.revision !== undefined && PINNED_REVISION.test(served.revision)) continue;
+          report(
+            `${key(served.path)} is ${served.revision === undefined ? "not set" : `"${served.revision}", not a commit`}: ${served.label} serves whatever its repository holds at the next cold start. Fix: set it to the 40-character commit hash of the weights you reviewed`,
+          );
+        }
+      });
+    },
+  );
+}
+
 /** Every policy of the pack with its default enforcement level. */
 export function allPolicies(): AiorchPolicy[] {
   return [
@@ -616,5 +662,7 @@ export function allPolicies(): AiorchPolicy[] {
     networkPolicies(),
     noInsecureTunnels(),
     confidentialProtections(),
+    pinnedModelRevision("mandatory", "confidential"),
+    pinnedModelRevision("advisory", "other"),
   ];
 }

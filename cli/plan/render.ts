@@ -40,6 +40,22 @@ export function renderPlan(report: PlanReport): string {
     "RESOURCES",
     ...resourceTree(report.resources),
   ];
+  lines.push("", "MODELS");
+  const modelRows = report.models.flatMap((m) =>
+    m.variants.map((v, i) => [
+      i === 0 ? m.name : "",
+      i === 0 ? `${m.kind}, ${m.dataClass}` : "",
+      v.name,
+      `${v.sharePct}%`,
+      `${v.source}@${v.revision ? v.revision.slice(0, 12) : "(unpinned)"}`,
+      i === 0 ? m.providers.join(", ") : "",
+    ]),
+  );
+  lines.push(
+    ...renderTable(["model", "serves", "variant", "share", "weights", "providers"], modelRows)
+      .split("\n")
+      .map((l) => `  ${l}`),
+  );
   if (report.warnings.length > 0) {
     lines.push("", "WARNINGS");
     for (const w of report.warnings) lines.push(`  ! ${w.key}: ${w.message}`);
@@ -108,6 +124,7 @@ export function planJson(report: PlanReport): unknown {
     })),
     outputs: report.outputs,
     warnings: report.warnings,
+    models: report.models,
     policy: report.policy,
     security: report.security ?? null,
     forecast: report.forecast,

@@ -34,8 +34,38 @@ export interface PlanReport {
   readonly warnings: readonly ConfigProblem[];
   readonly policy: { readonly violations: readonly PolicyViolation[] };
   readonly forecast: PlanForecast;
+  /** What each model serves: weights (source @ revision) and, in a rollout, the variants' shares. */
+  readonly models: readonly ModelSummary[];
   /** For stacks with confidential data: each protection layer and whether the plan has it. */
   readonly security?: readonly SecurityCheck[];
+}
+
+export interface ModelSummary {
+  readonly name: string;
+  readonly kind: string;
+  readonly dataClass: string;
+  readonly providers: readonly string[];
+  readonly variants: readonly { name: string; source: string; revision: string | null; sharePct: number }[];
+}
+
+/** Models with their variants' declared shares (the model alone is one variant, 100%). */
+export function modelSummaries(runtime: RuntimeConfig): ModelSummary[] {
+  return runtime.models.map((m) => {
+    const variants = m.variants ?? [{ name: "default", source: m.source, revision: m.revision, weight: 1 }];
+    const total = variants.reduce((sum, v) => sum + v.weight, 0);
+    return {
+      name: m.name,
+      kind: m.kind,
+      dataClass: m.dataClass,
+      providers: m.providers,
+      variants: variants.map((v) => ({
+        name: v.name,
+        source: v.source ?? m.source,
+        revision: v.revision ?? m.revision ?? null,
+        sharePct: Math.round((1000 * v.weight) / total) / 10,
+      })),
+    };
+  });
 }
 
 export interface SecurityCheck {
@@ -291,6 +321,7 @@ export async function buildPlan(
     warnings: files.loaded.warnings,
     policy: { violations },
     forecast,
+    models: modelSummaries(runtime),
     security: securitySummary(evaluation.resources, violations, runtime),
   };
 }

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, PROVIDER_IDS, PROVIDERS } from "../catalog";
+import { METRICS } from "../metrics";
 import { OFFERING_IDS } from "../trust";
 
 export const DATA_CLASSES = ["public", "internal", "confidential"] as const;
@@ -180,6 +181,53 @@ export type ProvidersConfig = z.output<typeof providersSchema>;
 
 // ── models ────────────────────────────────────────────────────────────────────────────────────────────────
 
+/** A full commit hash: the only revision that pins weights. */
+export const PINNED_REVISION = /^[0-9a-f]{40}$/;
+
+const revisionSchema = z
+  .string()
+  .min(1)
+  .regex(/^[\w.\-/]+$/, {
+    error: (issue) => `${quoted(issue.input)} is not a revision; write a commit hash, branch or tag`,
+  });
+
+export const variantSchema = z.strictObject({
+  /** Name of the variant, shown in headers, audit lines and metric labels. */
+  name: z.string(required('the variant\'s name, e.g. "v2"')).regex(/^[a-z0-9]([-a-z0-9.]{0,30}[a-z0-9])?$/, {
+    error: "must be a short lower-case name: letters, digits, - and .",
+  }),
+  /** Hugging Face repo of this variant's weights. @default the model's source */
+  source: z
+    .string()
+    .regex(/^[\w.-]+\/[\w.-]+$/, {
+      error: (issue) => `${quoted(issue.input)} is not a Hugging Face repo id; write "org/name"`,
+    })
+    .optional(),
+  revision: revisionSchema.optional(),
+  engineArgs: z.array(z.string()).optional(),
+  /** Share of the model's traffic, relative to the other variants' weights. */
+  weight: z.number(required("the variant's share of traffic, e.g. 90")).min(0),
+});
+
+const TTFT_BUCKET_MAX = METRICS.timeToFirstTokenSeconds.buckets?.at(-1) ?? 300;
+
+export const sloSchema = z.strictObject({
+  /** Share of requests that must not fail (5xx), e.g. 0.995. */
+  availability: z.number().gt(0).lt(1).optional(),
+  /** Time to first token the `ttftTarget` share of requests must beat, seconds. */
+  ttftSeconds: z
+    .number()
+    .positive()
+    // measured at a histogram boundary, so it cannot exceed the largest one
+    .max(
+      TTFT_BUCKET_MAX,
+      `the gateway measures time to first token up to ${TTFT_BUCKET_MAX}s; choose at most that`,
+    )
+    .optional(),
+  /** Share of requests that must beat ttftSeconds. */
+  ttftTarget: z.number().gt(0).lt(1).default(0.95),
+});
+
 export const modelSchema = z
   .strictObject({
     name: z
@@ -193,8 +241,8 @@ export const modelSchema = z
       .regex(/^[\w.-]+\/[\w.-]+$/, {
         error: (issue) => `${quoted(issue.input)} is not a Hugging Face repo id; write "org/name"`,
       }),
-    /** Pinned weights revision (commit hash) — see the model versioning issue. */
-    revision: z.string().min(1).optional(),
+    /** Weights revision: a commit hash pins the weights (a branch or tag moves under you). */
+    revision: revisionSchema.optional(),
     engine: oneOf(ENGINES, "engine").default("vllm"),
     gpu: listOf(gpuIdSchema, "GPU ids the model may run on, e.g. [RTX_4090]"),
     gpuCount: z.int().min(1).max(8).default(1),
@@ -217,8 +265,36 @@ export const modelSchema = z
     maxModelLen: positiveInt("context length in tokens").optional(),
     /** Extra engine command-line arguments, e.g. ["--enable-prefix-caching"]. */
     engineArgs: z.array(z.string()).default([]),
+    /** Versions served side by side, split by weight (a rollout); absent = the model's own source and revision. */
+    variants: z
+      .array(variantSchema)
+      .min(1, { error: "needs at least one variant, or leave variants out" })
+      .optional(),
+    /** Keep each API key on one variant (by a hash of the key), so a client sees consistent answers. */
+    stickyVariants: z.boolean().default(false),
+    /** Service level objectives, rendered into multi-window burn-rate alerts. */
+    slo: sloSchema.optional(),
   })
   .superRefine((m, ctx) => {
+    if (m.variants) {
+      const names = new Set<string>();
+      m.variants.forEach((v, i) => {
+        if (names.has(v.name))
+          ctx.addIssue({
+            code: "custom",
+            path: ["variants", i, "name"],
+            message: `"${v.name}" is used twice`,
+          });
+        names.add(v.name);
+      });
+      if (m.variants.every((v) => v.weight === 0)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["variants"],
+          message: "every weight is 0; give at least one variant a weight above 0",
+        });
+      }
+    }
     if (m.minWorkers > m.maxWorkers) {
       ctx.addIssue({
         code: "custom",

@@ -232,7 +232,7 @@ describe("aiorch plan: policy verdict", () => {
     const dir = project({
       "Pulumi.w.yaml": stackYaml({
         models:
-          "[{ name: warm, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], minWorkers: 1 }]",
+          "[{ name: warm, kind: chat, source: o/m, revision: 0e9e39f249a16976918f6564b8830bc894c89659, gpu: [RTX_3090], providers: [vastai], minWorkers: 1 }]",
       }),
     });
     const { code, plan } = planJson(["--stack", "w"], dir);
@@ -294,6 +294,24 @@ describe("aiorch plan: security summary", () => {
 
   it("a public stack has no security section", () => {
     expect(aiorch(["plan"]).stdout).not.toContain("SECURITY");
+  });
+});
+
+describe("aiorch plan: model versions", () => {
+  it("shows each variant's share and refuses an unpinned revision in a confidential stack", () => {
+    const pinned = "0123456789abcdef0123456789abcdef01234567";
+    const dir = project({
+      "Pulumi.v.yaml": stackYaml({
+        dataClass: "confidential",
+        providers: "{ datacrunch: {} }",
+        models: `[{ name: m, kind: chat, source: o/m, revision: ${pinned}, gpu: [A100_80GB], providers: [datacrunch], variants: [{ name: stable, weight: 90 }, { name: canary, source: o/m-next, revision: main, weight: 10 }] }]`,
+      }),
+    });
+    const result = aiorch(["plan", "--stack", "v"], dir);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/stable\s+90%\s+o\/m@0123456789ab/);
+    expect(result.stdout).toMatch(/canary\s+10%\s+o\/m-next@main/);
+    expect(result.stdout).toMatch(/\[mandatory\] pinned-model-revision: ai-orchestrator:models\[0\]\.variants\[1\]\.revision is "main"/);
   });
 });
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { type AlertRule, renderAlertRules } from "../../components/alert-rules";
+import { type AlertRule, renderAlertRules, ttftBucket } from "../../components/alert-rules";
 import { METRICS } from "../../core/metrics";
 
 const NS = "ai";
@@ -244,5 +244,110 @@ describe("alert rules", () => {
     const result = promtool("test", "rules", "tests.yml");
     expect(result.code, result.output).toBe(0);
     expect(result.output).toContain("SUCCESS");
+  });
+});
+
+describe("SLO burn-rate alerts", () => {
+  const slo = renderAlertRules({
+    namespace: NS,
+    stack: "prod",
+    budgetAlertAtPercent: [],
+    modelBudgets: false,
+    slos: [
+      { model: "llama", availability: 0.99, ttftSeconds: 2, ttftTarget: 0.95 },
+      { model: "bge", availability: 0.99, ttftTarget: 0.95 },
+    ],
+  });
+  const sloRules = slo.groups.flatMap((g) => g.rules);
+  writeFileSync(join(dir, "slo.yml"), stringify(slo));
+  const firing = (alert: string, model: string, windows: string[]) =>
+    windows.map((window) => {
+      const rule = sloRules.find(
+        (r) => r.alert === alert && r.labels.model === model && r.labels.window === window,
+      )!;
+      return { exp_labels: rule.labels, exp_annotations: rule.annotations };
+    });
+
+  it("render three windows per objective, in their own group, measured at a histogram boundary", () => {
+    expect(slo.groups.map((g) => g.name)).toContain("ai-orchestrator.ai.slo");
+    expect(
+      sloRules.filter((r) => r.alert === "ModelAvailabilityBudgetBurn").map((r) => r.labels.model),
+    ).toEqual(["llama", "llama", "llama", "bge", "bge", "bge"]);
+    // bge has no TTFT objective, so no TTFT alert
+    expect(sloRules.filter((r) => r.alert === "ModelTtftBudgetBurn").map((r) => r.labels.window)).toEqual([
+      "1h",
+      "6h",
+      "3d",
+    ]);
+    expect(ttftBucket(2)).toBe(2.5);
+    expect(ttftBucket(1)).toBe(1);
+    expect(() => ttftBucket(1000)).toThrow(/beyond the largest bucket/);
+    expect(promtool("check", "rules", "slo.yml").code).toBe(0);
+  });
+
+  it("fire while the budget burns, stop the fast window soon after, and stay quiet within budget (promtool)", () => {
+    const ttftBuckets = (model: string, slowShare: number) =>
+      // 100 first tokens a minute; `slowShare` of them take 4 s, the rest 0.3 s
+      [...(METRICS.timeToFirstTokenSeconds.buckets ?? []), "+Inf"].map((le) => {
+        const n = le === "+Inf" || Number(le) >= 5 ? 100 : Number(le) >= 0.5 ? 100 - 100 * slowShare : 0;
+        return series(
+          `${METRICS.timeToFirstTokenSeconds.name}_bucket`,
+          { model, le: String(le) },
+          `0+${n}x90`,
+        );
+      });
+    const tests = {
+      rule_files: ["slo.yml"],
+      evaluation_interval: "1m",
+      tests: [
+        {
+          interval: "1m",
+          input_series: [
+            // llama: 100 answers a minute, 25 of them 5xx for the first 30 minutes, then none
+            series(METRICS.requestsTotal.name, { model: "llama", status: "200" }, "0+75x30 2250+100x60"),
+            series(METRICS.requestsTotal.name, { model: "llama", status: "503" }, "0+25x30 750x60"),
+            // bge: half a percent of 5xx, inside a 1% budget
+            series(METRICS.requestsTotal.name, { model: "bge", status: "200" }, "0+199x90"),
+            series(METRICS.requestsTotal.name, { model: "bge", status: "500" }, "0+1x90"),
+            series(`${METRICS.timeToFirstTokenSeconds.name}_count`, { model: "llama" }, "0+100x90"),
+            ...ttftBuckets("llama", 0.8),
+          ],
+          alert_rule_test: [
+            {
+              eval_time: "10m",
+              alertname: "ModelAvailabilityBudgetBurn",
+              exp_alerts: firing("ModelAvailabilityBudgetBurn", "llama", ["1h", "6h", "3d"]),
+            },
+            // errors stopped at 30m: the 5-minute window clears first, the slower pages follow later
+            {
+              eval_time: "40m",
+              alertname: "ModelAvailabilityBudgetBurn",
+              exp_alerts: firing("ModelAvailabilityBudgetBurn", "llama", ["6h", "3d"]),
+            },
+            {
+              eval_time: "10m",
+              alertname: "ModelTtftBudgetBurn",
+              exp_alerts: firing("ModelTtftBudgetBurn", "llama", ["1h", "6h", "3d"]),
+            },
+          ],
+        },
+        {
+          interval: "1m",
+          input_series: [
+            // 2% of first tokens slower than the objective: within 5% of budget for every window
+            series(`${METRICS.timeToFirstTokenSeconds.name}_count`, { model: "llama" }, "0+100x90"),
+            ...ttftBuckets("llama", 0.02),
+            series(METRICS.requestsTotal.name, { model: "llama", status: "200" }, "0+100x90"),
+          ],
+          alert_rule_test: [
+            { eval_time: "30m", alertname: "ModelTtftBudgetBurn", exp_alerts: [] },
+            { eval_time: "30m", alertname: "ModelAvailabilityBudgetBurn", exp_alerts: [] },
+          ],
+        },
+      ],
+    };
+    writeFileSync(join(dir, "slo-tests.yml"), stringify(tests));
+    const result = promtool("test", "rules", "slo-tests.yml");
+    expect(result.code, result.output).toBe(0);
   });
 });

@@ -327,3 +327,59 @@ describe("runtime config", () => {
     );
   });
 });
+
+describe("model versions", () => {
+  const model = (extra: string) =>
+    `[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai]${extra} }]`;
+
+  it("accepts variants with weights and defaults them to the model's source", () => {
+    const { config } = load(
+      stackYaml({
+        models: model(
+          ", variants: [{ name: v1, weight: 90 }, { name: v2, source: o/m2, revision: abc, weight: 10 }]",
+        ),
+      }),
+    );
+    expect(config.models[0]?.variants).toEqual([
+      { name: "v1", weight: 90 },
+      { name: "v2", source: "o/m2", revision: "abc", weight: 10 },
+    ]);
+  });
+
+  it("names bad variants: duplicate names, all weights zero, a missing weight", () => {
+    expect(
+      problemsOf(
+        stackYaml({ models: model(", variants: [{ name: a, weight: 1 }, { name: a, weight: 1 }]") }),
+      )[0]?.key,
+    ).toBe("ai-orchestrator:models[0].variants[1].name");
+    expect(
+      messageFor(
+        problemsOf(stackYaml({ models: model(", variants: [{ name: a, weight: 0 }]") })),
+        "ai-orchestrator:models[0].variants",
+      ),
+    ).toMatch(/every weight is 0/);
+    expect(
+      messageFor(
+        problemsOf(stackYaml({ models: model(", variants: [{ name: a }]") })),
+        "ai-orchestrator:models[0].variants[0].weight",
+      ),
+    ).toMatch(/is required/);
+  });
+
+  it("takes SLOs and refuses an availability of 100%", () => {
+    const { config } = load(stackYaml({ models: model(", slo: { availability: 0.995, ttftSeconds: 2 }") }));
+    expect(config.models[0]?.slo).toEqual({ availability: 0.995, ttftSeconds: 2, ttftTarget: 0.95 });
+    expect(
+      messageFor(
+        problemsOf(stackYaml({ models: model(", slo: { availability: 1 }") })),
+        "ai-orchestrator:models[0].slo.availability",
+      ),
+    ).toMatch(/less than 1/);
+    expect(
+      messageFor(
+        problemsOf(stackYaml({ models: model(", slo: { ttftSeconds: 900 }") })),
+        "ai-orchestrator:models[0].slo.ttftSeconds",
+      ),
+    ).toMatch(/up to 300s/);
+  });
+});

@@ -11,6 +11,7 @@ import {
   gpuAllowlist,
   networkPolicies,
   noInsecureTunnels,
+  pinnedModelRevision,
   podHardening,
   redisAuth,
   scaleToZero,
@@ -76,6 +77,8 @@ describe("the pack", () => {
       "network-policies": "advisory",
       "no-insecure-tunnels": "mandatory",
       "confidential-protections": "mandatory",
+      "pinned-model-revision": "mandatory",
+      "model-revision-advisory": "advisory",
     });
     for (const policy of allPolicies()) expect(policy.description.length).toBeGreaterThan(30);
   });
@@ -565,5 +568,38 @@ describe("confidential-protections", () => {
       security: "{ redisTls: false, encryptQueued: false }",
     });
     expect(messages(confidentialProtections(), [off])).toEqual([]);
+  });
+});
+
+describe("pinned-model-revision", () => {
+  const withRevision = (dataClass: string, extra: string) =>
+    runtimeConfigMap({
+      ...stackWith(dataClass, "datacrunch"),
+      models: `[{ name: m, kind: chat, source: o/m, gpu: [A100_80GB], providers: [datacrunch]${extra} }]`,
+    });
+  const pinned = "0123456789abcdef0123456789abcdef01234567";
+
+  it("a confidential model must pin its weights to a commit; a branch is refused", () => {
+    expect(messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", ", revision: main")])[0]).toMatch(
+      /models\[0\]\.revision is "main", not a commit: model "m" serves whatever its repository holds/,
+    );
+    expect(messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", "")])[0]).toMatch(/is not set/);
+    expect(messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", `, revision: ${pinned}`)])).toEqual([]);
+  });
+
+  it("every variant of a rollout is checked, with its own key", () => {
+    const rollout = withRevision(
+      "confidential",
+      `, revision: ${pinned}, variants: [{ name: v1, weight: 90 }, { name: v2, source: o/m2, revision: v2-branch, weight: 10 }]`,
+    );
+    expect(messages(pinnedModelRevision("mandatory", "confidential"), [rollout])).toEqual([
+      expect.stringMatching(/^ai-orchestrator:models\[0\]\.variants\[1\]\.revision is "v2-branch", not a commit: variant "v2" of model "m"/),
+    ]);
+  });
+
+  it("for other data classes it is advice, not a refusal", () => {
+    const found = violations(pinnedModelRevision("advisory", "other"), [withRevision("public", "")]);
+    expect(found[0]?.level).toBe("advisory");
+    expect(messages(pinnedModelRevision("advisory", "other"), [withRevision("confidential", "")])).toEqual([]);
   });
 });
