@@ -1,0 +1,1036 @@
+/**
+ * Gateway benchmark (issue 5, "Benchmark"): the same fake vLLM upstream reached three ways — directly, through
+ * nginx `proxy_pass` with upstream keep-alive, and through the gateway with auth and rate limits on — each server
+ * in its own process so the load generator, the proxies and the upstream never share an event loop.
+ *
+ *   1. Latency at a fixed rate (open loop, 1,000 req/s, non-streaming chat completions): a small generator on an
+ *      undici Pool that sends on schedule whether or not earlier answers came back, timed with
+ *      `process.hrtime.bigint()` from just before dispatch to the last body byte (wrk from Debian cannot hold a
+ *      constant rate, and wrk2 is not packaged). p50/p99 after a warm-up.
+ *   2. Saturation throughput: wrk (one thread, a few connections) with a Lua script posting the same JSON.
+ *   3. Streaming: time to first token, gateway vs direct (difference of medians over sequential streams,
+ *      interleaved), then 1,000 concurrent streams held open through a fresh gateway process (so its memory
+ *      shows what the streams cost, not the heap the saturation run left behind) with its RSS sampled from
+ *      /proc/<pid>/status (start, peak, end; "flat" compares the last quarter of the hold with the first).
+ *      `concurrent` counts streams delivering tokens at the same moment, not requests merely sent.
+ *
+ *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--cpu-prof DIR]
+ *
+ * `--quick` is a seconds-long smoke run; `--soak` holds the streams for 5 minutes, recycling each one every
+ * 30 s; `--cpu-prof DIR` runs both gateway processes under `node --cpu-prof` and prints where their CPU time
+ * went (self time by package and by function; the first profile is the latency + saturation one). Progress
+ * goes to stderr; stdout gets the table, or with `--json` exactly `{ direct, nginx, gateway, addedP50Ms,
+ * addedP99Ms, throughputRatio, ttftOverheadMs, streams: { concurrent, rssMb } }`. Needs wrk and nginx
+ * (`apt-get install wrk nginx-light`) and Redis at REDIS_URL (default redis://127.0.0.1:6379).
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer } from "node:net";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { Pool, request } from "undici";
+import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../core/config";
+import { redisKeys } from "../core/redis-keys";
+import { ApiKeyStore } from "../gateway/keys";
+import { stackYaml } from "../test/stack-yaml";
+
+// ── settings ──────────────────────────────────────────────────────────────────────────────────────────────
+
+const ROOT = resolve(__dirname, "..");
+const FAKE_ENTRY = join(ROOT, "test/fakes/vllm-upstream.ts");
+const GATEWAY_ENTRY = join(ROOT, "gateway/main.ts");
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const MODEL = "chat";
+const CHAT_PATH = "/v1/chat/completions";
+
+const { values: args } = parseArgs({
+  options: {
+    json: { type: "boolean", default: false },
+    quick: { type: "boolean", default: false },
+    soak: { type: "boolean", default: false },
+    "cpu-prof": { type: "string" },
+  },
+});
+
+interface Plan {
+  readonly rate: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly saturationSeconds: number;
+  readonly wrkConnections: number;
+  readonly ttftStreams: number;
+  readonly ttftMs: number;
+  readonly streams: number;
+  /** How long one held stream lasts (tokens × inter-token delay). */
+  readonly streamMs: number;
+  /** How long the streams are kept open; longer than `streamMs` means each is reopened when it ends. */
+  readonly holdMs: number;
+  readonly interTokenMs: number;
+}
+
+const plan: Plan = {
+  rate: 1_000,
+  warmupMs: args.quick ? 500 : 2_000,
+  measureMs: args.quick ? 2_000 : 10_000,
+  saturationSeconds: args.quick ? 2 : 10,
+  wrkConnections: 16,
+  ttftStreams: args.quick ? 40 : 300,
+  ttftMs: 5,
+  streams: 1_000,
+  streamMs: args.quick ? 4_000 : 30_000,
+  holdMs: args.quick ? 4_000 : args.soak ? 300_000 : 30_000,
+  interTokenMs: args.quick ? 100 : 200,
+};
+
+/** The non-streaming request every path gets (16 completion tokens, ~0.5 KB answer). */
+const CHAT_BODY = JSON.stringify({
+  model: MODEL,
+  messages: [{ role: "user", content: "Write one short sentence about the sea, please." }],
+  max_tokens: 16,
+});
+
+const TARGETS = { addedP50Ms: 0.5, addedP99Ms: 2, throughputRatio: 0.3, ttftOverheadMs: 1, rssMb: 150 };
+
+// ── small helpers ─────────────────────────────────────────────────────────────────────────────────────────
+
+const progress = (line: string): void => {
+  process.stderr.write(`[bench] ${line}\n`);
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
+const nowNs = (): bigint => process.hrtime.bigint();
+const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+
+/** Nearest-rank percentile of an ascending array. */
+function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+function median(values: number[]): number {
+  return percentile(Float64Array.from(values).sort(), 50);
+}
+
+function which(tool: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/usr/local/sbin", "/sbin"])) {
+    const candidate = join(dir, tool);
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Resident set size of a process, MB (VmRSS of /proc/<pid>/status). */
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]) / 1024;
+}
+
+// ── child processes and cleanup ───────────────────────────────────────────────────────────────────────────
+
+interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  /** Last lines of stderr (and stdout when not parsed), for failure messages. */
+  readonly tail: string[];
+  exited: boolean;
+  readonly exit: Promise<void>;
+}
+
+const children: Child[] = [];
+let tmpDir: string | undefined;
+let cleanupRedis: (() => Promise<void>) | undefined;
+
+function startChild(
+  name: string,
+  command: string,
+  argv: string[],
+  options: { env?: NodeJS.ProcessEnv; stdout?: "pipe" | "ignore" } = {},
+): Child {
+  const proc = spawn(command, argv, {
+    cwd: ROOT,
+    env: options.env ?? process.env,
+    stdio: ["ignore", options.stdout ?? "pipe", "pipe"],
+  });
+  const tail: string[] = [];
+  const keep = (data: Buffer) => {
+    for (const line of data.toString("utf8").split("\n")) {
+      if (!line.trim()) continue;
+      tail.push(line);
+      if (tail.length > 30) tail.shift();
+    }
+  };
+  proc.stderr?.on("data", keep);
+  let markExited: () => void = () => undefined;
+  const exit = new Promise<void>((r) => {
+    markExited = r;
+  });
+  const child: Child = { name, proc, tail, exited: false, exit };
+  proc.once("exit", () => {
+    child.exited = true;
+    markExited();
+  });
+  proc.once("error", (error) => {
+    tail.push(`spawn failed: ${error.message}`);
+    child.exited = true;
+    markExited();
+  });
+  children.push(child);
+  return child;
+}
+
+async function stopChild(child: Child): Promise<void> {
+  if (child.exited) return;
+  child.proc.kill("SIGTERM");
+  await Promise.race([child.exit, sleep(5_000)]);
+  if (!child.exited) {
+    child.proc.kill("SIGKILL");
+    await Promise.race([child.exit, sleep(2_000)]);
+  }
+}
+
+let cleaning: Promise<void> | undefined;
+/** Stop every child (last started first), delete the Redis keys and the temp dir. Safe to call twice. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const child of [...children].reverse()) await stopChild(child);
+    await cleanupRedis?.().catch((error: Error) => progress(`redis cleanup failed: ${error.message}`));
+    if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+// Last resort when the process leaves without `cleanup()` finishing (an uncaught throw, process.exit).
+process.on("exit", () => {
+  for (const child of children) if (!child.exited) child.proc.kill("SIGKILL");
+  if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+});
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    progress(`${signal}: cleaning up`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+function describeExit(child: Child): string {
+  const code = child.proc.exitCode ?? child.proc.signalCode;
+  return `${child.name} exited (${code}):\n  ${child.tail.join("\n  ")}`;
+}
+
+/** Poll until `probe` resolves true; fails early when `child` exits. */
+async function waitFor(what: string, child: Child, probe: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exited) throw new Error(`${what}: ${describeExit(child)}`);
+    if (await probe().catch(() => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`${what}: not ready after ${timeoutMs} ms\n  ${child.tail.join("\n  ")}`);
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  const res = await request(url, { headersTimeout: 2_000, bodyTimeout: 2_000 });
+  await res.body.dump();
+  return res.statusCode === 200;
+}
+
+// ── the three servers ─────────────────────────────────────────────────────────────────────────────────────
+
+async function startFake(): Promise<{ child: Child; origin: string }> {
+  const child = startChild("fake vLLM", process.execPath, [
+    "-r",
+    "tsx/cjs",
+    FAKE_ENTRY,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--model",
+    MODEL,
+  ]);
+  const port = await new Promise<number>((resolvePort, reject) => {
+    let buffered = "";
+    const timer = setTimeout(
+      () => reject(new Error(`fake vLLM did not start: ${child.tail.join(" ")}`)),
+      30_000,
+    );
+    child.proc.stdout?.on("data", (data: Buffer) => {
+      buffered += data.toString("utf8");
+      const line = buffered.split("\n")[0];
+      if (!buffered.includes("\n") || line === undefined) return;
+      clearTimeout(timer);
+      try {
+        resolvePort((JSON.parse(line) as { port: number }).port);
+      } catch {
+        reject(new Error(`fake vLLM printed ${line}`));
+      }
+    });
+    void child.exit.then(() => reject(new Error(describeExit(child))));
+  });
+  return { child, origin: `http://127.0.0.1:${port}` };
+}
+
+async function configureFake(origin: string, tuning: Record<string, number>): Promise<void> {
+  const res = await request(`${origin}/__config`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(tuning),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`fake /__config answered ${res.statusCode}: ${text}`);
+}
+
+async function startNginx(dir: string, upstreamPort: number): Promise<{ child: Child; origin: string }> {
+  const nginx = which("nginx");
+  if (!nginx) throw new Error("nginx not found (apt-get install nginx-light)");
+  const port = await freePort();
+  const prefix = join(dir, "nginx");
+  mkdirSync(join(prefix, "logs"), { recursive: true });
+  const temp = (name: string) => `${name}_temp_path ${join(prefix, name)};`;
+  // One worker, like the one gateway process it is compared with; as root the worker stays root so it can
+  // use the 0700 temp dir.
+  const conf = `
+daemon off;
+master_process on;
+worker_processes 1;
+${process.getuid?.() === 0 ? "user root;" : ""}
+pid ${join(prefix, "nginx.pid")};
+error_log ${join(prefix, "logs/error.log")} warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")} ${temp("uwsgi")} ${temp("scgi")}
+  upstream fake {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+  const confPath = join(prefix, "nginx.conf");
+  writeFileSync(confPath, conf);
+  const child = startChild("nginx", nginx, [
+    "-p",
+    prefix,
+    "-e",
+    join(prefix, "logs/error.log"),
+    "-c",
+    confPath,
+  ]);
+  const origin = `http://127.0.0.1:${port}`;
+  await waitFor("nginx", child, () => httpOk(`${origin}/health`));
+  return { child, origin };
+}
+
+async function startGateway(
+  dir: string,
+  fakeOrigin: string,
+  prefix: string,
+): Promise<{ child: Child; origin: string }> {
+  const yaml = stackYaml({
+    providers: `{ local: { url: "${fakeOrigin}/v1" } }`,
+    models: `[{ name: ${MODEL}, kind: chat, source: bench/chat, gpu: [RTX_3090], providers: [local] }]`,
+    redis: `{ keyPrefix: "${prefix}" }`,
+    gateway: "{ host: bench.invalid, limits: { rpm: 1000000000, tpm: 1000000000000 } }",
+  });
+  const config = renderRuntimeConfig(loadStackConfig(parseStackFile(yaml, "bench.yaml")), "bench");
+  const configPath = join(dir, "runtime.json");
+  writeFileSync(configPath, JSON.stringify(config));
+  const port = await freePort();
+  const profDir = args["cpu-prof"];
+  const nodeFlags = profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir)}`] : [];
+  // The audit log (one JSON line per request on stdout) goes to /dev/null.
+  const child = startChild(
+    "gateway",
+    process.execPath,
+    [
+      ...nodeFlags,
+      "-r",
+      "tsx/cjs",
+      GATEWAY_ENTRY,
+      "--config",
+      configPath,
+      "--port",
+      String(port),
+      "--host",
+      "127.0.0.1",
+    ],
+    { env: { ...process.env, REDIS_URL }, stdout: "ignore" },
+  );
+  const origin = `http://127.0.0.1:${port}`;
+  await waitFor("gateway", child, () => httpOk(`${origin}/readyz`));
+  return { child, origin };
+}
+
+// ── load: fixed rate (open loop) ──────────────────────────────────────────────────────────────────────────
+
+interface PathResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+interface LatencyResult {
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  readonly requests: number;
+  readonly achievedRps: number;
+  /** How late the generator dispatched, p99, ms (its own health, not the server's). */
+  readonly sendLagP99Ms: number;
+}
+
+/**
+ * Send `rate` requests per second on a fixed schedule for warm-up + measure time. A request is sent when it is
+ * due, whatever happened to the earlier ones (open loop); the latency of each is measured from just before
+ * dispatch to its last body byte. The schedule is kept with a 1 ms timer that sends whatever has come due, so
+ * the generator does not spin on a CPU the servers need.
+ */
+async function fixedRate(origin: string, headers: Record<string, string>): Promise<LatencyResult> {
+  const pool = new Pool(origin, { connections: 128, keepAliveTimeout: 30_000 });
+  const intervalNs = 1e9 / plan.rate;
+  const warmup = Math.round((plan.warmupMs / 1000) * plan.rate);
+  const total = warmup + Math.round((plan.measureMs / 1000) * plan.rate);
+  const latencies = new Float64Array(total - warmup);
+  const lags = new Float64Array(total - warmup);
+  let sent = 0;
+  let done = 0;
+  let failure: Error | undefined;
+  const start = nowNs();
+  let measureStart = 0n;
+  let measureEnd = 0n;
+
+  await new Promise<void>((resolveRun) => {
+    const fire = (i: number, due: bigint) => {
+      const t0 = nowNs();
+      if (i === warmup) measureStart = t0;
+      pool
+        .request({ path: CHAT_PATH, method: "POST", headers, body: CHAT_BODY })
+        .then(async (res) => {
+          const text = await res.body.text();
+          const t1 = nowNs();
+          if (res.statusCode !== 200)
+            failure ??= new Error(`${origin} answered ${res.statusCode}: ${text.slice(0, 300)}`);
+          if (i >= warmup) {
+            latencies[i - warmup] = Number(t1 - t0) / 1e6;
+            lags[i - warmup] = Number(t0 - due) / 1e6;
+            if (t1 > measureEnd) measureEnd = t1;
+          }
+        })
+        .catch((error: Error) => {
+          failure ??= error;
+        })
+        .finally(() => {
+          done += 1;
+          if (done === total) resolveRun();
+        });
+    };
+    const tick = () => {
+      const elapsed = nowNs() - start;
+      const due = Math.min(total, Number(elapsed / BigInt(Math.round(intervalNs))) + 1);
+      while (sent < due) {
+        fire(sent, start + BigInt(Math.round(sent * intervalNs)));
+        sent += 1;
+      }
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+  await pool.close();
+  if (failure) throw failure;
+  const sorted = latencies.slice().sort();
+  const measuredSeconds = Number(measureEnd - measureStart) / 1e9;
+  return {
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+    requests: sorted.length,
+    achievedRps: sorted.length / measuredSeconds,
+    sendLagP99Ms: percentile(lags.slice().sort(), 99),
+  };
+}
+
+// ── load: saturation (wrk) ────────────────────────────────────────────────────────────────────────────────
+
+function writeWrkScript(dir: string, apiKey: string): string {
+  const path = join(dir, "chat.lua");
+  // JSON string literals are valid Lua string literals for this ASCII content.
+  writeFileSync(
+    path,
+    `wrk.method = "POST"
+wrk.body = ${JSON.stringify(CHAT_BODY)}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${apiKey}`)}
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50Us":%d,"p99Us":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+`,
+    { mode: 0o600 },
+  );
+  return path;
+}
+
+interface WrkResult {
+  readonly rps: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+async function saturate(origin: string, script: string): Promise<WrkResult> {
+  const wrk = which("wrk");
+  if (!wrk) throw new Error("wrk not found (apt-get install wrk)");
+  const child = startChild("wrk", wrk, [
+    "-t1",
+    `-c${plan.wrkConnections}`,
+    `-d${plan.saturationSeconds}s`,
+    "--timeout",
+    "5s",
+    "-s",
+    script,
+    `${origin}${CHAT_PATH}`,
+  ]);
+  let out = "";
+  child.proc.stdout?.on("data", (data: Buffer) => {
+    out += data.toString("utf8");
+  });
+  await child.exit;
+  children.splice(children.indexOf(child), 1);
+  const line = out.split("\n").find((l) => l.startsWith("BENCH_JSON "));
+  if (child.proc.exitCode !== 0 || !line) throw new Error(`wrk failed:\n${out}\n${child.tail.join("\n")}`);
+  const r = JSON.parse(line.slice("BENCH_JSON ".length)) as Record<string, number>;
+  const errors = r.connect! + r.read! + r.write! + r.status! + r.timeout!;
+  if (r.status! > 0) throw new Error(`wrk against ${origin}: ${r.status} non-2xx answers`);
+  return {
+    rps: r.requests! / (r.durationUs! / 1e6),
+    requests: r.requests!,
+    errors,
+    p50Ms: r.p50Us! / 1000,
+    p99Ms: r.p99Us! / 1000,
+  };
+}
+
+// ── streaming ─────────────────────────────────────────────────────────────────────────────────────────────
+
+const CONTENT_TOKEN = /"content":"[^"]/;
+
+const streamBody = (maxTokens: number) =>
+  JSON.stringify({
+    model: MODEL,
+    messages: [{ role: "user", content: "Tell me a story about the sea." }],
+    max_tokens: maxTokens,
+    stream: true,
+  });
+
+/** One stream: ms until the first content token arrived, after reading the stream to its end. */
+async function timeToFirstToken(pool: Pool, headers: Record<string, string>, body: string): Promise<number> {
+  const t0 = nowNs();
+  const res = await pool.request({ path: CHAT_PATH, method: "POST", headers, body });
+  let ttft = -1;
+  let seen = "";
+  for await (const chunk of res.body) {
+    if (ttft >= 0) continue;
+    seen += (chunk as Buffer).toString("latin1");
+    if (CONTENT_TOKEN.test(seen)) ttft = msSince(t0);
+    else seen = seen.slice(-64);
+  }
+  if (res.statusCode !== 200 || ttft < 0) throw new Error(`stream failed (${res.statusCode}): ${seen}`);
+  return ttft;
+}
+
+async function ttftOverhead(
+  directOrigin: string,
+  gatewayOrigin: string,
+  headers: Record<string, string>,
+): Promise<{ directMs: number; gatewayMs: number; overheadMs: number }> {
+  const direct = new Pool(directOrigin, { connections: 1 });
+  const gateway = new Pool(gatewayOrigin, { connections: 1 });
+  const body = streamBody(4);
+  const d: number[] = [];
+  const g: number[] = [];
+  const warmup = Math.ceil(plan.ttftStreams / 10);
+  // Interleaved, so drift on the machine affects both paths alike.
+  for (let i = 0; i < warmup + plan.ttftStreams; i++) {
+    const a = await timeToFirstToken(direct, headers, body);
+    const b = await timeToFirstToken(gateway, headers, body);
+    if (i >= warmup) {
+      d.push(a);
+      g.push(b);
+    }
+  }
+  await Promise.all([direct.close(), gateway.close()]);
+  const directMs = median(d);
+  const gatewayMs = median(g);
+  return { directMs, gatewayMs, overheadMs: gatewayMs - directMs };
+}
+
+interface StreamsResult {
+  /** Most streams delivering tokens at the same moment. */
+  readonly concurrent: number;
+  readonly rssStartMb: number;
+  readonly rssFullMb: number;
+  readonly rssPeakMb: number;
+  readonly rssEndMb: number;
+  readonly flat: boolean;
+  /** Growth of the mean RSS from the first to the last quarter of the hold, MB. */
+  readonly growthMb: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly rampMs: number;
+}
+
+/**
+ * Hold `plan.streams` streams open through the gateway for `plan.holdMs` (each reopened when it ends, until the
+ * hold is over) while sampling the gateway's RSS.
+ */
+async function holdStreams(
+  gatewayOrigin: string,
+  gatewayPid: number,
+  headers: Record<string, string>,
+): Promise<StreamsResult> {
+  const n = plan.streams;
+  const tokens = Math.max(2, Math.round(plan.streamMs / plan.interTokenMs));
+  const body = streamBody(tokens);
+  const pool = new Pool(gatewayOrigin, {
+    connections: n,
+    headersTimeout: plan.holdMs + 120_000,
+    bodyTimeout: 60_000,
+    keepAliveTimeout: 60_000,
+  });
+  const samples: Array<{ at: number; mb: number }> = [];
+  const t0 = Date.now();
+  const holdEnd = t0 + plan.holdMs;
+  let active = 0;
+  let maxActive = 0;
+  let fullAt: number | undefined;
+  let completed = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const rssStartMb = rssMb(gatewayPid);
+  const sampler = setInterval(
+    () => {
+      try {
+        samples.push({ at: Date.now(), mb: rssMb(gatewayPid) });
+      } catch {
+        // the gateway died; the streams will fail and say so
+      }
+    },
+    args.soak ? 1_000 : 250,
+  );
+  const reportTimer = setInterval(
+    () =>
+      progress(
+        `  streams: ${active} active, ${completed} done, ${failed} failed, gateway RSS ${samples.at(-1)?.mb.toFixed(1)} MB`,
+      ),
+    args.soak ? 30_000 : 5_000,
+  );
+
+  const one = async (): Promise<void> => {
+    let started = false;
+    try {
+      const res = await pool.request({ path: CHAT_PATH, method: "POST", headers, body });
+      let tail = "";
+      for await (const chunk of res.body) {
+        const text = tail + (chunk as Buffer).toString("latin1");
+        if (!started && res.statusCode === 200 && CONTENT_TOKEN.test(text)) {
+          started = true;
+          active += 1;
+          if (active > maxActive) maxActive = active;
+          if (active === n && fullAt === undefined) fullAt = Date.now();
+        }
+        tail = text.slice(-64);
+      }
+      if (res.statusCode === 200 && tail.includes("[DONE]")) completed += 1;
+      else {
+        failed += 1;
+        firstError ??= `status ${res.statusCode}: ${tail}`;
+      }
+    } catch (error) {
+      failed += 1;
+      firstError ??= (error as Error).message;
+    } finally {
+      if (started) active -= 1;
+    }
+  };
+  const lane = async (): Promise<void> => {
+    do await one();
+    while (Date.now() + plan.streamMs / 2 < holdEnd);
+  };
+
+  // Open them over about a second, as clients arriving, not one burst.
+  const lanes: Array<Promise<void>> = [];
+  for (let i = 0; i < n; i++) {
+    lanes.push(lane());
+    if (i % 10 === 9) await sleep(10);
+  }
+  await Promise.all(lanes);
+  await sleep(1_000);
+  clearInterval(sampler);
+  clearInterval(reportTimer);
+  const rssEndMb = rssMb(gatewayPid);
+  await pool.close();
+  if (failed > 0) progress(`  ${failed} stream(s) failed; first: ${firstError}`);
+
+  const rampEnd = fullAt ?? t0 + 2_000;
+  const hold = samples.filter((s) => s.at >= rampEnd && s.at <= Math.max(holdEnd, rampEnd + 1_000));
+  const quarter = Math.max(1, Math.floor(hold.length / 4));
+  const mean = (xs: Array<{ mb: number }>) => xs.reduce((a, s) => a + s.mb, 0) / Math.max(1, xs.length);
+  const firstQ = mean(hold.slice(0, quarter));
+  const lastQ = mean(hold.slice(-quarter));
+  const growthMb = lastQ - firstQ;
+  const rssPeakMb = Math.max(rssStartMb, rssEndMb, ...samples.map((s) => s.mb));
+  return {
+    concurrent: maxActive,
+    rssStartMb,
+    rssFullMb: fullAt === undefined ? Number.NaN : (hold[0]?.mb ?? Number.NaN),
+    rssPeakMb,
+    rssEndMb,
+    flat: hold.length >= 2 && growthMb <= Math.max(10, firstQ * 0.1),
+    growthMb,
+    completed,
+    failed,
+    rampMs: (fullAt ?? Number.NaN) - t0,
+  };
+}
+
+// ── CPU profile summary (--cpu-prof) ──────────────────────────────────────────────────────────────────────
+
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+function summarizeProfiles(dir: string): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+  const lines: string[] = [];
+  for (const file of files) {
+    const profile = JSON.parse(readFileSync(join(dir, file), "utf8")) as CpuProfile;
+    const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+    const byFunction = new Map<string, number>();
+    const byArea = new Map<string, number>();
+    let total = 0;
+    profile.samples.forEach((id, i) => {
+      const us = profile.timeDeltas[i] ?? 0;
+      const frame = byId.get(id);
+      if (!frame || frame.functionName === "(idle)") return;
+      total += us;
+      const url = frame.url.replace(/^file:\/\//, "").replace(`${ROOT}/`, "");
+      const where = url ? `${url}:${frame.lineNumber + 1}` : "";
+      const fn = `${frame.functionName || "(anonymous)"} ${where}`.trim();
+      byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
+      const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
+      const area = pkg
+        ? pkg
+        : url.startsWith("node:")
+          ? "node internals"
+          : url
+            ? url.split("/")[0]!
+            : frame.functionName || "(native)";
+      byArea.set(area, (byArea.get(area) ?? 0) + us);
+    });
+    const top = (m: Map<string, number>, k: number) =>
+      [...m.entries()]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, k)
+        .map(([name, us]) => `  ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
+    lines.push(
+      `${join(dir, file)}: ${(total / 1e6).toFixed(1)} s busy (percentages of busy time)`,
+      "self time by area:",
+      ...top(byArea, 14),
+      "self time by function:",
+      ...top(byFunction, 30),
+    );
+  }
+  return lines.join("\n");
+}
+
+// ── output ────────────────────────────────────────────────────────────────────────────────────────────────
+
+interface Report {
+  direct: PathResult;
+  nginx: PathResult;
+  gateway: PathResult;
+  addedP50Ms: number;
+  addedP99Ms: number;
+  throughputRatio: number;
+  ttftOverheadMs: number;
+  streams: { concurrent: number; rssMb: number };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows
+    .map((r) =>
+      r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("   "),
+    )
+    .join("\n");
+}
+
+function human(
+  report: Report,
+  extra: {
+    streams: StreamsResult;
+    ttft: { directMs: number; gatewayMs: number };
+    idleRssMb: number;
+    loadedRssMb: number;
+    load: string;
+  },
+): string {
+  const f3 = (n: number) => n.toFixed(3);
+  const sign = (n: number) => (n >= 0 ? `+${f3(n)}` : f3(n));
+  const paths = (["direct", "nginx", "gateway"] as const).map((p) => {
+    const r = report[p];
+    const added =
+      p === "direct" ? ["", ""] : [sign(r.p50Ms - report.direct.p50Ms), sign(r.p99Ms - report.direct.p99Ms)];
+    return [p, Math.round(r.rps).toLocaleString("en-US"), f3(r.p50Ms), f3(r.p99Ms), ...added];
+  });
+  const verdict = (ok: boolean) => (ok ? "PASS" : "MISS");
+  const s = extra.streams;
+  // Memory with fewer streams open than asked for says nothing about the target.
+  const streamsVerdict = (ok: boolean) => (s.concurrent >= plan.streams ? verdict(ok) : "n/a");
+  const targets = [
+    ["target", "measured", "goal", ""],
+    [
+      `added p50 at ${plan.rate.toLocaleString("en-US")} req/s (gateway − direct)`,
+      `${f3(report.addedP50Ms)} ms`,
+      `≤ ${TARGETS.addedP50Ms} ms`,
+      verdict(report.addedP50Ms <= TARGETS.addedP50Ms),
+    ],
+    [
+      `added p99 at ${plan.rate.toLocaleString("en-US")} req/s (gateway − direct)`,
+      `${f3(report.addedP99Ms)} ms`,
+      `≤ ${TARGETS.addedP99Ms} ms`,
+      verdict(report.addedP99Ms <= TARGETS.addedP99Ms),
+    ],
+    [
+      "saturation throughput gateway ÷ nginx",
+      `${(report.throughputRatio * 100).toFixed(1)} %`,
+      `≥ ${TARGETS.throughputRatio * 100} %`,
+      verdict(report.throughputRatio >= TARGETS.throughputRatio),
+    ],
+    [
+      `TTFT overhead (median ${f3(extra.ttft.gatewayMs)} − ${f3(extra.ttft.directMs)} ms)`,
+      `${f3(report.ttftOverheadMs)} ms`,
+      `≤ ${TARGETS.ttftOverheadMs} ms`,
+      verdict(report.ttftOverheadMs <= TARGETS.ttftOverheadMs),
+    ],
+    [
+      `concurrent streams through the gateway`,
+      `${s.concurrent}`,
+      `${plan.streams}`,
+      verdict(s.concurrent >= plan.streams),
+    ],
+    [
+      `gateway RSS peak with ${s.concurrent} streams open`,
+      `${report.streams.rssMb.toFixed(1)} MB`,
+      `< ${TARGETS.rssMb} MB`,
+      streamsVerdict(report.streams.rssMb < TARGETS.rssMb),
+    ],
+    [
+      `RSS flat over the ${Math.round(plan.holdMs / 1000)} s hold (last − first quarter)`,
+      `${s.growthMb >= 0 ? "+" : ""}${s.growthMb.toFixed(1)} MB`,
+      "≤ 10 MB / 10 %",
+      streamsVerdict(s.flat),
+    ],
+  ];
+  return [
+    `fixed rate ${plan.rate} req/s open loop (p50/p99, ${plan.measureMs / 1000} s after ${plan.warmupMs / 1000} s warm-up); ` +
+      `saturation: wrk -t1 -c${plan.wrkConnections} ${plan.saturationSeconds} s`,
+    "",
+    table([["path", "rps (saturated)", "p50 ms", "p99 ms", "added p50", "added p99"], ...paths]),
+    "",
+    table(targets),
+    "",
+    `streams (fresh gateway process): ${s.completed} completed, ${s.failed} failed; RSS start ${s.rssStartMb.toFixed(1)} MB, ` +
+      `all open ${Number.isNaN(s.rssFullMb) ? "never" : `${s.rssFullMb.toFixed(1)} MB`}, peak ${s.rssPeakMb.toFixed(1)} MB, ` +
+      `end ${s.rssEndMb.toFixed(1)} MB`,
+    `gateway RSS idle ${extra.idleRssMb.toFixed(1)} MB, after the latency and saturation runs ${extra.loadedRssMb.toFixed(1)} MB; ` +
+      `load average at the end ${extra.load} (${cpus().length} CPUs)`,
+  ].join("\n");
+}
+
+// ── main ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  const missing = ["wrk", "nginx"].filter((t) => !which(t));
+  if (missing.length > 0)
+    throw new Error(`${missing.join(" and ")} not found: apt-get install wrk nginx-light`);
+  tmpDir = mkdtempSync(join(tmpdir(), "aiorch-bench-"));
+  const dir = tmpDir;
+
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2, lazyConnect: true });
+  redis.on("error", () => undefined);
+  await redis.connect().catch((error: Error) => {
+    throw new Error(`Redis at ${REDIS_URL} is not reachable: ${error.message}`);
+  });
+  const prefix = `bench${randomBytes(4).toString("hex")}:`;
+  cleanupRedis = async () => {
+    let cursor = "0";
+    do {
+      const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      cursor = next;
+      if (found.length > 0) await redis.del(...found);
+    } while (cursor !== "0");
+    redis.disconnect();
+  };
+  const { key } = await new ApiKeyStore(redis, redisKeys(prefix)).create({
+    name: "bench",
+    rpm: 1_000_000_000,
+    tpm: 1_000_000_000_000,
+  });
+  const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
+
+  progress(
+    `node ${process.version}, ${cpus().length} CPU(s), load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}, ` +
+      `${spawnSync(which("nginx")!, ["-v"], { encoding: "utf8" }).stderr.trim()}; temp ${dir}`,
+  );
+  const fake = await startFake();
+  progress(`fake vLLM on ${fake.origin} (pid ${fake.child.proc.pid})`);
+  const nginx = await startNginx(dir, Number(new URL(fake.origin).port));
+  progress(`nginx on ${nginx.origin} (pid ${nginx.child.proc.pid}, 1 worker, upstream keepalive 64)`);
+  const gateway = await startGateway(dir, fake.origin, prefix);
+  const gatewayPid = gateway.child.proc.pid!;
+  const idleRssMb = rssMb(gatewayPid);
+  progress(
+    `gateway on ${gateway.origin} (pid ${gatewayPid}, key prefix ${prefix}, idle RSS ${idleRssMb.toFixed(1)} MB)`,
+  );
+  const origins = { direct: fake.origin, nginx: nginx.origin, gateway: gateway.origin } as const;
+  const pathNames = ["direct", "nginx", "gateway"] as const;
+
+  // 1. Latency at a fixed rate.
+  await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: 0 });
+  const latency = {} as Record<(typeof pathNames)[number], LatencyResult>;
+  for (const p of pathNames) {
+    progress(`fixed rate ${plan.rate} req/s → ${p} (${(plan.warmupMs + plan.measureMs) / 1000} s)`);
+    const r = await fixedRate(origins[p], headers);
+    latency[p] = r;
+    progress(
+      `  ${p}: p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, max ${r.maxMs.toFixed(1)} ms, ` +
+        `${r.requests} requests at ${r.achievedRps.toFixed(0)}/s, generator lag p99 ${r.sendLagP99Ms.toFixed(2)} ms`,
+    );
+  }
+
+  // 2. Saturation.
+  const script = writeWrkScript(dir, key);
+  const saturation = {} as Record<(typeof pathNames)[number], WrkResult>;
+  for (const p of pathNames) {
+    progress(`saturation → ${p}: wrk -t1 -c${plan.wrkConnections} -d${plan.saturationSeconds}s`);
+    const r = await saturate(origins[p], script);
+    saturation[p] = r;
+    progress(
+      `  ${p}: ${r.rps.toFixed(0)} req/s (p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, ${r.errors} socket errors)`,
+    );
+  }
+
+  const loadedRssMb = rssMb(gatewayPid);
+
+  // 3. Time to first token.
+  await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
+  progress(
+    `TTFT: ${plan.ttftStreams} sequential streams each, direct and gateway interleaved (fake TTFT ${plan.ttftMs} ms)`,
+  );
+  const ttft = await ttftOverhead(fake.origin, gateway.origin, headers);
+  progress(
+    `  median TTFT direct ${ttft.directMs.toFixed(3)} ms, gateway ${ttft.gatewayMs.toFixed(3)} ms → +${ttft.overheadMs.toFixed(3)} ms`,
+  );
+
+  // 4. Concurrent streams and memory, on a fresh gateway process: its RSS then shows what the streams cost,
+  // not the heap the saturation run left behind (reported separately).
+  progress(`restarting the gateway (RSS after the saturation run: ${loadedRssMb.toFixed(1)} MB)`);
+  await stopChild(gateway.child);
+  const streamGateway = await startGateway(dir, fake.origin, prefix);
+  const streamPid = streamGateway.child.proc.pid!;
+  progress(
+    `gateway on ${streamGateway.origin} (pid ${streamPid}, idle RSS ${rssMb(streamPid).toFixed(1)} MB)`,
+  );
+  await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: plan.interTokenMs });
+  progress(
+    `streams: ${plan.streams} concurrent through the gateway, ${plan.streamMs / 1000} s each (a token every ${plan.interTokenMs} ms), held ${plan.holdMs / 1000} s`,
+  );
+  const streams = await holdStreams(streamGateway.origin, streamPid, headers);
+  progress(
+    `  ${streams.concurrent} concurrent (${Number.isNaN(streams.rampMs) ? "never all open" : `all open after ${streams.rampMs.toFixed(0)} ms`}), RSS peak ${streams.rssPeakMb.toFixed(1)} MB, ` +
+      `growth over the hold ${streams.growthMb.toFixed(1)} MB`,
+  );
+
+  const result = (p: (typeof pathNames)[number]): PathResult => ({
+    rps: Math.round(saturation[p].rps),
+    p50Ms: round(latency[p].p50Ms, 3),
+    p99Ms: round(latency[p].p99Ms, 3),
+  });
+  const report: Report = {
+    direct: result("direct"),
+    nginx: result("nginx"),
+    gateway: result("gateway"),
+    addedP50Ms: round(latency.gateway.p50Ms - latency.direct.p50Ms, 3),
+    addedP99Ms: round(latency.gateway.p99Ms - latency.direct.p99Ms, 3),
+    throughputRatio: round(saturation.gateway.rps / saturation.nginx.rps, 3),
+    ttftOverheadMs: round(ttft.overheadMs, 3),
+    streams: { concurrent: streams.concurrent, rssMb: round(streams.rssPeakMb, 1) },
+  };
+
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+  progress(`done; load average ${load}`);
+  await cleanup();
+  const profDir = args["cpu-prof"];
+  if (profDir) process.stderr.write(`${summarizeProfiles(resolve(profDir))}\n`);
+  process.stdout.write(
+    args.json
+      ? `${JSON.stringify(report)}\n`
+      : `${human(report, { streams, ttft, idleRssMb, loadedRssMb, load })}\n`,
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (error: Error) => {
+    // After a signal the children are being stopped under main's feet; that failure is not news.
+    if (!interrupted) progress(`failed: ${error.stack ?? error.message}`);
+    cleanup().finally(() => process.exit(interrupted ? 130 : 1));
+  },
+);

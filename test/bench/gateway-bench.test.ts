@@ -1,0 +1,90 @@
+/**
+ * Smoke test of the gateway benchmark (`bench/gateway.ts --quick --json`): it starts the fake upstream, nginx and
+ * the gateway as separate processes, drives all three paths and prints the result object. Checked here: the shape
+ * and that every figure is a positive number; the targets are the benchmark's business, not this test's.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const ROOT = resolve(__dirname, "../..");
+
+function onPath(tool: string): boolean {
+  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/usr/local/sbin", "/sbin"]);
+  return dirs.some((dir) => dir !== "" && existsSync(join(dir, tool)));
+}
+
+const missing = ["wrk", "nginx"].filter((tool) => !onPath(tool));
+const title =
+  missing.length === 0
+    ? "runs with --quick --json and prints the result object"
+    : `skipped: ${missing.join(" and ")} not installed (apt-get install wrk nginx-light)`;
+
+function runBench(): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolveRun) => {
+    execFile(
+      process.execPath,
+      ["-r", "tsx/cjs", "bench/gateway.ts", "--quick", "--json"],
+      { cwd: ROOT, timeout: 80_000, maxBuffer: 16 * 1024 * 1024, killSignal: "SIGINT" },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolveRun({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const positive = (value: unknown): boolean =>
+  typeof value === "number" && Number.isFinite(value) && value > 0;
+
+describe("bench/gateway.ts", () => {
+  it.skipIf(missing.length > 0)(title, { timeout: 90_000 }, async () => {
+    const { code, stdout, stderr } = await runBench();
+    expect(code, `the benchmark failed:\n${stderr}`).toBe(0);
+    const report = JSON.parse(stdout.trim()) as Record<string, unknown>;
+    expect(Object.keys(report).sort()).toEqual(
+      [
+        "addedP50Ms",
+        "addedP99Ms",
+        "direct",
+        "gateway",
+        "nginx",
+        "streams",
+        "throughputRatio",
+        "ttftOverheadMs",
+      ].sort(),
+    );
+    for (const path of ["direct", "nginx", "gateway"]) {
+      const result = report[path] as Record<string, unknown>;
+      expect(Object.keys(result).sort(), path).toEqual(["p50Ms", "p99Ms", "rps"]);
+      for (const [field, value] of Object.entries(result))
+        expect(positive(value), `${path}.${field}`).toBe(true);
+    }
+    // The gateway does strictly more work than the upstream alone, so its overheads are above zero.
+    for (const field of ["addedP50Ms", "throughputRatio", "ttftOverheadMs"])
+      expect(positive(report[field]), `${field} = ${report[field]}`).toBe(true);
+    // A difference of two tails is noise-dominated once the gateway is fast, so only finite here.
+    expect(Number.isFinite(report.addedP99Ms), "addedP99Ms").toBe(true);
+    const streams = report.streams as Record<string, unknown>;
+    expect(Object.keys(streams).sort()).toEqual(["concurrent", "rssMb"]);
+    expect(positive(streams.concurrent), "streams.concurrent").toBe(true);
+    expect(positive(streams.rssMb), "streams.rssMb").toBe(true);
+    // Every child process and the temp dir are gone again.
+    const temp = /temp (\S+)/.exec(stderr)?.[1];
+    expect(temp, "the temp dir is reported").toBeDefined();
+    expect(existsSync(temp!), `${temp} removed`).toBe(false);
+    const pids = [...stderr.matchAll(/\(pid (\d+)/g)].map((m) => Number(m[1]));
+    expect(pids.length).toBeGreaterThanOrEqual(4); // fake, nginx, two gateway processes
+    for (const pid of pids) expect(alive(pid), `pid ${pid} stopped`).toBe(false);
+  });
+});
