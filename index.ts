@@ -13,14 +13,25 @@ import { StackNamespace } from "./components/namespace";
 import { QueueEncryption } from "./components/queue-encryption";
 import { Redis } from "./components/redis";
 import { RunPodServerlessEndpoint } from "./components/runpod-endpoint";
+import { RunPodNetworkVolume } from "./components/runpod-network-volume";
 import type { RedisClientConnection } from "./components/runtime-pod";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
 import { StackPki } from "./components/stack-pki";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
-import { CREDENTIAL_ENV, runpodEndpointName } from "./core/config";
+import { CREDENTIAL_ENV, runpodEndpointName, weightCacheDataCenter } from "./core/config";
+import { servingUnits } from "./core/variants";
 
 const { loaded, runtimeConfig } = readStackSettings();
+
+/** Where spans go in the cluster: the collector's namespace and the port of its OTLP URL. */
+function traceCollectorOf(tracing: { otlpEndpoint: string; collectorNamespace: string }) {
+  const url = new URL(tracing.otlpEndpoint);
+  return {
+    namespace: tracing.collectorNamespace,
+    port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+  };
+}
 const { config, project } = loaded;
 const stackConfig = new pulumi.Config(project);
 
@@ -118,6 +129,7 @@ const gateway = new Gateway("gateway", {
   credentialsSecret: settings.credentialsSecretName,
   redis: redisFor("gateway"),
   encryptionSecret: queueEncryption?.secretName,
+  ...(config.gateway.tracing ? { traceCollector: traceCollectorOf(config.gateway.tracing) } : {}),
 });
 new Controller("controller", {
   namespace: namespace.name,
@@ -146,13 +158,26 @@ if (config.monitoring.enabled) {
   });
 }
 
-// One managed RunPod endpoint per model it serves; the controller steers workersMin/workersMax at run time.
+// One managed RunPod endpoint per serving unit (a model, or each variant of a model in a rollout); the controller
+// steers workersMin/workersMax at run time.
 const runpod = config.providers["runpod-serverless"];
 const runpodEndpoints: Record<string, pulumi.Output<string>> = {};
 if (runpod) {
   const runpodKey = stackConfig.requireSecret("runpodApiKey");
   const hfToken = stackConfig.getSecret("hfToken");
-  for (const model of config.models.filter((m) => m.providers.includes("runpod-serverless"))) {
+  // The weight cache: one network volume the endpoints mount, so weights cross the internet once per data centre.
+  const cacheDc = weightCacheDataCenter(runpod);
+  const weightCache =
+    runpod.weightCache && cacheDc
+      ? new RunPodNetworkVolume("runpod-weight-cache", {
+          name: `${project}-${pulumi.getStack()}-weights`,
+          sizeGb: runpod.weightCache.sizeGb,
+          dataCenterId: cacheDc,
+          apiKey: runpodKey,
+          ...(runpod.apiBase ? { apiBase: runpod.apiBase } : {}),
+        })
+      : undefined;
+  for (const model of servingUnits(config.models).filter((m) => m.providers.includes("runpod-serverless"))) {
     const pools = [...new Set(model.gpu.flatMap((g) => PROVIDERS["runpod-serverless"].gpus[g]?.pool ?? []))];
     const coldStart = PROVIDERS["runpod-serverless"].coldStart.p95Seconds;
     const endpoint = new RunPodServerlessEndpoint(`runpod-${model.name.replace(/[^a-zA-Z0-9-]/g, "-")}`, {
@@ -163,7 +188,9 @@ if (runpod) {
       env: {
         MODEL_NAME: model.source,
         ...(model.revision ? { MODEL_REVISION: model.revision } : {}),
-        OPENAI_SERVED_MODEL_NAME_OVERRIDE: model.name,
+        // every variant answers under the model's public name, so clients never see the rollout
+        OPENAI_SERVED_MODEL_NAME_OVERRIDE: model.publicName,
+        ...(model.engineArgs.length > 0 ? { VLLM_EXTRA_ARGS: model.engineArgs.join(" ") } : {}),
         ...(model.maxModelLen ? { MAX_MODEL_LEN: String(model.maxModelLen) } : {}),
         ...(hfToken ? { HF_TOKEN: hfToken } : {}),
       },
@@ -179,6 +206,7 @@ if (runpod) {
       scalerValue: runpod.scalerValue,
       flashboot: runpod.flashboot,
       dataCenterIds: runpod.dataCenters,
+      ...(weightCache ? { networkVolumeId: weightCache.volumeId, networkVolumeDataCenterId: cacheDc } : {}),
       apiBase: runpod.apiBase,
       model: model.name,
       dataClass: model.dataClass ?? config.dataClass,

@@ -1,14 +1,12 @@
-import { readFileSync } from "node:fs";
 /** `aiorch audit list|verify`: the administrative audit trail of a stack. */
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import { AuditTrail } from "../core/audit-trail";
-import { redisClientOptions, redisConnectionFromEnv } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
 import type { Io } from "./keys";
 import { UsageError } from "./plan/run";
 import { runtimeConfigFrom } from "./runtime-source";
+import { connectStackRedis } from "./stack-redis";
 
 export async function runAudit(
   argv: readonly string[],
@@ -25,18 +23,8 @@ export async function runAudit(
   if (sub !== "list" && sub !== "verify")
     throw new UsageError(`audit needs a subcommand: list or verify; got "${sub ?? ""}"`);
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
-  const connection = redisConnectionFromEnv(env, (path) => readFileSync(path, "utf8"));
-  const { url } = connection;
-  const redis = new Redis(url, {
-    ...redisClientOptions(connection),
-    maxRetriesPerRequest: 1,
-    lazyConnect: true,
-  });
-  redis.on("error", () => undefined);
+  const redis = await connectStackRedis(env);
   try {
-    await redis.connect().catch((error: Error) => {
-      throw new UsageError(`cannot reach Redis at ${url}: ${error.message} (set REDIS_URL)`);
-    });
     const trail = new AuditTrail(redis, redisKeys(config.redis.keyPrefix));
     if (sub === "list") {
       const entries = await trail.list();

@@ -1,14 +1,12 @@
-import { readFileSync } from "node:fs";
 /** `aiorch keys create|list|revoke`: API keys in the stack's Redis. The raw key is printed once, at creation. */
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import { AuditTrail } from "../core/audit-trail";
-import { redisClientOptions, redisConnectionFromEnv } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
 import { ApiKeyStore } from "../gateway/keys";
 import { UsageError } from "./plan/run";
 import { runtimeConfigFrom } from "./runtime-source";
+import { connectStackRedis } from "./stack-redis";
 
 export interface Io {
   out(text: string): void;
@@ -68,18 +66,8 @@ export async function runKeys(
   }
   const actor = values.actor ?? env.AIORCH_ACTOR ?? env.USER ?? "cli";
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
-  const connection = redisConnectionFromEnv(env, (path) => readFileSync(path, "utf8"));
-  const { url } = connection;
-  const redis = new Redis(url, {
-    ...redisClientOptions(connection),
-    maxRetriesPerRequest: 1,
-    lazyConnect: true,
-  });
-  redis.on("error", () => undefined);
+  const redis = await connectStackRedis(env);
   try {
-    await redis.connect().catch((error: Error) => {
-      throw new UsageError(`cannot reach Redis at ${url}: ${error.message} (set REDIS_URL)`);
-    });
     const keys = redisKeys(config.redis.keyPrefix);
     const store = new ApiKeyStore(redis, keys);
     const audit = new AuditTrail(redis, keys);

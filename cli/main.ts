@@ -22,6 +22,10 @@ commands:
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
            list [--json] | rotate ID [--grace 24h] | revoke ID   (API keys; same --stack/--config and REDIS_URL)
   audit    list [--json] | verify       the administrative audit trail (hash-chained); verify exits 1 if broken
+  models   list [--json] | set-weight MODEL VARIANT WEIGHT [--reason TEXT] | set-weight MODEL VARIANT --reset
+           variants of each model and their traffic weights; set-weight changes them at run time (audited)
+  status   [--stack NAME | --config FILE] [--json] [--decisions N]
+           workers by model, provider and state, queue depth, spend vs budget, last scale decisions
   simulate [--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]
            monthly cost and user wait per model × provider × usage pattern × keep-alive policy
 
@@ -182,6 +186,16 @@ async function keys(argv: string[], io: Io, dir: string): Promise<number> {
   return runKeys(argv, io, dir);
 }
 
+async function models(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runModels } = lazy<typeof import("./models")>("./models");
+  return runModels(argv, io, dir);
+}
+
+async function status(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runStatus } = lazy<typeof import("./status")>("./status");
+  return runStatus(argv, io, dir);
+}
+
 async function simulate(argv: string[], io: Io, dir: string): Promise<number> {
   const { runSimulate } = lazy<typeof import("./simulate")>("./simulate");
   return runSimulate([...argv, "--dir", dir], io);
@@ -195,6 +209,8 @@ const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<
   dev,
   keys,
   audit,
+  models,
+  status,
   simulate,
 };
 

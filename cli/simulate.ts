@@ -23,6 +23,8 @@ export const SIMULATE_USAGE = `usage: aiorch simulate [--stack NAME] [options]
 
 Simulates a month of each model on each of its providers under the usage patterns (or a trace) and
 compares keep-alive policies: cost, billed hours, cold starts, wait p50/p95/p99, ratio to the clairvoyant bound.
+With providers.runpod-serverless.weightCache, RunPod serverless cold starts split into cache hits and misses
+(the first cold start of a model downloads its weights, later ones load them from the volume).
 
 options:
   --stack NAME        stack to use (Pulumi.NAME.yaml); default: dev

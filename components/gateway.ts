@@ -42,6 +42,8 @@ export interface GatewayArgs {
   readonly redis: RedisClientConnection;
   /** Secret with the key ring that seals queued bodies (AIORCH_ENCRYPTION_KEYS). @default not sealed */
   readonly encryptionSecret?: pulumi.Input<string>;
+  /** An in-cluster OpenTelemetry collector the gateway exports spans to (its NetworkPolicy lets them out). @default none */
+  readonly traceCollector?: { namespace: string; port: number };
   /** CPU and memory per replica (requests = limits). @default { cpu: "500m", memory: "256Mi" } */
   readonly resources?: { cpu: string; memory: string };
 }
@@ -204,6 +206,7 @@ export class Gateway extends pulumi.ComponentResource {
           ],
           redisSelector: selectorFor("redis"),
           redisPort: args.redis.port,
+          ...(args.traceCollector ? { alsoTo: [args.traceCollector] } : {}),
         }),
       },
       child,

@@ -112,6 +112,23 @@ export function renderDashboard(input: DashboardInput): Record<string, unknown> 
     },
     {
       type: "timeseries",
+      title: "Rollout: traffic and errors by variant",
+      description:
+        "Requests per second per model variant (aiorch models set-weight moves them) and each variant's 5xx share, to compare a new version with the old.",
+      targets: [
+        {
+          expr: `sum by (model, variant) (rate(${m.requestsTotal.name}{${ns},variant!=""}[5m]))`,
+          legendFormat: "req/s {{model}}@{{variant}}",
+        },
+        {
+          expr: `sum by (model, variant) (rate(${m.requestsTotal.name}{${ns},variant!="",status=~"5.."}[5m])) / sum by (model, variant) (rate(${m.requestsTotal.name}{${ns},variant!=""}[5m]))`,
+          legendFormat: "5xx share {{model}}@{{variant}}",
+        },
+      ],
+      fieldConfig: { defaults: { min: 0 }, overrides: [] },
+    },
+    {
+      type: "timeseries",
       title: "Cold starts",
       description: "Cold starts per hour and their p95 duration, per model and provider.",
       targets: [

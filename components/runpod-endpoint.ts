@@ -19,7 +19,41 @@ const SCALER_TYPES: readonly string[] = ["QUEUE_DELAY", "REQUEST_COUNT"];
 /** What the Pulumi engine sends for a value not known yet (preview); validation skips it. */
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
+/** A RunPod data centre id such as "EU-RO-1" or "US-TX-3". */
+const DATA_CENTER_ID = /^[A-Z]{2}(-[A-Z0-9]+)*$/;
+
 export { DEFAULT_IMAGE as RUNPOD_DEFAULT_WORKER_IMAGE, POOLS as RUNPOD_GPU_POOL_IDS };
+
+/** Where a serverless worker mounts the endpoint's network volume. */
+export const RUNPOD_VOLUME_MOUNT_PATH = "/runpod-volume";
+
+/**
+ * Worker env that makes the network volume the weight cache: worker-vllm downloads to and loads from BASE_PATH,
+ * and the Hugging Face caches (where vLLM fetches weights) sit under it, at the paths worker-vllm's image uses by
+ * default, so every endpoint sharing a volume shares one cache.
+ */
+export const RUNPOD_VOLUME_CACHE_ENV: Readonly<Record<string, string>> = {
+  BASE_PATH: RUNPOD_VOLUME_MOUNT_PATH,
+  HF_HOME: `${RUNPOD_VOLUME_MOUNT_PATH}/huggingface-cache`,
+  HF_HUB_CACHE: `${RUNPOD_VOLUME_MOUNT_PATH}/huggingface-cache/hub`,
+  HUGGINGFACE_HUB_CACHE: `${RUNPOD_VOLUME_MOUNT_PATH}/huggingface-cache/hub`,
+  HF_DATASETS_CACHE: `${RUNPOD_VOLUME_MOUNT_PATH}/huggingface-cache/datasets`,
+};
+
+/**
+ * The data centres an endpoint may use once it mounts a network volume in `volumeDataCenterId`: only that one.
+ * Without a volume data centre the list is unchanged; a list that leaves the volume's data centre out is returned
+ * unchanged too, for validation to report (it names both and the fix).
+ */
+export function narrowToVolumeDataCenter(
+  dataCenterIds: readonly string[],
+  volumeDataCenterId: string | undefined,
+): string[] {
+  if (volumeDataCenterId === undefined) return [...dataCenterIds];
+  return dataCenterIds.length === 0 || dataCenterIds.includes(volumeDataCenterId)
+    ? [volumeDataCenterId]
+    : [...dataCenterIds];
+}
 
 /** The dynamic resource's inputs after `check` has applied the defaults. */
 export interface RunPodEndpointInputs {
@@ -35,6 +69,8 @@ export interface RunPodEndpointInputs {
   flashboot: boolean;
   dataCenterIds: string[];
   networkVolumeId?: string;
+  /** Data centre of the network volume; `check` narrows dataCenterIds to it. */
+  networkVolumeDataCenterId?: string;
   containerDiskInGb: number;
   apiBase?: string;
   apiKey: string;
@@ -50,8 +86,15 @@ export interface RunPodEndpointOutputs extends RunPodEndpointInputs {
   templateName: string;
 }
 
-/** Fills in every default `check` applies; values not known yet are left alone. */
+/**
+ * Fills in every default `check` applies, and narrows dataCenterIds to the network volume's data centre;
+ * values not known yet are left alone.
+ */
 export function applyEndpointDefaults(news: Partial<RunPodEndpointInputs>): RunPodEndpointInputs {
+  const dcs = news.dataCenterIds ?? [];
+  const volumeDc = news.networkVolumeDataCenterId;
+  const narrow =
+    typeof volumeDc === "string" && volumeDc !== UNKNOWN && Array.isArray(dcs) && !dcs.includes(UNKNOWN);
   return {
     ...news,
     name: news.name as string,
@@ -64,7 +107,7 @@ export function applyEndpointDefaults(news: Partial<RunPodEndpointInputs>): RunP
     scalerType: news.scalerType ?? "QUEUE_DELAY",
     scalerValue: news.scalerValue ?? 4,
     flashboot: news.flashboot ?? true,
-    dataCenterIds: news.dataCenterIds ?? [],
+    dataCenterIds: narrow ? narrowToVolumeDataCenter(dcs, volumeDc) : dcs,
     containerDiskInGb: news.containerDiskInGb ?? 30,
     apiKey: news.apiKey as string,
   };
@@ -159,7 +202,7 @@ export function validateEndpointInputs(
       );
     } else {
       for (const id of ids) {
-        if (id !== UNKNOWN && !(typeof id === "string" && /^[A-Z]{2}(-[A-Z0-9]+)*$/.test(id))) {
+        if (id !== UNKNOWN && !(typeof id === "string" && DATA_CENTER_ID.test(id))) {
           fail("dataCenterIds", `${show(id)} is not a RunPod data centre id such as "EU-RO-1" or "US-TX-3"`);
         }
       }
@@ -171,6 +214,34 @@ export function validateEndpointInputs(
       "networkVolumeId",
       `networkVolumeId must be a RunPod network volume id or left out; got ${show(volume)}`,
     );
+  }
+  const volumeDc = inputs.networkVolumeDataCenterId;
+  if (known("networkVolumeDataCenterId") && volumeDc !== undefined) {
+    const ids = inputs.dataCenterIds;
+    if (!(typeof volumeDc === "string" && DATA_CENTER_ID.test(volumeDc))) {
+      fail(
+        "networkVolumeDataCenterId",
+        `networkVolumeDataCenterId must be the RunPod data centre of the network volume, such as "EU-RO-1"; got ${show(volumeDc)}`,
+      );
+    } else if (volume === undefined || volume === "") {
+      fail(
+        "networkVolumeDataCenterId",
+        "networkVolumeDataCenterId is set but networkVolumeId is not; give both (the volume and its data centre) or neither",
+      );
+    } else if (
+      known("dataCenterIds") &&
+      Array.isArray(ids) &&
+      ids.length > 0 &&
+      !ids.includes(UNKNOWN) &&
+      !ids.includes(volumeDc)
+    ) {
+      fail(
+        "networkVolumeDataCenterId",
+        `the network volume is in ${volumeDc}, which dataCenterIds (${ids.join(", ")}) leaves out; a network volume ` +
+          `pins the endpoint to its data centre, so create the volume in one of those data centres or add ` +
+          `"${volumeDc}" to dataCenterIds`,
+      );
+    }
   }
   const disk = inputs.containerDiskInGb;
   if (known("containerDiskInGb") && !(isInt(disk) && disk >= 1)) {
@@ -267,6 +338,7 @@ const ENDPOINT_KEYS = [
   "flashboot",
   "dataCenterIds",
   "networkVolumeId",
+  "networkVolumeDataCenterId",
 ] as const;
 /** Kept in state for the policy pack; a change is an update that makes no RunPod call. */
 const INFO_KEYS = ["model", "dataClass"] as const;
@@ -397,6 +469,7 @@ export interface RunPodEndpointResourceArgs {
   flashboot?: pulumi.Input<boolean>;
   dataCenterIds?: pulumi.Input<pulumi.Input<string>[]>;
   networkVolumeId?: pulumi.Input<string>;
+  networkVolumeDataCenterId?: pulumi.Input<string>;
   containerDiskInGb?: pulumi.Input<number>;
   apiBase?: pulumi.Input<string>;
   apiKey: pulumi.Input<string>;
@@ -461,8 +534,20 @@ export interface RunPodServerlessEndpointArgs {
   readonly flashboot?: boolean;
   /** RunPod data centres the workers may run in, e.g. ["EU-RO-1"]; empty = any. @default [] */
   readonly dataCenterIds?: readonly string[];
-  /** Network volume mounted at /runpod-volume (model cache). @default none */
+  /**
+   * Network volume (e.g. `RunPodNetworkVolume.volumeId`) mounted at /runpod-volume as the weight cache: workers
+   * download weights to it once per data centre and later workers load them from it (BASE_PATH and the Hugging
+   * Face caches point under it, unless `env` sets them). Needs networkVolumeDataCenterId. Adding or removing a
+   * volume changes the template env and so replaces the endpoint; moving to another volume updates it in place.
+   * @default none
+   */
   readonly networkVolumeId?: pulumi.Input<string>;
+  /**
+   * Data centre of networkVolumeId (e.g. `RunPodNetworkVolume.dataCenterId`): the volume pins the endpoint there,
+   * so the endpoint's data centres become exactly this one, which dataCenterIds must include when not empty.
+   * Required with networkVolumeId. @default none
+   */
+  readonly networkVolumeDataCenterId?: pulumi.Input<string>;
   /** Container disk per worker in GB. @default 30 */
   readonly containerDiskInGb?: number;
   /** RunPod API base (a contract fake in tests). @default "https://api.runpod.io" */
@@ -495,6 +580,7 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
     const endpointName = args.name ?? `${pulumi.getProject()}-${pulumi.getStack()}-${name}`;
     const plain = (value: unknown) =>
       value === undefined || pulumi.Output.isInstance(value) ? UNKNOWN : value;
+    const volumeDc = args.networkVolumeDataCenterId;
     const failures = validateEndpointInputs({
       ...applyEndpointDefaults({
         name: endpointName,
@@ -508,6 +594,9 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
         scalerValue: args.scalerValue,
         flashboot: args.flashboot,
         dataCenterIds: args.dataCenterIds ? [...args.dataCenterIds] : undefined,
+        networkVolumeId:
+          args.networkVolumeId === undefined ? undefined : (plain(args.networkVolumeId) as string),
+        networkVolumeDataCenterId: volumeDc === undefined ? undefined : (plain(volumeDc) as string),
         containerDiskInGb: args.containerDiskInGb,
         apiBase: args.apiBase,
         model: args.model,
@@ -515,18 +604,36 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
       }),
       // Checked again by the provider once resolved; here only whether one was given at all.
       apiKey: args.apiKey === undefined ? undefined : UNKNOWN,
-      networkVolumeId: args.networkVolumeId === undefined ? undefined : plain(args.networkVolumeId),
     });
+    if (args.networkVolumeId !== undefined && volumeDc === undefined) {
+      failures.push({
+        property: "networkVolumeDataCenterId",
+        reason:
+          "networkVolumeDataCenterId is required with networkVolumeId: a network volume pins the endpoint to its " +
+          "data centre, so pass the volume's (RunPodNetworkVolume.dataCenterId)",
+      });
+    }
     if (failures.length > 0) {
       throw new Error(`RunPodServerlessEndpoint ${name}: ${failures.map((f) => f.reason).join("; ")}`);
     }
+
+    // With a network volume: the weight-cache env (the caller's env wins), and the volume's data centre only.
+    const env =
+      args.networkVolumeId === undefined
+        ? args.env && { ...args.env }
+        : { ...RUNPOD_VOLUME_CACHE_ENV, ...args.env };
+    const configuredDcs = [...(args.dataCenterIds ?? [])];
+    const dataCenterIds: pulumi.Input<string[]> | undefined =
+      volumeDc === undefined
+        ? args.dataCenterIds && configuredDcs
+        : pulumi.output(volumeDc).apply((dc) => narrowToVolumeDataCenter(configuredDcs, dc));
 
     this.endpoint = new RunPodEndpointResource(
       name,
       {
         name: endpointName,
         image: args.image,
-        env: args.env ? { ...args.env } : undefined,
+        env,
         gpuPoolIds: [...args.gpuPoolIds],
         workersMin: args.workersMin,
         workersMax: args.workersMax,
@@ -534,8 +641,9 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
         scalerType: args.scalerType,
         scalerValue: args.scalerValue,
         flashboot: args.flashboot,
-        dataCenterIds: args.dataCenterIds ? [...args.dataCenterIds] : undefined,
+        dataCenterIds,
         networkVolumeId: args.networkVolumeId,
+        networkVolumeDataCenterId: volumeDc,
         containerDiskInGb: args.containerDiskInGb,
         apiBase: args.apiBase,
         apiKey: args.apiKey,

@@ -164,6 +164,8 @@ export function runtimeNetworkPolicySpec(o: {
   fromNamespaces: readonly string[];
   redisSelector: Record<string, string>;
   redisPort: number;
+  /** In-cluster services it may also reach, e.g. an OpenTelemetry collector. @default none */
+  alsoTo?: readonly { namespace: string; port: number }[];
 }): k8s.types.input.networking.v1.NetworkPolicySpec {
   return {
     podSelector: { matchLabels: o.selector },
@@ -182,6 +184,10 @@ export function runtimeNetworkPolicySpec(o: {
         ports: [{ protocol: "TCP", port: o.redisPort }],
       },
       { to: [{ ipBlock: { cidr: "0.0.0.0/0", except: PRIVATE_RANGES } }] },
+      ...(o.alsoTo ?? []).map((t) => ({
+        to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": t.namespace } } }],
+        ports: [{ protocol: "TCP", port: t.port }],
+      })),
     ],
   };
 }

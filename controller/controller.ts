@@ -10,7 +10,7 @@ import { Agent, request } from "undici";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import { type RuntimeConfig, runpodEndpointName } from "../core/config/runtime";
 import { ENGINE_IMAGES } from "../core/config/schema";
-import { workerOfInflightMember } from "../core/protocol";
+import { inflightCountOfMember, workerOfInflightMember } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { decideProvision, refusalText } from "../core/trust";
 import {
@@ -60,6 +60,11 @@ export interface ControllerDeps {
   /** Draining workers get this long for in-flight requests to finish. @default 120000 */
   readonly drainGraceMs?: number;
   /**
+   * Ready workers' OpenAI endpoints are probed this often; a worker that stops answering is failed and replaced
+   * (at once when its provider no longer reports it running). @default 3000
+   */
+  readonly healthCheckMs?: number;
+  /**
    * Asks a worker's OpenAI endpoint whether it serves (its token as bearer), trusting only `pin` when the worker
    * has a certificate. @default probeOpenAi
    */
@@ -101,6 +106,24 @@ const PHASES: readonly string[] = ["requested", "provisioning", "booting", "read
 const CERT_RENEW_AFTER_MS = 28 * 86_400_000;
 /** An intent record older than this with no instance behind it was a create that never happened. */
 const STALE_INTENT_MS = 120_000;
+/** Failed health checks in a row after which the provider is asked (once per failure) whether it still runs. */
+const HEALTH_FAILURES_ASK_PROVIDER = 1;
+/** Failed health checks in a row after which a worker is replaced even though its provider reports it running. */
+const HEALTH_FAILURES_REPLACE = 5;
+/** How many scale decisions `aiorch status` can show (a capped list in Redis). */
+const DECISIONS_KEPT = 200;
+
+/** One entry of the capped decision list (`RedisKeys.scaleDecisions`), newest first. */
+export interface ScaleDecisionEntry {
+  readonly atMs: number;
+  readonly model: string;
+  /** provision, drain, blocked, fail, no-offer, adopt, orphan */
+  readonly action: string;
+  /** Workers the decision is about (started, drained), when it counts any. */
+  readonly workers?: number;
+  readonly worker?: string;
+  readonly reason: string;
+}
 
 export class Controller {
   private readonly config: RuntimeConfig;
@@ -128,6 +151,13 @@ export class Controller {
   private readonly managedEndpoints = new Map<string, string>();
   /** `model|provider|worker` of the per-worker gauges set in the last tick. */
   private readyLabels = new Set<string>();
+  /** Health checks of ready workers: last probe, failures in a row, the probe under way. */
+  private readonly health = new Map<
+    string,
+    { at: number; failures: number; asked?: number; running?: Promise<void> }
+  >();
+  /** Per model, the last budget refusal written to the decision list (written again only when it changes). */
+  private readonly blockedNoted = new Map<string, string>();
 
   constructor(private readonly deps: ControllerDeps) {
     this.config = deps.config;
@@ -152,6 +182,7 @@ export class Controller {
   /** Start: subscribe to demand (a waiting request wakes the loop at once) and tick. */
   async start(): Promise<void> {
     this.running = true;
+    this.zeroMetrics();
     this.subscriber = this.deps.redis.duplicate();
     this.subscriber.on("error", () => undefined);
     this.subscriber.on("message", (_channel: string, message: string) => {
@@ -165,6 +196,34 @@ export class Controller {
     });
     await this.subscriber.subscribe(this.keys.demandChannel);
     this.schedule(0);
+  }
+
+  /**
+   * Create the labelled series of the counters and histograms the alert rules read with rate()/increase(), at 0:
+   * Prometheus sees no increase in a series whose first sample already counts an event, so without this the
+   * first orphan or slow cold start after a controller start would never raise its alert.
+   */
+  private zeroMetrics(): void {
+    const m = this.deps.metrics;
+    const kinds = ["auth", "capacity", "rate_limit", "transient", "fatal"];
+    for (const provider of Object.keys(this.deps.adapters)) {
+      m.orphans.inc({ provider }, 0);
+      for (const kind of kinds) m.providerErrors.inc({ provider, kind }, 0);
+    }
+    for (const model of this.config.models)
+      for (const provider of model.providers)
+        if (this.deps.adapters[provider]) m.coldStart.zero({ model: model.name, provider });
+  }
+
+  /** Append to the capped decision list `aiorch status` shows; best effort, never fails a tick. */
+  private async noteDecision(entry: Omit<ScaleDecisionEntry, "atMs">): Promise<void> {
+    const key = this.keys.scaleDecisions;
+    await this.deps.redis
+      .multi()
+      .lpush(key, JSON.stringify({ atMs: this.now(), ...entry }))
+      .ltrim(key, 0, DECISIONS_KEPT - 1)
+      .exec()
+      .catch(() => undefined);
   }
 
   async stop(): Promise<void> {
@@ -213,6 +272,8 @@ export class Controller {
     }
     let workers = await this.registry.live();
     workers = await this.advanceLifecycles(workers);
+    for (const id of this.health.keys())
+      if (!workers.some((w) => w.id === id && w.state === "ready")) this.health.delete(id);
     await this.book(workers);
     await this.steerManaged();
     const previous = this.readyLabels;
@@ -248,8 +309,9 @@ export class Controller {
       .exec()) as [unknown, [null, number], [null, number], unknown, [null, string[]]];
     const inflight = new Map<string, number>();
     for (const member of leases[1]) {
+      // one member per gateway replica and worker, carrying that replica's count (or a legacy per-request lease)
       const worker = workerOfInflightMember(member);
-      inflight.set(worker, (inflight.get(worker) ?? 0) + 1);
+      inflight.set(worker, (inflight.get(worker) ?? 0) + inflightCountOfMember(member));
     }
     return { waiting: waiting[1] + jobs[1], inflight };
   }
@@ -329,6 +391,31 @@ export class Controller {
     if (decision.provision > 0 || decision.drain.length > 0) {
       this.log(`controller: ${model.name}: ${decision.reason}; keep-alive ${keepAlive.reason}`);
     }
+    if (decision.provision > 0)
+      await this.noteDecision({
+        model: model.name,
+        action: "provision",
+        workers: decision.provision,
+        reason: decision.reason,
+      });
+    if (decision.drain.length > 0)
+      await this.noteDecision({
+        model: model.name,
+        action: "drain",
+        workers: decision.drain.length,
+        reason: `${decision.reason}; keep-alive ${keepAlive.reason}`,
+      });
+    const capacity = views.filter((v) => v.phase !== "draining").length;
+    if (blocked !== undefined && decision.desired > capacity) {
+      if (this.blockedNoted.get(model.name) !== blocked) {
+        this.blockedNoted.set(model.name, blocked);
+        await this.noteDecision({
+          model: model.name,
+          action: "blocked",
+          reason: `${blocked}; ${decision.reason}`,
+        });
+      }
+    } else if (blocked === undefined) this.blockedNoted.delete(model.name);
     for (let i = 0; i < decision.provision; i++) await this.startProvision(model);
     for (const order of decision.drain) {
       const worker = workers.find((w) => w.id === order.workerId);
@@ -380,7 +467,9 @@ export class Controller {
       model: model.name,
       provider: candidates[0]!,
       usdPerHour: 0,
-      token: randomBytes(24).toString("base64url"),
+      // hex: a token starting with "-" (1 in 64 for base64url) would read as an option to the engine's argument
+      // parser (`--api-key -x…`) and the worker would never start
+      token: randomBytes(24).toString("hex"),
       createdAtMs: now,
       lastActiveAtMs: now,
       detail: "intent written; creating at the provider",
@@ -390,9 +479,28 @@ export class Controller {
     });
     this.deps.metrics.decisions.inc({ model: model.name, action: "provision" });
     this.provisioning.add(id);
-    void this.provision(model, intent, candidates, certificate?.keyPem).finally(() =>
-      this.provisioning.delete(id),
-    );
+    void this.provision(model, intent, candidates, certificate?.keyPem)
+      .catch((error: unknown) =>
+        // Redis gone for longer than the registry retries, or fenced out: the intent record stays, and the
+        // reconciler adopts whatever was created (by its tag) or the stale intent is dropped.
+        this.log(`controller: provisioning of ${id} interrupted: ${(error as Error).message}`),
+      )
+      .finally(() => this.provisioning.delete(id));
+  }
+
+  /**
+   * A registry write inside a provisioning, retried while Redis is briefly away (a restart), so that a Redis
+   * failure is never taken for the provider's and never starts a second create. FencedOut is not retried.
+   */
+  private async registryWrite<T>(write: () => Promise<T>, attempts = 6): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write();
+      } catch (error) {
+        if (error instanceof FencedOut || attempt >= attempts) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(4_000, 500 * 2 ** (attempt - 1))));
+      }
+    }
   }
 
   private async offersFor(model: ModelConfig, provider: ConfigurableProviderId): Promise<Offer[]> {
@@ -457,43 +565,62 @@ export class Controller {
     const demandAt = this.demandSeenAt.get(model.name);
     for (const offer of offers) {
       if (skip.has(offer.provider)) continue;
-      try {
-        if (worker.provider !== offer.provider || worker.usdPerHour !== offer.usdPerHour) {
-          worker = await this.registry.update(worker, {
+      if (worker.provider !== offer.provider || worker.usdPerHour !== offer.usdPerHour) {
+        const current = worker;
+        worker = await this.registryWrite(() =>
+          this.registry.update(current, {
             provider: offer.provider,
             usdPerHour: offer.usdPerHour,
             gpu: offer.gpu,
-          });
-        }
-        if (demandAt !== undefined) {
-          this.deps.metrics.reaction.observe({ model: model.name }, (this.now() - demandAt) / 1000);
-          this.demandSeenAt.delete(model.name);
-        }
+          }),
+        );
+      }
+      if (demandAt !== undefined) {
+        this.deps.metrics.reaction.observe({ model: model.name }, (this.now() - demandAt) / 1000);
+        this.demandSeenAt.delete(model.name);
+      }
+      let info: Awaited<ReturnType<ProviderAdapter["provision"]>>;
+      try {
         const spec = this.spec(model, worker, offer.provider, tlsKeyPem);
         if (offer.provider !== "local" && !spec.tls)
           throw new Error(`worker ${worker.id} has no certificate to serve TLS with at ${offer.provider}`);
-        const info = await this.deps.adapters[offer.provider]!.provision(spec, offer);
-        worker = await this.registry.transition(worker, "provisioning", {
-          providerId: info.providerId,
-          usdPerHour: info.usdPerHour ?? offer.usdPerHour,
-          accruedUntilMs: this.now(),
-          detail: `created at ${offer.provider} (${offer.gpu}, $${offer.usdPerHour}/h)`,
-        });
-        this.log(
-          `controller: ${model.name}: worker ${worker.id} created at ${offer.provider} as ${info.providerId}`,
-        );
-        return;
+        info = await this.deps.adapters[offer.provider]!.provision(spec, offer);
       } catch (error) {
         if (error instanceof FencedOut) throw error;
         this.providerError(offer.provider, error, `provision ${worker.id}`);
         if (isProviderError(error) && (error.kind === "auth" || error.kind === "fatal"))
           skip.add(offer.provider);
+        continue;
       }
+      // The instance exists: record it. A Redis outage here is retried; should it outlast the retries, the
+      // intent record stays and the reconciler adopts the instance by its tag — never a second create.
+      const created = worker;
+      worker = await this.registryWrite(() =>
+        this.registry.transition(created, "provisioning", {
+          providerId: info.providerId,
+          usdPerHour: info.usdPerHour ?? offer.usdPerHour,
+          accruedUntilMs: this.now(),
+          detail: `created at ${offer.provider} (${offer.gpu}, $${offer.usdPerHour}/h)`,
+        }),
+      );
+      this.log(
+        `controller: ${model.name}: worker ${worker.id} created at ${offer.provider} as ${info.providerId}`,
+      );
+      return;
     }
     this.log(
       `controller: ${model.name}: no offer could be provisioned for ${worker.id}; will retry on the next decision`,
     );
-    await this.registry.transition(worker, "terminated", { detail: "no provider could create it" });
+    await this.noteDecision({
+      model: model.name,
+      action: "no-offer",
+      worker: worker.id,
+      reason: `no offer of ${candidates.join(", ")} could be provisioned (${offers.length} offer(s) tried); retried on the next decision`,
+    });
+    const gaveUp = worker;
+    await this.registryWrite(() =>
+      this.registry.transition(gaveUp, "terminated", { detail: "no provider could create it" }),
+    );
   }
 
   private providerError(provider: ConfigurableProviderId, error: unknown, what: string): void {
@@ -597,7 +724,7 @@ export class Controller {
             detail: "certificate renewal: replaced by a new worker",
           });
         }
-        return worker;
+        return this.checkHealth(worker, adapter);
       }
       case "draining": {
         const { inflight } = await this.demand(model ?? { ...this.config.models[0]!, name: worker.model });
@@ -612,8 +739,54 @@ export class Controller {
     }
   }
 
+  /**
+   * A ready worker whose engine stops answering (the container exited, the host went away) would take requests
+   * until its keep-alive ran out. Probe it in the background every `healthCheckMs`; after a few failures in a row
+   * ask the provider, and replace the worker when the provider no longer runs it — or when it keeps failing.
+   */
+  private async checkHealth(
+    worker: WorkerRecord,
+    adapter: ProviderAdapter | undefined,
+  ): Promise<WorkerRecord> {
+    if (!worker.baseUrl || worker.provider === "local") return worker;
+    const now = this.now();
+    let check = this.health.get(worker.id);
+    if (!check) {
+      check = { at: now, failures: 0 };
+      this.health.set(worker.id, check);
+    }
+    const state = check;
+    if (!state.running && now - state.at >= (this.deps.healthCheckMs ?? 3_000)) {
+      state.at = now;
+      state.running = this.probe(worker.baseUrl, worker.token, pinOf(worker))
+        .then(
+          (ok) => {
+            state.failures = ok ? 0 : state.failures + 1;
+          },
+          () => {
+            state.failures += 1;
+          },
+        )
+        .finally(() => {
+          state.running = undefined;
+        });
+    }
+    if (state.failures < HEALTH_FAILURES_ASK_PROVIDER) return worker;
+    if (state.failures >= HEALTH_FAILURES_REPLACE)
+      return this.fail(worker, `the engine did not answer ${state.failures} health checks in a row`);
+    if (!adapter || !worker.providerId || state.asked === state.failures) return worker;
+    state.asked = state.failures; // once per failed check, not on every tick
+    const info = await adapter.describe(worker.providerId);
+    if (info && info.status === "running") return worker;
+    return this.fail(
+      worker,
+      `the engine stopped answering and ${worker.provider} reports the instance ${info ? `${info.status}${info.detail ? ` (${info.detail})` : ""}` : "gone"}`,
+    );
+  }
+
   private async fail(worker: WorkerRecord, why: string): Promise<WorkerRecord> {
     this.log(`controller: worker ${worker.id} failed: ${why}`);
+    await this.noteDecision({ model: worker.model, action: "fail", worker: worker.id, reason: why });
     await this.registry.removeRoute(worker.model, worker.id);
     const failed = await this.registry.transition(worker, "failed", { detail: why });
     return this.terminate(failed);
@@ -706,6 +879,12 @@ export class Controller {
           this.log(
             `controller: reconcile adopted ${instance.providerId} at ${provider} as worker ${known.id}`,
           );
+          await this.noteDecision({
+            model: known.model,
+            action: "adopt",
+            worker: known.id,
+            reason: `instance ${instance.providerId} at ${provider} was created before a controller restart; adopted`,
+          });
           continue;
         }
         if (known && known.providerId === instance.providerId) continue;
@@ -713,6 +892,12 @@ export class Controller {
         this.log(
           `controller: reconcile found orphan ${instance.providerId} at ${provider} (worker ${workerId ?? "?"}); terminating`,
         );
+        await this.noteDecision({
+          model: known?.model ?? "?",
+          action: "orphan",
+          ...(workerId ? { worker: workerId } : {}),
+          reason: `instance ${instance.providerId} at ${provider} carries the owner label but no live worker owns it; terminated`,
+        });
         try {
           await adapter.terminate(instance.providerId);
         } catch (error) {

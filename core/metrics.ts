@@ -72,14 +72,14 @@ export const METRICS = {
   requestsTotal: metric({
     name: "aiorch_requests_total",
     type: "counter",
-    help: "Requests answered by the gateway",
-    labels: ["model", "status"],
+    help: "Requests answered by the gateway (variant is empty for a model without variants)",
+    labels: ["model", "variant", "status"],
   }),
   timeToFirstTokenSeconds: metric({
     name: "aiorch_time_to_first_token_seconds",
     type: "histogram",
     help: "From request arrival to the first byte of the answer, including any wait for a cold start",
-    labels: ["model"],
+    labels: ["model", "variant"],
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
   }),
   // ── money ──

@@ -99,9 +99,21 @@ export interface DemandSignal {
   readonly deadlineMs: number;
 }
 
-/** Member of `inflight(model)`: which worker serves which request; the score is the lease expiry (ms). */
-export const inflightMember = (workerId: string, requestId: string): string => `${workerId}|${requestId}`;
+/**
+ * Member of `inflight(model)`, scored by its expiry (ms): `<workerId>|<holder>|<count>` — `count` requests in flight
+ * on the worker through one gateway replica (`holder`), which renews the score while they run. Without a count
+ * (`<workerId>|<requestId>`, one lease per request) the member counts as one request.
+ */
+export const inflightMember = (workerId: string, holder: string, count?: number): string =>
+  count === undefined ? `${workerId}|${holder}` : `${workerId}|${holder}|${count}`;
 export const workerOfInflightMember = (member: string): string => member.slice(0, member.indexOf("|"));
+/** How many requests a member of `inflight(model)` stands for (see `inflightMember`). */
+export function inflightCountOfMember(member: string): number {
+  const last = member.lastIndexOf("|");
+  if (last <= member.indexOf("|")) return 1;
+  const count = Number(member.slice(last + 1));
+  return Number.isInteger(count) && count > 0 ? count : 1;
+}
 
 /** An API key record (hash `apiKey(sha256)`); the raw key is never stored. */
 export interface ApiKeyRecord {

@@ -49,7 +49,12 @@ export interface RedisKeys {
   rateBucket(keyId: string, kind: "rpm" | "tpm"): string;
   /** Sorted set: waiting request ids of a model, scored by deadline (ms). */
   waiting(model: string): string;
-  /** Sorted set: in-flight leases of a model (`workerId:requestId`), scored by lease expiry (ms). */
+  /**
+   * Sorted set: in-flight requests of a model, one member per gateway replica and worker
+   * (`workerId|replicaId|count`, see `inflightMember`), scored by expiry (ms). Each replica renews its members
+   * every second and publishes a worker the moment it gets busy, so a crashed replica's counts fall out by score;
+   * the in-flight count of a worker is the sum of the counts of its unexpired members.
+   */
   inflight(model: string): string;
   /** Pub/sub channel: a waiting request (or a queued job) wakes the controller at once. */
   readonly demandChannel: string;
@@ -87,6 +92,12 @@ export interface RedisKeys {
   readonly leaderLock: string;
   /** Counter: fencing token, incremented on every leadership change. */
   readonly leaderFence: string;
+  /** List: the controller's last scale decisions with their reasons (JSON, newest first, capped); `aiorch status` reads it. */
+  readonly scaleDecisions: string;
+  /** Hash: run-time variant weights of a model, variant → weight (`aiorch models set-weight`); overrides config. */
+  variantWeights(model: string): string;
+  /** Pub/sub channel: variant weights changed (gateways re-read them at once). */
+  readonly variantWeightsChannel: string;
 }
 
 export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
@@ -118,6 +129,9 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     auditStream: `${prefix}audit`,
     leaderLock: `${prefix}leader`,
     leaderFence: `${prefix}leader:fence`,
+    scaleDecisions: `${prefix}decisions`,
+    variantWeights: (model) => `${prefix}weights:${tag(model)}`,
+    variantWeightsChannel: `${prefix}weights-changed`,
   };
 }
 

@@ -14,6 +14,8 @@ import type { RuntimeConfig } from "../core/config";
 import type { KeyRing } from "../core/envelope";
 import type { ApiKeyRecord } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
+import { VARIANT_HEADER } from "../core/variants";
+import { CounterBatch, InflightBoard } from "./accounting";
 import { AuditLog, type AuditSink } from "./audit";
 import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
 import { type InferenceDeps, SpendView, serveInference } from "./inference";
@@ -22,8 +24,10 @@ import { ApiKeyStore, ApiKeyVerifier } from "./keys";
 import { estimatePromptTokens, RateLimiter, rateLimitHeaders } from "./limits";
 import { GatewayMetrics } from "./metrics";
 import { BackendRegistry } from "./routing";
+import { GatewayTracing, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
 import { ENDPOINT_KINDS, type Endpoint, validateInference } from "./validate";
+import { type UnitConfig, VariantRouter } from "./variants";
 
 export interface GatewayDeps {
   /** The runtime config (`aiorch config` output / the stack's ConfigMap). */
@@ -44,6 +48,8 @@ export interface GatewayDeps {
   readonly jobVisibilityMs?: number;
   /** Key ring sealing queued job bodies and results in Redis (AIORCH_ENCRYPTION_KEYS). @default none */
   readonly encryption?: KeyRing;
+  /** Span export (OTLP endpoint, sampling); without an endpoint the gateway only propagates trace context. @default propagate only */
+  readonly tracing?: TracingOptions;
 }
 
 export interface Gateway {
@@ -75,7 +81,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const keys = redisKeys(config.redis.keyPrefix);
   const models = new Map(config.models.map((m) => [m.name, m]));
   const metrics = new GatewayMetrics(new Set(models.keys()), { defaultMetrics: deps.defaultMetrics });
-  const registry = new BackendRegistry(redis, keys, config, { now });
+  const tracing = new GatewayTracing(deps.tracing);
+  const variants = new VariantRouter(redis, keys, config);
+  await variants.start();
+  // Routes, queues and jobs are per serving unit: a model in a rollout has one per variant.
+  const unitsConfig: RuntimeConfig = { ...config, models: [...variants.units.values()] };
+  const registry = new BackendRegistry(redis, keys, unitsConfig, { now });
   const verifier = new ApiKeyVerifier(new ApiKeyStore(redis, keys), { now });
   const limiter = new RateLimiter(redis, keys);
   const upstream = new UpstreamClient({
@@ -83,7 +94,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     timeoutMs: config.gateway.upstreamTimeoutSeconds * 1000,
   });
   registry.on("backend-removed", (id: string) => upstream.forget(id));
-  const audit = new AuditLog(deps.auditSink ?? process.stdout, { onDrop: () => metrics.auditDropped.inc() });
+  const audit = new AuditLog(deps.auditSink ?? process.stdout, {
+    onDrop: () => metrics.auditDropped.inc(),
+    batch: deps.auditSink === undefined, // stdout: lines written together every few ms, not one write each
+  });
+  /** This replica, in its job consumer name and its members of the in-flight sets. */
+  const replicaId = `gateway-${randomUUID().slice(0, 8)}`;
   const inference: InferenceDeps = {
     config,
     redis,
@@ -95,6 +111,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     audit,
     now,
     spend: new SpendView(redis, keys, now),
+    counters: new CounterBatch(redis, {
+      onError: (error) => process.stderr.write(`gateway: spend counters: ${error.message} (kept, retried)\n`),
+    }),
+    inflight: new InflightBoard(redis, keys, replicaId, { now }),
   };
   const jobs = new JobQueue(redis, keys, now, deps.encryption);
   const runner =
@@ -103,11 +123,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       : new JobRunner({
           redis,
           keys,
-          config,
+          config: unitsConfig,
           registry,
           upstream,
           now,
-          consumer: `gateway-${randomUUID().slice(0, 8)}`,
+          consumer: replicaId,
           visibilityMs: deps.jobVisibilityMs,
           ring: deps.encryption,
           onError: (error) => process.stderr.write(`gateway: job runner: ${(error as Error).message}\n`),
@@ -125,9 +145,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       }
     } else if (channel === keys.apiKeysChannel) verifier.invalidate(message);
     else if (channel === keys.budgetChannel) inference.spend.invalidateBudgetBlocks();
+    else if (channel === keys.variantWeightsChannel)
+      variants.refresh(message || undefined).catch(() => undefined);
   });
   subscriber.on("error", () => undefined); // ioredis reconnects by itself; readiness reports the outage
-  await subscriber.subscribe(keys.routesChannel, keys.apiKeysChannel, keys.budgetChannel);
+  await subscriber.subscribe(
+    keys.routesChannel,
+    keys.apiKeysChannel,
+    keys.budgetChannel,
+    keys.variantWeightsChannel,
+  );
 
   const app = Fastify({
     logger: false,
@@ -177,7 +204,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     if (!result.ok) throw unauthorized(result.reason);
     return result.key;
   };
-  const modelFor = (name: string, key: ApiKeyRecord, endpoint: Endpoint) => {
+  /** The serving unit that answers: the model, or the variant its weights (or the key's stickiness) pick. */
+  const servingUnitFor = (name: string, key: ApiKeyRecord, endpoint: Endpoint): UnitConfig => {
     const model = models.get(name);
     if (!model) throw modelNotFound(name);
     if (key.models.length > 0 && !key.models.includes(name)) {
@@ -190,7 +218,17 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
         "wrong_endpoint",
       );
     }
-    return model;
+    const unit = variants.choose(model, key.id);
+    if (!unit) {
+      throw new GatewayError(
+        503,
+        "server_error",
+        `Every variant of the model "${name}" has weight 0 (aiorch models set-weight); nothing may serve it now`,
+        "model_disabled",
+        "model",
+      );
+    }
+    return unit;
   };
   const modelView = (m: RuntimeConfig["models"][number]) => ({
     id: m.name,
@@ -232,12 +270,30 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
 
   const inferenceRoute = (path: string, endpoint: Endpoint) =>
     app.post(path, async (request: FastifyRequest, reply: FastifyReply) => {
-      const key = await authenticate(request);
-      const req = validateInference(endpoint, request.body);
-      const model = modelFor(req.model, key, endpoint);
       const traceparent =
         typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined;
-      await serveInference(inference, req, model, key, reply, request.requestId, traceparent);
+      const trace = tracing.begin(`POST ${path}`, traceparent, { "aiorch.request_id": request.requestId });
+      let model: UnitConfig;
+      let key: ApiKeyRecord;
+      let req: ReturnType<typeof validateInference>;
+      const authStep = trace.step("auth");
+      try {
+        key = await authenticate(request);
+        authStep.end();
+        req = validateInference(endpoint, request.body);
+        model = servingUnitFor(req.model, key, endpoint);
+      } catch (error) {
+        authStep.end("refused");
+        trace.end(toGatewayError(error).status);
+        throw error;
+      }
+      if (model.variant) reply.header(VARIANT_HEADER, model.variant);
+      try {
+        await serveInference(inference, req, model, key, reply, request.requestId, trace);
+      } catch (error) {
+        trace.end(toGatewayError(error).status); // refused before it was served (budget, limits)
+        throw error;
+      }
       return reply;
     });
   inferenceRoute("/v1/chat/completions", "chat");
@@ -266,7 +322,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     }
     const req = validateInference(endpoint, body.body);
     if (req.stream) throw badRequest("jobs cannot stream; drop stream: true", "body.stream");
-    const model = modelFor(req.model, key, endpoint);
+    const model = servingUnitFor(req.model, key, endpoint);
     const reserve = estimatePromptTokens(req.body) + (endpoint === "embedding" ? 0 : (req.maxTokens ?? 512));
     const limits = { rpm: key.rpm ?? config.gateway.limits.rpm, tpm: key.tpm ?? config.gateway.limits.tpm };
     const admission = await limiter.admit(key.id, limits, reserve);
@@ -301,9 +357,15 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   });
 
   app.addHook("onClose", async () => {
+    variants.close();
+    await tracing.close();
     await runner?.close();
     subscriber.disconnect();
     await upstream.close();
+    // the server has closed (no request in flight): write the batched counters, drop this replica's in-flight
+    // members, give back the rate-limit slices it holds
+    await Promise.all([inference.counters.close(), inference.inflight.close(), limiter.close()]);
+    audit.flush();
   });
   runner?.start();
 

@@ -8,6 +8,8 @@ export interface AuditEntry {
   readonly requestId: string;
   readonly keyId: string | null;
   readonly model: string;
+  /** The variant that served the request, for a model in a weighted rollout. */
+  readonly variant?: string;
   readonly endpoint: string;
   readonly backend: string | null;
   readonly provider: string | null;
@@ -20,6 +22,8 @@ export interface AuditEntry {
   readonly ttftMs: number | null;
   readonly queueMs: number;
   readonly error: string | null;
+  /** W3C trace id of the request (the caller's when it sent a traceparent), to find its spans. */
+  readonly traceId?: string;
   /** Prompt and completion text, only when the stack turns `gateway.auditPrompts` on. */
   readonly prompt?: unknown;
 }
@@ -30,14 +34,29 @@ export interface AuditSink {
   once(event: "drain", listener: () => void): unknown;
 }
 
+/** A batching log writes at least this often… */
+const BATCH_MS = 10;
+/** …and at once when this many lines are waiting. */
+const BATCH_LINES = 256;
+
 export class AuditLog {
-  private readonly queue: string[] = [];
+  private queue: string[] = [];
   private waiting = false;
+  private scheduled = false;
   dropped = 0;
 
   constructor(
     private readonly sink: AuditSink,
-    private readonly options: { capacity?: number; onDrop?: () => void } = {},
+    private readonly options: {
+      capacity?: number;
+      onDrop?: () => void;
+      /**
+       * Write lines together, in one `write` per `BATCH_MS` (or per `BATCH_LINES`): stdout is a synchronous write
+       * per call, one system call per request otherwise. A sink then gets several whole lines per write.
+       * @default false
+       */
+      batch?: boolean;
+    } = {},
   ) {}
 
   get pending(): number {
@@ -51,12 +70,25 @@ export class AuditLog {
       return;
     }
     this.queue.push(`${JSON.stringify(entry)}\n`);
-    if (!this.waiting) this.flush();
+    if (this.waiting) return;
+    if (!this.options.batch || this.queue.length >= BATCH_LINES) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(() => {
+        this.scheduled = false;
+        if (!this.waiting) this.flush();
+      }, BATCH_MS).unref();
+    }
   }
 
-  private flush(): void {
+  /** Write what is queued now (a closing gateway), as far as the sink takes it. */
+  flush(): void {
     while (this.queue.length > 0) {
-      const line = this.queue.shift()!;
+      let line: string;
+      if (this.options.batch) {
+        line = this.queue.join("");
+        this.queue = [];
+      } else line = this.queue.shift()!;
       if (!this.sink.write(line)) {
         this.waiting = true;
         this.sink.once("drain", () => {

@@ -3,21 +3,28 @@
  * model is at zero — then proxying with failover before the first byte, streaming with usage accounting,
  * settlement of reserved tokens, spend, metrics and the audit line.
  */
+import type { Readable } from "node:stream";
 import type { FastifyReply } from "fastify";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
-import { type ApiKeyRecord, inflightMember, ledgerMonth, toMicroUsd } from "../core/protocol";
+import { type ApiKeyRecord, ledgerMonth, toMicroUsd } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
+import { VARIANT_HEADER } from "../core/variants";
+import { AbortFlag, type AbortLike } from "./abort";
+import type { CounterBatch, InflightBoard } from "./accounting";
 import type { AuditLog } from "./audit";
 import { GatewayError, noCapacity, upstreamFailed } from "./errors";
-import { type Admission, estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
+import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
 import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
 import { SseUsageTap, sseComment, sseError, type Usage } from "./sse";
+import type { RequestTrace, StepSpan } from "./tracing";
 import { type UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream";
 import { ENDPOINT_PATHS, type InferenceRequest } from "./validate";
+import type { UnitConfig } from "./variants";
 
-type ModelConfig = RuntimeConfig["models"][number];
+/** The serving unit answering the request: a model, or one variant of it (`model@variant`). */
+type ModelConfig = UnitConfig;
 
 export interface InferenceDeps {
   readonly config: RuntimeConfig;
@@ -31,12 +38,14 @@ export interface InferenceDeps {
   readonly now: () => number;
   /** Cached reads of spend and budget blocks (a few seconds stale at most). */
   readonly spend: SpendView;
+  /** Spend and request counters, written to Redis in batches. */
+  readonly counters: CounterBatch;
+  /** This replica's in-flight count per worker, published for the controller. */
+  readonly inflight: InflightBoard;
 }
 
 /** Tokens reserved for the answer when the client sets no max_tokens; settled to the real count afterwards. */
 const DEFAULT_COMPLETION_RESERVE = 512;
-/** In-flight leases expire unless renewed, so a crashed gateway's requests stop counting as demand. */
-const LEASE_MS = 60_000;
 const MAX_ATTEMPTS = 3;
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -48,9 +57,12 @@ class ClientStream {
   constructor(
     private readonly reply: FastifyReply,
     private readonly headers: () => Record<string, string>,
+    /** Aborted when the client goes away before the answer is complete. */
+    abort: AbortFlag,
   ) {
     reply.raw.on("close", () => {
       this.closed = true;
+      if (!reply.raw.writableFinished) abort.abort();
     });
   }
 
@@ -118,6 +130,11 @@ export class SpendView {
     this.blocked = undefined;
   }
 
+  /** The budget blocks when read in the last two seconds, without a promise (the hot path); else undefined. */
+  cachedBudgetBlocks(): Record<string, string> | undefined {
+    return this.blocked && this.now() - this.blocked.at < 2_000 ? this.blocked.value : undefined;
+  }
+
   /** Budget blocks the controller set: `*` for the stack, or a model name → reason. */
   async budgetBlocks(): Promise<Record<string, string>> {
     if (this.blocked && this.now() - this.blocked.at < 2_000) return this.blocked.value;
@@ -135,6 +152,8 @@ interface Outcome {
   ttftMs: number | null;
   error: string | null;
   concurrency: number;
+  /** The request's trace id, for the audit line. */
+  traceId: string;
 }
 
 export async function serveInference(
@@ -144,14 +163,15 @@ export async function serveInference(
   key: ApiKeyRecord,
   reply: FastifyReply,
   requestId: string,
-  traceparent: string | undefined,
+  trace: RequestTrace,
 ): Promise<void> {
   const started = deps.now();
-  const metricsModel = deps.metrics.model(model.name);
+  const metricsModel = deps.metrics.model(model.publicName);
 
   // ── budgets ──
-  const blocks = await deps.spend.budgetBlocks();
-  const block = blocks[model.name] ?? blocks["*"];
+  const blocks = deps.spend.cachedBudgetBlocks() ?? (await deps.spend.budgetBlocks());
+  // the controller blocks a model as a whole: its variants share its budget
+  const block = blocks[model.publicName] ?? blocks["*"];
   if (block) {
     deps.metrics.rateLimited.inc({ kind: "budget" });
     throw new GatewayError(
@@ -185,7 +205,10 @@ export async function serveInference(
     rpm: key.rpm ?? deps.config.gateway.limits.rpm,
     tpm: key.tpm ?? deps.config.gateway.limits.tpm,
   };
-  const admission = await deps.limiter.admit(key.id, limits, reserved);
+  const limitsStep = trace.step("limits");
+  const admission =
+    deps.limiter.admitLocal(key.id, limits, reserved) ?? (await deps.limiter.admit(key.id, limits, reserved));
+  limitsStep.end(admission.allowed ? undefined : "rate limited");
   const limitHeaders = rateLimitHeaders(admission);
   if (!admission.allowed) {
     deps.metrics.rateLimited.inc({ kind: admission.rpmRemaining < 1 ? "rpm" : "tpm" });
@@ -200,16 +223,33 @@ export async function serveInference(
     );
   }
 
-  const abort = new AbortController();
-  reply.raw.on("close", () => {
-    if (!reply.raw.writableFinished) abort.abort();
-  });
-  const client = new ClientStream(reply, () => ({ "x-request-id": requestId, ...limitHeaders }));
-  const outcome: Outcome = { status: 0, completionEstimate: 0, ttftMs: null, error: null, concurrency: 1 };
+  const abort = new AbortFlag();
+  const client = new ClientStream(
+    reply,
+    () => ({
+      "x-request-id": requestId,
+      ...(model.variant ? { [VARIANT_HEADER]: model.variant } : {}),
+      ...limitHeaders,
+    }),
+    abort,
+  );
+  const outcome: Outcome = {
+    status: 0,
+    completionEstimate: 0,
+    ttftMs: null,
+    error: null,
+    concurrency: 1,
+    traceId: trace.traceId,
+  };
   let queueMs = 0;
   try {
     const waitStart = deps.now();
-    const backends = await readyBackends(deps, req, model, requestId, abort.signal, client);
+    // a fresh cache of ready backends answers without a promise; waiting (or a Redis read) otherwise
+    const cached = deps.registry.cachedBackends(model.name);
+    const backends =
+      cached !== undefined && cached.length > 0
+        ? cached
+        : await readyBackends(deps, req, model, requestId, abort, client, trace);
     queueMs = deps.now() - waitStart;
     if (queueMs > 0) deps.metrics.queueWait.observe({ model: metricsModel }, queueMs / 1000);
     await proxy(
@@ -218,16 +258,16 @@ export async function serveInference(
       model,
       backends,
       requestId,
-      traceparent,
-      abort.signal,
+      trace,
+      abort,
       client,
       reply,
-      admission,
+      limitHeaders,
       outcome,
       started,
     );
   } catch (error) {
-    if (abort.signal.aborted && !(error instanceof GatewayError)) {
+    if (abort.aborted && !(error instanceof GatewayError)) {
       outcome.status = 499; // client closed the request
       outcome.error = "client_disconnected";
       client.end();
@@ -245,6 +285,13 @@ export async function serveInference(
     }
   } finally {
     finish(deps, req, model, key, requestId, started, queueMs, reserved, promptEstimate, limits.tpm, outcome);
+    trace.end(outcome.status, {
+      "aiorch.model": model.publicName,
+      ...(model.variant ? { "aiorch.variant": model.variant } : {}),
+      ...(outcome.backend
+        ? { "aiorch.worker": outcome.backend.workerId, "aiorch.provider": outcome.backend.provider }
+        : {}),
+    });
   }
 }
 
@@ -261,64 +308,78 @@ async function readyBackends(
   req: InferenceRequest,
   model: ModelConfig,
   requestId: string,
-  signal: AbortSignal,
+  signal: AbortLike,
   client: ClientStream,
+  trace: RequestTrace,
 ): Promise<Backend[]> {
   let backends = await deps.registry.backends(model.name);
   if (backends.length > 0) return backends;
-
-  const now = deps.now();
-  const deadline = now + model.queueTimeoutSeconds * 1000;
-  const waitingKey = deps.keys.waiting(model.name);
-  const waitingNow = await deps.redis.zcount(waitingKey, now, "+inf");
-  if (waitingNow >= deps.config.gateway.maxWaitingPerModel) {
-    deps.metrics.rateLimited.inc({ kind: "queue_full" });
-    throw new GatewayError(
-      429,
-      "rate_limit_error",
-      `${waitingNow} requests are already waiting for model "${model.name}" to start; retry shortly`,
-      "queue_full",
-      null,
-      { "retry-after": "5" },
-    );
-  }
-  const metricsModel = deps.metrics.model(model.name);
-  deps.metrics.queueDepth.inc({ model: metricsModel });
-  await deps.redis.zadd(waitingKey, deadline, requestId);
-  await deps.redis.publish(
-    deps.keys.demandChannel,
-    JSON.stringify({ model: model.name, requestId, deadlineMs: deadline }),
-  );
-  const keepAliveMs = deps.config.gateway.keepAliveSeconds * 1000;
-  let nextKeepAlive = now + keepAliveMs;
+  // No worker is ready: the request joins the model's queue (queue.wait) and, once the controller has heard the
+  // demand, waits for a worker to boot (coldstart.wait).
+  const queueStep = trace.step("queue.wait");
+  let coldStep: StepSpan | undefined;
+  let waitError: string | undefined = "no worker became ready";
   try {
-    for (;;) {
-      if (signal.aborted) throw new UpstreamError("aborted", "client went away while waiting");
-      const t = deps.now();
-      if (t >= deadline) {
-        deps.metrics.expired.inc({ model: metricsModel });
-        throw noCapacity(
-          `No worker for model "${model.name}" became ready within ${model.queueTimeoutSeconds}s; it is starting, retry shortly`,
-          Math.min(60, model.queueTimeoutSeconds),
-        );
-      }
-      if (req.stream && t >= nextKeepAlive) {
-        // Streaming clients hear from us while a GPU boots, so proxies do not cut the line.
-        client.start();
-        await client.write(sseComment("waiting for a worker to start"));
-        nextKeepAlive = t + keepAliveMs;
-      }
-      await deps.registry.waitForChange(
-        model.name,
-        Math.min(1_000, deadline - t, Math.max(0, nextKeepAlive - t)),
-        signal,
+    const now = deps.now();
+    const deadline = now + model.queueTimeoutSeconds * 1000;
+    const waitingKey = deps.keys.waiting(model.name);
+    const waitingNow = await deps.redis.zcount(waitingKey, now, "+inf");
+    if (waitingNow >= deps.config.gateway.maxWaitingPerModel) {
+      deps.metrics.rateLimited.inc({ kind: "queue_full" });
+      throw new GatewayError(
+        429,
+        "rate_limit_error",
+        `${waitingNow} requests are already waiting for model "${model.name}" to start; retry shortly`,
+        "queue_full",
+        null,
+        { "retry-after": "5" },
       );
-      backends = await deps.registry.backends(model.name);
-      if (backends.length > 0) return backends;
+    }
+    const metricsModel = deps.metrics.model(model.publicName);
+    deps.metrics.queueDepth.inc({ model: metricsModel });
+    await deps.redis.zadd(waitingKey, deadline, requestId);
+    await deps.redis.publish(
+      deps.keys.demandChannel,
+      JSON.stringify({ model: model.name, requestId, deadlineMs: deadline }),
+    );
+    coldStep = trace.step("coldstart.wait");
+    const keepAliveMs = deps.config.gateway.keepAliveSeconds * 1000;
+    let nextKeepAlive = now + keepAliveMs;
+    try {
+      for (;;) {
+        if (signal.aborted) throw new UpstreamError("aborted", "client went away while waiting");
+        const t = deps.now();
+        if (t >= deadline) {
+          deps.metrics.expired.inc({ model: metricsModel });
+          throw noCapacity(
+            `No worker for model "${model.name}" became ready within ${model.queueTimeoutSeconds}s; it is starting, retry shortly`,
+            Math.min(60, model.queueTimeoutSeconds),
+          );
+        }
+        if (req.stream && t >= nextKeepAlive) {
+          // Streaming clients hear from us while a GPU boots, so proxies do not cut the line.
+          client.start();
+          await client.write(sseComment("waiting for a worker to start"));
+          nextKeepAlive = t + keepAliveMs;
+        }
+        await deps.registry.waitForChange(
+          model.name,
+          Math.min(1_000, deadline - t, Math.max(0, nextKeepAlive - t)),
+          signal,
+        );
+        backends = await deps.registry.backends(model.name);
+        if (backends.length > 0) {
+          waitError = undefined;
+          return backends;
+        }
+      }
+    } finally {
+      deps.metrics.queueDepth.dec({ model: metricsModel });
+      deps.redis.zrem(waitingKey, requestId).catch(() => undefined);
     }
   } finally {
-    deps.metrics.queueDepth.dec({ model: metricsModel });
-    deps.redis.zrem(waitingKey, requestId).catch(() => undefined);
+    coldStep?.end(waitError);
+    queueStep.end(waitError);
   }
 }
 
@@ -326,13 +387,13 @@ async function proxy(
   deps: InferenceDeps,
   req: InferenceRequest,
   model: ModelConfig,
-  backends: Backend[],
+  backends: readonly Backend[],
   requestId: string,
-  traceparent: string | undefined,
-  signal: AbortSignal,
+  trace: RequestTrace,
+  signal: AbortLike,
   client: ClientStream,
   reply: FastifyReply,
-  admission: Admission,
+  limitHeaders: Record<string, string>,
   outcome: Outcome,
   started: number,
 ): Promise<void> {
@@ -343,9 +404,10 @@ async function proxy(
         stream_options: { ...(req.body.stream_options as object | undefined), include_usage: true },
       })
     : JSON.stringify(req.body);
-  const metricsModel = deps.metrics.model(model.name);
+  const metricsModel = deps.metrics.model(model.publicName);
   const tried = new Set<string>();
-  let lastFailure: GatewayError = upstreamFailed(`no backend of model "${model.name}" answered`);
+  // built only when an attempt fails (an Error captures a stack): the answered request allocates none
+  let lastFailure: GatewayError | undefined;
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const backend =
@@ -353,23 +415,24 @@ async function proxy(
     if (!backend) break;
     tried.add(backend.id);
     const concurrency = deps.registry.acquire(backend);
-    const lease = inflightMember(backend.workerId, requestId);
-    const inflightKey = deps.keys.inflight(model.name);
-    deps.redis.zadd(inflightKey, deps.now() + LEASE_MS, lease).catch(() => undefined);
-    const renew = setInterval(() => {
-      deps.redis.zadd(inflightKey, deps.now() + LEASE_MS, lease).catch(() => undefined);
-    }, LEASE_MS / 3);
-    renew.unref();
+    deps.inflight.acquire(model.name, backend.workerId);
+    const upstreamStep = trace.step("upstream");
+    upstreamStep.set({
+      "aiorch.worker": backend.workerId,
+      "aiorch.provider": backend.provider,
+      "aiorch.attempt": attempt + 1,
+    });
     try {
       let response: UpstreamResponse;
       try {
         response = await deps.upstream.post(backend, ENDPOINT_PATHS[req.endpoint], body, {
           requestId,
           signal,
-          traceparent,
+          traceparent: trace.upstreamTraceparent(upstreamStep),
         });
       } catch (error) {
         const e = error instanceof UpstreamError ? error : new UpstreamError("connect", String(error));
+        upstreamStep.end(e.kind);
         if (e.kind === "aborted") throw e;
         deps.metrics.upstreamErrors.inc({ model: metricsModel, kind: e.kind });
         deps.registry.coolDown(backend);
@@ -384,6 +447,8 @@ async function proxy(
       // 404 means the backend does not serve this model (misconfigured or replaced): never show a known model as missing.
       if ([401, 403, 404, 429].includes(response.status) || response.status >= 500) {
         await response.body.dump().catch(() => undefined);
+        upstreamStep.set({ "http.response.status_code": response.status });
+        upstreamStep.end(`answered ${response.status}`);
         const kind =
           response.status === 429
             ? "status_429"
@@ -402,47 +467,53 @@ async function proxy(
       }
       outcome.backend = backend;
       outcome.concurrency = concurrency;
+      upstreamStep.set({ "http.response.status_code": response.status });
+      upstreamStep.end();
       if (req.stream && response.status === 200 && response.contentType.includes("text/event-stream")) {
-        await relayStream(deps, req, response, client, outcome, started, signal, metricsModel);
+        const streamStep = trace.step("stream");
+        let streamError: string | undefined;
+        try {
+          await relayStream(deps, req, response, client, outcome, started, signal, {
+            model: metricsModel,
+            variant: model.variant ?? "",
+          });
+        } catch (error) {
+          streamError = error instanceof Error ? error.message : "stream failed";
+          throw error;
+        } finally {
+          streamStep.set({
+            "aiorch.completion_tokens": outcome.usage?.completion_tokens ?? outcome.completionEstimate,
+          });
+          streamStep.end(streamError);
+        }
       } else {
-        await relayBody(response, client, reply, admission, outcome, started, requestId);
+        await relayBody(response, client, reply, limitHeaders, outcome, started);
       }
       return;
     } finally {
-      clearInterval(renew);
       deps.registry.release(backend);
-      deps.redis.zrem(inflightKey, lease).catch(() => undefined);
+      deps.inflight.release(model.name, backend.workerId);
     }
   }
-  throw lastFailure;
+  throw lastFailure ?? upstreamFailed(`no backend of model "${model.name}" answered`);
 }
 
 async function relayBody(
   response: UpstreamResponse,
   client: ClientStream,
   reply: FastifyReply,
-  admission: Admission,
+  limitHeaders: Record<string, string>,
   outcome: Outcome,
   started: number,
-  requestId: string,
 ): Promise<void> {
   outcome.ttftMs = Date.now() - started;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of response.body) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw upstreamFailed("the backend's answer is too large");
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
+  // The answer goes to the client as the bytes it came in; only its `usage` object is read.
+  const body = await readAll(response.body, MAX_BODY_BYTES);
   outcome.status = response.status;
   if (response.status === 200 && response.contentType.includes("json")) {
-    try {
-      const usage = (JSON.parse(text) as { usage?: Usage }).usage;
-      if (usage) outcome.usage = usage;
-    } catch {
-      throw upstreamFailed("the backend answered with malformed JSON");
-    }
+    const usage = usageOf(body);
+    if (usage === "malformed") throw upstreamFailed("the backend answered with malformed JSON");
+    if (usage) outcome.usage = usage;
   } else if (response.status === 200) {
     throw upstreamFailed(
       `the backend answered with ${response.contentType || "no content type"} instead of JSON`,
@@ -450,18 +521,83 @@ async function relayBody(
   }
   if (client.started) {
     // We were holding a streaming client with keep-alives, but the backend answered without a stream.
-    await client.write(new TextEncoder().encode(`data: ${text}\n\ndata: [DONE]\n\n`));
+    await client.write(Buffer.concat([SSE_DATA, body, SSE_END_DONE]));
     client.end();
     return;
   }
+  // (x-request-id is on the reply since onRequest)
   await reply
     .code(response.status)
-    .headers({
-      ...rateLimitHeaders(admission),
-      "x-request-id": requestId,
-      "content-type": response.contentType || "application/json",
-    })
-    .send(text);
+    .headers(limitHeaders)
+    .header("content-type", response.contentType || "application/json")
+    .send(body);
+}
+
+/** A whole (non-streamed) answer: one promise, not two per chunk as `for await` makes. */
+function readAll(stream: Readable, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        stream.destroy();
+        reject(upstreamFailed("the backend's answer is too large"));
+      } else chunks.push(chunk);
+    });
+    stream.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    stream.once("error", reject);
+  });
+}
+
+const SSE_DATA = Buffer.from("data: ");
+const SSE_END_DONE = Buffer.from("\n\ndata: [DONE]\n\n");
+const USAGE_KEY = Buffer.from('"usage"');
+const isWhitespace = (c: number | undefined): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/**
+ * The `usage` object of a JSON answer, read without parsing the whole answer: the last `"usage"` key (engines put
+ * it after the choices; inside a JSON string its quotes would be escaped), then just its object. "malformed" when
+ * the answer is not a JSON object (an engine cut off mid-answer, an HTML error page) or the usage cannot be read.
+ */
+export function usageOf(body: Buffer): Usage | undefined | "malformed" {
+  let first = 0;
+  while (first < body.length && isWhitespace(body[first])) first += 1;
+  let last = body.length - 1;
+  while (last > first && isWhitespace(body[last])) last -= 1;
+  if (body[first] !== 0x7b || body[last] !== 0x7d) return "malformed"; // { … }
+  const key = body.lastIndexOf(USAGE_KEY, last);
+  if (key < first) return undefined;
+  let i = key + USAGE_KEY.length;
+  while (i < last && isWhitespace(body[i])) i += 1;
+  if (body[i] !== 0x3a) return undefined; // not a key after all
+  i += 1;
+  while (i < last && isWhitespace(body[i])) i += 1;
+  if (body[i] !== 0x7b) return undefined; // "usage": null
+  // the object's end: braces counted outside strings
+  let depth = 0;
+  let inString = false;
+  for (let j = i; j < last; j++) {
+    const c = body[j]!;
+    if (inString) {
+      // a backslash escapes the next byte
+      if (c === 0x5c) j += 1;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b) depth += 1;
+    else if (c === 0x7d) {
+      depth -= 1;
+      if (depth === 0) {
+        try {
+          const usage = JSON.parse(body.toString("utf8", i, j + 1)) as Usage;
+          return typeof usage === "object" && usage !== null ? usage : undefined;
+        } catch {
+          return "malformed";
+        }
+      }
+    }
+  }
+  return "malformed";
 }
 
 async function relayStream(
@@ -471,9 +607,10 @@ async function relayStream(
   client: ClientStream,
   outcome: Outcome,
   started: number,
-  signal: AbortSignal,
-  metricsModel: string,
+  signal: AbortLike,
+  labels: { model: string; variant: string },
 ): Promise<void> {
+  const metricsModel = labels.model;
   const tap = new SseUsageTap(req.wantsUsage);
   client.start();
   outcome.status = 200;
@@ -483,7 +620,7 @@ async function relayStream(
       if (!out) continue;
       if (outcome.ttftMs === null && tap.contentFrames > 0) {
         outcome.ttftMs = deps.now() - started;
-        deps.metrics.ttft.observe({ model: metricsModel }, outcome.ttftMs / 1000);
+        deps.metrics.ttft.observe(labels, outcome.ttftMs / 1000);
       }
       await client.write(out);
       if (client.gone) break;
@@ -532,7 +669,7 @@ function finish(
   const promptTokens = outcome.usage?.prompt_tokens ?? (outcome.backend ? promptEstimate : 0);
   const completionTokens = outcome.usage?.completion_tokens ?? outcome.completionEstimate;
   const used = outcome.usage?.total_tokens ?? promptTokens + completionTokens;
-  const metricsModel = deps.metrics.model(model.name);
+  const metricsModel = deps.metrics.model(model.publicName);
   // Busy time on the backend, shared by the requests it served at once.
   const serviceSeconds = Math.max(0, latencyMs - queueMs) / 1000;
   const costUsd = outcome.backend
@@ -541,25 +678,23 @@ function finish(
 
   deps.limiter.settle(key.id, tpm, reserved, outcome.backend ? used : 0).catch(() => undefined);
   if (outcome.backend) {
+    // batched: the counters reach Redis within a flush period (and on close), summed exactly
     const month = deps.keys.spendMonth(ledgerMonth(started));
-    deps.redis
-      .multi()
-      .hincrby(month, `key:${key.id}`, toMicroUsd(costUsd))
-      .hincrby(month, `requests:model:${model.name}`, 1)
-      .exec()
-      .catch(() => undefined);
+    deps.counters.incr(month, `key:${key.id}`, toMicroUsd(costUsd));
+    deps.counters.incr(month, `requests:model:${model.name}`, 1);
   }
-  deps.metrics.countRequest(model.name, outcome.status);
+  deps.metrics.countRequest(model.publicName, outcome.status, model.variant);
   deps.metrics.latency.observe({ model: metricsModel }, latencyMs / 1000);
   if (outcome.ttftMs !== null && !req.stream)
-    deps.metrics.ttft.observe({ model: metricsModel }, outcome.ttftMs / 1000);
+    deps.metrics.ttft.observe({ model: metricsModel, variant: model.variant ?? "" }, outcome.ttftMs / 1000);
   deps.metrics.tokens.inc({ model: metricsModel, type: "prompt" }, promptTokens);
   deps.metrics.tokens.inc({ model: metricsModel, type: "completion" }, completionTokens);
   deps.audit.record({
     ts: new Date(started).toISOString(),
     requestId,
     keyId: key.id,
-    model: model.name,
+    model: model.publicName,
+    ...(model.variant ? { variant: model.variant } : {}),
     endpoint: req.endpoint,
     backend: outcome.backend?.workerId ?? null,
     provider: outcome.backend?.provider ?? null,
@@ -572,6 +707,7 @@ function finish(
     ttftMs: outcome.ttftMs,
     queueMs,
     error: outcome.error,
+    traceId: outcome.traceId,
     ...(deps.config.gateway.auditPrompts
       ? { prompt: req.body.messages ?? req.body.prompt ?? req.body.input }
       : {}),

@@ -4,6 +4,7 @@
  * transiently stays pending and is reclaimed after a visibility timeout; results are kept with a TTL.
  */
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
 import { type KeyRing, open, seal } from "../core/envelope";
@@ -189,8 +190,13 @@ export class JobRunner {
   start(): void {
     if (this.running) return;
     this.running = true;
+    // one abort listener per model loop (and per job in flight) on the shared stop signal is expected
+    setMaxListeners(Math.max(10, 2 * this.deps.config.models.length + 10), this.stop.signal);
     for (const model of this.deps.config.models) {
       const connection = this.deps.redis.duplicate();
+      // errors (Redis restarting) surface in the loop's commands and are retried there; without a listener
+      // ioredis prints every reconnect failure of every model's connection as an unhandled error event
+      connection.on("error", () => undefined);
       this.connections.push(connection);
       this.loops.push(this.loop(model.name, connection));
     }

@@ -14,6 +14,7 @@ import {
 import { CREDENTIAL_ENV } from "../core/config/schema";
 import { parseKeyRing } from "../core/envelope";
 import { buildGateway } from "./app";
+import { tracingFromEnv } from "./tracing";
 
 export interface GatewayProcessOptions {
   readonly config: RuntimeConfig;
@@ -36,6 +37,12 @@ export async function startGateway(
     lazyConnect: false,
   });
   redis.on("error", (error: Error) => log(`gateway: redis: ${error.message}`));
+  // the stack's setting, unless the standard OTEL_* variables say otherwise
+  const configured = options.config.gateway.tracing;
+  const tracing = {
+    ...(configured ? { otlpEndpoint: configured.otlpEndpoint, sampleRatio: configured.sampleRatio } : {}),
+    ...tracingFromEnv(options.env),
+  };
   const providerKeys = Object.fromEntries(
     Object.values(CREDENTIAL_ENV).map((name) => [name, options.env[name]]),
   );
@@ -44,11 +51,12 @@ export async function startGateway(
     redis,
     providerKeys,
     encryption: parseKeyRing(options.env.AIORCH_ENCRYPTION_KEYS),
+    tracing,
   });
   const address = await app.listen({ port: options.port, host: options.host });
   const port = Number(new URL(address).port);
   log(
-    `gateway: stack ${options.config.stack}, ${options.config.models.length} model(s), listening on ${address}`,
+    `gateway: stack ${options.config.stack}, ${options.config.models.length} model(s), listening on ${address}${tracing.otlpEndpoint ? `, spans to ${tracing.otlpEndpoint}` : ""}`,
   );
   return {
     port,

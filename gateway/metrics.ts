@@ -7,9 +7,9 @@ import { metricOptions as spec } from "../core/metrics";
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<"model" | "status">;
+  readonly requests: Counter<"model" | "variant" | "status">;
   readonly latency: Histogram<"model">;
-  readonly ttft: Histogram<"model">;
+  readonly ttft: Histogram<"model" | "variant">;
   readonly tokens: Counter<"model" | "type">;
   readonly queueDepth: Gauge<"model">;
   readonly queueWait: Histogram<"model">;
@@ -18,7 +18,8 @@ export class GatewayMetrics {
   readonly upstreamErrors: Counter<"model" | "kind">;
   readonly auditDropped: Counter;
   readonly requestsPerMinute: Gauge<"model">;
-  private readonly recent = new Map<string, number[]>();
+  /** Requests per model in the last minute, as a ring of per-second counts (O(1) per request, 120 numbers). */
+  private readonly recent = new Map<string, { seconds: Float64Array; counts: Float64Array }>();
 
   constructor(
     private readonly knownModels: ReadonlySet<string>,
@@ -54,6 +55,8 @@ export class GatewayMetrics {
       registers,
     });
     this.expired = new Counter({ ...spec("requestsExpiredTotal"), registers });
+    // The alert reads increase() of this counter: a series first seen at 1 shows no increase, so start it at 0.
+    for (const model of knownModels) this.expired.inc({ model }, 0);
     this.rateLimited = new Counter({
       name: "aiorch_gateway_rate_limited_total",
       help: "Requests refused by a limit (rpm, tpm, budget, queue_full)",
@@ -76,10 +79,11 @@ export class GatewayMetrics {
       ...spec("inferenceRequestsPerMinute"),
       registers,
       collect() {
-        const cutoff = Date.now() - 60_000;
-        for (const [model, times] of recent) {
-          while (times.length > 0 && times[0]! < cutoff) times.shift();
-          this.set({ model }, times.length);
+        const second = Math.floor(Date.now() / 1000);
+        for (const [model, ring] of recent) {
+          let total = 0;
+          for (let i = 0; i < 60; i++) if (ring.seconds[i]! > second - 60) total += ring.counts[i]!;
+          this.set({ model }, total);
         }
       },
     });
@@ -90,13 +94,21 @@ export class GatewayMetrics {
     return this.knownModels.has(name) ? name : "unknown";
   }
 
-  countRequest(model: string, status: number): void {
+  countRequest(model: string, status: number, variant?: string): void {
     const label = this.model(model);
-    this.requests.inc({ model: label, status: String(status) });
+    this.requests.inc({ model: label, variant: variant ?? "", status: String(status) });
     if (label === "unknown") return;
-    const times = this.recent.get(label) ?? [];
-    if (times.length === 0) this.recent.set(label, times);
-    times.push(Date.now());
-    if (times.length > 100_000) times.shift(); // bounded even at absurd rates
+    let ring = this.recent.get(label);
+    if (!ring) {
+      ring = { seconds: new Float64Array(60).fill(-1), counts: new Float64Array(60) };
+      this.recent.set(label, ring);
+    }
+    const second = Math.floor(Date.now() / 1000);
+    const slot = second % 60;
+    if (ring.seconds[slot] !== second) {
+      ring.seconds[slot] = second;
+      ring.counts[slot] = 0;
+    }
+    ring.counts[slot] = ring.counts[slot]! + 1;
   }
 }

@@ -9,6 +9,7 @@ import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
 import { decodeRoute, type Route } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
+import type { AbortLike } from "./abort";
 
 export interface Backend extends Route {
   /** Stable id for load accounting: worker id, or `local:<model>`. */
@@ -62,6 +63,15 @@ export class BackendRegistry extends EventEmitter {
     this.emit(`changed:${model}`);
     // A backend may be gone: re-read now, so its connections close without waiting for the next request.
     if ((this.known.get(model)?.size ?? 0) > 0) this.backends(model).catch(() => undefined);
+  }
+
+  /** Ready backends of a model if the cache is fresh, without a promise (the hot path); else undefined. */
+  cachedBackends(model: string): readonly Backend[] | undefined {
+    const cached = this.cache.get(model);
+    if (!cached || this.now() - cached.at >= (this.options.refreshMs ?? 2_000)) return undefined;
+    const statics = this.staticBackends.get(model);
+    if (!statics || statics.length === 0) return cached.backends;
+    return cached.backends.length === 0 ? statics : [...statics, ...cached.backends];
   }
 
   /** Ready backends of a model (cached; at most one Redis read per model per refresh period). */
@@ -139,7 +149,7 @@ export class BackendRegistry extends EventEmitter {
   }
 
   /** Resolve when the model's routes change (or the signal aborts / the timeout passes). */
-  waitForChange(model: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  waitForChange(model: string, timeoutMs: number, signal: AbortLike): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);

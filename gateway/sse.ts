@@ -12,10 +12,22 @@ export interface Usage {
 
 const DONE = "[DONE]";
 const encoder = new TextEncoder();
+const LF = 0x0a;
+const CR = 0x0d;
+const DATA = Buffer.from("data:");
+const USAGE = Buffer.from('"usage"');
+const ERROR = Buffer.from('"error"');
+const DONE_BYTES = Buffer.from(DONE);
+const FRAME_END = Buffer.from("\n\n");
 
+/**
+ * Works on bytes: frames are found by their blank line and passed on as the very bytes that came in; only a frame
+ * that mentions `"usage"`, `"error"` or `[DONE]` is decoded and looked at. A chunk of whole content frames goes out
+ * without a copy.
+ */
 export class SseUsageTap {
-  private buffer = "";
-  private readonly decoder = new TextDecoder();
+  /** The start of a frame whose blank line has not arrived yet. */
+  private pending: Buffer | undefined;
   /** Usage from the last frame that carried one (vLLM may repeat cumulative usage on every frame). */
   usage: Usage | undefined;
   /** Content frames seen: the completion-token estimate when a stream ends before its usage frame. */
@@ -28,68 +40,99 @@ export class SseUsageTap {
 
   /** Feed upstream bytes; returns the bytes to forward now (complete frames only). */
   push(chunk: Uint8Array): Uint8Array | undefined {
-    this.buffer += this.decoder.decode(chunk, { stream: true });
-    let out = "";
-    for (;;) {
-      const end = this.frameEnd();
-      if (end === undefined) break;
-      const frame = this.buffer.slice(0, end.index);
-      this.buffer = this.buffer.slice(end.index + end.length);
-      const forwarded = this.frame(frame);
-      if (forwarded !== undefined) out += `${forwarded}\n\n`;
+    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const merged = this.pending !== undefined;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, buf]);
+      this.pending = undefined;
     }
-    return out ? encoder.encode(out) : undefined;
+    let start = 0; // of the next frame
+    let kept = 0; // bytes before this are settled: forwarded as they are (or replaced, in `parts`)
+    let parts: Uint8Array[] | undefined;
+    for (;;) {
+      const end = frameEnd(buf, start);
+      if (end === undefined) break;
+      const next = end + (buf[end] === CR ? 4 : 2);
+      const verdict = this.frame(buf.subarray(start, end));
+      if (verdict !== true) {
+        // dropped or rewritten: what came before goes as it is, this frame is replaced
+        parts ??= [];
+        if (start > kept) parts.push(buf.subarray(kept, start));
+        if (verdict !== false) parts.push(encoder.encode(`${verdict}\n\n`));
+        kept = next;
+      }
+      start = next;
+    }
+    // the start of the next frame waits for the rest (a copy, unless it is all of a buffer of our own)
+    if (start < buf.length) this.pending = merged && start === 0 ? buf : Buffer.from(buf.subarray(start));
+    if (!parts) return start > 0 ? buf.subarray(0, start) : undefined;
+    if (start > kept) parts.push(buf.subarray(kept, start));
+    return parts.length === 0 ? undefined : parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 
   /** Whatever is left when upstream ends (a final frame without its blank line). */
   flush(): Uint8Array | undefined {
-    const rest = this.buffer + this.decoder.decode();
-    this.buffer = "";
-    if (!rest.trim()) return undefined;
-    const forwarded = this.frame(rest.replace(/\s+$/, ""));
-    return forwarded === undefined ? undefined : encoder.encode(`${forwarded}\n\n`);
+    const rest = this.pending;
+    this.pending = undefined;
+    if (!rest) return undefined;
+    let end = rest.length;
+    while (
+      end > 0 &&
+      (rest[end - 1] === LF || rest[end - 1] === CR || rest[end - 1] === 0x20 || rest[end - 1] === 0x09)
+    )
+      end -= 1;
+    if (end === 0) return undefined;
+    const frame = rest.subarray(0, end);
+    const verdict = this.frame(frame);
+    if (verdict === false) return undefined;
+    return verdict === true ? Buffer.concat([frame, FRAME_END]) : encoder.encode(`${verdict}\n\n`);
   }
 
-  private frameEnd(): { index: number; length: number } | undefined {
-    const lf = this.buffer.indexOf("\n\n");
-    const crlf = this.buffer.indexOf("\r\n\r\n");
-    if (lf === -1 && crlf === -1) return undefined;
-    if (crlf !== -1 && (lf === -1 || crlf < lf)) return { index: crlf, length: 4 };
-    return { index: lf, length: 2 };
-  }
-
-  /** One frame in, the frame to forward out (undefined = drop it). */
-  private frame(frame: string): string | undefined {
-    if (!frame.startsWith("data:")) return frame; // comments, event names, retry hints pass as they are
-    const data = frame.slice(5).trim();
-    if (data === DONE) {
-      this.sawDone = true;
-      return frame;
-    }
-    if (!data.includes('"usage"') && !data.includes('"error"')) {
+  /** One frame in: true = forward it as it is, false = drop it, a string = forward this instead. */
+  private frame(frame: Buffer): boolean | string {
+    if (frame.length < DATA.length || DATA.compare(frame, 0, DATA.length) !== 0) return true; // comments, event names, retry hints
+    const mentionsUsage = frame.indexOf(USAGE) !== -1;
+    if (!mentionsUsage && frame.indexOf(ERROR) === -1) {
+      if (frame.indexOf(DONE_BYTES) !== -1 && frame.toString("latin1", DATA.length).trim() === DONE) {
+        this.sawDone = true;
+        return true;
+      }
       this.contentFrames += 1;
-      return frame;
+      return true;
     }
     let parsed: Record<string, unknown>;
     try {
-      parsed = JSON.parse(data) as Record<string, unknown>;
+      parsed = JSON.parse(frame.toString("utf8", DATA.length)) as Record<string, unknown>;
     } catch {
-      return frame; // not ours to judge; the client's parser will say
+      return true; // not ours to judge; the client's parser will say
     }
+    if (parsed === null || typeof parsed !== "object") return true;
     if (parsed.error !== undefined) {
       this.sawError = true;
-      return frame;
+      return true;
     }
     const usage = parsed.usage as Usage | null | undefined;
     if (usage && typeof usage.completion_tokens === "number") this.usage = usage;
     const choices = Array.isArray(parsed.choices) ? parsed.choices : [];
     if (choices.length > 0) this.contentFrames += 1;
-    if (this.clientWantsUsage) return frame;
-    if (choices.length === 0 && usage) return undefined; // the usage-only chunk the client did not ask for
-    if (!("usage" in parsed)) return frame;
+    if (this.clientWantsUsage) return true;
+    if (choices.length === 0 && usage) return false; // the usage-only chunk the client did not ask for
+    if (!("usage" in parsed)) return true;
     delete parsed.usage;
     return `data: ${JSON.stringify(parsed)}`;
   }
+}
+
+/** Where the frame starting at `from` ends (the index of its blank line: LF LF or CR LF CR LF), if it has. */
+function frameEnd(buf: Buffer, from: number): number | undefined {
+  let i = buf.indexOf(LF, from);
+  while (i !== -1 && i + 1 < buf.length) {
+    if (buf[i + 1] === LF) return i;
+    if (i > from && buf[i - 1] === CR && buf[i + 1] === CR && i + 2 < buf.length && buf[i + 2] === LF)
+      return i - 1;
+    i = buf.indexOf(LF, i + 1);
+  }
+  return undefined;
 }
 
 /** An SSE error event in the shape OpenAI clients parse (`data: {"error": {...}}`). */

@@ -8,8 +8,10 @@
  * request (or the worker token) is sent. A pinned backend never uses the shared Agent.
  */
 import { X509Certificate } from "node:crypto";
+import type { Readable } from "node:stream";
 import { Agent, errors, request } from "undici";
 import { pinnedTlsOptions, sameFingerprint } from "../core/x509";
+import type { AbortLike } from "./abort";
 import type { Backend } from "./routing";
 
 export type UpstreamErrorKind = "connect" | "timeout" | "aborted";
@@ -27,7 +29,7 @@ export class UpstreamError extends Error {
 export interface UpstreamResponse {
   readonly status: number;
   readonly contentType: string;
-  readonly body: AsyncIterable<Uint8Array> & { dump(): Promise<void>; text(): Promise<string> };
+  readonly body: Readable & { dump(): Promise<void>; text(): Promise<string> };
 }
 
 export interface UpstreamOptions {
@@ -35,7 +37,11 @@ export interface UpstreamOptions {
   readonly providerKeys?: Readonly<Record<string, string | undefined>>;
   /** Longest wait for response headers and between body chunks, ms. */
   readonly timeoutMs?: number;
-  /** Connection limit per backend origin. @default 256 */
+  /**
+   * Connection limit per backend origin. Each streaming answer holds one connection for its whole length, so a
+   * limit is a cap on concurrent streams per backend (requests past it wait in undici without headers); a
+   * worker's own `capacity` and the controller's scaling are what bound the load. @default no limit
+   */
   readonly connectionsPerOrigin?: number;
   /** A pinned backend's Agent unused this long is closed (its route is likely gone). @default 600000 */
   readonly pinnedIdleMs?: number;
@@ -62,7 +68,7 @@ export class UpstreamClient {
   private agentOptions(): Agent.Options {
     const timeout = this.options.timeoutMs ?? 300_000;
     return {
-      connections: this.options.connectionsPerOrigin ?? 256,
+      connections: this.options.connectionsPerOrigin ?? null,
       keepAliveTimeout: 30_000,
       headersTimeout: timeout,
       bodyTimeout: timeout,
@@ -140,7 +146,7 @@ export class UpstreamClient {
     backend: Backend,
     path: string,
     body: string,
-    extra: { requestId: string; signal: AbortSignal; traceparent?: string },
+    extra: { requestId: string; signal: AbortLike; traceparent?: string },
   ): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
       "content-type": "application/json",

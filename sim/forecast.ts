@@ -3,10 +3,10 @@
  * real scaling policy, with cost, waits and the overhead beyond the active hours' price made explicit.
  */
 import { type GpuId, isProviderId, type ProviderId } from "../core/catalog";
-import type { RuntimeConfig } from "../core/config";
+import { type RuntimeConfig, weightCacheDataCenter } from "../core/config";
 import type { UsagePatternId } from "../core/usage-patterns";
 import { cents } from "./billing";
-import { cheapestProfile, describeColdStart, type SimProfile } from "./profiles";
+import { cheapestProfile, describeColdStart, type SimProfile, type WeightCacheOptions } from "./profiles";
 import { hashLabel } from "./random";
 import { POLICY_IDS, type PolicyId, type RunResult, type SimModel, simulateRun } from "./simulate";
 import type { TraceFile } from "./trace";
@@ -37,6 +37,12 @@ export interface SimResult {
   /** This cost / the clairvoyant bound's cost; null when the bound costs nothing. */
   readonly costRatioToBound: number | null;
   readonly coldStarts: number;
+  /** Cold starts that loaded the weights from the stack's weight cache (0 without one). */
+  readonly coldStartHits: number;
+  /** Cold starts that downloaded the weights: the first of the run with a cache, every one without. */
+  readonly coldStartMisses: number;
+  /** Whether the provider's workers load weights from a cache (RunPod serverless with `weightCache`). */
+  readonly weightCache: boolean;
   readonly waitP50Seconds: number;
   readonly waitP95Seconds: number;
   readonly waitP99Seconds: number;
@@ -126,6 +132,12 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
   const assumptions: string[] = [];
   const jobs: Job[] = [];
   const coldStartNotes = new Map<string, string>();
+  const runpod = runtime.providers["runpod-serverless"];
+  const cacheDataCenter = runpod ? weightCacheDataCenter(runpod) : undefined;
+  // The stack's weight cache reaches the RunPod serverless profile the way FlashBoot does.
+  const weightCache: WeightCacheOptions | undefined = runpod?.weightCache
+    ? { ...(cacheDataCenter ? { dataCenter: cacheDataCenter } : {}) }
+    : undefined;
 
   const models = runtime.models.filter((m) => !options.models || options.models.includes(m.name));
   for (const model of models) {
@@ -141,7 +153,8 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
           isProviderId(p.provider),
         ),
         gpuCount: model.gpuCount,
-        flashboot: runtime.providers["runpod-serverless"]?.flashboot ?? true,
+        flashboot: runpod?.flashboot ?? true,
+        weightCache,
       });
       if (!profile) {
         unpriced.push(`${model.name} on ${provider}: no price for ${model.gpu.join(", ")}`);
@@ -149,7 +162,9 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
       }
       coldStartNotes.set(
         provider,
-        `${provider}: cold start ${describeColdStart(profile.coldStart)} (${profile.coldStartSource})`,
+        profile.weightCache
+          ? `${provider}: ${profile.weightCache.source}; miss ${describeColdStart(profile.weightCache.miss)}, hit ${describeColdStart(profile.coldStart)}; the cache starts empty each run, its storage is not priced`
+          : `${provider}: cold start ${describeColdStart(profile.coldStart)} (${profile.coldStartSource})`,
       );
       const simModel: SimModel = {
         name: model.name,
@@ -236,6 +251,9 @@ function toResult(job: Job, run: RunResult, alwaysOnCost: number, boundCost: num
     savingsVsAlwaysOnPct: alwaysOnCost > 0 ? round(((alwaysOnCost - cost) / alwaysOnCost) * 100, 1) : 0,
     costRatioToBound: boundCost > 0 ? round(cost / boundCost, 3) : cost > 0 ? null : 1,
     coldStarts: run.coldStarts,
+    coldStartHits: run.coldStartHits,
+    coldStartMisses: run.coldStartMisses,
+    weightCache: job.profile.weightCache !== undefined,
     waitP50Seconds: round(run.wait.quantile(0.5), 3),
     waitP95Seconds: round(run.wait.quantile(0.95), 3),
     waitP99Seconds: round(run.wait.quantile(0.99), 3),

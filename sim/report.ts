@@ -76,27 +76,31 @@ export function renderForecastText(forecast: Forecast): string {
   const out: string[] = [];
   for (const rows of groups(forecast.results)) {
     const first = rows[0]!;
+    // With a weight cache, the cold starts split into hits (weights from the volume) and misses (from the Hub).
+    const cached = rows.some((r) => r.weightCache);
+    const headers = [
+      "pattern",
+      "policy",
+      "keep-alive",
+      "active h",
+      "billed h",
+      "cost $",
+      "active $",
+      "overhead $",
+      "vs 24/7",
+      "×bound",
+      "cold starts",
+      ...(cached ? ["hit/miss"] : []),
+      "wait p50",
+      "p95",
+      "p99",
+      "$/1k req",
+      "timed out",
+    ];
     out.push(
-      `${first.model} on ${first.provider} (${first.gpu}, $${first.usdPerHour}/h):`,
+      `${first.model} on ${first.provider} (${first.gpu}, $${first.usdPerHour}/h${cached ? ", weight cache" : ""}):`,
       table(
-        [
-          "pattern",
-          "policy",
-          "keep-alive",
-          "active h",
-          "billed h",
-          "cost $",
-          "active $",
-          "overhead $",
-          "vs 24/7",
-          "×bound",
-          "cold starts",
-          "wait p50",
-          "p95",
-          "p99",
-          "$/1k req",
-          "timed out",
-        ],
+        headers,
         rows.map((r) => [
           r.pattern,
           r.policy,
@@ -109,6 +113,7 @@ export function renderForecastText(forecast: Forecast): string {
           `${r.savingsVsAlwaysOnPct.toFixed(1)}%`,
           r.costRatioToBound === null ? "—" : r.costRatioToBound.toFixed(2),
           r.coldStarts,
+          ...(cached ? [`${r.coldStartHits}/${r.coldStartMisses}`] : []),
           `${secs(r.waitP50Seconds)}s`,
           `${secs(r.waitP95Seconds)}s`,
           `${secs(r.waitP99Seconds)}s`,
@@ -250,7 +255,8 @@ export function renderChart(results: readonly SimResult[], title = "Monthly cost
     for (const r of rows) {
       const x = px(r.waitP95Seconds).toFixed(1);
       const y = py(r.costUsd).toFixed(1);
-      const tip = `${r.policy}: $${money(r.costUsd)}, p95 wait ${secs(r.waitP95Seconds)}s, ${r.coldStarts} cold starts`;
+      const cache = r.weightCache ? ` (${r.coldStartHits} cache hits, ${r.coldStartMisses} misses)` : "";
+      const tip = `${r.policy}: $${money(r.costUsd)}, p95 wait ${secs(r.waitP95Seconds)}s, ${r.coldStarts} cold starts${cache}`;
       parts.push(
         r.policy === "bound"
           ? `<rect x="${Number(x) - 5}" y="${Number(y) - 5}" width="10" height="10" fill="none" stroke="${COLORS.bound}" stroke-width="2"><title>${esc(tip)}</title></rect>`

@@ -12,6 +12,11 @@
  *   re-checks an idle worker it kept every `recheckSeconds` (the real loop's periodic tick).
  * - A provisioned worker is "booting" for a cold start drawn from the provider's distribution, then
  *   "ready". Draining is immediate: the policy drains only workers with nothing in flight.
+ * - Weight cache (a profile's `weightCache`): the run starts with an empty cache; its first cold start is a
+ *   miss drawn from `weightCache.miss` (the weights land on the volume when that worker is ready), every later
+ *   one a hit drawn from `coldStart`. A hit that starts while the miss is still downloading is not ready
+ *   before the miss is (it waits for the weights instead of fetching them again). Without a cache every cold
+ *   start is a miss drawn from `coldStart`. `coldStarts` = `coldStartHits` + `coldStartMisses`.
  * - The keep-alive comes from `keepAliveFor` with the observed mean cold start (starting from the catalog
  *   median) and, for `adaptive`, the idle-gap history; `auto` is break-even without history.
  * - `always-on` keeps at least one worker for the whole period (floor 1); workers above it use break-even.
@@ -104,6 +109,10 @@ export interface RunResult {
   /** Still waiting or in flight when the period ended. */
   readonly unserved: number;
   readonly coldStarts: number;
+  /** Cold starts that loaded weights from the profile's weight cache (0 without a cache). */
+  readonly coldStartHits: number;
+  /** Cold starts that fetched weights from the Hub: the first with a cache, every one without. */
+  readonly coldStartMisses: number;
   readonly peakWorkers: number;
   readonly decisions: number;
   readonly bill: Readonly<BillTotals>;
@@ -262,7 +271,10 @@ export function simulateRun(options: RunOptions): RunResult {
   let requests = 0;
   let served = 0;
   let timedOut = 0;
-  let coldStarts = 0;
+  let coldStartHits = 0;
+  let coldStartMisses = 0;
+  /** With a weight cache: when the miss's weights are on the volume (-1: no miss yet). */
+  let weightsLandAt = -1;
   let peakWorkers = 0;
   let decisions = 0;
   let lastDecision = "";
@@ -305,12 +317,25 @@ export function simulateRun(options: RunOptions): RunResult {
     return usd;
   };
 
-  const provision = (now: number, seconds = sampleColdStart(profile.coldStart, coldRng)): void => {
+  const cache = profile.weightCache;
+  /** Seconds of the next cold start: a miss while the cache holds no weights yet, else a hit. */
+  const drawColdStart = (): number =>
+    sampleColdStart(cache && weightsLandAt < 0 ? cache.miss : profile.coldStart, coldRng);
+
+  const provision = (now: number, seconds = drawColdStart()): void => {
     const w = new SimWorker(`w${workerSeq++}`, profile.provider, now, profile.usdPerHour);
     workers.push(w);
-    coldStarts++;
+    let readyAt = now + seconds;
+    if (!cache) coldStartMisses++;
+    else if (weightsLandAt < 0) {
+      coldStartMisses++;
+      weightsLandAt = readyAt;
+    } else {
+      coldStartHits++;
+      if (readyAt < weightsLandAt) readyAt = weightsLandAt;
+    }
     if (workers.length > peakWorkers) peakWorkers = workers.length;
-    q.push(now + seconds, READY, w);
+    q.push(readyAt, READY, w);
   };
 
   const terminate = (w: SimWorker, now: number): void => {
@@ -421,7 +446,7 @@ export function simulateRun(options: RunOptions): RunResult {
       decide(now, 0);
       return;
     }
-    const seconds = sampleColdStart(profile.coldStart, coldRng);
+    const seconds = drawColdStart();
     if (next - now <= restartCostSeconds(seconds, profile.billing)) {
       holdUntil = next;
       return;
@@ -508,7 +533,7 @@ export function simulateRun(options: RunOptions): RunResult {
   if (floor > 0) decide(0);
   scheduleNextArrival();
   if (policy === "bound" && floor === 0 && Number.isFinite(nextArrivalTime)) {
-    prewarmColdStart = sampleColdStart(profile.coldStart, coldRng);
+    prewarmColdStart = drawColdStart();
     q.push(Math.max(0, nextArrivalTime - prewarmColdStart), PREWARM);
     holdUntil = nextArrivalTime;
   }
@@ -535,7 +560,9 @@ export function simulateRun(options: RunOptions): RunResult {
     served,
     timedOut,
     unserved: requests - served - timedOut,
-    coldStarts,
+    coldStarts: coldStartHits + coldStartMisses,
+    coldStartHits,
+    coldStartMisses,
     peakWorkers,
     decisions,
     bill,

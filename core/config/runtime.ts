@@ -187,5 +187,6 @@ export function redisClientOptions(connection: RedisConnection): {
  * controller finds it by this name, so no endpoint id has to travel through the config.
  */
 export function runpodEndpointName(project: string, stack: string, model: string): string {
-  return `${project}-${stack}-${model.replace(/[^a-zA-Z0-9-]/g, "-")}`;
+  // `model@variant` → `model--variant`, apart from a plain model named `model-variant`
+  return `${project}-${stack}-${model.replace("@", "--").replace(/[^a-zA-Z0-9-]/g, "-")}`;
 }

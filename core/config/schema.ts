@@ -122,17 +122,56 @@ export const clusterSchema = z.discriminatedUnion("mode", [createClusterSchema, 
 
 const runpodCloud = oneOf(["secure", "community"], "RunPod cloud").default("secure");
 
-export const runpodServerlessSchema = z.strictObject({
-  cloud: runpodCloud,
-  /** RunPod data centres the endpoint may use, e.g. [EU-RO-1]. Empty = any. */
-  dataCenters: z.array(z.string()).default([]),
-  flashboot: z.boolean().default(true),
-  /** Worker image; worker-vllm serves the OpenAI routes under /openai/v1. */
-  image: z.string().default("runpod/worker-v1-vllm:v2.7.0stable-cuda12.1.0"),
-  scalerType: oneOf(["QUEUE_DELAY", "REQUEST_COUNT"], "RunPod scaler type").default("QUEUE_DELAY"),
-  scalerValue: positiveInt("seconds of queue delay or requests per worker").default(4),
-  apiBase: httpUrl().optional(),
-});
+export const runpodServerlessSchema = z
+  .strictObject({
+    cloud: runpodCloud,
+    /** RunPod data centres the endpoint may use, e.g. [EU-RO-1]. Empty = any. */
+    dataCenters: z.array(z.string()).default([]),
+    flashboot: z.boolean().default(true),
+    /** Worker image; worker-vllm serves the OpenAI routes under /openai/v1. */
+    image: z.string().default("runpod/worker-v1-vllm:v2.7.0stable-cuda12.1.0"),
+    scalerType: oneOf(["QUEUE_DELAY", "REQUEST_COUNT"], "RunPod scaler type").default("QUEUE_DELAY"),
+    scalerValue: positiveInt("seconds of queue delay or requests per worker").default(4),
+    apiBase: httpUrl().optional(),
+    /**
+     * A network volume the endpoints load weights from (fetched once per data centre instead of on every cold
+     * start). A volume pins the endpoints to its data centre, trading placement for cold-start time.
+     */
+    weightCache: z
+      .strictObject({
+        sizeGb: z
+          .int(required("the volume size in GB, e.g. 200 (room for every model's weights)"))
+          .min(10, "RunPod network volumes hold at least 10 GB")
+          .max(4096, "RunPod network volumes hold at most 4096 GB"),
+        /** Data centre of the volume. @default the first of dataCenters */
+        dataCenter: z
+          .string()
+          .regex(/^[A-Z]{2}-[A-Z]{2,4}-\d+$/, { error: 'must be a RunPod data centre id like "EU-RO-1"' })
+          .optional(),
+      })
+      .optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (!r.weightCache) return;
+    const dc = r.weightCache.dataCenter ?? r.dataCenters[0];
+    if (dc === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["weightCache", "dataCenter"],
+        message: "is required when dataCenters is empty: the volume lives in one data centre, e.g. EU-RO-1",
+      });
+    else if (r.dataCenters.length > 0 && !r.dataCenters.includes(dc))
+      ctx.addIssue({
+        code: "custom",
+        path: ["weightCache", "dataCenter"],
+        message: `"${dc}" is not one of dataCenters (${r.dataCenters.join(", ")}); endpoints mount the volume only in its own data centre`,
+      });
+  });
+
+/** The data centre of the stack's RunPod weight cache, when it has one (validated by the schema). */
+export function weightCacheDataCenter(r: z.output<typeof runpodServerlessSchema>): string | undefined {
+  return r.weightCache ? (r.weightCache.dataCenter ?? r.dataCenters[0]) : undefined;
+}
 
 export const runpodPodSchema = z.strictObject({
   cloud: runpodCloud,
@@ -355,6 +394,21 @@ export const gatewaySchema = z.strictObject({
   jobResultTtlSeconds: positiveInt("seconds job results are kept").default(86_400),
   /** Write prompt and completion text into the audit log (off: metadata only). */
   auditPrompts: z.boolean().default(false),
+  /** Export request spans over OTLP/HTTP (trace context is propagated either way). */
+  tracing: z
+    .strictObject({
+      /** Collector traces URL, e.g. http://otel-collector.monitoring:4318/v1/traces. */
+      otlpEndpoint: z.url({
+        protocol: /^https?$/,
+        error: (issue) =>
+          `${quoted(issue.input)} is not an http(s) URL; write e.g. "http://otel-collector.monitoring:4318/v1/traces"`,
+      }),
+      /** Share of new traces to record; a caller's sampled trace is always recorded. */
+      sampleRatio: z.number().min(0).max(1).default(1),
+      /** Namespace of an in-cluster collector, so the gateway's NetworkPolicy lets spans out to it. */
+      collectorNamespace: dnsLabel.default("monitoring"),
+    })
+    .optional(),
 });
 
 export const redisSchema = z

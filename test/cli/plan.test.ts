@@ -96,10 +96,15 @@ describe("aiorch plan", () => {
     expect(endpoints.every((e) => e.inputs.apiKey === "[secret]")).toBe(true);
     expect(endpoints.find((e) => e.inputs.model === "llama-3.1-8b")?.inputs).toMatchObject({
       gpuPoolIds: ["ADA_24", "AMPERE_80"],
-      dataCenterIds: ["EU-RO-1", "EU-SE-1", "EU-NL-1"],
+      // the weight cache's volume lives in EU-RO-1, and an endpoint mounts it only there
+      dataCenterIds: ["EU-RO-1"],
       workersMin: 0,
       workersMax: 4,
     });
+    const volumes = plan.resources.filter((r) => r.type === "pulumi-nodejs:dynamic/runpod:NetworkVolume");
+    expect(volumes.map((v) => v.inputs)).toEqual([
+      expect.objectContaining({ dataCenterId: "EU-RO-1", sizeGb: 200, apiKey: "[secret]" }),
+    ]);
   });
 
   it("secrets set with `pulumi config set --secret` show as [secret] and their ciphertext never prints", () => {
@@ -311,7 +316,9 @@ describe("aiorch plan: model versions", () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/stable\s+90%\s+o\/m@0123456789ab/);
     expect(result.stdout).toMatch(/canary\s+10%\s+o\/m-next@main/);
-    expect(result.stdout).toMatch(/\[mandatory\] pinned-model-revision: ai-orchestrator:models\[0\]\.variants\[1\]\.revision is "main"/);
+    expect(result.stdout).toMatch(
+      /\[mandatory\] pinned-model-revision: ai-orchestrator:models\[0\]\.variants\[1\]\.revision is "main"/,
+    );
   });
 });
 

@@ -212,3 +212,50 @@ describe("key rotation and the audit trail", () => {
     expect(verified.stdout).toMatch(/audit trail intact: \d+ entries/);
   });
 });
+
+describe("aiorch models", () => {
+  it("list shows declared weights; set-weight changes one at run time, audited; --reset restores it", () => {
+    const file = join(dir, "variants.json");
+    writeFileSync(
+      file,
+      JSON.stringify(
+        testRuntimeConfig(fake.url, prefix, {
+          models: `[{ name: chat, kind: chat, source: o/chat, revision: ${"c".repeat(40)}, gpu: [RTX_3090], providers: [local],
+            variants: [{ name: stable, weight: 95 }, { name: canary, source: o/chat-next, weight: 5 }] }]`,
+        }),
+      ),
+    );
+    const listed = run(["models", "list", "--config", file]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/chat\s+stable\s+o\/chat\s+cccccccccccc\s+95\s+95\s+95\.0%\s+no/);
+    expect(listed.stdout).toMatch(/chat\s+canary\s+o\/chat-next\s+\(unpinned\)\s+5\s+5\s+5\.0%/);
+
+    const set = run(["models", "set-weight", "chat", "canary", "45", "--config", file, "--actor", "carol"]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain("chat@canary: weight 5 → 45; traffic now stable 67.9%, canary 32.1%");
+    const rows = JSON.parse(run(["models", "list", "--config", file, "--json"]).stdout) as {
+      variant: string;
+      weight: number;
+      declaredWeight: number;
+    }[];
+    expect(rows.map((r) => [r.variant, r.declaredWeight, r.weight])).toEqual([
+      ["stable", 95, 95],
+      ["canary", 5, 45],
+    ]);
+    expect(run(["audit", "list", "--config", file]).stdout).toMatch(
+      /carol\s+weights\.changed\s+chat@canary\s+5 → 45/,
+    );
+
+    expect(run(["models", "set-weight", "chat", "canary", "--reset", "--config", file]).code).toBe(0);
+    expect(run(["models", "list", "--config", file]).stdout).toMatch(
+      /canary\s+o\/chat-next\s+\(unpinned\)\s+5\s+5\s/,
+    );
+    const bad = run(["models", "set-weight", "chat", "canary", "lots", "--config", file]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('WEIGHT must be a number ≥ 0, e.g. 25; got "lots"');
+    expect(run(["models", "set-weight", "chat", "stable", "0", "--config", file]).code).toBe(0);
+    const off = run(["models", "set-weight", "chat", "canary", "0", "--config", file]);
+    expect(off.code).toBe(2);
+    expect(off.stderr).toMatch(/switch the model off/);
+  });
+});

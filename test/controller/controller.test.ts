@@ -62,7 +62,7 @@ function controller(
     config?: RuntimeConfig;
     holder?: string;
     tickMs?: number;
-  } & Partial<Pick<ControllerDeps, "adapters" | "probe" | "issueCertificate">> = {},
+  } & Partial<Pick<ControllerDeps, "adapters" | "probe" | "issueCertificate" | "healthCheckMs">> = {},
 ): Controller {
   const cfg = options.config ?? config;
   const c = new Controller({
@@ -77,6 +77,7 @@ function controller(
     // Every worker gets the certificate the fake engine serves (by default each gets a fresh one).
     issueCertificate: options.issueCertificate ?? (() => engineCert),
     ...(options.probe ? { probe: options.probe } : {}),
+    ...(options.healthCheckMs ? { healthCheckMs: options.healthCheckMs } : {}),
   });
   controllers.push(c);
   return c;
@@ -362,6 +363,94 @@ describe("leadership and robustness", () => {
     fake.clearFaults();
     await c.start();
     await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+  });
+});
+
+describe("ready workers' health and the decision record", () => {
+  const ready = async () => {
+    await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+    return (await live()).find((w) => w.state === "ready")!;
+  };
+
+  it("a ready worker whose engine stops answering and whose container exited is failed, terminated and replaced", async () => {
+    let answering = true;
+    const c = controller({
+      healthCheckMs: 50,
+      probe: async (url, token, pin) => answering && probeOpenAi(url, token, pin),
+    });
+    await c.start();
+    await waitRequest();
+    const worker = await ready();
+    // the engine's --api-key: never a value its argument parser would take for an option
+    expect(worker.token).toMatch(/^[0-9a-f]{48}$/);
+    // the engine dies: the container exits at Vast
+    answering = false;
+    fake.instances.get(Number(worker.providerId))!.timeline.set("exited", Date.now());
+    await until("the dead worker terminated", async () => (await live()).every((w) => w.id !== worker.id));
+    const record = await new WorkerRegistry(redis, keys, () => 0).get(worker.id);
+    expect(record?.state).toBe("terminated");
+    expect(logs.join("\n")).toMatch(/stopped answering and vastai reports the instance failed/);
+    // the request still waits: a replacement comes up
+    answering = true;
+    const replacement = await ready();
+    expect(replacement.id).not.toBe(worker.id);
+  });
+
+  it("a worker that keeps failing its health checks while the provider reports it running is replaced too", async () => {
+    let answering = true;
+    const c = controller({
+      healthCheckMs: 30,
+      probe: async (url, token, pin) => answering && probeOpenAi(url, token, pin),
+    });
+    await c.start();
+    await waitRequest();
+    const worker = await ready();
+    answering = false;
+    await until("the wedged worker failed", async () => (await live()).every((w) => w.id !== worker.id));
+    expect(logs.join("\n")).toMatch(/did not answer 5 health checks in a row/);
+    // the provider was asked once per failed check, not on every tick
+    expect(fake.requestsTo(`/instances/${worker.providerId}/`, "GET").length).toBeLessThan(20);
+  });
+
+  it("scale decisions and their reasons are kept, newest first, in a capped list (aiorch status reads it)", async () => {
+    const c = controller();
+    await c.start();
+    const requestId = await waitRequest();
+    await ready();
+    await redis.zrem(keys.waiting("m"), requestId);
+    await until("scale to zero", async () => (await live()).length === 0);
+    const decisions = (await redis.lrange(keys.scaleDecisions, 0, -1)).map(
+      (d) => JSON.parse(d) as { model: string; action: string; reason: string; workers?: number },
+    );
+    expect(decisions.map((d) => d.action)).toEqual(["drain", "provision"]);
+    expect(decisions[1]).toMatchObject({ model: "m", workers: 1 });
+    expect(decisions[1]!.reason).toMatch(/1 waiting .* provision 1/);
+    expect(decisions[0]!.reason).toMatch(/idle .* keep-alive/);
+  });
+
+  it("a Redis failure while recording a created instance is not taken for the provider's: no second create", async () => {
+    const c = controller();
+    await c.start();
+    // the registry write after the create fails twice (a Redis restart), then Redis is back
+    const registryRedis = redis as unknown as { aiorchWorkerWrite: (...args: unknown[]) => Promise<number> };
+    const write = registryRedis.aiorchWorkerWrite.bind(redis);
+    let failures = 0;
+    registryRedis.aiorchWorkerWrite = async (...args: unknown[]) => {
+      if (args.includes("provisioning") && failures < 2) {
+        failures += 1;
+        throw new Error("Connection is closed.");
+      }
+      return write(...args);
+    };
+    try {
+      await waitRequest();
+      await ready();
+    } finally {
+      registryRedis.aiorchWorkerWrite = write;
+    }
+    expect(failures).toBe(2);
+    expect(fake.requestsTo(/\/asks\/\d+\//, "PUT")).toHaveLength(1);
+    expect(logs.join("\n")).not.toMatch(/provision .* on vastai failed/);
   });
 });
 

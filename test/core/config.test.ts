@@ -11,6 +11,7 @@ import {
   type RawConfigValue,
   renderRuntimeConfig,
   StackConfigError,
+  weightCacheDataCenter,
 } from "../../core/config";
 import { stackYaml } from "../stack-yaml";
 
@@ -381,5 +382,40 @@ describe("model versions", () => {
         "ai-orchestrator:models[0].slo.ttftSeconds",
       ),
     ).toMatch(/up to 300s/);
+  });
+});
+
+describe("RunPod weight cache", () => {
+  const rp = (settings: string) =>
+    stackYaml({
+      providers: `{ runpod-serverless: ${settings} }`,
+      models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_4090], providers: [runpod-serverless] }]",
+    });
+  it("defaults the volume's data centre to the first allowed one", () => {
+    const r = load(rp("{ dataCenters: [EU-RO-1, EU-SE-1], weightCache: { sizeGb: 200 } }")).config.providers[
+      "runpod-serverless"
+    ]!;
+    expect(weightCacheDataCenter(r)).toBe("EU-RO-1");
+    expect(weightCacheDataCenter({ ...r, weightCache: undefined })).toBeUndefined();
+  });
+  it("names the field and the fix for a missing or foreign data centre, and an oversized volume", () => {
+    expect(
+      messageFor(
+        problemsOf(rp("{ weightCache: { sizeGb: 200 } }")),
+        "ai-orchestrator:providers.runpod-serverless.weightCache.dataCenter",
+      ),
+    ).toMatch(/required when dataCenters is empty/);
+    expect(
+      messageFor(
+        problemsOf(rp("{ dataCenters: [EU-RO-1], weightCache: { sizeGb: 200, dataCenter: US-TX-3 } }")),
+        "ai-orchestrator:providers.runpod-serverless.weightCache.dataCenter",
+      ),
+    ).toMatch(/"US-TX-3" is not one of dataCenters \(EU-RO-1\)/);
+    expect(
+      messageFor(
+        problemsOf(rp("{ dataCenters: [EU-RO-1], weightCache: { sizeGb: 5000 } }")),
+        "ai-orchestrator:providers.runpod-serverless.weightCache.sizeGb",
+      ),
+    ).toMatch(/at most 4096 GB/);
   });
 });

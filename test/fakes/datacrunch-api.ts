@@ -112,7 +112,7 @@ export class VerdaFake extends FakeApiServer {
     this.tokens.clear();
   }
 
-  protected handle(req: RecordedRequest): Reply {
+  protected handle(req: RecordedRequest): Reply | Promise<Reply> {
     const p = req.path;
     if (req.method === "POST" && p === "/v1/oauth2/token") return this.token(req.body);
     const bearer = req.headers.authorization?.match(/^Bearer (.+)$/)?.[1];

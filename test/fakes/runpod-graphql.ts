@@ -5,7 +5,9 @@
  * - errors are HTTP 200 with `errors[]` (validation errors without `data`, execution errors with it);
  * - `saveTemplate` upserts by id and keeps names unique; `deleteTemplate(templateName)` refuses while an
  *   endpoint uses the template;
- * - `saveEndpoint` creates without id and updates with it, validating name, pools and template;
+ * - `saveEndpoint` creates without id and updates with it, validating name, pools and template, and a
+ *   `networkVolumeId`: with the `networkVolume` lookup (e.g. `RunpodVolumesFake.volume`) the volume must exist and
+ *   `locations` must name its data centre (a volume pins the endpoint there); without it, only the id's form;
  *   `deleteEndpoint(id)` refuses unless workersMin = workersMax = 0;
  * - `myself { endpoints {…} podTemplates {…} }` lists, projected to the fields asked for; unknown fields and
  *   unknown input fields are GraphQL errors, as on the real API.
@@ -426,7 +428,13 @@ function project(value: unknown, fields: Field[] | undefined): unknown {
 
 // ── the server ───────────────────────────────────────────────────────────────────────────────────────────
 
-export async function startRunPodFake(options: { apiKey?: string } = {}): Promise<RunPodFake> {
+export interface RunPodFakeOptions {
+  apiKey?: string;
+  /** Resolves a network volume id to the volume, e.g. `RunpodVolumesFake.volume`. @default none (form only) */
+  networkVolume?: (id: string) => { dataCenterId: string } | undefined;
+}
+
+export async function startRunPodFake(options: RunPodFakeOptions = {}): Promise<RunPodFake> {
   const apiKey = options.apiKey ?? "rpa_FAKEKEY0123456789abcdefghij";
   const templates = new Map<string, FakeTemplate>();
   const endpoints = new Map<string, FakeEndpoint>();
@@ -435,6 +443,23 @@ export async function startRunPodFake(options: { apiKey?: string } = {}): Promis
   const refusals = { endpoint: 0, template: 0 };
   let counter = 0;
   const newId = (prefix: string) => `${prefix}${(++counter).toString(36).padStart(8, "0")}`;
+
+  const checkVolume = (id: string, locations: string) => {
+    if (!/^[A-Za-z0-9]+$/.test(id))
+      throw new GraphQLError(`Invalid network volume id: ${JSON.stringify(id)}`);
+    if (!options.networkVolume) return;
+    const volume = options.networkVolume(id);
+    if (!volume) throw new GraphQLError(`Network volume ${id} not found`);
+    const dcs = locations
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+    if (!dcs.includes(volume.dataCenterId)) {
+      throw new GraphQLError(
+        `Network volume ${id} is in ${volume.dataCenterId}; the endpoint's locations (${dcs.join(",") || "any"}) must include it`,
+      );
+    }
+  };
 
   const templateInUse = (t: FakeTemplate) => [...endpoints.values()].filter((e) => e.templateId === t.id);
 
@@ -543,6 +568,7 @@ export async function startRunPodFake(options: { apiKey?: string } = {}): Promis
       if (!["QUEUE_DELAY", "REQUEST_COUNT"].includes(saved.scalerType)) {
         throw new GraphQLError(`Invalid scalerType: ${saved.scalerType}`);
       }
+      if (saved.networkVolumeId !== null) checkVolume(saved.networkVolumeId, saved.locations);
       endpoints.set(saved.id, saved);
       return saved;
     },

@@ -388,7 +388,7 @@ export class VastAiFake extends FakeApiServer {
     return json.new_contract;
   }
 
-  protected handle(req: RecordedRequest): Reply {
+  protected handle(req: RecordedRequest): Reply | Promise<Reply> {
     if (!this.authorized(req))
       return { status: 401, json: { success: false, error: "auth_error", msg: "Invalid user key" } };
     const p = req.path;

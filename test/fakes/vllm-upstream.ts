@@ -3,14 +3,16 @@
  *
  * In-process: `const fake = await startFakeVllm({ model: "m" })`, then point the gateway at `fake.url`.
  * Separate process: `node -r tsx/cjs test/fakes/vllm-upstream.ts --port 0 --model m` prints one JSON line
- * `{"port":N}` on stdout once listening; faults, tuning and records are then reachable over HTTP through
- * `POST /__fault`, `POST /__config`, `POST /__reset` and `GET /__stats`.
+ * `{"port":N}` on stdout once listening (`--ssl-certfile F --ssl-keyfile F` serve https, as vLLM's flags do);
+ * faults, tuning and records are then reachable over HTTP through `POST /__fault`, `POST /__config`,
+ * `POST /__reset` and `GET /__stats`.
  *
  * Deterministic model: a "token" is one whitespace-separated word. `prompt_tokens` counts the words of the
  * messages (text parts only) or of the prompt (token-id arrays count their length). The completion has
  * `max_completion_tokens`/`max_tokens` words (default `defaultMaxTokens`), chosen by `fakeCompletionText`
  * from `prompt_tokens`; `finish_reason` is "length" when the request set a token limit, else "stop".
  */
+import { readFileSync } from "node:fs";
 import {
   createServer,
   type Server as HttpServer,
@@ -1243,6 +1245,9 @@ async function main(argv: string[]): Promise<void> {
       "usage-mode": { type: "string" },
       "embedding-dimensions": { type: "string" },
       "record-limit": { type: "string" },
+      // like vLLM's own flags: serve https with this certificate and key (PEM files)
+      "ssl-certfile": { type: "string" },
+      "ssl-keyfile": { type: "string" },
     },
   });
   const num = (name: keyof typeof values): number | undefined => {
@@ -1256,7 +1261,14 @@ async function main(argv: string[]): Promise<void> {
   const usageMode = values["usage-mode"];
   if (usageMode !== undefined && usageMode !== "final" && usageMode !== "every-chunk")
     throw new Error('--usage-mode must be "final" or "every-chunk"');
+  const certFile = values["ssl-certfile"];
+  const keyFile = values["ssl-keyfile"];
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new Error("--ssl-certfile and --ssl-keyfile go together");
   const fake = await startFakeVllm({
+    ...(certFile && keyFile
+      ? { tls: { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") } }
+      : {}),
     host: values.host,
     port: num("port"),
     model: values.model,

@@ -8,6 +8,7 @@ import { type RedisKeys, redisKeys } from "../../core/redis-keys";
 import { buildGateway, type Gateway } from "../../gateway/app";
 import type { AuditEntry } from "../../gateway/audit";
 import { ApiKeyStore, type CreateKeyOptions } from "../../gateway/keys";
+import type { TracingOptions } from "../../gateway/tracing";
 import { type FakeVllm, type FakeVllmOptions, startFakeVllm } from "../fakes/vllm-upstream";
 import { stackYaml } from "../stack-yaml";
 
@@ -57,7 +58,7 @@ export interface Harness {
   /** A gateway listening on a real port. */
   start(
     config?: RuntimeConfig,
-    extra?: { jobVisibilityMs?: number; encryption?: KeyRing },
+    extra?: { jobVisibilityMs?: number; encryption?: KeyRing; tracing?: TracingOptions },
   ): Promise<{ gateway: Gateway; url: string; audit: MemorySink }>;
   createKey(options?: Partial<CreateKeyOptions>): Promise<string>;
   /** Publish a ready backend for a model, as the controller does. */

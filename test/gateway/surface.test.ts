@@ -244,7 +244,7 @@ describe("request ids, health, metrics, audit", () => {
       messages: [{ role: "user", content: "x" }],
     });
     const text = await (await fetch(`${url}/metrics`)).text();
-    expect(text).toMatch(/aiorch_requests_total\{model="chat",status="200"\} \d+/);
+    expect(text).toMatch(/aiorch_requests_total\{model="chat",variant="",status="200"\} \d+/);
     expect(text).toContain("aiorch_inference_requests_per_minute");
     expect(text).toContain("aiorch_time_to_first_token_seconds_bucket");
     expect(text).not.toContain("made-up-model-name");

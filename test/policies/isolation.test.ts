@@ -29,6 +29,10 @@ const ingress: Endpoint = {
 };
 const prometheus: Endpoint = { namespace: "monitoring", labels: { "app.kubernetes.io/name": "prometheus" } };
 const dns: Endpoint = { namespace: "kube-system", labels: { "k8s-app": "kube-dns" } };
+const collector: Endpoint = {
+  namespace: "monitoring",
+  labels: { "app.kubernetes.io/name": "otel-collector" },
+};
 const stranger = pod("debug-shell"); // any other pod in the namespace
 const otherNamespace: Endpoint = { namespace: "team-b", labels: { app: "curious" } };
 const internet: Endpoint = { ip: "203.0.113.10" }; // a rented worker or a provider API
@@ -47,6 +51,7 @@ describe("isolation of the prod stack's namespace", () => {
     ["Prometheus → gateway metrics", prometheus, gateway, 8080],
     ["Prometheus → controller metrics", prometheus, controller, 9090],
     ["gateway → cluster DNS", gateway, dns, 53],
+    ["gateway → the OpenTelemetry collector (spans)", gateway, collector, 4318],
   ])("allowed: %s", (_label, from, to, port) => {
     expect(allowed(from, to, port)).toBe(true);
   });
@@ -63,6 +68,8 @@ describe("isolation of the prod stack's namespace", () => {
     ["controller → the node network / Kubernetes API", controller, nodeNetwork, 6443],
     ["Redis → the internet", redis, internet, 443],
     ["gateway → controller", gateway, controller, 9090],
+    ["controller → the OpenTelemetry collector (it exports no spans)", controller, collector, 4318],
+    ["gateway → the collector's namespace on another port", gateway, prometheus, 9090],
     ["another pod of the namespace → the internet", stranger, internet, 443],
   ])("denied: %s", (_label, from, to, port) => {
     expect(allowed(from, to, port)).toBe(false);

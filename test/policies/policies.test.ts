@@ -580,11 +580,21 @@ describe("pinned-model-revision", () => {
   const pinned = "0123456789abcdef0123456789abcdef01234567";
 
   it("a confidential model must pin its weights to a commit; a branch is refused", () => {
-    expect(messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", ", revision: main")])[0]).toMatch(
+    expect(
+      messages(pinnedModelRevision("mandatory", "confidential"), [
+        withRevision("confidential", ", revision: main"),
+      ])[0],
+    ).toMatch(
       /models\[0\]\.revision is "main", not a commit: model "m" serves whatever its repository holds/,
     );
-    expect(messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", "")])[0]).toMatch(/is not set/);
-    expect(messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", `, revision: ${pinned}`)])).toEqual([]);
+    expect(
+      messages(pinnedModelRevision("mandatory", "confidential"), [withRevision("confidential", "")])[0],
+    ).toMatch(/is not set/);
+    expect(
+      messages(pinnedModelRevision("mandatory", "confidential"), [
+        withRevision("confidential", `, revision: ${pinned}`),
+      ]),
+    ).toEqual([]);
   });
 
   it("every variant of a rollout is checked, with its own key", () => {
@@ -593,13 +603,17 @@ describe("pinned-model-revision", () => {
       `, revision: ${pinned}, variants: [{ name: v1, weight: 90 }, { name: v2, source: o/m2, revision: v2-branch, weight: 10 }]`,
     );
     expect(messages(pinnedModelRevision("mandatory", "confidential"), [rollout])).toEqual([
-      expect.stringMatching(/^ai-orchestrator:models\[0\]\.variants\[1\]\.revision is "v2-branch", not a commit: variant "v2" of model "m"/),
+      expect.stringMatching(
+        /^ai-orchestrator:models\[0\]\.variants\[1\]\.revision is "v2-branch", not a commit: variant "v2" of model "m"/,
+      ),
     ]);
   });
 
   it("for other data classes it is advice, not a refusal", () => {
     const found = violations(pinnedModelRevision("advisory", "other"), [withRevision("public", "")]);
     expect(found[0]?.level).toBe("advisory");
-    expect(messages(pinnedModelRevision("advisory", "other"), [withRevision("confidential", "")])).toEqual([]);
+    expect(messages(pinnedModelRevision("advisory", "other"), [withRevision("confidential", "")])).toEqual(
+      [],
+    );
   });
 });

@@ -1,0 +1,326 @@
+/**
+ * `aiorch status`: what an operator runs first when something looks wrong — the stack's workers by model, provider
+ * and state, queue depth and in-flight requests per model, spend against the budgets this month (and any budget
+ * block in force), the controller leader, and its last scale decisions with their reasons. Read-only; reads the
+ * stack's Redis (REDIS_URL) under the config's key prefix.
+ *
+ *   aiorch status [--stack NAME | --config FILE] [--json] [--decisions N]
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { type RuntimeConfig, redisClientOptions, redisConnectionFromEnv } from "../core/config";
+import { fromMicroUsd, inflightCountOfMember, ledgerMonth } from "../core/protocol";
+import { type RedisKeys, redisKeys, WORKER_STATES } from "../core/redis-keys";
+import { renderTable } from "../core/table";
+import type { Io } from "./keys";
+import { UsageError } from "./plan/run";
+import { runtimeConfigFrom } from "./runtime-source";
+
+export interface StatusWorker {
+  readonly id: string;
+  readonly model: string;
+  readonly provider: string;
+  readonly state: string;
+  readonly providerId: string | null;
+  readonly usdPerHour: number;
+  readonly ageSeconds: number;
+  /** Seconds in the current state. */
+  readonly stateSeconds: number;
+  readonly detail: string | null;
+}
+
+export interface StatusReport {
+  readonly stack: string;
+  readonly at: string;
+  /** Holder of the controller's leader lock; null when no controller leads (none running, or all crashed). */
+  readonly leader: string | null;
+  readonly workers: StatusWorker[];
+  /** Live workers counted by model, provider and state. */
+  readonly workersByState: {
+    model: string;
+    provider: string;
+    state: string;
+    workers: number;
+    usdPerHour: number;
+  }[];
+  readonly queue: { model: string; waiting: number; jobs: number; inFlight: number; routes: number }[];
+  readonly spend: {
+    readonly month: string;
+    readonly totalUsd: number;
+    readonly budgetUsd: number | null;
+    readonly percent: number | null;
+    readonly byModel: { model: string; usd: number; budgetUsd: number | null; requests: number }[];
+  };
+  /** Budget blocks the controller set: `*` (stack) or a model → why. */
+  readonly budgetBlocks: Record<string, string>;
+  /** Newest first. */
+  readonly decisions: {
+    at: string;
+    model: string;
+    action: string;
+    workers?: number;
+    worker?: string;
+    reason: string;
+  }[];
+}
+
+const round = (n: number, digits = 4) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** Read the status of a stack from its Redis. */
+export async function readStatus(
+  redis: Redis,
+  config: RuntimeConfig,
+  options: { decisions?: number; now?: number } = {},
+): Promise<StatusReport> {
+  const now = options.now ?? Date.now();
+  const keys: RedisKeys = redisKeys(config.redis.keyPrefix);
+  const ids = await redis.smembers(keys.liveWorkers);
+  const pipeline = redis.pipeline();
+  for (const id of ids) pipeline.hgetall(keys.worker(id));
+  const hashes = ids.length > 0 ? ((await pipeline.exec()) ?? []) : [];
+  const workers: StatusWorker[] = [];
+  for (const [, value] of hashes) {
+    const h = value as Record<string, string>;
+    if (!h.id || !h.model || !h.state) continue;
+    workers.push({
+      id: h.id,
+      model: h.model,
+      provider: h.provider ?? "?",
+      state: h.state,
+      providerId: h.providerId ?? null,
+      usdPerHour: Number(h.usdPerHour ?? 0),
+      ageSeconds: Math.max(0, Math.round((now - Number(h.createdAtMs ?? now)) / 1000)),
+      stateSeconds: Math.max(0, Math.round((now - Number(h.stateChangedAtMs ?? now)) / 1000)),
+      detail: h.detail ?? null,
+    });
+  }
+  const stateOrder = (s: string) => {
+    const i = (WORKER_STATES as readonly string[]).indexOf(s);
+    return i === -1 ? WORKER_STATES.length : i;
+  };
+  workers.sort(
+    (a, b) =>
+      a.model.localeCompare(b.model) ||
+      a.provider.localeCompare(b.provider) ||
+      stateOrder(a.state) - stateOrder(b.state) ||
+      a.id.localeCompare(b.id),
+  );
+  const groups = new Map<string, StatusReport["workersByState"][number]>();
+  for (const w of workers) {
+    const key = `${w.model}|${w.provider}|${w.state}`;
+    const g = groups.get(key) ?? {
+      model: w.model,
+      provider: w.provider,
+      state: w.state,
+      workers: 0,
+      usdPerHour: 0,
+    };
+    g.workers += 1;
+    g.usdPerHour = round(g.usdPerHour + w.usdPerHour);
+    groups.set(key, g);
+  }
+
+  const q = redis.pipeline();
+  for (const model of config.models) {
+    q.zcount(keys.waiting(model.name), now, "+inf");
+    q.xlen(keys.jobs(model.name));
+    q.zrangebyscore(keys.inflight(model.name), now, "+inf"); // members carry counts: summed below
+    q.hlen(keys.routes(model.name));
+  }
+  const counts = ((await q.exec()) ?? []).map(([error, v]) =>
+    error
+      ? 0
+      : Array.isArray(v)
+        ? v.reduce((n: number, m: string) => n + inflightCountOfMember(m), 0)
+        : Number(v),
+  );
+  const queue = config.models.map((m, i) => ({
+    model: m.name,
+    waiting: counts[i * 4] ?? 0,
+    jobs: counts[i * 4 + 1] ?? 0,
+    inFlight: counts[i * 4 + 2] ?? 0,
+    routes: counts[i * 4 + 3] ?? 0,
+  }));
+
+  const month = ledgerMonth(now);
+  const [spendFields, blocks, leader, rawDecisions] = await Promise.all([
+    redis.hgetall(keys.spendMonth(month)),
+    redis.hgetall(keys.budgetBlocked),
+    redis.get(keys.leaderLock),
+    redis.lrange(keys.scaleDecisions, 0, Math.max(0, (options.decisions ?? 10) - 1)),
+  ]);
+  const totalUsd = fromMicroUsd(Number(spendFields.total ?? 0));
+  const budgetUsd = config.budget?.monthlyUsd ?? null;
+  const decisions: StatusReport["decisions"] = [];
+  for (const raw of rawDecisions) {
+    try {
+      const d = JSON.parse(raw) as {
+        atMs: number;
+        model: string;
+        action: string;
+        workers?: number;
+        worker?: string;
+        reason: string;
+      };
+      decisions.push({
+        at: new Date(d.atMs).toISOString(),
+        model: d.model,
+        action: d.action,
+        ...(d.workers !== undefined ? { workers: d.workers } : {}),
+        ...(d.worker !== undefined ? { worker: d.worker } : {}),
+        reason: d.reason,
+      });
+    } catch {
+      // a malformed entry is skipped; status never fails on what it only reports
+    }
+  }
+  return {
+    stack: config.stack,
+    at: new Date(now).toISOString(),
+    leader,
+    workers,
+    workersByState: [...groups.values()],
+    queue,
+    spend: {
+      month,
+      totalUsd: round(totalUsd, 6),
+      budgetUsd,
+      percent: budgetUsd ? round((100 * totalUsd) / budgetUsd, 2) : null,
+      byModel: config.models.map((m) => ({
+        model: m.name,
+        usd: round(fromMicroUsd(Number(spendFields[`model:${m.name}`] ?? 0)), 6),
+        budgetUsd: m.monthlyBudgetUsd ?? null,
+        requests: Number(spendFields[`requests:model:${m.name}`] ?? 0),
+      })),
+    },
+    budgetBlocks: blocks,
+    decisions,
+  };
+}
+
+const usd = (n: number) => (n < 0.01 && n > 0 ? `$${n.toFixed(6)}` : `$${n.toFixed(2)}`);
+const since = (seconds: number) =>
+  seconds < 120
+    ? `${seconds}s`
+    : seconds < 7_200
+      ? `${Math.round(seconds / 60)}m`
+      : `${Math.round(seconds / 3600)}h`;
+
+/** The report as the tables an operator reads. */
+export function renderStatus(report: StatusReport): string {
+  const out: string[] = [];
+  out.push(
+    `stack ${report.stack} at ${report.at}; controller leader: ${report.leader ?? "NONE (no controller holds the lock)"}`,
+  );
+  out.push("");
+  out.push("workers");
+  out.push(
+    report.workersByState.length === 0
+      ? "  (none: every model is at zero)"
+      : renderTable(
+          ["model", "provider", "state", "workers", "$/h"],
+          report.workersByState.map((g) => [g.model, g.provider, g.state, g.workers, usd(g.usdPerHour)]),
+        ),
+  );
+  if (report.workers.length > 0) {
+    out.push("");
+    out.push(
+      renderTable(
+        ["worker", "model", "provider", "instance", "state", "for", "age", "detail"],
+        report.workers.map((w) => [
+          w.id,
+          w.model,
+          w.provider,
+          w.providerId ?? "-",
+          w.state,
+          since(w.stateSeconds),
+          since(w.ageSeconds),
+          (w.detail ?? "").slice(0, 60),
+        ]),
+      ),
+    );
+  }
+  out.push("");
+  out.push("queue");
+  out.push(
+    renderTable(
+      ["model", "waiting", "jobs", "in flight", "routes"],
+      report.queue.map((q) => [q.model, q.waiting, q.jobs, q.inFlight, q.routes]),
+    ),
+  );
+  out.push("");
+  const s = report.spend;
+  out.push(
+    `spend ${s.month}: ${usd(s.totalUsd)}${s.budgetUsd !== null ? ` of ${usd(s.budgetUsd)} (${s.percent}%)` : " (no stack budget)"}`,
+  );
+  out.push(
+    renderTable(
+      ["model", "spend", "budget", "requests"],
+      s.byModel.map((m) => [m.model, usd(m.usd), m.budgetUsd === null ? "—" : usd(m.budgetUsd), m.requests]),
+    ),
+  );
+  const blocks = Object.entries(report.budgetBlocks);
+  if (blocks.length > 0) {
+    out.push("");
+    out.push("budget blocks (no new workers):");
+    for (const [scope, why] of blocks) out.push(`  ${scope === "*" ? "stack" : scope}: ${why}`);
+  }
+  out.push("");
+  out.push("last scale decisions");
+  out.push(
+    report.decisions.length === 0
+      ? "  (none recorded)"
+      : renderTable(
+          ["time", "model", "action", "n", "reason"],
+          report.decisions.map((d) => [
+            d.at.slice(11, 19),
+            d.model,
+            d.action,
+            d.workers ?? (d.worker ? d.worker : "—"),
+            d.reason,
+          ]),
+        ),
+  );
+  return `${out.join("\n")}\n`;
+}
+
+export async function runStatus(
+  argv: readonly string[],
+  io: Io,
+  dir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      stack: { type: "string" },
+      config: { type: "string" },
+      json: { type: "boolean" },
+      decisions: { type: "string" },
+    },
+    strict: true,
+  });
+  const decisions = values.decisions === undefined ? 10 : Number(values.decisions);
+  if (!Number.isInteger(decisions) || decisions < 0 || decisions > 200)
+    throw new UsageError(`--decisions must be 0-200; got "${values.decisions}"`);
+  const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
+  const connection = redisConnectionFromEnv(env, (path) => readFileSync(path, "utf8"));
+  const redis = new Redis(connection.url, {
+    ...redisClientOptions(connection),
+    maxRetriesPerRequest: 1,
+    lazyConnect: true,
+    connectTimeout: 5_000,
+  });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect().catch((error: Error) => {
+      throw new UsageError(`cannot reach Redis at ${connection.url}: ${error.message} (set REDIS_URL)`);
+    });
+    const report = await readStatus(redis, config, { decisions });
+    io.out(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}

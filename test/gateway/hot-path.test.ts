@@ -1,0 +1,139 @@
+import { describe, expect, it } from "vitest";
+import { type AuditEntry, AuditLog } from "../../gateway/audit";
+import { usageOf } from "../../gateway/inference";
+import { SseUsageTap } from "../../gateway/sse";
+
+const usage = { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 };
+const answer = (rest: Record<string, unknown>) =>
+  Buffer.from(JSON.stringify({ id: "x", object: "chat.completion", choices: [], ...rest }));
+
+describe("reading usage from a non-streamed answer without parsing all of it", () => {
+  it("finds the usage object, nested details included", () => {
+    expect(usageOf(answer({ usage }))).toEqual(usage);
+    const detailed = { ...usage, prompt_tokens_details: { cached_tokens: 3 } };
+    expect(usageOf(answer({ usage: detailed, prompt_logprobs: null }))).toEqual(detailed);
+    expect(usageOf(Buffer.from(`\n  ${JSON.stringify({ usage })}  \n`))).toEqual(usage);
+  });
+
+  it('is not fooled by "usage" inside the generated text', () => {
+    const text = 'He said: "usage": {"prompt_tokens": 999} } {';
+    const body = answer({ choices: [{ message: { content: text } }], usage });
+    expect(usageOf(body)).toEqual(usage);
+    expect(usageOf(answer({ choices: [{ message: { content: text } }] }))).toBeUndefined();
+  });
+
+  it("no usage, or null usage, is none", () => {
+    expect(usageOf(answer({}))).toBeUndefined();
+    expect(usageOf(answer({ usage: null }))).toBeUndefined();
+  });
+
+  it("a cut-off answer or an HTML page is malformed", () => {
+    const whole = answer({ usage });
+    expect(usageOf(whole.subarray(0, whole.length - 10))).toBe("malformed");
+    expect(usageOf(Buffer.from("<html>Bad Gateway</html>"))).toBe("malformed");
+    expect(usageOf(Buffer.from(""))).toBe("malformed");
+    expect(usageOf(Buffer.from('{"usage": {"prompt_tokens": 1,}}'))).toBe("malformed");
+  });
+});
+
+describe("the SSE tap works on bytes", () => {
+  const enc = (s: string) => Buffer.from(s);
+  const dec = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString("utf8") : "");
+  const usageFrame = `data: {"choices":[],"usage":${JSON.stringify(usage)}}`;
+
+  it("passes CRLF-delimited and multi-line frames as they came", () => {
+    const tap = new SseUsageTap(true);
+    const text = `event: message\r\ndata: {"choices":[{"delta":{"content":"a"}}]}\r\n\r\n${usageFrame}\r\n\r\ndata: [DONE]\r\n\r\n`;
+    expect(dec(tap.push(enc(text)))).toBe(text);
+    expect(tap.usage).toEqual(usage);
+    expect(tap.sawDone).toBe(true);
+  });
+
+  it("forwards a chunk of whole content frames without copying it", () => {
+    const tap = new SseUsageTap(false);
+    const chunk = enc(
+      'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"choices":[{"delta":{"content":"b"}}]}\n\n',
+    );
+    const out = tap.push(chunk);
+    expect(out?.buffer).toBe(chunk.buffer);
+    expect(tap.contentFrames).toBe(2);
+  });
+
+  it("drops the usage-only frame from the middle of a chunk, keeping what is around it", () => {
+    const tap = new SseUsageTap(false);
+    const a = 'data: {"choices":[{"delta":{"content":"a"}}]}\n\n';
+    const out = dec(tap.push(enc(`${a}${usageFrame}\n\n: comment\n\ndata: [DONE]\n\n`)));
+    expect(out).toBe(`${a}: comment\n\ndata: [DONE]\n\n`);
+    expect(tap.usage).toEqual(usage);
+  });
+
+  it("leaves data it cannot read to the client", () => {
+    const tap = new SseUsageTap(false);
+    const text = 'data: null\n\ndata: {"usage": oops}\n\n';
+    expect(dec(tap.push(enc(text)))).toBe(text);
+  });
+});
+
+describe("a batching audit log", () => {
+  const entry = (i: number): AuditEntry => ({
+    ts: "t",
+    requestId: `r${i}`,
+    keyId: null,
+    model: "m",
+    endpoint: "chat",
+    backend: null,
+    provider: null,
+    status: 200,
+    stream: false,
+    promptTokens: 0,
+    completionTokens: 0,
+    costUsd: 0,
+    latencyMs: 0,
+    ttftMs: null,
+    queueMs: 0,
+    error: null,
+  });
+
+  it("writes the lines of a few milliseconds in one write, every line whole", async () => {
+    const writes: string[] = [];
+    const log = new AuditLog(
+      { write: (chunk) => writes.push(chunk) > 0, once: () => undefined },
+      { batch: true },
+    );
+    for (let i = 0; i < 5; i++) log.record(entry(i));
+    expect(writes).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(writes).toHaveLength(1);
+    const lines = writes[0]!.split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines.map((l) => (JSON.parse(l) as AuditEntry).requestId)).toEqual(["r0", "r1", "r2", "r3", "r4"]);
+    log.record(entry(5));
+    log.flush(); // a closing gateway does not wait for the next turn
+    expect(writes).toHaveLength(2);
+  });
+
+  it("still drops and counts beyond its capacity while the sink is busy", () => {
+    let drain: (() => void) | undefined;
+    const writes: string[] = [];
+    const log = new AuditLog(
+      {
+        write: (chunk) => {
+          writes.push(chunk);
+          return false;
+        },
+        once: (_event, listener) => {
+          drain = listener;
+        },
+      },
+      { batch: true, capacity: 3 },
+    );
+    for (let i = 0; i < 3; i++) log.record(entry(i));
+    log.flush();
+    expect(writes).toHaveLength(1);
+    for (let i = 3; i < 10; i++) log.record(entry(i));
+    expect(log.pending).toBe(3);
+    expect(log.dropped).toBe(4);
+    drain?.();
+    expect(writes).toHaveLength(2);
+  });
+});
