@@ -204,7 +204,8 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
   if (input.modelBudgets) {
     budget.push({
       alert: "GpuSpendAboveModelBudget",
-      expr: `100 * max by (model) (${m.spendMonthUsd.name}{${ns}}) / max by (model) (${m.budgetMonthUsd.name}{${ns}}) >= 100`,
+      // variants of a model share its budget: dedupe controller replicas per variant, then add the variants up
+      expr: `100 * sum by (model) (max by (model, variant) (${m.spendMonthUsd.name}{${ns}})) / max by (model) (${m.budgetMonthUsd.name}{${ns}}) >= 100`,
       labels: { severity: "critical", ...stack },
       annotations: {
         summary: "Model {{ $labels.model }} reached its monthly budget",

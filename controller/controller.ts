@@ -13,6 +13,7 @@ import { ENGINE_IMAGES } from "../core/config/schema";
 import { inflightCountOfMember, workerOfInflightMember } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { decideProvision, refusalText } from "../core/trust";
+import { budgetGroupSpend, parseUnitName, servingUnits } from "../core/variants";
 import {
   type CertificatePin,
   createWorkerCertificate,
@@ -160,7 +161,8 @@ export class Controller {
   private readonly blockedNoted = new Map<string, string>();
 
   constructor(private readonly deps: ControllerDeps) {
-    this.config = deps.config;
+    // Scaling, routes, queues and spend are per serving unit: a model in a rollout is one unit per variant.
+    this.config = { ...deps.config, models: servingUnits(deps.config.models) };
     this.keys = redisKeys(deps.config.redis.keyPrefix);
     this.now = deps.now ?? Date.now;
     this.log = deps.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -379,7 +381,7 @@ export class Controller {
     }
     const primary = model.providers.find((p) => this.deps.adapters[p]) ?? model.providers[0]!;
     const keepAlive = this.keepAlive(model, primary);
-    const blocked = this.blocks[model.name] ?? this.blocks["*"];
+    const blocked = this.blocks[parseUnitName(model.name).model] ?? this.blocks["*"];
     const decision = decideScale({
       nowMs: now,
       model,
@@ -523,7 +525,8 @@ export class Controller {
     return {
       workerId: worker.id,
       ownerLabel: this.config.ownerLabel,
-      model: model.name,
+      // every variant answers under the model's public name
+      model: parseUnitName(model.name).model,
       source: model.source,
       revision: model.revision,
       engine: model.engine,
@@ -930,10 +933,14 @@ export class Controller {
       this.blocks = blocks;
     }
     // At the cap, running workers go too: spend may not pass it by more than a tick.
-    const atCap = (model: string) =>
-      (this.config.budget && spend.totalUsd >= this.config.budget.monthlyUsd) ||
-      (this.config.models.find((m) => m.name === model)?.monthlyBudgetUsd ?? Number.POSITIVE_INFINITY) <=
-        (spend.byModel[model] ?? 0);
+    const atCap = (unit: string) => {
+      const model = parseUnitName(unit).model;
+      return (
+        (this.config.budget && spend.totalUsd >= this.config.budget.monthlyUsd) ||
+        (this.config.models.find((m) => m.name === unit)?.monthlyBudgetUsd ?? Number.POSITIVE_INFINITY) <=
+          budgetGroupSpend(spend.byModel, model)
+      );
+    };
     for (const w of workers) {
       if (["ready", "booting", "provisioning"].includes(w.state) && atCap(w.model)) {
         await this.registry.removeRoute(w.model, w.id);
@@ -942,13 +949,19 @@ export class Controller {
     }
     this.deps.metrics.spendTotal.set(spend.totalUsd);
     if (this.config.budget) this.deps.metrics.budgetTotal.set(this.config.budget.monthlyUsd);
-    for (const model of this.config.models) {
-      const spent = spend.byModel[model.name] ?? 0;
-      this.deps.metrics.spendModel.set({ model: model.name }, spent);
-      if (model.monthlyBudgetUsd !== undefined)
-        this.deps.metrics.budgetModel.set({ model: model.name }, model.monthlyBudgetUsd);
-      const requests = spend.requestsByModel[model.name] ?? 0;
-      if (requests > 0) this.deps.metrics.costPerInference.set({ model: model.name }, spent / requests);
+    const perModel = new Map<string, { spent: number; requests: number; budget?: number }>();
+    for (const unit of this.config.models) {
+      const { model, variant } = parseUnitName(unit.name);
+      const spent = spend.byModel[unit.name] ?? 0;
+      this.deps.metrics.spendModel.set({ model, variant: variant ?? "" }, spent);
+      const sum = perModel.get(model) ?? { spent: 0, requests: 0, budget: unit.monthlyBudgetUsd };
+      sum.spent += spent;
+      sum.requests += spend.requestsByModel[unit.name] ?? 0;
+      perModel.set(model, sum);
+    }
+    for (const [model, sum] of perModel) {
+      if (sum.budget !== undefined) this.deps.metrics.budgetModel.set({ model }, sum.budget);
+      if (sum.requests > 0) this.deps.metrics.costPerInference.set({ model }, sum.spent / sum.requests);
     }
   }
 

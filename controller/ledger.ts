@@ -8,6 +8,7 @@ import { type BillingModel, PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config";
 import { fromMicroUsd, ledgerDay, ledgerMonth, toMicroUsd } from "../core/protocol";
 import type { RedisKeys, WorkerState } from "../core/redis-keys";
+import { budgetGroupSpend, parseUnitName } from "../core/variants";
 import type { WorkerRecord } from "./registry";
 
 /** Whether a worker in this state is billed by its provider. */
@@ -130,16 +131,19 @@ export function budgetBlocks(
   const blocks: Record<string, string> = {};
   const cap = config.budget?.monthlyUsd;
   if (cap !== undefined && spend.totalUsd + burnUsdPerSecond.total * tickSeconds >= cap) {
-    blocks["*"] =
-      `stack ${config.stack} reached its monthly budget of $${cap} ($${spend.totalUsd.toFixed(2)} spent)`;
+    blocks["*"] = `stack ${config.stack} reached its monthly budget of $${cap}`;
   }
+  // A model's variants (serving units `model@variant`) share its budget; the block is keyed by the model.
+  const capped = new Map<string, number>();
   for (const model of config.models) {
-    const modelCap = model.monthlyBudgetUsd;
-    if (modelCap === undefined) continue;
-    const spent = spend.byModel[model.name] ?? 0;
-    if (spent + (burnUsdPerSecond.byModel[model.name] ?? 0) * tickSeconds >= modelCap) {
-      blocks[model.name] =
-        `model ${model.name} reached its monthly budget of $${modelCap} ($${spent.toFixed(2)} spent)`;
+    if (model.monthlyBudgetUsd !== undefined)
+      capped.set(parseUnitName(model.name).model, model.monthlyBudgetUsd);
+  }
+  for (const [model, modelCap] of capped) {
+    const spent = budgetGroupSpend(spend.byModel, model);
+    if (spent + budgetGroupSpend(burnUsdPerSecond.byModel, model) * tickSeconds >= modelCap) {
+      // no live figures in the reason: an unchanged block is not rewritten and re-announced every tick
+      blocks[model] = `model ${model} reached its monthly budget of $${modelCap}`;
     }
   }
   return blocks;

@@ -86,8 +86,8 @@ export const METRICS = {
   spendMonthUsd: metric({
     name: "aiorch_spend_month_usd",
     type: "gauge",
-    help: "GPU spend of the current calendar month per model, USD",
-    labels: ["model"],
+    help: "GPU spend of the current calendar month per model and variant (empty for a model without variants), USD",
+    labels: ["model", "variant"],
   }),
   budgetMonthUsd: metric({
     name: "aiorch_budget_month_usd",

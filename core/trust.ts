@@ -13,6 +13,7 @@ import {
 } from "./catalog";
 import type { RuntimeConfig } from "./config/runtime";
 import type { DataClass } from "./config/schema";
+import { parseUnitName } from "./variants";
 
 /** One provider in one cloud variant: `runpod-serverless:secure`, `vastai`. */
 export interface Offering {
@@ -254,7 +255,13 @@ export function decideProvision(
     };
   }
   const placement = placementOf(runtime, provider);
-  const use = { model: model.name, dataClass: model.dataClass, provider, cloud: placement.cloud };
+  // a variant (`model@variant`) is judged as its model: exceptions name models, not variants
+  const use = {
+    model: parseUnitName(model.name).model,
+    dataClass: model.dataClass,
+    provider,
+    cloud: placement.cloud,
+  };
   const trust = decideProviderUse(use, runtime.trust);
   if (!trust.allowed) return trust;
   const region = decideRegion(use, placement, runtime.gdpr);

@@ -217,6 +217,46 @@ describe("trust and budgets", () => {
   });
 });
 
+describe("model variants (a weighted rollout)", () => {
+  const REV_B = "b".repeat(40);
+  const variantStack = (extra = "") =>
+    stack({
+      models: `[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], maxWorkers: 2,
+        targetConcurrency: 1, idleTimeoutSeconds: 1${extra},
+        variants: [{ name: a, weight: 90 }, { name: b, source: o/m-next, revision: ${REV_B}, weight: 10 }] }]`,
+    });
+
+  it("each variant scales on its own queue, with its own weights, answering under the model's name", async () => {
+    const c = controller({ config: variantStack() });
+    await c.tick();
+    await waitRequest("m@b");
+    await until("a ready worker of m@b", async () => {
+      await c.tick();
+      return (await live()).some((w) => w.model === "m@b" && w.state === "ready");
+    });
+    const workers = await live();
+    expect(workers.map((w) => w.model)).toEqual(["m@b"]); // nothing waits for m@a, so nothing starts for it
+    expect(await redis.hlen(keys.routes("m@b"))).toBe(1);
+    expect(await redis.hlen(keys.routes("m@a"))).toBe(0);
+    const args = fake.live()[0]!.args as string[];
+    const after = (flag: string) => args[args.indexOf(flag) + 1];
+    expect(after("--served-model-name")).toBe("m");
+    expect(after("--model")).toBe("o/m-next");
+    expect(after("--revision")).toBe(REV_B);
+  });
+
+  it("the variants share the model's budget: their spend adds up against it", async () => {
+    const c = controller({ config: variantStack(", monthlyBudgetUsd: 10") });
+    const month = keys.spendMonth(ledgerMonth(Date.now()));
+    await redis.hset(month, "model:m@a", 6_000_000, "model:m@b", 4_500_000, "total", 10_500_000);
+    await waitRequest("m@b");
+    await c.tick();
+    await c.tick();
+    expect(fake.live()).toHaveLength(0);
+    expect(await redis.hget(keys.budgetBlocked, "m")).toBe("model m reached its monthly budget of $10");
+  });
+});
+
 describe("crash safety", () => {
   const intent = async (id: string, patch: Record<string, string> = {}) => {
     const now = Date.now() - 10_000;
