@@ -17,7 +17,23 @@ export interface ManagedEndpoint {
   readonly gpuIds: string;
   readonly workersMin: number;
   readonly workersMax: number;
+  /**
+   * The endpoint's other settings as RunPod reports them (idle timeout, scaler, locations, network volume,
+   * FlashBoot). An update sends them back: a save resets what it leaves out, which would unmount the weight cache
+   * and drop the data-centre pin on the first scaling step.
+   */
+  readonly settings: Readonly<Record<string, unknown>>;
 }
+
+/** Endpoint fields an update must carry besides identity and bounds. */
+const KEPT_FIELDS = [
+  "idleTimeout",
+  "scalerType",
+  "scalerValue",
+  "locations",
+  "networkVolumeId",
+  "flashBootType",
+] as const;
 
 export interface EndpointHealth {
   /** Workers RunPod bills right now (running, including their idle timeout). */
@@ -35,8 +51,7 @@ export interface RunPodServerlessOptions extends HttpRuntimeOptions {
   readonly jobApiBase?: string;
 }
 
-const ENDPOINTS =
-  "query Endpoints { myself { endpoints { id name templateId gpuIds workersMin workersMax } } }";
+const ENDPOINTS = `query Endpoints { myself { endpoints { id name templateId gpuIds workersMin workersMax ${KEPT_FIELDS.join(" ")} } } }`;
 const SAVE =
   "mutation SaveEndpoint($input: EndpointInput!) { saveEndpoint(input: $input) { id workersMin workersMax } }";
 
@@ -109,6 +124,9 @@ export class RunPodServerlessManager {
           gpuIds: str(e.gpuIds) ?? "",
           workersMin: num(e.workersMin) ?? 0,
           workersMax: num(e.workersMax) ?? 0,
+          settings: Object.fromEntries(
+            KEPT_FIELDS.flatMap((f) => (e[f] === undefined || e[f] === null ? [] : [[f, e[f]]])),
+          ),
         },
       ];
     });
@@ -118,7 +136,7 @@ export class RunPodServerlessManager {
     return (await this.endpoints()).find((e) => e.name === name);
   }
 
-  /** Set the worker bounds; RunPod's update needs the endpoint's identity fields again. */
+  /** Set the worker bounds; RunPod's update needs the endpoint's whole input again, so every setting goes back. */
   async setBounds(
     endpoint: ManagedEndpoint,
     workersMin: number,
@@ -126,6 +144,7 @@ export class RunPodServerlessManager {
   ): Promise<ManagedEndpoint> {
     await this.query("set worker bounds", SAVE, {
       input: {
+        ...endpoint.settings,
         id: endpoint.id,
         name: endpoint.name,
         templateId: endpoint.templateId,

@@ -118,6 +118,25 @@ describe("RunPod serverless, managed", () => {
     expect(logs.join("\n")).toMatch(/bounds 0\.\.0 → 0\.\.3/);
   });
 
+  it("a bounds update sends every setting back, so the weight cache stays mounted and the data centre pinned", async () => {
+    const endpoint = fake.endpoints.get("ep1")!;
+    endpoint.workersMax = 0;
+    endpoint.networkVolumeId = "vol123";
+    await controller().tick();
+    const saves = fake.requests.filter((r) => r.fields.includes("saveEndpoint"));
+    const input = saves.at(-1)?.variables.input as Record<string, unknown>;
+    expect(input).toMatchObject({
+      id: "ep1",
+      workersMax: 3,
+      networkVolumeId: "vol123",
+      locations: "EU-RO-1",
+      flashBootType: "FLASHBOOT",
+      idleTimeout: 5,
+      scalerType: "QUEUE_DELAY",
+      scalerValue: 4,
+    });
+  });
+
   it("at the budget cap sets the endpoint to zero workers", async () => {
     await redis.hset(keys.spendMonth(ledgerMonth(Date.now())), "total", 100_000_000);
     await controller().tick();
