@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { Agent, request } from "undici";
+import { type AuditAction, AuditTrail } from "../core/audit-trail";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import { type RuntimeConfig, runpodEndpointName } from "../core/config/runtime";
 import { ENGINE_IMAGES } from "../core/config/schema";
@@ -157,6 +158,9 @@ export class Controller {
     string,
     { at: number; failures: number; asked?: number; running?: Promise<void> }
   >();
+  /** `model|provider` → the last refusal written to the audit trail. */
+  private readonly refusalsAudited = new Map<string, string>();
+  private readonly auditTrail: AuditTrail;
   /** Per model, the last budget refusal written to the decision list (written again only when it changes). */
   private readonly blockedNoted = new Map<string, string>();
 
@@ -175,6 +179,7 @@ export class Controller {
     );
     this.registry = new WorkerRegistry(deps.redis, this.keys, () => this.leader.fence, this.now);
     this.ledger = new Ledger(deps.redis, this.keys, this.now);
+    this.auditTrail = new AuditTrail(deps.redis, this.keys, this.now);
   }
 
   get isLeader(): boolean {
@@ -215,6 +220,26 @@ export class Controller {
     for (const model of this.config.models)
       for (const provider of model.providers)
         if (this.deps.adapters[provider]) m.coldStart.zero({ model: model.name, provider });
+  }
+
+  /**
+   * A provider refused for a model: counted and logged every time, and written to the audit trail once per
+   * model, provider and reason (a refusal repeats every tick while demand lasts).
+   */
+  private refuse(model: string, provider: string, reason: string): void {
+    this.deps.metrics.decisions.inc({ model, action: "refuse" });
+    this.log(`controller: refusing ${provider} for ${model}: ${reason}`);
+    const key = `${model}|${provider}`;
+    if (this.refusalsAudited.get(key) === reason) return;
+    this.refusalsAudited.set(key, reason);
+    this.audit("provider.refused", `${model}@${provider}`, reason);
+  }
+
+  /** An audit trail entry by this controller; best effort (the action itself already happened or was refused). */
+  private audit(action: AuditAction, target: string, reason: string): void {
+    this.auditTrail
+      .append({ actor: `controller:${this.leader.holder}`, action, target, reason })
+      .catch((error: Error) => this.log(`controller: audit trail: ${error.message}`));
   }
 
   /** Append to the capped decision list `aiorch status` shows; best effort, never fails a tick. */
@@ -441,15 +466,15 @@ export class Controller {
       if (p === "runpod-serverless" || !this.deps.adapters[p]) return false;
       const decision = decideProvision(this.config, model.name, p);
       if (!decision.allowed) {
-        this.deps.metrics.decisions.inc({ model: model.name, action: "refuse" });
-        this.log(`controller: refusing ${p} for ${model.name}: ${refusalText(decision)}`);
+        this.refuse(model.name, p, refusalText(decision));
         return false;
       }
       // Traffic to a worker outside the cluster is encrypted, with a certificate the controller pins.
       if (p !== "local" && !engineServesTls(model.engine)) {
-        this.deps.metrics.decisions.inc({ model: model.name, action: "refuse" });
-        this.log(
-          `controller: refusing ${p} for ${model.name}: engine ${model.engine} cannot serve TLS, and traffic to a worker outside the cluster must be encrypted`,
+        this.refuse(
+          model.name,
+          p,
+          `engine ${model.engine} cannot serve TLS, and traffic to a worker outside the cluster must be encrypted`,
         );
         return false;
       }
@@ -930,6 +955,11 @@ export class Controller {
       if (Object.keys(blocks).length > 0) multi.hset(this.keys.budgetBlocked, blocks);
       await multi.publish(this.keys.budgetChannel, "changed").exec();
       for (const reason of Object.values(blocks)) this.log(`controller: budget: ${reason}`);
+      for (const scope of new Set([...Object.keys(blocks), ...Object.keys(this.blocks)])) {
+        if (blocks[scope] === this.blocks[scope]) continue;
+        const target = scope === "*" ? `stack ${this.config.stack}` : `model ${scope}`;
+        this.audit("budget.changed", target, blocks[scope] ? `blocked: ${blocks[scope]}` : "unblocked");
+      }
       this.blocks = blocks;
     }
     // At the cap, running workers go too: spend may not pass it by more than a tick.

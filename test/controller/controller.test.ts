@@ -12,6 +12,7 @@ import { LocalAdapter } from "../../controller/providers/local";
 import { TLS_ENV, type WorkerSpec } from "../../controller/providers/types";
 import { VastAiAdapter } from "../../controller/providers/vastai";
 import { WorkerRegistry } from "../../controller/registry";
+import { AuditTrail } from "../../core/audit-trail";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
 import { decodeRoute, inflightMember, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
@@ -204,6 +205,14 @@ describe("trust and budgets", () => {
     expect(logs.join("\n")).toMatch(
       /refusing vastai for m: model "m" holds confidential data but vastai is a marketplace provider/,
     );
+    // refused on every tick, audited once
+    await c.tick();
+    await c.tick();
+    await until("the audit entry", async () => (await new AuditTrail(redis, keys).list()).length > 0);
+    const trail = await new AuditTrail(redis, keys).list();
+    expect(trail.map((e) => [e.action, e.target])).toEqual([["provider.refused", "m@vastai"]]);
+    expect(trail[0]!.actor).toMatch(/^controller:/);
+    expect(trail[0]!.reason).toMatch(/marketplace provider/);
   });
 
   it("at the budget cap no worker starts and the gateway is told", async () => {
@@ -214,6 +223,18 @@ describe("trust and budgets", () => {
     await c.tick();
     expect(fake.live()).toHaveLength(0);
     expect(await redis.hget(keys.budgetBlocked, "*")).toMatch(/reached its monthly budget of \$5/);
+    await until("the audit entry", async () => (await new AuditTrail(redis, keys).list()).length > 0);
+    expect((await new AuditTrail(redis, keys).list()).map((e) => [e.action, e.target, e.reason])).toEqual([
+      ["budget.changed", "stack test", "blocked: stack test reached its monthly budget of $5"],
+    ]);
+    // the cap lifted (next month, a raised budget): unblocked, audited once more
+    await redis.del(keys.spendMonth(ledgerMonth(Date.now())));
+    await c.tick();
+    await until("the second entry", async () => (await new AuditTrail(redis, keys).list()).length > 1);
+    expect((await new AuditTrail(redis, keys).list()).at(-1)).toMatchObject({
+      action: "budget.changed",
+      reason: "unblocked",
+    });
   });
 });
 
