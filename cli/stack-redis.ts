@@ -11,6 +11,7 @@ export async function connectStackRedis(env: NodeJS.ProcessEnv): Promise<Redis> 
     ...redisClientOptions(connection),
     maxRetriesPerRequest: 1,
     lazyConnect: true,
+    connectTimeout: 5_000,
   });
   redis.on("error", () => undefined); // connect() reports the failure below
   await redis.connect().catch((error: Error) => {

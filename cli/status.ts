@@ -6,16 +6,16 @@
  *
  *   aiorch status [--stack NAME | --config FILE] [--json] [--decisions N]
  */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
-import { type RuntimeConfig, redisClientOptions, redisConnectionFromEnv } from "../core/config";
+import type { Redis } from "ioredis";
+import type { RuntimeConfig } from "../core/config";
 import { fromMicroUsd, inflightCountOfMember, ledgerMonth } from "../core/protocol";
 import { type RedisKeys, redisKeys, WORKER_STATES } from "../core/redis-keys";
 import { renderTable } from "../core/table";
 import type { Io } from "./keys";
 import { UsageError } from "./plan/run";
 import { runtimeConfigFrom } from "./runtime-source";
+import { connectStackRedis } from "./stack-redis";
 
 export interface StatusWorker {
   readonly id: string;
@@ -305,18 +305,8 @@ export async function runStatus(
   if (!Number.isInteger(decisions) || decisions < 0 || decisions > 200)
     throw new UsageError(`--decisions must be 0-200; got "${values.decisions}"`);
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
-  const connection = redisConnectionFromEnv(env, (path) => readFileSync(path, "utf8"));
-  const redis = new Redis(connection.url, {
-    ...redisClientOptions(connection),
-    maxRetriesPerRequest: 1,
-    lazyConnect: true,
-    connectTimeout: 5_000,
-  });
-  redis.on("error", () => undefined);
+  const redis = await connectStackRedis(env);
   try {
-    await redis.connect().catch((error: Error) => {
-      throw new UsageError(`cannot reach Redis at ${connection.url}: ${error.message} (set REDIS_URL)`);
-    });
     const report = await readStatus(redis, config, { decisions });
     io.out(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
     return 0;
