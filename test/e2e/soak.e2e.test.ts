@@ -1,5 +1,5 @@
 /**
- * The short soak in CI: mixed traffic through two gateways for E2E_SOAK_SECONDS (default 75) while a gateway, the
+ * The short soak in CI: mixed traffic through two gateways for E2E_SOAK_SECONDS (default 120, the issue's "about 2 minutes") while a gateway, the
  * controller or a worker's engine is killed every 8–14 s; then everything drains to zero and is accounted for.
  * `npm run bench:soak` runs the same for 30 minutes and prints memory over time.
  */
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { E2EStack } from "./harness";
 import { renderSoak, runSoak, type SoakReport, startSoakStack } from "./soak";
 
-const SECONDS = Number(process.env.E2E_SOAK_SECONDS ?? 75);
+const SECONDS = Number(process.env.E2E_SOAK_SECONDS ?? 120);
 let stack: E2EStack;
 let report: SoakReport | undefined;
 let failed = false;
