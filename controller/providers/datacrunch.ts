@@ -8,6 +8,23 @@
  * Instances carry the tag `<ownerLabel>.<workerId>` in `description` (the ownership record the reconciler
  * reads) and a DNS-safe `hostname` derived from both. A delete of an instance that is already gone answers
  * `forbidden_action`: success once a read-back confirms it.
+ *
+ * OS volumes (ephemeral workers): each instance gets an OS volume named `<hostname>-os`; the delete asks for it
+ * with `volume_ids` + `delete_permanently`, and the adapter does not take the provider's word for it. Once the
+ * instance is gone, `describe` keeps reporting the worker as not terminated ("os volume <id> still present")
+ * while a volume it created for the instance is listed — active in `GET /volumes` or in `GET /volumes/trash`
+ * (unless flagged `is_permanently_deleted`) — and `terminate` deletes such a volume with
+ * `DELETE /volumes/{id} {is_permanent: true}` (also from the trash). A volume is matched to its instance by
+ * the `os_volume_id` and `hostname` remembered from the instance (so a controller restarted while the instance
+ * is still listed, even `deleting`, finds it by name) or by a volume's `instance_id`/`instances[].id`.
+ * `listOwned` also reports leftovers: those of instances it remembers (under the instance id) and, after a
+ * restart, detached OS volumes named `<ownerLabel>-…-os` that no existing instance uses (under
+ * `volume:<id>`, which `describe`/`terminate` understand), so the reconciler deletes them as orphans.
+ * Sources: reference/providers.md §3 "Volumes"; response fields (id, name, status, is_os_volume, instance_id,
+ * instances, deleted_at, is_permanently_deleted) from verda-cloud/sdk-python `verda/volumes/_volumes.py` and
+ * verdacloud-sdk-go `pkg/verda/volumes_types.go`. UNVERIFIED: that a DELETE with `is_permanent` also purges a
+ * trashed volume, whether a volume left behind keeps its `instance_id`, and whether the trash list shows
+ * purged volumes (handled either way).
  */
 import { type GpuId, PROVIDERS } from "../../core/catalog";
 import type { RuntimeConfig } from "../../core/config/runtime";
@@ -72,6 +89,33 @@ const STATUS: Readonly<Record<string, InstanceStatus>> = {
   no_capacity: "failed",
   unknown: "unknown",
 };
+
+/** Pseudo provider id under which `listOwned` reports a leftover volume no remembered instance accounts for. */
+const VOLUME_ID_PREFIX = "volume:";
+/** Bound on the instances whose OS volume the adapter remembers (oldest forgotten first). */
+const MAX_WATCHED = 10_000;
+
+/** What the adapter remembers of an instance so it can find the instance's OS volume after the instance is gone. */
+interface VolumeWatch {
+  volumeId?: string;
+  /** `<hostname>-os`, the name the adapter gave the OS volume (only for instances carrying our tag). */
+  volumeName?: string;
+  workerId?: string;
+  ownerLabel?: string;
+  /** This process asked for the instance's deletion (or to clean up after it). */
+  deleteRequested?: boolean;
+}
+
+/** A volume as listed by `GET /volumes` or `GET /volumes/trash`. */
+interface VolumeView {
+  readonly id: string;
+  readonly name?: string;
+  readonly status?: string;
+  readonly isOsVolume?: boolean;
+  /** Instances it is attached to (`instance_id` and `instances[].id`). */
+  readonly instanceIds: readonly string[];
+  readonly inTrash: boolean;
+}
 
 /** OAuth2 client credentials with refresh; one token request at a time. */
 class VerdaAuth implements AuthSource {
@@ -151,6 +195,8 @@ export class DatacrunchAdapter implements ProviderAdapter {
   private readonly osVolumeGb: number;
   private readonly defaultPort: number;
   private readonly ports = new Map<string, number>();
+  /** provider id → the OS volume to verify gone once the instance is gone. */
+  private readonly watched = new Map<string, VolumeWatch>();
 
   constructor(options: DatacrunchAdapterOptions) {
     this.settings = options.settings;
@@ -267,7 +313,7 @@ export class DatacrunchAdapter implements ProviderAdapter {
               description: tag,
               ssh_key_ids: [],
               location_code: this.settings.location,
-              os_volume: { name: `${hostname}-os`.slice(0, 63), size: this.osVolumeGb },
+              os_volume: { name: osVolumeName(hostname), size: this.osVolumeGb },
               startup_script_id: scriptId,
               is_spot: false,
               contract: "PAY_AS_YOU_GO",
@@ -286,6 +332,11 @@ export class DatacrunchAdapter implements ProviderAdapter {
         }
         adopted = true;
         this.ports.set(id, spec.port);
+        this.watch(id, {
+          volumeName: osVolumeName(hostname),
+          workerId: spec.workerId,
+          ownerLabel: spec.ownerLabel,
+        });
         const info = await this.describe(id).catch(() => undefined);
         if (info?.detail === "status=no_capacity") {
           // Verda failed it for lack of capacity: clean it up and let the caller fail over.
@@ -317,22 +368,89 @@ export class DatacrunchAdapter implements ProviderAdapter {
   }
 
   async describe(providerId: string): Promise<InstanceInfo | undefined> {
+    if (providerId.startsWith(VOLUME_ID_PREFIX)) {
+      const id = providerId.slice(VOLUME_ID_PREFIX.length);
+      const left = (await this.listVolumes("describe")).filter((v) => v.id === id);
+      return left.length > 0 ? this.leftoverInfo(providerId, left) : undefined;
+    }
     const raw = await this.getRaw(providerId, "describe");
-    if (raw === undefined) return undefined;
-    const info = this.toInfo(raw);
-    if (!info) throw this.http.unexpected("describe", "instance without id", raw);
-    return info.detail === "status=notfound" ? undefined : info;
+    if (raw !== undefined) this.learn(providerId, raw);
+    const info = raw === undefined ? undefined : this.toInfo(raw);
+    if (raw !== undefined && !info) throw this.http.unexpected("describe", "instance without id", raw);
+    if (info && !isGone(str(raw?.status)?.toLowerCase())) return info;
+    // The instance is gone (or discontinued): it is terminated only once no volume made for it remains.
+    const left = this.leftoversOf(providerId, await this.listVolumes("describe"));
+    if (left.length > 0) return this.leftoverInfo(providerId, left);
+    this.watched.delete(providerId);
+    return info?.detail === "status=notfound" ? undefined : info;
   }
 
   async listOwned(ownerLabel: string): Promise<InstanceInfo[]> {
-    return (await this.list("list")).filter((i) => i.ownerLabel === ownerLabel && i.status !== "terminated");
+    const listed = await this.listRaw("list");
+    const owned = listed.filter(({ info }) => info.ownerLabel === ownerLabel);
+    for (const { info, raw } of owned) this.learn(info.providerId, raw);
+    let volumes: VolumeView[];
+    try {
+      volumes = await this.listVolumes("list", false);
+    } catch (err) {
+      // Volumes are a second look: an outage there must not blind the reconciler to instances.
+      if (!(err instanceof ProviderError)) throw err;
+      return owned.map(({ info }) => info).filter((i) => i.status !== "terminated");
+    }
+    const out: InstanceInfo[] = [];
+    const accounted = new Set<string>();
+    for (const { info } of owned) {
+      const left = this.leftoversOf(info.providerId, volumes);
+      for (const v of left) accounted.add(v.id);
+      if (info.status !== "terminated") out.push(info);
+      else if (left.length > 0) out.push(this.leftoverInfo(info.providerId, left));
+    }
+    // Remembered instances gone from the list whose volume is still there (an orphan the reconciler deleted…).
+    const ids = new Set(listed.map(({ info }) => info.providerId));
+    for (const [providerId, watch] of [...this.watched]) {
+      if (ids.has(providerId) || watch.ownerLabel !== ownerLabel) continue;
+      const left = this.leftoversOf(providerId, volumes);
+      for (const v of left) accounted.add(v.id);
+      if (left.length > 0) out.push(this.leftoverInfo(providerId, left));
+      else this.watched.delete(providerId);
+    }
+    // Nothing remembered (a restarted controller): detached OS volumes with our name that no instance uses.
+    // The name is the only mark a volume carries, and `<ownerLabel>-` is also the start of a longer label's
+    // names: this may also find a sibling stack's leftover (a volume to delete all the same).
+    const inUse = new Set<string>();
+    for (const { raw } of listed) {
+      const volumeId = str(raw.os_volume_id);
+      const hostname = str(raw.hostname);
+      if (volumeId) inUse.add(volumeId);
+      if (hostname) inUse.add(`name:${osVolumeName(hostname)}`);
+    }
+    const prefix = `${ownerLabel}-`.slice(0, 60);
+    for (const v of volumes) {
+      if (accounted.has(v.id) || inUse.has(v.id) || v.isOsVolume !== true || !v.name) continue;
+      if (!v.name.startsWith(prefix) || !v.name.endsWith("-os") || inUse.has(`name:${v.name}`)) continue;
+      if (v.instanceIds.some((id) => ids.has(id))) continue;
+      const providerId = v.instanceIds[0] ?? `${VOLUME_ID_PREFIX}${v.id}`;
+      out.push({ ...this.leftoverInfo(providerId, [v]), ownerLabel });
+    }
+    return out;
   }
 
   async terminate(providerId: string): Promise<void> {
+    if (providerId.startsWith(VOLUME_ID_PREFIX)) {
+      const id = providerId.slice(VOLUME_ID_PREFIX.length);
+      await this.purge((await this.listVolumes("terminate")).filter((v) => v.id === id));
+      return;
+    }
     const raw = await this.getRaw(providerId, "terminate");
-    if (raw === undefined) return;
-    const status = str(raw.status);
-    if (status === "deleting" || status === "discontinued" || status === "notfound") return;
+    if (raw !== undefined) this.learn(providerId, raw);
+    this.watch(providerId, { deleteRequested: true });
+    const status = raw === undefined ? undefined : str(raw.status)?.toLowerCase();
+    if (raw === undefined || isGone(status)) {
+      // Gone: delete for good whatever the provider left of it (active or in the trash).
+      await this.purge(this.leftoversOf(providerId, await this.listVolumes("terminate")));
+      return;
+    }
+    if (status === "deleting") return;
     const volume = str(raw.os_volume_id);
     try {
       await this.http.send({
@@ -352,9 +470,8 @@ export class DatacrunchAdapter implements ProviderAdapter {
         throw err;
       // Already gone or already being deleted: confirm by reading back.
       const still = await this.getRaw(providerId, "terminate");
-      const now = still === undefined ? undefined : str(still.status);
-      if (still !== undefined && now !== "deleting" && now !== "discontinued" && now !== "notfound")
-        throw err;
+      const now = still === undefined ? undefined : str(still.status)?.toLowerCase();
+      if (still !== undefined && now !== "deleting" && !isGone(now)) throw err;
     }
     this.ports.delete(providerId);
     const scriptId = str(raw.startup_script_id);
@@ -362,6 +479,136 @@ export class DatacrunchAdapter implements ProviderAdapter {
   }
 
   // ── internals ─────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Merge what is known of an instance's OS volume. */
+  private watch(providerId: string, facts: VolumeWatch): void {
+    const known = this.watched.get(providerId);
+    this.watched.delete(providerId);
+    this.watched.set(providerId, { ...known, ...facts });
+    while (this.watched.size > MAX_WATCHED) {
+      const oldest = this.watched.keys().next().value;
+      if (oldest === undefined) break;
+      this.watched.delete(oldest);
+    }
+  }
+
+  /** Remember the OS volume of an instance read from the API: its id, and its name if the instance is ours. */
+  private learn(providerId: string, raw: Record<string, unknown>): void {
+    const volumeId = str(raw.os_volume_id);
+    const tag = parseInstanceTag(raw.description);
+    const hostname = str(raw.hostname);
+    if (!volumeId && !(tag && hostname)) return;
+    this.watch(providerId, {
+      ...(volumeId ? { volumeId } : {}),
+      ...(tag && hostname ? { volumeName: osVolumeName(hostname) } : {}),
+      ...(tag ? { workerId: tag.workerId, ownerLabel: tag.ownerLabel } : {}),
+    });
+  }
+
+  /**
+   * Volumes made for this instance that still exist: the remembered id; the remembered name (unless attached
+   * to another instance); or a volume still naming the instance as its own.
+   */
+  private leftoversOf(providerId: string, volumes: readonly VolumeView[]): VolumeView[] {
+    const w = this.watched.get(providerId);
+    return volumes.filter(
+      (v) =>
+        (w?.volumeId !== undefined && v.id === w.volumeId) ||
+        (w?.volumeName !== undefined &&
+          v.name === w.volumeName &&
+          v.instanceIds.every((id) => id === providerId)) ||
+        v.instanceIds.includes(providerId),
+    );
+  }
+
+  /**
+   * Not terminated while a volume remains: "terminating" once this process asked for the delete; otherwise
+   * "unknown" while a volume still calls itself attached to the instance (the instance may only be unreadable),
+   * and "failed" when the instance vanished by itself and left its volume behind.
+   */
+  private leftoverInfo(providerId: string, left: readonly VolumeView[]): InstanceInfo {
+    const w = this.watched.get(providerId);
+    const what = left.map(
+      (v) => `os volume ${v.id} still present (${v.inTrash ? "in trash" : (v.status ?? "?")})`,
+    );
+    const attached = left.some((v) => !v.inTrash && v.instanceIds.includes(providerId));
+    const status: InstanceStatus =
+      w?.deleteRequested || providerId.startsWith(VOLUME_ID_PREFIX)
+        ? "terminating"
+        : attached
+          ? "unknown"
+          : "failed";
+    return {
+      providerId,
+      ...(w?.workerId && w.ownerLabel ? { workerId: w.workerId, ownerLabel: w.ownerLabel } : {}),
+      status,
+      detail: what.join("; "),
+    };
+  }
+
+  /** `GET /volumes` and `GET /volumes/trash`, without the trash entries flagged as permanently deleted. */
+  private async listVolumes(operation: string, retry = true): Promise<VolumeView[]> {
+    const [active, trash] = await Promise.all([
+      this.http.json({ operation, method: "GET", path: "/volumes", retry }),
+      this.http.json({ operation, method: "GET", path: "/volumes/trash", retry }),
+    ]);
+    if (!Array.isArray(active)) throw this.http.unexpected(operation, "volumes are not a list", active);
+    if (!Array.isArray(trash)) throw this.http.unexpected(operation, "trashed volumes are not a list", trash);
+    const out: VolumeView[] = [];
+    for (const [list, inTrash] of [
+      [active, false],
+      [trash, true],
+    ] as const) {
+      for (const raw of list) {
+        if (!isRecord(raw)) continue;
+        const id = str(raw.id);
+        if (!id || raw.is_permanently_deleted === true) continue;
+        const status = str(raw.status)?.toLowerCase();
+        if (!inTrash && status === "deleted") continue;
+        const instanceIds = new Set<string>();
+        const single = str(raw.instance_id);
+        if (single) instanceIds.add(single);
+        if (Array.isArray(raw.instances))
+          for (const i of raw.instances) {
+            const iid = isRecord(i) ? str(i.id) : undefined;
+            if (iid) instanceIds.add(iid);
+          }
+        const name = str(raw.name);
+        out.push({
+          id,
+          ...(name !== undefined ? { name } : {}),
+          ...(status !== undefined ? { status } : {}),
+          ...(typeof raw.is_os_volume === "boolean" ? { isOsVolume: raw.is_os_volume } : {}),
+          instanceIds: [...instanceIds],
+          inTrash,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Delete volumes for good (from the trash too). Gone already is fine; a refusal is reported after the rest. */
+  private async purge(volumes: readonly VolumeView[]): Promise<void> {
+    let first: unknown;
+    for (const v of volumes) {
+      try {
+        await this.http.send({
+          operation: "terminate",
+          method: "DELETE",
+          path: `/volumes/${encodeURIComponent(v.id)}`,
+          json: { is_permanent: true },
+          expect: "none",
+        });
+      } catch (err) {
+        if (err instanceof ProviderError && err.code === "not_found") continue;
+        // A volume already being deleted may refuse another delete; describe keeps watching it.
+        if (err instanceof ProviderError && err.code === "forbidden_action" && v.status === "deleting")
+          continue;
+        first ??= err;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
 
   private async getRaw(providerId: string, operation: string): Promise<Record<string, unknown> | undefined> {
     let res: Awaited<ReturnType<ProviderHttp["send"]>>;
@@ -427,22 +674,28 @@ export class DatacrunchAdapter implements ProviderAdapter {
 
   private async findWorker(tag: string, port: number): Promise<InstanceInfo | undefined> {
     const parsed = parseInstanceTag(tag);
-    const found = (await this.list("provision", false)).find(
-      (i) =>
+    const hit = (await this.listRaw("provision", false)).find(
+      ({ info: i }) =>
         i.ownerLabel === parsed?.ownerLabel &&
         i.workerId === parsed?.workerId &&
         !FINAL_STATUSES.includes(i.status),
     );
-    if (found && !this.ports.has(found.providerId)) this.ports.set(found.providerId, port);
+    if (!hit) return undefined;
+    const found = hit.info;
+    this.learn(found.providerId, hit.raw);
+    if (!this.ports.has(found.providerId)) this.ports.set(found.providerId, port);
     return found;
   }
 
-  private async list(operation: string, retry = true): Promise<InstanceInfo[]> {
+  private async listRaw(
+    operation: string,
+    retry = true,
+  ): Promise<{ info: InstanceInfo; raw: Record<string, unknown> }[]> {
     const body = await this.http.json({ operation, method: "GET", path: "/instances", retry });
     if (!Array.isArray(body)) throw this.http.unexpected(operation, "instances are not a list", body);
     return body.flatMap((raw) => {
       const info = isRecord(raw) ? this.toInfo(raw) : undefined;
-      return info ? [info] : [];
+      return info ? [{ info, raw: raw as Record<string, unknown> }] : [];
     });
   }
 
@@ -467,6 +720,16 @@ export class DatacrunchAdapter implements ProviderAdapter {
       detail: `status=${word ?? "none"}`,
     };
   }
+}
+
+/** The instance is no more (its volumes may be): `notfound` or `discontinued` (a 404 is handled apart). */
+function isGone(status: string | undefined): boolean {
+  return status === "notfound" || status === "discontinued";
+}
+
+/** The name the adapter gives an instance's OS volume (≤ 63 characters, always ending in `-os`). */
+export function osVolumeName(hostname: string): string {
+  return `${hostname.slice(0, 60).replace(/-+$/, "")}-os`;
 }
 
 /** "1A100.22V" → "A100", "8H100.80S.176V" → "H100": the GPU model whatever the count. */

@@ -8,6 +8,18 @@
  *   → running (`ip` null until then), with no_capacity / stuck / error injectable;
  * - `PUT /v1/instances {id, action}`: delete → deleting → gone (404); a repeat delete answers 403
  *   `forbidden_action`; `insufficient_funds` when the account is empty;
+ * - volumes (§3 "Volumes"; shapes from verda-cloud/sdk-python `verda/volumes/_volumes.py` and
+ *   verdacloud-sdk-go `pkg/verda/volumes.go`, `volumes_types.go`): every instance gets an OS volume from its
+ *   `os_volume {name, size}` (id shown on the instance as `os_volume_id`), attached while the instance exists.
+ *   An instance delete honours `volume_ids` + `delete_permanently`: listed volumes deleted permanently go
+ *   when the instance goes; volumes not listed, or deleted without `delete_permanently`, land in the trash
+ *   (the brief's model of Verda; UNVERIFIED). `GET /v1/volumes` lists volumes not deleted, `GET
+ *   /v1/volumes/trash` the trashed ones (`status: "deleted"`, `deleted_at`, `is_permanently_deleted`),
+ *   `DELETE /v1/volumes/{id} {is_permanent}` trashes or purges (also from the trash); deleting a volume still
+ *   attached to an instance answers 403 `forbidden_action` (assumed: the SDKs say the instance must be off);
+ * - volume faults: an instance delete that forgets its OS volume (kept, detached) or trashes it although
+ *   `delete_permanently` was asked (`volumeDeleteFaults`), a permanent volume delete answered but not done
+ *   (`ignoredVolumeDeletes`);
  * - per-second cost while provisioning or running.
  * Errors are `{code, message}`. Fault injection, request log and manual clock come from ./vastai-api.
  */
@@ -30,6 +42,30 @@ type VerdaStatus =
   | "error"
   | "deleting"
   | "gone";
+
+/** What an instance delete does to the OS volume against what was asked: "keep" forgets it (it stays, detached),
+ *  "trash" moves it to the trash although `delete_permanently` was asked. */
+export type VerdaVolumeFault = "keep" | "trash";
+
+export interface VerdaVolume {
+  id: string;
+  name: string;
+  size: number;
+  type: string;
+  location: string;
+  isOsVolume: boolean;
+  createdAt: number;
+  /** The instance the volume is attached to (an OS volume: its instance, until that is gone). */
+  instanceId?: string;
+  /** What happens to it once its instance is gone (set by the instance delete). */
+  onInstanceGone?: "purge" | "trash" | "keep";
+  trashedAt?: number;
+  purgedAt?: number;
+  /** Purged from the trash: the trash list still shows it with `is_permanently_deleted` (see listPurged). */
+  purgedFromTrash?: boolean;
+}
+
+export type VerdaVolumeState = "active" | "trash" | "gone";
 
 interface VerdaInstance {
   id: string;
@@ -61,7 +97,14 @@ export class VerdaFake extends FakeApiServer {
   readonly availability: Record<string, string[]>;
   readonly instances = new Map<string, VerdaInstance>();
   readonly scripts = new Map<string, { name: string; script: string }>();
+  readonly volumes = new Map<string, VerdaVolume>();
   readonly fates: VerdaFate[] = [];
+  /** Consumed one per instance delete: what the delete does to the OS volume instead of what was asked. */
+  readonly volumeDeleteFaults: VerdaVolumeFault[] = [];
+  /** This many permanent `DELETE /volumes/{id}` are answered 202 but not done. */
+  ignoredVolumeDeletes = 0;
+  /** When true, the trash list keeps volumes purged from it, flagged `is_permanently_deleted: true`. */
+  listPurged = false;
   /** Token requests by grant type. */
   readonly grants: string[] = [];
   /** When true, refresh_token grants are refused with 400 (clients must re-authenticate). */
@@ -98,6 +141,19 @@ export class VerdaFake extends FakeApiServer {
   /** Instances that exist (not yet gone). */
   live(): VerdaInstance[] {
     return [...this.instances.values()].filter((i) => i.timeline.statusAt(this.now()) !== "gone");
+  }
+
+  /** Where a volume is now: active (attached or detached), in the trash, or gone for good. */
+  volumeState(id: string): VerdaVolumeState {
+    const v = this.volumes.get(id);
+    if (!v) return "gone";
+    this.settle(v);
+    return v.purgedAt !== undefined ? "gone" : v.trashedAt !== undefined ? "trash" : "active";
+  }
+
+  /** Volumes that still exist, active or in the trash (what a leak looks like). */
+  leftoverVolumes(): VerdaVolume[] {
+    return [...this.volumes.values()].filter((v) => this.volumeState(v.id) !== "gone");
   }
 
   costOf(id: string): { billedSeconds: number; usd: number } {
@@ -137,6 +193,27 @@ export class VerdaFake extends FakeApiServer {
       return { status: 200, json: list.map((i) => this.view(i)) };
     }
     if (req.method === "PUT" && p === "/v1/instances") return this.action(req.body);
+    if (req.method === "GET" && p === "/v1/volumes") {
+      const status = req.query.status;
+      const list = this.volumesIn("active").map((v) => this.volumeView(v));
+      return { status: 200, json: status ? list.filter((v) => v.status === status) : list };
+    }
+    if (req.method === "GET" && p === "/v1/volumes/trash") {
+      const trash = [...this.volumes.values()].filter(
+        (v) => this.volumeState(v.id) === "trash" || (this.listPurged && v.purgedFromTrash),
+      );
+      return { status: 200, json: trash.map((v) => this.volumeView(v)) };
+    }
+    const vm = p.match(/^\/v1\/volumes\/([^/]+)$/);
+    if (vm) {
+      const id = decodeURIComponent(vm[1] ?? "");
+      if (req.method === "GET") {
+        const v = this.volumes.get(id);
+        if (!v || this.volumeState(id) !== "active") return err(404, "not_found", "Volume not found");
+        return { status: 200, json: this.volumeView(v) };
+      }
+      if (req.method === "DELETE") return this.deleteVolume(id, req.body);
+    }
     const m = p.match(/^\/v1\/instances\/([^/]+)$/);
     if (req.method === "GET" && m) {
       const inst = this.instances.get(decodeURIComponent(m[1] ?? ""));
@@ -244,6 +321,19 @@ export class VerdaFake extends FakeApiServer {
       if (fate === "normal") walk.push({ status: "running", afterMs: this.walk.provisioningMs });
       if (fate === "error") walk.push({ status: "error", afterMs: this.walk.provisioningMs });
     }
+    const osVolume = isObj(body.os_volume) ? body.os_volume : {};
+    const osVolumeId = `${(0x70000000 + n).toString(16)}-0f0f-4a0a-8b0b-${String(n).padStart(12, "0")}`;
+    this.volumes.set(osVolumeId, {
+      id: osVolumeId,
+      // The name Verda gives an OS volume created without one is not documented; this one is made up.
+      name: typeof osVolume.name === "string" ? osVolume.name : `os-${String(body.hostname)}`,
+      size: typeof osVolume.size === "number" ? osVolume.size : 50,
+      type: "NVMe",
+      location,
+      isOsVolume: true,
+      createdAt: this.now(),
+      instanceId: id,
+    });
     this.instances.set(id, {
       id,
       body,
@@ -252,7 +342,7 @@ export class VerdaFake extends FakeApiServer {
       createdAt: this.now(),
       timeline: new Timeline(this.now(), walk),
       ip: `192.0.2.${n % 250}`,
-      osVolumeId: `vol-${n}`,
+      osVolumeId,
     });
     return { status: 202, text: id, headers: { "content-type": "text/plain" } };
   }
@@ -280,6 +370,13 @@ export class VerdaFake extends FakeApiServer {
       const inst = this.instances.get(id) as VerdaInstance;
       if (body.action === "delete") {
         inst.deleteRequest = body;
+        const listed = Array.isArray(body.volume_ids) ? body.volume_ids.map(String) : [];
+        const permanent = body.delete_permanently === true;
+        const fault = this.volumeDeleteFaults.shift();
+        for (const v of this.volumes.values()) {
+          if (v.instanceId !== id) continue;
+          v.onInstanceGone = fault ?? (listed.includes(v.id) && permanent ? "purge" : "trash");
+        }
         inst.timeline.walkFrom(this.now(), [
           { status: "deleting", afterMs: 0 },
           { status: "gone", afterMs: this.walk.deletingMs },
@@ -290,6 +387,84 @@ export class VerdaFake extends FakeApiServer {
       else return err(400, "invalid_request", `unknown action ${body.action}`);
     }
     return { status: 202, text: "" };
+  }
+
+  private volumesIn(state: VerdaVolumeState): VerdaVolume[] {
+    return [...this.volumes.values()].filter((v) => this.volumeState(v.id) === state);
+  }
+
+  /** Apply what the instance delete decided once the instance is gone (lazily: the clock is a test's). */
+  private settle(v: VerdaVolume): void {
+    if (!v.instanceId) return;
+    const inst = this.instances.get(v.instanceId);
+    if (inst && this.statusOf(inst) !== "gone") return;
+    const fate = v.onInstanceGone ?? "keep";
+    v.instanceId = undefined;
+    if (fate === "purge") v.purgedAt = this.now();
+    else if (fate === "trash") v.trashedAt = this.now();
+  }
+
+  private deleteVolume(id: string, body: unknown): Reply {
+    const v = this.volumes.get(id);
+    const state = this.volumeState(id);
+    if (!v || state === "gone") return err(404, "not_found", "Volume not found");
+    if (v.instanceId)
+      return err(
+        403,
+        "forbidden_action",
+        `Volume ${id} is attached to instance ${v.instanceId}; shut the instance down first`,
+      );
+    const permanent = isObj(body) && body.is_permanent === true;
+    if (!permanent) {
+      v.trashedAt ??= this.now();
+      return { status: 202, text: "" };
+    }
+    if (this.ignoredVolumeDeletes > 0) {
+      this.ignoredVolumeDeletes--;
+      return { status: 202, text: "" };
+    }
+    v.purgedFromTrash = state === "trash";
+    v.purgedAt = this.now();
+    return { status: 202, text: "" };
+  }
+
+  private volumeView(v: VerdaVolume): Record<string, unknown> {
+    const state = this.volumeState(v.id);
+    const inst = v.instanceId ? this.instances.get(v.instanceId) : undefined;
+    const inTrash = state === "trash" || (state === "gone" && v.purgedFromTrash);
+    return {
+      id: v.id,
+      name: v.name,
+      size: v.size,
+      type: v.type,
+      status: inTrash ? "deleted" : inst ? "attached" : "detached",
+      created_at: new Date(v.createdAt).toISOString(),
+      instance_id: inst ? inst.id : null,
+      instances: inst
+        ? [
+            {
+              id: inst.id,
+              ip: this.statusOf(inst) === "running" ? inst.ip : null,
+              instance_type: inst.type.instance_type,
+              status: this.statusOf(inst),
+              os_volume_id: inst.osVolumeId,
+              hostname: inst.body.hostname,
+            },
+          ]
+        : [],
+      location: v.location,
+      contract: "PAY_AS_YOU_GO",
+      is_os_volume: v.isOsVolume,
+      target: inst ? "vda" : null,
+      ssh_key_ids: [],
+      currency: "usd",
+      ...(inTrash
+        ? {
+            deleted_at: new Date(v.trashedAt ?? v.purgedAt ?? this.now()).toISOString(),
+            is_permanently_deleted: state === "gone",
+          }
+        : {}),
+    };
   }
 
   private view(inst: VerdaInstance): Record<string, unknown> {

@@ -411,3 +411,211 @@ describe("DataCrunch faults", () => {
     expect(hostnameOf("a".repeat(60), "worker-123").length).toBeLessThanOrEqual(63);
   });
 });
+
+describe("DataCrunch OS volume verification (ephemeral workers)", () => {
+  /** What the controller does every tick while terminating: terminate, then describe; done when it is gone. */
+  async function tick(a: DatacrunchAdapter, providerId: string) {
+    await a.terminate(providerId);
+    const after = await a.describe(providerId);
+    return { terminated: !after || after.status === "terminated", after };
+  }
+
+  async function running(a: DatacrunchAdapter, workerId = "w-1") {
+    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const { providerId } = await a.provision(spec(workerId), offer!);
+    clock.advance(40_000);
+    const volumeId = fake.instances.get(providerId)!.osVolumeId;
+    return { providerId, volumeId };
+  }
+
+  const volumeDeletes = () =>
+    fake.requests.filter((r) => r.method === "DELETE" && r.path.startsWith("/v1/volumes/"));
+
+  it("a normal terminate leaves no volume, active or in the trash, and it was checked", async () => {
+    const a = adapter();
+    const { providerId, volumeId } = await running(a);
+    expect(fake.volumeState(volumeId)).toBe("active");
+    expect((await tick(a, providerId)).terminated).toBe(false); // deleting
+    clock.advance(10_000);
+    expect(await tick(a, providerId)).toEqual({ terminated: true, after: undefined });
+    expect(fake.volumeState(volumeId)).toBe("gone");
+    expect(fake.leftoverVolumes()).toEqual([]);
+    expect(api("/volumes").length).toBeGreaterThan(0);
+    expect(api("/volumes/trash").length).toBeGreaterThan(0);
+    expect(volumeDeletes()).toEqual([]); // nothing was left to delete
+    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+  });
+
+  it("the provider leaves the OS volume behind: not terminated until the adapter deleted it permanently", async () => {
+    fake.volumeDeleteFaults.push("keep");
+    fake.ignoredVolumeDeletes = 1; // and the first permanent delete is answered but not done
+    const a = adapter();
+    const { providerId, volumeId } = await running(a);
+    await tick(a, providerId);
+    clock.advance(10_000);
+    expect(fake.live()).toEqual([]); // the instance is gone …
+    expect(fake.volumeState(volumeId)).toBe("active"); // … its disk is not
+    expect(await a.describe(providerId)).toMatchObject({
+      providerId,
+      workerId: "w-1",
+      ownerLabel: "aiorch-dev",
+      status: "terminating",
+      detail: `os volume ${volumeId} still present (detached)`,
+    });
+
+    const first = await tick(a, providerId); // DELETE answered, not done
+    expect(first.terminated).toBe(false);
+    expect(first.after?.detail).toContain(`os volume ${volumeId} still present`);
+    expect(fake.volumeState(volumeId)).toBe("active");
+
+    expect((await tick(a, providerId)).terminated).toBe(true);
+    expect(fake.volumeState(volumeId)).toBe("gone");
+    expect(volumeDeletes().map((r) => [r.path, r.body])).toEqual([
+      [`/v1/volumes/${volumeId}`, { is_permanent: true }],
+      [`/v1/volumes/${volumeId}`, { is_permanent: true }],
+    ]);
+    await a.terminate(providerId); // nothing left: no further delete
+    expect(volumeDeletes()).toHaveLength(2);
+  });
+
+  it("a volume the delete put in the trash is purged from the trash", async () => {
+    fake.volumeDeleteFaults.push("trash");
+    fake.listPurged = true; // the trash keeps listing purged volumes, flagged is_permanently_deleted
+    const a = adapter();
+    const { providerId, volumeId } = await running(a);
+    await tick(a, providerId);
+    clock.advance(10_000);
+    expect(fake.volumeState(volumeId)).toBe("trash");
+    expect(await a.describe(providerId)).toMatchObject({
+      status: "terminating",
+      detail: `os volume ${volumeId} still present (in trash)`,
+    });
+    expect(await tick(a, providerId)).toEqual({ terminated: true, after: undefined });
+    expect(fake.volumeState(volumeId)).toBe("gone");
+    expect(volumeDeletes().map((r) => r.body)).toEqual([{ is_permanent: true }]);
+  });
+
+  it("a non-permanent delete would only trash it: the fake honours volume_ids and delete_permanently", async () => {
+    const a = adapter();
+    const { providerId, volumeId } = await running(a);
+    await fetch(`${fake.apiBase}/instances`, {
+      method: "PUT",
+      headers: {
+        "content-type": "application/json",
+        authorization: api("/instances")[0]!.headers.authorization as string,
+      },
+      body: JSON.stringify({ id: [providerId], action: "delete", volume_ids: [volumeId] }),
+    });
+    clock.advance(10_000);
+    expect(fake.volumeState(volumeId)).toBe("trash");
+    expect((await tick(a, providerId)).terminated).toBe(true);
+    expect(fake.volumeState(volumeId)).toBe("gone");
+  });
+
+  it("a controller restart in between: the new adapter finds the volume by its name", async () => {
+    fake.volumeDeleteFaults.push("keep");
+    const before = adapter();
+    const { providerId, volumeId } = await running(before);
+    await tick(before, providerId); // delete asked; the instance is deleting
+
+    // The restarted controller: a fresh adapter. It reads the instance (still deleting) without any
+    // os_volume_id, so only the hostname can lead it to the volume.
+    const after = adapter();
+    const deleting = {
+      id: providerId,
+      status: "deleting",
+      hostname: "aiorch-dev-w-1",
+      description: "aiorch-dev.w-1",
+    };
+    fake.inject(
+      { type: "status", status: 200, json: deleting },
+      { method: "GET", path: `/v1/instances/${providerId}`, times: 2 },
+    );
+    expect((await tick(after, providerId)).after?.status).toBe("terminating");
+    clock.advance(10_000);
+    const stuck = await after.describe(providerId);
+    expect(stuck).toMatchObject({
+      status: "terminating",
+      detail: `os volume ${volumeId} still present (detached)`,
+    });
+    expect(await tick(after, providerId)).toEqual({ terminated: true, after: undefined });
+    expect(fake.volumeState(volumeId)).toBe("gone");
+  });
+
+  it("restarted after the instance was gone: listOwned reports the leftover by name, terminate purges it", async () => {
+    fake.volumeDeleteFaults.push("keep");
+    const before = adapter();
+    const { providerId, volumeId } = await running(before, "w-1");
+    const other = await running(before, "w-2"); // a live worker: its volume is not a leftover
+    await tick(before, providerId);
+    clock.advance(10_000);
+
+    const after = adapter();
+    // The limit: nothing ties the instance id to the volume any more, so describe alone cannot tell …
+    expect(await after.describe(providerId)).toBeUndefined();
+    // … but the reconciler's listing finds the volume by its name and deletes it as an orphan.
+    const owned = await after.listOwned("aiorch-dev");
+    expect(owned.map((i) => [i.providerId, i.status])).toEqual([
+      [other.providerId, "running"],
+      [`volume:${volumeId}`, "terminating"],
+    ]);
+    expect(await after.listOwned("aiorch-prod")).toEqual([]);
+    expect(await after.describe(`volume:${volumeId}`)).toMatchObject({ status: "terminating" });
+    await after.terminate(`volume:${volumeId}`);
+    expect(fake.volumeState(volumeId)).toBe("gone");
+    expect(await after.describe(`volume:${volumeId}`)).toBeUndefined();
+    expect((await after.listOwned("aiorch-dev")).map((i) => i.providerId)).toEqual([other.providerId]);
+    expect(fake.volumeState(other.volumeId)).toBe("active");
+  });
+
+  it("an orphan the reconciler deleted stays listed under its instance id until its volume is gone", async () => {
+    fake.volumeDeleteFaults.push("keep");
+    const a = adapter();
+    const { providerId, volumeId } = await running(a);
+    await a.terminate(providerId); // the reconciler's call: terminate only
+    clock.advance(10_000);
+    expect(await a.listOwned("aiorch-dev")).toEqual([
+      expect.objectContaining({ providerId, workerId: "w-1", status: "terminating" }),
+    ]);
+    await a.terminate(providerId);
+    expect(fake.volumeState(volumeId)).toBe("gone");
+    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+  });
+
+  it("an instance that vanished on its own leaving its volume reads failed, then is cleaned up", async () => {
+    fake.volumeDeleteFaults.push("keep");
+    const a = adapter();
+    const { providerId, volumeId } = await running(a);
+    // Deleted behind the adapter's back (the provider, an operator): the adapter never asked.
+    await fetch(`${fake.apiBase}/instances`, {
+      method: "PUT",
+      headers: {
+        "content-type": "application/json",
+        authorization: api("/instances")[0]!.headers.authorization as string,
+      },
+      body: JSON.stringify({ id: [providerId], action: "delete" }),
+    });
+    clock.advance(10_000);
+    expect(await a.describe(providerId)).toMatchObject({
+      status: "failed",
+      detail: `os volume ${volumeId} still present (detached)`,
+    });
+    expect((await tick(a, providerId)).terminated).toBe(true);
+    expect(fake.leftoverVolumes()).toEqual([]);
+  });
+
+  it("volumes that cannot be listed never count as gone", async () => {
+    fake.volumeDeleteFaults.push("keep");
+    const a = adapter();
+    const { providerId } = await running(a);
+    await tick(a, providerId);
+    clock.advance(10_000);
+    fake.inject(
+      { type: "status", status: 503, json: { code: "service_unavailable", message: "later" } },
+      { path: "/v1/volumes", times: 20 },
+    );
+    expect((await failure(a.describe(providerId))).kind).toBe("transient");
+    fake.clearFaults();
+    expect((await a.describe(providerId))?.status).toBe("terminating");
+  });
+});
