@@ -13,10 +13,12 @@ export class AbortFlag extends EventEmitter {
     if (this.aborted) return;
     this.aborted = true;
     this.emit("abort");
+    this.removeAllListeners("abort"); // it aborts once: every listener was a once-listener
   }
 
+  /** Listens once, as every abort listener does (`on` here: `once` would allocate a wrapper per listener). */
   addEventListener(_type: "abort", listener: () => void, _options?: { once?: boolean }): void {
-    this.once("abort", listener);
+    this.on("abort", listener);
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {

@@ -39,11 +39,6 @@ export class CounterBatch {
     fields.set(field, (fields.get(field) ?? 0) + by);
   }
 
-  /** Increments not yet written, for one field (tests and budget checks). */
-  unflushed(key: string, field: string): number {
-    return this.pending.get(key)?.get(field) ?? 0;
-  }
-
   /**
    * Write everything pending in one MULTI. A failed write (Redis away) keeps the increments for the next flush,
    * so nothing is lost while Redis restarts.

@@ -168,9 +168,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   });
   app.removeContentTypeParser("text/plain"); // the API speaks JSON only; anything else is a clear 400
   app.decorateRequest("requestId", "");
-  app.addHook("onRequest", async (request, reply) => {
+  app.addHook("onRequest", (request, reply, done) => {
     request.requestId = String(request.id);
     reply.header("x-request-id", request.requestId);
+    done();
   });
 
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
@@ -203,6 +204,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     const result = await verifier.verify(bearer(request));
     if (!result.ok) throw unauthorized(result.reason);
     return result.key;
+  };
+  /** The key without a promise when the verifier's cache answers (the hot path); else undefined. */
+  const authenticateCached = (request: FastifyRequest): ApiKeyRecord | undefined => {
+    const result = verifier.verifyCached(bearer(request));
+    if (result && !result.ok) throw unauthorized(result.reason);
+    return result?.key;
   };
   /** The serving unit that answers: the model, or the variant its weights (or the key's stickiness) pick. */
   const servingUnitFor = (name: string, key: ApiKeyRecord, endpoint: Endpoint): UnitConfig => {
@@ -278,7 +285,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       let req: ReturnType<typeof validateInference>;
       const authStep = trace.step("auth");
       try {
-        key = await authenticate(request);
+        key = authenticateCached(request) ?? (await authenticate(request));
         authStep.end();
         req = validateInference(endpoint, request.body);
         model = servingUnitFor(req.model, key, endpoint);

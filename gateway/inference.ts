@@ -84,18 +84,24 @@ class ClientStream {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    if (this.closed) return;
-    if (!this.reply.raw.write(bytes)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.reply.raw.off("drain", done);
-          this.reply.raw.off("close", done);
-          resolve();
-        };
-        this.reply.raw.once("drain", done);
-        this.reply.raw.once("close", done);
-      });
-    }
+    if (!this.writeNow(bytes) && !this.closed) await new Promise<void>((resolve) => this.onWritable(resolve));
+  }
+
+  /** Write without waiting: false when the client's buffer is full (wait with `onWritable`) or it is gone. */
+  writeNow(bytes: Uint8Array): boolean {
+    return !this.closed && this.reply.raw.write(bytes);
+  }
+
+  /** Call back once the client can take more, or went away. */
+  onWritable(callback: () => void): void {
+    const raw = this.reply.raw;
+    const done = () => {
+      raw.off("drain", done);
+      raw.off("close", done);
+      callback();
+    };
+    raw.once("drain", done);
+    raw.once("close", done);
   }
 
   end(): void {
@@ -445,7 +451,8 @@ async function proxy(
         continue;
       }
       // 404 means the backend does not serve this model (misconfigured or replaced): never show a known model as missing.
-      if ([401, 403, 404, 429].includes(response.status) || response.status >= 500) {
+      const status = response.status;
+      if (status === 401 || status === 403 || status === 404 || status === 429 || status >= 500) {
         await response.body.dump().catch(() => undefined);
         upstreamStep.set({ "http.response.status_code": response.status });
         upstreamStep.end(`answered ${response.status}`);
@@ -615,16 +622,14 @@ async function relayStream(
   client.start();
   outcome.status = 200;
   try {
-    for await (const chunk of response.body) {
+    await relayFrames(response.body, client, (chunk) => {
       const out = tap.push(chunk);
-      if (!out) continue;
-      if (outcome.ttftMs === null && tap.contentFrames > 0) {
+      if (out && outcome.ttftMs === null && tap.contentFrames > 0) {
         outcome.ttftMs = deps.now() - started;
         deps.metrics.ttft.observe(labels, outcome.ttftMs / 1000);
       }
-      await client.write(out);
-      if (client.gone) break;
-    }
+      return out;
+    });
     const rest = tap.flush();
     if (rest) await client.write(rest);
   } catch (error) {
@@ -652,6 +657,86 @@ async function relayStream(
   client.end();
 }
 
+/**
+ * Pass upstream chunks through `transform` to the client as they come, pausing upstream while the client's buffer
+ * is full; resolves at the end of the answer or when the client went away. Event-driven: no promise per chunk.
+ */
+function relayFrames(
+  body: Readable,
+  client: ClientStream,
+  transform: (chunk: Buffer) => Uint8Array | undefined,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      body.off("data", onData);
+      body.off("end", onEnd);
+      body.off("error", onError);
+      if (error !== undefined) reject(error);
+      else {
+        if (!body.readableEnded) body.destroy(); // the client went away: free the upstream connection
+        resolve();
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      const out = transform(chunk);
+      if (out && !client.writeNow(out) && !client.gone) {
+        body.pause();
+        client.onWritable(() => body.resume());
+      }
+      if (client.gone) settle();
+    };
+    const onEnd = () => settle();
+    const onError = (error: unknown) => settle(error ?? new Error("the upstream answer broke off"));
+    body.on("data", onData);
+    body.once("end", onEnd);
+    body.once("error", onError);
+  });
+}
+
+/** Metric label sets per model label, made once (prom-client keeps them as given; they are never changed). */
+const labelSets = new Map<
+  string,
+  {
+    model: { model: string };
+    prompt: { model: string; type: string };
+    completion: { model: string; type: string };
+  }
+>();
+function labelsOf(model: string) {
+  let sets = labelSets.get(model);
+  if (!sets) {
+    sets = {
+      model: Object.freeze({ model }),
+      prompt: Object.freeze({ model, type: "prompt" }),
+      completion: Object.freeze({ model, type: "completion" }),
+    };
+    labelSets.set(model, sets); // bounded: model labels come from the config (or "unknown")
+  }
+  return sets;
+}
+
+/** The spend hash of the month of `ms`, remembered until the month ends (not a date format per request). */
+let spendMonth: { keys?: RedisKeys; from: number; until: number; key: string } = {
+  from: 0,
+  until: 0,
+  key: "",
+};
+export function spendMonthKey(keys: RedisKeys, ms: number): string {
+  if (ms < spendMonth.from || ms >= spendMonth.until || spendMonth.keys !== keys) {
+    const d = new Date(ms);
+    spendMonth = {
+      keys,
+      from: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1),
+      until: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1),
+      key: keys.spendMonth(ledgerMonth(ms)),
+    };
+  }
+  return spendMonth.key;
+}
+
 function finish(
   deps: InferenceDeps,
   req: InferenceRequest,
@@ -676,19 +761,22 @@ function finish(
     ? (serviceSeconds * outcome.backend.usdPerSecond) / Math.max(1, outcome.concurrency)
     : 0;
 
-  deps.limiter.settle(key.id, tpm, reserved, outcome.backend ? used : 0).catch(() => undefined);
+  const settled = outcome.backend ? used : 0;
+  if (!deps.limiter.settleLocal(key.id, tpm, reserved, settled))
+    deps.limiter.settle(key.id, tpm, reserved, settled).catch(() => undefined);
   if (outcome.backend) {
     // batched: the counters reach Redis within a flush period (and on close), summed exactly
-    const month = deps.keys.spendMonth(ledgerMonth(started));
+    const month = spendMonthKey(deps.keys, started);
     deps.counters.incr(month, `key:${key.id}`, toMicroUsd(costUsd));
     deps.counters.incr(month, `requests:model:${model.name}`, 1);
   }
   deps.metrics.countRequest(model.publicName, outcome.status, model.variant);
-  deps.metrics.latency.observe({ model: metricsModel }, latencyMs / 1000);
+  const labels = labelsOf(metricsModel);
+  deps.metrics.latency.observe(labels.model, latencyMs / 1000);
   if (outcome.ttftMs !== null && !req.stream)
     deps.metrics.ttft.observe({ model: metricsModel, variant: model.variant ?? "" }, outcome.ttftMs / 1000);
-  deps.metrics.tokens.inc({ model: metricsModel, type: "prompt" }, promptTokens);
-  deps.metrics.tokens.inc({ model: metricsModel, type: "completion" }, completionTokens);
+  deps.metrics.tokens.inc(labels.prompt, promptTokens);
+  deps.metrics.tokens.inc(labels.completion, completionTokens);
   deps.audit.record({
     ts: new Date(started).toISOString(),
     requestId,

@@ -178,24 +178,38 @@ export class ApiKeyVerifier {
     this.cache.delete(hash);
   }
 
+  /** The answer without a promise when no Redis read is needed (the key is cached, or malformed); else undefined. */
+  verifyCached(raw: string | undefined): AuthResult | undefined {
+    const now = (this.options.now ?? Date.now)();
+    const found = this.lookup(raw, now);
+    return typeof found === "string" ? undefined : found;
+  }
+
   async verify(raw: string | undefined): Promise<AuthResult> {
+    const now = (this.options.now ?? Date.now)();
+    const hash = this.lookup(raw, now);
+    if (typeof hash !== "string") return hash;
+    const record = await this.store.byHash(hash);
+    if (this.cache.size >= (this.options.maxEntries ?? 10_000)) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    this.cache.set(hash, { record, at: now });
+    return this.judge(record, hash, now);
+  }
+
+  /** The answer from what is known without Redis, or the key's hash when its record must be read. */
+  private lookup(raw: string | undefined, now: number): AuthResult | string {
     if (!raw) return { ok: false, reason: "Missing API key: send it as 'Authorization: Bearer sk-…'" };
     if (!raw.startsWith(KEY_PREFIX) || raw.length > 200)
       return { ok: false, reason: "Incorrect API key provided" };
-    const now = (this.options.now ?? Date.now)();
     const hash = hashApiKey(raw);
     const cached = this.cache.get(hash);
-    let record: ApiKeyRecord | undefined;
     const ttl = cached?.record ? (this.options.ttlMs ?? 5_000) : (this.options.negativeTtlMs ?? 1_000);
-    if (cached && now - cached.at < ttl) record = cached.record;
-    else {
-      record = await this.store.byHash(hash);
-      if (this.cache.size >= (this.options.maxEntries ?? 10_000)) {
-        const oldest = this.cache.keys().next().value;
-        if (oldest !== undefined) this.cache.delete(oldest);
-      }
-      this.cache.set(hash, { record, at: now });
-    }
+    return cached && now - cached.at < ttl ? this.judge(cached.record, hash, now) : hash;
+  }
+
+  private judge(record: ApiKeyRecord | undefined, hash: string, now: number): AuthResult {
     // The lookup is by hash; comparing the stored hash in constant time keeps a corrupted entry from matching.
     if (
       !record ||

@@ -331,14 +331,22 @@ export class RateLimiter {
     };
   }
 
+  /**
+   * Settle without a promise when that needs no Redis call (nothing to settle, or the key holds a slice: the
+   * difference goes into it); false when `settle` must be called.
+   */
+  settleLocal(keyId: string, tpm: number, reserved: number, used: number): boolean {
+    if (reserved === used) return true;
+    const s = this.state.get(keyId);
+    if (!s?.sliced || s.tpmLimit !== tpm) return false;
+    s.tpm += reserved - used;
+    return true;
+  }
+
   /** Give back what was reserved but not used (or charge the overrun): into the key's slice when it holds one. */
   async settle(keyId: string, tpm: number, reserved: number, used: number): Promise<void> {
-    if (reserved === used) return;
+    if (this.settleLocal(keyId, tpm, reserved, used)) return;
     const s = this.state.get(keyId);
-    if (s?.sliced && s.tpmLimit === tpm) {
-      s.tpm += reserved - used;
-      return;
-    }
     await this.redis.aiorchGiveBack(
       this.keys.rateBucket(keyId, "rpm"),
       this.keys.rateBucket(keyId, "tpm"),
@@ -417,18 +425,18 @@ function duration(ms: number): string {
 
 /** A rough prompt size: about four characters a token, which is what English text averages. */
 export function estimatePromptTokens(body: Record<string, unknown>): number {
-  let chars = 0;
-  const add = (v: unknown): void => {
-    if (typeof v === "string") chars += v.length;
-    else if (Array.isArray(v)) for (const item of v) add(item);
-    else if (v !== null && typeof v === "object") {
-      const o = v as Record<string, unknown>;
-      add(o.content);
-      add(o.text);
-    }
-  };
-  add(body.messages);
-  add(body.prompt);
-  add(body.input);
+  const chars = textLength(body.messages) + textLength(body.prompt) + textLength(body.input);
   return Math.ceil(chars / 4) + 8;
+}
+
+/** Characters of text in a prompt value: strings, arrays of them, and `content`/`text` of message parts. */
+function textLength(v: unknown): number {
+  if (typeof v === "string") return v.length;
+  let chars = 0;
+  if (Array.isArray(v)) for (const item of v) chars += textLength(item);
+  else if (v !== null && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    chars += textLength(o.content) + textLength(o.text);
+  }
+  return chars;
 }

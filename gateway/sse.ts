@@ -40,7 +40,7 @@ export class SseUsageTap {
 
   /** Feed upstream bytes; returns the bytes to forward now (complete frames only). */
   push(chunk: Uint8Array): Uint8Array | undefined {
-    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const merged = this.pending !== undefined;
     if (this.pending) {
       buf = Buffer.concat([this.pending, buf]);
@@ -65,7 +65,7 @@ export class SseUsageTap {
     }
     // the start of the next frame waits for the rest (a copy, unless it is all of a buffer of our own)
     if (start < buf.length) this.pending = merged && start === 0 ? buf : Buffer.from(buf.subarray(start));
-    if (!parts) return start > 0 ? buf.subarray(0, start) : undefined;
+    if (!parts) return start === buf.length ? buf : start > 0 ? buf.subarray(0, start) : undefined;
     if (start > kept) parts.push(buf.subarray(kept, start));
     return parts.length === 0 ? undefined : parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }

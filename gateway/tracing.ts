@@ -8,17 +8,7 @@
  * are built, so tracing costs next to nothing when nobody collects it.
  */
 import { randomFillSync } from "node:crypto";
-import {
-  type Context,
-  context as otelContext,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  type Tracer,
-  trace,
-} from "@opentelemetry/api";
-import { parseTraceParent } from "@opentelemetry/core";
+import type { Context, Span, Tracer } from "@opentelemetry/api";
 // The SDK and the OTLP exporter are loaded only when spans are recorded (`GatewayTracing`): a propagate-only
 // gateway saves their ~5 MB of memory.
 import type { BasicTracerProvider, SpanExporter } from "@opentelemetry/sdk-trace-base";
@@ -54,6 +44,26 @@ export interface TracingOptions {
 }
 
 const NO_STEP: StepSpan = { set: () => undefined, end: () => undefined };
+
+/** The OpenTelemetry API, loaded once spans are recorded: a propagate-only gateway never loads it (~3 MB heap). */
+let otelApi: typeof import("@opentelemetry/api") | undefined;
+const otel = () => {
+  otelApi ??= require("@opentelemetry/api") as typeof import("@opentelemetry/api");
+  return otelApi;
+};
+
+const TRACE_PARENT =
+  /^\s?((?!ff)[\da-f]{2})-((?![0]{32})[\da-f]{32})-((?![0]{16})[\da-f]{16})-([\da-f]{2})(-.*)?\s?$/;
+
+/** A W3C `traceparent`, parsed as @opentelemetry/core parses it (null when malformed), without loading it. */
+export function parseTraceParent(
+  value: string,
+): { traceId: string; spanId: string; traceFlags: number } | null {
+  const match = TRACE_PARENT.exec(value);
+  // a later version may add fields; version 00 may not
+  if (!match || (match[1] === "00" && match[5])) return null;
+  return { traceId: match[2]!, spanId: match[3]!, traceFlags: Number.parseInt(match[4]!, 16) };
+}
 
 /** Random ids cut from a pooled buffer: one getrandom call per 4 KiB of ids, not one per id (per request). */
 const idPool = Buffer.allocUnsafe(4096);
@@ -102,6 +112,7 @@ class RecordingTrace implements RequestTrace {
     traceparent: string | undefined,
     attributes: Record<string, string | number | boolean>,
   ) {
+    const { trace, ROOT_CONTEXT, SpanKind } = otel();
     const parent = traceparent ? parseTraceParent(traceparent) : null;
     const parentCtx = parent
       ? trace.setSpanContext(ROOT_CONTEXT, { ...parent, isRemote: true })
@@ -114,7 +125,7 @@ class RecordingTrace implements RequestTrace {
   step(name: StepName): StepSpan {
     const span = this.tracer.startSpan(
       name,
-      { kind: name === "upstream" ? SpanKind.CLIENT : SpanKind.INTERNAL },
+      { kind: name === "upstream" ? otel().SpanKind.CLIENT : otel().SpanKind.INTERNAL },
       this.ctx,
     );
     return new RecordingStep(span);
@@ -130,7 +141,7 @@ class RecordingTrace implements RequestTrace {
     if (this.ended) return; // the first end has the real outcome
     this.ended = true;
     this.root.setAttributes({ "http.response.status_code": status, ...attributes });
-    if (status >= 500) this.root.setStatus({ code: SpanStatusCode.ERROR });
+    if (status >= 500) this.root.setStatus({ code: otel().SpanStatusCode.ERROR });
     this.root.end();
   }
 }
@@ -144,7 +155,7 @@ class RecordingStep implements StepSpan {
   end(error?: string): void {
     if (this.ended) return;
     this.ended = true;
-    if (error) this.span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+    if (error) this.span.setStatus({ code: otel().SpanStatusCode.ERROR, message: error });
     this.span.end();
   }
 }
@@ -196,7 +207,10 @@ export class GatewayTracing {
   ): RequestTrace {
     // an invalid traceparent is ignored, as the W3C spec asks: the request starts a new trace
     return this.tracer
-      ? otelContext.with(ROOT_CONTEXT, () => new RecordingTrace(this.tracer!, name, traceparent, attributes))
+      ? otel().context.with(
+          otel().ROOT_CONTEXT,
+          () => new RecordingTrace(this.tracer!, name, traceparent, attributes),
+        )
       : new PropagatingTrace(traceparent);
   }
 

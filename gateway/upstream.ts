@@ -9,7 +9,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import type { Readable } from "node:stream";
-import { Agent, errors, request } from "undici";
+import { Agent, errors } from "undici";
 import { pinnedTlsOptions, sameFingerprint } from "../core/x509";
 import type { AbortLike } from "./abort";
 import type { Backend } from "./routing";
@@ -59,6 +59,7 @@ export class UpstreamClient {
   /** Agents of backends with a pinned certificate, by backend (worker) id. */
   private readonly pinned = new Map<string, PinnedAgent>();
   private readonly now: () => number;
+  private readonly targets = new Map<string, { origin: string; prefix: string }>();
 
   constructor(private readonly options: UpstreamOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -129,6 +130,18 @@ export class UpstreamClient {
     return [...this.pinned.keys()];
   }
 
+  /** Origin and path prefix of a base URL, parsed once (undici's `request(url)` parses the URL every time). */
+  private target(baseUrl: string): { origin: string; prefix: string } {
+    let target = this.targets.get(baseUrl);
+    if (!target) {
+      const url = new URL(baseUrl);
+      target = { origin: url.origin, prefix: `${url.pathname.replace(/\/+$/, "")}${url.search}` };
+      if (this.targets.size >= 1_000) this.targets.clear(); // bounded: routes come and go
+      this.targets.set(baseUrl, target);
+    }
+    return target;
+  }
+
   private authHeader(backend: Backend): string | undefined {
     switch (backend.auth.kind) {
       case "bearer":
@@ -157,12 +170,14 @@ export class UpstreamClient {
     if (auth) headers.authorization = auth;
     if (extra.traceparent) headers.traceparent = extra.traceparent;
     try {
-      const response = await request(`${backend.baseUrl}${path}`, {
+      const { origin, prefix } = this.target(backend.baseUrl);
+      const response = await this.dispatcherFor(backend).request({
+        origin,
+        path: `${prefix}${path}`,
         method: "POST",
         headers,
         body,
         signal: extra.signal,
-        dispatcher: this.dispatcherFor(backend),
       });
       const contentType = String(response.headers["content-type"] ?? "");
       return { status: response.statusCode, contentType, body: response.body };

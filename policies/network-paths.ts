@@ -29,7 +29,7 @@ interface Peer {
 const toInt = (ip: string) => ip.split(".").reduce((n, o) => n * 256 + Number(o), 0) >>> 0;
 function inCidr(ip: string, cidr: string): boolean {
   const [base, bits] = cidr.split("/");
-  if (!base || !base.includes(".") || !ip.includes(".")) return false;
+  if (!base?.includes(".") || !ip.includes(".")) return false;
   const mask = Number(bits) === 0 ? 0 : (0xffffffff << (32 - Number(bits))) >>> 0;
   return (toInt(ip) & mask) === (toInt(base) & mask);
 }

@@ -260,10 +260,10 @@ describe("model variants (a weighted rollout)", () => {
     expect(await redis.hlen(keys.routes("m@b"))).toBe(1);
     expect(await redis.hlen(keys.routes("m@a"))).toBe(0);
     const args = fake.live()[0]!.args as string[];
-    const after = (flag: string) => args[args.indexOf(flag) + 1];
-    expect(after("--served-model-name")).toBe("m");
-    expect(after("--model")).toBe("o/m-next");
-    expect(after("--revision")).toBe(REV_B);
+    const argAfter = (flag: string) => args[args.indexOf(flag) + 1];
+    expect(argAfter("--served-model-name")).toBe("m");
+    expect(argAfter("--model")).toBe("o/m-next");
+    expect(argAfter("--revision")).toBe(REV_B);
   });
 
   it("the variants share the model's budget: their spend adds up against it", async () => {

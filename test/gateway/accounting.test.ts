@@ -2,8 +2,10 @@
  * What a replica writes to Redis about the requests it serves is batched: spend and request counters are summed in
  * memory and flushed periodically and on close; in-flight counts are one member per replica and worker.
  */
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inflightCountOfMember, ledgerMonth, workerOfInflightMember } from "../../core/protocol";
+import { CounterBatch } from "../../gateway/accounting";
 import { createHarness, type Harness } from "./harness";
 
 let h: Harness;
@@ -123,5 +125,42 @@ describe("in-flight counts for the controller", () => {
     await c.gateway.app.close();
     expect(await inflight("wc4")).toBe(0);
     await h.removeRoutes("cold");
+  });
+});
+
+describe("a counter flush that fails", () => {
+  it("keeps the increments and writes them with the next flush", async () => {
+    const written: Array<[string, string, number]> = [];
+    let failNext = true;
+    const redis = {
+      multi() {
+        const queued: Array<[string, string, number]> = [];
+        const tx = {
+          hincrby(key: string, field: string, by: number) {
+            queued.push([key, field, by]);
+            return tx;
+          },
+          async exec() {
+            if (failNext) {
+              failNext = false;
+              throw new Error("Connection is closed.");
+            }
+            written.push(...queued);
+            return queued.map(() => [null, 1]);
+          },
+        };
+        return tx;
+      },
+    } as unknown as Redis;
+    const errors: string[] = [];
+    const batch = new CounterBatch(redis, { flushMs: 60_000, onError: (e) => errors.push(e.message) });
+    batch.incr("m", "requests:model:x", 1);
+    batch.incr("m", "requests:model:x", 1);
+    await batch.flush();
+    expect(errors).toEqual(["Connection is closed."]);
+    expect(written).toEqual([]);
+    batch.incr("m", "requests:model:x", 1);
+    await batch.close();
+    expect(written).toEqual([["m", "requests:model:x", 3]]);
   });
 });

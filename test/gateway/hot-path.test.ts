@@ -1,7 +1,12 @@
+import { parseTraceParent as otelParseTraceParent } from "@opentelemetry/core";
 import { describe, expect, it } from "vitest";
+import { ledgerMonth } from "../../core/protocol";
+import { redisKeys } from "../../core/redis-keys";
+import { AbortFlag } from "../../gateway/abort";
 import { type AuditEntry, AuditLog } from "../../gateway/audit";
-import { usageOf } from "../../gateway/inference";
+import { spendMonthKey, usageOf } from "../../gateway/inference";
 import { SseUsageTap } from "../../gateway/sse";
+import { parseTraceParent } from "../../gateway/tracing";
 
 const usage = { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 };
 const answer = (rest: Record<string, unknown>) =>
@@ -135,5 +140,61 @@ describe("a batching audit log", () => {
     expect(log.dropped).toBe(4);
     drain?.();
     expect(writes).toHaveLength(2);
+  });
+});
+
+describe("the spend hash of a request's month", () => {
+  it("is the ledger's month key, across month and year ends and for each key prefix", () => {
+    const a = redisKeys("a:");
+    const b = redisKeys("b:");
+    for (const iso of [
+      "2026-11-30T23:59:59.999Z",
+      "2026-12-01T00:00:00.000Z",
+      "2026-12-31T23:59:59.999Z",
+      "2027-01-01T00:00:00.000Z",
+    ]) {
+      const ms = Date.parse(iso);
+      expect(spendMonthKey(a, ms)).toBe(a.spendMonth(ledgerMonth(ms)));
+      expect(spendMonthKey(b, ms)).toBe(b.spendMonth(ledgerMonth(ms)));
+    }
+    expect(spendMonthKey(a, Date.parse("2026-11-15T00:00:00Z"))).toBe("a:spend:month:2026-11");
+  });
+});
+
+describe("the request's abort flag", () => {
+  it("calls each listener once, not after it was removed, and says it aborted", () => {
+    const flag = new AbortFlag();
+    const calls: string[] = [];
+    const a = () => calls.push("a");
+    const b = () => calls.push("b");
+    flag.addEventListener("abort", a, { once: true });
+    flag.addEventListener("abort", b, { once: true });
+    flag.removeEventListener("abort", b);
+    expect(flag.aborted).toBe(false);
+    flag.abort();
+    flag.abort();
+    expect(flag.aborted).toBe(true);
+    expect(calls).toEqual(["a"]);
+    expect(flag.listenerCount("abort")).toBe(0);
+  });
+});
+
+describe("traceparent parsing without loading OpenTelemetry", () => {
+  it("agrees with @opentelemetry/core on valid, malformed and future-version headers", () => {
+    const cases = [
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+      " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 ",
+      "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+      "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+      "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+      "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+      "garbage",
+      "",
+    ];
+    for (const value of cases) expect(parseTraceParent(value), value).toEqual(otelParseTraceParent(value));
   });
 });
