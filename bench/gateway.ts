@@ -14,7 +14,13 @@
  *      /proc/<pid>/status (start, peak, end; "flat" compares the last quarter of the hold with the first).
  *      `concurrent` counts streams delivering tokens at the same moment, not requests merely sent.
  *
- *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--cpu-prof DIR]
+ *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--from-source] [--cpu-prof DIR]
+ *
+ * The gateway runs as it is deployed: an esbuild bundle of `gateway/main.ts` under plain `node`, with the
+ * Deployment's environment (`MALLOC_ARENA_MAX=2`); `--from-source` runs the sources through tsx instead (about
+ * 15 MB more resident memory for the transpiler and source maps). During the streams the gateway's own V8 heap and
+ * external memory are read from its `/metrics`, so growth can be told apart: heap growth is a leak, RSS growth
+ * with a flat heap is allocator fragmentation.
  *
  * `--quick` is a seconds-long smoke run; `--soak` holds the streams for 5 minutes, recycling each one every
  * 30 s; `--cpu-prof DIR` runs both gateway processes under `node --cpu-prof` and prints where their CPU time
@@ -38,9 +44,11 @@ import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { buildSync } from "esbuild";
 import { Redis } from "ioredis";
 import { Pool, request } from "undici";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../core/config";
+import { GATEWAY_PROCESS_ENV } from "../core/process-env";
 import { redisKeys } from "../core/redis-keys";
 import { ApiKeyStore } from "../gateway/keys";
 import { stackYaml } from "../test/stack-yaml";
@@ -59,6 +67,7 @@ const { values: args } = parseArgs({
     json: { type: "boolean", default: false },
     quick: { type: "boolean", default: false },
     soak: { type: "boolean", default: false },
+    "from-source": { type: "boolean", default: false },
     "cpu-prof": { type: "string" },
   },
 });
@@ -356,6 +365,29 @@ http {
   return { child, origin };
 }
 
+/**
+ * The gateway bundled as the RuntimeBundle component bundles it for the cluster (esbuild, CommonJS, minified),
+ * targeting this machine's Node; identifiers stay readable when profiling. Built once per run.
+ */
+function gatewayBundle(dir: string, readableNames: boolean): string {
+  const outfile = join(dir, "gateway.js");
+  if (existsSync(outfile)) return outfile;
+  buildSync({
+    entryPoints: [GATEWAY_ENTRY],
+    bundle: true,
+    platform: "node",
+    target: `node${process.versions.node.split(".")[0]}`,
+    format: "cjs",
+    minifyWhitespace: true,
+    minifySyntax: true,
+    minifyIdentifiers: !readableNames,
+    outfile,
+    legalComments: "none",
+    logLevel: "silent",
+  });
+  return outfile;
+}
+
 async function startGateway(
   dir: string,
   fakeOrigin: string,
@@ -373,23 +405,15 @@ async function startGateway(
   const port = await freePort();
   const profDir = args["cpu-prof"];
   const nodeFlags = profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir)}`] : [];
+  const entry = args["from-source"]
+    ? ["-r", "tsx/cjs", GATEWAY_ENTRY]
+    : [gatewayBundle(dir, profDir !== undefined)];
   // The audit log (one JSON line per request on stdout) goes to /dev/null.
   const child = startChild(
     "gateway",
     process.execPath,
-    [
-      ...nodeFlags,
-      "-r",
-      "tsx/cjs",
-      GATEWAY_ENTRY,
-      "--config",
-      configPath,
-      "--port",
-      String(port),
-      "--host",
-      "127.0.0.1",
-    ],
-    { env: { ...process.env, REDIS_URL }, stdout: "ignore" },
+    [...nodeFlags, ...entry, "--config", configPath, "--port", String(port), "--host", "127.0.0.1"],
+    { env: { ...process.env, ...GATEWAY_PROCESS_ENV, REDIS_URL }, stdout: "ignore" },
   );
   const origin = `http://127.0.0.1:${port}`;
   await waitFor("gateway", child, () => httpOk(`${origin}/readyz`));
@@ -611,12 +635,30 @@ interface StreamsResult {
   readonly rssFullMb: number;
   readonly rssPeakMb: number;
   readonly rssEndMb: number;
+  /** The gateway's V8 heap in use (`nodejs_heap_size_used_bytes`), MB: mean of the first and last quarter. */
+  readonly heapFirstMb: number;
+  readonly heapLastMb: number;
+  /** Memory outside the V8 heap that V8 knows of (buffers), MB: first and last quarter. */
+  readonly externalFirstMb: number;
+  readonly externalLastMb: number;
   readonly flat: boolean;
   /** Growth of the mean RSS from the first to the last quarter of the hold, MB. */
   readonly growthMb: number;
   readonly completed: number;
   readonly failed: number;
   readonly rampMs: number;
+}
+
+/** V8 heap in use and external memory of the gateway, MB, from its Prometheus default metrics. */
+async function gatewayHeap(origin: string): Promise<{ heapMb: number; externalMb: number }> {
+  const res = await request(`${origin}/metrics`);
+  const text = await res.body.text();
+  const gauge = (name: string): number => {
+    const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    if (!match) throw new Error(`${name} missing from /metrics`);
+    return Number(match[1]) / 1024 / 1024;
+  };
+  return { heapMb: gauge("nodejs_heap_size_used_bytes"), externalMb: gauge("nodejs_external_memory_bytes") };
 }
 
 /**
@@ -638,6 +680,7 @@ async function holdStreams(
     keepAliveTimeout: 60_000,
   });
   const samples: Array<{ at: number; mb: number }> = [];
+  const heap: Array<{ at: number; heapMb: number; externalMb: number }> = [];
   const t0 = Date.now();
   const holdEnd = t0 + plan.holdMs;
   let active = 0;
@@ -656,6 +699,16 @@ async function holdStreams(
       }
     },
     args.soak ? 1_000 : 250,
+  );
+  // The heap from the gateway's own metrics, less often: a scrape costs the gateway a little work.
+  const heapSampler = setInterval(
+    () => {
+      void gatewayHeap(gatewayOrigin).then(
+        (h) => heap.push({ at: Date.now(), ...h }),
+        () => undefined,
+      );
+    },
+    args.soak ? 10_000 : 2_000,
   );
   const reportTimer = setInterval(
     () =>
@@ -706,6 +759,7 @@ async function holdStreams(
   await Promise.all(lanes);
   await sleep(1_000);
   clearInterval(sampler);
+  clearInterval(heapSampler);
   clearInterval(reportTimer);
   const rssEndMb = rssMb(gatewayPid);
   await pool.close();
@@ -718,6 +772,9 @@ async function holdStreams(
   const firstQ = mean(hold.slice(0, quarter));
   const lastQ = mean(hold.slice(-quarter));
   const growthMb = lastQ - firstQ;
+  const heapHold = heap.filter((h) => h.at >= rampEnd && h.at <= Math.max(holdEnd, rampEnd + 1_000));
+  const heapQuarter = Math.max(1, Math.floor(heapHold.length / 4));
+  const meanOf = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
   const rssPeakMb = Math.max(rssStartMb, rssEndMb, ...samples.map((s) => s.mb));
   return {
     concurrent: maxActive,
@@ -725,6 +782,10 @@ async function holdStreams(
     rssFullMb: fullAt === undefined ? Number.NaN : (hold[0]?.mb ?? Number.NaN),
     rssPeakMb,
     rssEndMb,
+    heapFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.heapMb)),
+    heapLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.heapMb)),
+    externalFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.externalMb)),
+    externalLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.externalMb)),
     flat: hold.length >= 2 && growthMb <= Math.max(10, firstQ * 0.1),
     growthMb,
     completed,
@@ -884,7 +945,8 @@ function human(
     "",
     `streams (fresh gateway process): ${s.completed} completed, ${s.failed} failed; RSS start ${s.rssStartMb.toFixed(1)} MB, ` +
       `all open ${Number.isNaN(s.rssFullMb) ? "never" : `${s.rssFullMb.toFixed(1)} MB`}, peak ${s.rssPeakMb.toFixed(1)} MB, ` +
-      `end ${s.rssEndMb.toFixed(1)} MB`,
+      `end ${s.rssEndMb.toFixed(1)} MB; V8 heap used ${s.heapFirstMb.toFixed(1)} → ${s.heapLastMb.toFixed(1)} MB, ` +
+      `external ${s.externalFirstMb.toFixed(1)} → ${s.externalLastMb.toFixed(1)} MB (first → last quarter of the hold)`,
     `gateway RSS idle ${extra.idleRssMb.toFixed(1)} MB, after the latency and saturation runs ${extra.loadedRssMb.toFixed(1)} MB; ` +
       `load average at the end ${extra.load} (${cpus().length} CPUs)`,
   ].join("\n");

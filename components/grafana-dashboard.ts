@@ -130,15 +130,16 @@ export function renderDashboard(input: DashboardInput): Record<string, unknown> 
     {
       type: "timeseries",
       title: "Cold starts",
-      description: "Cold starts per hour and their p95 duration, per model and provider.",
+      description:
+        "Cold starts per hour and their p95 duration, per model, provider and weight cache (hit or miss).",
       targets: [
         {
-          expr: `sum by (model, provider) (increase(${m.coldStartLatencySeconds.name}_count{${ns}}[1h]))`,
-          legendFormat: "starts/h {{model}} {{provider}}",
+          expr: `sum by (model, provider, cache) (increase(${m.coldStartLatencySeconds.name}_count{${ns}}[1h]))`,
+          legendFormat: "starts/h {{model}} {{provider}} cache {{cache}}",
         },
         {
-          expr: `histogram_quantile(0.95, sum by (le, model, provider) (rate(${m.coldStartLatencySeconds.name}_bucket{${ns}}[1h])))`,
-          legendFormat: "p95 s {{model}} {{provider}}",
+          expr: `histogram_quantile(0.95, sum by (le, model, provider, cache) (rate(${m.coldStartLatencySeconds.name}_bucket{${ns}}[1h])))`,
+          legendFormat: "p95 s {{model}} {{provider}} cache {{cache}}",
         },
       ],
       fieldConfig: { defaults: { min: 0 }, overrides: [] },

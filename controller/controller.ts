@@ -138,6 +138,8 @@ export class Controller {
   private readonly probe: (baseUrl: string, token: string, pin?: CertificatePin) => Promise<boolean>;
   private readonly issueCertificate: (workerId: string) => WorkerCertificate;
   private readonly coldStarts = new Map<string, ColdStartEstimate>();
+  /** Weight-cache entries (`weightCacheEntry`) some worker has loaded: the next cold start from them is a hit. */
+  private readonly cachesLoaded = new Set<string>();
   private readonly idleGaps = new Map<string, IdleGapHistory>();
   /** Provisions under way in this process (worker ids), so a tick does not start one twice. */
   private readonly provisioning = new Set<string>();
@@ -190,6 +192,12 @@ export class Controller {
   async start(): Promise<void> {
     this.running = true;
     this.zeroMetrics();
+    try {
+      for (const entry of await this.deps.redis.hkeys(this.keys.weightCacheLoaded))
+        this.cachesLoaded.add(entry);
+    } catch {
+      // unknown until the next worker is ready: keep-alive assumes a miss meanwhile, the costlier restart
+    }
     this.subscriber = this.deps.redis.duplicate();
     this.subscriber.on("error", () => undefined);
     this.subscriber.on("message", (_channel: string, message: string) => {
@@ -218,8 +226,12 @@ export class Controller {
       for (const kind of kinds) m.providerErrors.inc({ provider, kind }, 0);
     }
     for (const model of this.config.models)
-      for (const provider of model.providers)
-        if (this.deps.adapters[provider]) m.coldStart.zero({ model: model.name, provider });
+      for (const provider of model.providers) {
+        if (!this.deps.adapters[provider]) continue;
+        m.coldStart.zero({ model: model.name, provider, cache: "miss" });
+        if (this.weightCacheEntry(model, provider))
+          m.coldStart.zero({ model: model.name, provider, cache: "hit" });
+      }
   }
 
   /**
@@ -347,15 +359,22 @@ export class Controller {
     const key = `${model.name}/${provider}`;
     const history = this.idleGaps.get(key) ?? new IdleGapHistory();
     this.idleGaps.set(key, history);
+    // the restart a scale-down risks is a cache hit once some worker has filled the cache
+    const entry = this.weightCacheEntry(model, provider);
+    const cache = entry && this.cachesLoaded.has(entry) ? "hit" : "miss";
     return keepAliveFor(model, {
-      coldStartSeconds: this.coldStartOf(model.name, provider).seconds,
+      coldStartSeconds: this.coldStartOf(model.name, provider, cache).seconds,
       billing: PROVIDERS[provider].billing,
       history,
     });
   }
 
-  private coldStartOf(model: string, provider: ConfigurableProviderId): ColdStartEstimate {
-    const key = `${model}/${provider}`;
+  private coldStartOf(
+    model: string,
+    provider: ConfigurableProviderId,
+    cache: "hit" | "miss",
+  ): ColdStartEstimate {
+    const key = `${model}/${provider}/${cache}`;
     const estimate =
       this.coldStarts.get(key) ?? new ColdStartEstimate(PROVIDERS[provider].coldStart.p50Seconds);
     this.coldStarts.set(key, estimate);
@@ -539,13 +558,44 @@ export class Controller {
     return offers;
   }
 
+  /** The provider's weight cache as it holds this model's pinned weights, or undefined without a cache. */
+  private weightCacheEntry(model: ModelConfig, provider: ConfigurableProviderId): string | undefined {
+    const settings = this.config.providers[provider] as { weightCache?: { mirrorUrl: string } } | undefined;
+    const mirror = settings?.weightCache?.mirrorUrl;
+    return mirror ? `${mirror}|${model.source}@${model.revision ?? "main"}` : undefined;
+  }
+
+  /**
+   * Whether a worker that just became ready found its weights in the cache: a hit when another worker had
+   * loaded them before this one was created (two workers booting together both miss). Records the first load.
+   */
+  private async coldStartCache(
+    model: ModelConfig,
+    worker: WorkerRecord,
+    now: number,
+  ): Promise<"hit" | "miss"> {
+    const entry = this.weightCacheEntry(model, worker.provider);
+    if (!entry) return "miss";
+    this.cachesLoaded.add(entry);
+    try {
+      const key = this.keys.weightCacheLoaded;
+      const answers = await this.deps.redis.multi().hsetnx(key, entry, String(now)).hget(key, entry).exec();
+      const loadedAt = Number(answers?.[1]?.[1]);
+      return Number.isFinite(loadedAt) && loadedAt < worker.createdAtMs ? "hit" : "miss";
+    } catch {
+      return "miss"; // Redis unreachable for a moment: counted as the costlier case, the worker serves anyway
+    }
+  }
+
   private spec(
     model: ModelConfig,
     worker: WorkerRecord,
     provider: ConfigurableProviderId,
     tlsKeyPem: string | undefined,
   ): WorkerSpec {
-    const settings = this.config.providers[provider] as { image?: string } | undefined;
+    const settings = this.config.providers[provider] as
+      | { image?: string; weightCache?: { mirrorUrl: string } }
+      | undefined;
     const pin = pinOf({ ...worker, provider });
     return {
       workerId: worker.id,
@@ -562,6 +612,7 @@ export class Controller {
       port: 8000,
       workerToken: worker.token,
       env: this.deps.workerEnv ?? {},
+      ...(settings?.weightCache ? { weightCache: { mirrorUrl: settings.weightCache.mirrorUrl } } : {}),
       ...(pin && tlsKeyPem ? { tls: { certPem: pin.certPem, keyPem: tlsKeyPem } } : {}),
     };
   }
@@ -735,9 +786,15 @@ export class Controller {
         });
         await this.registry.publishRoute(ready, model.targetConcurrency);
         const coldStart = (now - worker.createdAtMs) / 1000;
-        this.coldStartOf(model.name, worker.provider).observe(coldStart);
-        this.deps.metrics.coldStart.observe({ model: model.name, provider: worker.provider }, coldStart);
-        this.log(`controller: ${model.name}: worker ${worker.id} ready after ${coldStart.toFixed(1)}s`);
+        const cache = await this.coldStartCache(model, worker, now);
+        this.coldStartOf(model.name, worker.provider, cache).observe(coldStart);
+        this.deps.metrics.coldStart.observe(
+          { model: model.name, provider: worker.provider, cache },
+          coldStart,
+        );
+        this.log(
+          `controller: ${model.name}: worker ${worker.id} ready after ${coldStart.toFixed(1)}s (weight cache ${cache})`,
+        );
         return ready;
       }
       case "ready": {

@@ -46,8 +46,8 @@ export const METRICS = {
   coldStartLatencySeconds: metric({
     name: "aiorch_cold_start_latency_seconds",
     type: "histogram",
-    help: "From provision request to the worker answering its health check",
-    labels: ["model", "provider"],
+    help: "From provision request to the worker answering its health check; cache: whether its weights came from the provider's weight cache (hit) or the model hub (miss)",
+    labels: ["model", "provider", "cache"],
     buckets: [1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200],
   }),
   // ── queue and workers ──

@@ -98,6 +98,11 @@ export interface RedisKeys {
   variantWeights(model: string): string;
   /** Pub/sub channel: variant weights changed (gateways re-read them at once). */
   readonly variantWeightsChannel: string;
+  /**
+   * Hash: weights known to be in a weight cache, `<mirror URL>|<source>@<revision>` → ms when a worker first
+   * became ready from it; a cold start that began after that time was a cache hit.
+   */
+  readonly weightCacheLoaded: string;
 }
 
 export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
@@ -132,6 +137,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     scaleDecisions: `${prefix}decisions`,
     variantWeights: (model) => `${prefix}weights:${tag(model)}`,
     variantWeightsChannel: `${prefix}weights-changed`,
+    weightCacheLoaded: `${prefix}weight-cache`,
   };
 }
 

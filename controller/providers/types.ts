@@ -114,6 +114,11 @@ export interface WorkerSpec {
   /** Extra environment for the engine (e.g. HF_TOKEN); values are secrets. */
   readonly env: Readonly<Record<string, string>>;
   /**
+   * The provider's weight cache (`providers.<id>.weightCache`): a Hugging Face mirror the engine downloads from
+   * instead of the Hub. Without one every cold start downloads from the Hub.
+   */
+  readonly weightCache?: { readonly mirrorUrl: string };
+  /**
    * TLS for the engine's port: the certificate the controller issued for this worker and pins, and its private
    * key. The key is a secret (never logged, never in an error message, never stored by the controller); it
    * reaches the worker only through the provider's environment/startup. Only engines for which
@@ -228,6 +233,32 @@ export function engineServesTls(engine: Engine): boolean {
   return engine === "vllm";
 }
 
+/**
+ * The engine's download directory inside the container: weights land here (vLLM `--download-dir`, TGI's
+ * `HUGGINGFACE_HUB_CACHE`, Ollama's `OLLAMA_MODELS`), on the instance's own disk, which goes with the instance.
+ */
+export const ENGINE_DOWNLOAD_DIR = "/aiorch/weights";
+
+/** Environment that points an engine's downloads at the download dir and, with a weight cache, at the mirror. */
+function downloadEnv(spec: WorkerSpec): Record<string, string> {
+  switch (spec.engine) {
+    case "vllm":
+      // huggingface_hub reads HF_ENDPOINT; HF_HOME keeps its other files (token, xet cache) beside the weights
+      return {
+        HF_HOME: `${ENGINE_DOWNLOAD_DIR}/hf`,
+        ...(spec.weightCache ? { HF_ENDPOINT: spec.weightCache.mirrorUrl } : {}),
+      };
+    case "tgi":
+      return {
+        HUGGINGFACE_HUB_CACHE: ENGINE_DOWNLOAD_DIR,
+        ...(spec.weightCache ? { HF_ENDPOINT: spec.weightCache.mirrorUrl } : {}),
+      };
+    case "ollama":
+      // Ollama pulls from its own registry, not the Hub: a Hugging Face mirror does not apply
+      return { OLLAMA_MODELS: ENGINE_DOWNLOAD_DIR };
+  }
+}
+
 /** Where the vLLM start-up script writes the worker's certificate and key inside the container. */
 export const TLS_DIR = "/tmp/aiorch-tls";
 /** Environment that carries the certificate and key to the start-up script (base64 of the PEM, one line). */
@@ -268,11 +299,13 @@ export function engineLaunch(spec: WorkerSpec): EngineLaunch {
         "--tensor-parallel-size",
         String(spec.gpuCount),
         ...(spec.maxModelLen ? ["--max-model-len", String(spec.maxModelLen)] : []),
+        "--download-dir",
+        ENGINE_DOWNLOAD_DIR,
         "--api-key",
         spec.workerToken,
         ...spec.engineArgs,
       ];
-      if (!spec.tls) return { args, env: {}, authEnforced: true };
+      if (!spec.tls) return { args, env: downloadEnv(spec), authEnforced: true };
       return {
         entrypoint: "/bin/sh",
         args: [
@@ -286,6 +319,7 @@ export function engineLaunch(spec: WorkerSpec): EngineLaunch {
           `${TLS_DIR}/key.pem`,
         ],
         env: {
+          ...downloadEnv(spec),
           [TLS_ENV.cert]: Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
           [TLS_ENV.key]: Buffer.from(spec.tls.keyPem, "utf8").toString("base64"),
         },
@@ -309,13 +343,13 @@ export function engineLaunch(spec: WorkerSpec): EngineLaunch {
           spec.workerToken,
           ...spec.engineArgs,
         ],
-        env: {},
+        env: downloadEnv(spec),
         authEnforced: true,
       };
     case "ollama":
       return {
         args: ["serve", ...spec.engineArgs],
-        env: { OLLAMA_HOST: `0.0.0.0:${port}` },
+        env: { ...downloadEnv(spec), OLLAMA_HOST: `0.0.0.0:${port}` },
         authEnforced: false,
       };
   }

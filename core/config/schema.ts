@@ -173,11 +173,28 @@ export function weightCacheDataCenter(r: z.output<typeof runpodServerlessSchema>
   return r.weightCache ? (r.weightCache.dataCenter ?? r.dataCenters[0]) : undefined;
 }
 
+/**
+ * Weight cache of an instance provider (a fresh VM or container per worker): a Hugging Face–compatible mirror
+ * (a pull-through cache the team runs near the provider) the engine downloads from instead of the Hub, via
+ * `HF_ENDPOINT`. The mirror fetches each pinned revision from the Hub once; later cold starts hit it.
+ */
+export const instanceWeightCacheSchema = z.strictObject({
+  /** https URL of the mirror; the engine sends it HF_TOKEN, so it must be TLS and trusted like the Hub. */
+  mirrorUrl: z.url({
+    protocol: /^https$/,
+    error: (issue) =>
+      issue.input === undefined
+        ? "is required: the https URL of a Hugging Face mirror, e.g. https://hf-mirror.internal.example.com"
+        : `${quoted(issue.input)} is not an https URL; the engine sends the mirror HF_TOKEN, so it must be TLS (https://…)`,
+  }),
+});
+
 export const runpodPodSchema = z.strictObject({
   cloud: runpodCloud,
   dataCenters: z.array(z.string()).default([]),
   image: z.string().optional(),
   apiBase: httpUrl().optional(),
+  weightCache: instanceWeightCacheSchema.optional(),
 });
 
 export const vastaiSchema = z.strictObject({
@@ -189,6 +206,7 @@ export const vastaiSchema = z.strictObject({
   image: z.string().optional(),
   diskGb: positiveInt("disk in GB for image and weights").default(60),
   apiBase: httpUrl().optional(),
+  weightCache: instanceWeightCacheSchema.optional(),
 });
 
 const datacrunchLocations = PROVIDERS.datacrunch.clouds.default!.regions.map((r) => r.id) as [
@@ -202,6 +220,7 @@ export const datacrunchSchema = z.strictObject({
   osImage: z.string().default("ubuntu-24.04-cuda-12.8-open-docker"),
   image: z.string().optional(),
   apiBase: httpUrl().optional(),
+  weightCache: instanceWeightCacheSchema.optional(),
 });
 
 export const localSchema = z.strictObject({

@@ -63,14 +63,16 @@ function controller(
     config?: RuntimeConfig;
     holder?: string;
     tickMs?: number;
-  } & Partial<Pick<ControllerDeps, "adapters" | "probe" | "issueCertificate" | "healthCheckMs">> = {},
+  } & Partial<
+    Pick<ControllerDeps, "adapters" | "probe" | "issueCertificate" | "healthCheckMs" | "metrics">
+  > = {},
 ): Controller {
   const cfg = options.config ?? config;
   const c = new Controller({
     config: cfg,
     redis,
     adapters: options.adapters ?? { vastai: vastAdapter(cfg) },
-    metrics: new ControllerMetrics({ defaultMetrics: false }),
+    metrics: options.metrics ?? new ControllerMetrics({ defaultMetrics: false }),
     log: (line) => logs.push(line),
     tickMs: options.tickMs ?? 50,
     reconcileMs: 60_000,
@@ -275,6 +277,57 @@ describe("model variants (a weighted rollout)", () => {
     await c.tick();
     expect(fake.live()).toHaveLength(0);
     expect(await redis.hget(keys.budgetBlocked, "m")).toBe("model m reached its monthly budget of $10");
+  });
+});
+
+describe("weight cache (a Hugging Face mirror for instance providers)", () => {
+  const MIRROR = "https://hf-mirror.example.com";
+  const REV = "c".repeat(40);
+
+  it("the engine downloads into its download dir from the mirror; the first cold start misses, the next hits", async () => {
+    const cfg = stack({
+      providers: `{ vastai: { apiBase: "${fake.apiBase}", maxUsdPerHour: 0.5, weightCache: { mirrorUrl: "${MIRROR}" } } }`,
+      models: `[{ name: m, kind: chat, source: o/m, revision: ${REV}, gpu: [RTX_3090], providers: [vastai],
+        maxWorkers: 1, targetConcurrency: 1, idleTimeoutSeconds: 1 }]`,
+    });
+    const metrics = new ControllerMetrics({ defaultMetrics: false });
+    const c = controller({ config: cfg, metrics });
+    await c.start();
+    const coldStarts = async (cache: string) => {
+      const text = await metrics.registry.metrics();
+      const match = new RegExp(
+        `aiorch_cold_start_latency_seconds_count\\{[^}]*cache="${cache}"[^}]*\\} (\\d+)`,
+      ).exec(text);
+      return Number(match?.[1] ?? Number.NaN);
+    };
+    expect([await coldStarts("miss"), await coldStarts("hit")]).toEqual([0, 0]);
+
+    for (const expected of ["miss", "hit"]) {
+      const requestId = await waitRequest();
+      await until("a ready worker", async () => (await redis.hlen(keys.routes("m"))) === 1);
+      const instance = fake.live()[0]!;
+      expect(instance.env.HF_ENDPOINT).toBe(MIRROR);
+      const args = instance.args as string[];
+      expect(args[args.indexOf("--download-dir") + 1]).toBe("/aiorch/weights");
+      expect(logs.join("\n")).toContain(`(weight cache ${expected})`);
+      await redis.zrem(keys.waiting("m"), requestId);
+      await until("scale to zero", async () => fake.live().length === 0 && (await live()).length === 0);
+    }
+    expect([await coldStarts("miss"), await coldStarts("hit")]).toEqual([1, 1]);
+    // the record outlives the controller: a restarted one knows the mirror holds this revision
+    expect(Object.keys(await redis.hgetall(keys.weightCacheLoaded))).toEqual([`${MIRROR}|o/m@${REV}`]);
+  });
+
+  it("without a weight cache every cold start downloads from the Hub: a miss, and no mirror is passed", async () => {
+    const metrics = new ControllerMetrics({ defaultMetrics: false });
+    const c = controller({ metrics });
+    await c.start();
+    await waitRequest();
+    await until("a ready worker", async () => (await redis.hlen(keys.routes("m"))) === 1);
+    expect(fake.live()[0]!.env.HF_ENDPOINT).toBeUndefined();
+    expect(logs.join("\n")).toContain("(weight cache miss)");
+    expect(await metrics.registry.metrics()).not.toContain('cache="hit"');
+    expect(await redis.hlen(keys.weightCacheLoaded)).toBe(0);
   });
 });
 

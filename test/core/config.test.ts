@@ -419,3 +419,29 @@ describe("RunPod weight cache", () => {
     ).toMatch(/at most 4096 GB/);
   });
 });
+
+describe("instance providers' weight cache (a Hugging Face mirror)", () => {
+  const vast = (settings: string) =>
+    stackYaml({
+      providers: `{ vastai: ${settings} }`,
+      models: "[{ name: a, kind: chat, source: o/a, gpu: [RTX_3090], providers: [vastai] }]",
+    });
+  it("takes an https mirror into the runtime config", () => {
+    const cfg = load(vast('{ weightCache: { mirrorUrl: "https://hf.example.com" } }')).config;
+    expect(cfg.providers.vastai?.weightCache).toEqual({ mirrorUrl: "https://hf.example.com" });
+  });
+  it("refuses a plain-http mirror (it would receive HF_TOKEN in the clear) and names the fix", () => {
+    expect(
+      messageFor(
+        problemsOf(vast('{ weightCache: { mirrorUrl: "http://hf.example.com" } }')),
+        "ai-orchestrator:providers.vastai.weightCache.mirrorUrl",
+      ),
+    ).toMatch(/not an https URL.*HF_TOKEN/);
+    expect(
+      messageFor(
+        problemsOf(vast("{ weightCache: {} }")),
+        "ai-orchestrator:providers.vastai.weightCache.mirrorUrl",
+      ),
+    ).toMatch(/is required: the https URL of a Hugging Face mirror/);
+  });
+});

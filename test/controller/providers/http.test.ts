@@ -14,6 +14,7 @@ import {
   shapeOf,
 } from "../../../controller/providers/http";
 import {
+  ENGINE_DOWNLOAD_DIR,
   engineLaunch,
   engineServesTls,
   instanceTag,
@@ -233,11 +234,14 @@ describe("tags and engine launch", () => {
       "2",
       "--max-model-len",
       "4096",
+      "--download-dir",
+      "/aiorch/weights",
       "--api-key",
       "tok it's",
       "--x",
     ]);
     expect(vllm.authEnforced).toBe(true);
+    expect(vllm.env).toEqual({ HF_HOME: "/aiorch/weights/hf" });
     const tgi = engineLaunch({ ...base, engine: "tgi" });
     expect(tgi.args).toEqual(
       expect.arrayContaining(["--model-id", "org/model", "--num-shard", "2", "--api-key"]),
@@ -245,6 +249,26 @@ describe("tags and engine launch", () => {
     const ollama = engineLaunch({ ...base, engine: "ollama" });
     expect(ollama).toMatchObject({ authEnforced: false, env: { OLLAMA_HOST: "0.0.0.0:9000" } });
     expect(shellJoin(["a b", "it's", "plain"])).toBe(`'a b' 'it'"'"'s' plain`);
+  });
+
+  it("each engine downloads into the download dir; with a weight cache vLLM and TGI fetch from the mirror", () => {
+    const cached = { ...base, weightCache: { mirrorUrl: "https://mirror.example" } };
+    expect(engineLaunch(cached).env).toEqual({
+      HF_HOME: `${ENGINE_DOWNLOAD_DIR}/hf`,
+      HF_ENDPOINT: "https://mirror.example",
+    });
+    expect(engineLaunch({ ...cached, engine: "tgi" }).env).toEqual({
+      HUGGINGFACE_HUB_CACHE: ENGINE_DOWNLOAD_DIR,
+      HF_ENDPOINT: "https://mirror.example",
+    });
+    expect(engineLaunch({ ...base, engine: "tgi" }).env).toEqual({
+      HUGGINGFACE_HUB_CACHE: ENGINE_DOWNLOAD_DIR,
+    });
+    // Ollama pulls from its own registry: the Hub mirror does not apply, the download dir does
+    expect(engineLaunch({ ...cached, engine: "ollama" }).env).toEqual({
+      OLLAMA_MODELS: ENGINE_DOWNLOAD_DIR,
+      OLLAMA_HOST: "0.0.0.0:9000",
+    });
   });
 });
 
