@@ -14,7 +14,8 @@
  *      /proc/<pid>/status (start, peak, end; "flat" compares the last quarter of the hold with the first).
  *      `concurrent` counts streams delivering tokens at the same moment, not requests merely sent.
  *
- *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--from-source] [--cpu-prof DIR]
+ *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--streams-only] [--hold-seconds N] [--from-source]
+ *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR]
  *
  * The gateway runs as it is deployed: an esbuild bundle of `gateway/main.ts` under plain `node`, with the
  * Deployment's environment (`MALLOC_ARENA_MAX=2`); `--from-source` runs the sources through tsx instead (about
@@ -22,7 +23,8 @@
  * external memory are read from its `/metrics`, so growth can be told apart: heap growth is a leak, RSS growth
  * with a flat heap is allocator fragmentation.
  *
- * `--quick` is a seconds-long smoke run; `--soak` holds the streams for 5 minutes, recycling each one every
+ * `--streams-only` runs only step 3's concurrent streams (memory experiments); `--hold-seconds` sets how long the streams are held; `--gateway-node-flags` replaces the Deployment's node flags
+ * (GATEWAY_NODE_FLAGS) to try others against the same load; `=""` runs without any. `--quick` is a seconds-long smoke run; `--soak` holds the streams for 5 minutes, recycling each one every
  * 30 s; `--cpu-prof DIR` runs both gateway processes under `node --cpu-prof` and prints where their CPU time
  * went (self time by package and by function; the first profile is the latency + saturation one). Progress
  * goes to stderr; stdout gets the table, or with `--json` exactly `{ direct, nginx, gateway, addedP50Ms,
@@ -48,7 +50,7 @@ import { buildSync } from "esbuild";
 import { Redis } from "ioredis";
 import { Pool, request } from "undici";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../core/config";
-import { GATEWAY_PROCESS_ENV } from "../core/process-env";
+import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../core/process-env";
 import { redisKeys } from "../core/redis-keys";
 import { ApiKeyStore } from "../gateway/keys";
 import { stackYaml } from "../test/stack-yaml";
@@ -68,6 +70,9 @@ const { values: args } = parseArgs({
     quick: { type: "boolean", default: false },
     soak: { type: "boolean", default: false },
     "from-source": { type: "boolean", default: false },
+    "hold-seconds": { type: "string" },
+    "streams-only": { type: "boolean", default: false },
+    "gateway-node-flags": { type: "string" },
     "cpu-prof": { type: "string" },
   },
 });
@@ -98,7 +103,13 @@ const plan: Plan = {
   ttftMs: 5,
   streams: 1_000,
   streamMs: args.quick ? 4_000 : 30_000,
-  holdMs: args.quick ? 4_000 : args.soak ? 300_000 : 30_000,
+  holdMs: args["hold-seconds"]
+    ? Number(args["hold-seconds"]) * 1000
+    : args.quick
+      ? 4_000
+      : args.soak
+        ? 300_000
+        : 30_000,
   interTokenMs: args.quick ? 100 : 200,
 };
 
@@ -404,7 +415,10 @@ async function startGateway(
   writeFileSync(configPath, JSON.stringify(config));
   const port = await freePort();
   const profDir = args["cpu-prof"];
-  const nodeFlags = profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir)}`] : [];
+  const nodeFlags = [
+    ...(args["gateway-node-flags"]?.split(/\s+/).filter(Boolean) ?? GATEWAY_NODE_FLAGS),
+    ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir)}`] : []),
+  ];
   const entry = args["from-source"]
     ? ["-r", "tsx/cjs", GATEWAY_ENTRY]
     : [gatewayBundle(dir, profDir !== undefined)];
@@ -413,7 +427,14 @@ async function startGateway(
     "gateway",
     process.execPath,
     [...nodeFlags, ...entry, "--config", configPath, "--port", String(port), "--host", "127.0.0.1"],
-    { env: { ...process.env, ...GATEWAY_PROCESS_ENV, REDIS_URL }, stdout: "ignore" },
+    {
+      env: {
+        ...process.env,
+        ...GATEWAY_PROCESS_ENV,
+        REDIS_URL,
+      },
+      stdout: "ignore",
+    },
   );
   const origin = `http://127.0.0.1:${port}`;
   await waitFor("gateway", child, () => httpOk(`${origin}/readyz`));
@@ -635,9 +656,14 @@ interface StreamsResult {
   readonly rssFullMb: number;
   readonly rssPeakMb: number;
   readonly rssEndMb: number;
+  /** Every RSS sample of the hold, MB, in order. */
+  readonly rssSamplesMb: number[];
   /** The gateway's V8 heap in use (`nodejs_heap_size_used_bytes`), MB: mean of the first and last quarter. */
   readonly heapFirstMb: number;
   readonly heapLastMb: number;
+  /** The V8 heap committed (`nodejs_heap_size_total_bytes`), MB: first and last quarter. */
+  readonly heapTotalFirstMb: number;
+  readonly heapTotalLastMb: number;
   /** Memory outside the V8 heap that V8 knows of (buffers), MB: first and last quarter. */
   readonly externalFirstMb: number;
   readonly externalLastMb: number;
@@ -650,7 +676,9 @@ interface StreamsResult {
 }
 
 /** V8 heap in use and external memory of the gateway, MB, from its Prometheus default metrics. */
-async function gatewayHeap(origin: string): Promise<{ heapMb: number; externalMb: number }> {
+async function gatewayHeap(
+  origin: string,
+): Promise<{ heapMb: number; heapTotalMb: number; externalMb: number }> {
   const res = await request(`${origin}/metrics`);
   const text = await res.body.text();
   const gauge = (name: string): number => {
@@ -658,7 +686,28 @@ async function gatewayHeap(origin: string): Promise<{ heapMb: number; externalMb
     if (!match) throw new Error(`${name} missing from /metrics`);
     return Number(match[1]) / 1024 / 1024;
   };
-  return { heapMb: gauge("nodejs_heap_size_used_bytes"), externalMb: gauge("nodejs_external_memory_bytes") };
+  return {
+    heapMb: gauge("nodejs_heap_size_used_bytes"),
+    heapTotalMb: gauge("nodejs_heap_size_total_bytes"),
+    externalMb: gauge("nodejs_external_memory_bytes"),
+  };
+}
+
+/** The gateway's event-loop delay (max, p99) and GC pauses by kind since it started, from its default metrics. */
+async function gatewayPauses(origin: string): Promise<string> {
+  const res = await request(`${origin}/metrics`);
+  const text = await res.body.text();
+  const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? Number.NaN);
+  const ms = (seconds: number) => `${(seconds * 1000).toFixed(1)} ms`;
+  const gc = ["minor", "major", "incremental", "weakcb"].map((kind) => {
+    const count = value(new RegExp(`^nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\S+)$`, "m"));
+    const sum = value(new RegExp(`^nodejs_gc_duration_seconds_sum\\{kind="${kind}"\\} (\\S+)$`, "m"));
+    return Number.isNaN(count) ? `${kind} —` : `${kind} ${count}× ${ms(sum)}`;
+  });
+  return (
+    `event-loop delay max ${ms(value(/^nodejs_eventloop_lag_max_seconds (\S+)$/m))}, ` +
+    `p99 ${ms(value(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m))}; GC ${gc.join(", ")}`
+  );
 }
 
 /**
@@ -680,7 +729,7 @@ async function holdStreams(
     keepAliveTimeout: 60_000,
   });
   const samples: Array<{ at: number; mb: number }> = [];
-  const heap: Array<{ at: number; heapMb: number; externalMb: number }> = [];
+  const heap: Array<{ at: number; heapMb: number; heapTotalMb: number; externalMb: number }> = [];
   const t0 = Date.now();
   const holdEnd = t0 + plan.holdMs;
   let active = 0;
@@ -782,8 +831,11 @@ async function holdStreams(
     rssFullMb: fullAt === undefined ? Number.NaN : (hold[0]?.mb ?? Number.NaN),
     rssPeakMb,
     rssEndMb,
+    rssSamplesMb: samples.map((s) => s.mb),
     heapFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.heapMb)),
     heapLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.heapMb)),
+    heapTotalFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.heapTotalMb)),
+    heapTotalLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.heapTotalMb)),
     externalFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.externalMb)),
     externalLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.externalMb)),
     flat: hold.length >= 2 && growthMb <= Math.max(10, firstQ * 0.1),
@@ -792,6 +844,38 @@ async function holdStreams(
     failed,
     rampMs: (fullAt ?? Number.NaN) - t0,
   };
+}
+
+/** Step 3's memory part: a fresh gateway process, `plan.streams` streams held through it for `plan.holdMs`. */
+async function streamsOnFreshGateway(
+  dir: string,
+  fakeOrigin: string,
+  prefix: string,
+  headers: Record<string, string>,
+): Promise<StreamsResult> {
+  const gateway = await startGateway(dir, fakeOrigin, prefix);
+  const pid = gateway.child.proc.pid!;
+  progress(`gateway on ${gateway.origin} (pid ${pid}, idle RSS ${rssMb(pid).toFixed(1)} MB)`);
+  await configureFake(fakeOrigin, { ttftMs: 0, interTokenDelayMs: plan.interTokenMs });
+  progress(
+    `streams: ${plan.streams} concurrent through the gateway, ${plan.streamMs / 1000} s each (a token every ${plan.interTokenMs} ms), held ${plan.holdMs / 1000} s`,
+  );
+  const streams = await holdStreams(gateway.origin, pid, headers);
+  progress(
+    `  ${streams.concurrent} concurrent (${Number.isNaN(streams.rampMs) ? "never all open" : `all open after ${streams.rampMs.toFixed(0)} ms`}), RSS peak ${streams.rssPeakMb.toFixed(1)} MB, ` +
+      `growth over the hold ${streams.growthMb.toFixed(1)} MB`,
+  );
+  return streams;
+}
+
+function streamsLine(s: StreamsResult): string {
+  return (
+    `streams (fresh gateway process): ${s.completed} completed, ${s.failed} failed; RSS start ${s.rssStartMb.toFixed(1)} MB, ` +
+    `all open ${Number.isNaN(s.rssFullMb) ? "never" : `${s.rssFullMb.toFixed(1)} MB`}, peak ${s.rssPeakMb.toFixed(1)} MB, ` +
+    `end ${s.rssEndMb.toFixed(1)} MB; V8 heap used ${s.heapFirstMb.toFixed(1)} → ${s.heapLastMb.toFixed(1)} MB ` +
+    `(committed ${s.heapTotalFirstMb.toFixed(1)} → ${s.heapTotalLastMb.toFixed(1)} MB), ` +
+    `external ${s.externalFirstMb.toFixed(1)} → ${s.externalLastMb.toFixed(1)} MB (first → last quarter of the hold)`
+  );
 }
 
 // ── CPU profile summary (--cpu-prof) ──────────────────────────────────────────────────────────────────────
@@ -943,10 +1027,7 @@ function human(
     "",
     table(targets),
     "",
-    `streams (fresh gateway process): ${s.completed} completed, ${s.failed} failed; RSS start ${s.rssStartMb.toFixed(1)} MB, ` +
-      `all open ${Number.isNaN(s.rssFullMb) ? "never" : `${s.rssFullMb.toFixed(1)} MB`}, peak ${s.rssPeakMb.toFixed(1)} MB, ` +
-      `end ${s.rssEndMb.toFixed(1)} MB; V8 heap used ${s.heapFirstMb.toFixed(1)} → ${s.heapLastMb.toFixed(1)} MB, ` +
-      `external ${s.externalFirstMb.toFixed(1)} → ${s.externalLastMb.toFixed(1)} MB (first → last quarter of the hold)`,
+    streamsLine(s),
     `gateway RSS idle ${extra.idleRssMb.toFixed(1)} MB, after the latency and saturation runs ${extra.loadedRssMb.toFixed(1)} MB; ` +
       `load average at the end ${extra.load} (${cpus().length} CPUs)`,
   ].join("\n");
@@ -955,6 +1036,7 @@ function human(
 // ── main ──────────────────────────────────────────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
+  if (!(plan.holdMs > 0)) throw new Error(`--hold-seconds must be a positive number of seconds`);
   const missing = ["wrk", "nginx"].filter((t) => !which(t));
   if (missing.length > 0)
     throw new Error(`${missing.join(" and ")} not found: apt-get install wrk nginx-light`);
@@ -1002,6 +1084,18 @@ async function main(): Promise<void> {
   const origins = { direct: fake.origin, nginx: nginx.origin, gateway: gateway.origin } as const;
   const pathNames = ["direct", "nginx", "gateway"] as const;
 
+  if (args["streams-only"]) {
+    const streams = await streamsOnFreshGateway(dir, fake.origin, prefix, headers);
+    await stopChild(gateway.child);
+    await cleanup();
+    process.stdout.write(
+      args.json
+        ? `${JSON.stringify({ streams })}\n`
+        : `${streamsLine(streams)}\nRSS samples, MB: ${streams.rssSamplesMb.map((mb) => mb.toFixed(0)).join(" ")}\n`,
+    );
+    return;
+  }
+
   // 1. Latency at a fixed rate.
   await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: 0 });
   const latency = {} as Record<(typeof pathNames)[number], LatencyResult>;
@@ -1013,6 +1107,8 @@ async function main(): Promise<void> {
       `  ${p}: p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, max ${r.maxMs.toFixed(1)} ms, ` +
         `${r.requests} requests at ${r.achievedRps.toFixed(0)}/s, generator lag p99 ${r.sendLagP99Ms.toFixed(2)} ms`,
     );
+    // where a slow tail comes from: the gateway's own event-loop delay and GC pauses so far
+    if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(gateway.origin)}`);
   }
 
   // 2. Saturation.
@@ -1043,20 +1139,7 @@ async function main(): Promise<void> {
   // not the heap the saturation run left behind (reported separately).
   progress(`restarting the gateway (RSS after the saturation run: ${loadedRssMb.toFixed(1)} MB)`);
   await stopChild(gateway.child);
-  const streamGateway = await startGateway(dir, fake.origin, prefix);
-  const streamPid = streamGateway.child.proc.pid!;
-  progress(
-    `gateway on ${streamGateway.origin} (pid ${streamPid}, idle RSS ${rssMb(streamPid).toFixed(1)} MB)`,
-  );
-  await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: plan.interTokenMs });
-  progress(
-    `streams: ${plan.streams} concurrent through the gateway, ${plan.streamMs / 1000} s each (a token every ${plan.interTokenMs} ms), held ${plan.holdMs / 1000} s`,
-  );
-  const streams = await holdStreams(streamGateway.origin, streamPid, headers);
-  progress(
-    `  ${streams.concurrent} concurrent (${Number.isNaN(streams.rampMs) ? "never all open" : `all open after ${streams.rampMs.toFixed(0)} ms`}), RSS peak ${streams.rssPeakMb.toFixed(1)} MB, ` +
-      `growth over the hold ${streams.growthMb.toFixed(1)} MB`,
-  );
+  const streams = await streamsOnFreshGateway(dir, fake.origin, prefix, headers);
 
   const result = (p: (typeof pathNames)[number]): PathResult => ({
     rps: Math.round(saturation[p].rps),

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { GATEWAY_PROCESS_ENV } from "../core/process-env";
+import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../core/process-env";
 import { labelsFor, selectorFor } from "./labels";
 import { ENCRYPTION_KEYS_ENV } from "./queue-encryption";
 import { RuntimeBundle } from "./runtime-bundle";
@@ -96,6 +96,7 @@ export class Gateway extends pulumi.ComponentResource {
                 port: GATEWAY_PORT,
                 portName: "http",
                 args: ["--port", String(GATEWAY_PORT)],
+                nodeFlags: GATEWAY_NODE_FLAGS,
                 env: [
                   // the same environment bench:gateway measures the gateway under
                   ...Object.entries(GATEWAY_PROCESS_ENV).map(([name, value]) => ({ name, value })),

@@ -2,7 +2,9 @@
  * The planned stacks' Kubernetes objects, checked the way the API server would: every manifest validates
  * against the Kubernetes (and prometheus-operator) schemas, and no secret lands where anyone can read it.
  */
+
 import { beforeAll, describe, expect, it } from "vitest";
+import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../../core/process-env";
 import { aiorch, removeProject, tempProject } from "../cli/helpers";
 import { stackYaml } from "../stack-yaml";
 
@@ -95,12 +97,24 @@ describe.each(["dev", "prod"])("stack %s", (stack) => {
         d.inputs.spec as {
           template: {
             metadata: { annotations: Record<string, string> };
-            spec: { containers: { image: string }[] };
+            spec: {
+              containers: { image: string; command: string[]; env: { name: string; value?: string }[] }[];
+            };
           };
         }
       ).template;
-      expect(template.spec.containers[0]!.image).toBe("node:22-alpine");
+      const container = template.spec.containers[0]!;
+      expect(container.image).toBe("node:22-bookworm-slim");
       const name = (d.inputs.metadata as { name: string }).name;
+      if (name.endsWith("gateway")) {
+        // the gateway runs with the memory settings bench:gateway measured
+        expect(container.command.slice(0, 1 + GATEWAY_NODE_FLAGS.length)).toEqual([
+          "node",
+          ...GATEWAY_NODE_FLAGS,
+        ]);
+        for (const [key, value] of Object.entries(GATEWAY_PROCESS_ENV))
+          expect(container.env).toContainEqual({ name: key, value });
+      }
       const bundle = resources.find((r) => r.name === `${name}-bundle-code`)!;
       // the pod template carries the bundle's hash, so new code rolls the Deployment
       expect(template.metadata.annotations["aiorch.dev/bundle-sha256"]).toBe(

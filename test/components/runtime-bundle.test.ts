@@ -2,6 +2,7 @@
  * The bundles the cluster runs: small enough for a ConfigMap, and — unpacked the way the init container does —
  * real programs that start on a plain Node with nothing but the bundle.
  */
+
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +15,7 @@ import {
   type RuntimeProcess,
   unpackCommand,
 } from "../../components/runtime-bundle";
+import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../../core/process-env";
 import { testRuntimeConfig } from "../gateway/harness";
 
 const dir = mkdtempSync(join(tmpdir(), "aiorch-bundle-"));
@@ -35,11 +37,20 @@ function unpack(which: RuntimeProcess): string {
   return join(dir, `${which}.js`);
 }
 
-/** Start a bundle in its own folder (no node_modules anywhere near) and wait for its "listening" line. */
-function start(file: string, args: string[], pattern: RegExp): Promise<string> {
-  const child = spawn(process.execPath, [file, ...args], {
+/**
+ * Start a bundle in its own folder (no node_modules anywhere near), with the node flags and environment its
+ * Deployment gives it, and wait for its "listening" line.
+ */
+function start(
+  file: string,
+  args: string[],
+  pattern: RegExp,
+  deployment: { nodeFlags?: readonly string[]; env?: Readonly<Record<string, string>> } = {},
+): Promise<string> {
+  const child = spawn(process.execPath, [...(deployment.nodeFlags ?? []), file, ...args], {
     cwd: dir,
     env: {
+      ...deployment.env,
       PATH: process.env.PATH,
       REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
       NODE_PATH: "",
@@ -81,7 +92,7 @@ describe("runtime bundles", () => {
     },
   );
 
-  it("the gateway bundle runs on plain Node and serves", async () => {
+  it("the gateway bundle runs on plain Node, with the Deployment's node flags and environment, and serves", async () => {
     const file = unpack("gateway");
     const config = join(dir, "gateway-runtime.json");
     writeFileSync(
@@ -92,6 +103,7 @@ describe("runtime bundles", () => {
       file,
       ["--config", config, "--port", "0", "--host", "127.0.0.1"],
       /listening on (http:\/\/\S+)/,
+      { nodeFlags: GATEWAY_NODE_FLAGS, env: GATEWAY_PROCESS_ENV },
     );
     const health = await fetch(`${address}/healthz`);
     expect(health.status).toBe(200);
