@@ -457,76 +457,99 @@ interface LatencyResult {
   readonly achievedRps: number;
   /** How late the generator dispatched, p99, ms (its own health, not the server's). */
   readonly sendLagP99Ms: number;
+  /** Requests slower than 10 ms in each 100 ms of the measurement: when the tail happened (stalls vs spread). */
+  readonly slowPerTenth: number[];
 }
 
 /**
- * Send `rate` requests per second on a fixed schedule for warm-up + measure time. A request is sent when it is
- * due, whatever happened to the earlier ones (open loop); the latency of each is measured from just before
- * dispatch to its last body byte. The schedule is kept with a 1 ms timer that sends whatever has come due, so
- * the generator does not spin on a CPU the servers need.
+ * Send `rate` requests per second on a fixed schedule: first for the warm-up time, then — once every warm-up
+ * request has been answered and after a short pause — for the measured time. A request is sent when it is due,
+ * whatever happened to the earlier ones (open loop); the latency of each is measured from just before dispatch
+ * to its last body byte. The schedule is kept with a 1 ms timer that sends whatever has come due, so the
+ * generator does not spin on a CPU the servers need. The warm-up is a run of its own because a cold process
+ * (JIT not yet warm) may fall behind the schedule at first; on a slow machine the backlog it builds would
+ * otherwise spill into the measured run and report the process's start-up, not its steady state.
  */
 async function fixedRate(origin: string, headers: Record<string, string>): Promise<LatencyResult> {
   const pool = new Pool(origin, { connections: 128, keepAliveTimeout: 30_000 });
+  try {
+    await openLoop(pool, headers, Math.round((plan.warmupMs / 1000) * plan.rate));
+    await sleep(500);
+    const run = await openLoop(pool, headers, Math.round((plan.measureMs / 1000) * plan.rate));
+    const sorted = run.latencies.slice().sort();
+    const slowPerTenth = new Array<number>(Math.ceil(plan.measureMs / 100)).fill(0);
+    run.latencies.forEach((ms, i) => {
+      const tenth = Math.floor((run.sentAtMs[i] ?? 0) / 100);
+      if (ms > 10 && tenth >= 0 && tenth < slowPerTenth.length) slowPerTenth[tenth]! += 1;
+    });
+    return {
+      p50Ms: percentile(sorted, 50),
+      p99Ms: percentile(sorted, 99),
+      maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+      requests: sorted.length,
+      achievedRps: sorted.length / run.seconds,
+      sendLagP99Ms: percentile(run.lags.slice().sort(), 99),
+      slowPerTenth,
+    };
+  } catch (error) {
+    throw new Error(`${origin}: ${(error as Error).message}`);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** `count` requests at `plan.rate` per second, open loop; resolves when every one has been answered. */
+async function openLoop(
+  pool: Pool,
+  headers: Record<string, string>,
+  count: number,
+): Promise<{ latencies: Float64Array; lags: Float64Array; sentAtMs: Float64Array; seconds: number }> {
   const intervalNs = 1e9 / plan.rate;
-  const warmup = Math.round((plan.warmupMs / 1000) * plan.rate);
-  const total = warmup + Math.round((plan.measureMs / 1000) * plan.rate);
-  const latencies = new Float64Array(total - warmup);
-  const lags = new Float64Array(total - warmup);
+  const latencies = new Float64Array(count);
+  const lags = new Float64Array(count);
+  const sentAtMs = new Float64Array(count);
   let sent = 0;
   let done = 0;
   let failure: Error | undefined;
   const start = nowNs();
-  let measureStart = 0n;
-  let measureEnd = 0n;
+  let end = start;
 
   await new Promise<void>((resolveRun) => {
     const fire = (i: number, due: bigint) => {
       const t0 = nowNs();
-      if (i === warmup) measureStart = t0;
       pool
         .request({ path: CHAT_PATH, method: "POST", headers, body: CHAT_BODY })
         .then(async (res) => {
           const text = await res.body.text();
           const t1 = nowNs();
           if (res.statusCode !== 200)
-            failure ??= new Error(`${origin} answered ${res.statusCode}: ${text.slice(0, 300)}`);
-          if (i >= warmup) {
-            latencies[i - warmup] = Number(t1 - t0) / 1e6;
-            lags[i - warmup] = Number(t0 - due) / 1e6;
-            if (t1 > measureEnd) measureEnd = t1;
-          }
+            failure ??= new Error(`answered ${res.statusCode}: ${text.slice(0, 300)}`);
+          latencies[i] = Number(t1 - t0) / 1e6;
+          lags[i] = Number(t0 - due) / 1e6;
+          sentAtMs[i] = Number(t0 - start) / 1e6;
+          if (t1 > end) end = t1;
         })
         .catch((error: Error) => {
           failure ??= error;
         })
         .finally(() => {
           done += 1;
-          if (done === total) resolveRun();
+          if (done === count) resolveRun();
         });
     };
     const tick = () => {
       const elapsed = nowNs() - start;
-      const due = Math.min(total, Number(elapsed / BigInt(Math.round(intervalNs))) + 1);
+      const due = Math.min(count, Number(elapsed / BigInt(Math.round(intervalNs))) + 1);
       while (sent < due) {
         fire(sent, start + BigInt(Math.round(sent * intervalNs)));
         sent += 1;
       }
-      if (sent < total) setTimeout(tick, 1);
+      if (sent < count) setTimeout(tick, 1);
     };
     tick();
   });
-  await pool.close();
   if (failure) throw failure;
-  const sorted = latencies.slice().sort();
-  const measuredSeconds = Number(measureEnd - measureStart) / 1e9;
-  return {
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
-    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
-    requests: sorted.length,
-    achievedRps: sorted.length / measuredSeconds,
-    sendLagP99Ms: percentile(lags.slice().sort(), 99),
-  };
+  return { latencies, lags, sentAtMs, seconds: Number(end - start) / 1e9 };
 }
 
 // ── load: saturation (wrk) ────────────────────────────────────────────────────────────────────────────────
@@ -1020,7 +1043,7 @@ function human(
     ],
   ];
   return [
-    `fixed rate ${plan.rate} req/s open loop (p50/p99, ${plan.measureMs / 1000} s after ${plan.warmupMs / 1000} s warm-up); ` +
+    `fixed rate ${plan.rate} req/s open loop (p50/p99, ${plan.measureMs / 1000} s after a ${plan.warmupMs / 1000} s warm-up run); ` +
       `saturation: wrk -t1 -c${plan.wrkConnections} ${plan.saturationSeconds} s`,
     "",
     table([["path", "rps (saturated)", "p50 ms", "p99 ms", "added p50", "added p99"], ...paths]),
@@ -1108,6 +1131,10 @@ async function main(): Promise<void> {
         `${r.requests} requests at ${r.achievedRps.toFixed(0)}/s, generator lag p99 ${r.sendLagP99Ms.toFixed(2)} ms`,
     );
     // where a slow tail comes from: the gateway's own event-loop delay and GC pauses so far
+    const slow = r.slowPerTenth
+      .map((n, tenth) => (n > 0 ? `${(tenth / 10).toFixed(1)}s:${n}` : ""))
+      .filter(Boolean);
+    if (slow.length > 0) progress(`  requests over 10 ms by send time: ${slow.join(" ")}`);
     if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(gateway.origin)}`);
   }
 
