@@ -14,7 +14,7 @@ import { ENGINE_IMAGES } from "../core/config/schema";
 import { inflightCountOfMember, workerOfInflightMember } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { decideProvision, refusalText } from "../core/trust";
-import { budgetGroupSpend, parseUnitName, servingUnits } from "../core/variants";
+import { parseUnitName, servingUnits } from "../core/variants";
 import {
   type CertificatePin,
   createWorkerCertificate,
@@ -814,7 +814,9 @@ export class Controller {
       case "draining": {
         const { inflight } = await this.demand(model ?? { ...this.config.models[0]!, name: worker.model });
         const busy = inflight.get(worker.id) ?? 0;
-        if (busy > 0 && now - worker.stateChangedAtMs < (this.deps.drainGraceMs ?? 120_000)) return worker;
+        // over budget there is no grace: in-flight requests would keep billing past the cap
+        const grace = this.overBudget(worker.model) ? 0 : (this.deps.drainGraceMs ?? 120_000);
+        if (busy > 0 && now - worker.stateChangedAtMs < grace) return worker;
         return this.terminate(worker);
       }
       case "failed":
@@ -994,6 +996,11 @@ export class Controller {
 
   // ── money ──────────────────────────────────────────────────────────────────────────────────────────────────
 
+  /** Whether the stack's budget or the unit's model budget is blocked (its spend reaches the cap within a tick). */
+  private overBudget(unit: string): boolean {
+    return this.blocks["*"] !== undefined || this.blocks[parseUnitName(unit).model] !== undefined;
+  }
+
   private async book(workers: readonly WorkerRecord[]): Promise<void> {
     const booked = await this.ledger.accrue(workers);
     for (const { worker } of booked)
@@ -1019,19 +1026,12 @@ export class Controller {
       }
       this.blocks = blocks;
     }
-    // At the cap, running workers go too: spend may not pass it by more than a tick.
-    const atCap = (unit: string) => {
-      const model = parseUnitName(unit).model;
-      return (
-        (this.config.budget && spend.totalUsd >= this.config.budget.monthlyUsd) ||
-        (this.config.models.find((m) => m.name === unit)?.monthlyBudgetUsd ?? Number.POSITIVE_INFINITY) <=
-          budgetGroupSpend(spend.byModel, model)
-      );
-    };
+    // Once the next tick would reach the cap, running workers go too, in-flight requests or not (the draining
+    // step gives them no grace): spend may not pass the cap by more than a tick.
     for (const w of workers) {
-      if (["ready", "booting", "provisioning"].includes(w.state) && atCap(w.model)) {
+      if (["ready", "booting", "provisioning"].includes(w.state) && this.overBudget(w.model)) {
         await this.registry.removeRoute(w.model, w.id);
-        await this.registry.transition(w, "draining", { detail: "budget reached" });
+        await this.registry.transition(w, "draining", { detail: "budget reached: stopped at once" });
       }
     }
     this.deps.metrics.spendTotal.set(spend.totalUsd);

@@ -217,6 +217,31 @@ describe("trust and budgets", () => {
     expect(trail[0]!.reason).toMatch(/marketplace provider/);
   });
 
+  it("at the cap a busy worker is stopped at once: in-flight requests get no drain grace, so spend stops within a tick", async () => {
+    const cfg = stack({
+      models:
+        "[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], maxWorkers: 1, targetConcurrency: 1, idleTimeoutSeconds: 300, monthlyBudgetUsd: 5 }]",
+    });
+    const c = controller({ config: cfg });
+    await c.start();
+    const requestId = await waitRequest();
+    await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+    const workerId = (await redis.hkeys(keys.routes("m")))[0]!;
+    await redis.zrem(keys.waiting("m"), requestId);
+    // a long request in flight (a normal drain would wait up to two minutes for it) when the model's budget runs out
+    await redis.zadd(keys.inflight("m"), Date.now() + 60_000, inflightMember(workerId, "long"));
+    const month = keys.spendMonth(ledgerMonth(Date.now()));
+    await redis.hincrby(month, "model:m", 5_000_000);
+    await redis.hincrby(month, "total", 5_000_000);
+    await until(
+      "the worker terminated despite its in-flight request",
+      async () => fake.live().length === 0,
+      4_000,
+    );
+    expect(await redis.hlen(keys.routes("m"))).toBe(0);
+    expect(logs.join("\n")).toMatch(/budget: model m reached its monthly budget of \$5/);
+  });
+
   it("at the budget cap no worker starts and the gateway is told", async () => {
     const c = controller({ config: stack({ budget: "{ monthlyUsd: 5 }" }) });
     await redis.hset(keys.spendMonth(ledgerMonth(Date.now())), "total", 5_000_000);

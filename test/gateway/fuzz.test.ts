@@ -23,12 +23,9 @@ const paths = [
   "/v1/jobs",
   "/v1/models",
 ];
-const models = fc.oneof(
-  fc.constantFrom("chat", "embed", "cold", ""),
-  fc.string(),
-  fc.integer(),
-  fc.constant(null),
-);
+// Not "cold" (a model at zero): a valid request for it rightly waits for capacity until its deadline and then
+// answers 503 — tested on its own ("waiting at zero"); here it would only make runs wait 5 s each, at random.
+const models = fc.oneof(fc.constantFrom("chat", "embed", ""), fc.string(), fc.integer(), fc.constant(null));
 const message = fc.record(
   {
     role: fc.oneof(fc.constantFrom("user", "system", "assistant"), fc.string(), fc.integer()),

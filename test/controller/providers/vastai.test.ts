@@ -155,8 +155,10 @@ describe("Vast.ai instance lifecycle", () => {
     expect(body.runtype).toBe("args");
     expect(body).not.toHaveProperty("price"); // on-demand, not an interruptible bid
     expect(body).not.toHaveProperty("onstart"); // the image's entrypoint runs the engine
-    expect(body.env).toEqual({ HF_TOKEN, "-p 8000:8000": "1" });
+    // no weight cache configured: downloads from the Hub into the engine's download dir on the instance's disk
+    expect(body.env).toEqual({ HF_TOKEN, HF_HOME: "/aiorch/weights/hf", "-p 8000:8000": "1" });
     const args = body.args as string[];
+    expect(args[args.indexOf("--download-dir") + 1]).toBe("/aiorch/weights");
     expect(args[args.indexOf("--api-key") + 1]).toBe(WORKER_TOKEN);
     expect(args).toEqual(
       expect.arrayContaining(["--model", "meta-llama/Llama-3.1-8B-Instruct", "--port", "8000"]),
