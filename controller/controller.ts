@@ -14,7 +14,7 @@ import { ENGINE_IMAGES } from "../core/config/schema";
 import { inflightCountOfMember, workerOfInflightMember } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { decideProvision, refusalText } from "../core/trust";
-import { parseUnitName, servingUnits } from "../core/variants";
+import { budgetGroupSpend, parseUnitName, servingUnits } from "../core/variants";
 import {
   type CertificatePin,
   createWorkerCertificate,
@@ -1026,10 +1026,19 @@ export class Controller {
       }
       this.blocks = blocks;
     }
-    // Once the next tick would reach the cap, running workers go too, in-flight requests or not (the draining
-    // step gives them no grace): spend may not pass the cap by more than a tick.
+    // At the cap, running workers go too, in-flight requests or not (the draining step gives them no grace over
+    // budget): spend may not pass the cap by more than a tick. New workers were blocked a tick earlier.
+    const stackCap = this.config.budget?.monthlyUsd;
+    const atCap = (unit: string) => {
+      const model = parseUnitName(unit).model;
+      return (
+        (stackCap !== undefined && spend.totalUsd >= stackCap) ||
+        (this.config.models.find((m) => m.name === unit)?.monthlyBudgetUsd ?? Number.POSITIVE_INFINITY) <=
+          budgetGroupSpend(spend.byModel, model)
+      );
+    };
     for (const w of workers) {
-      if (["ready", "booting", "provisioning"].includes(w.state) && this.overBudget(w.model)) {
+      if (["ready", "booting", "provisioning"].includes(w.state) && atCap(w.model)) {
         await this.registry.removeRoute(w.model, w.id);
         await this.registry.transition(w, "draining", { detail: "budget reached: stopped at once" });
       }

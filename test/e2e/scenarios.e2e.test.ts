@@ -356,7 +356,7 @@ describe.concurrent("runtime under load (scenarios that can share the stack)", (
       await atZero("budget");
       const account = await settledAccount("budget");
       // What the provider billed against the $0.08 cap at $0.01/s: the worker is stopped, without a drain grace,
-      // on the tick before spend would reach the cap; the provider bills until it confirms the termination and
+      // on the tick spend reaches the cap; the provider bills until it confirms the termination and
       // ticks stretch under load, so the bound here is 6 s of the price (DESIGN.md §4 aims at one tick).
       const billed = account.instances.reduce((sum, i) => sum + i.usd, 0);
       expect(billed).toBeLessThanOrEqual(0.08 + 6 * 0.01);
