@@ -52,6 +52,7 @@ import { Pool, request } from "undici";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../core/config";
 import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../core/process-env";
 import { redisKeys } from "../core/redis-keys";
+import { runtimeBuildOptions } from "../core/runtime-build";
 import { ApiKeyStore } from "../gateway/keys";
 import { stackYaml } from "../test/stack-yaml";
 
@@ -384,17 +385,10 @@ function gatewayBundle(dir: string, readableNames: boolean): string {
   const outfile = join(dir, "gateway.js");
   if (existsSync(outfile)) return outfile;
   buildSync({
-    entryPoints: [GATEWAY_ENTRY],
-    bundle: true,
-    platform: "node",
-    target: `node${process.versions.node.split(".")[0]}`,
-    format: "cjs",
-    minifyWhitespace: true,
-    minifySyntax: true,
-    minifyIdentifiers: !readableNames,
+    ...runtimeBuildOptions(GATEWAY_ENTRY, `node${process.versions.node.split(".")[0]}`),
+    // readable names in profiles: every minification but the identifiers'
+    ...(readableNames ? { minify: false, minifyWhitespace: true, minifySyntax: true } : {}),
     outfile,
-    legalComments: "none",
-    logLevel: "silent",
   });
   return outfile;
 }
@@ -698,16 +692,22 @@ interface StreamsResult {
   readonly rampMs: number;
 }
 
+/** Means of the first and of the last quarter of a series (a quarter holds at least one value; 0 when empty). */
+function quarterMeans(values: readonly number[]): [number, number] {
+  const quarter = Math.max(1, Math.floor(values.length / 4));
+  const mean = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+  return [mean(values.slice(0, quarter)), mean(values.slice(-quarter))];
+}
+
 /** V8 heap in use and external memory of the gateway, MB, from its Prometheus default metrics. */
 async function gatewayHeap(
   origin: string,
 ): Promise<{ heapMb: number; heapTotalMb: number; externalMb: number }> {
-  const res = await request(`${origin}/metrics`);
-  const text = await res.body.text();
+  const value = await scrapeGateway(origin);
   const gauge = (name: string): number => {
-    const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
-    if (!match) throw new Error(`${name} missing from /metrics`);
-    return Number(match[1]) / 1024 / 1024;
+    const bytes = value(name);
+    if (Number.isNaN(bytes)) throw new Error(`${name} missing from /metrics`);
+    return bytes / 1024 / 1024;
   };
   return {
     heapMb: gauge("nodejs_heap_size_used_bytes"),
@@ -718,19 +718,28 @@ async function gatewayHeap(
 
 /** The gateway's event-loop delay (max, p99) and GC pauses by kind since it started, from its default metrics. */
 async function gatewayPauses(origin: string): Promise<string> {
-  const res = await request(`${origin}/metrics`);
-  const text = await res.body.text();
-  const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? Number.NaN);
+  const value = await scrapeGateway(origin);
   const ms = (seconds: number) => `${(seconds * 1000).toFixed(1)} ms`;
   const gc = ["minor", "major", "incremental", "weakcb"].map((kind) => {
-    const count = value(new RegExp(`^nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\S+)$`, "m"));
-    const sum = value(new RegExp(`^nodejs_gc_duration_seconds_sum\\{kind="${kind}"\\} (\\S+)$`, "m"));
+    const count = value(`nodejs_gc_duration_seconds_count{kind="${kind}"}`);
+    const sum = value(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`);
     return Number.isNaN(count) ? `${kind} —` : `${kind} ${count}× ${ms(sum)}`;
   });
   return (
-    `event-loop delay max ${ms(value(/^nodejs_eventloop_lag_max_seconds (\S+)$/m))}, ` +
-    `p99 ${ms(value(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m))}; GC ${gc.join(", ")}`
+    `event-loop delay max ${ms(value("nodejs_eventloop_lag_max_seconds"))}, ` +
+    `p99 ${ms(value("nodejs_eventloop_lag_p99_seconds"))}; GC ${gc.join(", ")}`
   );
+}
+
+/** One scrape of the gateway's `/metrics`: a series' value by its name and labels as printed, NaN when absent. */
+async function scrapeGateway(origin: string): Promise<(series: string) => number> {
+  const text = await (await request(`${origin}/metrics`)).body.text();
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const space = line.lastIndexOf(" ");
+    if (!line.startsWith("#") && space > 0) values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return (series) => values.get(series) ?? Number.NaN;
 }
 
 /**
@@ -838,15 +847,15 @@ async function holdStreams(
   if (failed > 0) progress(`  ${failed} stream(s) failed; first: ${firstError}`);
 
   const rampEnd = fullAt ?? t0 + 2_000;
-  const hold = samples.filter((s) => s.at >= rampEnd && s.at <= Math.max(holdEnd, rampEnd + 1_000));
-  const quarter = Math.max(1, Math.floor(hold.length / 4));
-  const mean = (xs: Array<{ mb: number }>) => xs.reduce((a, s) => a + s.mb, 0) / Math.max(1, xs.length);
-  const firstQ = mean(hold.slice(0, quarter));
-  const lastQ = mean(hold.slice(-quarter));
+  const inHold = <T extends { at: number }>(xs: T[]) =>
+    xs.filter((s) => s.at >= rampEnd && s.at <= Math.max(holdEnd, rampEnd + 1_000));
+  const hold = inHold(samples);
+  const heapHold = inHold(heap);
+  const [firstQ, lastQ] = quarterMeans(hold.map((s) => s.mb));
   const growthMb = lastQ - firstQ;
-  const heapHold = heap.filter((h) => h.at >= rampEnd && h.at <= Math.max(holdEnd, rampEnd + 1_000));
-  const heapQuarter = Math.max(1, Math.floor(heapHold.length / 4));
-  const meanOf = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+  const [heapFirstMb, heapLastMb] = quarterMeans(heapHold.map((h) => h.heapMb));
+  const [heapTotalFirstMb, heapTotalLastMb] = quarterMeans(heapHold.map((h) => h.heapTotalMb));
+  const [externalFirstMb, externalLastMb] = quarterMeans(heapHold.map((h) => h.externalMb));
   const rssPeakMb = Math.max(rssStartMb, rssEndMb, ...samples.map((s) => s.mb));
   return {
     concurrent: maxActive,
@@ -855,12 +864,12 @@ async function holdStreams(
     rssPeakMb,
     rssEndMb,
     rssSamplesMb: samples.map((s) => s.mb),
-    heapFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.heapMb)),
-    heapLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.heapMb)),
-    heapTotalFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.heapTotalMb)),
-    heapTotalLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.heapTotalMb)),
-    externalFirstMb: meanOf(heapHold.slice(0, heapQuarter).map((h) => h.externalMb)),
-    externalLastMb: meanOf(heapHold.slice(-heapQuarter).map((h) => h.externalMb)),
+    heapFirstMb,
+    heapLastMb,
+    heapTotalFirstMb,
+    heapTotalLastMb,
+    externalFirstMb,
+    externalLastMb,
     flat: hold.length >= 2 && growthMb <= Math.max(10, firstQ * 0.1),
     growthMb,
     completed,

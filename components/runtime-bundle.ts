@@ -4,6 +4,7 @@ import { brotliCompressSync, constants } from "node:zlib";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { buildSync } from "esbuild";
+import { runtimeBuildOptions } from "../core/runtime-build";
 import { labelsFor } from "./labels";
 
 /** Processes the runtime ships; each is one esbuild bundle of its `main.ts`. */
@@ -32,17 +33,7 @@ const cache = new Map<RuntimeProcess, ProcessBundle>();
 export function bundleProcess(process: RuntimeProcess, root: string = join(__dirname, "..")): ProcessBundle {
   const cached = cache.get(process);
   if (cached) return cached;
-  const result = buildSync({
-    entryPoints: [join(root, process, "main.ts")],
-    bundle: true,
-    platform: "node",
-    target: "node22",
-    format: "cjs",
-    minify: true,
-    write: false,
-    legalComments: "none",
-    logLevel: "silent",
-  });
+  const result = buildSync({ ...runtimeBuildOptions(join(root, process, "main.ts")), write: false });
   const code = result.outputFiles[0]!.contents;
   const compressed = brotliCompressSync(code, {
     // Quality 9 with a 16 MiB window: within 10% of the smallest output at a twentieth of the time of quality 11.

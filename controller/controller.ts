@@ -560,9 +560,17 @@ export class Controller {
 
   /** The provider's weight cache as it holds this model's pinned weights, or undefined without a cache. */
   private weightCacheEntry(model: ModelConfig, provider: ConfigurableProviderId): string | undefined {
-    const settings = this.config.providers[provider] as { weightCache?: { mirrorUrl: string } } | undefined;
-    const mirror = settings?.weightCache?.mirrorUrl;
+    const mirror = this.settingsOf(provider)?.weightCache?.mirrorUrl;
     return mirror ? `${mirror}|${model.source}@${model.revision ?? "main"}` : undefined;
+  }
+
+  /** The settings of an instance provider that the controller reads itself (the adapters read the rest). */
+  private settingsOf(
+    provider: ConfigurableProviderId,
+  ): { image?: string; weightCache?: { mirrorUrl: string } } | undefined {
+    return this.config.providers[provider] as
+      | { image?: string; weightCache?: { mirrorUrl: string } }
+      | undefined;
   }
 
   /**
@@ -593,9 +601,7 @@ export class Controller {
     provider: ConfigurableProviderId,
     tlsKeyPem: string | undefined,
   ): WorkerSpec {
-    const settings = this.config.providers[provider] as
-      | { image?: string; weightCache?: { mirrorUrl: string } }
-      | undefined;
+    const settings = this.settingsOf(provider);
     const pin = pinOf({ ...worker, provider });
     return {
       workerId: worker.id,
