@@ -1,28 +1,35 @@
 /**
- * A request's abort signal without an AbortController: creating one and adding and removing its listeners costs a
- * few microseconds per request (AbortSignal is an EventTarget), an EventEmitter a tenth of one. undici accepts an
- * EventEmitter that emits "abort" as `signal`; `addEventListener`/`removeEventListener` let code written for an
- * AbortSignal take this one too.
+ * A request's abort signal without an AbortController or an EventEmitter: an AbortSignal is an EventTarget
+ * (creating one and adding and removing its listeners costs a few microseconds per request) and an EventEmitter
+ * still builds its listener table per instance; this is a flag and a short list. It has the
+ * `addEventListener`/`removeEventListener` pair undici and code written for an AbortSignal use.
  */
-import { EventEmitter } from "node:events";
-
-export class AbortFlag extends EventEmitter {
+export class AbortFlag {
   aborted = false;
+  private listeners: (() => void)[] | undefined;
 
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
-    this.emit("abort");
-    this.removeAllListeners("abort"); // it aborts once: every listener was a once-listener
+    const listeners = this.listeners;
+    this.listeners = undefined; // it aborts once: every listener is a once-listener
+    if (listeners) for (const listener of listeners) listener();
   }
 
-  /** Listens once, as every abort listener does (`on` here: `once` would allocate a wrapper per listener). */
+  /** Listens once, as every abort listener does; a listener added after the abort is not called. */
   addEventListener(_type: "abort", listener: () => void, _options?: { once?: boolean }): void {
-    this.on("abort", listener);
+    if (this.aborted) return;
+    (this.listeners ??= []).push(listener);
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {
-    this.removeListener("abort", listener);
+    const index = this.listeners?.indexOf(listener) ?? -1;
+    if (index >= 0) this.listeners!.splice(index, 1);
+  }
+
+  /** Listeners waiting for the abort (tests and diagnostics). */
+  listenerCount(): number {
+    return this.listeners?.length ?? 0;
   }
 }
 

@@ -24,7 +24,7 @@ import { ApiKeyStore, ApiKeyVerifier } from "./keys";
 import { estimatePromptTokens, RateLimiter, rateLimitHeaders } from "./limits";
 import { GatewayMetrics } from "./metrics";
 import { BackendRegistry } from "./routing";
-import { GatewayTracing, type TracingOptions } from "./tracing";
+import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
 import { ENDPOINT_KINDS, type Endpoint, validateInference } from "./validate";
 import { type UnitConfig, VariantRouter } from "./variants";
@@ -161,9 +161,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     bodyLimit: config.gateway.maxRequestBytes,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given)
-        ? given
-        : `req_${randomUUID().replace(/-/g, "")}`;
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomHex(16)}`;
     },
   });
   app.removeContentTypeParser("text/plain"); // the API speaks JSON only; anything else is a clear 400

@@ -28,6 +28,19 @@ export interface AuditEntry {
   readonly prompt?: unknown;
 }
 
+/** The second of the last timestamp and its ISO prefix (`2026-11-27T15:04:05.`): one date format per second. */
+let isoSecond = { second: Number.NaN, prefix: "" };
+
+/** `new Date(ms).toISOString()`, formatting the date only when the second changes (the audit line's `ts`). */
+export function isoTimestamp(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond.second) {
+    isoSecond = { second, prefix: new Date(second * 1000).toISOString().slice(0, 20) };
+  }
+  const millis = Math.floor(ms) - second * 1000;
+  return `${isoSecond.prefix}${millis < 10 ? "00" : millis < 100 ? "0" : ""}${millis}Z`;
+}
+
 /** Where lines go; `write` returns false when the sink wants the writer to wait (stream backpressure). */
 export interface AuditSink {
   write(line: string): boolean;

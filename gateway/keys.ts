@@ -3,7 +3,7 @@
  * a short in-process cache so authentication is not a Redis round trip per request; a revocation is published so
  * every gateway drops the key at once (the cache TTL bounds it anyway).
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { ApiKeyRecord } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
@@ -11,7 +11,7 @@ import type { RedisKeys } from "../core/redis-keys";
 const KEY_PREFIX = "sk-aiorch-";
 const PREFIX_SHOWN = KEY_PREFIX.length + 6;
 
-export const hashApiKey = (raw: string): string => createHash("sha256").update(raw).digest("hex");
+export const hashApiKey = (raw: string): string => hash("sha256", raw, "hex"); // one-shot: no Hash object per request
 
 export interface CreateKeyOptions {
   readonly name: string;

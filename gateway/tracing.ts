@@ -25,6 +25,8 @@ export interface StepSpan {
 
 export interface RequestTrace {
   readonly traceId: string;
+  /** Whether spans are recorded: attributes need building only then. */
+  readonly recording: boolean;
   step(name: StepName): StepSpan;
   /** The `traceparent` to send upstream: same trace, this hop's upstream span as the parent. */
   upstreamTraceparent(upstream?: StepSpan): string;
@@ -65,10 +67,10 @@ export function parseTraceParent(
   return { traceId: match[2]!, spanId: match[3]!, traceFlags: Number.parseInt(match[4]!, 16) };
 }
 
-/** Random ids cut from a pooled buffer: one getrandom call per 4 KiB of ids, not one per id (per request). */
+/** Random ids (trace, span and request ids) cut from a pooled buffer: one getrandom call per 4 KiB of ids, not one per id. */
 const idPool = Buffer.allocUnsafe(4096);
 let idPoolUsed = idPool.length;
-const hex = (bytes: number): string => {
+export const randomHex = (bytes: number): string => {
   if (idPoolUsed + bytes > idPool.length) {
     randomFillSync(idPool);
     idPoolUsed = 0;
@@ -80,11 +82,12 @@ const hex = (bytes: number): string => {
 /** Propagation only: the caller's trace id (or a new one) and a fresh parent id per upstream call. */
 class PropagatingTrace implements RequestTrace {
   readonly traceId: string;
+  readonly recording = false;
   private readonly flags: string;
 
   constructor(traceparent: string | undefined) {
     const parent = traceparent ? parseTraceParent(traceparent) : null;
-    this.traceId = parent?.traceId ?? hex(16);
+    this.traceId = parent?.traceId ?? randomHex(16);
     // keep the caller's sampling decision; a trace we start is not recorded by anyone here, so it is unsampled
     this.flags = parent ? parent.traceFlags.toString(16).padStart(2, "0") : "00";
   }
@@ -94,7 +97,7 @@ class PropagatingTrace implements RequestTrace {
   }
 
   upstreamTraceparent(): string {
-    return `00-${this.traceId}-${hex(8)}-${this.flags}`;
+    return `00-${this.traceId}-${randomHex(8)}-${this.flags}`;
   }
 
   end(): void {}
@@ -102,6 +105,7 @@ class PropagatingTrace implements RequestTrace {
 
 class RecordingTrace implements RequestTrace {
   readonly traceId: string;
+  readonly recording = true;
   private ended = false;
   private readonly root: Span;
   private readonly ctx: Context;

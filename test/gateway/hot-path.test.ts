@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { ledgerMonth } from "../../core/protocol";
 import { redisKeys } from "../../core/redis-keys";
 import { AbortFlag } from "../../gateway/abort";
-import { type AuditEntry, AuditLog } from "../../gateway/audit";
+import { type AuditEntry, AuditLog, isoTimestamp } from "../../gateway/audit";
 import { spendMonthKey, usageOf } from "../../gateway/inference";
 import { SseUsageTap } from "../../gateway/sse";
 import { parseTraceParent } from "../../gateway/tracing";
@@ -175,7 +175,28 @@ describe("the request's abort flag", () => {
     flag.abort();
     expect(flag.aborted).toBe(true);
     expect(calls).toEqual(["a"]);
-    expect(flag.listenerCount("abort")).toBe(0);
+    expect(flag.listenerCount()).toBe(0);
+    flag.addEventListener("abort", b);
+    expect(flag.listenerCount()).toBe(0); // as on an AbortSignal: a listener added after the abort never runs
+    expect(calls).toEqual(["a"]);
+  });
+});
+
+describe("the audit line's timestamp", () => {
+  it("is what toISOString prints, across milliseconds, seconds, days and years", () => {
+    const starts = [
+      Date.parse("2026-11-27T15:04:05.000Z"),
+      Date.parse("2026-12-31T23:59:59.990Z"),
+      Date.parse("2028-02-29T00:00:00.000Z"),
+    ];
+    for (const start of starts) {
+      for (let ms = start; ms < start + 2_500; ms += 7) {
+        expect(isoTimestamp(ms)).toBe(new Date(ms).toISOString());
+      }
+    }
+    expect(isoTimestamp(starts[0]! + 12.7)).toBe("2026-11-27T15:04:05.012Z");
+    // going back in time (a test clock) formats again
+    expect(isoTimestamp(Date.parse("2020-01-01T00:00:00.001Z"))).toBe("2020-01-01T00:00:00.001Z");
   });
 });
 
