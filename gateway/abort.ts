@@ -19,7 +19,8 @@ export class AbortFlag {
   /** Listens once, as every abort listener does; a listener added after the abort is not called. */
   addEventListener(_type: "abort", listener: () => void, _options?: { once?: boolean }): void {
     if (this.aborted) return;
-    (this.listeners ??= []).push(listener);
+    if (this.listeners) this.listeners.push(listener);
+    else this.listeners = [listener];
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {
