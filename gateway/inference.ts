@@ -19,7 +19,7 @@ import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
 import { SseUsageTap, sseComment, sseError, type Usage } from "./sse";
 import type { RequestTrace, StepSpan } from "./tracing";
-import { type UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream";
+import { type BufferedResponse, type UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream";
 import { ENDPOINT_PATHS, type InferenceRequest } from "./validate";
 import type { UnitConfig } from "./variants";
 
@@ -439,17 +439,19 @@ async function proxy(
         "aiorch.attempt": attempt + 1,
       });
     try {
-      let response: UpstreamResponse;
+      let response: UpstreamResponse | BufferedResponse;
       try {
-        response = await deps.upstream.post(backend, ENDPOINT_PATHS[req.endpoint], body, {
-          requestId,
-          signal,
-          traceparent: trace.upstreamTraceparent(upstreamStep),
-        });
+        const call = { requestId, signal, traceparent: trace.upstreamTraceparent(upstreamStep) };
+        const path = ENDPOINT_PATHS[req.endpoint];
+        // a whole answer is read without a stream in between; a streaming one is relayed chunk by chunk
+        response = req.stream
+          ? await deps.upstream.post(backend, path, body, call)
+          : await deps.upstream.postBuffered(backend, path, body, { ...call, maxBytes: MAX_BODY_BYTES });
       } catch (error) {
         const e = error instanceof UpstreamError ? error : new UpstreamError("connect", String(error));
         upstreamStep.end(e.kind);
         if (e.kind === "aborted") throw e;
+        if (e.kind === "too_large") throw upstreamFailed("the backend's answer is too large");
         deps.metrics.upstreamErrors.inc({ model: metricsModel, kind: e.kind });
         deps.registry.coolDown(backend);
         lastFailure = upstreamFailed(
@@ -463,7 +465,7 @@ async function proxy(
       // 404 means the backend does not serve this model (misconfigured or replaced): never show a known model as missing.
       const status = response.status;
       if (status === 401 || status === 403 || status === 404 || status === 429 || status >= 500) {
-        await response.body.dump().catch(() => undefined);
+        if (!isBuffered(response)) await response.body.dump().catch(() => undefined);
         upstreamStep.set({ "http.response.status_code": response.status });
         upstreamStep.end(`answered ${response.status}`);
         const kind =
@@ -486,7 +488,9 @@ async function proxy(
       outcome.concurrency = concurrency;
       if (trace.recording) upstreamStep.set({ "http.response.status_code": response.status });
       upstreamStep.end();
-      if (req.stream && response.status === 200 && response.contentType.includes("text/event-stream")) {
+      if (isBuffered(response)) {
+        await relayBody(response, client, reply, limitHeaders, outcome, started);
+      } else if (response.status === 200 && response.contentType.includes("text/event-stream")) {
         const streamStep = trace.step("stream");
         let streamError: string | undefined;
         try {
@@ -504,7 +508,9 @@ async function proxy(
           streamStep.end(streamError);
         }
       } else {
-        await relayBody(response, client, reply, limitHeaders, outcome, started);
+        // asked to stream, answered without: the whole answer, relayed as one event
+        const whole = await readAll(response.body, MAX_BODY_BYTES);
+        await relayBody({ ...response, body: whole }, client, reply, limitHeaders, outcome, started);
       }
       return;
     } finally {
@@ -515,17 +521,21 @@ async function proxy(
   throw lastFailure ?? upstreamFailed(`no backend of model "${model.name}" answered`);
 }
 
+const isBuffered = (response: UpstreamResponse | BufferedResponse): response is BufferedResponse =>
+  response.body instanceof Uint8Array;
+
 async function relayBody(
-  response: UpstreamResponse,
+  response: BufferedResponse,
   client: ClientStream,
   reply: FastifyReply,
   limitHeaders: Record<string, string>,
   outcome: Outcome,
   started: number,
 ): Promise<void> {
+  // a whole answer's first token arrives with the rest of it (an engine sends a non-streamed answer at once)
   outcome.ttftMs = Date.now() - started;
   // The answer goes to the client as the bytes it came in; only its `usage` object is read.
-  const body = await readAll(response.body, MAX_BODY_BYTES);
+  const body = response.body;
   outcome.status = response.status;
   if (response.status === 200 && response.contentType.includes("json")) {
     const usage = usageOf(body);

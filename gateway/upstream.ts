@@ -14,7 +14,7 @@ import { pinnedTlsOptions, sameFingerprint } from "../core/x509";
 import type { AbortLike } from "./abort";
 import type { Backend } from "./routing";
 
-export type UpstreamErrorKind = "connect" | "timeout" | "aborted";
+export type UpstreamErrorKind = "connect" | "timeout" | "aborted" | "too_large";
 
 export class UpstreamError extends Error {
   constructor(
@@ -30,6 +30,13 @@ export interface UpstreamResponse {
   readonly status: number;
   readonly contentType: string;
   readonly body: Readable & { dump(): Promise<void>; text(): Promise<string> };
+}
+
+/** A whole answer, read into memory. */
+export interface BufferedResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Buffer;
 }
 
 export interface UpstreamOptions {
@@ -155,12 +162,7 @@ export class UpstreamClient {
     }
   }
 
-  async post(
-    backend: Backend,
-    path: string,
-    body: string,
-    extra: { requestId: string; signal: AbortLike; traceparent?: string },
-  ): Promise<UpstreamResponse> {
+  private headers(backend: Backend, extra: UpstreamCallOptions): Record<string, string> {
     const headers: Record<string, string> = {
       "content-type": "application/json",
       accept: "application/json, text/event-stream",
@@ -169,6 +171,17 @@ export class UpstreamClient {
     const auth = this.authHeader(backend);
     if (auth) headers.authorization = auth;
     if (extra.traceparent) headers.traceparent = extra.traceparent;
+    return headers;
+  }
+
+  /** POST, answering once the headers are in: the body is a stream (SSE answers, large ones). */
+  async post(
+    backend: Backend,
+    path: string,
+    body: string,
+    extra: UpstreamCallOptions,
+  ): Promise<UpstreamResponse> {
+    const headers = this.headers(backend, extra);
     try {
       const { origin, prefix } = this.target(backend.baseUrl);
       const response = await this.dispatcherFor(backend).request({
@@ -186,11 +199,102 @@ export class UpstreamClient {
     }
   }
 
+  /**
+   * POST and read the whole answer (up to `maxBytes`; more fails with kind "too_large"). Built on undici's
+   * `dispatch` with a handler that collects the chunks: `request()` would wrap each answer in a Readable whose
+   * events and ticks cost several microseconds per request, the largest part of a small answer's relay.
+   */
+  postBuffered(
+    backend: Backend,
+    path: string,
+    body: string,
+    extra: UpstreamCallOptions & { maxBytes: number },
+  ): Promise<BufferedResponse> {
+    return new Promise((resolve, reject) => {
+      const { signal, maxBytes } = extra;
+      let abortDispatch: ((reason: Error) => void) | undefined;
+      const onAbort = () => abortDispatch?.(new errors.RequestAbortedError());
+      let status = 0;
+      let contentType = "";
+      let chunks: Buffer[] = [];
+      let size = 0;
+      let settled = false;
+      const settle = (error: unknown, response?: BufferedResponse) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener("abort", onAbort);
+        if (response) resolve(response);
+        else reject(classify(error, backend));
+      };
+      try {
+        const { origin, prefix } = this.target(backend.baseUrl);
+        this.dispatcherFor(backend).dispatch(
+          { origin, path: `${prefix}${path}`, method: "POST", headers: this.headers(backend, extra), body },
+          {
+            onConnect(abort: (reason: Error) => void) {
+              abortDispatch = abort;
+              if (signal.aborted) abort(new errors.RequestAbortedError());
+            },
+            onHeaders(statusCode: number, rawHeaders: Buffer[]) {
+              status = statusCode;
+              contentType = headerValue(rawHeaders, "content-type");
+              return true;
+            },
+            onData(chunk: Buffer) {
+              size += chunk.length;
+              if (size > maxBytes) {
+                chunks = [];
+                abortDispatch?.(
+                  new UpstreamError(
+                    "too_large",
+                    `backend ${backend.id} answered more than ${maxBytes} bytes`,
+                  ),
+                );
+                return false;
+              }
+              chunks.push(chunk);
+              return true;
+            },
+            onComplete() {
+              const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+              settle(undefined, { status, contentType, body: whole });
+            },
+            onError(error: Error) {
+              settle(error);
+            },
+          },
+        );
+      } catch (error) {
+        settle(error);
+        return;
+      }
+      if (!settled) signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
   async close(): Promise<void> {
     const pinned = [...this.pinned.values()].map((p) => p.agent.close().catch(() => undefined));
     this.pinned.clear();
     await Promise.all([this.agent.close(), ...pinned]);
   }
+}
+
+export interface UpstreamCallOptions {
+  /** Sent as `x-request-id`, so the worker's logs name the request. */
+  readonly requestId: string;
+  /** Aborts the call (the client went away). */
+  readonly signal: AbortLike;
+  readonly traceparent?: string;
+}
+
+/** A header's value from undici's raw headers (name, value, name, value …), "" when absent. */
+function headerValue(rawHeaders: readonly Buffer[], lowerCaseName: string): string {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === lowerCaseName.length && name.toString("latin1").toLowerCase() === lowerCaseName)
+      return rawHeaders[i + 1]!.toString("latin1");
+  }
+  return "";
 }
 
 /** Turn an undici failure into a kind the caller can act on; messages never carry headers or credentials. */
