@@ -211,18 +211,64 @@ export class UpstreamClient {
     extra: UpstreamCallOptions & { maxBytes: number },
   ): Promise<BufferedResponse> {
     return new Promise((resolve, reject) => {
-      const handler = new CollectingHandler(backend, extra.signal, extra.maxBytes, resolve, reject);
+      const { signal, maxBytes } = extra;
+      let abortDispatch: ((reason: Error) => void) | undefined;
+      const onAbort = () => abortDispatch?.(new errors.RequestAbortedError());
+      let status = 0;
+      let contentType = "";
+      let chunks: Buffer[] = [];
+      let size = 0;
+      let settled = false;
+      const settle = (error: unknown, response?: BufferedResponse) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener("abort", onAbort);
+        if (response) resolve(response);
+        else reject(classify(error, backend));
+      };
       try {
         const { origin, prefix } = this.target(backend.baseUrl);
         this.dispatcherFor(backend).dispatch(
           { origin, path: `${prefix}${path}`, method: "POST", headers: this.headers(backend, extra), body },
-          handler,
+          {
+            onConnect(abort: (reason: Error) => void) {
+              abortDispatch = abort;
+              if (signal.aborted) abort(new errors.RequestAbortedError());
+            },
+            onHeaders(statusCode: number, rawHeaders: Buffer[]) {
+              status = statusCode;
+              contentType = headerValue(rawHeaders, "content-type");
+              return true;
+            },
+            onData(chunk: Buffer) {
+              size += chunk.length;
+              if (size > maxBytes) {
+                chunks = [];
+                abortDispatch?.(
+                  new UpstreamError(
+                    "too_large",
+                    `backend ${backend.id} answered more than ${maxBytes} bytes`,
+                  ),
+                );
+                return false;
+              }
+              chunks.push(chunk);
+              return true;
+            },
+            onComplete() {
+              const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+              settle(undefined, { status, contentType, body: whole });
+            },
+            onError(error: Error) {
+              settle(error);
+            },
+          },
         );
       } catch (error) {
-        handler.onError(error);
+        settle(error);
         return;
       }
-      handler.listen();
+      if (!settled) signal.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -230,73 +276,6 @@ export class UpstreamClient {
     const pinned = [...this.pinned.values()].map((p) => p.agent.close().catch(() => undefined));
     this.pinned.clear();
     await Promise.all([this.agent.close(), ...pinned]);
-  }
-}
-
-/**
- * undici dispatch handler that collects a whole answer (one object per call, its callbacks on the prototype) and
- * settles the caller's promise once: with the answer, or with the failure classified.
- */
-class CollectingHandler {
-  private abortDispatch: ((reason: Error) => void) | undefined;
-  private status = 0;
-  private contentType = "";
-  private chunks: Buffer[] = [];
-  private size = 0;
-  private settled = false;
-  private readonly onAbort = () => this.abortDispatch?.(new errors.RequestAbortedError());
-
-  constructor(
-    private readonly backend: Pick<Backend, "id">,
-    private readonly signal: AbortLike,
-    private readonly maxBytes: number,
-    private readonly resolve: (response: BufferedResponse) => void,
-    private readonly reject: (error: UpstreamError) => void,
-  ) {}
-
-  /** Follow the caller's abort once the call is dispatched (an abort before the connection is seen in onConnect). */
-  listen(): void {
-    if (!this.settled) this.signal.addEventListener("abort", this.onAbort, { once: true });
-  }
-
-  onConnect(abort: (reason: Error) => void): void {
-    this.abortDispatch = abort;
-    if (this.signal.aborted) abort(new errors.RequestAbortedError());
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
-    this.status = statusCode;
-    this.contentType = headerValue(rawHeaders, "content-type");
-    return true;
-  }
-
-  onData(chunk: Buffer): boolean {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes) {
-      this.chunks = [];
-      const message = `backend ${this.backend.id} answered more than ${this.maxBytes} bytes`;
-      this.abortDispatch?.(new UpstreamError("too_large", message));
-      return false;
-    }
-    this.chunks.push(chunk);
-    return true;
-  }
-
-  onComplete(): void {
-    const chunks = this.chunks;
-    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.size);
-    if (this.settle()) this.resolve({ status: this.status, contentType: this.contentType, body });
-  }
-
-  onError(error: unknown): void {
-    if (this.settle()) this.reject(classify(error, this.backend));
-  }
-
-  private settle(): boolean {
-    if (this.settled) return false;
-    this.settled = true;
-    this.signal.removeEventListener("abort", this.onAbort);
-    return true;
   }
 }
 
