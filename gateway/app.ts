@@ -65,6 +65,8 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 declare module "fastify" {
   interface FastifyRequest {
     requestId: string;
+    /** A JSON body's text as received (see the JSON parser in buildGateway). */
+    rawJson?: string;
   }
 }
 
@@ -165,6 +167,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     },
   });
   app.removeContentTypeParser("text/plain"); // the API speaks JSON only; anything else is a clear 400
+  // Fastify's own JSON parsing (prototype-poisoning checks included), keeping the text: an unchanged body goes
+  // upstream as the client sent it instead of being serialized again.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    request.rawJson = body as string;
+    parseJson(request, body as string, done);
+  });
   app.decorateRequest("requestId", "");
   app.addHook("onRequest", (request, reply, done) => {
     request.requestId = String(request.id);
@@ -285,7 +295,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       try {
         key = authenticateCached(request) ?? (await authenticate(request));
         authStep.end();
-        req = validateInference(endpoint, request.body);
+        req = validateInference(endpoint, request.body, request.rawJson);
         model = servingUnitFor(req.model, key, endpoint);
       } catch (error) {
         authStep.end("refused");

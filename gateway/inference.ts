@@ -418,7 +418,7 @@ async function proxy(
         ...req.body,
         stream_options: { ...(req.body.stream_options as object | undefined), include_usage: true },
       })
-    : JSON.stringify(req.body);
+    : (req.json ?? JSON.stringify(req.body));
   const metricsModel = deps.metrics.model(model.publicName);
   const tried = new Set<string>();
   // built only when an attempt fails (an Error captures a stack): the answered request allocates none
@@ -446,7 +446,7 @@ async function proxy(
         // a whole answer is read without a stream in between; a streaming one is relayed chunk by chunk
         response = req.stream
           ? await deps.upstream.post(backend, path, body, call)
-          : await deps.upstream.postBuffered(backend, path, body, { ...call, maxBytes: MAX_BODY_BYTES });
+          : await deps.upstream.postBuffered(backend, path, body, call, MAX_BODY_BYTES);
       } catch (error) {
         const e = error instanceof UpstreamError ? error : new UpstreamError("connect", String(error));
         upstreamStep.end(e.kind);

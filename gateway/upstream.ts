@@ -208,10 +208,11 @@ export class UpstreamClient {
     backend: Backend,
     path: string,
     body: string,
-    extra: UpstreamCallOptions & { maxBytes: number },
+    extra: UpstreamCallOptions,
+    maxBytes: number,
   ): Promise<BufferedResponse> {
     return new Promise((resolve, reject) => {
-      const { signal, maxBytes } = extra;
+      const signal = extra.signal;
       let abortDispatch: ((reason: Error) => void) | undefined;
       const onAbort = () => abortDispatch?.(new errors.RequestAbortedError());
       let status = 0;

@@ -29,6 +29,8 @@ export interface InferenceRequest {
   /** Completion tokens the client allows (max_tokens / max_completion_tokens), if it said. */
   readonly maxTokens?: number;
   readonly body: Record<string, unknown>;
+  /** The body's JSON text as the client sent it: forwarded as is when nothing in it changes (no re-serializing). */
+  readonly json?: string;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -42,7 +44,7 @@ function positiveInt(body: Record<string, unknown>, field: string): number | und
   return v;
 }
 
-export function validateInference(endpoint: Endpoint, body: unknown): InferenceRequest {
+export function validateInference(endpoint: Endpoint, body: unknown, json?: string): InferenceRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object");
   const model = body.model;
   if (typeof model !== "string" || model.length === 0)
@@ -104,5 +106,6 @@ export function validateInference(endpoint: Endpoint, body: unknown): InferenceR
     wantsUsage: streaming && isObject(streamOptions) && streamOptions.include_usage === true,
     maxTokens,
     body,
+    json,
   };
 }

@@ -104,6 +104,8 @@ export interface RecordedRequest {
   readonly headers: IncomingHttpHeaders;
   /** The parsed JSON body; the raw text when it was not JSON; undefined when there was none. */
   readonly body: unknown;
+  /** The body's text exactly as it arrived ("" when there was none). */
+  readonly rawBody: string;
   readonly receivedAt: number;
 }
 
@@ -635,7 +637,7 @@ class FakeVllmServer implements FakeVllm {
           body = raw;
         }
       }
-      this.received(req, res, ex, path, body, parsed);
+      this.received(req, res, ex, path, body, parsed, raw);
     });
   }
 
@@ -678,10 +680,19 @@ class FakeVllmServer implements FakeVllm {
     path: string,
     body: unknown,
     parsed: Json | undefined,
+    rawBody = "",
   ): void {
     const method = req.method ?? "GET";
     const requests = this.internal.requests;
-    requests.push({ seq: ++this.seq, method, path, headers: req.headers, body, receivedAt: Date.now() });
+    requests.push({
+      seq: ++this.seq,
+      method,
+      path,
+      headers: req.headers,
+      body,
+      rawBody,
+      receivedAt: Date.now(),
+    });
     if (requests.length > this.recordLimit) requests.shift();
     if (ex.closed) return;
 

@@ -174,6 +174,27 @@ describe("errors are OpenAI-shaped with the right status", () => {
     await expectError(forbidden, 403, "model_not_allowed", "permission_error");
   });
 
+  it("a whole-answer request goes upstream as the client's own JSON text, not serialized again", async () => {
+    h.fake.reset();
+    // spacing, key order, 2.0 and a unicode escape: JSON.stringify of the parsed body would change each of them
+    const text =
+      '{ "max_tokens": 2.0, "model":"chat",\n "messages": [{"role":"user","content":"caf\\u00e9"}] }';
+    const response = await post("/v1/chat/completions", text);
+    expect(response.status).toBe(200);
+    await response.json();
+    expect(h.fake.records.requests.at(-1)!.rawBody).toBe(text);
+  });
+
+  it("bodies that try prototype poisoning are refused as invalid JSON, as fastify's own parser does", async () => {
+    const poisoned = [
+      '{"model":"chat","messages":[{"role":"user","content":"x"}],"__proto__":{"admin":true}}',
+      '{"model":"chat","messages":[{"role":"user","content":"x"}],"constructor":{"prototype":{"admin":true}}}',
+    ];
+    for (const text of poisoned)
+      await expectError(await post("/v1/chat/completions", text), 400, "invalid_json");
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
+  });
+
   it("400 for invalid bodies, naming the parameter", async () => {
     expect(
       (await expectError(await post("/v1/chat/completions", { model: "chat" }), 400, "invalid_request"))

@@ -47,7 +47,7 @@ const backend = (baseUrl = `${origin}/v1`): Backend => ({
 });
 
 const call = (client: UpstreamClient, signal = new AbortFlag(), maxBytes = 1024, target = backend()) =>
-  client.postBuffered(target, "/chat/completions", '{"model":"m"}', { requestId: "req_1", signal, maxBytes });
+  client.postBuffered(target, "/chat/completions", '{"model":"m"}', { requestId: "req_1", signal }, maxBytes);
 
 const failure = async (promise: Promise<unknown>): Promise<UpstreamError> => {
   const error = await promise.then(
