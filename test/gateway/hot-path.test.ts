@@ -1,9 +1,10 @@
 import { parseTraceParent as otelParseTraceParent } from "@opentelemetry/core";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ledgerMonth } from "../../core/protocol";
 import { redisKeys } from "../../core/redis-keys";
 import { AbortFlag } from "../../gateway/abort";
-import { type AuditEntry, AuditLog, isoTimestamp } from "../../gateway/audit";
+import { type AuditEntry, AuditLog, auditLine, isoTimestamp } from "../../gateway/audit";
 import { spendMonthKey, usageOf } from "../../gateway/inference";
 import { SseUsageTap } from "../../gateway/sse";
 import { parseTraceParent } from "../../gateway/tracing";
@@ -179,6 +180,96 @@ describe("the request's abort flag", () => {
     flag.addEventListener("abort", b);
     expect(flag.listenerCount()).toBe(0); // as on an AbortSignal: a listener added after the abort never runs
     expect(calls).toEqual(["a"]);
+  });
+});
+
+describe("the audit line written field by field", () => {
+  const text = fc.oneof(
+    fc.constantFrom("req_0af7651916cd43dd", "chat", "local:chat", "w-1", "", "a b@c/d+e:f.g-h"),
+    fc.string({ unit: "binary" }), // quotes, backslashes, control characters, lone surrogates
+  );
+  const number = fc.oneof(
+    fc.integer(),
+    fc.double(),
+    fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, -0, 1e21),
+  );
+  const entry = fc.record(
+    {
+      ts: text,
+      requestId: text,
+      keyId: fc.option(text, { nil: null }),
+      model: text,
+      variant: text,
+      endpoint: text,
+      backend: fc.option(text, { nil: null }),
+      provider: fc.option(text, { nil: null }),
+      status: number,
+      stream: fc.boolean(),
+      promptTokens: number,
+      completionTokens: number,
+      costUsd: number,
+      latencyMs: number,
+      ttftMs: fc.option(number, { nil: null }),
+      queueMs: number,
+      error: fc.option(text, { nil: null }),
+      traceId: text,
+      prompt: fc.jsonValue(),
+    },
+    {
+      requiredKeys: [
+        "ts",
+        "requestId",
+        "keyId",
+        "model",
+        "endpoint",
+        "backend",
+        "provider",
+        "status",
+        "stream",
+        "promptTokens",
+        "completionTokens",
+        "costUsd",
+        "latencyMs",
+        "ttftMs",
+        "queueMs",
+        "error",
+      ],
+    },
+  );
+
+  it("is exactly what JSON.stringify prints for the entry, for any strings and numbers", () => {
+    fc.assert(
+      fc.property(entry, (e) => {
+        expect(auditLine(e as AuditEntry)).toBe(`${JSON.stringify(e)}\n`);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it("leaves out fields that are undefined, as JSON.stringify does", () => {
+    const e: AuditEntry = {
+      ts: "2026-11-27T15:04:05.012Z",
+      requestId: "req_1",
+      keyId: null,
+      model: "chat",
+      variant: undefined,
+      endpoint: "chat",
+      backend: null,
+      provider: null,
+      status: 429,
+      stream: false,
+      promptTokens: 0,
+      completionTokens: 0,
+      costUsd: 0,
+      latencyMs: 1.5,
+      ttftMs: null,
+      queueMs: 0,
+      error: "rate_limit_exceeded",
+      traceId: undefined,
+      prompt: undefined,
+    };
+    expect(auditLine(e)).toBe(`${JSON.stringify(e)}\n`);
+    expect(auditLine(e)).not.toContain("variant");
   });
 });
 
