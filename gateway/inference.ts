@@ -717,25 +717,15 @@ function relayFrames(
 }
 
 /** Metric label sets per model label, made once (prom-client keeps them as given; they are never changed). */
-const labelSets = new Map<
-  string,
-  {
-    model: { model: string };
-    prompt: { model: string; type: string };
-    completion: { model: string; type: string };
+const modelLabelSets = new Map<string, { model: string }>();
+/** The `{ model }` label set of a metrics model label, one object per model (not one per request). */
+function modelLabels(model: string): { model: string } {
+  let labels = modelLabelSets.get(model);
+  if (!labels) {
+    labels = Object.freeze({ model });
+    modelLabelSets.set(model, labels); // bounded: model labels come from the config (or "unknown")
   }
->();
-function labelsOf(model: string) {
-  let sets = labelSets.get(model);
-  if (!sets) {
-    sets = {
-      model: Object.freeze({ model }),
-      prompt: Object.freeze({ model, type: "prompt" }),
-      completion: Object.freeze({ model, type: "completion" }),
-    };
-    labelSets.set(model, sets); // bounded: model labels come from the config (or "unknown")
-  }
-  return sets;
+  return labels;
 }
 
 /** The spend hash of the month of `ms`, remembered until the month ends (not a date format per request). */
@@ -791,12 +781,10 @@ function finish(
     deps.counters.incr(month, `requests:model:${model.name}`, 1);
   }
   deps.metrics.countRequest(model.publicName, outcome.status, model.variant);
-  const labels = labelsOf(metricsModel);
-  deps.metrics.latency.observe(labels.model, latencyMs / 1000);
+  deps.metrics.latency.observe(modelLabels(metricsModel), latencyMs / 1000);
   if (outcome.ttftMs !== null && !req.stream)
     deps.metrics.ttft.observe({ model: metricsModel, variant: model.variant ?? "" }, outcome.ttftMs / 1000);
-  deps.metrics.tokens.inc(labels.prompt, promptTokens);
-  deps.metrics.tokens.inc(labels.completion, completionTokens);
+  deps.metrics.countTokens(model.publicName, promptTokens, completionTokens);
   deps.audit.record({
     ts: isoTimestamp(started),
     requestId,

@@ -20,6 +20,24 @@ export class GatewayMetrics {
   readonly requestsPerMinute: Gauge<"model">;
   /** Requests per model in the last minute, as a ring of per-second counts (O(1) per request, 120 numbers). */
   private readonly recent = new Map<string, { seconds: Float64Array; counts: Float64Array }>();
+  /**
+   * Requests (model → variant → status) and tokens (model) counted since the last read, added to the counters
+   * when they are read (`collect`, at each scrape): prom-client hashes the label set on every `inc`, which cost
+   * about a microsecond per request on the hot path; here a request is two map lookups and an addition.
+   */
+  private readonly pendingRequests = new Map<
+    string,
+    Map<string, Map<number, { labels: { model: string; variant: string; status: string }; n: number }>>
+  >();
+  private readonly pendingTokens = new Map<
+    string,
+    {
+      prompt: { model: string; type: string };
+      completion: { model: string; type: string };
+      p: number;
+      c: number;
+    }
+  >();
 
   constructor(
     private readonly knownModels: ReadonlySet<string>,
@@ -27,7 +45,8 @@ export class GatewayMetrics {
   ) {
     const registers = [this.registry];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({ ...spec("requestsTotal"), registers });
+    const applyPending = () => this.applyPending();
+    this.requests = new Counter({ ...spec("requestsTotal"), registers, collect: applyPending });
     this.latency = new Histogram({
       name: "aiorch_gateway_request_duration_seconds",
       help: "Time from request arrival to the last byte of the answer",
@@ -41,6 +60,7 @@ export class GatewayMetrics {
       help: "Tokens served, by type (prompt, completion)",
       labelNames: ["model", "type"],
       registers,
+      collect: applyPending,
     });
     this.queueDepth = new Gauge({
       ...spec("queueDepth"),
@@ -96,7 +116,21 @@ export class GatewayMetrics {
 
   countRequest(model: string, status: number, variant?: string): void {
     const label = this.model(model);
-    this.requests.inc({ model: label, variant: variant ?? "", status: String(status) });
+    const variantLabel = variant ?? "";
+    let byVariant = this.pendingRequests.get(label);
+    if (!byVariant) {
+      byVariant = new Map();
+      this.pendingRequests.set(label, byVariant);
+    }
+    let byStatus = byVariant.get(variantLabel);
+    if (!byStatus) {
+      byStatus = new Map();
+      byVariant.set(variantLabel, byStatus);
+    }
+    const counted = byStatus.get(status);
+    if (counted) counted.n += 1;
+    else
+      byStatus.set(status, { labels: { model: label, variant: variantLabel, status: String(status) }, n: 1 });
     if (label === "unknown") return;
     let ring = this.recent.get(label);
     if (!ring) {
@@ -110,5 +144,38 @@ export class GatewayMetrics {
       ring.counts[slot] = 0;
     }
     ring.counts[slot] = ring.counts[slot]! + 1;
+  }
+
+  /** Prompt and completion tokens of a request (`aiorch_gateway_tokens_total`). */
+  countTokens(model: string, prompt: number, completion: number): void {
+    const label = this.model(model);
+    const counted = this.pendingTokens.get(label);
+    if (counted) {
+      counted.p += prompt;
+      counted.c += completion;
+    } else {
+      const labels = {
+        prompt: { model: label, type: "prompt" },
+        completion: { model: label, type: "completion" },
+      };
+      this.pendingTokens.set(label, { ...labels, p: prompt, c: completion });
+    }
+  }
+
+  /** Add what was counted since the last read to the counters (label sets stay, their counts go back to 0). */
+  private applyPending(): void {
+    for (const byVariant of this.pendingRequests.values())
+      for (const byStatus of byVariant.values())
+        for (const counted of byStatus.values()) {
+          if (counted.n > 0) this.requests.inc(counted.labels, counted.n);
+          counted.n = 0;
+        }
+    for (const counted of this.pendingTokens.values()) {
+      // a series exists from a model's first request on, also while its count is still 0
+      this.tokens.inc(counted.prompt, counted.p);
+      this.tokens.inc(counted.completion, counted.c);
+      counted.p = 0;
+      counted.c = 0;
+    }
   }
 }

@@ -6,6 +6,7 @@ import { redisKeys } from "../../core/redis-keys";
 import { AbortFlag } from "../../gateway/abort";
 import { type AuditEntry, AuditLog, auditLine, isoTimestamp } from "../../gateway/audit";
 import { spendMonthKey, usageOf } from "../../gateway/inference";
+import { GatewayMetrics } from "../../gateway/metrics";
 import { SseUsageTap } from "../../gateway/sse";
 import { parseTraceParent } from "../../gateway/tracing";
 
@@ -270,6 +271,48 @@ describe("the audit line written field by field", () => {
     };
     expect(auditLine(e)).toBe(`${JSON.stringify(e)}\n`);
     expect(auditLine(e)).not.toContain("variant");
+  });
+});
+
+describe("request and token counters counted in plain numbers until a scrape", () => {
+  it("show exact sums at every read, never count twice, and keep labels bounded", async () => {
+    const metrics = new GatewayMetrics(new Set(["chat"]), { defaultMetrics: false });
+    const series = async (name: string) =>
+      (await metrics.registry.getSingleMetric(name)!.get()).values.map((v) => ({
+        ...v.labels,
+        value: v.value,
+      }));
+    for (let i = 0; i < 5; i++) {
+      metrics.countRequest("chat", 200);
+      metrics.countTokens("chat", 10, 3);
+    }
+    metrics.countRequest("chat", 429);
+    metrics.countRequest("chat", 200, "v2");
+    metrics.countRequest("client-made-up", 404);
+    metrics.countTokens("client-made-up", 1, 0);
+    expect(await series("aiorch_requests_total")).toEqual(
+      expect.arrayContaining([
+        { model: "chat", variant: "", status: "200", value: 5 },
+        { model: "chat", variant: "", status: "429", value: 1 },
+        { model: "chat", variant: "v2", status: "200", value: 1 },
+        { model: "unknown", variant: "", status: "404", value: 1 },
+      ]),
+    );
+    expect(await series("aiorch_gateway_tokens_total")).toEqual(
+      expect.arrayContaining([
+        { model: "chat", type: "prompt", value: 50 },
+        { model: "chat", type: "completion", value: 15 },
+        { model: "unknown", type: "prompt", value: 1 },
+      ]),
+    );
+    // a second read adds nothing; later requests add to the totals
+    metrics.countRequest("chat", 200);
+    metrics.countTokens("chat", 2, 1);
+    await metrics.registry.metrics();
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('aiorch_requests_total{model="chat",variant="",status="200"} 6');
+    expect(text).toContain('aiorch_gateway_tokens_total{model="chat",type="prompt"} 52');
+    expect(text).toContain('aiorch_gateway_tokens_total{model="chat",type="completion"} 16');
   });
 });
 
