@@ -494,10 +494,16 @@ async function proxy(
         const streamStep = trace.step("stream");
         let streamError: string | undefined;
         try {
-          await relayStream(deps, req, response, client, outcome, started, signal, {
-            model: metricsModel,
-            variant: model.variant ?? "",
-          });
+          await relayStream(
+            deps,
+            req,
+            response,
+            client,
+            outcome,
+            started,
+            signal,
+            unitLabels(metricsModel, model.variant),
+          );
         } catch (error) {
           streamError = error instanceof Error ? error.message : "stream failed";
           throw error;
@@ -552,8 +558,9 @@ async function relayBody(
     client.end();
     return;
   }
-  // (x-request-id is on the reply since onRequest)
-  await reply
+  // (x-request-id is on the reply since onRequest). Sent at once: awaiting the reply (a thenable) would only
+  // cost two more microtasks.
+  reply
     .code(response.status)
     .headers(limitHeaders)
     .header("content-type", response.contentType || "application/json")
@@ -728,6 +735,23 @@ function modelLabels(model: string): { model: string } {
   return labels;
 }
 
+const unitLabelSets = new Map<string, Map<string, { model: string; variant: string }>>();
+/** The `{ model, variant }` label set of a serving unit, one object per unit (not one per request). */
+function unitLabels(model: string, variant: string | undefined): { model: string; variant: string } {
+  const variantLabel = variant ?? "";
+  let byVariant = unitLabelSets.get(model);
+  if (!byVariant) {
+    byVariant = new Map();
+    unitLabelSets.set(model, byVariant); // bounded: model labels come from the config (or "unknown")
+  }
+  let labels = byVariant.get(variantLabel);
+  if (!labels) {
+    labels = Object.freeze({ model, variant: variantLabel });
+    byVariant.set(variantLabel, labels); // bounded: variants come from the config
+  }
+  return labels;
+}
+
 /** The spend hash of the month of `ms`, remembered until the month ends (not a date format per request). */
 let spendMonth: { keys?: RedisKeys; from: number; until: number; key: string } = {
   from: 0,
@@ -783,7 +807,7 @@ function finish(
   deps.metrics.countRequest(model.publicName, outcome.status, model.variant);
   deps.metrics.latency.observe(modelLabels(metricsModel), latencyMs / 1000);
   if (outcome.ttftMs !== null && !req.stream)
-    deps.metrics.ttft.observe({ model: metricsModel, variant: model.variant ?? "" }, outcome.ttftMs / 1000);
+    deps.metrics.ttft.observe(unitLabels(metricsModel, model.variant), outcome.ttftMs / 1000);
   deps.metrics.countTokens(model.publicName, promptTokens, completionTokens);
   deps.audit.record({
     ts: isoTimestamp(started),
