@@ -283,11 +283,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     return modelView(model);
   });
 
-  const inferenceRoute = (path: string, endpoint: Endpoint) =>
-    app.post(path, async (request: FastifyRequest, reply: FastifyReply) => {
+  const inferenceRoute = (path: string, endpoint: Endpoint) => {
+    const spanName = `POST ${path}`;
+    return app.post(path, async (request: FastifyRequest, reply: FastifyReply) => {
       const traceparent =
         typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined;
-      const trace = tracing.begin(`POST ${path}`, traceparent, { "aiorch.request_id": request.requestId });
+      const trace = tracing.begin(spanName, traceparent, { "aiorch.request_id": request.requestId });
       let model: UnitConfig;
       let key: ApiKeyRecord;
       let req: ReturnType<typeof validateInference>;
@@ -311,6 +312,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       }
       return reply;
     });
+  };
   inferenceRoute("/v1/chat/completions", "chat");
   inferenceRoute("/v1/completions", "completion");
   inferenceRoute("/v1/embeddings", "embedding");

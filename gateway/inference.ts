@@ -420,15 +420,16 @@ async function proxy(
       })
     : (req.json ?? JSON.stringify(req.body));
   const metricsModel = deps.metrics.model(model.publicName);
-  const tried = new Set<string>();
-  // built only when an attempt fails (an Error captures a stack): the answered request allocates none
+  // both built only when an attempt fails (an Error captures a stack): the answered request allocates neither
+  let tried: Set<string> | undefined;
   let lastFailure: GatewayError | undefined;
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const exclude = tried ?? NO_BACKENDS;
     const backend =
-      deps.registry.pick(backends, tried) ?? deps.registry.pick(backends, tried, { ignoreCooldown: true });
+      deps.registry.pick(backends, exclude) ??
+      deps.registry.pick(backends, exclude, { ignoreCooldown: true });
     if (!backend) break;
-    tried.add(backend.id);
     const concurrency = deps.registry.acquire(backend);
     deps.inflight.acquire(model.name, backend.workerId);
     const upstreamStep = trace.step("upstream");
@@ -460,6 +461,7 @@ async function proxy(
             : `model "${model.name}" is unreachable`,
           e.kind === "timeout" ? 504 : 502,
         );
+        tried = withTried(tried, backend.id);
         continue;
       }
       // 404 means the backend does not serve this model (misconfigured or replaced): never show a known model as missing.
@@ -482,6 +484,7 @@ async function proxy(
           response.status === 429
             ? noCapacity(`model "${model.name}" is at capacity`, 2)
             : upstreamFailed(`model "${model.name}" answered ${response.status}`);
+        tried = withTried(tried, backend.id);
         continue;
       }
       outcome.backend = backend;
@@ -525,6 +528,15 @@ async function proxy(
     }
   }
   throw lastFailure ?? upstreamFailed(`no backend of model "${model.name}" answered`);
+}
+
+const NO_BACKENDS: ReadonlySet<string> = new Set();
+
+/** The backends tried so far, with one more (the set is made at the first failed attempt). */
+function withTried(tried: Set<string> | undefined, id: string): Set<string> {
+  const set = tried ?? new Set<string>();
+  set.add(id);
+  return set;
 }
 
 const isBuffered = (response: UpstreamResponse | BufferedResponse): response is BufferedResponse =>
