@@ -906,7 +906,7 @@ export class Controller {
         );
         return current;
       }
-      await this.book([current]);
+      await this.accrue([current]);
       const settled = await this.ledger
         .settle({ ...current, accruedUntilMs: this.now() }, current.createdAtMs)
         .catch(() => 0);
@@ -1007,10 +1007,20 @@ export class Controller {
     return this.blocks["*"] !== undefined || this.blocks[parseUnitName(unit).model] !== undefined;
   }
 
-  private async book(workers: readonly WorkerRecord[]): Promise<void> {
+  /**
+   * Book what these workers cost up to now, without judging budgets: a budget block weighs the burn of every live
+   * worker, so it is decided only in `book`, with all of them (a block computed from one terminating worker's
+   * burn lifted the other models' blocks for a tick).
+   */
+  private async accrue(workers: readonly WorkerRecord[]): Promise<void> {
     const booked = await this.ledger.accrue(workers);
     for (const { worker } of booked)
       await this.registry.update(worker, { accruedUntilMs: worker.accruedUntilMs });
+  }
+
+  /** Book every live worker, then set budget blocks and stop workers at a cap. */
+  private async book(workers: readonly WorkerRecord[]): Promise<void> {
+    await this.accrue(workers);
     const spend = await this.ledger.monthSpend();
     const burn = { total: 0, byModel: {} as Record<string, number> };
     for (const w of workers) {

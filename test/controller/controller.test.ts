@@ -242,6 +242,46 @@ describe("trust and budgets", () => {
     expect(logs.join("\n")).toMatch(/budget: model m reached its monthly budget of \$5/);
   });
 
+  it("a model blocked a tick before its cap stays blocked while another model's worker terminates", async () => {
+    // m's spend is just under its cap, so only the burn of its running worker blocks it; n's worker going away
+    // used to recompute the blocks from that one worker's burn and lift m's block until the next tick
+    const cfg = stack({
+      models: `[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], maxWorkers: 1,
+          targetConcurrency: 1, idleTimeoutSeconds: 300, monthlyBudgetUsd: 5 },
+        { name: n, kind: chat, source: o/n, gpu: [RTX_3090], providers: [vastai], maxWorkers: 1,
+          targetConcurrency: 1, idleTimeoutSeconds: 1 }]`,
+    });
+    // a minute's burn is the projection: $0.2/h of m's worker is $0.0033, more than the $0.002 left
+    const c = controller({ config: cfg, tickMs: 60_000 });
+    const ready = (model: string) => async () => {
+      await c.tick();
+      return (await live()).some((w) => w.model === model && w.state === "ready");
+    };
+    const requestM = await waitRequest("m");
+    const requestN = await waitRequest("n");
+    await until("ready workers of m and n", async () => (await ready("m")()) && (await ready("n")()));
+    await redis.zrem(keys.waiting("m"), requestM);
+    await redis.zrem(keys.waiting("n"), requestN);
+    const month = keys.spendMonth(ledgerMonth(Date.now()));
+    await redis.hincrby(month, "model:m", 4_998_000);
+    await redis.hincrby(month, "total", 4_998_000);
+    await c.tick();
+    expect(await redis.hget(keys.budgetBlocked, "m")).toBe("model m reached its monthly budget of $5");
+    await until("n's idle worker terminated", async () => {
+      await c.tick();
+      return !(await live()).some((w) => w.model === "n");
+    });
+    expect((await live()).filter((w) => w.model === "m").map((w) => w.state)).toEqual(["ready"]);
+    await until("the audit entries", async () => (await new AuditTrail(redis, keys).list()).length > 0);
+    await new Promise((r) => setTimeout(r, 50));
+    const budgetChanges = (await new AuditTrail(redis, keys).list()).filter(
+      (e) => e.action === "budget.changed",
+    );
+    expect(budgetChanges.map((e) => [e.target, e.reason])).toEqual([
+      ["model m", "blocked: model m reached its monthly budget of $5"],
+    ]);
+  });
+
   it("at the budget cap no worker starts and the gateway is told", async () => {
     const c = controller({ config: stack({ budget: "{ monthlyUsd: 5 }" }) });
     await redis.hset(keys.spendMonth(ledgerMonth(Date.now())), "total", 5_000_000);
