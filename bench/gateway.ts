@@ -15,7 +15,11 @@
  *      `concurrent` counts streams delivering tokens at the same moment, not requests merely sent.
  *
  *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--streams-only] [--hold-seconds N] [--from-source]
- *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR]
+ *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR] [--against REV [--rounds N]]
+ *
+ * `--against REV` compares this checkout's gateway with revision REV's (built from a git worktree): saturation
+ * throughput and the gateway's CPU time per request, both processes up at once, alternate runs, pinned to a CPU
+ * of their own with taskset when there are two — how each change of the gateway's hot path was judged.
  *
  * The gateway runs as it is deployed: an esbuild bundle of `gateway/main.ts` under plain `node`, with the
  * Deployment's environment (`MALLOC_ARENA_MAX=2`); `--from-source` runs the sources through tsx instead (about
@@ -40,6 +44,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { createServer } from "node:net";
@@ -75,6 +80,8 @@ const { values: args } = parseArgs({
     "streams-only": { type: "boolean", default: false },
     "gateway-node-flags": { type: "string" },
     "cpu-prof": { type: "string" },
+    against: { type: "string" },
+    rounds: { type: "string" },
   },
 });
 
@@ -240,6 +247,7 @@ let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     for (const child of [...children].reverse()) await stopChild(child);
+    removeWorktree?.();
     await cleanupRedis?.().catch((error: Error) => progress(`redis cleanup failed: ${error.message}`));
     if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
   })();
@@ -381,11 +389,15 @@ http {
  * The gateway bundled as the RuntimeBundle component bundles it for the cluster (esbuild, CommonJS, minified),
  * targeting this machine's Node; identifiers stay readable when profiling. Built once per run.
  */
-function gatewayBundle(dir: string, readableNames: boolean): string {
-  const outfile = join(dir, "gateway.js");
+function gatewayBundle(
+  dir: string,
+  readableNames: boolean,
+  entry = GATEWAY_ENTRY,
+  outfile = join(dir, "gateway.js"),
+): string {
   if (existsSync(outfile)) return outfile;
   buildSync({
-    ...runtimeBuildOptions(GATEWAY_ENTRY, `node${process.versions.node.split(".")[0]}`),
+    ...runtimeBuildOptions(entry, `node${process.versions.node.split(".")[0]}`),
     // readable names in profiles: every minification but the identifiers'
     ...(readableNames ? { minify: false, minifyWhitespace: true, minifySyntax: true } : {}),
     outfile,
@@ -397,6 +409,7 @@ async function startGateway(
   dir: string,
   fakeOrigin: string,
   prefix: string,
+  options: { bundle?: string; cpu?: number } = {},
 ): Promise<{ child: Child; origin: string }> {
   const yaml = stackYaml({
     providers: `{ local: { url: "${fakeOrigin}/v1" } }`,
@@ -415,21 +428,26 @@ async function startGateway(
   ];
   const entry = args["from-source"]
     ? ["-r", "tsx/cjs", GATEWAY_ENTRY]
-    : [gatewayBundle(dir, profDir !== undefined)];
+    : [options.bundle ?? gatewayBundle(dir, profDir !== undefined)];
+  const argv = [
+    ...nodeFlags,
+    ...entry,
+    "--config",
+    configPath,
+    "--port",
+    String(port),
+    "--host",
+    "127.0.0.1",
+  ];
   // The audit log (one JSON line per request on stdout) goes to /dev/null.
-  const child = startChild(
-    "gateway",
-    process.execPath,
-    [...nodeFlags, ...entry, "--config", configPath, "--port", String(port), "--host", "127.0.0.1"],
-    {
-      env: {
-        ...process.env,
-        ...GATEWAY_PROCESS_ENV,
-        REDIS_URL,
-      },
-      stdout: "ignore",
+  const child = startChild("gateway", ...pinned(options.cpu, process.execPath, argv), {
+    env: {
+      ...process.env,
+      ...GATEWAY_PROCESS_ENV,
+      REDIS_URL,
     },
-  );
+    stdout: "ignore",
+  });
   const origin = `http://127.0.0.1:${port}`;
   await waitFor("gateway", child, () => httpOk(`${origin}/readyz`));
   return { child, origin };
@@ -579,19 +597,22 @@ interface WrkResult {
   readonly p99Ms: number;
 }
 
-async function saturate(origin: string, script: string): Promise<WrkResult> {
+async function saturate(origin: string, script: string, cpu?: number): Promise<WrkResult> {
   const wrk = which("wrk");
   if (!wrk) throw new Error("wrk not found (apt-get install wrk)");
-  const child = startChild("wrk", wrk, [
-    "-t1",
-    `-c${plan.wrkConnections}`,
-    `-d${plan.saturationSeconds}s`,
-    "--timeout",
-    "5s",
-    "-s",
-    script,
-    `${origin}${CHAT_PATH}`,
-  ]);
+  const child = startChild(
+    "wrk",
+    ...pinned(cpu, wrk, [
+      "-t1",
+      `-c${plan.wrkConnections}`,
+      `-d${plan.saturationSeconds}s`,
+      "--timeout",
+      "5s",
+      "-s",
+      script,
+      `${origin}${CHAT_PATH}`,
+    ]),
+  );
   let out = "";
   child.proc.stdout?.on("data", (data: Buffer) => {
     out += data.toString("utf8");
@@ -1067,6 +1088,123 @@ function human(
 
 // ── main ──────────────────────────────────────────────────────────────────────────────────────────────────
 
+// ── A/B against another revision (--against REV) ─────────────────────────────────────────────────────────
+
+/** A command run on one CPU through taskset (same pid: taskset execs it), or as it is without a CPU. */
+function pinned(cpu: number | undefined, command: string, argv: string[]): [string, string[]] {
+  if (cpu === undefined) return [command, argv];
+  return [which("taskset")!, ["-c", String(cpu), command, ...argv]];
+}
+
+/** CPU seconds a process has used (user + system), from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // after "pid (comm) ": state is field 3, utime and stime fields 14 and 15
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/** REV's gateway bundle, built from a detached git worktree of it (sharing this checkout's node_modules). */
+function bundleOfRevision(dir: string, revision: string): string {
+  const tree = join(dir, "against");
+  const git = (argv: string[]) => {
+    const r = spawnSync("git", argv, { cwd: ROOT, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`git ${argv.join(" ")}: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  };
+  const commit = git(["rev-parse", "--verify", `${revision}^{commit}`]);
+  git(["worktree", "add", "--detach", tree, commit]);
+  removeWorktree = () => {
+    spawnSync("git", ["worktree", "remove", "--force", tree], { cwd: ROOT });
+  };
+  symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"), "dir");
+  return gatewayBundle(dir, false, join(tree, "gateway/main.ts"), join(dir, "gateway-against.js"));
+}
+let removeWorktree: (() => void) | undefined;
+
+interface AbRun {
+  readonly build: "this" | "against";
+  readonly rps: number;
+  /** CPU time of the gateway process per answered request, µs. */
+  readonly cpuUsPerRequest: number;
+}
+
+/**
+ * Saturation throughput and CPU time per request of this checkout's gateway against REV's, in one run: both
+ * processes up at once, alternate wrk runs (the order swapped every round, so neither always goes first), each
+ * gateway pinned to CPU 1 and wrk and the fake upstream to CPU 0 where taskset and two CPUs exist. CPU time per
+ * request is steadier than requests per second on a shared machine (a neighbour's load slows both alike).
+ */
+async function againstRevision(
+  dir: string,
+  revision: string,
+  fake: { child: Child; origin: string },
+  prefix: string,
+  key: string,
+): Promise<void> {
+  const rounds = Number(args.rounds ?? (args.quick ? 1 : 4));
+  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error("--rounds must be a positive whole number");
+  const pin = which("taskset") !== undefined && cpus().length >= 2;
+  if (pin) spawnSync(which("taskset")!, ["-p", "-c", "0", String(fake.child.proc.pid)]);
+  progress(`building the gateway of ${revision} (git worktree in ${dir})`);
+  const builds = {
+    this: await startGateway(dir, fake.origin, prefix, { cpu: pin ? 1 : undefined }),
+    against: await startGateway(dir, fake.origin, prefix, {
+      bundle: bundleOfRevision(dir, revision),
+      cpu: pin ? 1 : undefined,
+    }),
+  };
+  const script = writeWrkScript(dir, key);
+  await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: 0 });
+  for (const b of ["this", "against"] as const) await saturate(builds[b].origin, script, pin ? 0 : undefined); // warm-up
+  const runs: AbRun[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const order = i % 2 === 0 ? (["this", "against"] as const) : (["against", "this"] as const);
+    for (const b of order) {
+      const pid = builds[b].child.proc.pid!;
+      const before = cpuSeconds(pid);
+      const r = await saturate(builds[b].origin, script, pin ? 0 : undefined);
+      const cpuUsPerRequest = ((cpuSeconds(pid) - before) * 1e6) / r.requests;
+      runs.push({ build: b, rps: r.rps, cpuUsPerRequest });
+      progress(
+        `  round ${i + 1}/${rounds} ${b === "this" ? "this checkout" : revision}: ${r.rps.toFixed(0)} req/s, ${cpuUsPerRequest.toFixed(1)} µs CPU per request`,
+      );
+    }
+  }
+  const summary = (b: AbRun["build"]) => {
+    const mine = runs.filter((r) => r.build === b);
+    return {
+      rps: Math.round(median(mine.map((r) => r.rps))),
+      cpuUsPerRequest: round(median(mine.map((r) => r.cpuUsPerRequest)), 1),
+    };
+  };
+  const report = {
+    against: revision,
+    pinned: pin,
+    rounds,
+    this: summary("this"),
+    revision: summary("against"),
+    cpuRatio: round(summary("this").cpuUsPerRequest / summary("against").cpuUsPerRequest, 3),
+    rpsRatio: round(summary("this").rps / summary("against").rps, 3),
+    runs,
+  };
+  await cleanup();
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return;
+  }
+  const rows = [
+    ["build", "req/s (median)", "µs CPU / request (median)"],
+    ["this checkout", report.this.rps.toLocaleString("en-US"), report.this.cpuUsPerRequest.toFixed(1)],
+    [revision, report.revision.rps.toLocaleString("en-US"), report.revision.cpuUsPerRequest.toFixed(1)],
+  ];
+  process.stdout.write(
+    `saturation, wrk -t1 -c${plan.wrkConnections} ${plan.saturationSeconds} s, ${rounds} round(s) each, alternating${pin ? "; gateways on CPU 1, wrk and the fake on CPU 0" : ""}\n\n` +
+      `${table(rows)}\n\nthis ÷ ${revision}: CPU per request ${report.cpuRatio.toFixed(3)}, throughput ${report.rpsRatio.toFixed(3)}\n`,
+  );
+}
+
 async function main(): Promise<void> {
   if (!(plan.holdMs > 0)) throw new Error(`--hold-seconds must be a positive number of seconds`);
   const missing = ["wrk", "nginx"].filter((t) => !which(t));
@@ -1105,6 +1243,10 @@ async function main(): Promise<void> {
   );
   const fake = await startFake();
   progress(`fake vLLM on ${fake.origin} (pid ${fake.child.proc.pid})`);
+  if (args.against) {
+    await againstRevision(dir, args.against, fake, prefix, key);
+    return;
+  }
   const nginx = await startNginx(dir, Number(new URL(fake.origin).port));
   progress(`nginx on ${nginx.origin} (pid ${nginx.child.proc.pid}, 1 worker, upstream keepalive 64)`);
   const gateway = await startGateway(dir, fake.origin, prefix);

@@ -492,7 +492,8 @@ async function proxy(
       if (trace.recording) upstreamStep.set({ "http.response.status_code": response.status });
       upstreamStep.end();
       if (isBuffered(response)) {
-        await relayBody(response, client, reply, limitHeaders, outcome, started);
+        const sending = relayBody(response, client, reply, limitHeaders, outcome, started);
+        if (sending) await sending;
       } else if (response.status === 200 && response.contentType.includes("text/event-stream")) {
         const streamStep = trace.step("stream");
         let streamError: string | undefined;
@@ -519,7 +520,7 @@ async function proxy(
       } else {
         // asked to stream, answered without: the whole answer, relayed as one event
         const whole = await readAll(response.body, MAX_BODY_BYTES);
-        await relayBody({ ...response, body: whole }, client, reply, limitHeaders, outcome, started);
+        await relayBody({ ...response, body: whole }, client, reply, limitHeaders, outcome, started); // rare path
       }
       return;
     } finally {
@@ -542,14 +543,18 @@ function withTried(tried: Set<string> | undefined, id: string): Set<string> {
 const isBuffered = (response: UpstreamResponse | BufferedResponse): response is BufferedResponse =>
   response.body instanceof Uint8Array;
 
-async function relayBody(
+/**
+ * Send a whole answer to the client. Synchronous (no promise) in the usual case; a promise only when the answer
+ * goes out as an event to a streaming client held with keep-alives.
+ */
+function relayBody(
   response: BufferedResponse,
   client: ClientStream,
   reply: FastifyReply,
   limitHeaders: Record<string, string>,
   outcome: Outcome,
   started: number,
-): Promise<void> {
+): Promise<void> | undefined {
   // a whole answer's first token arrives with the rest of it (an engine sends a non-streamed answer at once)
   outcome.ttftMs = Date.now() - started;
   // The answer goes to the client as the bytes it came in; only its `usage` object is read.
@@ -566,9 +571,7 @@ async function relayBody(
   }
   if (client.started) {
     // We were holding a streaming client with keep-alives, but the backend answered without a stream.
-    await client.write(Buffer.concat([SSE_DATA, body, SSE_END_DONE]));
-    client.end();
-    return;
+    return client.write(Buffer.concat([SSE_DATA, body, SSE_END_DONE])).then(() => client.end());
   }
   // (x-request-id is on the reply since onRequest). Sent at once: awaiting the reply (a thenable) would only
   // cost two more microtasks.
@@ -577,6 +580,7 @@ async function relayBody(
     .headers(limitHeaders)
     .header("content-type", response.contentType || "application/json")
     .send(body);
+  return undefined;
 }
 
 /** A whole (non-streamed) answer: one promise, not two per chunk as `for await` makes. */
