@@ -21,11 +21,11 @@ const title =
     ? "runs with --quick --json and prints the result object"
     : `skipped: ${missing.join(" and ")} not installed (apt-get install wrk nginx-light)`;
 
-function runBench(): Promise<{ code: number; stdout: string; stderr: string }> {
+function runBench(extra: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolveRun) => {
     execFile(
       process.execPath,
-      ["-r", "tsx/cjs", "bench/gateway.ts", "--quick", "--json"],
+      ["-r", "tsx/cjs", "bench/gateway.ts", "--quick", "--json", ...extra],
       { cwd: ROOT, timeout: 80_000, maxBuffer: 16 * 1024 * 1024, killSignal: "SIGINT" },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
@@ -87,4 +87,37 @@ describe("bench/gateway.ts", () => {
     expect(pids.length).toBeGreaterThanOrEqual(4); // fake, nginx, two gateway processes
     for (const pid of pids) expect(alive(pid), `pid ${pid} stopped`).toBe(false);
   });
+
+  const hasGit = existsSync(join(ROOT, ".git"));
+  it.skipIf(missing.length > 0 || !hasGit)(
+    "--against HEAD compares two gateway builds and leaves no worktree behind",
+    { timeout: 90_000 },
+    async () => {
+      const { code, stdout, stderr } = await runBench(["--against", "HEAD"]);
+      expect(code, `the benchmark failed:\n${stderr}`).toBe(0);
+      const report = JSON.parse(stdout.trim()) as {
+        against: string;
+        rounds: number;
+        this: { rps: number; cpuUsPerRequest: number };
+        revision: { rps: number; cpuUsPerRequest: number };
+        cpuRatio: number;
+        rpsRatio: number;
+        runs: { build: string }[];
+      };
+      expect(report.against).toBe("HEAD");
+      expect(report.runs.map((r) => r.build).sort()).toEqual(["against", "this"]);
+      for (const side of [report.this, report.revision]) {
+        expect(positive(side.rps)).toBe(true);
+        expect(positive(side.cpuUsPerRequest)).toBe(true);
+      }
+      expect(positive(report.cpuRatio) && positive(report.rpsRatio)).toBe(true);
+      const temp = /git worktree in (\S+)\)/.exec(stderr)?.[1];
+      expect(temp, "the worktree dir is reported").toBeDefined();
+      expect(existsSync(temp!), `${temp} removed`).toBe(false);
+      const worktrees = await new Promise<string>((done) =>
+        execFile("git", ["worktree", "list"], { cwd: ROOT }, (_e, out) => done(out)),
+      );
+      expect(worktrees).not.toContain(temp!);
+    },
+  );
 });
