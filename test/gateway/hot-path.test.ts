@@ -29,6 +29,31 @@ describe("reading usage from a non-streamed answer without parsing all of it", (
     expect(usageOf(answer({ choices: [{ message: { content: text } }] }))).toBeUndefined();
   });
 
+  it("reads the token counts JSON.parse reads, for any usage object and spacing", () => {
+    const count = fc.oneof(fc.nat(), fc.nat({ max: 2 ** 40 }), fc.double({ min: 0, max: 1e6, noNaN: true }));
+    const usageObject = fc.dictionary(
+      fc.oneof(
+        fc.constantFrom("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details"),
+        fc.string(),
+      ),
+      fc.oneof(count, fc.constant(null), fc.jsonValue()),
+      { maxKeys: 6 },
+    );
+    const spacing = fc.constantFrom(undefined, 1, "\t", " \n ");
+    const pick = (u: unknown) => {
+      if (typeof u !== "object" || u === null) return u;
+      const r = u as Record<string, unknown>;
+      return [r.prompt_tokens, r.completion_tokens, r.total_tokens];
+    };
+    fc.assert(
+      fc.property(usageObject, spacing, (u, space) => {
+        const text = JSON.stringify({ id: "x", choices: [], usage: u }, null, space);
+        expect(pick(usageOf(Buffer.from(text)))).toEqual(pick(JSON.parse(text).usage));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
   it("no usage, or null usage, is none", () => {
     expect(usageOf(answer({}))).toBeUndefined();
     expect(usageOf(answer({ usage: null }))).toBeUndefined();
