@@ -638,8 +638,6 @@ export function usageOf(body: Buffer): Usage | undefined | "malformed" {
     else if (c === 0x7d) {
       depth -= 1;
       if (depth === 0) {
-        const flat = flatUsage(body, i, j);
-        if (flat) return flat;
         try {
           const usage = JSON.parse(body.toString("utf8", i, j + 1)) as Usage;
           return typeof usage === "object" && usage !== null ? usage : undefined;
@@ -650,58 +648,6 @@ export function usageOf(body: Buffer): Usage | undefined | "malformed" {
     }
   }
   return "malformed";
-}
-
-const USAGE_FIELDS = ["prompt_tokens", "completion_tokens", "total_tokens"] as const;
-const USAGE_FIELD_BYTES = USAGE_FIELDS.map((f) => Buffer.from(f));
-
-/**
- * The usage object between `start` (its `{`) and `end` (its `}`) read without JSON.parse when it is flat: keys
- * without escapes, values whole numbers or null (what engines send). Undefined for anything else (nested
- * details, fractions, escapes), which JSON.parse then reads.
- */
-function flatUsage(body: Buffer, start: number, end: number): Usage | undefined {
-  const usage: Partial<Record<(typeof USAGE_FIELDS)[number], number>> = {};
-  let i = start + 1;
-  for (let first = true; ; first = false) {
-    while (i < end && isWhitespace(body[i])) i += 1;
-    if (i === end) return first ? (usage as Usage) : undefined; // {} is fine, a trailing comma is not
-    if (body[i] !== 0x22) return undefined;
-    const keyStart = i + 1;
-    let keyEnd = keyStart;
-    while (keyEnd < end && body[keyEnd] !== 0x22) {
-      if (body[keyEnd] === 0x5c) return undefined; // an escape: JSON.parse knows best
-      keyEnd += 1;
-    }
-    i = keyEnd + 1;
-    while (i < end && isWhitespace(body[i])) i += 1;
-    if (body[i] !== 0x3a) return undefined;
-    i += 1;
-    while (i < end && isWhitespace(body[i])) i += 1;
-    let value: number | null;
-    if (body[i] === 0x6e && body[i + 1] === 0x75 && body[i + 2] === 0x6c && body[i + 3] === 0x6c) {
-      value = null;
-      i += 4;
-    } else {
-      const digitsStart = i;
-      value = 0;
-      while (i < end && body[i]! >= 0x30 && body[i]! <= 0x39) {
-        value = value * 10 + (body[i]! - 0x30);
-        i += 1;
-      }
-      if (i === digitsStart || i - digitsStart > 15) return undefined; // not a whole number (or too long)
-      if (body[digitsStart] === 0x30 && i - digitsStart > 1) return undefined; // leading zero: not JSON
-    }
-    const field = USAGE_FIELD_BYTES.findIndex(
-      (name) => name.length === keyEnd - keyStart && body.compare(name, 0, name.length, keyStart, keyEnd) === 0,
-    );
-    if (field >= 0 && value !== null) usage[USAGE_FIELDS[field]!] = value;
-    else if (field >= 0) return undefined; // "prompt_tokens": null — rare, leave it to JSON.parse
-    while (i < end && isWhitespace(body[i])) i += 1;
-    if (i === end) return usage as Usage;
-    if (body[i] !== 0x2c) return undefined;
-    i += 1;
-  }
 }
 
 async function relayStream(
