@@ -5,11 +5,11 @@
  * A backend whose route pins a certificate gets its own Agent whose TLS options trust that certificate and
  * nothing else (it is the only CA, and the peer's fingerprint must match). Another certificate fails the
  * handshake — a connect error, so failover and 502 work as for an unreachable backend — before a byte of the
- * request (or the worker token) is sent. A pinned backend never uses the shared Agent.
+ * request (or the worker token) is sent. A pinned backend never uses the shared pools.
  */
 import { X509Certificate } from "node:crypto";
 import type { Readable } from "node:stream";
-import { Agent, errors } from "undici";
+import { Agent, type Dispatcher, errors, Pool } from "undici";
 import { pinnedTlsOptions, sameFingerprint } from "../core/x509";
 import type { AbortLike } from "./abort";
 import type { Backend } from "./routing";
@@ -62,15 +62,36 @@ interface PinnedAgent {
 }
 
 export class UpstreamClient {
-  private readonly agent: Agent;
   /** Agents of backends with a pinned certificate, by backend (worker) id. */
   private readonly pinned = new Map<string, PinnedAgent>();
   private readonly now: () => number;
   private readonly targets = new Map<string, { origin: string; prefix: string }>();
 
+  /**
+   * A connection pool per unpinned origin, used directly: an Agent would look the origin's pool up and pass each
+   * request through one more dispatcher layer. Pools unused for `pinnedIdleMs` are closed (workers come and go).
+   */
+  private readonly pools = new Map<string, { pool: Pool; lastUsedMs: number }>();
+
   constructor(private readonly options: UpstreamOptions = {}) {
     this.now = options.now ?? Date.now;
-    this.agent = new Agent(this.agentOptions());
+  }
+
+  private poolFor(origin: string): Pool {
+    const now = this.now();
+    let entry = this.pools.get(origin);
+    if (!entry) {
+      const idle = this.options.pinnedIdleMs ?? 600_000;
+      for (const [key, old] of this.pools)
+        if (now - old.lastUsedMs > idle) {
+          this.pools.delete(key);
+          old.pool.close().catch(() => undefined);
+        }
+      entry = { pool: new Pool(origin, this.agentOptions()), lastUsedMs: now };
+      this.pools.set(origin, entry);
+    }
+    entry.lastUsedMs = now;
+    return entry.pool;
   }
 
   private agentOptions(): Agent.Options {
@@ -84,10 +105,10 @@ export class UpstreamClient {
     };
   }
 
-  /** The Agent for a backend: the shared one, or the backend's own that trusts only its pinned certificate. */
-  private dispatcherFor(backend: Backend): Agent {
+  /** The dispatcher for a backend: its origin's shared pool, or the backend's own Agent that trusts only its pinned certificate. */
+  private dispatcherFor(backend: Backend, origin: string): Dispatcher {
     const tls = backend.tls;
-    if (!tls) return this.agent;
+    if (!tls) return this.poolFor(origin);
     if (!/^https:\/\//i.test(backend.baseUrl))
       throw new UpstreamError("connect", `backend ${backend.id} pins a certificate but is not https`);
     const now = this.now();
@@ -184,7 +205,7 @@ export class UpstreamClient {
     const headers = this.headers(backend, extra);
     try {
       const { origin, prefix } = this.target(backend.baseUrl);
-      const response = await this.dispatcherFor(backend).request({
+      const response = await this.dispatcherFor(backend, origin).request({
         origin,
         path: `${prefix}${path}`,
         method: "POST",
@@ -229,7 +250,7 @@ export class UpstreamClient {
       };
       try {
         const { origin, prefix } = this.target(backend.baseUrl);
-        this.dispatcherFor(backend).dispatch(
+        this.dispatcherFor(backend, origin).dispatch(
           { origin, path: `${prefix}${path}`, method: "POST", headers: this.headers(backend, extra), body },
           {
             onConnect(abort: (reason: Error) => void) {
@@ -276,7 +297,9 @@ export class UpstreamClient {
   async close(): Promise<void> {
     const pinned = [...this.pinned.values()].map((p) => p.agent.close().catch(() => undefined));
     this.pinned.clear();
-    await Promise.all([this.agent.close(), ...pinned]);
+    const pools = [...this.pools.values()].map((p) => p.pool.close().catch(() => undefined));
+    this.pools.clear();
+    await Promise.all([...pinned, ...pools]);
   }
 }
 
