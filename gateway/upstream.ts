@@ -153,6 +153,11 @@ export class UpstreamClient {
     entry.agent.close().catch(() => undefined);
   }
 
+  /** Origins with a pool open (for tests and diagnostics). */
+  openOrigins(): string[] {
+    return [...this.pools.keys()];
+  }
+
   /** Ids of the backends with a pinned Agent open (for tests and diagnostics). */
   pinnedBackends(): string[] {
     return [...this.pinned.keys()];

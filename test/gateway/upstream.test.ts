@@ -148,6 +148,30 @@ describe("UpstreamClient.postBuffered", () => {
     }
   });
 
+  it("keeps a pool per origin and closes the ones unused for pinnedIdleMs when another origin is needed", async () => {
+    handler = (_req, res) => res.end("{}");
+    let clock = 1_000_000;
+    const client = new UpstreamClient({ now: () => clock, pinnedIdleMs: 60_000 });
+    const other = createServer((_req, res) => res.end("{}"));
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const otherOrigin = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      await call(client);
+      await call(client);
+      expect(client.openOrigins()).toEqual([origin]);
+      clock += 61_000;
+      await call(client, new AbortFlag(), 1024, backend(`${otherOrigin}/v1`));
+      expect(client.openOrigins()).toEqual([otherOrigin]);
+      await call(client); // the old origin gets a fresh pool
+      expect(client.openOrigins().sort()).toEqual([origin, otherOrigin].sort());
+    } finally {
+      await client.close();
+      other.closeAllConnections();
+      await new Promise((resolve) => other.close(resolve));
+    }
+    expect(client.openOrigins()).toEqual([]);
+  });
+
   it("a backend that dies mid-answer is a connect failure; a silent one a timeout; a closed port unreachable", async () => {
     handler = (_req, res) => {
       res.writeHead(200, { "content-type": "application/json", "content-length": "100" });
