@@ -374,7 +374,10 @@ describe("weight cache (a Hugging Face mirror for instance providers)", () => {
       expect(instance.env.HF_ENDPOINT).toBe(MIRROR);
       const args = instance.args as string[];
       expect(args[args.indexOf("--download-dir") + 1]).toBe("/aiorch/weights");
-      expect(logs.join("\n")).toContain(`(weight cache ${expected})`);
+      // the route is written just before the ready line is logged: wait for the line, not only the route
+      await until(`the ready line saying ${expected}`, () =>
+        logs.join("\n").includes(`(weight cache ${expected})`),
+      );
       await redis.zrem(keys.waiting("m"), requestId);
       await until("scale to zero", async () => fake.live().length === 0 && (await live()).length === 0);
     }
