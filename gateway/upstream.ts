@@ -50,7 +50,7 @@ export interface UpstreamOptions {
    * worker's own `capacity` and the controller's scaling are what bound the load. @default no limit
    */
   readonly connectionsPerOrigin?: number;
-  /** A pinned backend's Agent unused this long is closed (its route is likely gone). @default 600000 */
+  /** A pinned backend's Agent, or an origin's pool, unused this long is closed (its route is likely gone). @default 600000 */
   readonly pinnedIdleMs?: number;
   readonly now?: () => number;
 }
@@ -81,12 +81,7 @@ export class UpstreamClient {
     const now = this.now();
     let entry = this.pools.get(origin);
     if (!entry) {
-      const idle = this.options.pinnedIdleMs ?? 600_000;
-      for (const [key, old] of this.pools)
-        if (now - old.lastUsedMs > idle) {
-          this.pools.delete(key);
-          old.pool.close().catch(() => undefined);
-        }
+      this.sweep(now);
       entry = { pool: new Pool(origin, this.agentOptions()), lastUsedMs: now };
       this.pools.set(origin, entry);
     }
@@ -136,10 +131,18 @@ export class UpstreamClient {
     return agent;
   }
 
-  /** Close pinned Agents nobody used for a while (a route that vanished without the registry noticing). */
+  /**
+   * Close pinned Agents and origin pools nobody used for a while (a route that vanished without the registry
+   * noticing, a worker that is gone). Runs when a new one is opened, so their number stays bounded.
+   */
   private sweep(now: number): void {
     const idle = this.options.pinnedIdleMs ?? 600_000;
     for (const [id, entry] of this.pinned) if (now - entry.lastUsedMs > idle) this.forget(id);
+    for (const [origin, entry] of this.pools)
+      if (now - entry.lastUsedMs > idle) {
+        this.pools.delete(origin);
+        entry.pool.close().catch(() => undefined);
+      }
   }
 
   /**
