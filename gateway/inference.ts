@@ -498,16 +498,7 @@ async function proxy(
         const streamStep = trace.step("stream");
         let streamError: string | undefined;
         try {
-          await relayStream(
-            deps,
-            req,
-            response,
-            client,
-            outcome,
-            started,
-            signal,
-            unitLabels(metricsModel, model.variant),
-          );
+          await relayStream(deps, req, response, client, outcome, started, signal, model);
         } catch (error) {
           streamError = error instanceof Error ? error.message : "stream failed";
           throw error;
@@ -658,9 +649,9 @@ async function relayStream(
   outcome: Outcome,
   started: number,
   signal: AbortLike,
-  labels: { model: string; variant: string },
+  model: ModelConfig,
 ): Promise<void> {
-  const metricsModel = labels.model;
+  const metricsModel = deps.metrics.model(model.publicName);
   const tap = new SseUsageTap(req.wantsUsage);
   client.start();
   outcome.status = 200;
@@ -669,7 +660,7 @@ async function relayStream(
       const out = tap.push(chunk);
       if (out && outcome.ttftMs === null && tap.contentFrames > 0) {
         outcome.ttftMs = deps.now() - started;
-        deps.metrics.ttft.observe(labels, outcome.ttftMs / 1000);
+        deps.metrics.observeTtft(model.publicName, model.variant, outcome.ttftMs / 1000);
       }
       return out;
     });
@@ -739,35 +730,6 @@ function relayFrames(
   });
 }
 
-/** Metric label sets per model label, made once (prom-client keeps them as given; they are never changed). */
-const modelLabelSets = new Map<string, { model: string }>();
-/** The `{ model }` label set of a metrics model label, one object per model (not one per request). */
-function modelLabels(model: string): { model: string } {
-  let labels = modelLabelSets.get(model);
-  if (!labels) {
-    labels = Object.freeze({ model });
-    modelLabelSets.set(model, labels); // bounded: model labels come from the config (or "unknown")
-  }
-  return labels;
-}
-
-const unitLabelSets = new Map<string, Map<string, { model: string; variant: string }>>();
-/** The `{ model, variant }` label set of a serving unit, one object per unit (not one per request). */
-function unitLabels(model: string, variant: string | undefined): { model: string; variant: string } {
-  const variantLabel = variant ?? "";
-  let byVariant = unitLabelSets.get(model);
-  if (!byVariant) {
-    byVariant = new Map();
-    unitLabelSets.set(model, byVariant); // bounded: model labels come from the config (or "unknown")
-  }
-  let labels = byVariant.get(variantLabel);
-  if (!labels) {
-    labels = Object.freeze({ model, variant: variantLabel });
-    byVariant.set(variantLabel, labels); // bounded: variants come from the config
-  }
-  return labels;
-}
-
 /** The spend hash of the month of `ms`, remembered until the month ends (not a date format per request). */
 let spendMonth: { keys?: RedisKeys; from: number; until: number; key: string } = {
   from: 0,
@@ -804,7 +766,6 @@ function finish(
   const promptTokens = outcome.usage?.prompt_tokens ?? (outcome.backend ? promptEstimate : 0);
   const completionTokens = outcome.usage?.completion_tokens ?? outcome.completionEstimate;
   const used = outcome.usage?.total_tokens ?? promptTokens + completionTokens;
-  const metricsModel = deps.metrics.model(model.publicName);
   // Busy time on the backend, shared by the requests it served at once.
   const serviceSeconds = Math.max(0, latencyMs - queueMs) / 1000;
   const costUsd = outcome.backend
@@ -821,9 +782,9 @@ function finish(
     deps.counters.incr(month, `requests:model:${model.name}`, 1);
   }
   deps.metrics.countRequest(model.publicName, outcome.status, model.variant);
-  deps.metrics.latency.observe(modelLabels(metricsModel), latencyMs / 1000);
+  deps.metrics.observeLatency(model.publicName, latencyMs / 1000);
   if (outcome.ttftMs !== null && !req.stream)
-    deps.metrics.ttft.observe(unitLabels(metricsModel, model.variant), outcome.ttftMs / 1000);
+    deps.metrics.observeTtft(model.publicName, model.variant, outcome.ttftMs / 1000);
   deps.metrics.countTokens(model.publicName, promptTokens, completionTokens);
   deps.audit.record({
     ts: isoTimestamp(started),

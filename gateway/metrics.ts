@@ -29,6 +29,9 @@ export class GatewayMetrics {
     string,
     Map<string, Map<number, { labels: { model: string; variant: string; status: string }; n: number }>>
   >();
+  /** Histogram label sets, one object per model / serving unit rather than one per request. */
+  private readonly modelLabelSets = new Map<string, { model: string }>();
+  private readonly unitLabelSets = new Map<string, Map<string, { model: string; variant: string }>>();
   private readonly pendingTokens = new Map<
     string,
     {
@@ -144,6 +147,34 @@ export class GatewayMetrics {
       ring.counts[slot] = 0;
     }
     ring.counts[slot] = ring.counts[slot]! + 1;
+  }
+
+  /** A request's latency, seconds (label sets made once per model: prom-client keeps them as given). */
+  observeLatency(model: string, seconds: number): void {
+    const label = this.model(model);
+    let labels = this.modelLabelSets.get(label);
+    if (!labels) {
+      labels = Object.freeze({ model: label });
+      this.modelLabelSets.set(label, labels); // bounded: model labels come from the config (or "unknown")
+    }
+    this.latency.observe(labels, seconds);
+  }
+
+  /** A request's time to first token, seconds, per serving unit (model and variant). */
+  observeTtft(model: string, variant: string | undefined, seconds: number): void {
+    const label = this.model(model);
+    const variantLabel = variant ?? "";
+    let byVariant = this.unitLabelSets.get(label);
+    if (!byVariant) {
+      byVariant = new Map();
+      this.unitLabelSets.set(label, byVariant);
+    }
+    let labels = byVariant.get(variantLabel);
+    if (!labels) {
+      labels = Object.freeze({ model: label, variant: variantLabel });
+      byVariant.set(variantLabel, labels); // bounded: variants come from the config
+    }
+    this.ttft.observe(labels, seconds);
   }
 
   /** Prompt and completion tokens of a request (`aiorch_gateway_tokens_total`). */
