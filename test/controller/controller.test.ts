@@ -95,6 +95,19 @@ const until = async (what: string, check: () => Promise<boolean> | boolean, time
     await new Promise((r) => setTimeout(r, 20));
   }
 };
+/**
+ * Start the controller, let one request bring up a ready worker of m, then leave that worker with a long request
+ * in flight (its waiting entry gone). The worker's id.
+ */
+const readyWorkerWithLongRequest = async (c: Controller): Promise<string> => {
+  await c.start();
+  const requestId = await waitRequest();
+  await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
+  const workerId = (await redis.hkeys(keys.routes("m")))[0]!;
+  await redis.zrem(keys.waiting("m"), requestId);
+  await redis.zadd(keys.inflight("m"), Date.now() + 60_000, inflightMember(workerId, "long"));
+  return workerId;
+};
 const waitRequest = async (model = "m", id = `r${randomBytes(3).toString("hex")}`) => {
   await redis.zadd(keys.waiting(model), Date.now() + 60_000, id);
   await redis.publish(
@@ -167,14 +180,8 @@ describe("scaling", () => {
   });
 
   it("a draining worker keeps its in-flight requests until they finish", async () => {
-    const c = controller();
-    await c.start();
-    const requestId = await waitRequest();
-    await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
-    const workerId = (await redis.hkeys(keys.routes("m")))[0]!;
-    await redis.zrem(keys.waiting("m"), requestId);
     // a long request in flight: no scale-down while it runs
-    await redis.zadd(keys.inflight("m"), Date.now() + 60_000, inflightMember(workerId, "long"));
+    const workerId = await readyWorkerWithLongRequest(controller());
     await new Promise((r) => setTimeout(r, 1_300));
     expect(fake.live()).toHaveLength(1);
     await redis.zrem(keys.inflight("m"), inflightMember(workerId, "long"));
@@ -222,14 +229,8 @@ describe("trust and budgets", () => {
       models:
         "[{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], maxWorkers: 1, targetConcurrency: 1, idleTimeoutSeconds: 300, monthlyBudgetUsd: 5 }]",
     });
-    const c = controller({ config: cfg });
-    await c.start();
-    const requestId = await waitRequest();
-    await until("ready", async () => (await redis.hlen(keys.routes("m"))) === 1);
-    const workerId = (await redis.hkeys(keys.routes("m")))[0]!;
-    await redis.zrem(keys.waiting("m"), requestId);
     // a long request in flight (a normal drain would wait up to two minutes for it) when the model's budget runs out
-    await redis.zadd(keys.inflight("m"), Date.now() + 60_000, inflightMember(workerId, "long"));
+    await readyWorkerWithLongRequest(controller({ config: cfg }));
     const month = keys.spendMonth(ledgerMonth(Date.now()));
     await redis.hincrby(month, "model:m", 5_000_000);
     await redis.hincrby(month, "total", 5_000_000);
