@@ -1,7 +1,9 @@
 /**
  * Gateway benchmark (issue 5, "Benchmark"): the same fake vLLM upstream reached three ways — directly, through
  * nginx `proxy_pass` with upstream keep-alive, and through the gateway with auth and rate limits on — each server
- * in its own process so the load generator, the proxies and the upstream never share an event loop.
+ * in its own process so the load generator, the proxies and the upstream never share an event loop. A fourth
+ * path is the reference: a bare fastify + undici pass-through (`bench/bare-proxy.ts`), what a Node proxy costs on
+ * this machine before it does anything (in the table; the JSON report keeps the three paths the issue names).
  *
  *   1. Latency at a fixed rate (open loop, 1,000 req/s, non-streaming chat completions): a small generator on an
  *      undici Pool that sends on schedule whether or not earlier answers came back, timed with
@@ -9,18 +11,21 @@
  *      constant rate, and wrk2 is not packaged). p50/p99 after a warm-up.
  *   2. Saturation throughput: wrk (one thread, a few connections) with a Lua script posting the same JSON, three
  *      10-second runs per path with the paths taking turns; each path's median run counts.
- *   3. Streaming: time to first token, gateway vs direct (difference of medians over sequential streams,
- *      interleaved), then 1,000 concurrent streams held open through a fresh gateway process (so its memory
+ *   3. Streaming: time to first token, gateway vs direct (difference of medians over sequential streams, the
+ *      paths taking turns in a shuffled order), then 1,000 concurrent streams held open through a fresh gateway process (so its memory
  *      shows what the streams cost, not the heap the saturation run left behind) with its RSS sampled from
  *      /proc/<pid>/status (start, peak, end; "flat" compares the last quarter of the hold with the first).
  *      `concurrent` counts streams delivering tokens at the same moment, not requests merely sent.
  *
  *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--streams-only] [--hold-seconds N] [--from-source]
- *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR] [--against REV [--rounds N]]
+ *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR] [--ttft-only]
+ *                                    [--against REV [--rounds N] [--stream]]
  *
  * `--against REV` compares this checkout's gateway with revision REV's (built from a git worktree): saturation
  * throughput and the gateway's CPU time per request, both processes up at once, alternate runs, pinned to a CPU
- * of their own with taskset when there are two — how each change of the gateway's hot path was judged.
+ * of their own with taskset when there are two, then time to first token with direct and both builds taking
+ * turns stream by stream — how each change of the gateway's hot path was judged.
+ * With `--stream` the saturation runs send streamed requests (16 tokens) instead.
  *
  * The gateway runs as it is deployed: an esbuild bundle of `gateway/main.ts` under plain `node`, with the
  * Deployment's environment (`MALLOC_ARENA_MAX=2`); `--from-source` runs the sources through tsx instead (about
@@ -28,7 +33,7 @@
  * external memory are read from its `/metrics`, so growth can be told apart: heap growth is a leak, RSS growth
  * with a flat heap is allocator fragmentation.
  *
- * `--streams-only` runs only step 3's concurrent streams (memory experiments); `--hold-seconds` sets how long the streams are held; `--gateway-node-flags` replaces the Deployment's node flags
+ * `--ttft-only` runs only the time-to-first-token step, on every path (latency experiments). `--streams-only` runs only step 3's concurrent streams (memory experiments); `--hold-seconds` sets how long the streams are held; `--gateway-node-flags` replaces the Deployment's node flags
  * (GATEWAY_NODE_FLAGS) to try others against the same load; `=""` runs without any. `--quick` is a seconds-long smoke run; `--soak` holds the streams for 5 minutes, recycling each one every
  * 30 s; `--cpu-prof DIR` runs both gateway processes under `node --cpu-prof` and prints where their CPU time
  * went (self time by package and by function; the first profile is the latency + saturation one). Progress
@@ -66,6 +71,7 @@ import { stackYaml } from "../test/stack-yaml";
 
 const ROOT = resolve(__dirname, "..");
 const FAKE_ENTRY = join(ROOT, "test/fakes/vllm-upstream.ts");
+const BARE_ENTRY = join(ROOT, "bench/bare-proxy.ts");
 const GATEWAY_ENTRY = join(ROOT, "gateway/main.ts");
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const MODEL = "chat";
@@ -79,6 +85,8 @@ const { values: args } = parseArgs({
     "from-source": { type: "boolean", default: false },
     "hold-seconds": { type: "string" },
     "streams-only": { type: "boolean", default: false },
+    "ttft-only": { type: "boolean", default: false },
+    stream: { type: "boolean", default: false },
     "gateway-node-flags": { type: "string" },
     "cpu-prof": { type: "string" },
     against: { type: "string" },
@@ -142,6 +150,7 @@ const progress = (line: string): void => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
 const nowNs = (): bigint => process.hrtime.bigint();
+const f3 = (n: number) => n.toFixed(3);
 const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /** Nearest-rank percentile of an ascending array. */
@@ -297,21 +306,21 @@ async function httpOk(url: string): Promise<boolean> {
 // ── the three servers ─────────────────────────────────────────────────────────────────────────────────────
 
 async function startFake(): Promise<{ child: Child; origin: string }> {
-  const child = startChild("fake vLLM", process.execPath, [
-    "-r",
-    "tsx/cjs",
-    FAKE_ENTRY,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--model",
-    MODEL,
-  ]);
+  return startPrintingPort("fake vLLM", [FAKE_ENTRY, "--host", "127.0.0.1", "--port", "0", "--model", MODEL]);
+}
+
+/** The reference path: a bare fastify + undici pass-through to the fake (bench/bare-proxy.ts). */
+async function startBare(fakeOrigin: string): Promise<{ child: Child; origin: string }> {
+  return startPrintingPort("bare proxy", [BARE_ENTRY, fakeOrigin, "0"]);
+}
+
+/** A TypeScript server run through tsx that prints `{"port":N}` as its first line once it listens. */
+async function startPrintingPort(name: string, argv: string[]): Promise<{ child: Child; origin: string }> {
+  const child = startChild(name, process.execPath, ["-r", "tsx/cjs", ...argv]);
   const port = await new Promise<number>((resolvePort, reject) => {
     let buffered = "";
     const timer = setTimeout(
-      () => reject(new Error(`fake vLLM did not start: ${child.tail.join(" ")}`)),
+      () => reject(new Error(`${name} did not start: ${child.tail.join(" ")}`)),
       30_000,
     );
     child.proc.stdout?.on("data", (data: Buffer) => {
@@ -322,7 +331,7 @@ async function startFake(): Promise<{ child: Child; origin: string }> {
       try {
         resolvePort((JSON.parse(line) as { port: number }).port);
       } catch {
-        reject(new Error(`fake vLLM printed ${line}`));
+        reject(new Error(`${name} printed ${line}`));
       }
     });
     void child.exit.then(() => reject(new Error(describeExit(child))));
@@ -570,13 +579,13 @@ async function openLoop(
 
 // ── load: saturation (wrk) ────────────────────────────────────────────────────────────────────────────────
 
-function writeWrkScript(dir: string, apiKey: string): string {
-  const path = join(dir, "chat.lua");
+function writeWrkScript(dir: string, apiKey: string, body = CHAT_BODY): string {
+  const path = join(dir, body === CHAT_BODY ? "chat.lua" : "chat-stream.lua");
   // JSON string literals are valid Lua string literals for this ASCII content.
   writeFileSync(
     path,
     `wrk.method = "POST"
-wrk.body = ${JSON.stringify(CHAT_BODY)}
+wrk.body = ${JSON.stringify(body)}
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${apiKey}`)}
 
@@ -665,30 +674,58 @@ async function timeToFirstToken(pool: Pool, headers: Record<string, string>, bod
   return ttft;
 }
 
-async function ttftOverhead(
-  directOrigin: string,
-  gatewayOrigin: string,
-  headers: Record<string, string>,
-): Promise<{ directMs: number; gatewayMs: number; overheadMs: number }> {
-  const direct = new Pool(directOrigin, { connections: 1 });
-  const gateway = new Pool(gatewayOrigin, { connections: 1 });
+/**
+ * Median time to first token through each origin, the origins taking turns stream by stream (so drift on the
+ * machine affects them alike), in a shuffled order each turn: a stream is faster right after one through another
+ * Node process than after a pause (caches and the CPU still warm — measured: +1.13 against +0.99 ms for the same
+ * gateway build in a fixed order), so no origin may always follow the same one.
+ */
+async function medianTtfts(origins: readonly string[], headers: Record<string, string>): Promise<number[]> {
+  const pools = origins.map((origin) => new Pool(origin, { connections: 1 }));
   const body = streamBody(4);
-  const d: number[] = [];
-  const g: number[] = [];
+  const samples = origins.map((): number[] => []);
   const warmup = Math.ceil(plan.ttftStreams / 10);
-  // Interleaved, so drift on the machine affects both paths alike.
+  let seed = 0x2545f491; // a fixed seed: the same orders every run
+  const random = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const order = origins.map((_, k) => k);
   for (let i = 0; i < warmup + plan.ttftStreams; i++) {
-    const a = await timeToFirstToken(direct, headers, body);
-    const b = await timeToFirstToken(gateway, headers, body);
-    if (i >= warmup) {
-      d.push(a);
-      g.push(b);
+    for (let k = order.length - 1; k > 0; k--) {
+      const j = Math.floor(random() * (k + 1));
+      [order[k], order[j]] = [order[j]!, order[k]!];
+    }
+    for (const k of order) {
+      const ms = await timeToFirstToken(pools[k]!, headers, body);
+      if (i >= warmup) samples[k]!.push(ms);
     }
   }
-  await Promise.all([direct.close(), gateway.close()]);
-  const directMs = median(d);
-  const gatewayMs = median(g);
-  return { directMs, gatewayMs, overheadMs: gatewayMs - directMs };
+  await Promise.all(pools.map((p) => p.close()));
+  return samples.map(median);
+}
+
+type PathName = "direct" | "nginx" | "bare" | "gateway";
+
+/** Step 3: median time to first token on every path (streams in shuffled turns, see `medianTtfts`). */
+async function ttftStep(
+  origins: Readonly<Record<PathName, string>>,
+  headers: Record<string, string>,
+): Promise<Record<PathName, number>> {
+  const names = Object.keys(origins) as PathName[];
+  progress(
+    `TTFT: ${plan.ttftStreams} sequential streams per path (${names.join(", ")}) in shuffled turns, fake TTFT ${plan.ttftMs} ms`,
+  );
+  const medians = await medianTtfts(
+    names.map((p) => origins[p]),
+    headers,
+  );
+  const ttft = Object.fromEntries(names.map((p, k) => [p, medians[k]!])) as Record<PathName, number>;
+  progress(
+    `  median TTFT ${names.map((p) => `${p} ${f3(ttft[p])} ms`).join(", ")}; gateway − direct ` +
+      `+${f3(ttft.gateway - ttft.direct)} ms, bare − direct +${f3(ttft.bare - ttft.direct)} ms`,
+  );
+  return ttft;
 }
 
 interface StreamsResult {
@@ -1013,16 +1050,17 @@ function human(
   report: Report,
   extra: {
     streams: StreamsResult;
-    ttft: { directMs: number; gatewayMs: number };
+    ttft: Record<PathName, number>;
+    /** The reference path (bare fastify + undici), which the JSON report leaves out. */
+    bare: PathResult;
     idleRssMb: number;
     loadedRssMb: number;
     load: string;
   },
 ): string {
-  const f3 = (n: number) => n.toFixed(3);
   const sign = (n: number) => (n >= 0 ? `+${f3(n)}` : f3(n));
-  const paths = (["direct", "nginx", "gateway"] as const).map((p) => {
-    const r = report[p];
+  const paths = (["direct", "nginx", "bare", "gateway"] as const).map((p) => {
+    const r = p === "bare" ? extra.bare : report[p];
     const added =
       p === "direct" ? ["", ""] : [sign(r.p50Ms - report.direct.p50Ms), sign(r.p99Ms - report.direct.p99Ms)];
     return [p, Math.round(r.rps).toLocaleString("en-US"), f3(r.p50Ms), f3(r.p99Ms), ...added];
@@ -1052,10 +1090,17 @@ function human(
       verdict(report.throughputRatio >= TARGETS.throughputRatio),
     ],
     [
-      `TTFT overhead (median ${f3(extra.ttft.gatewayMs)} − ${f3(extra.ttft.directMs)} ms)`,
+      `TTFT overhead (median ${f3(extra.ttft.gateway)} − ${f3(extra.ttft.direct)} ms)`,
       `${f3(report.ttftOverheadMs)} ms`,
       `≤ ${TARGETS.ttftOverheadMs} ms`,
       verdict(report.ttftOverheadMs <= TARGETS.ttftOverheadMs),
+    ],
+    // what any Node proxy pays on this machine at this moment: the share of the overhead that is the gateway's own
+    [
+      "  for scale: bare fastify + undici, nginx",
+      `${f3(extra.ttft.bare - extra.ttft.direct)}, ${f3(extra.ttft.nginx - extra.ttft.direct)} ms`,
+      "",
+      "",
     ],
     [
       `concurrent streams through the gateway`,
@@ -1159,7 +1204,8 @@ async function againstRevision(
       cpu: pin ? 1 : undefined,
     }),
   };
-  const script = writeWrkScript(dir, key);
+  // --stream: the saturation runs send streamed requests (16 tokens each), for changes to the streaming path
+  const script = writeWrkScript(dir, key, args.stream ? streamBody(16) : CHAT_BODY);
   await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: 0 });
   for (const b of ["this", "against"] as const) await saturate(builds[b].origin, script, pin ? 0 : undefined); // warm-up
   const runs: AbRun[] = [];
@@ -1176,6 +1222,18 @@ async function againstRevision(
       );
     }
   }
+  // time to first token: direct and both builds taking turns, stream by stream
+  await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
+  progress(`TTFT: ${plan.ttftStreams} sequential streams each, direct and both builds taking turns`);
+  const [directTtft, thisTtft, againstTtft] = (await medianTtfts(
+    [fake.origin, builds.this.origin, builds.against.origin],
+    { "content-type": "application/json", authorization: `Bearer ${key}` },
+  )) as [number, number, number];
+  const ttft = {
+    directMs: round(directTtft, 3),
+    thisAddedMs: round(thisTtft - directTtft, 3),
+    revisionAddedMs: round(againstTtft - directTtft, 3),
+  };
   const summary = (b: AbRun["build"]) => {
     const mine = runs.filter((r) => r.build === b);
     return {
@@ -1191,6 +1249,7 @@ async function againstRevision(
     revision: summary("against"),
     cpuRatio: round(summary("this").cpuUsPerRequest / summary("against").cpuUsPerRequest, 3),
     rpsRatio: round(summary("this").rps / summary("against").rps, 3),
+    ttft,
     runs,
   };
   await cleanup();
@@ -1205,7 +1264,9 @@ async function againstRevision(
   ];
   process.stdout.write(
     `saturation, wrk -t1 -c${plan.wrkConnections} ${plan.saturationSeconds} s, ${rounds} round(s) each, alternating${pin ? "; gateways on CPU 1, wrk and the fake on CPU 0" : ""}\n\n` +
-      `${table(rows)}\n\nthis ÷ ${revision}: CPU per request ${report.cpuRatio.toFixed(3)}, throughput ${report.rpsRatio.toFixed(3)}\n`,
+      `${table(rows)}\n\nthis ÷ ${revision}: CPU per request ${report.cpuRatio.toFixed(3)}, throughput ${report.rpsRatio.toFixed(3)}\n` +
+      `TTFT added over direct (median of ${plan.ttftStreams} streams each, fake TTFT ${plan.ttftMs} ms): this checkout ` +
+      `+${f3(ttft.thisAddedMs)} ms, ${revision} +${f3(ttft.revisionAddedMs)} ms\n`,
   );
 }
 
@@ -1259,8 +1320,37 @@ async function main(): Promise<void> {
   progress(
     `gateway on ${gateway.origin} (pid ${gatewayPid}, key prefix ${prefix}, idle RSS ${idleRssMb.toFixed(1)} MB)`,
   );
-  const origins = { direct: fake.origin, nginx: nginx.origin, gateway: gateway.origin } as const;
-  const pathNames = ["direct", "nginx", "gateway"] as const;
+  const bare = await startBare(fake.origin);
+  progress(
+    `bare fastify + undici pass-through (the reference) on ${bare.origin} (pid ${bare.child.proc.pid})`,
+  );
+  const origins = {
+    direct: fake.origin,
+    nginx: nginx.origin,
+    bare: bare.origin,
+    gateway: gateway.origin,
+  } as const;
+  const pathNames = ["direct", "nginx", "bare", "gateway"] as const;
+
+  if (args["ttft-only"]) {
+    await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
+    const ttft = await ttftStep(origins, headers);
+    await cleanup();
+    process.stdout.write(
+      args.json
+        ? `${JSON.stringify(ttft)}\n`
+        : `time to first token, ${plan.ttftStreams} streams per path in shuffled turns (fake TTFT ${plan.ttftMs} ms)\n\n` +
+            `${table([
+              ["path", "median TTFT ms", "added ms"],
+              ...pathNames.map((p) => [
+                p,
+                f3(ttft[p]),
+                p === "direct" ? "" : `+${f3(ttft[p] - ttft.direct)}`,
+              ]),
+            ])}\n`,
+    );
+    return;
+  }
 
   if (args["streams-only"]) {
     const streams = await streamsOnFreshGateway(dir, fake.origin, prefix, headers);
@@ -1295,7 +1385,7 @@ async function main(): Promise<void> {
 
   // 2. Saturation.
   const script = writeWrkScript(dir, key);
-  const saturationRuns = { direct: [], nginx: [], gateway: [] } as Record<
+  const saturationRuns = { direct: [], nginx: [], bare: [], gateway: [] } as Record<
     (typeof pathNames)[number],
     WrkResult[]
   >;
@@ -1324,13 +1414,7 @@ async function main(): Promise<void> {
 
   // 3. Time to first token.
   await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
-  progress(
-    `TTFT: ${plan.ttftStreams} sequential streams each, direct and gateway interleaved (fake TTFT ${plan.ttftMs} ms)`,
-  );
-  const ttft = await ttftOverhead(fake.origin, gateway.origin, headers);
-  progress(
-    `  median TTFT direct ${ttft.directMs.toFixed(3)} ms, gateway ${ttft.gatewayMs.toFixed(3)} ms → +${ttft.overheadMs.toFixed(3)} ms`,
-  );
+  const ttft = await ttftStep(origins, headers);
 
   // 4. Concurrent streams and memory, on a fresh gateway process: its RSS then shows what the streams cost,
   // not the heap the saturation run left behind (reported separately).
@@ -1338,6 +1422,7 @@ async function main(): Promise<void> {
   await stopChild(gateway.child);
   const streams = await streamsOnFreshGateway(dir, fake.origin, prefix, headers);
 
+  await stopChild(bare.child);
   const result = (p: (typeof pathNames)[number]): PathResult => ({
     rps: Math.round(saturation[p].rps),
     p50Ms: round(latency[p].p50Ms, 3),
@@ -1350,7 +1435,7 @@ async function main(): Promise<void> {
     addedP50Ms: round(latency.gateway.p50Ms - latency.direct.p50Ms, 3),
     addedP99Ms: round(latency.gateway.p99Ms - latency.direct.p99Ms, 3),
     throughputRatio: round(saturation.gateway.rps / saturation.nginx.rps, 3),
-    ttftOverheadMs: round(ttft.overheadMs, 3),
+    ttftOverheadMs: round(ttft.gateway - ttft.direct, 3),
     streams: { concurrent: streams.concurrent, rssMb: round(streams.rssPeakMb, 1) },
   };
 
@@ -1364,7 +1449,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     args.json
       ? `${JSON.stringify(report)}\n`
-      : `${human(report, { streams, ttft, idleRssMb, loadedRssMb, load })}\n`,
+      : `${human(report, { streams, ttft, bare: result("bare"), idleRssMb, loadedRssMb, load })}\n`,
   );
 }
 

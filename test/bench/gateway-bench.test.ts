@@ -1,6 +1,6 @@
 /**
- * Smoke test of the gateway benchmark (`bench/gateway.ts --quick --json`): it starts the fake upstream, nginx and
- * the gateway as separate processes, drives all three paths and prints the result object. Checked here: the shape
+ * Smoke test of the gateway benchmark (`bench/gateway.ts --quick --json`): it starts the fake upstream, nginx, the
+ * bare reference proxy and the gateway as separate processes, drives every path and prints the result object. Checked here: the shape
  * and that every figure is a positive number; the targets are the benchmark's business, not this test's.
  */
 import { execFile } from "node:child_process";
@@ -84,7 +84,7 @@ describe("bench/gateway.ts", () => {
     expect(temp, "the temp dir is reported").toBeDefined();
     expect(existsSync(temp!), `${temp} removed`).toBe(false);
     const pids = [...stderr.matchAll(/\(pid (\d+)/g)].map((m) => Number(m[1]));
-    expect(pids.length).toBeGreaterThanOrEqual(4); // fake, nginx, two gateway processes
+    expect(pids.length).toBeGreaterThanOrEqual(5); // fake, nginx, the bare reference proxy, two gateway processes
     for (const pid of pids) expect(alive(pid), `pid ${pid} stopped`).toBe(false);
   });
 
@@ -102,6 +102,7 @@ describe("bench/gateway.ts", () => {
         revision: { rps: number; cpuUsPerRequest: number };
         cpuRatio: number;
         rpsRatio: number;
+        ttft: { directMs: number; thisAddedMs: number; revisionAddedMs: number };
         runs: { build: string }[];
       };
       expect(report.against).toBe("HEAD");
@@ -111,6 +112,10 @@ describe("bench/gateway.ts", () => {
         expect(positive(side.cpuUsPerRequest)).toBe(true);
       }
       expect(positive(report.cpuRatio) && positive(report.rpsRatio)).toBe(true);
+      // time to first token of both builds, measured in the same shuffled turns as direct
+      expect(positive(report.ttft.directMs), "ttft.directMs").toBe(true);
+      for (const added of [report.ttft.thisAddedMs, report.ttft.revisionAddedMs])
+        expect(Number.isFinite(added), "ttft added").toBe(true);
       const temp = /git worktree in (\S+)\)/.exec(stderr)?.[1];
       expect(temp, "the worktree dir is reported").toBeDefined();
       expect(existsSync(temp!), `${temp} removed`).toBe(false);
