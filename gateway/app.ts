@@ -172,8 +172,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    request.rawJson = body as string;
-    parseJson(request, body as string, done);
+    // the parser skips a byte order mark; the text forwarded upstream must not start with one either
+    const text = body as string;
+    request.rawJson = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    parseJson(request, text, done);
   });
   app.decorateRequest("requestId", "");
   app.addHook("onRequest", (request, reply, done) => {

@@ -56,7 +56,9 @@ class ClientStream {
 
   constructor(
     private readonly reply: FastifyReply,
-    private readonly headers: () => Record<string, string>,
+    private readonly requestId: string,
+    private readonly variant: string | undefined,
+    private readonly limitHeaders: Record<string, string>,
     /** Aborted when the client goes away before the answer is complete. */
     abort: AbortFlag,
   ) {
@@ -74,13 +76,21 @@ class ClientStream {
     if (this.started) return;
     this.started = true;
     this.reply.hijack();
-    this.reply.raw.writeHead(200, {
-      ...this.headers(),
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
+    // names and values in one flat list, as writeHead takes them: no header object is built and copied
+    const headers = ["x-request-id", this.requestId];
+    if (this.variant) headers.push(VARIANT_HEADER, this.variant);
+    for (const name in this.limitHeaders) headers.push(name, this.limitHeaders[name]!);
+    headers.push(
+      "content-type",
+      "text/event-stream; charset=utf-8",
+      "cache-control",
+      "no-cache",
+      "connection",
+      "keep-alive",
+      "x-accel-buffering",
+      "no",
+    );
+    this.reply.raw.writeHead(200, headers);
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -230,15 +240,7 @@ export async function serveInference(
   }
 
   const abort = new AbortFlag();
-  const client = new ClientStream(
-    reply,
-    () => ({
-      "x-request-id": requestId,
-      ...(model.variant ? { [VARIANT_HEADER]: model.variant } : {}),
-      ...limitHeaders,
-    }),
-    abort,
-  );
+  const client = new ClientStream(reply, requestId, model.variant, limitHeaders, abort);
   const outcome: Outcome = {
     status: 0,
     completionEstimate: 0,
@@ -398,6 +400,26 @@ async function readyBackends(
   }
 }
 
+/**
+ * The JSON text sent upstream: the client's own text when nothing in it changes. A stream always asks upstream
+ * for usage (the SSE tap hides it again when the client did not ask): `stream_options` is spliced into the
+ * client's text before its closing brace when the client sent none — no object copy, no serializing — and the
+ * body is serialized again only when the client's own `stream_options` must be merged.
+ */
+export function upstreamBody(req: InferenceRequest): string {
+  if (!req.stream) return req.json ?? JSON.stringify(req.body);
+  const json = req.json;
+  if (json !== undefined && req.body.stream_options === undefined) {
+    // the text parsed to a non-empty object (it has a model), so its last "}" closes it and a member can go first
+    const end = json.lastIndexOf("}");
+    if (end > 0) return `${json.slice(0, end)},"stream_options":{"include_usage":true}${json.slice(end)}`;
+  }
+  return JSON.stringify({
+    ...req.body,
+    stream_options: { ...(req.body.stream_options as object | undefined), include_usage: true },
+  });
+}
+
 async function proxy(
   deps: InferenceDeps,
   req: InferenceRequest,
@@ -412,13 +434,7 @@ async function proxy(
   outcome: Outcome,
   started: number,
 ): Promise<void> {
-  // Always ask upstream for usage; the SSE tap hides it again when the client did not ask.
-  const body = req.stream
-    ? JSON.stringify({
-        ...req.body,
-        stream_options: { ...(req.body.stream_options as object | undefined), include_usage: true },
-      })
-    : (req.json ?? JSON.stringify(req.body));
+  const body = upstreamBody(req);
   const metricsModel = deps.metrics.model(model.publicName);
   // both built only when an attempt fails (an Error captures a stack): the answered request allocates neither
   let tried: Set<string> | undefined;

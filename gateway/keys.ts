@@ -161,7 +161,11 @@ export type AuthResult = { ok: true; key: ApiKeyRecord } | { ok: false; reason: 
  * flood of bad keys does not become a flood of Redis reads).
  */
 export class ApiKeyVerifier {
-  private readonly cache = new Map<string, { record: ApiKeyRecord | undefined; at: number }>();
+  /**
+   * Judged answers by key hash. The stored hash is compared in constant time once, when an entry is filled; a hit
+   * then only checks the key's expiry, and hands out the same answer object (nothing allocated per request).
+   */
+  private readonly cache = new Map<string, CachedAuth>();
 
   constructor(
     private readonly store: ApiKeyStore,
@@ -194,8 +198,9 @@ export class ApiKeyVerifier {
       const oldest = this.cache.keys().next().value;
       if (oldest !== undefined) this.cache.delete(oldest);
     }
-    this.cache.set(hash, { record, at: now });
-    return this.judge(record, hash, now);
+    const result = this.judge(record, hash);
+    this.cache.set(hash, { result, at: now });
+    return expired(result, now) ?? result;
   }
 
   /** The answer from what is known without Redis, or the key's hash when its record must be read. */
@@ -205,11 +210,14 @@ export class ApiKeyVerifier {
       return { ok: false, reason: "Incorrect API key provided" };
     const hash = hashApiKey(raw);
     const cached = this.cache.get(hash);
-    const ttl = cached?.record ? (this.options.ttlMs ?? 5_000) : (this.options.negativeTtlMs ?? 1_000);
-    return cached && now - cached.at < ttl ? this.judge(cached.record, hash, now) : hash;
+    if (!cached) return hash;
+    const ttl = cached.result.ok ? (this.options.ttlMs ?? 5_000) : (this.options.negativeTtlMs ?? 1_000);
+    if (now - cached.at >= ttl) return hash;
+    return expired(cached.result, now) ?? cached.result;
   }
 
-  private judge(record: ApiKeyRecord | undefined, hash: string, now: number): AuthResult {
+  /** The answer for a record, apart from its expiry (which depends on the time of each request). */
+  private judge(record: ApiKeyRecord | undefined, hash: string): AuthResult {
     // The lookup is by hash; comparing the stored hash in constant time keeps a corrupted entry from matching.
     if (
       !record ||
@@ -219,8 +227,19 @@ export class ApiKeyVerifier {
       return { ok: false, reason: "Incorrect API key provided" };
     }
     if (record.revoked) return { ok: false, reason: "This API key has been revoked" };
-    if (record.expiresAtMs !== undefined && now >= record.expiresAtMs)
-      return { ok: false, reason: "This API key has expired" };
     return { ok: true, key: record };
   }
+}
+
+interface CachedAuth {
+  readonly result: AuthResult;
+  /** When it was read from Redis; a refusal is kept for a shorter time than a valid key. */
+  readonly at: number;
+}
+
+/** The refusal for a valid key past its expiry date at `now`, or undefined. */
+function expired(result: AuthResult, now: number): AuthResult | undefined {
+  if (!result.ok) return undefined;
+  const until = result.key.expiresAtMs;
+  return until !== undefined && now >= until ? { ok: false, reason: "This API key has expired" } : undefined;
 }

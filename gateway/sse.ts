@@ -90,10 +90,15 @@ export class SseUsageTap {
 
   /** One frame in: true = forward it as it is, false = drop it, a string = forward this instead. */
   private frame(frame: Buffer): boolean | string {
-    if (frame.length < DATA.length || DATA.compare(frame, 0, DATA.length) !== 0) return true; // comments, event names, retry hints
+    if (!startsWithData(frame)) return true; // comments, event names, retry hints
     const mentionsUsage = frame.indexOf(USAGE) !== -1;
     if (!mentionsUsage && frame.indexOf(ERROR) === -1) {
-      if (frame.indexOf(DONE_BYTES) !== -1 && frame.toString("latin1", DATA.length).trim() === DONE) {
+      // only a frame ending in "]" can be [DONE] (a content frame ends in "}"): most frames skip the search
+      if (
+        endsWithBracket(frame) &&
+        frame.indexOf(DONE_BYTES) !== -1 &&
+        frame.toString("latin1", DATA.length).trim() === DONE
+      ) {
         this.sawDone = true;
         return true;
       }
@@ -124,6 +129,30 @@ export class SseUsageTap {
 }
 
 /** Where the frame starting at `from` ends (the index of its blank line: LF LF or CR LF CR LF), if it has. */
+/** `data:` at the start, compared in JS (five bytes: cheaper than a call into Buffer.compare). */
+function startsWithData(frame: Buffer): boolean {
+  return (
+    frame.length >= 5 &&
+    frame[0] === 0x64 &&
+    frame[1] === 0x61 &&
+    frame[2] === 0x74 &&
+    frame[3] === 0x61 &&
+    frame[4] === 0x3a
+  );
+}
+
+/** Whether the last byte that String#trim would keep (read as latin1) is "]". */
+function endsWithBracket(frame: Buffer): boolean {
+  let i = frame.length - 1;
+  while (i >= 0) {
+    const c = frame[i]!;
+    // the whitespace trim removes from latin1 text: tab, LF, VT, FF, CR, space, no-break space
+    if (c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0) i -= 1;
+    else return c === 0x5d;
+  }
+  return false;
+}
+
 function frameEnd(buf: Buffer, from: number): number | undefined {
   let i = buf.indexOf(LF, from);
   while (i !== -1 && i + 1 < buf.length) {

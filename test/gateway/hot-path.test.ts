@@ -1,14 +1,18 @@
 import { parseTraceParent as otelParseTraceParent } from "@opentelemetry/core";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
 import { ledgerMonth } from "../../core/protocol";
 import { redisKeys } from "../../core/redis-keys";
 import { AbortFlag } from "../../gateway/abort";
 import { type AuditEntry, AuditLog, auditLine, isoTimestamp } from "../../gateway/audit";
-import { spendMonthKey, usageOf } from "../../gateway/inference";
+import { spendMonthKey, upstreamBody, usageOf } from "../../gateway/inference";
+import { ApiKeyStore, ApiKeyVerifier, hashApiKey } from "../../gateway/keys";
 import { GatewayMetrics } from "../../gateway/metrics";
 import { SseUsageTap } from "../../gateway/sse";
 import { parseTraceParent } from "../../gateway/tracing";
+import { validateInference } from "../../gateway/validate";
+import { REDIS_URL } from "./harness";
 
 const usage = { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 };
 const answer = (rest: Record<string, unknown>) =>
@@ -97,6 +101,37 @@ describe("the SSE tap works on bytes", () => {
     const out = dec(tap.push(enc(`${a}${usageFrame}\n\n: comment\n\ndata: [DONE]\n\n`)));
     expect(out).toBe(`${a}: comment\n\ndata: [DONE]\n\n`);
     expect(tap.usage).toEqual(usage);
+  });
+
+  it("counts content frames and finds [DONE] however it is spaced and however the bytes are cut", () => {
+    const space = fc.constantFrom("", " ", "  ", "\t", "\u00a0");
+    const frame = fc.oneof(
+      fc.string({ maxLength: 8 }).map((t) => ({
+        text: `data: ${JSON.stringify({ choices: [{ delta: { content: t } }] })}`,
+        content: 1,
+      })),
+      fc.tuple(space, space).map(([a, b]) => ({ text: `data:${a}[DONE]${b}`, content: 0, done: true })),
+      fc.constant({ text: "data: [DONE] and more]", content: 1 }), // ends in "]" but is not [DONE]
+      fc.constant({ text: ": keep-alive", content: 0 }),
+    );
+    fc.assert(
+      fc.property(fc.array(frame, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 6 }), (frames, cuts) => {
+        const bytes = Buffer.from(frames.map((f) => `${f.text}\n\n`).join(""), "latin1");
+        const tap = new SseUsageTap(true);
+        const out: Buffer[] = [];
+        let at = 0;
+        for (const cut of [...cuts.map((c) => c % (bytes.length + 1)).sort((x, y) => x - y), bytes.length]) {
+          if (cut < at) continue;
+          const piece = tap.push(bytes.subarray(at, cut));
+          if (piece) out.push(Buffer.from(piece));
+          at = cut;
+        }
+        expect(Buffer.concat(out).equals(bytes)).toBe(true);
+        expect(tap.contentFrames).toBe(frames.reduce((n, f) => n + f.content, 0));
+        expect(tap.sawDone).toBe(frames.some((f) => "done" in f));
+      }),
+      { numRuns: 1_000 },
+    );
   });
 
   it("leaves data it cannot read to the client", () => {
@@ -376,5 +411,79 @@ describe("traceparent parsing without loading OpenTelemetry", () => {
       "",
     ];
     for (const value of cases) expect(parseTraceParent(value), value).toEqual(otelParseTraceParent(value));
+  });
+});
+
+describe("the body a stream sends upstream", () => {
+  const member = fc
+    .string({ maxLength: 12 })
+    .filter((k) => k !== "__proto__" && k !== "constructor" && k !== "stream_options");
+  const bodies = fc.record({
+    extra: fc.dictionary(member, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 5 }),
+    own: fc.option(fc.dictionary(member, fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }), { nil: undefined }),
+    indent: fc.constantFrom(0, 1, 2, "\t"),
+    padding: fc.constantFrom("", " ", "\n", "\r\n  "),
+  });
+
+  it("asks for usage and keeps everything else, whether spliced into the text or serialized again", () => {
+    fc.assert(
+      fc.property(bodies, ({ extra, own, indent, padding }) => {
+        const body: Record<string, unknown> = { ...extra, model: "chat", stream: true };
+        if (own !== undefined) body.stream_options = own;
+        const json = `${padding}${JSON.stringify(body, null, indent)}${padding}`;
+        const req = validateInference("chat", { ...body, messages: [{ role: "user", content: "x" }] }, json);
+        const sent = JSON.parse(upstreamBody({ ...req, body: JSON.parse(json) as Record<string, unknown> }));
+        // (through JSON once, as the body was: -0 is written 0)
+        expect(sent).toEqual(
+          JSON.parse(JSON.stringify({ ...body, stream_options: { ...own, include_usage: true } })),
+        );
+      }),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it("is the client's text untouched when nothing changes (no stream)", () => {
+    const json = '{ "model":"chat", "max_tokens": 2.0, "messages":[{"role":"user","content":"x"}] }';
+    const req = validateInference("chat", JSON.parse(json), json);
+    expect(upstreamBody(req)).toBe(json);
+  });
+});
+
+describe("the key verifier's cache", () => {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2 });
+  const keys = redisKeys(`verifier${process.pid}:`);
+  const store = new ApiKeyStore(redis, keys);
+  afterAll(async () => {
+    const found = await redis.keys(`verifier${process.pid}:*`);
+    if (found.length > 0) await redis.del(...found);
+    redis.disconnect();
+  });
+
+  it("answers hits without Redis, and refuses a cached key once its expiry passes", async () => {
+    let now = 1_000_000;
+    const verifier = new ApiKeyVerifier(store, { ttlMs: 60_000, now: () => now });
+    const { key, record } = await store.create({ name: "soon", expiresAtMs: now + 1_000, nowMs: now });
+    expect(verifier.verifyCached(key)).toBeUndefined(); // not cached yet: the caller reads Redis
+    expect(await verifier.verify(key)).toEqual({ ok: true, key: record });
+    const hit = verifier.verifyCached(key);
+    expect(hit).toEqual({ ok: true, key: record });
+    expect(verifier.verifyCached(key)).toBe(hit); // the same answer object: nothing built per request
+    now += 1_000;
+    expect(verifier.verifyCached(key)).toEqual({ ok: false, reason: "This API key has expired" });
+    expect(await verifier.verify(key)).toEqual({ ok: false, reason: "This API key has expired" });
+  });
+
+  it("never matches a stored record whose hash is not the key's, and caches that refusal briefly", async () => {
+    let now = 2_000_000;
+    const verifier = new ApiKeyVerifier(store, { ttlMs: 60_000, negativeTtlMs: 1_000, now: () => now });
+    const { key } = await store.create({ name: "corrupt", nowMs: now });
+    const hash = hashApiKey(key);
+    await redis.hset(keys.apiKey(hash), "hash", hashApiKey(`${key}x`)); // a corrupted entry
+    expect(await verifier.verify(key)).toEqual({ ok: false, reason: "Incorrect API key provided" });
+    await redis.hset(keys.apiKey(hash), "hash", hash); // repaired
+    expect(verifier.verifyCached(key)).toEqual({ ok: false, reason: "Incorrect API key provided" });
+    now += 1_000; // the refusal's shorter time is over: the next request reads Redis again
+    expect(verifier.verifyCached(key)).toBeUndefined();
+    expect((await verifier.verify(key)).ok).toBe(true);
   });
 });

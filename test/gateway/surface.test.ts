@@ -185,6 +185,49 @@ describe("errors are OpenAI-shaped with the right status", () => {
     expect(h.fake.records.requests.at(-1)!.rawBody).toBe(text);
   });
 
+  it("a stream goes upstream as the client's text with stream_options spliced in; the client's own are merged", async () => {
+    h.fake.reset();
+    const text =
+      '{ "stream": true, "model":"chat",\n "messages": [{"role":"user","content":"caf\\u00e9"}] }\n';
+    const response = await post("/v1/chat/completions", text, { "x-request-id": "stream-1" });
+    expect(response.status).toBe(200);
+    // the event stream's own headers: the request id, the key's limits, no caching or proxy buffering
+    expect(response.headers.get("x-request-id")).toBe("stream-1");
+    expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    expect(response.headers.get("x-accel-buffering")).toBe("no");
+    for (const name of ["requests", "tokens"])
+      for (const kind of ["limit", "remaining", "reset"])
+        expect(response.headers.get(`x-ratelimit-${kind}-${name}`), `${kind}-${name}`).toMatch(
+          /^\d+(m\d+)?s?$/,
+        );
+    await response.text();
+    expect(h.fake.records.requests.at(-1)!.rawBody).toBe(
+      '{ "stream": true, "model":"chat",\n "messages": [{"role":"user","content":"caf\\u00e9"}] ,"stream_options":{"include_usage":true}}\n',
+    );
+    // the client's own stream_options (here asking for continuous usage) are kept, include_usage added
+    const own = {
+      model: "chat",
+      stream: true,
+      messages: [{ role: "user", content: "x" }],
+      stream_options: { continuous_usage_stats: false },
+    };
+    const second = await post("/v1/chat/completions", JSON.stringify(own));
+    expect(second.status).toBe(200);
+    await second.text();
+    expect(h.fake.records.requests.at(-1)!.body).toMatchObject({
+      stream_options: { continuous_usage_stats: false, include_usage: true },
+    });
+  });
+
+  it("a body with a byte order mark is read and forwarded without it", async () => {
+    h.fake.reset();
+    const text = '{"model":"chat","max_tokens":1,"messages":[{"role":"user","content":"x"}]}';
+    const response = await post("/v1/chat/completions", `\ufeff${text}`);
+    expect(response.status).toBe(200);
+    await response.json();
+    expect(h.fake.records.requests.at(-1)!.rawBody).toBe(text);
+  });
+
   it("bodies that try prototype poisoning are refused as invalid JSON, as fastify's own parser does", async () => {
     const poisoned = [
       '{"model":"chat","messages":[{"role":"user","content":"x"}],"__proto__":{"admin":true}}',
