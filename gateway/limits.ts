@@ -4,8 +4,8 @@
  * buckets have room, and then both are charged. Tokens are reserved at admission (max_tokens + a prompt estimate)
  * and settled to the real usage when the answer is complete.
  *
- * A key that is quiet on a replica (fewer than `HOT_RATE` admissions a second) costs one script call per admission
- * and one per settlement, and its limits are exact. A busy ("hot") key takes a slice of its buckets with the
+ * A key that is quiet on a replica (fewer than `HOT_RATE` admissions a second; once hot, fewer than half that)
+ * costs one script call per admission and one per settlement, and its limits are exact. A busy ("hot") key takes a slice of its buckets with the
  * admission that finds the local slice empty: requests and tokens for about `SLICE_TARGET_MS` of its current
  * traffic, never more than `MAX_SLICE_SHARE` of a bucket. The replica admits from the slice without Redis and
  * settles into it; what is left is given back with the next take, or after `sliceMs` (1 s) at the latest.
@@ -158,6 +158,8 @@ interface KeyState {
   lastTokens: number;
   /** A take under way: other admissions wait for it rather than call Redis too. */
   taking: Promise<unknown> | undefined;
+  /** The last take found the key hot (it then stays hot down to half of `HOT_RATE`). */
+  hot: boolean;
 }
 
 export class RateLimiter {
@@ -216,6 +218,7 @@ export class RateLimiter {
         lastCount: 0,
         lastTokens: 0,
         taking: undefined,
+        hot: false,
       };
       this.state.set(keyId, s);
     }
@@ -275,9 +278,11 @@ export class RateLimiter {
     cost: number,
   ): Promise<Admission> {
     const rate = Math.max(s.lastCount, s.count);
+    // hysteresis: a key around the threshold would otherwise flip between slices and a call per request
+    s.hot = rate >= (s.hot ? HOT_RATE / 2 : HOT_RATE);
     let rpmSlice = 0;
     let tpmSlice = 0;
-    if (rate >= HOT_RATE) {
+    if (s.hot) {
       const tokenRate = Math.max(s.lastTokens, s.tokens);
       rpmSlice = Math.min(
         Math.floor(limits.rpm * MAX_SLICE_SHARE),

@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 /** Script calls a limiter makes (each replica gets its own connection, as real replicas do). */
-function replica(options: { sliceMs?: number } = {}): {
+function replica(options: { sliceMs?: number; now?: () => number } = {}): {
   limiter: RateLimiter;
   calls: () => number;
   conn: Redis;
@@ -103,6 +103,29 @@ describe("slices of a busy key's buckets", () => {
       if (how === "expiry") await r.limiter.close();
       r.conn.disconnect();
     }
+  });
+
+  it("a hot key stays hot down to half the rate that made it hot, then turns exact again", async () => {
+    let now = Date.now();
+    const r = replica({ now: () => now });
+    const limits = { rpm: 1_000_000, tpm: 100_000_000 };
+    /** `n` admissions at `rate` a second (on the limiter's clock); the script calls they cost. */
+    const admitAt = async (rate: number, n: number) => {
+      const before = r.calls();
+      for (let i = 0; i < n; i++) {
+        expect((await r.limiter.admit("cooling", limits, 10)).allowed).toBe(true);
+        now += 1_000 / rate;
+      }
+      return r.calls() - before;
+    };
+    await admitAt(30, 30); // a second at 30/s: hot from here on
+    expect(await admitAt(30, 30)).toBeLessThanOrEqual(6); // slices of ~8 requests
+    // 15/s is under the threshold of 20: a key that was never hot would make a call per admission here
+    expect(await admitAt(15, 45)).toBeLessThanOrEqual(15);
+    await admitAt(4, 8); // two seconds at 4/s: under half the threshold, the key cools down
+    expect(await admitAt(4, 8)).toBe(8); // exact again: a call per admission
+    await r.limiter.close();
+    r.conn.disconnect();
   });
 
   it("quiet keys stay exact: a call per admission, headers count down one by one", async () => {
