@@ -23,7 +23,7 @@ export const GATEWAY_PROCESS_ENV: Readonly<Record<string, string>> = {
  * A 4 MB semi-space saved another 8 MB but cost 5 % throughput (more scavenges, more premature promotion).
  * V8 sizes the young generation to the allocation rate, so at a moderate load (1,000 req/s) it stayed small and
  * scavenged about twice as often; a 4 MB floor halved the scavenges there (127 → 68 in 12 s, and the slow tail with
- * them: added p99 1.25–1.58 ms in three runs against 0.49–2.67 ms, two of seven over 2 ms), for 2 MB more idle
+ * them: added p99 1.25–1.92 ms in four runs against 0.49–2.67 ms, two of seven over 2 ms), for 2 MB more idle
  * RSS; the 5-minute soak stayed at 127.7 MB, flat.
  */
 export const GATEWAY_NODE_FLAGS: readonly string[] = [
