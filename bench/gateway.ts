@@ -705,14 +705,16 @@ async function medianTtfts(origins: readonly string[], headers: Record<string, s
   return samples.map(median);
 }
 
-type PathName = "direct" | "nginx" | "bare" | "gateway";
+/** The paths every step measures, in the order the latency step runs them. */
+const PATH_NAMES = ["direct", "nginx", "bare", "gateway"] as const;
+type PathName = (typeof PATH_NAMES)[number];
 
 /** Step 3: median time to first token on every path (streams in shuffled turns, see `medianTtfts`). */
 async function ttftStep(
   origins: Readonly<Record<PathName, string>>,
   headers: Record<string, string>,
 ): Promise<Record<PathName, number>> {
-  const names = Object.keys(origins) as PathName[];
+  const names = PATH_NAMES;
   progress(
     `TTFT: ${plan.ttftStreams} sequential streams per path (${names.join(", ")}) in shuffled turns, fake TTFT ${plan.ttftMs} ms`,
   );
@@ -1191,6 +1193,8 @@ async function againstRevision(
   fake: { child: Child; origin: string },
   prefix: string,
   key: string,
+  /** The requests' headers (the bench key), as the other steps send them. */
+  headers: Record<string, string>,
 ): Promise<void> {
   const rounds = Number(args.rounds ?? (args.quick ? 1 : 4));
   if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error("--rounds must be a positive whole number");
@@ -1227,7 +1231,7 @@ async function againstRevision(
   progress(`TTFT: ${plan.ttftStreams} sequential streams each, direct and both builds taking turns`);
   const [directTtft, thisTtft, againstTtft] = (await medianTtfts(
     [fake.origin, builds.this.origin, builds.against.origin],
-    { "content-type": "application/json", authorization: `Bearer ${key}` },
+    headers,
   )) as [number, number, number];
   const ttft = {
     directMs: round(directTtft, 3),
@@ -1309,7 +1313,7 @@ async function main(): Promise<void> {
   const fake = await startFake();
   progress(`fake vLLM on ${fake.origin} (pid ${fake.child.proc.pid})`);
   if (args.against) {
-    await againstRevision(dir, args.against, fake, prefix, key);
+    await againstRevision(dir, args.against, fake, prefix, key, headers);
     return;
   }
   const nginx = await startNginx(dir, Number(new URL(fake.origin).port));
@@ -1330,7 +1334,6 @@ async function main(): Promise<void> {
     bare: bare.origin,
     gateway: gateway.origin,
   } as const;
-  const pathNames = ["direct", "nginx", "bare", "gateway"] as const;
 
   if (args["ttft-only"]) {
     await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
@@ -1342,7 +1345,7 @@ async function main(): Promise<void> {
         : `time to first token, ${plan.ttftStreams} streams per path in shuffled turns (fake TTFT ${plan.ttftMs} ms)\n\n` +
             `${table([
               ["path", "median TTFT ms", "added ms"],
-              ...pathNames.map((p) => [
+              ...PATH_NAMES.map((p) => [
                 p,
                 f3(ttft[p]),
                 p === "direct" ? "" : `+${f3(ttft[p] - ttft.direct)}`,
@@ -1366,8 +1369,8 @@ async function main(): Promise<void> {
 
   // 1. Latency at a fixed rate.
   await configureFake(fake.origin, { ttftMs: 0, interTokenDelayMs: 0 });
-  const latency = {} as Record<(typeof pathNames)[number], LatencyResult>;
-  for (const p of pathNames) {
+  const latency = {} as Record<PathName, LatencyResult>;
+  for (const p of PATH_NAMES) {
     progress(`fixed rate ${plan.rate} req/s → ${p} (${(plan.warmupMs + plan.measureMs) / 1000} s)`);
     const r = await fixedRate(origins[p], headers);
     latency[p] = r;
@@ -1385,13 +1388,10 @@ async function main(): Promise<void> {
 
   // 2. Saturation.
   const script = writeWrkScript(dir, key);
-  const saturationRuns = { direct: [], nginx: [], bare: [], gateway: [] } as Record<
-    (typeof pathNames)[number],
-    WrkResult[]
-  >;
+  const saturationRuns = { direct: [], nginx: [], bare: [], gateway: [] } as Record<PathName, WrkResult[]>;
   for (let round = 0; round < plan.saturationRounds; round++) {
     // each round starts with another path, so none always runs on a fresh (or a tired) machine
-    const order = pathNames.map((_, i) => pathNames[(i + round) % pathNames.length]!);
+    const order = PATH_NAMES.map((_, i) => PATH_NAMES[(i + round) % PATH_NAMES.length]!);
     for (const p of order) {
       progress(
         `saturation ${round + 1}/${plan.saturationRounds} → ${p}: wrk -t1 -c${plan.wrkConnections} -d${plan.saturationSeconds}s`,
@@ -1404,8 +1404,8 @@ async function main(): Promise<void> {
     }
   }
   // per path, the run with the median throughput
-  const saturation = {} as Record<(typeof pathNames)[number], WrkResult>;
-  for (const p of pathNames) {
+  const saturation = {} as Record<PathName, WrkResult>;
+  for (const p of PATH_NAMES) {
     const sorted = [...saturationRuns[p]].sort((a, b) => a.rps - b.rps);
     saturation[p] = sorted[Math.floor(sorted.length / 2)]!;
   }
@@ -1423,7 +1423,7 @@ async function main(): Promise<void> {
   const streams = await streamsOnFreshGateway(dir, fake.origin, prefix, headers);
 
   await stopChild(bare.child);
-  const result = (p: (typeof pathNames)[number]): PathResult => ({
+  const result = (p: PathName): PathResult => ({
     rps: Math.round(saturation[p].rps),
     p50Ms: round(latency[p].p50Ms, 3),
     p99Ms: round(latency[p].p99Ms, 3),

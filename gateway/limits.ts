@@ -5,9 +5,9 @@
  * and settled to the real usage when the answer is complete.
  *
  * A key that is quiet on a replica (fewer than `HOT_RATE` admissions a second; once hot, fewer than half that)
- * costs one script call per admission and one per settlement, and its limits are exact. A busy ("hot") key takes a slice of its buckets with the
- * admission that finds the local slice empty: requests and tokens for about `SLICE_TARGET_MS` of its current
- * traffic, never more than `MAX_SLICE_SHARE` of a bucket. The replica admits from the slice without Redis and
+ * costs one script call per admission and one per settlement, and its limits are exact. A busy ("hot") key takes a
+ * slice of its buckets with the admission that finds the local slice empty: requests and tokens for about
+ * `SLICE_TARGET_MS` of its current traffic, never more than `MAX_SLICE_SHARE` of a bucket. The replica admits from the slice without Redis and
  * settles into it; what is left is given back with the next take, or after `sliceMs` (1 s) at the latest.
  *
  * Error bound: slices are taken out of the shared buckets, so replicas together never admit more than the buckets

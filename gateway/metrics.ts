@@ -120,16 +120,7 @@ export class GatewayMetrics {
   countRequest(model: string, status: number, variant?: string): void {
     const label = this.model(model);
     const variantLabel = variant ?? "";
-    let byVariant = this.pendingRequests.get(label);
-    if (!byVariant) {
-      byVariant = new Map();
-      this.pendingRequests.set(label, byVariant);
-    }
-    let byStatus = byVariant.get(variantLabel);
-    if (!byStatus) {
-      byStatus = new Map();
-      byVariant.set(variantLabel, byStatus);
-    }
+    const byStatus = mapUnder(mapUnder(this.pendingRequests, label), variantLabel);
     const counted = byStatus.get(status);
     if (counted) counted.n += 1;
     else
@@ -164,11 +155,7 @@ export class GatewayMetrics {
   observeTtft(model: string, variant: string | undefined, seconds: number): void {
     const label = this.model(model);
     const variantLabel = variant ?? "";
-    let byVariant = this.unitLabelSets.get(label);
-    if (!byVariant) {
-      byVariant = new Map();
-      this.unitLabelSets.set(label, byVariant);
-    }
+    const byVariant = mapUnder(this.unitLabelSets, label);
     let labels = byVariant.get(variantLabel);
     if (!labels) {
       labels = Object.freeze({ model: label, variant: variantLabel });
@@ -209,4 +196,14 @@ export class GatewayMetrics {
       counted.c = 0;
     }
   }
+}
+
+/** The map under `key` in a map of maps, made on first use (labels are bounded: models and variants of the config). */
+function mapUnder<K, V>(outer: Map<string, Map<K, V>>, key: string): Map<K, V> {
+  let inner = outer.get(key);
+  if (!inner) {
+    inner = new Map();
+    outer.set(key, inner);
+  }
+  return inner;
 }

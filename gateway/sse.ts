@@ -128,7 +128,6 @@ export class SseUsageTap {
   }
 }
 
-/** Where the frame starting at `from` ends (the index of its blank line: LF LF or CR LF CR LF), if it has. */
 /** `data:` at the start, compared in JS (five bytes: cheaper than a call into Buffer.compare). */
 function startsWithData(frame: Buffer): boolean {
   return (
@@ -153,6 +152,7 @@ function endsWithBracket(frame: Buffer): boolean {
   return false;
 }
 
+/** Where the frame starting at `from` ends (the index of its blank line: LF LF or CR LF CR LF), if it has. */
 function frameEnd(buf: Buffer, from: number): number | undefined {
   let i = buf.indexOf(LF, from);
   while (i !== -1 && i + 1 < buf.length) {
