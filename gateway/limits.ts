@@ -4,11 +4,14 @@
  * buckets have room, and then both are charged. Tokens are reserved at admission (max_tokens + a prompt estimate)
  * and settled to the real usage when the answer is complete.
  *
- * A key that is quiet on a replica (fewer than `HOT_RATE` admissions a second; once hot, fewer than half that)
- * costs one script call per admission and one per settlement, and its limits are exact. A busy ("hot") key takes a
- * slice of its buckets with the admission that finds the local slice empty: requests and tokens for about
- * `SLICE_TARGET_MS` of its current traffic, never more than `MAX_SLICE_SHARE` of a bucket. The replica admits from the slice without Redis and
- * settles into it; what is left is given back with the next take, or after `sliceMs` (1 s) at the latest.
+ * A key that is quiet on a replica (fewer than `HOT_RATE` admissions a second; once hot, fewer than half that), or
+ * whose limits are too small to slice, costs one script call per admission and one per settlement, and its limits
+ * are exact. A busy ("hot") key holds a slice of its buckets: requests and tokens for about `SLICE_TARGET_MS` of its
+ * current traffic (at least `MIN_SLICE_REQUESTS` requests), never more than `MAX_SLICE_SHARE` of a bucket. The
+ * replica admits from the slice without Redis and settles into it. When an admission leaves the slice under half
+ * its size, the next slice is taken in the background (a refill), so a busy key's requests do not wait on Redis at
+ * all, however slow it is: at a few requests a second, one Redis round trip per request is a large share of the
+ * time to first token. What is left is given back with the next take, or after `sliceMs` (1 s) at the latest.
  *
  * Error bound: slices are taken out of the shared buckets, so replicas together never admit more than the buckets
  * hold. The other way round, a request may be refused while up to `MAX_SLICE_SHARE` (5 %) of the key's requests
@@ -20,9 +23,11 @@ import type { Redis } from "ioredis";
 import type { RedisKeys } from "../core/redis-keys";
 
 /** A key with at least this many admissions a second on this replica is admitted from slices. */
-const HOT_RATE = 20;
+const HOT_RATE = 2;
 /** A slice holds about this long of the key's traffic… */
 const SLICE_TARGET_MS = 250;
+/** …and at least this many requests (one to admit while the refill started at half of it is on its way)… */
+const MIN_SLICE_REQUESTS = 2;
 /** …but never more than this share of a bucket's capacity. */
 const MAX_SLICE_SHARE = 0.05;
 
@@ -47,7 +52,8 @@ end
 `;
 
 // KEYS: rpm bucket, tpm bucket. ARGV: rpm capacity, tpm capacity, token cost, rpm slice wanted, tpm slice wanted,
-// rpm given back, tpm given back (a replica's unused slice and settlements, applied first).
+// rpm given back, tpm given back (a replica's unused slice and settlements, applied first), requests to admit
+// (1, or 0 for a refill that only takes a slice).
 // Returns allowed, rpm left, tpm left, retry-after ms, rpm slice taken, tpm slice taken (slices only when allowed).
 const ADMIT = `${LEVEL}
 local rpm_cap = tonumber(ARGV[1])
@@ -57,21 +63,22 @@ local r = clamp(level(KEYS[1], rpm_cap) + tonumber(ARGV[6]), rpm_cap, -rpm_cap)
 local t = clamp(level(KEYS[2], tpm_cap) + tonumber(ARGV[7]), tpm_cap, -tpm_cap)
 local allowed = 1
 local wait = 0
-if r < 1 then
+local admit = tonumber(ARGV[8])
+if admit == 1 and r < 1 then
   allowed = 0
   wait = math.max(wait, math.ceil((1 - r) * 60000 / rpm_cap))
 end
 -- A request larger than the whole bucket is admitted against a full bucket and drives it negative,
 -- so it pays back before the next one instead of being refused forever.
 local need = math.min(cost, tpm_cap)
-if t < need then
+if admit == 1 and t < need then
   allowed = 0
   wait = math.max(wait, math.ceil((need - t) * 60000 / tpm_cap))
 end
 local slice_r = 0
 local slice_t = 0
 if allowed == 1 then
-  r = r - 1
+  r = r - admit
   t = t - cost
   slice_r = math.max(0, math.min(tonumber(ARGV[4]), math.floor(r)))
   slice_t = math.max(0, math.min(tonumber(ARGV[5]), math.floor(t)))
@@ -125,6 +132,7 @@ type LimitRedis = Redis & {
     tpmSlice: number,
     rpmBack: number,
     tpmBack: number,
+    requests: 0 | 1,
   ): Promise<[number, number, number, number, number, number]>;
   aiorchGiveBack(
     rpmKey: string,
@@ -158,6 +166,11 @@ interface KeyState {
   lastTokens: number;
   /** A take under way: other admissions wait for it rather than call Redis too. */
   taking: Promise<unknown> | undefined;
+  /** A refill under way (the slice stays usable meanwhile). */
+  refilling: Promise<unknown> | undefined;
+  /** The slice sizes the last take asked for; a slice under half of them is refilled. */
+  wantRpm: number;
+  wantTpm: number;
   /** The last take found the key hot (it then stays hot down to half of `HOT_RATE`). */
   hot: boolean;
 }
@@ -191,7 +204,9 @@ export class RateLimiter {
   admitLocal(keyId: string, limits: { rpm: number; tpm: number }, tokenCost: number): Admission | undefined {
     const s = this.state.get(keyId);
     if (!s || s.taking || s.rpmLimit !== limits.rpm || s.tpmLimit !== limits.tpm) return undefined;
-    return this.fromSlice(s, Math.max(0, Math.ceil(tokenCost)));
+    const admission = this.fromSlice(s, Math.max(0, Math.ceil(tokenCost)));
+    if (admission) this.refillIfLow(keyId, s);
+    return admission;
   }
 
   async admit(keyId: string, limits: { rpm: number; tpm: number }, tokenCost: number): Promise<Admission> {
@@ -218,16 +233,26 @@ export class RateLimiter {
         lastCount: 0,
         lastTokens: 0,
         taking: undefined,
+        refilling: undefined,
+        wantRpm: 0,
+        wantTpm: 0,
         hot: false,
       };
       this.state.set(keyId, s);
     }
     const local = this.fromSlice(s, cost);
-    if (local) return local;
-    if (s.taking) {
-      await s.taking.catch(() => undefined);
+    if (local) {
+      this.refillIfLow(keyId, s);
+      return local;
+    }
+    const pending = s.taking ?? s.refilling;
+    if (pending) {
+      await pending.catch(() => undefined);
       const after = this.fromSlice(s, cost);
-      if (after) return after;
+      if (after) {
+        this.refillIfLow(keyId, s);
+        return after;
+      }
     }
     const taking = this.take(keyId, s, limits, cost);
     s.taking = taking;
@@ -280,19 +305,9 @@ export class RateLimiter {
     const rate = Math.max(s.lastCount, s.count);
     // hysteresis: a key around the threshold would otherwise flip between slices and a call per request
     s.hot = rate >= (s.hot ? HOT_RATE / 2 : HOT_RATE);
-    let rpmSlice = 0;
-    let tpmSlice = 0;
-    if (s.hot) {
-      const tokenRate = Math.max(s.lastTokens, s.tokens);
-      rpmSlice = Math.min(
-        Math.floor(limits.rpm * MAX_SLICE_SHARE),
-        Math.ceil((rate * SLICE_TARGET_MS) / 1_000),
-      );
-      tpmSlice = Math.min(
-        Math.floor(limits.tpm * MAX_SLICE_SHARE),
-        Math.ceil((tokenRate * SLICE_TARGET_MS) / 1_000),
-      );
-    }
+    const [rpmSlice, tpmSlice] = s.hot ? this.sliceWanted(s, cost) : [0, 0];
+    s.wantRpm = rpmSlice;
+    s.wantTpm = tpmSlice;
     const rpmBack = s.rpm;
     const tpmBack = s.tpm;
     s.rpm -= rpmBack;
@@ -309,6 +324,7 @@ export class RateLimiter {
         tpmSlice,
         rpmBack,
         tpmBack,
+        1,
       );
     } catch (error) {
       s.rpm += rpmBack;
@@ -334,6 +350,73 @@ export class RateLimiter {
       tpmRemaining: Math.max(0, Math.floor(tpmLeft + s.tpm)),
       retryAfterMs: wait,
     };
+  }
+
+  /**
+   * Requests and tokens a slice should hold: `SLICE_TARGET_MS` of the key's traffic, at least `MIN_SLICE_REQUESTS`
+   * requests (and their tokens at the average cost), at most `MAX_SLICE_SHARE` of each bucket. None at all when
+   * the request bucket cannot spare one: a slice of tokens alone would admit nothing.
+   */
+  private sliceWanted(s: KeyState, cost: number): [number, number] {
+    const rate = Math.max(s.lastCount, s.count);
+    const tokenRate = Math.max(s.lastTokens, s.tokens);
+    const requests = Math.max(MIN_SLICE_REQUESTS, Math.ceil((rate * SLICE_TARGET_MS) / 1_000));
+    const averageCost = rate > 0 ? tokenRate / rate : cost;
+    const rpmSlice = Math.min(Math.floor(s.rpmLimit * MAX_SLICE_SHARE), requests);
+    if (rpmSlice < 1) return [0, 0];
+    const tpmSlice = Math.min(
+      Math.floor(s.tpmLimit * MAX_SLICE_SHARE),
+      Math.ceil(Math.max((tokenRate * SLICE_TARGET_MS) / 1_000, averageCost * rpmSlice)),
+    );
+    return [rpmSlice, tpmSlice];
+  }
+
+  /**
+   * After an admission from the slice: when what is left is under half of the slice's size, take the next one in
+   * the background so the key's next requests find it here. What a replica holds stays within `MAX_SLICE_SHARE`.
+   */
+  private refillIfLow(keyId: string, s: KeyState): void {
+    if (!s.hot || s.taking || s.refilling) return;
+    if (s.rpm >= s.wantRpm / 2 && s.tpm >= s.wantTpm / 2) return;
+    if (Math.max(s.lastCount, s.count) < HOT_RATE / 2) {
+      s.hot = false; // cooled down: the slice runs out or expires, and admissions are exact again
+      return;
+    }
+    const [rpmWanted, tpmWanted] = this.sliceWanted(s, 0);
+    const rpmSlice = Math.max(0, Math.min(rpmWanted, Math.floor(s.rpmLimit * MAX_SLICE_SHARE - s.rpm)));
+    const tpmSlice = Math.max(0, Math.min(tpmWanted, Math.floor(s.tpmLimit * MAX_SLICE_SHARE - s.tpm)));
+    if (rpmSlice < 1) return;
+    s.wantRpm = rpmWanted;
+    s.wantTpm = tpmWanted;
+    const refilling = this.redis
+      .aiorchAdmitSlice(
+        this.keys.rateBucket(keyId, "rpm"),
+        this.keys.rateBucket(keyId, "tpm"),
+        s.rpmLimit,
+        s.tpmLimit,
+        0,
+        rpmSlice,
+        tpmSlice,
+        0,
+        0,
+        0,
+      )
+      .then(([, rpmLeft, tpmLeft, , rpmTaken, tpmTaken]) => {
+        s.bucketRpm = rpmLeft;
+        s.bucketTpm = tpmLeft;
+        if (rpmTaken > 0 || tpmTaken > 0) {
+          s.rpm += rpmTaken;
+          s.tpm += tpmTaken;
+          s.sliced = true;
+          s.until = this.now() + this.sliceMs;
+        }
+      })
+      // Redis away: the next admission that finds the slice empty calls Redis itself and gets the error
+      .catch(() => undefined)
+      .finally(() => {
+        if (s.refilling === refilling) s.refilling = undefined;
+      });
+    s.refilling = refilling;
   }
 
   /**
@@ -391,7 +474,7 @@ export class RateLimiter {
   private sweep(): void {
     const now = this.now();
     for (const [keyId, s] of this.state) {
-      if (s.taking) continue;
+      if (s.taking || s.refilling) continue;
       if (s.sliced && now >= s.until) this.giveBack(keyId, s).catch(() => undefined);
       else if (!s.sliced && now - s.windowStart >= 2_000) this.state.delete(keyId);
     }
@@ -403,6 +486,7 @@ export class RateLimiter {
     await Promise.all(
       [...this.state].map(async ([keyId, s]) => {
         await s.taking?.catch(() => undefined);
+        await s.refilling;
         await this.giveBack(keyId, s);
       }),
     );

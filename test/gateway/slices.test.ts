@@ -105,25 +105,40 @@ describe("slices of a busy key's buckets", () => {
     }
   });
 
-  it("a hot key stays hot down to half the rate that made it hot, then turns exact again", async () => {
+  it("a busy key's admissions do not wait on Redis: the next slice comes in the background; a cooled key is exact", async () => {
     let now = Date.now();
     const r = replica({ now: () => now });
     const limits = { rpm: 1_000_000, tpm: 100_000_000 };
-    /** `n` admissions at `rate` a second (on the limiter's clock); the script calls they cost. */
+    /**
+     * `n` admissions at `rate` a second on the limiter's clock, as the gateway admits (from the slice without a
+     * promise, else through Redis); how many had to wait on Redis, and the script calls made meanwhile. A few real
+     * milliseconds pass between admissions, as they would for any background call to come back.
+     */
     const admitAt = async (rate: number, n: number) => {
       const before = r.calls();
+      let waited = 0;
       for (let i = 0; i < n; i++) {
-        expect((await r.limiter.admit("cooling", limits, 10)).allowed).toBe(true);
+        let admission = r.limiter.admitLocal("busy", limits, 10);
+        if (!admission) {
+          waited += 1;
+          admission = await r.limiter.admit("busy", limits, 10);
+        }
+        expect(admission.allowed).toBe(true);
         now += 1_000 / rate;
+        await new Promise((resolve) => setTimeout(resolve, 2));
       }
-      return r.calls() - before;
+      return { waited, calls: r.calls() - before };
     };
-    await admitAt(30, 30); // a second at 30/s: hot from here on
-    expect(await admitAt(30, 30)).toBeLessThanOrEqual(6); // slices of ~8 requests
-    // 15/s is under the threshold of 20: a key that was never hot would make a call per admission here
-    expect(await admitAt(15, 45)).toBeLessThanOrEqual(15);
-    await admitAt(4, 8); // two seconds at 4/s: under half the threshold, the key cools down
-    expect(await admitAt(4, 8)).toBe(8); // exact again: a call per admission
+    const warming = await admitAt(10, 20);
+    expect(warming.waited).toBeLessThanOrEqual(3); // until two admissions in a second made it busy
+    const busy = await admitAt(10, 40);
+    expect(busy.waited).toBe(0);
+    expect(busy.calls).toBeLessThanOrEqual(25); // refills of 3 requests, not a call per admission and settlement
+    // 3/s is under the rate that makes a key busy, but a busy key stays busy down to half of it
+    expect((await admitAt(3, 12)).waited).toBe(0);
+    await admitAt(0.5, 2); // under half the threshold: the slice runs out or expires
+    const cooled = await admitAt(0.5, 4);
+    expect(cooled).toEqual({ waited: 4, calls: 4 }); // exact again: a call per admission
     await r.limiter.close();
     r.conn.disconnect();
   });
