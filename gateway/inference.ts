@@ -16,6 +16,7 @@ import { type AuditLog, isoTimestamp } from "./audit";
 import { GatewayError, noCapacity, upstreamFailed } from "./errors";
 import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
 import type { GatewayMetrics } from "./metrics";
+import { RefreshAhead } from "./refresh-ahead";
 import type { Backend, BackendRegistry } from "./routing";
 import { SseUsageTap, sseComment, sseError, type Usage } from "./sse";
 import type { RequestTrace, StepSpan } from "./tracing";
@@ -48,6 +49,8 @@ export interface InferenceDeps {
 const DEFAULT_COMPLETION_RESERVE = 512;
 const MAX_ATTEMPTS = 3;
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** How long budget blocks read from Redis are used (the controller also announces changes over pub/sub). */
+const BUDGET_BLOCKS_MS = 2_000;
 
 /** The client side of a response: plain until the first SSE byte, then a hijacked event stream. */
 class ClientStream {
@@ -122,6 +125,9 @@ class ClientStream {
 export class SpendView {
   private readonly cache = new Map<string, { value: number; at: number }>();
   private blocked: { value: Record<string, string>; at: number } | undefined;
+  /** Budget block announcements: a read that started before the latest one is not cached. */
+  private blockGeneration = 0;
+  private readonly refreshAhead = new RefreshAhead<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -134,7 +140,17 @@ export class SpendView {
   async keySpendUsd(keyId: string): Promise<number> {
     const field = `key:${keyId}`;
     const cached = this.cache.get(field);
-    if (cached && this.now() - cached.at < this.ttlMs) return cached.value;
+    if (cached) {
+      const age = this.now() - cached.at;
+      if (age < this.ttlMs) {
+        if (RefreshAhead.due(age, this.ttlMs)) this.refreshAhead.renew(field, () => this.readKeySpend(field));
+        return cached.value;
+      }
+    }
+    return this.readKeySpend(field);
+  }
+
+  private async readKeySpend(field: string): Promise<number> {
     const micro = Number((await this.redis.hget(this.keys.spendMonth(ledgerMonth(this.now())), field)) ?? 0);
     const value = micro / 1_000_000;
     this.cache.set(field, { value, at: this.now() });
@@ -144,18 +160,28 @@ export class SpendView {
   /** Forget cached budget blocks (the controller announced a change). */
   invalidateBudgetBlocks(): void {
     this.blocked = undefined;
+    this.blockGeneration += 1;
   }
 
   /** The budget blocks when read in the last two seconds, without a promise (the hot path); else undefined. */
   cachedBudgetBlocks(): Record<string, string> | undefined {
-    return this.blocked && this.now() - this.blocked.at < 2_000 ? this.blocked.value : undefined;
+    if (!this.blocked) return undefined;
+    const age = this.now() - this.blocked.at;
+    if (age >= BUDGET_BLOCKS_MS) return undefined;
+    if (RefreshAhead.due(age, BUDGET_BLOCKS_MS)) this.refreshAhead.renew("", () => this.readBudgetBlocks());
+    return this.blocked.value;
   }
 
   /** Budget blocks the controller set: `*` for the stack, or a model name → reason. */
   async budgetBlocks(): Promise<Record<string, string>> {
-    if (this.blocked && this.now() - this.blocked.at < 2_000) return this.blocked.value;
+    return this.cachedBudgetBlocks() ?? this.readBudgetBlocks();
+  }
+
+  private async readBudgetBlocks(): Promise<Record<string, string>> {
+    const generation = this.blockGeneration;
     const value = await this.redis.hgetall(this.keys.budgetBlocked);
-    this.blocked = { value, at: this.now() };
+    // a block announced while this read was under way: use the answer once, a newer read fills the cache
+    if (generation === this.blockGeneration) this.blocked = { value, at: this.now() };
     return value;
   }
 }

@@ -7,6 +7,7 @@ import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { ApiKeyRecord } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
+import { RefreshAhead } from "./refresh-ahead";
 
 const KEY_PREFIX = "sk-aiorch-";
 const PREFIX_SHOWN = KEY_PREFIX.length + 6;
@@ -166,6 +167,9 @@ export class ApiKeyVerifier {
    * then only checks the key's expiry, and hands out the same answer object (nothing allocated per request).
    */
   private readonly cache = new Map<string, CachedAuth>();
+  /** Revocations seen: a read that started before the latest one is not cached. */
+  private invalidations = 0;
+  private readonly refreshAhead = new RefreshAhead<string>();
 
   constructor(
     private readonly store: ApiKeyStore,
@@ -180,6 +184,7 @@ export class ApiKeyVerifier {
   /** Drop a key from the cache (a revocation published by another process). */
   invalidate(hash: string): void {
     this.cache.delete(hash);
+    this.invalidations += 1;
   }
 
   /** The answer without a promise when no Redis read is needed (the key is cached, or malformed); else undefined. */
@@ -193,14 +198,22 @@ export class ApiKeyVerifier {
     const now = (this.options.now ?? Date.now)();
     const hash = this.lookup(raw, now);
     if (typeof hash !== "string") return hash;
+    const result = await this.read(hash, now);
+    return expired(result, now) ?? result;
+  }
+
+  /** Read and judge a key's record, and cache the answer (unless a revocation arrived meanwhile). */
+  private async read(hash: string, now: number): Promise<AuthResult> {
+    const invalidations = this.invalidations;
     const record = await this.store.byHash(hash);
-    if (this.cache.size >= (this.options.maxEntries ?? 10_000)) {
+    const result = this.judge(record, hash);
+    if (invalidations !== this.invalidations) return result; // may predate the revocation: use once, keep not
+    if (!this.cache.has(hash) && this.cache.size >= (this.options.maxEntries ?? 10_000)) {
       const oldest = this.cache.keys().next().value;
       if (oldest !== undefined) this.cache.delete(oldest);
     }
-    const result = this.judge(record, hash);
     this.cache.set(hash, { result, at: now });
-    return expired(result, now) ?? result;
+    return result;
   }
 
   /** The answer from what is known without Redis, or the key's hash when its record must be read. */
@@ -211,8 +224,12 @@ export class ApiKeyVerifier {
     const hash = hashApiKey(raw);
     const cached = this.cache.get(hash);
     if (!cached) return hash;
-    const ttl = cached.result.ok ? (this.options.ttlMs ?? 5_000) : (this.options.negativeTtlMs ?? 1_000);
-    if (now - cached.at >= ttl) return hash;
+    const age = now - cached.at;
+    if (!cached.result.ok) return age >= (this.options.negativeTtlMs ?? 1_000) ? hash : cached.result;
+    const ttl = this.options.ttlMs ?? 5_000;
+    if (age >= ttl) return hash;
+    // a key in use is read again in the background before its entry expires (refusals just expire)
+    if (RefreshAhead.due(age, ttl)) this.refreshAhead.renew(hash, () => this.read(hash, now));
     return expired(cached.result, now) ?? cached.result;
   }
 

@@ -1,7 +1,8 @@
 /**
  * Which backends serve a model right now: `local` providers from the runtime config (always ready), and the
  * routes the controller publishes in Redis. Routes are cached per model and refreshed when the controller
- * announces a change (pub/sub) or, as a safety net, every `refreshMs`. A refresh that no longer finds a backend
+ * announces a change (pub/sub) or, as a safety net, every `refreshMs` (in the background once half of it has passed,
+ * see `RefreshAhead`, so a model with traffic never waits for it). A refresh that no longer finds a backend
  * emits `backend-removed` with its id (the upstream client closes the backend's pinned connections).
  */
 import { EventEmitter } from "node:events";
@@ -10,6 +11,7 @@ import type { RuntimeConfig } from "../core/config";
 import { decodeRoute, type Route } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
 import type { AbortLike } from "./abort";
+import { RefreshAhead } from "./refresh-ahead";
 
 export interface Backend extends Route {
   /** Stable id for load accounting: worker id, or `local:<model>`. */
@@ -25,6 +27,7 @@ export class BackendRegistry extends EventEmitter {
   private readonly known = new Map<string, Set<string>>();
   /** Route changes announced per model: a read that started before the latest one is not cached. */
   private readonly generation = new Map<string, number>();
+  private readonly refreshAhead = new RefreshAhead<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -68,7 +71,7 @@ export class BackendRegistry extends EventEmitter {
   /** Ready backends of a model if the cache is fresh, without a promise (the hot path); else undefined. */
   cachedBackends(model: string): readonly Backend[] | undefined {
     const cached = this.cache.get(model);
-    if (!cached || this.now() - cached.at >= (this.options.refreshMs ?? 2_000)) return undefined;
+    if (!cached || !this.fresh(model, cached.at)) return undefined;
     const statics = this.staticBackends.get(model);
     if (!statics || statics.length === 0) return cached.backends;
     return cached.backends.length === 0 ? statics : [...statics, ...cached.backends];
@@ -78,8 +81,21 @@ export class BackendRegistry extends EventEmitter {
   async backends(model: string): Promise<Backend[]> {
     const statics = this.staticBackends.get(model) ?? [];
     const cached = this.cache.get(model);
-    if (cached && this.now() - cached.at < (this.options.refreshMs ?? 2_000))
-      return [...statics, ...cached.backends];
+    if (cached && this.fresh(model, cached.at)) return [...statics, ...cached.backends];
+    return [...statics, ...(await this.read(model))];
+  }
+
+  /** Whether routes read at `at` may be used; past half their time, a background read renews them. */
+  private fresh(model: string, at: number): boolean {
+    const age = this.now() - at;
+    const refreshMs = this.options.refreshMs ?? 2_000;
+    if (age >= refreshMs) return false;
+    if (RefreshAhead.due(age, refreshMs)) this.refreshAhead.renew(model, () => this.read(model));
+    return true;
+  }
+
+  /** Read a model's routes from Redis and cache them (unless they changed meanwhile). */
+  private async read(model: string): Promise<Backend[]> {
     const generation = this.generation.get(model) ?? 0;
     const fields = await this.redis.hgetall(this.keys.routes(model));
     const backends: Backend[] = [];
@@ -88,14 +104,14 @@ export class BackendRegistry extends EventEmitter {
       if (route && route.workerId === workerId) backends.push({ ...route, id: workerId });
     }
     // Routes changed while this read was under way: use it once, but let a newer read fill the cache.
-    if ((this.generation.get(model) ?? 0) !== generation) return [...statics, ...backends];
+    if ((this.generation.get(model) ?? 0) !== generation) return backends;
     this.cache.set(model, { backends, at: this.now() });
     const ids = new Set(backends.map((b) => b.id));
     for (const id of this.known.get(model) ?? []) {
       if (!ids.has(id)) this.emit("backend-removed", id);
     }
     this.known.set(model, ids);
-    return [...statics, ...backends];
+    return backends;
   }
 
   /**
