@@ -33,7 +33,10 @@
  * external memory are read from its `/metrics`, so growth can be told apart: heap growth is a leak, RSS growth
  * with a flat heap is allocator fragmentation.
  *
- * `--ttft-only` runs only the time-to-first-token step, on every path (latency experiments). `--streams-only` runs only step 3's concurrent streams (memory experiments); `--hold-seconds` sets how long the streams are held; `--gateway-node-flags` replaces the Deployment's node flags
+ * `--ttft-only` runs only the time-to-first-token step, on every path (latency experiments), and splits each
+ * path's streams at the fake: the way there (client → the fake's handler) and the way back (the fake's first token
+ * → client), from hrtime stamps the fake records (CLOCK_MONOTONIC, one clock for all processes); the full run
+ * prints the same split on its progress line. `--streams-only` runs only step 3's concurrent streams (memory experiments); `--hold-seconds` sets how long the streams are held; `--gateway-node-flags` replaces the Deployment's node flags
  * (GATEWAY_NODE_FLAGS) to try others against the same load; `=""` runs without any. `--quick` is a seconds-long smoke run; `--soak` holds the streams for 5 minutes, recycling each one every
  * 30 s; `--cpu-prof DIR` runs both gateway processes under `node --cpu-prof` and prints where their CPU time
  * went (self time by package and by function; the first profile is the latency + saturation one). Progress
@@ -151,7 +154,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
 const nowNs = (): bigint => process.hrtime.bigint();
 const f3 = (n: number) => n.toFixed(3);
-const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /** Nearest-rank percentile of an ascending array. */
 function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -306,7 +308,11 @@ async function httpOk(url: string): Promise<boolean> {
 // ── the three servers ─────────────────────────────────────────────────────────────────────────────────────
 
 async function startFake(): Promise<{ child: Child; origin: string }> {
-  return startPrintingPort("fake vLLM", [FAKE_ENTRY, "--host", "127.0.0.1", "--port", "0", "--model", MODEL]);
+  // records of every TTFT stream (four paths × 330), for the split of each into its way there and back
+  return startPrintingPort("fake vLLM", [
+    FAKE_ENTRY,
+    ...["--host", "127.0.0.1", "--port", "0", "--model", MODEL, "--record-limit", "5000"],
+  ]);
 }
 
 /** The reference path: a bare fastify + undici pass-through to the fake (bench/bare-proxy.ts). */
@@ -658,20 +664,62 @@ const streamBody = (maxTokens: number) =>
     stream: true,
   });
 
-/** One stream: ms until the first content token arrived, after reading the stream to its end. */
-async function timeToFirstToken(pool: Pool, headers: Record<string, string>, body: string): Promise<number> {
-  const t0 = nowNs();
+/** One stream, read to its end: when it was sent and when its first content token arrived (hrtime, ns). */
+async function timeToFirstToken(
+  pool: Pool,
+  headers: Record<string, string>,
+  body: string,
+): Promise<{ sentNs: bigint; firstTokenNs: bigint }> {
+  const sentNs = nowNs();
   const res = await pool.request({ path: CHAT_PATH, method: "POST", headers, body });
-  let ttft = -1;
+  let firstTokenNs = -1n;
   let seen = "";
   for await (const chunk of res.body) {
-    if (ttft >= 0) continue;
+    if (firstTokenNs >= 0n) continue;
     seen += (chunk as Buffer).toString("latin1");
-    if (CONTENT_TOKEN.test(seen)) ttft = msSince(t0);
+    if (CONTENT_TOKEN.test(seen)) firstTokenNs = nowNs();
     else seen = seen.slice(-64);
   }
-  if (res.statusCode !== 200 || ttft < 0) throw new Error(`stream failed (${res.statusCode}): ${seen}`);
-  return ttft;
+  if (res.statusCode !== 200 || firstTokenNs < 0n)
+    throw new Error(`stream failed (${res.statusCode}): ${seen}`);
+  return { sentNs, firstTokenNs };
+}
+
+/** Medians of one path's streams split at the fake: client → fake's handler, and fake's first token → client. */
+interface TtftLegs {
+  readonly thereMs: number;
+  readonly backMs: number;
+}
+
+/**
+ * Split each measured stream at the fake upstream: its records carry hrtime stamps of the request's arrival and
+ * of the first token's write (CLOCK_MONOTONIC, shared by every process here), and a stream's pair lies within the
+ * client's own [sent, first token] (streams run one at a time). Tells which way a proxy's time goes: reading the
+ * request and calling upstream, or relaying the first token back.
+ */
+async function ttftLegs(
+  fakeOrigin: string,
+  streams: ReadonlyArray<{ path: number; sentNs: bigint; firstTokenNs: bigint }>,
+  paths: number,
+): Promise<TtftLegs[]> {
+  const res = await request(`${fakeOrigin}/__stats`);
+  const stats = (await res.body.json()) as {
+    streams: Array<{ receivedNs: string; firstTokenNs: string | null }>;
+  };
+  const marks = stats.streams
+    .filter((s) => s.firstTokenNs !== null)
+    .map((s) => ({ received: BigInt(s.receivedNs), firstToken: BigInt(s.firstTokenNs!) }));
+  const there = Array.from({ length: paths }, (): number[] => []);
+  const back = Array.from({ length: paths }, (): number[] => []);
+  let m = 0;
+  for (const s of [...streams].sort((a, b) => (a.sentNs < b.sentNs ? -1 : 1))) {
+    while (m < marks.length && marks[m]!.received < s.sentNs) m++;
+    const mark = marks[m];
+    if (!mark || mark.firstToken > s.firstTokenNs) continue;
+    there[s.path]!.push(Number(mark.received - s.sentNs) / 1e6);
+    back[s.path]!.push(Number(s.firstTokenNs - mark.firstToken) / 1e6);
+  }
+  return there.map((t, k) => ({ thereMs: median(t), backMs: median(back[k]!) }));
 }
 
 /**
@@ -680,10 +728,15 @@ async function timeToFirstToken(pool: Pool, headers: Record<string, string>, bod
  * Node process than after a pause (caches and the CPU still warm — measured: +1.13 against +0.99 ms for the same
  * gateway build in a fixed order), so no origin may always follow the same one.
  */
-async function medianTtfts(origins: readonly string[], headers: Record<string, string>): Promise<number[]> {
+async function medianTtfts(
+  origins: readonly string[],
+  headers: Record<string, string>,
+  fakeOrigin?: string,
+): Promise<{ medians: number[]; legs: TtftLegs[] | undefined }> {
   const pools = origins.map((origin) => new Pool(origin, { connections: 1 }));
   const body = streamBody(4);
   const samples = origins.map((): number[] => []);
+  const measured: Array<{ path: number; sentNs: bigint; firstTokenNs: bigint }> = [];
   const warmup = Math.ceil(plan.ttftStreams / 10);
   let seed = 0x2545f491; // a fixed seed: the same orders every run
   const random = () => {
@@ -697,12 +750,15 @@ async function medianTtfts(origins: readonly string[], headers: Record<string, s
       [order[k], order[j]] = [order[j]!, order[k]!];
     }
     for (const k of order) {
-      const ms = await timeToFirstToken(pools[k]!, headers, body);
-      if (i >= warmup) samples[k]!.push(ms);
+      const stream = await timeToFirstToken(pools[k]!, headers, body);
+      if (i < warmup) continue;
+      samples[k]!.push(Number(stream.firstTokenNs - stream.sentNs) / 1e6);
+      measured.push({ path: k, ...stream });
     }
   }
   await Promise.all(pools.map((p) => p.close()));
-  return samples.map(median);
+  const legs = fakeOrigin ? await ttftLegs(fakeOrigin, measured, origins.length) : undefined;
+  return { medians: samples.map(median), legs };
 }
 
 /** The paths every step measures, in the order the latency step runs them. */
@@ -713,21 +769,28 @@ type PathName = (typeof PATH_NAMES)[number];
 async function ttftStep(
   origins: Readonly<Record<PathName, string>>,
   headers: Record<string, string>,
-): Promise<Record<PathName, number>> {
+): Promise<{ ttft: Record<PathName, number>; legs: Record<PathName, TtftLegs> }> {
   const names = PATH_NAMES;
   progress(
     `TTFT: ${plan.ttftStreams} sequential streams per path (${names.join(", ")}) in shuffled turns, fake TTFT ${plan.ttftMs} ms`,
   );
-  const medians = await medianTtfts(
+  const { medians, legs } = await medianTtfts(
     names.map((p) => origins[p]),
     headers,
+    origins.direct,
   );
   const ttft = Object.fromEntries(names.map((p, k) => [p, medians[k]!])) as Record<PathName, number>;
+  const byPath = Object.fromEntries(names.map((p, k) => [p, legs![k]!])) as Record<PathName, TtftLegs>;
   progress(
     `  median TTFT ${names.map((p) => `${p} ${f3(ttft[p])} ms`).join(", ")}; gateway − direct ` +
       `+${f3(ttft.gateway - ttft.direct)} ms, bare − direct +${f3(ttft.bare - ttft.direct)} ms`,
   );
-  return ttft;
+  progress(
+    `  way there (client → fake) / way back (fake's first token → client), medians: ${names
+      .map((p) => `${p} ${f3(byPath[p].thereMs)} / ${f3(byPath[p].backMs)} ms`)
+      .join(", ")}`,
+  );
+  return { ttft, legs: byPath };
 }
 
 interface StreamsResult {
@@ -1229,10 +1292,9 @@ async function againstRevision(
   // time to first token: direct and both builds taking turns, stream by stream
   await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
   progress(`TTFT: ${plan.ttftStreams} sequential streams each, direct and both builds taking turns`);
-  const [directTtft, thisTtft, againstTtft] = (await medianTtfts(
-    [fake.origin, builds.this.origin, builds.against.origin],
-    headers,
-  )) as [number, number, number];
+  const [directTtft, thisTtft, againstTtft] = (
+    await medianTtfts([fake.origin, builds.this.origin, builds.against.origin], headers)
+  ).medians as [number, number, number];
   const ttft = {
     directMs: round(directTtft, 3),
     thisAddedMs: round(thisTtft - directTtft, 3),
@@ -1337,18 +1399,24 @@ async function main(): Promise<void> {
 
   if (args["ttft-only"]) {
     await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
-    const ttft = await ttftStep(origins, headers);
+    const { ttft, legs } = await ttftStep(origins, headers);
     await cleanup();
+    const added = (p: PathName, ms: number, direct: number) => (p === "direct" ? "" : `+${f3(ms - direct)}`);
     process.stdout.write(
       args.json
-        ? `${JSON.stringify(ttft)}\n`
-        : `time to first token, ${plan.ttftStreams} streams per path in shuffled turns (fake TTFT ${plan.ttftMs} ms)\n\n` +
+        ? `${JSON.stringify({ ttft, legs })}\n`
+        : `time to first token, ${plan.ttftStreams} streams per path in shuffled turns (fake TTFT ${plan.ttftMs} ms); ` +
+            "the way there is client → the fake's handler, the way back the fake's first token → client (medians)\n\n" +
             `${table([
-              ["path", "median TTFT ms", "added ms"],
+              ["path", "median TTFT ms", "added ms", "way there ms", "added", "way back ms", "added"],
               ...PATH_NAMES.map((p) => [
                 p,
                 f3(ttft[p]),
-                p === "direct" ? "" : `+${f3(ttft[p] - ttft.direct)}`,
+                added(p, ttft[p], ttft.direct),
+                f3(legs[p].thereMs),
+                added(p, legs[p].thereMs, legs.direct.thereMs),
+                f3(legs[p].backMs),
+                added(p, legs[p].backMs, legs.direct.backMs),
               ]),
             ])}\n`,
     );
@@ -1414,7 +1482,7 @@ async function main(): Promise<void> {
 
   // 3. Time to first token.
   await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
-  const ttft = await ttftStep(origins, headers);
+  const { ttft } = await ttftStep(origins, headers);
 
   // 4. Concurrent streams and memory, on a fresh gateway process: its RSS then shows what the streams cost,
   // not the heap the saturation run left behind (reported separately).

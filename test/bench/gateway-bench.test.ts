@@ -88,6 +88,31 @@ describe("bench/gateway.ts", () => {
     for (const pid of pids) expect(alive(pid), `pid ${pid} stopped`).toBe(false);
   });
 
+  it.skipIf(missing.length > 0)(
+    "--ttft-only splits each path's time to first token into the way there and the way back",
+    { timeout: 90_000 },
+    async () => {
+      const { code, stdout, stderr } = await runBench(["--ttft-only"]);
+      expect(code, `the benchmark failed:\n${stderr}`).toBe(0);
+      const report = JSON.parse(stdout.trim()) as {
+        ttft: Record<string, number>;
+        legs: Record<string, { thereMs: number; backMs: number }>;
+      };
+      const paths = ["bare", "direct", "gateway", "nginx"];
+      expect(Object.keys(report.ttft).sort()).toEqual(paths);
+      expect(Object.keys(report.legs).sort()).toEqual(paths);
+      for (const path of paths) {
+        const { thereMs, backMs } = report.legs[path]!;
+        expect(positive(thereMs) && positive(backMs), `${path} legs ${thereMs} / ${backMs}`).toBe(true);
+        // both ways are parts of the same streams, on either side of the fake's 5 ms before its first token
+        expect(thereMs + backMs, path).toBeLessThan(report.ttft[path]!);
+      }
+      // a proxy only adds to the way there: the request crosses one more process
+      for (const proxy of ["nginx", "bare", "gateway"])
+        expect(report.legs[proxy]!.thereMs).toBeGreaterThan(report.legs.direct!.thereMs);
+    },
+  );
+
   const hasGit = existsSync(join(ROOT, ".git"));
   it.skipIf(missing.length > 0 || !hasGit)(
     "--against HEAD compares two gateway builds and leaves no worktree behind",

@@ -127,6 +127,13 @@ export interface StreamRecord {
   readonly stalled: boolean;
   readonly startedAt: number;
   readonly endedAt: number | null;
+  /**
+   * `process.hrtime.bigint()` (CLOCK_MONOTONIC, the same clock in every process of the machine) when the request
+   * reached the handler and when the first content token was written, as decimal strings: joined with a client's
+   * own timestamps they split a time to first token into the way there and the way back.
+   */
+  readonly receivedNs: string;
+  readonly firstTokenNs: string | null;
 }
 
 export interface FakeVllmRecords {
@@ -313,6 +320,8 @@ interface ArmedFault {
 
 /** Per-request state shared with the close handler. */
 interface Exchange {
+  /** When the handler got the request (`process.hrtime.bigint()`). */
+  readonly receivedNs: bigint;
   timer: NodeJS.Timeout | null;
   closed: boolean;
   dropped: boolean;
@@ -612,6 +621,7 @@ class FakeVllmServer implements FakeVllm {
     r.requestCounts[path] = (r.requestCounts[path] ?? 0) + 1;
     r.inFlight++;
     const ex: Exchange = {
+      receivedNs: process.hrtime.bigint(),
       timer: null,
       closed: false,
       dropped: false,
@@ -987,6 +997,8 @@ class FakeVllmServer implements FakeVllm {
       stalled: false,
       startedAt: Date.now(),
       endedAt: null,
+      receivedNs: String(ex.receivedNs),
+      firstTokenNs: null,
     };
     const streams = this.internal.streams;
     streams.push(record);
@@ -1024,6 +1036,7 @@ class FakeVllmServer implements FakeVllm {
           return false;
         }
         const text = tokenText(prompt, position);
+        if (record.tokensSent === 0) record.firstTokenNs = String(process.hrtime.bigint());
         record.tokensSent++;
         this.generationTokensTotal++;
         res.write(
