@@ -8,10 +8,11 @@
  * whose limits are too small to slice, costs one script call per admission and one per settlement, and its limits
  * are exact. A busy ("hot") key holds a slice of its buckets: requests and tokens for about `SLICE_TARGET_MS` of its
  * current traffic (at least `MIN_SLICE_REQUESTS` requests), never more than `MAX_SLICE_SHARE` of a bucket. The
- * replica admits from the slice without Redis and settles into it. When an admission leaves the slice under half
- * its size, the next slice is taken in the background (a refill), so a busy key's requests do not wait on Redis at
+ * replica admits from the slice without Redis and settles into it. When an admission leaves half the slice or less,
+ * the next slice is taken in the background (a refill), so a busy key's requests do not wait on Redis at
  * all, however slow it is: at a few requests a second, one Redis round trip per request is a large share of the
- * time to first token. What is left is given back with the next take, or after `sliceMs` (1 s) at the latest.
+ * time to first token. A refill also gives back settlement credit beyond `MAX_SLICE_SHARE`; what is left is given
+ * back with the next take, or `sliceMs` (1 s) after the last take or refill at the latest.
  *
  * Error bound: slices are taken out of the shared buckets, so replicas together never admit more than the buckets
  * hold. The other way round, a request may be refused while up to `MAX_SLICE_SHARE` (5 %) of the key's requests
@@ -23,7 +24,7 @@ import type { Redis } from "ioredis";
 import type { RedisKeys } from "../core/redis-keys";
 
 /** A key with at least this many admissions a second on this replica is admitted from slices. */
-const HOT_RATE = 2;
+const HOT_RATE = 3;
 /** A slice holds about this long of the key's traffic… */
 const SLICE_TARGET_MS = 250;
 /** …and at least this many requests (one to admit while the refill started at half of it is on its way)… */
@@ -82,6 +83,8 @@ if allowed == 1 then
   t = t - cost
   slice_r = math.max(0, math.min(tonumber(ARGV[4]), math.floor(r)))
   slice_t = math.max(0, math.min(tonumber(ARGV[5]), math.floor(t)))
+  -- tokens without a request to spend them on would only be held back from the other replicas
+  if slice_r == 0 then slice_t = 0 end
   r = r - slice_r
   t = t - slice_t
 end
@@ -213,8 +216,13 @@ export class RateLimiter {
     const cost = Math.max(0, Math.ceil(tokenCost));
     let s = this.state.get(keyId);
     if (s && (s.rpmLimit !== limits.rpm || s.tpmLimit !== limits.tpm)) {
-      // the key's limits changed: what it holds belongs to buckets of another size
-      this.giveBack(keyId, s).catch(() => undefined);
+      // the key's limits changed: what it holds (once a take or refill under way has landed) goes back
+      const old = s;
+      (async () => {
+        await old.taking?.catch(() => undefined);
+        await old.refilling;
+        await this.giveBack(keyId, old);
+      })().catch(() => undefined);
       s = undefined;
     }
     if (!s) {
@@ -245,8 +253,8 @@ export class RateLimiter {
       this.refillIfLow(keyId, s);
       return local;
     }
-    const pending = s.taking ?? s.refilling;
-    if (pending) {
+    // wait while a take or refill is under way (another may start as one lands): one replica's takes never overlap
+    for (let pending = s.taking ?? s.refilling; pending; pending = s.taking ?? s.refilling) {
       await pending.catch(() => undefined);
       const after = this.fromSlice(s, cost);
       if (after) {
@@ -372,20 +380,26 @@ export class RateLimiter {
   }
 
   /**
-   * After an admission from the slice: when what is left is under half of the slice's size, take the next one in
+   * After an admission from the slice: when what is left is half of the slice's size or less, take the next one in
    * the background so the key's next requests find it here. What a replica holds stays within `MAX_SLICE_SHARE`.
    */
   private refillIfLow(keyId: string, s: KeyState): void {
     if (!s.hot || s.taking || s.refilling) return;
-    if (s.rpm >= s.wantRpm / 2 && s.tpm >= s.wantTpm / 2) return;
-    if (Math.max(s.lastCount, s.count) < HOT_RATE / 2) {
+    if (s.rpm > s.wantRpm / 2 && s.tpm > s.wantTpm / 2) return;
+    // the rate before the admission just counted, as `take` sees it
+    if (Math.max(s.lastCount, s.count - 1) < HOT_RATE / 2) {
       s.hot = false; // cooled down: the slice runs out or expires, and admissions are exact again
       return;
     }
     const [rpmWanted, tpmWanted] = this.sliceWanted(s, 0);
-    const rpmSlice = Math.max(0, Math.min(rpmWanted, Math.floor(s.rpmLimit * MAX_SLICE_SHARE - s.rpm)));
-    const tpmSlice = Math.max(0, Math.min(tpmWanted, Math.floor(s.tpmLimit * MAX_SLICE_SHARE - s.tpm)));
+    const rpmShare = Math.floor(s.rpmLimit * MAX_SLICE_SHARE);
+    const tpmShare = Math.floor(s.tpmLimit * MAX_SLICE_SHARE);
+    const rpmSlice = Math.max(0, Math.min(rpmWanted, rpmShare - s.rpm));
+    const tpmSlice = Math.max(0, Math.min(tpmWanted, tpmShare - s.tpm));
     if (rpmSlice < 1) return;
+    // settlement credit beyond the share goes back with the refill rather than wait for the next take
+    const tpmBack = Math.max(0, Math.floor(s.tpm - tpmShare));
+    s.tpm -= tpmBack;
     s.wantRpm = rpmWanted;
     s.wantTpm = tpmWanted;
     const refilling = this.redis
@@ -398,7 +412,7 @@ export class RateLimiter {
         rpmSlice,
         tpmSlice,
         0,
-        0,
+        tpmBack,
         0,
       )
       .then(([, rpmLeft, tpmLeft, , rpmTaken, tpmTaken]) => {
@@ -411,8 +425,9 @@ export class RateLimiter {
           s.until = this.now() + this.sliceMs;
         }
       })
-      // Redis away: the next admission that finds the slice empty calls Redis itself and gets the error
-      .catch(() => undefined)
+      .catch(() => {
+        s.tpm += tpmBack; // Redis away: still owed; the next admission that finds the slice empty gets the error
+      })
       .finally(() => {
         if (s.refilling === refilling) s.refilling = undefined;
       });

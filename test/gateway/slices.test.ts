@@ -130,15 +130,53 @@ describe("slices of a busy key's buckets", () => {
       return { waited, calls: r.calls() - before };
     };
     const warming = await admitAt(10, 20);
-    expect(warming.waited).toBeLessThanOrEqual(3); // until two admissions in a second made it busy
+    expect(warming.waited).toBeLessThanOrEqual(4); // until three admissions in a second made it busy
     const busy = await admitAt(10, 40);
     expect(busy.waited).toBe(0);
     expect(busy.calls).toBeLessThanOrEqual(25); // refills of 3 requests, not a call per admission and settlement
-    // 3/s is under the rate that makes a key busy, but a busy key stays busy down to half of it
-    expect((await admitAt(3, 12)).waited).toBe(0);
-    await admitAt(0.5, 2); // under half the threshold: the slice runs out or expires
-    const cooled = await admitAt(0.5, 4);
-    expect(cooled).toEqual({ waited: 4, calls: 4 }); // exact again: a call per admission
+    // 2/s is under the rate that makes a key busy (3), but a busy key stays busy down to half of it; the slice
+    // sized for 10/s expires half used at the change of pace (one take), the next are sized for 2/s
+    expect((await admitAt(2, 4)).waited).toBeLessThanOrEqual(1);
+    expect((await admitAt(2, 12)).waited).toBe(0);
+    await admitAt(1, 3); // under half the threshold: the slice runs out or expires
+    expect(await admitAt(1, 4)).toEqual({ waited: 4, calls: 4 }); // exact again: a call per admission
+    expect(await admitAt(0.5, 3)).toEqual({ waited: 3, calls: 3 });
+    await r.limiter.close();
+    r.conn.disconnect();
+  });
+
+  it("what one replica holds stays within its share: with admissions waiting on a slow refill, and settlement credit", async () => {
+    let now = Date.now();
+    const r = replica({ now: () => now });
+    // slow refills (a script call that admits nothing), so admissions pile up behind one
+    const target = r.conn as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const script = target.aiorchAdmitSlice!;
+    target.aiorchAdmitSlice = async (...args: unknown[]) => {
+      if (args.at(-1) === 0) await new Promise((resolve) => setTimeout(resolve, 30));
+      return script(...args);
+    };
+    /** What the replica holds now (its slice and settlement credit; internal state, read for the bound). */
+    const held = () =>
+      (r.limiter as unknown as { state: Map<string, { rpm: number; tpm: number }> }).state.get("share")!;
+    const limits = { rpm: 40, tpm: 1_000_000 }; // shares: 2 requests, 50,000 tokens
+    let most = 0;
+    for (let round = 0; round < 12; round++) {
+      const batch = await Promise.all(
+        Array.from(
+          { length: 4 },
+          () => r.limiter.admitLocal("share", limits, 100) ?? r.limiter.admit("share", limits, 100),
+        ),
+      );
+      for (const admission of batch)
+        if (admission.allowed) r.limiter.settleLocal("share", limits.tpm, 100_000, 0);
+      most = Math.max(most, held().rpm);
+      now += 250;
+    }
+    expect(most).toBeLessThanOrEqual(2);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the last refill lands
+    expect(held().rpm).toBeLessThanOrEqual(2);
+    // credit of 100,000 tokens per admission went back with the refills: never more than one round's over the share
+    expect(held().tpm).toBeLessThanOrEqual(50_000 + 4 * 100_000);
     await r.limiter.close();
     r.conn.disconnect();
   });
