@@ -143,6 +143,12 @@ export class Controller {
   private readonly idleGaps = new Map<string, IdleGapHistory>();
   /** Provisions under way in this process (worker ids), so a tick does not start one twice. */
   private readonly provisioning = new Set<string>();
+  /**
+   * Intents whose write failed in this process (Redis went away before answering), by id → when. The write may
+   * have landed anyway, but no create was started for it: such a record is closed as soon as it is seen instead
+   * of being counted as a worker on its way for `staleIntentMs`.
+   */
+  private readonly unstartedIntents = new Map<string, number>();
   private readonly offersCache = new Map<string, { offers: Offer[]; at: number }>();
   private readonly demandSeenAt = new Map<string, number>();
   private blocks: Record<string, string> = {};
@@ -508,21 +514,29 @@ export class Controller {
     // The certificate is in the intent record before any create, so a worker adopted after a crash is pinned
     // too; the key stays in this process's memory and goes only to the provider with the worker's start-up.
     const certificate = candidates.some((p) => p !== "local") ? this.issueCertificate(id) : undefined;
-    const intent = await this.registry.create({
-      id,
-      model: model.name,
-      provider: candidates[0]!,
-      usdPerHour: 0,
-      // hex: a token starting with "-" (1 in 64 for base64url) would read as an option to the engine's argument
-      // parser (`--api-key -x…`) and the worker would never start
-      token: randomBytes(24).toString("hex"),
-      createdAtMs: now,
-      lastActiveAtMs: now,
-      detail: "intent written; creating at the provider",
-      ...(certificate
-        ? { tlsCertPem: certificate.certPem, tlsFingerprint256: certificate.fingerprint256 }
-        : {}),
-    });
+    let intent: WorkerRecord;
+    try {
+      intent = await this.registry.create({
+        id,
+        model: model.name,
+        provider: candidates[0]!,
+        usdPerHour: 0,
+        // hex: a token starting with "-" (1 in 64 for base64url) would read as an option to the engine's argument
+        // parser (`--api-key -x…`) and the worker would never start
+        token: randomBytes(24).toString("hex"),
+        createdAtMs: now,
+        lastActiveAtMs: now,
+        detail: "intent written; creating at the provider",
+        ...(certificate
+          ? { tlsCertPem: certificate.certPem, tlsFingerprint256: certificate.fingerprint256 }
+          : {}),
+      });
+    } catch (error) {
+      for (const [old, at] of this.unstartedIntents)
+        if (now - at > (this.deps.staleIntentMs ?? STALE_INTENT_MS)) this.unstartedIntents.delete(old);
+      this.unstartedIntents.set(id, now);
+      throw error;
+    }
     this.deps.metrics.decisions.inc({ model: model.name, action: "provision" });
     this.provisioning.add(id);
     void this.provision(model, intent, candidates, certificate?.keyPem)
@@ -746,6 +760,13 @@ export class Controller {
     const model = this.config.models.find((m) => m.name === worker.model);
     switch (worker.state) {
       case "requested": {
+        if (this.unstartedIntents.has(worker.id)) {
+          const closed = await this.registry.transition(worker, "terminated", {
+            detail: "intent written, but its create never started (Redis failed to answer the write)",
+          });
+          this.unstartedIntents.delete(worker.id);
+          return closed;
+        }
         if (
           this.provisioning.has(worker.id) ||
           now - worker.createdAtMs < (this.deps.staleIntentMs ?? STALE_INTENT_MS)

@@ -469,6 +469,27 @@ describe("crash safety", () => {
     expect(fake.live()).toHaveLength(0);
   });
 
+  it("an intent whose write failed but landed (Redis restarting) is closed at the next tick, and a new worker starts", async () => {
+    const c = controller();
+    // the registry's write reaches Redis, its answer does not: as when Redis goes away between the two
+    const registry = (c as unknown as { registry: { create: (...args: unknown[]) => Promise<unknown> } })
+      .registry;
+    const create = registry.create.bind(registry);
+    registry.create = async (...args: unknown[]) => {
+      await create(...args);
+      throw new Error("Connection is closed.");
+    };
+    await waitRequest();
+    await c.tick().catch(() => undefined);
+    const [lost] = await live();
+    expect(lost?.state).toBe("requested");
+    registry.create = create;
+    await c.tick(); // the default staleIntentMs is two minutes: without this, the model would wait that long
+    expect(await redis.hget(keys.worker(lost!.id), "state")).toBe("terminated");
+    await until("a new worker created at the provider", () => fake.live().length === 1);
+    expect((await live()).map((w) => w.id)).not.toContain(lost!.id);
+  });
+
   it("killed during boot: the next controller carries the boot on", async () => {
     const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
     const offers = await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 });
