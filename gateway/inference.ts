@@ -128,6 +128,8 @@ export class SpendView {
   /** Budget block announcements: a read that started before the latest one is not cached. */
   private blockGeneration = 0;
   private readonly refreshAhead = new RefreshAhead<string>();
+  private readonly readKeySpendFn = (field: string) => this.readKeySpend(field);
+  private readonly readBudgetBlocksFn = () => this.readBudgetBlocks();
 
   constructor(
     private readonly redis: Redis,
@@ -140,13 +142,8 @@ export class SpendView {
   async keySpendUsd(keyId: string): Promise<number> {
     const field = `key:${keyId}`;
     const cached = this.cache.get(field);
-    if (cached) {
-      const age = this.now() - cached.at;
-      if (age < this.ttlMs) {
-        if (RefreshAhead.due(age, this.ttlMs)) this.refreshAhead.renew(field, () => this.readKeySpend(field));
-        return cached.value;
-      }
-    }
+    if (cached && this.refreshAhead.serve(field, this.now() - cached.at, this.ttlMs, this.readKeySpendFn))
+      return cached.value;
     return this.readKeySpend(field);
   }
 
@@ -165,11 +162,14 @@ export class SpendView {
 
   /** The budget blocks when read in the last two seconds, without a promise (the hot path); else undefined. */
   cachedBudgetBlocks(): Record<string, string> | undefined {
-    if (!this.blocked) return undefined;
-    const age = this.now() - this.blocked.at;
-    if (age >= BUDGET_BLOCKS_MS) return undefined;
-    if (RefreshAhead.due(age, BUDGET_BLOCKS_MS)) this.refreshAhead.renew("", () => this.readBudgetBlocks());
-    return this.blocked.value;
+    const blocked = this.blocked;
+    // "" is the blocks' entry; key spend entries are `key:<id>`
+    if (
+      !blocked ||
+      !this.refreshAhead.serve("", this.now() - blocked.at, BUDGET_BLOCKS_MS, this.readBudgetBlocksFn)
+    )
+      return undefined;
+    return blocked.value;
   }
 
   /** Budget blocks the controller set: `*` for the stack, or a model name → reason. */

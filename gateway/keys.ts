@@ -170,6 +170,7 @@ export class ApiKeyVerifier {
   /** Revocations seen: a read that started before the latest one is not cached. */
   private invalidations = 0;
   private readonly refreshAhead = new RefreshAhead<string>();
+  private readonly reread = (hash: string) => this.read(hash, (this.options.now ?? Date.now)());
 
   constructor(
     private readonly store: ApiKeyStore,
@@ -226,10 +227,8 @@ export class ApiKeyVerifier {
     if (!cached) return hash;
     const age = now - cached.at;
     if (!cached.result.ok) return age >= (this.options.negativeTtlMs ?? 1_000) ? hash : cached.result;
-    const ttl = this.options.ttlMs ?? 5_000;
-    if (age >= ttl) return hash;
     // a key in use is read again in the background before its entry expires (refusals just expire)
-    if (RefreshAhead.due(age, ttl)) this.refreshAhead.renew(hash, () => this.read(hash, now));
+    if (!this.refreshAhead.serve(hash, age, this.options.ttlMs ?? 5_000, this.reread)) return hash;
     return expired(cached.result, now) ?? cached.result;
   }
 

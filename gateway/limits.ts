@@ -124,6 +124,9 @@ export interface Admission {
   readonly retryAfterMs: number;
 }
 
+/** The ADMIT script's answer: allowed, rpm left, tpm left, retry-after ms, rpm slice taken, tpm slice taken. */
+type AdmitReply = [number, number, number, number, number, number];
+
 type LimitRedis = Redis & {
   aiorchAdmitSlice(
     rpmKey: string,
@@ -136,7 +139,7 @@ type LimitRedis = Redis & {
     rpmBack: number,
     tpmBack: number,
     requests: 0 | 1,
-  ): Promise<[number, number, number, number, number, number]>;
+  ): Promise<AdmitReply>;
   aiorchGiveBack(
     rpmKey: string,
     tpmKey: string,
@@ -320,36 +323,18 @@ export class RateLimiter {
     const tpmBack = s.tpm;
     s.rpm -= rpmBack;
     s.tpm -= tpmBack;
-    let result: [number, number, number, number, number, number];
+    let result: AdmitReply;
     try {
-      result = await this.redis.aiorchAdmitSlice(
-        this.keys.rateBucket(keyId, "rpm"),
-        this.keys.rateBucket(keyId, "tpm"),
-        limits.rpm,
-        limits.tpm,
-        cost,
-        rpmSlice,
-        tpmSlice,
-        rpmBack,
-        tpmBack,
-        1,
-      );
+      result = await this.admitSlice(keyId, s, 1, cost, rpmSlice, tpmSlice, rpmBack, tpmBack);
     } catch (error) {
       s.rpm += rpmBack;
       s.tpm += tpmBack;
       throw error;
     }
-    const [allowed, rpmLeft, tpmLeft, wait, rpmTaken, tpmTaken] = result;
-    const now = this.now();
-    s.bucketRpm = rpmLeft;
-    s.bucketTpm = tpmLeft;
-    if (rpmTaken > 0 || tpmTaken > 0) {
-      s.rpm += rpmTaken;
-      s.tpm += tpmTaken;
-      s.sliced = true;
-      s.until = now + this.sliceMs;
-    } else if (s.rpm === 0 && s.tpm === 0) s.sliced = false; // nothing owed: settlements go straight to Redis
-    if (allowed === 1) this.count(s, now, 1, cost);
+    const [allowed, rpmLeft, tpmLeft, wait] = result;
+    // nothing owed: settlements go straight to Redis
+    if (!this.landSlice(s, result) && s.rpm === 0 && s.tpm === 0) s.sliced = false;
+    if (allowed === 1) this.count(s, this.now(), 1, cost);
     return {
       allowed: allowed === 1,
       rpmLimit: limits.rpm,
@@ -358,6 +343,46 @@ export class RateLimiter {
       tpmRemaining: Math.max(0, Math.floor(tpmLeft + s.tpm)),
       retryAfterMs: wait,
     };
+  }
+
+  /**
+   * The ADMIT script for a key (its state's limits are the ones asked for): give back `rpmBack`/`tpmBack`, admit
+   * `requests` (1, or 0 for a refill) costing `cost` tokens, and take slices of up to `rpmSlice`/`tpmSlice`.
+   */
+  private admitSlice(
+    keyId: string,
+    s: KeyState,
+    requests: 0 | 1,
+    cost: number,
+    rpmSlice: number,
+    tpmSlice: number,
+    rpmBack: number,
+    tpmBack: number,
+  ): Promise<AdmitReply> {
+    return this.redis.aiorchAdmitSlice(
+      this.keys.rateBucket(keyId, "rpm"),
+      this.keys.rateBucket(keyId, "tpm"),
+      s.rpmLimit,
+      s.tpmLimit,
+      cost,
+      rpmSlice,
+      tpmSlice,
+      rpmBack,
+      tpmBack,
+      requests,
+    );
+  }
+
+  /** Keep what a take or refill brought: the bucket levels (for the headers) and the slice; whether it took one. */
+  private landSlice(s: KeyState, [, rpmLeft, tpmLeft, , rpmTaken, tpmTaken]: AdmitReply): boolean {
+    s.bucketRpm = rpmLeft;
+    s.bucketTpm = tpmLeft;
+    if (rpmTaken <= 0 && tpmTaken <= 0) return false;
+    s.rpm += rpmTaken;
+    s.tpm += tpmTaken;
+    s.sliced = true;
+    s.until = this.now() + this.sliceMs;
+    return true;
   }
 
   /**
@@ -402,28 +427,9 @@ export class RateLimiter {
     s.tpm -= tpmBack;
     s.wantRpm = rpmWanted;
     s.wantTpm = tpmWanted;
-    const refilling = this.redis
-      .aiorchAdmitSlice(
-        this.keys.rateBucket(keyId, "rpm"),
-        this.keys.rateBucket(keyId, "tpm"),
-        s.rpmLimit,
-        s.tpmLimit,
-        0,
-        rpmSlice,
-        tpmSlice,
-        0,
-        tpmBack,
-        0,
-      )
-      .then(([, rpmLeft, tpmLeft, , rpmTaken, tpmTaken]) => {
-        s.bucketRpm = rpmLeft;
-        s.bucketTpm = tpmLeft;
-        if (rpmTaken > 0 || tpmTaken > 0) {
-          s.rpm += rpmTaken;
-          s.tpm += tpmTaken;
-          s.sliced = true;
-          s.until = this.now() + this.sliceMs;
-        }
+    const refilling = this.admitSlice(keyId, s, 0, 0, rpmSlice, tpmSlice, 0, tpmBack)
+      .then((result) => {
+        this.landSlice(s, result);
       })
       .catch(() => {
         s.tpm += tpmBack; // Redis away: still owed; the next admission that finds the slice empty gets the error

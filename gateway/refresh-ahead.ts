@@ -13,13 +13,24 @@ export class RefreshAhead<K> {
   }
 
   /**
+   * Whether an entry of `key` read `ageMs` ago may still be served (it is younger than its lifetime); past half of
+   * it, `read` renews the entry in the background as well. `read` is a reader the cache made once, not a closure per
+   * call: this runs on every request.
+   */
+  serve(key: K, ageMs: number, lifetimeMs: number, read: (key: K) => Promise<unknown>): boolean {
+    if (ageMs >= lifetimeMs) return false;
+    if (RefreshAhead.due(ageMs, lifetimeMs)) this.renew(key, read);
+    return true;
+  }
+
+  /**
    * Run `read` for `key` unless one is already under way. A failed read is dropped: the entry expires, and the
    * request that then finds it missing reads it itself and gets the error.
    */
-  renew(key: K, read: () => Promise<unknown>): void {
+  renew(key: K, read: (key: K) => Promise<unknown>): void {
     if (this.pending.has(key)) return;
     this.pending.add(key);
-    read()
+    read(key)
       .catch(() => undefined)
       .finally(() => this.pending.delete(key));
   }

@@ -28,6 +28,7 @@ export class BackendRegistry extends EventEmitter {
   /** Route changes announced per model: a read that started before the latest one is not cached. */
   private readonly generation = new Map<string, number>();
   private readonly refreshAhead = new RefreshAhead<string>();
+  private readonly reread = (model: string) => this.read(model);
 
   constructor(
     private readonly redis: Redis,
@@ -87,11 +88,7 @@ export class BackendRegistry extends EventEmitter {
 
   /** Whether routes read at `at` may be used; past half their time, a background read renews them. */
   private fresh(model: string, at: number): boolean {
-    const age = this.now() - at;
-    const refreshMs = this.options.refreshMs ?? 2_000;
-    if (age >= refreshMs) return false;
-    if (RefreshAhead.due(age, refreshMs)) this.refreshAhead.renew(model, () => this.read(model));
-    return true;
+    return this.refreshAhead.serve(model, this.now() - at, this.options.refreshMs ?? 2_000, this.reread);
   }
 
   /** Read a model's routes from Redis and cache them (unless they changed meanwhile). */
