@@ -18,7 +18,7 @@
  *      `concurrent` counts streams delivering tokens at the same moment, not requests merely sent.
  *
  *   node -r tsx/cjs bench/gateway.ts [--json] [--quick] [--soak] [--streams-only] [--hold-seconds N] [--from-source]
- *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR] [--ttft-only]
+ *                                    [--gateway-node-flags="--flag …"] [--cpu-prof DIR] [--ttft-only] [--latency-only [--rounds N]]
  *                                    [--against REV [--rounds N] [--stream]]
  *
  * `--against REV` compares this checkout's gateway with revision REV's (built from a git worktree): saturation
@@ -33,6 +33,7 @@
  * external memory are read from its `/metrics`, so growth can be told apart: heap growth is a leak, RSS growth
  * with a flat heap is allocator fragmentation.
  *
+ * `--latency-only` runs only step 1, `--rounds N` times (default 3), and tables each path's p50/p99 per round.
  * `--ttft-only` runs only the time-to-first-token step, on every path (latency experiments), and splits each
  * path's streams at the fake: the way there (client → the fake's handler) and the way back (the fake's first token
  * → client), from hrtime stamps the fake records (CLOCK_MONOTONIC, one clock for all processes); the full run
@@ -89,6 +90,7 @@ const { values: args } = parseArgs({
     "hold-seconds": { type: "string" },
     "streams-only": { type: "boolean", default: false },
     "ttft-only": { type: "boolean", default: false },
+    "latency-only": { type: "boolean", default: false },
     stream: { type: "boolean", default: false },
     "gateway-node-flags": { type: "string" },
     "cpu-prof": { type: "string" },
@@ -843,6 +845,62 @@ async function gatewayHeap(
   };
 }
 
+/**
+ * `--latency-only`: step 1 alone, `--rounds N` times (default 3) with the paths taking turns, and a table of each
+ * path's p50/p99 per round and their medians — to tell a change of the tail from a noisy run. The gateway's
+ * event-loop delay and GC pauses are read per round (the scrape before each run resets the delay histogram).
+ */
+async function latencyRounds(
+  origins: Record<PathName, string>,
+  headers: Record<string, string>,
+): Promise<void> {
+  const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
+  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error("--rounds must be a positive whole number");
+  await configureFake(origins.direct, { ttftMs: 0, interTokenDelayMs: 0 });
+  const runs = { direct: [], nginx: [], bare: [], gateway: [] } as Record<PathName, LatencyResult[]>;
+  for (let round = 0; round < rounds; round++) {
+    const order = PATH_NAMES.map((_, i) => PATH_NAMES[(i + round) % PATH_NAMES.length]!);
+    for (const p of order) {
+      if (p === "gateway") await gatewayPauses(origins.gateway);
+      const r = await fixedRate(origins[p], headers);
+      runs[p].push(r);
+      progress(`round ${round + 1}/${rounds} ${p}: ${latencyLine(r)}`);
+      if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(origins.gateway)}`);
+    }
+  }
+  const rows = PATH_NAMES.map((p) => {
+    const p50s = runs[p].map((r) => r.p50Ms);
+    const p99s = runs[p].map((r) => r.p99Ms);
+    return [
+      p,
+      f3(median(p50s)),
+      f3(median(p99s)),
+      runs[p].map((r) => `${f3(r.p50Ms)}/${f3(r.p99Ms)}`).join("  "),
+    ];
+  });
+  const added = (p: PathName, pick: (r: LatencyResult) => number) =>
+    f3(median(runs[p].map(pick)) - median(runs.direct.map(pick)));
+  process.stdout.write(
+    args.json
+      ? `${JSON.stringify(Object.fromEntries(PATH_NAMES.map((p) => [p, runs[p].map(({ p50Ms, p99Ms, maxMs }) => ({ p50Ms, p99Ms, maxMs }))])))}\n`
+      : `latency at ${plan.rate} req/s, ${rounds} round(s) of ${plan.measureMs / 1000} s per path (paths take turns)\n\n` +
+          `${table([["path", "median p50 ms", "median p99 ms", "each round p50/p99"], ...rows])}\n\n` +
+          `gateway − direct: p50 +${added("gateway", (r) => r.p50Ms)} ms, p99 +${added("gateway", (r) => r.p99Ms)} ms; ` +
+          `bare − direct: p50 +${added("bare", (r) => r.p50Ms)} ms, p99 +${added("bare", (r) => r.p99Ms)} ms\n`,
+  );
+}
+
+function latencyLine(r: LatencyResult): string {
+  const slow = r.slowPerTenth
+    .map((n, tenth) => (n > 0 ? `${(tenth / 10).toFixed(1)}s:${n}` : ""))
+    .filter(Boolean);
+  return (
+    `p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, max ${r.maxMs.toFixed(1)} ms, ` +
+    `${r.requests} requests at ${r.achievedRps.toFixed(0)}/s, generator lag p99 ${r.sendLagP99Ms.toFixed(2)} ms` +
+    (slow.length > 0 ? `; over 10 ms by send time: ${slow.join(" ")}` : "")
+  );
+}
+
 /** The gateway's event-loop delay (max, p99) and GC pauses by kind since it started, from its default metrics. */
 async function gatewayPauses(origin: string): Promise<string> {
   const value = await scrapeGateway(origin);
@@ -1423,6 +1481,12 @@ async function main(): Promise<void> {
     return;
   }
 
+  if (args["latency-only"]) {
+    await latencyRounds(origins, headers);
+    await cleanup();
+    return;
+  }
+
   if (args["streams-only"]) {
     const streams = await streamsOnFreshGateway(dir, fake.origin, prefix, headers);
     await stopChild(gateway.child);
@@ -1442,15 +1506,8 @@ async function main(): Promise<void> {
     progress(`fixed rate ${plan.rate} req/s → ${p} (${(plan.warmupMs + plan.measureMs) / 1000} s)`);
     const r = await fixedRate(origins[p], headers);
     latency[p] = r;
-    progress(
-      `  ${p}: p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, max ${r.maxMs.toFixed(1)} ms, ` +
-        `${r.requests} requests at ${r.achievedRps.toFixed(0)}/s, generator lag p99 ${r.sendLagP99Ms.toFixed(2)} ms`,
-    );
+    progress(`  ${p}: ${latencyLine(r)}`);
     // where a slow tail comes from: the gateway's own event-loop delay and GC pauses so far
-    const slow = r.slowPerTenth
-      .map((n, tenth) => (n > 0 ? `${(tenth / 10).toFixed(1)}s:${n}` : ""))
-      .filter(Boolean);
-    if (slow.length > 0) progress(`  requests over 10 ms by send time: ${slow.join(" ")}`);
     if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(gateway.origin)}`);
   }
 
