@@ -878,15 +878,17 @@ async function latencyRounds(
       runs[p].map((r) => `${f3(r.p50Ms)}/${f3(r.p99Ms)}`).join("  "),
     ];
   });
-  const added = (p: PathName, pick: (r: LatencyResult) => number) =>
-    f3(median(runs[p].map(pick)) - median(runs.direct.map(pick)));
+  const added = (p: PathName, pick: (r: LatencyResult) => number) => {
+    const ms = median(runs[p].map(pick)) - median(runs.direct.map(pick));
+    return `${ms < 0 ? "−" : "+"}${f3(Math.abs(ms))}`;
+  };
   process.stdout.write(
     args.json
       ? `${JSON.stringify(Object.fromEntries(PATH_NAMES.map((p) => [p, runs[p].map(({ p50Ms, p99Ms, maxMs }) => ({ p50Ms, p99Ms, maxMs }))])))}\n`
       : `latency at ${plan.rate} req/s, ${rounds} round(s) of ${plan.measureMs / 1000} s per path (paths take turns)\n\n` +
           `${table([["path", "median p50 ms", "median p99 ms", "each round p50/p99"], ...rows])}\n\n` +
-          `gateway − direct: p50 +${added("gateway", (r) => r.p50Ms)} ms, p99 +${added("gateway", (r) => r.p99Ms)} ms; ` +
-          `bare − direct: p50 +${added("bare", (r) => r.p50Ms)} ms, p99 +${added("bare", (r) => r.p99Ms)} ms\n`,
+          `gateway − direct: p50 ${added("gateway", (r) => r.p50Ms)} ms, p99 ${added("gateway", (r) => r.p99Ms)} ms; ` +
+          `bare − direct: p50 ${added("bare", (r) => r.p50Ms)} ms, p99 ${added("bare", (r) => r.p99Ms)} ms\n`,
   );
 }
 

@@ -113,6 +113,30 @@ describe("bench/gateway.ts", () => {
     },
   );
 
+  it.skipIf(missing.length > 0)(
+    "--latency-only runs the fixed-rate step alone, once per round and path",
+    { timeout: 90_000 },
+    async () => {
+      const { code, stdout, stderr } = await runBench(["--latency-only", "--rounds", "2"]);
+      expect(code, `the benchmark failed:\n${stderr}`).toBe(0);
+      const report = JSON.parse(stdout.trim()) as Record<
+        string,
+        { p50Ms: number; p99Ms: number; maxMs: number }[]
+      >;
+      expect(Object.keys(report).sort()).toEqual(["bare", "direct", "gateway", "nginx"]);
+      for (const [path, rounds] of Object.entries(report)) {
+        expect(rounds, path).toHaveLength(2);
+        for (const { p50Ms, p99Ms, maxMs } of rounds) {
+          expect(positive(p50Ms), `${path} p50 ${p50Ms}`).toBe(true);
+          expect(p50Ms <= p99Ms && p99Ms <= maxMs, `${path} ${p50Ms} ≤ ${p99Ms} ≤ ${maxMs}`).toBe(true);
+        }
+      }
+      // the saturation and streaming steps did not run
+      expect(stderr).not.toMatch(/saturation|streams:/);
+      expect(stderr).toMatch(/round 2\/2 gateway: p50/);
+    },
+  );
+
   const hasGit = existsSync(join(ROOT, ".git"));
   it.skipIf(missing.length > 0 || !hasGit)(
     "--against HEAD compares two gateway builds and leaves no worktree behind",
