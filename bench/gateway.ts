@@ -156,6 +156,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
 const nowNs = (): bigint => process.hrtime.bigint();
 const f3 = (n: number) => n.toFixed(3);
+/** A difference with its sign, three decimals: "+0.123" or "-0.123". */
+const signedMs = (ms: number) => (ms >= 0 ? `+${f3(ms)}` : f3(ms));
+
+/** `--rounds N`, or `defaultRounds` (1 with `--quick`). */
+function roundsArg(defaultRounds: number): number {
+  const rounds = Number(args.rounds ?? (args.quick ? 1 : defaultRounds));
+  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error("--rounds must be a positive whole number");
+  return rounds;
+}
 
 /** Nearest-rank percentile of an ascending array. */
 function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -785,7 +794,7 @@ async function ttftStep(
   const byPath = Object.fromEntries(names.map((p, k) => [p, legs![k]!])) as Record<PathName, TtftLegs>;
   progress(
     `  median TTFT ${names.map((p) => `${p} ${f3(ttft[p])} ms`).join(", ")}; gateway − direct ` +
-      `+${f3(ttft.gateway - ttft.direct)} ms, bare − direct +${f3(ttft.bare - ttft.direct)} ms`,
+      `${signedMs(ttft.gateway - ttft.direct)} ms, bare − direct ${signedMs(ttft.bare - ttft.direct)} ms`,
   );
   progress(
     `  way there (client → fake) / way back (fake's first token → client), medians: ${names
@@ -854,8 +863,7 @@ async function latencyRounds(
   origins: Record<PathName, string>,
   headers: Record<string, string>,
 ): Promise<void> {
-  const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
-  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error("--rounds must be a positive whole number");
+  const rounds = roundsArg(3);
   await configureFake(origins.direct, { ttftMs: 0, interTokenDelayMs: 0 });
   const runs = { direct: [], nginx: [], bare: [], gateway: [] } as Record<PathName, LatencyResult[]>;
   for (let round = 0; round < rounds; round++) {
@@ -878,10 +886,8 @@ async function latencyRounds(
       runs[p].map((r) => `${f3(r.p50Ms)}/${f3(r.p99Ms)}`).join("  "),
     ];
   });
-  const added = (p: PathName, pick: (r: LatencyResult) => number) => {
-    const ms = median(runs[p].map(pick)) - median(runs.direct.map(pick));
-    return `${ms < 0 ? "−" : "+"}${f3(Math.abs(ms))}`;
-  };
+  const added = (p: PathName, pick: (r: LatencyResult) => number) =>
+    signedMs(median(runs[p].map(pick)) - median(runs.direct.map(pick)));
   process.stdout.write(
     args.json
       ? `${JSON.stringify(Object.fromEntries(PATH_NAMES.map((p) => [p, runs[p].map(({ p50Ms, p99Ms, maxMs }) => ({ p50Ms, p99Ms, maxMs }))])))}\n`
@@ -1183,11 +1189,12 @@ function human(
     load: string;
   },
 ): string {
-  const sign = (n: number) => (n >= 0 ? `+${f3(n)}` : f3(n));
   const paths = (["direct", "nginx", "bare", "gateway"] as const).map((p) => {
     const r = p === "bare" ? extra.bare : report[p];
     const added =
-      p === "direct" ? ["", ""] : [sign(r.p50Ms - report.direct.p50Ms), sign(r.p99Ms - report.direct.p99Ms)];
+      p === "direct"
+        ? ["", ""]
+        : [signedMs(r.p50Ms - report.direct.p50Ms), signedMs(r.p99Ms - report.direct.p99Ms)];
     return [p, Math.round(r.rps).toLocaleString("en-US"), f3(r.p50Ms), f3(r.p99Ms), ...added];
   });
   const verdict = (ok: boolean) => (ok ? "PASS" : "MISS");
@@ -1319,8 +1326,7 @@ async function againstRevision(
   /** The requests' headers (the bench key), as the other steps send them. */
   headers: Record<string, string>,
 ): Promise<void> {
-  const rounds = Number(args.rounds ?? (args.quick ? 1 : 4));
-  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error("--rounds must be a positive whole number");
+  const rounds = roundsArg(4);
   const pin = which("taskset") !== undefined && cpus().length >= 2;
   if (pin) spawnSync(which("taskset")!, ["-p", "-c", "0", String(fake.child.proc.pid)]);
   progress(`building the gateway of ${revision} (git worktree in ${dir})`);
@@ -1392,7 +1398,7 @@ async function againstRevision(
     `saturation, wrk -t1 -c${plan.wrkConnections} ${plan.saturationSeconds} s, ${rounds} round(s) each, alternating${pin ? "; gateways on CPU 1, wrk and the fake on CPU 0" : ""}\n\n` +
       `${table(rows)}\n\nthis ÷ ${revision}: CPU per request ${report.cpuRatio.toFixed(3)}, throughput ${report.rpsRatio.toFixed(3)}\n` +
       `TTFT added over direct (median of ${plan.ttftStreams} streams each, fake TTFT ${plan.ttftMs} ms): this checkout ` +
-      `+${f3(ttft.thisAddedMs)} ms, ${revision} +${f3(ttft.revisionAddedMs)} ms\n`,
+      `${signedMs(ttft.thisAddedMs)} ms, ${revision} ${signedMs(ttft.revisionAddedMs)} ms\n`,
   );
 }
 
@@ -1461,7 +1467,7 @@ async function main(): Promise<void> {
     await configureFake(fake.origin, { ttftMs: plan.ttftMs, interTokenDelayMs: 2 });
     const { ttft, legs } = await ttftStep(origins, headers);
     await cleanup();
-    const added = (p: PathName, ms: number, direct: number) => (p === "direct" ? "" : `+${f3(ms - direct)}`);
+    const added = (p: PathName, ms: number, direct: number) => (p === "direct" ? "" : signedMs(ms - direct));
     process.stdout.write(
       args.json
         ? `${JSON.stringify({ ttft, legs })}\n`
