@@ -25,7 +25,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { VerdaFake, type VerdaTypeSeed } from "../fakes/datacrunch-api";
-import { type RecordedRequest, type Reply, VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
+import type { RecordedRequest, Reply } from "../fakes/fake-api-server";
+import { VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
 
 const ROOT = resolve(__dirname, "..", "..");
 const VLLM = join(ROOT, "test", "fakes", "vllm-upstream.ts");

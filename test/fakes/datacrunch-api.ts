@@ -23,7 +23,7 @@
  * - per-second cost while provisioning or running.
  * Errors are `{code, message}`. Fault injection, request log and manual clock come from ./vastai-api.
  */
-import { FakeApiServer, perSecondUsd, type RecordedRequest, type Reply, Timeline } from "./vastai-api";
+import { FakeApiServer, perSecondUsd, type RecordedRequest, type Reply, Timeline } from "./fake-api-server";
 
 export interface VerdaTypeSeed {
   instance_type: string;

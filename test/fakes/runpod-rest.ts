@@ -19,7 +19,7 @@ import {
   type RecordedRequest,
   type Reply,
   Timeline,
-} from "./vastai-api";
+} from "./fake-api-server";
 
 export interface RunpodGpuSeed {
   id: string;

@@ -40,7 +40,7 @@
  * GraphQL fake takes to check an endpoint's `networkVolumeId` (GraphQL still calls the data centre
  * `dataCenterId`).
  */
-import { FakeApiServer, type FaultMatch, type RecordedRequest, type Reply } from "./vastai-api";
+import { FakeApiServer, type FaultMatch, type RecordedRequest, type Reply } from "./fake-api-server";
 
 export type FakeVolumeType = "STANDARD" | "HIGH_PERFORMANCE";
 

@@ -5,7 +5,7 @@ import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/pro
 import { datacrunchSchema } from "../../../core/config/schema";
 import { createWorkerCertificate } from "../../../core/x509";
 import { VerdaFake, type VerdaTypeSeed } from "../../fakes/datacrunch-api";
-import { ManualClock } from "../../fakes/vastai-api";
+import { ManualClock } from "../../fakes/fake-api-server";
 
 const CLIENT_ID = "dc-client-SECRET-id-123";
 const CLIENT_SECRET = "dc-secret-SECRET-9f8e7d6c";

@@ -4,8 +4,8 @@ import { RunpodPodAdapter } from "../../../controller/providers/runpod-pod";
 import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/providers/types";
 import { runpodPodSchema } from "../../../core/config/schema";
 import { createWorkerCertificate } from "../../../core/x509";
+import { ManualClock } from "../../fakes/fake-api-server";
 import { type RunpodGpuSeed, RunpodRestFake } from "../../fakes/runpod-rest";
-import { ManualClock } from "../../fakes/vastai-api";
 
 const API_KEY = "rpa_SECRET0123456789ABCDEF";
 const WORKER_TOKEN = "wtok-SECRET-55aa66bb77";

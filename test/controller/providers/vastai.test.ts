@@ -4,7 +4,8 @@ import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/pro
 import { VastAiAdapter } from "../../../controller/providers/vastai";
 import { vastaiSchema } from "../../../core/config/schema";
 import { createWorkerCertificate } from "../../../core/x509";
-import { ManualClock, VastAiFake, type VastOfferSeed } from "../../fakes/vastai-api";
+import { ManualClock } from "../../fakes/fake-api-server";
+import { VastAiFake, type VastOfferSeed } from "../../fakes/vastai-api";
 
 const API_KEY = "vastkey-SECRET-4f1c9a77d2";
 const WORKER_TOKEN = "wtok-SECRET-8b3e11aa90";
