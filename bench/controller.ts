@@ -12,7 +12,7 @@ import { Redis } from "ioredis";
 import { Controller } from "../controller/controller";
 import { ControllerMetrics } from "../controller/metrics";
 import { decideScale, type WorkerView } from "../controller/policy";
-import type { InstanceInfo, Offer, ProviderAdapter, WorkerSpec } from "../controller/providers/types";
+import type { InstanceInfo, OfferSearch, ProviderAdapter, WorkerSpec } from "../controller/providers/types";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
@@ -31,8 +31,8 @@ class InstantProvider implements ProviderAdapter {
   private readonly instances = new Map<string, InstanceInfo>();
   private next = 1;
 
-  async offers(): Promise<Offer[]> {
-    return [{ provider: "vastai", gpu: "RTX_3090", usdPerHour: 0.2, offerId: "1" }];
+  async offers(): Promise<OfferSearch> {
+    return { offers: [{ provider: "vastai", gpu: "RTX_3090", usdPerHour: 0.2, offerId: "1" }], skipped: [] };
   }
   async provision(spec: WorkerSpec): Promise<InstanceInfo> {
     this.created.push({ workerId: spec.workerId, atNs: process.hrtime.bigint() });

@@ -31,8 +31,10 @@ import {
   engineServesTls,
   isProviderError,
   type Offer,
+  type OfferSearch,
   type ProviderAdapter,
   parseInstanceTag,
+  type SkippedOffer,
   type WorkerSpec,
 } from "./providers/types";
 import { pinOf, type WorkerRecord, WorkerRegistry } from "./registry";
@@ -119,7 +121,7 @@ const DECISIONS_KEPT = 200;
 export interface ScaleDecisionEntry {
   readonly atMs: number;
   readonly model: string;
-  /** provision, drain, blocked, fail, no-offer, adopt, orphan */
+  /** provision, offer (which offer a worker was created on, and what was skipped), drain, blocked, fail, no-offer, adopt, orphan */
   readonly action: string;
   /** Workers the decision is about (started, drained), when it counts any. */
   readonly workers?: number;
@@ -149,7 +151,7 @@ export class Controller {
    * of being counted as a worker on its way for `staleIntentMs`.
    */
   private readonly unstartedIntents = new Map<string, number>();
-  private readonly offersCache = new Map<string, { offers: Offer[]; at: number }>();
+  private readonly offersCache = new Map<string, { search: OfferSearch; at: number }>();
   private readonly demandSeenAt = new Map<string, number>();
   private blocks: Record<string, string> = {};
   private lastReconcile = 0;
@@ -563,13 +565,13 @@ export class Controller {
     }
   }
 
-  private async offersFor(model: ModelConfig, provider: ConfigurableProviderId): Promise<Offer[]> {
+  private async offersFor(model: ModelConfig, provider: ConfigurableProviderId): Promise<OfferSearch> {
     const key = `${model.name}/${provider}`;
     const cached = this.offersCache.get(key);
-    if (cached && this.now() - cached.at < 60_000) return cached.offers;
-    const offers = await this.deps.adapters[provider]!.offers({ gpu: model.gpu, gpuCount: model.gpuCount });
-    this.offersCache.set(key, { offers, at: this.now() });
-    return offers;
+    if (cached && this.now() - cached.at < 60_000) return cached.search;
+    const search = await this.deps.adapters[provider]!.offers({ gpu: model.gpu, gpuCount: model.gpuCount });
+    this.offersCache.set(key, { search, at: this.now() });
+    return search;
   }
 
   /** The provider's weight cache as it holds this model's pinned weights, or undefined without a cache. */
@@ -648,9 +650,12 @@ export class Controller {
     tlsKeyPem?: string,
   ): Promise<void> {
     const offers: Offer[] = [];
+    const skipped: SkippedOffer[] = [];
     for (const provider of candidates) {
       try {
-        offers.push(...(await this.offersFor(model, provider)));
+        const search = await this.offersFor(model, provider);
+        offers.push(...search.offers);
+        skipped.push(...search.skipped);
       } catch (error) {
         this.providerError(provider, error, `offers for ${model.name}`);
       }
@@ -705,6 +710,12 @@ export class Controller {
       this.log(
         `controller: ${model.name}: worker ${worker.id} created at ${offer.provider} as ${info.providerId}`,
       );
+      await this.noteDecision({
+        model: model.name,
+        action: "offer",
+        worker: worker.id,
+        reason: explainOfferChoice(offer, offers, skipped),
+      });
       return;
     }
     this.log(
@@ -1177,4 +1188,43 @@ export class Controller {
     );
     await multi.exec();
   }
+}
+
+/** How many skipped offers a decision entry names (the rest are counted). */
+const SKIPPED_NAMED = 6;
+
+/**
+ * The offer a worker was created on, and what else was on the table: the cheaper offers tried before it and the
+ * offers the adapters left out, with why (no direct ports, too little GPU memory, no stock) — one line for
+ * `aiorch status --decisions`.
+ */
+export function explainOfferChoice(
+  chosen: Offer,
+  offers: readonly Offer[],
+  skipped: readonly SkippedOffer[],
+): string {
+  const describe = (o: {
+    provider: string;
+    offerId?: string;
+    gpuName?: string;
+    gpuMemoryGb?: number;
+    usdPerHour?: number;
+  }) =>
+    [
+      `${o.provider}${o.offerId ? ` ${o.offerId}` : ""}`,
+      o.gpuName,
+      o.gpuMemoryGb !== undefined ? `${o.gpuMemoryGb} GB/GPU` : undefined,
+      o.usdPerHour !== undefined ? `$${o.usdPerHour}/h` : undefined,
+    ]
+      .filter((part) => part !== undefined)
+      .join(", ");
+  const tried = offers.indexOf(chosen);
+  const parts = [`chose ${describe({ ...chosen, gpuName: chosen.gpu })} (cheapest that could be created)`];
+  if (tried > 0) parts.push(`${tried} cheaper offer(s) failed first`);
+  if (skipped.length > 0) {
+    const named = skipped.slice(0, SKIPPED_NAMED).map((s) => `${describe(s)}: ${s.reason}`);
+    const more = skipped.length > SKIPPED_NAMED ? `; and ${skipped.length - SKIPPED_NAMED} more` : "";
+    parts.push(`skipped ${named.join("; ")}${more}`);
+  }
+  return parts.join("; ");
 }

@@ -38,6 +38,22 @@ export const GPUS: Readonly<Record<GpuId, GpuSpec>> = {
   H200: { displayName: "NVIDIA H200", vramGb: 141 },
 };
 
+/**
+ * Providers report usable memory, a little under the nominal figure (GiB rather than GB, the driver's reserve):
+ * a card counts as the catalog's type when it reports at least this share of the type's memory. Far from the
+ * cases that matter: a 40 GB A100 against the 80 GB one, a 20 GB RTX 4000 against a 24 GB card.
+ */
+export const GPU_MEMORY_TOLERANCE = 0.9;
+
+/**
+ * Whether a card reporting `reportedGb` of memory per GPU is the catalog's `gpu` by memory. Providers use one
+ * name for cards of different memory ("A100 SXM4" for 40 and 80 GB on Vast.ai), so a name match alone is not
+ * enough.
+ */
+export function fitsGpuMemory(gpu: GpuId, reportedGb: number): boolean {
+  return reportedGb >= GPUS[gpu].vramGb * GPU_MEMORY_TOLERANCE;
+}
+
 /** Providers the controller has adapters for; these are the keys of `ai-orchestrator:providers`. */
 export const CONFIGURABLE_PROVIDER_IDS = [
   "runpod-serverless",

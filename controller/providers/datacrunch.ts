@@ -44,6 +44,8 @@ import {
   type InstanceStatus,
   instanceTag,
   type Offer,
+  type OfferRequest,
+  type OfferSearch,
   type ProviderAdapter,
   ProviderError,
   parseInstanceTag,
@@ -223,13 +225,13 @@ export class DatacrunchAdapter implements ProviderAdapter {
     auth = new VerdaAuth(this.http, options.clientId, options.clientSecret, options.tokenSkewMs ?? 60_000);
   }
 
-  async offers(model: { gpu: readonly GpuId[]; gpuCount: number }): Promise<Offer[]> {
+  async offers(model: OfferRequest): Promise<OfferSearch> {
     const wanted = new Map<string, GpuId>();
     for (const gpu of model.gpu) {
       const type = PROVIDERS.datacrunch.gpus[gpu]?.providerGpuId;
       if (type) wanted.set(gpuKey(type), gpu);
     }
-    if (wanted.size === 0) return [];
+    if (wanted.size === 0) return { offers: [], skipped: [] };
     const location = this.settings.location;
     const [types, availability] = await Promise.all([
       this.http.json({
@@ -270,7 +272,8 @@ export class DatacrunchAdapter implements ProviderAdapter {
       if (usdPerHour === undefined || usdPerHour <= 0) continue;
       offers.push({ provider: "datacrunch", gpu, usdPerHour, offerId: type, region: location });
     }
-    return offers.sort((a, b) => a.usdPerHour - b.usdPerHour);
+    offers.sort((a, b) => a.usdPerHour - b.usdPerHour);
+    return { offers, skipped: [] };
   }
 
   async provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo> {

@@ -4,9 +4,16 @@
  * no-op, and there is never anything to reconcile. The worker token is not applied (the server has its own
  * auth, if any); reaching it is the team's network's business.
  */
-import type { GpuId } from "../../core/catalog";
 import type { RuntimeConfig } from "../../core/config/runtime";
-import { type InstanceInfo, type Offer, type ProviderAdapter, ProviderError, type WorkerSpec } from "./types";
+import {
+  type InstanceInfo,
+  type Offer,
+  type OfferRequest,
+  type OfferSearch,
+  type ProviderAdapter,
+  ProviderError,
+  type WorkerSpec,
+} from "./types";
 
 export type LocalSettings = NonNullable<RuntimeConfig["providers"]["local"]>;
 
@@ -26,10 +33,10 @@ export class LocalAdapter implements ProviderAdapter {
     this.baseUrl = options.settings.url.replace(/\/+$/, "").replace(/\/v1$/, "");
   }
 
-  async offers(model: { gpu: readonly GpuId[]; gpuCount: number }): Promise<Offer[]> {
+  async offers(model: OfferRequest): Promise<OfferSearch> {
     const gpu = model.gpu[0];
-    if (gpu === undefined) return [];
-    return [{ provider: "local", gpu, usdPerHour: 0, offerId: "static" }];
+    if (gpu === undefined) return { offers: [], skipped: [] };
+    return { offers: [{ provider: "local", gpu, usdPerHour: 0, offerId: "static" }], skipped: [] };
   }
 
   async provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo> {

@@ -19,6 +19,8 @@ import {
   type InstanceStatus,
   instanceTag,
   type Offer,
+  type OfferRequest,
+  type OfferSearch,
   type ProviderAdapter,
   ProviderError,
   parseInstanceTag,
@@ -87,13 +89,13 @@ export class RunpodPodAdapter implements ProviderAdapter {
     return this.settings.cloud === "community" ? "COMMUNITY" : "SECURE";
   }
 
-  async offers(model: { gpu: readonly GpuId[]; gpuCount: number }): Promise<Offer[]> {
+  async offers(model: OfferRequest): Promise<OfferSearch> {
     const wanted = new Map<string, GpuId>();
     for (const gpu of model.gpu) {
       const id = PROVIDERS["runpod-pod"].gpus[gpu]?.providerGpuId;
       if (id) wanted.set(id, gpu);
     }
-    if (wanted.size === 0) return [];
+    if (wanted.size === 0) return { offers: [], skipped: [] };
     const body = await this.http.json({
       operation: "offers",
       method: "GET",
@@ -129,9 +131,10 @@ export class RunpodPodAdapter implements ProviderAdapter {
         availability: availability ?? 1,
       });
     }
-    return ranked
+    const offers = ranked
       .sort((a, b) => a.offer.usdPerHour - b.offer.usdPerHour || b.availability - a.availability)
       .map((r) => r.offer);
+    return { offers, skipped: [] };
   }
 
   async provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo> {

@@ -127,9 +127,18 @@ export interface WorkerSpec {
   readonly tls?: { readonly certPem: string; readonly keyPem: string };
 }
 
+/** What the controller asks an adapter for: one of these GPU types, this many per worker. */
+export interface OfferRequest {
+  /** GPU types the model may run on; an offer must be one of them, by name and by memory (`fitsGpuMemory`). */
+  readonly gpu: readonly GpuId[];
+  readonly gpuCount: number;
+}
+
 export interface Offer {
   readonly provider: ConfigurableProviderId;
   readonly gpu: GpuId;
+  /** Memory per GPU in GB as the provider reports it for this offer (Vast `gpu_ram`, Verda `gpu_memory`). */
+  readonly gpuMemoryGb?: number;
   /** USD per hour for the whole instance (all its GPUs, storage where the provider quotes it). */
   readonly usdPerHour: number;
   /** The provider's handle for the offer: Vast ask id, Verda instance type, RunPod GPU type id. */
@@ -137,6 +146,25 @@ export interface Offer {
   readonly region?: string;
   /** 0..1 where the provider publishes it (Vast.ai). */
   readonly reliability?: number;
+}
+
+/** An offer the provider listed that the adapter did not take, and why (for the scale-decision log). */
+export interface SkippedOffer {
+  readonly provider: ConfigurableProviderId;
+  /** The provider's handle for it (Vast ask id, Verda instance type, RunPod GPU type id). */
+  readonly offerId?: string;
+  /** The provider's name for the GPU ("A100 SXM4", "1A100.40S.22V"). */
+  readonly gpuName?: string;
+  readonly gpuMemoryGb?: number;
+  readonly usdPerHour?: number;
+  /** Why, in words a user can act on: "no direct ports", "40 GB per GPU, A100_80GB needs 80 GB", "no stock". */
+  readonly reason: string;
+}
+
+/** The answer to an offer search: what can be rented, cheapest first, and what was listed but left out. */
+export interface OfferSearch {
+  readonly offers: Offer[];
+  readonly skipped: SkippedOffer[];
 }
 
 export type InstanceStatus =
@@ -164,8 +192,11 @@ export interface InstanceInfo {
 
 export interface ProviderAdapter {
   readonly id: ConfigurableProviderId;
-  /** Offers for the model's GPUs and count, cheapest first, within the provider's settings (filters, price cap). */
-  offers(model: { gpu: readonly GpuId[]; gpuCount: number }): Promise<Offer[]>;
+  /**
+   * Offers for the model's GPUs and count, cheapest first, within the provider's settings (filters, price cap);
+   * an offer whose GPU has less memory than the GPU type it is named for is skipped, not offered.
+   */
+  offers(request: OfferRequest): Promise<OfferSearch>;
   /**
    * Rent an instance for the worker, tagged with ownerLabel and workerId. Idempotent: an instance that already
    * carries this workerId (a create that "failed" but did create) is adopted instead of creating a second one.

@@ -27,6 +27,8 @@ import {
   type InstanceStatus,
   instanceTag,
   type Offer,
+  type OfferRequest,
+  type OfferSearch,
   type ProviderAdapter,
   ProviderError,
   parseInstanceTag,
@@ -83,14 +85,14 @@ export class VastAiAdapter implements ProviderAdapter {
     if (!apiKey) throw this.http.error("configure", "auth", "no API key (VASTAI_API_KEY is empty)");
   }
 
-  async offers(model: { gpu: readonly GpuId[]; gpuCount: number }): Promise<Offer[]> {
+  async offers(model: OfferRequest): Promise<OfferSearch> {
     const byName = new Map<string, GpuId>();
     for (const gpu of model.gpu) {
       const name = PROVIDERS.vastai.gpus[gpu]?.providerGpuId;
       if (name) byName.set(name, gpu);
     }
     const names = [...byName.keys()];
-    if (names.length === 0) return [];
+    if (names.length === 0) return { offers: [], skipped: [] };
     const s = this.settings;
     // The cap is per GPU-hour, like every price in the catalog; Vast quotes the whole machine.
     const cap = s.maxUsdPerHour !== undefined ? s.maxUsdPerHour * model.gpuCount : undefined;
@@ -142,7 +144,8 @@ export class VastAiAdapter implements ProviderAdapter {
         ...(reliability !== undefined ? { reliability } : {}),
       });
     }
-    return offers.sort((a, b) => a.usdPerHour - b.usdPerHour || (b.reliability ?? 0) - (a.reliability ?? 0));
+    offers.sort((a, b) => a.usdPerHour - b.usdPerHour || (b.reliability ?? 0) - (a.reliability ?? 0));
+    return { offers, skipped: [] };
   }
 
   async provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo> {

@@ -425,7 +425,7 @@ describe("crash safety", () => {
     await intent("wcrash1");
     // the instance exists at the provider, tagged with our owner label and the worker id
     const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 });
+    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
     await adapter.provision(
       {
         workerId: "wcrash1",
@@ -492,7 +492,7 @@ describe("crash safety", () => {
 
   it("killed during boot: the next controller carries the boot on", async () => {
     const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 });
+    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
     const info = await adapter.provision(
       {
         workerId: "wboot",
@@ -519,7 +519,7 @@ describe("crash safety", () => {
 
   it("an instance with our owner label that the registry does not know is an orphan and is terminated", async () => {
     const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 });
+    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
     await adapter.provision(
       {
         workerId: "wghost",
@@ -626,9 +626,11 @@ describe("ready workers' health and the decision record", () => {
     const decisions = (await redis.lrange(keys.scaleDecisions, 0, -1)).map(
       (d) => JSON.parse(d) as { model: string; action: string; reason: string; workers?: number },
     );
-    expect(decisions.map((d) => d.action)).toEqual(["drain", "provision"]);
-    expect(decisions[1]).toMatchObject({ model: "m", workers: 1 });
-    expect(decisions[1]!.reason).toMatch(/1 waiting .* provision 1/);
+    expect(decisions.map((d) => d.action)).toEqual(["drain", "offer", "provision"]);
+    expect(decisions[2]).toMatchObject({ model: "m", workers: 1 });
+    expect(decisions[2]!.reason).toMatch(/1 waiting .* provision 1/);
+    // which offer the worker was created on, with its price
+    expect(decisions[1]!.reason).toMatch(/^chose vastai \d+, RTX_3090, .*\$[\d.]+\/h/);
     expect(decisions[0]!.reason).toMatch(/idle .* keep-alive/);
   });
 

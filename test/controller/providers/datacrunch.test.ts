@@ -98,7 +98,7 @@ afterEach(async () => {
 describe("DataCrunch auth", () => {
   it("obtains one token with client credentials and reuses it", async () => {
     const a = adapter();
-    await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     await a.listOwned("aiorch-dev");
     expect(fake.grants).toEqual(["client_credentials"]);
     expect(api("/oauth2/token")[0]?.body).toEqual({
@@ -146,7 +146,7 @@ describe("DataCrunch auth", () => {
 describe("DataCrunch offers", () => {
   it("offers instance types available at the configured location, cheapest first", async () => {
     const a = adapter();
-    const offers = await a.offers({ gpu: ["A100_80GB", "L40S", "RTX_A6000"], gpuCount: 1 });
+    const offers = (await a.offers({ gpu: ["A100_80GB", "L40S", "RTX_A6000"], gpuCount: 1 })).offers;
     expect(offers).toEqual([
       { provider: "datacrunch", gpu: "L40S", usdPerHour: 0.91, offerId: "1L40S.20V", region: "FIN-03" },
       { provider: "datacrunch", gpu: "A100_80GB", usdPerHour: 1.29, offerId: "1A100.22V", region: "FIN-03" },
@@ -159,13 +159,15 @@ describe("DataCrunch offers", () => {
   });
 
   it("matches multi-GPU types by GPU model and count, and honours another location", async () => {
-    expect((await adapter().offers({ gpu: ["A100_80GB"], gpuCount: 2 })).map((o) => o.offerId)).toEqual([
-      "2A100.44V",
-    ]);
-    const fin1 = await adapter({ location: "FIN-01" }).offers({
-      gpu: ["RTX_A6000", "A100_80GB"],
-      gpuCount: 1,
-    });
+    expect(
+      (await adapter().offers({ gpu: ["A100_80GB"], gpuCount: 2 })).offers.map((o) => o.offerId),
+    ).toEqual(["2A100.44V"]);
+    const fin1 = (
+      await adapter({ location: "FIN-01" }).offers({
+        gpu: ["RTX_A6000", "A100_80GB"],
+        gpuCount: 1,
+      })
+    ).offers;
     expect(fin1.map((o) => [o.offerId, o.region])).toEqual([["1A6000.10V", "FIN-01"]]);
   });
 });
@@ -173,7 +175,7 @@ describe("DataCrunch offers", () => {
 describe("DataCrunch lifecycle", () => {
   it("creates a startup script that runs the engine with the token, then the tagged instance (text id)", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const info = await a.provision(spec(), offer!);
     expect(info).toMatchObject({
       workerId: "w-1",
@@ -210,7 +212,7 @@ describe("DataCrunch lifecycle", () => {
   it("with TLS: the script overrides the entrypoint with the start-up shell and passes the key in the env", async () => {
     const cert = createWorkerCertificate("w-1");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     await a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!);
     const [scriptReq] = api("/scripts");
     const script = (scriptReq?.body as { script: string } | undefined)?.script ?? "";
@@ -222,7 +224,7 @@ describe("DataCrunch lifecycle", () => {
 
   it("walks ordered → provisioning → running and reports the engine URL once running", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     clock.advance(3_000);
     expect(await a.describe(providerId)).toMatchObject({
@@ -239,7 +241,7 @@ describe("DataCrunch lifecycle", () => {
     fake.walk.orderedMs = 0;
     fake.fates.push("no_capacity");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const err = await failure(a.provision(spec(), offer!));
     expect(err).toMatchObject({ kind: "capacity", code: "no_capacity" });
     expect(fake.requestsTo("/v1/instances", "PUT")[0]?.body).toMatchObject({ action: "delete" });
@@ -248,7 +250,7 @@ describe("DataCrunch lifecycle", () => {
   it("a later no_capacity or error shows as failed; a stuck one stays provisioning", async () => {
     fake.fates.push("no_capacity", "error", "stuck_provisioning");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const ids = [];
     for (const w of ["w-a", "w-b", "w-c"]) ids.push((await a.provision(spec(w), offer!)).providerId);
     clock.advance(3_600_000);
@@ -262,7 +264,7 @@ describe("DataCrunch lifecycle", () => {
 
   it("lists only instances whose description carries our owner label", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     await a.provision(spec("w-1"), offer!);
     await a.provision(spec("w-1", "aiorch-dev-2"), offer!);
     expect((await a.listOwned("aiorch-dev")).map((i) => [i.ownerLabel, i.workerId])).toEqual([
@@ -273,7 +275,7 @@ describe("DataCrunch lifecycle", () => {
 
   it("terminate deletes instance and OS volume; deleting/gone count as success; script removed", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     clock.advance(40_000);
     await a.terminate(providerId);
@@ -295,7 +297,7 @@ describe("DataCrunch lifecycle", () => {
 
   it("a repeat delete answers forbidden_action, which the adapter treats as success", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     await a.terminate(providerId);
     // A stale read (instance still "running") makes the adapter send the delete again.
@@ -316,7 +318,7 @@ describe("DataCrunch lifecycle", () => {
 
   it("a forbidden_action on an instance that is still there is not swallowed", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     fake.inject(
       { type: "status", status: 403, json: { code: "forbidden_action", message: "instance is locked" } },
@@ -328,7 +330,7 @@ describe("DataCrunch lifecycle", () => {
 
   it("bills per second from provisioning until the delete", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     clock.advance(3_000 + 3_600_000);
     await a.terminate(providerId);
@@ -342,7 +344,7 @@ describe("DataCrunch lifecycle", () => {
 describe("DataCrunch faults", () => {
   it("adopts an instance whose create errored but did create; one instance, one script", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     fake.inject({ type: "process-then-fail", status: 500 }, { method: "POST", path: "/v1/instances" });
     const info = await a.provision(spec(), offer!);
     expect(info.workerId).toBe("w-1");
@@ -353,7 +355,7 @@ describe("DataCrunch faults", () => {
 
   it("retries a create that was refused with 503 (not created), reusing one script", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     fake.inject(
       { type: "status", status: 503, json: { code: "service_unavailable", message: "try again" } },
       { method: "POST", path: "/v1/instances" },
@@ -367,7 +369,7 @@ describe("DataCrunch faults", () => {
 
   it("an instance type gone from the location is capacity; insufficient_funds is fatal; scripts cleaned up", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     fake.availability["FIN-03"] = [];
     expect((await failure(a.provision(spec("w-1"), offer!))).kind).toBe("capacity");
     fake.availability["FIN-03"] = ["1A100.22V"];
@@ -421,7 +423,7 @@ describe("DataCrunch OS volume verification (ephemeral workers)", () => {
   }
 
   async function running(a: DatacrunchAdapter, workerId = "w-1") {
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(workerId), offer!);
     clock.advance(40_000);
     const volumeId = fake.instances.get(providerId)!.osVolumeId;

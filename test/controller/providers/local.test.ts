@@ -22,15 +22,15 @@ const adapter = (url = "http://workstation.lan:11434/v1/") =>
 
 describe("local adapter", () => {
   it("offers one zero-cost offer for the model's first GPU", async () => {
-    expect(await adapter().offers({ gpu: ["RTX_4090", "L4"], gpuCount: 1 })).toEqual([
+    expect((await adapter().offers({ gpu: ["RTX_4090", "L4"], gpuCount: 1 })).offers).toEqual([
       { provider: "local", gpu: "RTX_4090", usdPerHour: 0, offerId: "static" },
     ]);
-    expect(await adapter().offers({ gpu: [], gpuCount: 1 })).toEqual([]);
+    expect((await adapter().offers({ gpu: [], gpuCount: 1 })).offers).toEqual([]);
   });
 
   it("provision returns the configured server as running, without /v1", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const info = await a.provision(spec, offer!);
     expect(info).toEqual({
       providerId: "local:w-7",

@@ -82,7 +82,9 @@ afterEach(async () => {
 
 describe("RunPod pod offers", () => {
   it("prices secure-cloud GPUs from the catalog, skips ones without availability, cheapest first", async () => {
-    const offers = await adapter().offers({ gpu: ["RTX_4090", "L4", "RTX_A6000", "A100_80GB"], gpuCount: 1 });
+    const offers = (
+      await adapter().offers({ gpu: ["RTX_4090", "L4", "RTX_A6000", "A100_80GB"], gpuCount: 1 })
+    ).offers;
     expect(offers.map((o) => [o.gpu, o.usdPerHour])).toEqual([
       ["L4", 0.43],
       ["RTX_4090", 0.69],
@@ -94,10 +96,12 @@ describe("RunPod pod offers", () => {
   });
 
   it("uses community prices with cloud: community and multiplies by the GPU count", async () => {
-    const offers = await adapter({ cloud: "community" }).offers({
-      gpu: ["RTX_4090", "RTX_A6000"],
-      gpuCount: 2,
-    });
+    const offers = (
+      await adapter({ cloud: "community" }).offers({
+        gpu: ["RTX_4090", "RTX_A6000"],
+        gpuCount: 2,
+      })
+    ).offers;
     expect(offers).toEqual([
       { provider: "runpod-pod", gpu: "RTX_4090", usdPerHour: 0.68, offerId: "NVIDIA GeForce RTX 4090" },
     ]);
@@ -109,7 +113,7 @@ describe("RunPod pod offers", () => {
       status: 200,
       json: { gpus: [{ id: "NVIDIA GeForce RTX 4090", secure: true, availability: "HIGH" }] },
     });
-    const offers = await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const offers = (await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(offers[0]?.usdPerHour).toBe(0.34);
   });
 });
@@ -117,7 +121,7 @@ describe("RunPod pod offers", () => {
 describe("RunPod pod lifecycle", () => {
   it("creates a pod named by owner label and worker id with only documented v2 fields", async () => {
     const a = adapter({ dataCenters: ["EU-RO-1"] });
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const info = await a.provision(spec(), offer!);
     expect(info).toMatchObject({
       workerId: "w-1",
@@ -145,7 +149,7 @@ describe("RunPod pod lifecycle", () => {
   it("with TLS: the start command is JSON that runs the start-up shell as entrypoint, key in the env", async () => {
     const cert = createWorkerCertificate("w-1");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     await a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!);
     const [create] = fake.requestsTo("/v2/pods", "POST");
     const body = create?.body as { args: string; env: Record<string, string> };
@@ -161,7 +165,7 @@ describe("RunPod pod lifecycle", () => {
 
   it("sends cloud COMMUNITY when configured", async () => {
     const a = adapter({ cloud: "community" });
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     await a.provision(spec(), offer!);
     expect(fake.requestsTo("/v2/pods", "POST")[0]?.body).toMatchObject({ cloud: "COMMUNITY" });
     expect(fake.live()[0]?.costPerHr).toBe(0.34);
@@ -169,7 +173,7 @@ describe("RunPod pod lifecycle", () => {
 
   it("walks PROVISIONING → STARTING → RUNNING with the public port only once running", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     clock.advance(5_000);
     expect(await a.describe(providerId)).toMatchObject({ status: "booting" });
@@ -184,7 +188,7 @@ describe("RunPod pod lifecycle", () => {
   it("maps stuck, exited and error pods", async () => {
     fake.fates.push("stuck_starting", "exited", "error");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const ids = [];
     for (const w of ["w-a", "w-b", "w-c"]) ids.push((await a.provision(spec(w), offer!)).providerId);
     clock.advance(3_600_000);
@@ -194,7 +198,7 @@ describe("RunPod pod lifecycle", () => {
 
   it("lists our pods only, describes a gone pod as undefined, and terminates idempotently (404)", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const one = await a.provision(spec("w-1"), offer!);
     await a.provision(spec("w-2"), offer!);
     fake.seedPod("aiorch-prod-eu.w-1", "NVIDIA GeForce RTX 4090");
@@ -211,7 +215,7 @@ describe("RunPod pod lifecycle", () => {
 
   it("accrues per-second cost from STARTING until terminate", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     clock.advance(5_000 + 1_800_000);
     await a.terminate(providerId);
@@ -225,7 +229,7 @@ describe("RunPod pod lifecycle", () => {
 describe("RunPod pod faults", () => {
   it("surfaces 'no longer any instances available' as capacity, without retrying", async () => {
     const a = adapter();
-    const offers = await a.offers({ gpu: ["L4"], gpuCount: 1 });
+    const offers = (await a.offers({ gpu: ["L4"], gpuCount: 1 })).offers;
     await a.provision(spec("w-1"), offers[0]!);
     const err = await failure(a.provision(spec("w-2"), offers[0]!));
     expect(err).toMatchObject({ kind: "capacity", status: 400, operation: "provision" });
@@ -235,13 +239,13 @@ describe("RunPod pod faults", () => {
 
   it("treats a data-centre pin with no such GPU as capacity", async () => {
     const a = adapter({ dataCenters: ["EU-RO-1"] });
-    const [offer] = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
     expect((await failure(a.provision(spec(), offer!))).kind).toBe("capacity");
   });
 
   it("honours Retry-After on a problem+json 429", async () => {
     fake.rateLimitNext(2, 3);
-    const offers = await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const offers = (await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(offers).toHaveLength(1);
     expect(sleeps).toEqual([3_000, 3_000]);
     expect(retries[0]?.message).toContain("rate limit exceeded");
@@ -274,7 +278,7 @@ describe("RunPod pod faults", () => {
 
   it("adopts a pod whose create errored after taking effect", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     fake.inject({ type: "process-then-fail", status: 502 }, { method: "POST", path: "/v2/pods" });
     const info = await a.provision(spec(), offer!);
     expect(info.workerId).toBe("w-1");
@@ -284,7 +288,7 @@ describe("RunPod pod faults", () => {
 
   it("adopts a pod whose create answered garbage or timed out", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     fake.inject({ type: "process-then-fail", status: 201, body: '{"id": ' }, { method: "POST" });
     expect((await a.provision(spec("w-1"), offer!)).workerId).toBe("w-1");
     fake.inject({ type: "timeout", process: true }, { method: "POST" });
@@ -302,7 +306,7 @@ describe("RunPod pod faults", () => {
 
   it("garbage bodies surface as transient errors that never echo pod env", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     fake.inject({ type: "garbage" }, { times: 100 });
     expect((await failure(a.describe(providerId))).kind).toBe("transient");

@@ -86,7 +86,7 @@ afterEach(async () => {
 
 describe("Vast.ai offers", () => {
   it("filters by GPU, count, verified, reliability and price cap, cheapest first", async () => {
-    const offers = await adapter().offers({ gpu: ["RTX_4090", "RTX_3090"], gpuCount: 1 });
+    const offers = (await adapter().offers({ gpu: ["RTX_4090", "RTX_3090"], gpuCount: 1 })).offers;
     expect(offers.map((o) => o.offerId)).toEqual(["102", "105", "101"]);
     expect(offers[0]).toMatchObject({
       provider: "vastai",
@@ -112,30 +112,30 @@ describe("Vast.ai offers", () => {
 
   it("honours verifiedOnly=false, a lower reliability floor, no cap and multi-GPU counts", async () => {
     const loose = adapter({ verifiedOnly: false, minReliability: 0.5, maxUsdPerHour: undefined });
-    const single = await loose.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const single = (await loose.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(single.map((o) => o.offerId)).toEqual(["103", "104", "102", "101", "108"]);
-    const double = await loose.offers({ gpu: ["RTX_4090"], gpuCount: 2 });
+    const double = (await loose.offers({ gpu: ["RTX_4090"], gpuCount: 2 })).offers;
     expect(double.map((o) => o.offerId)).toEqual(["106"]);
     expect(fake.requestsTo("/bundles/")[0]?.body).not.toHaveProperty("verified");
   });
 
   it("scales the per-GPU price cap with the GPU count", async () => {
-    const offers = await adapter({ maxUsdPerHour: 0.3 }).offers({ gpu: ["RTX_4090"], gpuCount: 2 });
+    const offers = (await adapter({ maxUsdPerHour: 0.3 }).offers({ gpu: ["RTX_4090"], gpuCount: 2 })).offers;
     expect(offers.map((o) => o.offerId)).toEqual([]);
-    const ok = await adapter({ maxUsdPerHour: 0.35 }).offers({ gpu: ["RTX_4090"], gpuCount: 2 });
+    const ok = (await adapter({ maxUsdPerHour: 0.35 }).offers({ gpu: ["RTX_4090"], gpuCount: 2 })).offers;
     expect(ok.map((o) => o.offerId)).toEqual(["106"]);
   });
 
   it("returns nothing for GPUs Vast.ai does not list, without calling the API", async () => {
-    expect(await adapter().offers({ gpu: ["H200"], gpuCount: 1 })).toEqual([]);
+    expect((await adapter().offers({ gpu: ["H200"], gpuCount: 1 })).offers).toEqual([]);
     expect(fake.requests).toHaveLength(0);
   });
 
   it("an offer disappears once rented", async () => {
     const a = adapter();
-    const [cheapest] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [cheapest] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     await a.provision(spec(), cheapest!);
-    const after = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const after = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(after.map((o) => o.offerId)).not.toContain(cheapest!.offerId);
   });
 });
@@ -143,7 +143,7 @@ describe("Vast.ai offers", () => {
 describe("Vast.ai instance lifecycle", () => {
   it("provision tags the instance and starts the engine with the worker token", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const info = await a.provision(spec(), offer!);
     expect(info).toMatchObject({ workerId: "w-1", ownerLabel: "aiorch-dev", status: "provisioning" });
     expect(info.baseUrl).toBeUndefined();
@@ -169,7 +169,7 @@ describe("Vast.ai instance lifecycle", () => {
 
   it("walks provisioning → booting → running and exposes the mapped port only once running", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     expect((await a.describe(providerId))?.status).toBe("provisioning");
     clock.advance(2_000);
@@ -183,7 +183,7 @@ describe("Vast.ai instance lifecycle", () => {
 
   it("finds the engine port of an instance another process created", async () => {
     const first = adapter();
-    const [offer] = await first.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await first.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await first.provision(spec(), offer!);
     clock.advance(40_000);
     const restarted = adapter();
@@ -193,7 +193,7 @@ describe("Vast.ai instance lifecycle", () => {
   it("reports a stuck-loading instance as booting and an exited one as failed", async () => {
     fake.fates.push("stuck_loading", "exited");
     const a = adapter();
-    const offers = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const offers = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const stuck = await a.provision(spec("w-stuck"), offers[0]!);
     const exited = await a.provision(spec("w-exit"), offers[1]!);
     clock.advance(3_600_000);
@@ -205,7 +205,7 @@ describe("Vast.ai instance lifecycle", () => {
 
   it("lists only instances with our owner label; describe of an unknown id is undefined", async () => {
     const a = adapter();
-    const offers = await a.offers({ gpu: ["RTX_4090", "RTX_3090"], gpuCount: 1 });
+    const offers = (await a.offers({ gpu: ["RTX_4090", "RTX_3090"], gpuCount: 1 })).offers;
     await a.provision(spec("w-1"), offers[0]!);
     await a.provision(spec("w-2"), offers[1]!);
     fake.seedInstance(101, "aiorch-dev-2.w-1"); // another stack whose label starts like ours
@@ -217,7 +217,7 @@ describe("Vast.ai instance lifecycle", () => {
 
   it("terminate destroys, and a second terminate (Vast error JSON) still succeeds", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     await a.terminate(providerId);
     expect(await a.describe(providerId)).toBeUndefined();
@@ -243,7 +243,7 @@ describe("Vast.ai instance lifecycle", () => {
 
   it("bills GPU while running and storage from creation, also while stopped", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     const id = Number(providerId);
     clock.advance(32_000); // 2 s provisioning + 30 s loading → running
@@ -271,7 +271,7 @@ describe("Vast.ai instance lifecycle", () => {
 describe("Vast.ai faults", () => {
   it("retries a plain-text 429 without Retry-After using exponential backoff with jitter", async () => {
     fake.rateLimitNext(3);
-    const offers = await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const offers = (await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(offers).toHaveLength(2);
     expect(fake.requestsTo("/bundles/")).toHaveLength(4);
     expect(sleeps).toEqual([250, 500, 1000]); // random 0.5 × 500·2^n
@@ -287,7 +287,7 @@ describe("Vast.ai faults", () => {
       json: { success: false, msg: "slow" },
       headers: { "retry-after": new Date(clock.now() + 7_000 + 12_000).toUTCString() },
     });
-    await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    (await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(sleeps[0]).toBe(7_000);
     expect(sleeps[1]).toBe(12_000);
   });
@@ -340,7 +340,7 @@ describe("Vast.ai faults", () => {
 
   it("surfaces a rented-away offer as capacity, without retrying the create", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     await a.provision(spec("w-1"), offer!);
     const err = await failure(a.provision(spec("w-2"), offer!));
     expect(err).toMatchObject({ kind: "capacity", operation: "provision", code: "no_such_ask" });
@@ -349,7 +349,7 @@ describe("Vast.ai faults", () => {
 
   it("adopts an instance whose create errored but did create (no second instance)", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     fake.inject({ type: "process-then-fail", status: 500 }, { method: "PUT", path: "/asks/" });
     const info = await a.provision(spec(), offer!);
     expect(info.workerId).toBe("w-1");
@@ -360,7 +360,7 @@ describe("Vast.ai faults", () => {
 
   it("adopts an instance whose create timed out after taking effect", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     fake.inject({ type: "timeout", process: true }, { method: "PUT", path: "/asks/" });
     const info = await a.provision(spec(), offer!);
     expect(info.workerId).toBe("w-1");
@@ -369,7 +369,7 @@ describe("Vast.ai faults", () => {
 
   it("a provision retried by the caller with the same worker id adopts instead of renting twice", async () => {
     const a = adapter();
-    const offers = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const offers = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const first = await a.provision(spec(), offers[0]!);
     const second = await a.provision(spec(), offers[1]!);
     expect(second.providerId).toBe(first.providerId);
@@ -391,7 +391,7 @@ describe("Vast.ai faults", () => {
 
   it("garbage on a create is treated as maybe-created: adopted if it exists", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     fake.inject({ type: "process-then-fail", status: 200, body: "<html>oops" }, { method: "PUT" });
     fake.inject({ type: "garbage" }, { method: "GET", path: "/instances/", times: 2 });
     const info = await a.provision(spec(), offer!);
@@ -402,7 +402,7 @@ describe("Vast.ai faults", () => {
   it("with TLS: onstart replaces the entrypoint with the start-up shell, certificate and key in the env", async () => {
     const cert = createWorkerCertificate("w-1");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     await a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!);
     const [create] = fake.requestsTo(/\/asks\/102\/$/, "PUT");
     const body = create?.body as {
@@ -423,7 +423,7 @@ describe("Vast.ai faults", () => {
   it("no error message carries the TLS key, whichever form the provider echoes", async () => {
     const cert = createWorkerCertificate("w-1");
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const keyB64 = Buffer.from(cert.keyPem).toString("base64");
     const keyLine = cert.keyPem.split("\n")[1]!;
     fake.inject({
@@ -445,7 +445,7 @@ describe("Vast.ai faults", () => {
 
   it("no error message carries the key, worker token or HF token, even when the provider echoes them", async () => {
     const a = adapter();
-    const [offer] = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     fake.inject({
       type: "status",
       status: 400,
