@@ -7,28 +7,39 @@
  */
 import { type Dispatcher, request } from "undici";
 import type { ConfigurableProviderId } from "../../core/catalog";
-import { ProviderError, type ProviderErrorKind } from "./types";
+import {
+  classifyFailure,
+  DEFAULT_RETRY_POLICY,
+  errorFields,
+  excerpt,
+  isRecord,
+  nextRetryDelayMs,
+  type ProviderErrorKind,
+  parseRetryAfter,
+  type RetryPolicy,
+  redact,
+  shapeOf,
+  str,
+} from "../../core/provider-http";
+import { ProviderError } from "./types";
 
-// ── retry policy ──────────────────────────────────────────────────────────────────────────────────────────
+// The pure rules live in core/ (shared with the RunPod dynamic providers); adapters import them from here too.
+export {
+  backoffMs,
+  classifyFailure,
+  DEFAULT_RETRY_POLICY,
+  errorFields,
+  excerpt,
+  isRecord,
+  num,
+  parseRetryAfter,
+  type RetryPolicy,
+  redact,
+  shapeOf,
+  str,
+} from "../../core/provider-http";
 
-export interface RetryPolicy {
-  /** Attempts in all, the first included. */
-  readonly maxAttempts: number;
-  /** Backoff cap for the first retry; doubles per retry. */
-  readonly baseDelayMs: number;
-  /** Largest backoff between two attempts (a Retry-After may ask for more, within maxTotalMs). */
-  readonly maxDelayMs: number;
-  /** Give up rather than start a wait that would end later than this after the first attempt. */
-  readonly maxTotalMs: number;
-}
-
-export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  maxAttempts: 5,
-  baseDelayMs: 500,
-  maxDelayMs: 20_000,
-  maxTotalMs: 90_000,
-};
-
+/** Options every adapter accepts for its HTTP client; tests inject time, randomness and sleep. */
 export const DEFAULT_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
@@ -43,7 +54,6 @@ export interface RetryEvent {
   readonly message: string;
 }
 
-/** Options every adapter accepts for its HTTP client; tests inject time, randomness and sleep. */
 export interface HttpRuntimeOptions {
   /** Per-request timeout (headers and body). @default 15 000 */
   readonly timeoutMs?: number;
@@ -57,142 +67,6 @@ export interface HttpRuntimeOptions {
   /** Called before each retry wait (for logs and metrics). */
   readonly onRetry?: (event: RetryEvent) => void;
   readonly maxResponseBytes?: number;
-}
-
-/** Full-jitter exponential backoff for the retry after `failedAttempt` (1-based). */
-export function backoffMs(failedAttempt: number, policy: RetryPolicy, random: () => number): number {
-  const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, failedAttempt - 1));
-  return Math.floor(random() * cap);
-}
-
-/** Retry-After as milliseconds from now: delta-seconds or an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
-  const raw = Array.isArray(value) ? value[0] : value;
-  if (raw === undefined) return undefined;
-  const text = raw.trim();
-  if (text === "") return undefined;
-  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
-  const at = Date.parse(text);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
-}
-
-// ── classification ────────────────────────────────────────────────────────────────────────────────────────
-
-/** Provider error codes whose meaning is unambiguous whatever the HTTP status. */
-const CODE_KINDS: Readonly<Record<string, ProviderErrorKind>> = {
-  unauthorized_request: "auth",
-  unauthorized: "auth",
-  invalid_token: "auth",
-  invalid_client: "auth",
-  no_capacity: "capacity",
-  no_such_ask: "capacity",
-  insufficient_capacity: "capacity",
-  rate_limited: "rate_limit",
-  too_many_requests: "rate_limit",
-  server_error: "transient",
-  service_unavailable: "transient",
-};
-
-const CAPACITY_TEXT =
-  /\bno[ _]capacity\b|no longer (?:any instances )?available|no instances available|\b(?:instance|offer|ask|gpu|machine|host|type)s?\b.{0,80}?\b(?:is|are) (?:no longer |not )available|insufficient[ _]capacity|out of capacity|no_such_ask/i;
-
-export interface FailureFacts {
-  readonly status?: number;
-  readonly code?: string;
-  readonly message?: string;
-}
-
-/**
- * 429 → rate_limit; 401 → auth; a provider code that says it (no_capacity, unauthorized_request …);
- * capacity wording (RunPod "no longer any instances available", Vast "not available") → capacity;
- * 403 → auth; 5xx and 408 → transient; any other 4xx → fatal.
- */
-export function classifyFailure(facts: FailureFacts): ProviderErrorKind {
-  const { status, code, message } = facts;
-  if (status === 429) return "rate_limit";
-  if (status === 401) return "auth";
-  const byCode = code ? CODE_KINDS[code.toLowerCase()] : undefined;
-  if (byCode) return byCode;
-  if (message && CAPACITY_TEXT.test(message)) return "capacity";
-  if (code && /capacity/i.test(code)) return "capacity";
-  if (status === 403 && !code) return "auth";
-  if (status === undefined) return "transient";
-  if (status >= 500 || status === 408 || status === 425) return "transient";
-  return "fatal";
-}
-
-// ── redaction and body reading ────────────────────────────────────────────────────────────────────────────
-
-const SECRET_PARAMS =
-  /\b(api[_-]?key|apikey|access_token|refresh_token|client_secret|client_id|password|token|secret)(["']?\s*[=:]\s*["']?)([^\s&"',;}]+)/gi;
-const BEARER = /\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+/gi;
-/** A PEM private key block of any kind, also when an echo cut it off before its END line. */
-const PRIVATE_KEY_PEM = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END \1PRIVATE KEY-----|$)/g;
-
-/**
- * Remove credentials: the given secret values, `api_key=…`-style pairs, bearer tokens, `--api-key X`, PEM
- * private keys.
- */
-export function redact(text: string, secrets: readonly string[] = []): string {
-  let out = text;
-  for (const secret of secrets) {
-    if (secret.length >= 4) out = out.split(secret).join("[redacted]");
-  }
-  return out
-    .replace(PRIVATE_KEY_PEM, "[redacted private key]")
-    .replace(SECRET_PARAMS, "$1$2[redacted]")
-    .replace(BEARER, "$1 [redacted]")
-    .replace(/(--api-key)(\s+|=)(\S+)/g, "$1$2[redacted]");
-}
-
-/**
- * A short, printable, credential-free excerpt of a response body. Redacted before it is cut (a long secret —
- * a TLS key — cut in half would no longer match) and again after (patterns the cut may have completed).
- */
-export function excerpt(text: string, secrets: readonly string[] = [], max = 200): string {
-  const printable = redact(text, secrets)
-    .replace(/[^\x20-\x7E]+/g, " ")
-    .replace(/\s+/g, " ")
-    .trim();
-  const cut = printable.length > max ? `${printable.slice(0, max)}…` : printable;
-  return redact(cut, secrets) || "(empty body)";
-}
-
-export const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value);
-
-/** A string field, or a number rendered as one (ids come as either). */
-export function str(value: unknown): string | undefined {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" && Number.isFinite(value)) return String(value);
-  return undefined;
-}
-
-/** A finite number, also from a numeric string (prices often arrive as "0.74"). */
-export function num(value: unknown): number | undefined {
-  if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
-  if (typeof value === "string" && value.trim() !== "" && Number.isFinite(Number(value)))
-    return Number(value);
-  return undefined;
-}
-
-/** The error code and message a provider put in a JSON error body, across the shapes seen. */
-export function errorFields(json: unknown): { code?: string; message?: string } {
-  if (!isRecord(json)) return {};
-  const first = Array.isArray(json.errors) && isRecord(json.errors[0]) ? json.errors[0] : undefined;
-  const code =
-    str(json.code) ??
-    (typeof json.error === "string" && /^[a-z_]+$/.test(json.error) ? json.error : undefined);
-  const message =
-    str(json.message) ??
-    str(json.msg) ??
-    str(json.detail) ??
-    str(first?.message) ??
-    str(json.error_description) ??
-    (typeof json.error === "string" ? json.error : undefined) ??
-    str(json.title);
-  return { ...(code ? { code } : {}), ...(message ? { message } : {}) };
 }
 
 async function readBody(body: Dispatcher.ResponseData["body"], maxBytes: number): Promise<string> {
@@ -338,9 +212,14 @@ export class ProviderHttp {
         return await fn(attempt);
       } catch (err) {
         if (!(err instanceof ProviderError) || !err.retryable) throw err;
-        if (attempt >= this.policy.maxAttempts) throw err.withAttempts(attempt);
-        const delayMs = Math.max(err.retryAfterMs ?? 0, backoffMs(attempt, this.policy, this.random));
-        if (this.now() - started + delayMs > this.policy.maxTotalMs) throw err.withAttempts(attempt);
+        const delayMs = nextRetryDelayMs({
+          failedAttempt: attempt,
+          elapsedMs: this.now() - started,
+          ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+          policy: this.policy,
+          random: this.random,
+        });
+        if (delayMs === undefined) throw err.withAttempts(attempt);
         this.onRetry?.({
           provider: this.provider,
           operation,
@@ -505,18 +384,6 @@ export class ProviderHttp {
 }
 
 const MAX_REMEMBERED_SECRETS = 4096;
-
-/** What a value looks like, without its values: `object {id, env, status}`, `array(3)`, `string`. */
-export function shapeOf(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return `array(${value.length})`;
-  if (isRecord(value)) {
-    const keys = Object.keys(value).slice(0, 8);
-    const more = Object.keys(value).length > keys.length ? ", …" : "";
-    return `object {${keys.map((k) => k.replace(/[^\w.-]/g, "").slice(0, 30)).join(", ")}${more}}`;
-  }
-  return typeof value;
-}
 
 /** The base URL for a provider: the configured apiBase, else the catalog's default. */
 export function apiBaseOf(

@@ -7,19 +7,11 @@
  */
 import type { ConfigurableProviderId, GpuId } from "../../core/catalog";
 import type { Engine } from "../../core/config/schema";
+import { type ProviderErrorKind, RETRYABLE_KINDS } from "../../core/provider-http";
 
 // ── errors ────────────────────────────────────────────────────────────────────────────────────────────────
 
-/**
- * auth: credentials missing, wrong or lacking a permission — not retried, a human must act.
- * capacity: the provider has no machine for the request (offer gone, no_capacity) — fail over to the next offer.
- * rate_limit: 429 — retried after Retry-After or backoff.
- * transient: 5xx, reset, timeout, unparseable answer — retried with backoff.
- * fatal: any other refusal (bad request, insufficient funds) — not retried.
- */
-export type ProviderErrorKind = "auth" | "capacity" | "rate_limit" | "transient" | "fatal";
-
-export const RETRYABLE_KINDS: readonly ProviderErrorKind[] = ["rate_limit", "transient"];
+export { type ProviderErrorKind, RETRYABLE_KINDS } from "../../core/provider-http";
 
 export interface ProviderErrorInit {
   readonly kind: ProviderErrorKind;

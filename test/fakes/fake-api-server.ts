@@ -1,9 +1,12 @@
 /**
  * The harness every provider contract fake shares: a node:http server on 127.0.0.1 with fault injection and a
- * request log, a manual clock, status timelines with per-second cost accrual.
+ * request log, a manual clock, status timelines with per-second cost accrual — and a contract check: a fake names
+ * the published response schema (`core/contracts/*`) of each reply it makes, and a reply that does not match it is
+ * recorded and answered as a 500, so a fake cannot drift into our own guesses without every test noticing.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { z } from "zod";
 
 /** A clock tests move by hand; fakes and adapters read the same one. */
 export class ManualClock {
@@ -122,6 +125,30 @@ export abstract class FakeApiServer {
   /** Handle one request that no fault intercepted. */
   protected abstract handle(req: RecordedRequest): Reply | Promise<Reply>;
 
+  /**
+   * Replies of this fake that broke the provider's published response schema (each was answered as a 500 with
+   * `fake_contract_violation`). A test may assert this stays empty; a violation already fails the request.
+   */
+  readonly contractViolations: string[] = [];
+
+  /**
+   * The published schema the JSON body of this reply must match (from `core/contracts/*`), or undefined when
+   * the reply has no published shape to check (a fault, plain text). Fakes override it per route.
+   */
+  protected responseSchema(_req: RecordedRequest, _reply: Reply): z.ZodType | undefined {
+    return undefined;
+  }
+
+  private checked(req: RecordedRequest, reply: Reply): Reply {
+    const schema = this.responseSchema(req, reply);
+    if (!schema) return reply;
+    const problems = schemaViolations(schema, reply.json);
+    if (problems.length === 0) return reply;
+    const where = `${req.method} ${req.path} → ${reply.status}`;
+    for (const p of problems) this.contractViolations.push(`${where}: ${p}`);
+    return { status: 500, json: { error: "fake_contract_violation", where, problems } };
+  }
+
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://fake");
     const chunks: Buffer[] = [];
@@ -148,7 +175,7 @@ export abstract class FakeApiServer {
     };
     this.requests.push(recorded);
 
-    if (!rule) return send(res, await this.handle(recorded));
+    if (!rule) return send(res, this.checked(recorded, await this.handle(recorded)));
     const fault = rule.fault;
     switch (fault.type) {
       case "status":
@@ -262,4 +289,17 @@ export class Timeline<S extends string> {
 /** USD for `ms` at `usdPerHour`, billed per started second. */
 export function perSecondUsd(ms: number, usdPerHour: number): number {
   return (Math.ceil(ms / 1000) * usdPerHour) / 3600;
+}
+
+/**
+ * Where a value breaks a schema, one line per problem (`runtime.ports.0.public: expected number, received string`;
+ * an unknown key reads `unrecognized key "publicIp"`); empty when it matches.
+ */
+export function schemaViolations(schema: z.ZodType, value: unknown): string[] {
+  const result = schema.safeParse(value);
+  if (result.success) return [];
+  return result.error.issues.map((issue) => {
+    const path = issue.path.map(String).join(".");
+    return `${path || "(body)"}: ${issue.message}`;
+  });
 }

@@ -58,7 +58,7 @@ describe("classifyFailure", () => {
     [{ status: 400, code: "invalid_args", message: "bad disk" }, "fatal"],
     [{ status: 402, code: "insufficient_funds" }, "fatal"],
     [{ status: 404 }, "fatal"],
-    [{ status: 422, message: "unknown field foo" }, "fatal"],
+    [{ status: 422, message: "unknown field foo" }, "invalid"],
   ] as const)("%o → %s", (facts, kind) => {
     expect(classifyFailure(facts)).toBe(kind);
   });
