@@ -569,7 +569,11 @@ export class Controller {
     const key = `${model.name}/${provider}`;
     const cached = this.offersCache.get(key);
     if (cached && this.now() - cached.at < 60_000) return cached.search;
-    const search = await this.deps.adapters[provider]!.offers({ gpu: model.gpu, gpuCount: model.gpuCount });
+    const search = await this.deps.adapters[provider]!.offers({
+      gpu: model.gpu,
+      gpuCount: model.gpuCount,
+      image: this.settingsOf(provider)?.image ?? ENGINE_IMAGES[model.engine],
+    });
     this.offersCache.set(key, { search, at: this.now() });
     return search;
   }

@@ -1,17 +1,30 @@
 /**
- * RunPod pods adapter (REST v2, https://api.runpod.io/v2/pods): offers from the GPU catalog
- * (`/v2/catalog/gpus?include=AVAILABILITY&product=POD`), create with `POST /v2/pods`, read, list, and
+ * RunPod pods adapter over REST v2 (https://api.runpod.io/v2; runpod/docs `api-reference-v2/openapi.json`, the
+ * shapes of `core/contracts/runpod.ts`): offers from the GPU catalog, `POST /v2/pods`, `GET /v2/pods[/{id}]`,
  * `DELETE /v2/pods/{id}` (404 = already gone).
  *
- * Pods carry the tag `<ownerLabel>.<workerId>` as `name`. v2 rejects unknown body fields with 422, so the
- * create body holds only documented fields; the engine runs as the image's entrypoint with `args` — or, when
- * it must write its TLS files first, `args` is RunPod's JSON start command `{"entrypoint":[…],"cmd":[…]}`.
- * The engine port is exposed as TCP (`8000/tcp`) and reached at `publicIp:portMappings[port]` — RunPod's
- * HTTP proxy cuts requests at about 100 s, too short for long streams. RunPod serverless is a separate adapter.
+ * - Offers: `GET /v2/catalog/gpus?include=AVAILABILITY&product=POD&cloud=…&count=…` — stock is reported for the
+ *   asked cloud and GPU count only (`GpuCloudFilter` defaults to SECURE, `GpuCountFilter` to 1), and with
+ *   `minCudaVersion` only for hosts at that CUDA floor. Prices are per GPU per hour (× count for the pod);
+ *   `memory` is VRAM in GB, checked against the catalog GPU type (`fitsGpuMemory`); `maxCount` caps GPUs per pod.
+ * - Create: the body holds only `CreatePodRequest` fields (RunPod answers 422 to any other). The engine runs as the
+ *   image's entrypoint with `args` — or, when it must write its TLS files first, `args` is the JSON start command
+ *   `{"entrypoint":[…],"cmd":[…]}` (runpod/docs `pods/templates/manage-templates.mdx`, "Container start command").
+ *   The engine port is exposed as TCP (`8000/tcp`): RunPod's HTTP proxy cuts requests at about 100 s, too short
+ *   for long streams. `createPod` documents the failures: 400 is a broken cross-field rule *or* no capacity for
+ *   this GPU and data centre (detail text only) → capacity, try the next offer; 402 insufficient balance → fatal;
+ *   403 no access to the pool → capacity (skip this candidate, keep going); 422 → invalid, never retried.
+ * - Address: a RUNNING pod's `runtime.ports[]` entry for the engine port (`private` = 8000, `type` tcp) gives the
+ *   public `ip` and `public` port; `runtime` is null until RUNNING. Price: the pod's `cost` (USD per hour).
+ *
+ * Pods carry the tag `<ownerLabel>.<workerId>` as `name`. RunPod serverless is the `ManagedBackend` in
+ * `runpod-serverless.ts`.
  */
-import { type GpuId, PROVIDERS } from "../../core/catalog";
+import { fitsGpuMemory, GPUS, type GpuId, PROVIDERS } from "../../core/catalog";
 import type { RuntimeConfig } from "../../core/config/runtime";
-import { apiBaseOf, type HttpRuntimeOptions, isRecord, num, ProviderHttp, str } from "./http";
+import { ENGINE_IMAGE_CUDA_FLOOR } from "../../core/config/schema";
+import type { CreatePodRequest, GpuCatalogQuery, GpuType, Pod, PodStatus } from "../../core/contracts/runpod";
+import { apiBaseOf, type HttpRuntimeOptions, isRecord, ProviderHttp } from "./http";
 import {
   engineLaunch,
   FINAL_STATUSES,
@@ -24,6 +37,7 @@ import {
   type ProviderAdapter,
   ProviderError,
   parseInstanceTag,
+  type SkippedOffer,
   shellJoin,
   specSecrets,
   type WorkerSpec,
@@ -36,7 +50,7 @@ export interface RunpodPodAdapterOptions extends HttpRuntimeOptions {
   readonly settings: RunpodPodSettings;
   /** RUNPOD_API_KEY, sent as a bearer token. */
   readonly apiKey: string;
-  /** USD per GPU-hour used when the catalog answer carries no price (RuntimeConfig.prices). */
+  /** USD per GPU-hour used when the catalog quotes no price (RuntimeConfig.prices). */
   readonly prices?: RuntimeConfig["prices"];
   /** Container disk in GB. @default 60 */
   readonly diskGb?: number;
@@ -44,12 +58,11 @@ export interface RunpodPodAdapterOptions extends HttpRuntimeOptions {
   readonly defaultPort?: number;
 }
 
-/** REST v2 lives on api.runpod.io (rest.runpod.io is the v1 host, retired in Nov 2026). */
+/** REST v2 lives on api.runpod.io (`servers` of the v2 OpenAPI document). */
 const V2_HOST = "https://api.runpod.io";
 
-const STATUS: Readonly<Record<string, InstanceStatus>> = {
+const STATUS: Readonly<Record<PodStatus, InstanceStatus>> = {
   PROVISIONING: "provisioning",
-  CREATED: "provisioning",
   STARTING: "booting",
   RUNNING: "running",
   EXITED: "stopped",
@@ -89,52 +102,117 @@ export class RunpodPodAdapter implements ProviderAdapter {
     return this.settings.cloud === "community" ? "COMMUNITY" : "SECURE";
   }
 
-  async offers(model: OfferRequest): Promise<OfferSearch> {
+  /** The CUDA floor for the image: the setting, else what the default engine image needs. */
+  private cudaFloor(image: string | undefined): string | undefined {
+    return this.settings.minCudaVersion ?? (image ? ENGINE_IMAGE_CUDA_FLOOR[image] : undefined);
+  }
+
+  async offers(request: OfferRequest): Promise<OfferSearch> {
     const wanted = new Map<string, GpuId>();
-    for (const gpu of model.gpu) {
+    for (const gpu of request.gpu) {
       const id = PROVIDERS["runpod-pod"].gpus[gpu]?.providerGpuId;
       if (id) wanted.set(id, gpu);
     }
     if (wanted.size === 0) return { offers: [], skipped: [] };
+    const floor = this.cudaFloor(this.settings.image ?? request.image);
+    const query: GpuCatalogQuery = {
+      include: "AVAILABILITY",
+      product: "POD",
+      cloud: this.cloud,
+      count: request.gpuCount,
+      ...(floor ? { minCudaVersion: floor } : {}),
+    };
     const body = await this.http.json({
       operation: "offers",
       method: "GET",
       path: "/v2/catalog/gpus",
-      query: { include: "AVAILABILITY", product: "POD" },
+      query,
     });
-    const list = isRecord(body) ? body.gpus : body;
+    const list = isRecord(body) ? body.gpus : undefined;
     if (!Array.isArray(list)) throw this.http.unexpected("offers", "no gpus list", body);
 
     const cloudKey = this.cloud === "SECURE" ? "secure" : "community";
     const ranked: { offer: Offer; availability: number }[] = [];
-    for (const raw of list) {
-      if (!isRecord(raw)) continue;
-      const id = str(raw.id);
-      const gpu = id !== undefined ? wanted.get(id) : undefined;
-      if (id === undefined || gpu === undefined) continue;
-      if (raw[cloudKey] === false) continue;
-      const availability = availabilityOf(raw.availability, cloudKey);
-      if (availability === 0) continue;
-      const listed = isRecord(raw.price) ? num(raw.price[cloudKey]) : undefined;
+    const skipped: SkippedOffer[] = [];
+    for (const raw of list as Partial<GpuType>[]) {
+      const gpu = raw.id !== undefined ? wanted.get(raw.id) : undefined;
+      if (raw.id === undefined || gpu === undefined) continue;
       const perGpu =
-        listed ?? this.prices.find((p) => p.provider === "runpod-pod" && p.gpu === gpu)?.usdPerHour;
-      if (perGpu === undefined || perGpu <= 0) continue;
-      const region = this.settings.dataCenters.length === 1 ? this.settings.dataCenters[0] : undefined;
+        (raw.price?.[cloudKey] ?? 0) > 0
+          ? raw.price?.[cloudKey]
+          : this.prices.find((p) => p.provider === "runpod-pod" && p.gpu === gpu)?.usdPerHour;
+      const skip = (reason: string) =>
+        skipped.push({
+          provider: "runpod-pod",
+          offerId: raw.id,
+          gpuName: raw.name ?? raw.id,
+          ...(raw.memory !== undefined ? { gpuMemoryGb: raw.memory } : {}),
+          ...(perGpu !== undefined ? { usdPerHour: round(perGpu * request.gpuCount) } : {}),
+          reason,
+        });
+      if (raw.memory !== undefined && !fitsGpuMemory(gpu, raw.memory)) {
+        skip(`${raw.memory} GB per GPU, ${gpu} has ${GPUS[gpu].vramGb} GB`);
+        continue;
+      }
+      if (raw[cloudKey] === false) {
+        skip(`not offered in RunPod's ${this.cloud} cloud`);
+        continue;
+      }
+      const maxCount = raw.maxCount?.[cloudKey];
+      if (maxCount !== undefined && maxCount < request.gpuCount) {
+        skip(
+          `at most ${maxCount} per pod in the ${this.cloud} cloud, the model asks for ${request.gpuCount}`,
+        );
+        continue;
+      }
+      const stock = this.stockOf(raw);
+      if (stock.rank === 0) {
+        skip(
+          `no stock for ${request.gpuCount} GPU(s) in ${stock.where}${floor ? ` at CUDA ≥ ${floor}` : ""}`,
+        );
+        continue;
+      }
+      if (perGpu === undefined || perGpu <= 0) {
+        skip("no price in the catalog or the stack's prices");
+        continue;
+      }
       ranked.push({
         offer: {
           provider: "runpod-pod",
           gpu,
-          usdPerHour: Math.round(perGpu * model.gpuCount * 1e6) / 1e6,
-          offerId: id,
-          ...(region ? { region } : {}),
+          usdPerHour: round(perGpu * request.gpuCount),
+          offerId: raw.id,
+          ...(raw.memory !== undefined ? { gpuMemoryGb: raw.memory } : {}),
+          ...(stock.dataCenters.length === 1 ? { region: stock.dataCenters[0] } : {}),
         },
-        availability: availability ?? 1,
+        availability: stock.rank,
       });
     }
     const offers = ranked
       .sort((a, b) => a.offer.usdPerHour - b.offer.usdPerHour || b.availability - a.availability)
       .map((r) => r.offer);
-    return { offers, skipped: [] };
+    return { offers, skipped };
+  }
+
+  /**
+   * Stock of a GPU type where the stack may run: in the configured data centres when there are any
+   * (`dataCenters[]`), else overall (`availability`). A type whose configuration is unavailable everywhere has no
+   * `dataCenters` at all.
+   */
+  private stockOf(raw: Partial<GpuType>): { rank: number; dataCenters: string[]; where: string } {
+    const configured = this.settings.dataCenters;
+    if (configured.length === 0) {
+      const rank = raw.availability !== undefined ? (AVAILABILITY_RANK[raw.availability] ?? 0) : 1;
+      return { rank, dataCenters: [], where: `RunPod's ${this.cloud} cloud` };
+    }
+    const inStock = (raw.dataCenters ?? [])
+      .filter((dc) => configured.includes(dc.id) && (AVAILABILITY_RANK[dc.availability] ?? 0) > 0)
+      .sort((a, b) => (AVAILABILITY_RANK[b.availability] ?? 0) - (AVAILABILITY_RANK[a.availability] ?? 0));
+    return {
+      rank: Math.max(0, ...inStock.map((dc) => AVAILABILITY_RANK[dc.availability] ?? 0)),
+      dataCenters: inStock.map((dc) => dc.id),
+      where: configured.join(", "),
+    };
   }
 
   async provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo> {
@@ -146,15 +224,15 @@ export class RunpodPodAdapter implements ProviderAdapter {
     const launch = engineLaunch(spec);
     const secrets = specSecrets(spec);
     this.http.rememberSecrets(secrets);
-    const body = {
+    const floor = this.cudaFloor(spec.image);
+    const body: CreatePodRequest = {
       name: tag,
       image: spec.image,
       cloud: this.cloud,
-      gpu: { id: gpuId, count: spec.gpuCount },
+      gpu: { id: gpuId, count: spec.gpuCount, ...(floor ? { minCudaVersion: floor } : {}) },
       disk: this.diskGb,
       ports: [`${spec.port}/tcp`],
       env: { ...spec.env, ...launch.env },
-      // A start command may be JSON with `entrypoint` and `cmd` to replace the image's entrypoint as well.
       args: launch.entrypoint
         ? JSON.stringify({ entrypoint: [launch.entrypoint], cmd: launch.args })
         : shellJoin(launch.args),
@@ -179,25 +257,39 @@ export class RunpodPodAdapter implements ProviderAdapter {
           const adopted = await this.findWorker(tag, spec.port).catch(() => undefined);
           if (adopted) return adopted;
         }
-        throw err;
+        throw this.createFailure(err, gpuId);
       }
-      const id = isRecord(created) ? str(created.id) : undefined;
-      if (id === undefined) {
+      const pod = (isRecord(created) ? created : {}) as Partial<Pod>;
+      if (pod.id === undefined) {
         // Created or not? Look before giving up; the retry loop looks again before creating.
         const adopted = await this.findWorker(tag, spec.port).catch(() => undefined);
         if (adopted) return adopted;
         throw this.http.unexpected("provision", "no pod id in the answer", created);
       }
-      this.ports.set(id, spec.port);
+      this.ports.set(pod.id, spec.port);
       return (
-        (isRecord(created) ? this.toInfo(created) : undefined) ?? {
-          providerId: id,
+        this.toInfo(pod) ?? {
+          providerId: pod.id,
           workerId: spec.workerId,
           ownerLabel: spec.ownerLabel,
           status: "provisioning",
           usdPerHour: offer.usdPerHour,
         }
       );
+    });
+  }
+
+  /**
+   * `createPod`'s own reading of its failures: a 400 is no capacity for this GPU and data centre as often as a
+   * broken rule (only the detail text tells), and RunPod's advice is to try the next candidate; a 403 means the
+   * account cannot use this pool (skip the candidate). Both fail over to the next offer.
+   */
+  private createFailure(err: unknown, gpuId: string): unknown {
+    if (!(err instanceof ProviderError) || (err.status !== 400 && err.status !== 403)) return err;
+    const why = err.status === 403 ? "the account cannot use this GPU pool" : "RunPod could not place it";
+    return this.http.error("provision", "capacity", `${gpuId}: ${why}: ${err.detail}`, {
+      status: err.status,
+      ...(err.code ? { code: err.code } : {}),
     });
   }
 
@@ -210,7 +302,7 @@ export class RunpodPodAdapter implements ProviderAdapter {
     });
     if (res.status === 404) return undefined;
     if (!isRecord(res.json)) throw this.http.unexpected("describe", "pod is not an object", res.json);
-    const info = this.toInfo(res.json);
+    const info = this.toInfo(res.json as Partial<Pod>);
     if (!info) throw this.http.unexpected("describe", "pod without id", res.json);
     return info;
   }
@@ -252,50 +344,49 @@ export class RunpodPodAdapter implements ProviderAdapter {
     return found;
   }
 
+  /** `listPods` answers `{pods: Pod[]}` (v2 wraps lists; v1 answered a bare array). */
   private async list(operation: string, retry = true): Promise<InstanceInfo[]> {
     const body = await this.http.json({ operation, method: "GET", path: "/v2/pods", retry });
-    const pods = isRecord(body) ? body.pods : body;
+    const pods = isRecord(body) ? body.pods : undefined;
     if (!Array.isArray(pods)) throw this.http.unexpected(operation, "no pods list", body);
     return pods.flatMap((raw) => {
-      const info = isRecord(raw) ? this.toInfo(raw) : undefined;
+      const info = isRecord(raw) ? this.toInfo(raw as Partial<Pod>) : undefined;
       return info ? [info] : [];
     });
   }
 
-  private toInfo(raw: Record<string, unknown>): InstanceInfo | undefined {
-    const id = str(raw.id);
-    if (id === undefined) return undefined;
-    const tag = parseInstanceTag(raw.name);
-    const word = str(raw.status) ?? str(raw.desiredStatus);
-    const status: InstanceStatus = word === undefined ? "unknown" : (STATUS[word.toUpperCase()] ?? "unknown");
-    const baseUrl = status === "running" ? this.baseUrlOf(id, raw) : undefined;
-    const usdPerHour = num(raw.costPerHr) ?? num(raw.adjustedCostPerHr);
-    const created = str(raw.createdAt) ?? str(raw.lastStartedAt);
-    const createdAtMs = created !== undefined ? Date.parse(created) : Number.NaN;
+  private toInfo(pod: Partial<Pod>): InstanceInfo | undefined {
+    if (typeof pod.id !== "string") return undefined;
+    const tag = parseInstanceTag(pod.name);
+    const word = typeof pod.status === "string" ? pod.status : undefined;
+    const status: InstanceStatus =
+      word === undefined ? "unknown" : (STATUS[word.toUpperCase() as PodStatus] ?? "unknown");
+    const address = status === "running" ? this.addressOf(pod) : undefined;
+    const created = typeof pod.createdAt === "string" ? Date.parse(pod.createdAt) : Number.NaN;
     return {
-      providerId: id,
+      providerId: pod.id,
       ...(tag ? { workerId: tag.workerId, ownerLabel: tag.ownerLabel } : {}),
       status,
-      ...(baseUrl ? { baseUrl } : {}),
-      ...(usdPerHour !== undefined ? { usdPerHour } : {}),
-      ...(Number.isFinite(createdAtMs) ? { createdAtMs } : {}),
-      detail: `status=${word ?? "none"}`,
+      ...(address?.baseUrl ? { baseUrl: address.baseUrl } : {}),
+      // `cost` is 0 once a pod is EXITED or TERMINATED: no price to learn from then
+      ...(typeof pod.cost === "number" && pod.cost > 0 ? { usdPerHour: pod.cost } : {}),
+      ...(Number.isFinite(created) ? { createdAtMs: created } : {}),
+      detail: `status=${word ?? "none"}${address?.note ? `; ${address.note}` : ""}`,
     };
   }
 
-  private baseUrlOf(id: string, raw: Record<string, unknown>): string | undefined {
-    const ip = str(raw.publicIp)?.trim();
-    const mappings = raw.portMappings;
-    if (!ip || !isRecord(mappings)) return undefined;
-    const port = this.ports.get(id) ?? this.defaultPort;
-    const external = num(mappings[String(port)]);
-    return external !== undefined ? `http://${ip}:${external}` : undefined;
+  /** The engine port's public address from `runtime.ports`, or why there is none. */
+  private addressOf(pod: Partial<Pod>): { baseUrl?: string; note?: string } {
+    const port = this.ports.get(pod.id ?? "") ?? this.defaultPort;
+    const ports = pod.runtime?.ports ?? [];
+    const mapping = ports.find((p) => p.private === port && (p.type === undefined || p.type === "tcp"));
+    if (!mapping) return { note: `no runtime port for ${port}/tcp` };
+    if (!mapping.ip || mapping.public === null || mapping.public === undefined)
+      return { note: `${port}/tcp has no public ip:port` };
+    return { baseUrl: `http://${mapping.ip}:${mapping.public}` };
   }
 }
 
-/** Catalog availability as a rank (0 = none); undefined when the answer does not say. */
-function availabilityOf(value: unknown, cloudKey: string): number | undefined {
-  const word = isRecord(value) ? str(value[cloudKey]) : str(value);
-  if (word === undefined) return undefined;
-  return AVAILABILITY_RANK[word.toUpperCase()];
+function round(usd: number): number {
+  return Math.round(usd * 1e6) / 1e6;
 }

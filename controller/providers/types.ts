@@ -124,6 +124,8 @@ export interface OfferRequest {
   /** GPU types the model may run on; an offer must be one of them, by name and by memory (`fitsGpuMemory`). */
   readonly gpu: readonly GpuId[];
   readonly gpuCount: number;
+  /** The image the worker will run: a provider that filters hosts by CUDA version needs to know its floor. */
+  readonly image?: string;
 }
 
 export interface Offer {
@@ -290,21 +292,48 @@ export const TLS_ENV = { cert: "AIORCH_TLS_CERT_B64", key: "AIORCH_TLS_KEY_B64" 
 /**
  * Start-up script for vLLM with TLS (`/bin/sh -c SCRIPT aiorch-engine ARGS…`): write the certificate and key
  * from the environment to files only the engine's user can read, drop them from the environment, then run the
- * OpenAI server with ARGS (which name the files). The script holds no secret itself.
+ * OpenAI server with ARGS (which name the files). The script holds no secret itself. Each of certificate and key
+ * is read from one variable, or joined in order from several (`printf '%s' "$A_0" "$A_1"` prints them end to end).
  */
-const VLLM_TLS_SCRIPT = [
-  "set -eu",
-  "umask 077",
-  `mkdir -p ${TLS_DIR}`,
-  `printf '%s' "$${TLS_ENV.cert}" | base64 -d > ${TLS_DIR}/cert.pem`,
-  `printf '%s' "$${TLS_ENV.key}" | base64 -d > ${TLS_DIR}/key.pem`,
-  `unset ${TLS_ENV.cert} ${TLS_ENV.key}`,
-  'exec python3 -m vllm.entrypoints.openai.api_server "$@"',
-].join("; ");
+function vllmTlsScript(certVars: readonly string[], keyVars: readonly string[]): string {
+  const read = (vars: readonly string[]) => vars.map((v) => `"$${v}"`).join(" ");
+  return [
+    "set -eu",
+    "umask 077",
+    `mkdir -p ${TLS_DIR}`,
+    `printf '%s' ${read(certVars)} | base64 -d > ${TLS_DIR}/cert.pem`,
+    `printf '%s' ${read(keyVars)} | base64 -d > ${TLS_DIR}/key.pem`,
+    `unset ${[...certVars, ...keyVars].join(" ")}`,
+    'exec python3 -m vllm.entrypoints.openai.api_server "$@"',
+  ].join("; ");
+}
 
-/** How to start the engine so it serves the model on spec.port and demands spec.workerToken. */
-export function engineLaunch(spec: WorkerSpec): EngineLaunch {
+/**
+ * `value` under `name`, or — when longer than `max` — in parts of at most `max` characters under `name_0`,
+ * `name_1`, … (in order).
+ */
+function envParts(name: string, value: string, max: number | undefined): Record<string, string> {
+  if (max === undefined || value.length <= max) return { [name]: value };
+  const parts: Record<string, string> = {};
+  for (let i = 0; i * max < value.length; i++) parts[`${name}_${i}`] = value.slice(i * max, (i + 1) * max);
+  return parts;
+}
+
+/**
+ * How to start the engine so it serves the model on spec.port and demands spec.workerToken.
+ *
+ * `maxEnvValueChars`: the longest environment value the provider accepts (Vast.ai documents 256). The TLS
+ * certificate and key (base64 of the PEM, one to three thousand characters) are then carried in numbered parts
+ * (`AIORCH_TLS_CERT_B64_0`, `_1`, …) that the start-up script joins; without it, or when they fit, in one variable each.
+ */
+export function engineLaunch(
+  spec: WorkerSpec,
+  options: { readonly maxEnvValueChars?: number } = {},
+): EngineLaunch {
   const port = String(spec.port);
+  const maxEnv = options.maxEnvValueChars;
+  if (maxEnv !== undefined && !(Number.isInteger(maxEnv) && maxEnv >= 1))
+    throw new Error(`maxEnvValueChars must be a positive integer, not ${maxEnv}`);
   if (spec.tls && !engineServesTls(spec.engine))
     throw new Error(`engine ${spec.engine} cannot serve TLS; the worker would be reachable in plain text`);
   switch (spec.engine) {
@@ -329,11 +358,17 @@ export function engineLaunch(spec: WorkerSpec): EngineLaunch {
         ...spec.engineArgs,
       ];
       if (!spec.tls) return { args, env: downloadEnv(spec), authEnforced: true };
+      const certEnv = envParts(
+        TLS_ENV.cert,
+        Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
+        maxEnv,
+      );
+      const keyEnv = envParts(TLS_ENV.key, Buffer.from(spec.tls.keyPem, "utf8").toString("base64"), maxEnv);
       return {
         entrypoint: "/bin/sh",
         args: [
           "-c",
-          VLLM_TLS_SCRIPT,
+          vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv)),
           "aiorch-engine",
           ...args,
           "--ssl-certfile",
@@ -343,8 +378,8 @@ export function engineLaunch(spec: WorkerSpec): EngineLaunch {
         ],
         env: {
           ...downloadEnv(spec),
-          [TLS_ENV.cert]: Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
-          [TLS_ENV.key]: Buffer.from(spec.tls.keyPem, "utf8").toString("base64"),
+          ...certEnv,
+          ...keyEnv,
         },
         authEnforced: true,
       };

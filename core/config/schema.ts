@@ -22,6 +22,21 @@ export const ENGINE_IMAGES: Readonly<Record<Engine, string>> = {
   tgi: "ghcr.io/huggingface/text-generation-inference:3.3.4",
 };
 
+/**
+ * The lowest host CUDA version each default engine image runs on, for providers that place by CUDA version
+ * (RunPod `gpu.minCudaVersion`). vLLM 0.10 ships CUDA 12.8 binaries (vLLM docs
+ * `getting_started/installation/gpu/cuda.inc.md`: "pre-compiled C++ and CUDA (12.8) binaries"). Images not
+ * listed get no floor unless the provider's `minCudaVersion` setting gives one.
+ */
+export const ENGINE_IMAGE_CUDA_FLOOR: Readonly<Record<string, string>> = {
+  [ENGINE_IMAGES.vllm]: "12.8",
+};
+
+/** A CUDA version as RunPod takes it: `major.minor`, compared numerically (12.11 > 12.2). */
+export const cudaVersionSchema = z
+  .string()
+  .regex(/^\d+\.\d+$/, { error: 'must be a CUDA version as major.minor, e.g. "12.8"' });
+
 export const HETZNER_LOCATIONS = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"] as const;
 
 const quoted = (v: unknown): string => (typeof v === "string" ? `"${v}"` : JSON.stringify(v));
@@ -193,6 +208,8 @@ export const runpodPodSchema = z.strictObject({
   cloud: runpodCloud,
   dataCenters: z.array(z.string()).default([]),
   image: z.string().optional(),
+  /** Lowest host CUDA version (RunPod `gpu.minCudaVersion`). @default the engine image's (12.8 for vLLM 0.10) */
+  minCudaVersion: cudaVersionSchema.optional(),
   apiBase: httpUrl().optional(),
   weightCache: instanceWeightCacheSchema.optional(),
 });

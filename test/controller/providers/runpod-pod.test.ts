@@ -13,10 +13,24 @@ const HF_TOKEN = "hf_SECRET_runpod_7777";
 const SECRETS = [API_KEY, WORKER_TOKEN, HF_TOKEN];
 
 const GPUS: RunpodGpuSeed[] = [
-  { id: "NVIDIA GeForce RTX 4090", pool: "ADA_24", securePrice: 0.69, communityPrice: 0.34, stock: 5 },
-  { id: "NVIDIA L4", pool: "AMPERE_24", securePrice: 0.43, communityPrice: 0.28, stock: 1 },
-  { id: "NVIDIA RTX A6000", pool: "AMPERE_48", securePrice: 0.49, stock: 0 },
-  { id: "NVIDIA A100 80GB PCIe", pool: "AMPERE_80", securePrice: 1.64, stock: 4, dataCenters: ["US-TX-3"] },
+  {
+    id: "NVIDIA GeForce RTX 4090",
+    pool: "ADA_24",
+    memory: 24,
+    securePrice: 0.69,
+    communityPrice: 0.34,
+    stock: 5,
+  },
+  { id: "NVIDIA L4", pool: "AMPERE_24", memory: 24, securePrice: 0.43, communityPrice: 0.28, stock: 1 },
+  { id: "NVIDIA RTX A6000", pool: "AMPERE_48", memory: 48, securePrice: 0.49, stock: 0 },
+  {
+    id: "NVIDIA A100 80GB PCIe",
+    pool: "AMPERE_80",
+    memory: 80,
+    securePrice: 1.64,
+    stock: 4,
+    dataCenters: ["US-TX-3"],
+  },
 ];
 
 const spec = (workerId = "w-1", ownerLabel = "aiorch-prod"): WorkerSpec => ({
@@ -77,6 +91,8 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  // every answer the fake gave matched RunPod's published schema
+  expect(fake.contractViolations).toEqual([]);
   await fake.close();
 });
 
@@ -91,8 +107,48 @@ describe("RunPod pod offers", () => {
       ["A100_80GB", 1.64],
     ]);
     expect(offers[0]?.offerId).toBe("NVIDIA L4");
+    expect(offers[0]?.gpuMemoryGb).toBe(24);
+    // stock depends on the cloud and the GPU count, which default to SECURE and 1 when not sent
     const [req] = fake.requestsTo("/v2/catalog/gpus");
-    expect(req?.query).toEqual({ include: "AVAILABILITY", product: "POD" });
+    expect(req?.query).toEqual({ include: "AVAILABILITY", product: "POD", cloud: "SECURE", count: "1" });
+  });
+
+  it("asks the catalog for the model's GPU count and cloud, and for the image's CUDA floor", async () => {
+    await adapter({ cloud: "community" }).offers({
+      gpu: ["RTX_4090"],
+      gpuCount: 4,
+      image: "vllm/vllm-openai:v0.10.1.1",
+    });
+    expect(fake.requestsTo("/v2/catalog/gpus")[0]?.query).toEqual({
+      include: "AVAILABILITY",
+      product: "POD",
+      cloud: "COMMUNITY",
+      count: "4",
+      minCudaVersion: "12.8",
+    });
+  });
+
+  it("skips a GPU type whose memory is not the catalog type's, and one out of stock for the count, saying why", async () => {
+    fake.gpus.set("NVIDIA A100 80GB PCIe", { ...GPUS[3]!, memory: 40 });
+    const search = await adapter().offers({ gpu: ["A100_80GB", "RTX_4090"], gpuCount: 6 });
+    expect(search.offers).toEqual([]);
+    expect(search.skipped.map((s) => [s.offerId, s.reason])).toEqual([
+      ["NVIDIA GeForce RTX 4090", "no stock for 6 GPU(s) in RunPod's SECURE cloud"],
+      ["NVIDIA A100 80GB PCIe", "40 GB per GPU, A100_80GB has 80 GB"],
+    ]);
+  });
+
+  it("with data centres configured, offers only types in stock there", async () => {
+    const search = await adapter({ dataCenters: ["EU-RO-1"] }).offers({
+      gpu: ["A100_80GB", "L4"],
+      gpuCount: 1,
+    });
+    expect(search.offers.map((o) => o.gpu)).toEqual(["L4"]);
+    expect(search.offers[0]?.region).toBe("EU-RO-1");
+    expect(search.skipped[0]).toMatchObject({
+      offerId: "NVIDIA A100 80GB PCIe",
+      reason: "no stock for 1 GPU(s) in EU-RO-1",
+    });
   });
 
   it("uses community prices with cloud: community and multiplies by the GPU count", async () => {
@@ -103,7 +159,13 @@ describe("RunPod pod offers", () => {
       })
     ).offers;
     expect(offers).toEqual([
-      { provider: "runpod-pod", gpu: "RTX_4090", usdPerHour: 0.68, offerId: "NVIDIA GeForce RTX 4090" },
+      {
+        provider: "runpod-pod",
+        gpu: "RTX_4090",
+        usdPerHour: 0.68,
+        offerId: "NVIDIA GeForce RTX 4090",
+        gpuMemoryGb: 24,
+      },
     ]);
   });
 
@@ -111,7 +173,22 @@ describe("RunPod pod offers", () => {
     fake.inject({
       type: "status",
       status: 200,
-      json: { gpus: [{ id: "NVIDIA GeForce RTX 4090", secure: true, availability: "HIGH" }] },
+      json: {
+        gpus: [
+          {
+            id: "NVIDIA GeForce RTX 4090",
+            name: "RTX 4090",
+            pool: "ADA_24",
+            manufacturer: "NVIDIA",
+            memory: 24,
+            secure: true,
+            community: true,
+            price: { secure: 0, community: 0 },
+            maxCount: { secure: 8, community: 8 },
+            availability: "HIGH",
+          },
+        ],
+      },
     });
     const offers = (await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     expect(offers[0]?.usdPerHour).toBe(0.34);
@@ -181,8 +258,47 @@ describe("RunPod pod lifecycle", () => {
     clock.advance(60_000);
     const running = await a.describe(providerId);
     expect(running?.status).toBe("running");
+    // from runtime.ports: the public ip and port of 8000/tcp
     expect(running?.baseUrl).toMatch(/^http:\/\/198\.51\.100\.\d+:\d+$/);
+    const pod = fake.requestsTo(`/v2/pods/${providerId}`, "GET");
+    expect(pod.length).toBeGreaterThan(0);
     expect(running?.createdAtMs).toBe(clock.now() - 65_000);
+    expect(running?.usdPerHour).toBe(0.69);
+  });
+
+  it("a RUNNING pod without a public port has no address, and says so", async () => {
+    fake.fates.push("no_port");
+    const a = adapter();
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(65_000);
+    const info = await a.describe(providerId);
+    expect(info).toMatchObject({
+      status: "running",
+      detail: "status=RUNNING; 8000/tcp has no public ip:port",
+    });
+    expect(info?.baseUrl).toBeUndefined();
+  });
+
+  it("never finds an address in a v1-shaped pod (publicIp/portMappings are not v2 fields)", async () => {
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: {
+          id: "pod1",
+          name: "aiorch-prod.w-1",
+          status: "RUNNING",
+          publicIp: "198.51.100.7",
+          portMappings: { "8000": 40123 },
+          costPerHr: "0.69",
+        },
+      },
+      { path: "/v2/pods/pod1" },
+    );
+    const info = await adapter().describe("pod1");
+    expect(info?.baseUrl).toBeUndefined();
+    expect(info?.usdPerHour).toBeUndefined();
   });
 
   it("maps stuck, exited and error pods", async () => {
@@ -237,10 +353,57 @@ describe("RunPod pod faults", () => {
     expect(fake.requestsTo("/v2/pods", "POST")).toHaveLength(2);
   });
 
+  it("reads createPod's failures as documented: 400 and 403 fail over, 402 stops, 422 is invalid", async () => {
+    const a = adapter();
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
+    fake.inject(
+      { type: "status", status: 403, json: { title: "Forbidden", status: 403, detail: "access denied" } },
+      { method: "POST", path: "/v2/pods" },
+    );
+    expect(await failure(a.provision(spec("w-1"), offer!))).toMatchObject({ kind: "capacity", status: 403 });
+    fake.inject(
+      {
+        type: "status",
+        status: 422,
+        json: {
+          title: "Unprocessable Entity",
+          status: 422,
+          detail: "Request validation failed.",
+          errors: ["$.gpu.count: must be >= 1"],
+        },
+      },
+      { method: "POST", path: "/v2/pods" },
+    );
+    const invalid = await failure(a.provision(spec("w-2"), offer!));
+    expect(invalid).toMatchObject({ kind: "invalid", status: 422 });
+    expect(invalid.message).toContain("$.gpu.count: must be >= 1");
+    fake.exhaustBalance();
+    expect(await failure(a.provision(spec("w-3"), offer!))).toMatchObject({ kind: "fatal", status: 402 });
+    expect(fake.requestsTo("/v2/pods", "POST")).toHaveLength(3);
+  });
+
+  it("sends the image's CUDA floor with the GPU, or the configured one", async () => {
+    const a = adapter({ minCudaVersion: "13.0" });
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
+    await a.provision(spec(), offer!);
+    expect(fake.requestsTo("/v2/pods", "POST")[0]?.body).toMatchObject({
+      gpu: { id: "NVIDIA GeForce RTX 4090", count: 1, minCudaVersion: "13.0" },
+    });
+    await adapter().provision(spec("w-2"), offer!);
+    expect(fake.requestsTo("/v2/pods", "POST")[1]?.body).toMatchObject({ gpu: { minCudaVersion: "12.8" } });
+  });
+
   it("treats a data-centre pin with no such GPU as capacity", async () => {
     const a = adapter({ dataCenters: ["EU-RO-1"] });
-    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
-    expect((await failure(a.provision(spec(), offer!))).kind).toBe("capacity");
+    // the catalog leaves it out; an offer read before stock moved is placed and refused with 400
+    expect((await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers).toEqual([]);
+    const stale = {
+      provider: "runpod-pod",
+      gpu: "A100_80GB",
+      usdPerHour: 1.64,
+      offerId: "NVIDIA A100 80GB PCIe",
+    } as const;
+    expect((await failure(a.provision(spec(), stale))).kind).toBe("capacity");
   });
 
   it("honours Retry-After on a problem+json 429", async () => {
@@ -272,7 +435,7 @@ describe("RunPod pod faults", () => {
       status: 422,
       json: { title: "Unprocessable", status: 422, detail: "bad" },
     });
-    expect((await failure(adapter().listOwned("aiorch-prod"))).kind).toBe("fatal");
+    expect((await failure(adapter().listOwned("aiorch-prod"))).kind).toBe("invalid");
     expect(fake.requests.length - before).toBe(3);
   });
 
@@ -298,7 +461,7 @@ describe("RunPod pod faults", () => {
     expect(
       fake
         .live()
-        .map((p) => p.name)
+        .map((p) => p.body.name)
         .sort(),
     ).toEqual(["aiorch-prod.w-1", "aiorch-prod.w-2", "aiorch-prod.w-3"]);
     expect(fake.requestsTo("/v2/pods", "POST")).toHaveLength(3);
@@ -320,7 +483,11 @@ describe("RunPod pod faults", () => {
     expect(err.kind).toBe("transient");
     expect(err.message).not.toContain("hf_OTHER_SECRET_abc");
     fake.clearFaults();
-    fake.inject({ type: "status", status: 200, json: [null, { id: 5 }, "x"] });
+    // v1 answered a bare array; v2 wraps lists in {pods}
+    fake.inject({ type: "status", status: 200, json: [null, { id: 5 }, "x"] }, { times: 100 });
+    expect((await failure(a.listOwned("aiorch-prod"))).kind).toBe("transient");
+    fake.clearFaults();
+    fake.inject({ type: "status", status: 200, json: { pods: [null, { id: 5 }, "x"] } });
     expect(await a.listOwned("aiorch-prod")).toEqual([]);
   });
 });

@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Endpoint, EndpointHealth, ListEndpointsResponse } from "../../core/contracts/runpod";
+import {
+  Endpoint,
+  EndpointHealth,
+  ListEndpointsResponse,
+  ListGpuTypesResponse,
+  ListPodsResponse,
+  Pod,
+} from "../../core/contracts/runpod";
 import { schemaViolations } from "./fake-api-server";
+import { RunpodRestFake } from "./runpod-rest";
 import { RunpodServerlessFake } from "./runpod-serverless";
 
 const KEY = "rpa_CONTRACT_TEST_KEY";
@@ -98,5 +106,69 @@ describe("RunPod serverless fake against the published v2 contract", () => {
     expect(schemaViolations(Endpoint, graphqlEndpoint).join("\n")).toMatch(/workers|unrecognized/i);
     // v1 answered lists as bare arrays; v2 wraps them
     expect(schemaViolations(ListEndpointsResponse, [graphqlEndpoint])).not.toEqual([]);
+  });
+});
+
+describe("RunPod pods fake against the published v2 contract", () => {
+  const fake = new RunpodRestFake({
+    apiKey: KEY,
+    gpus: [{ id: "NVIDIA GeForce RTX 4090", pool: "ADA_24", memory: 24, securePrice: 0.69, stock: 3 }],
+  });
+  let base: string;
+  beforeAll(async () => {
+    base = await fake.start();
+  });
+  afterAll(() => fake.close());
+
+  it("answers catalog, create, get and list with published shapes only", async () => {
+    const catalog = await call(
+      base,
+      "GET",
+      "/v2/catalog/gpus?include=AVAILABILITY&product=POD&cloud=SECURE&count=1",
+    );
+    expect(schemaViolations(ListGpuTypesResponse, catalog.json)).toEqual([]);
+    const created = await call(base, "POST", "/v2/pods", {
+      name: "aiorch-dev.w1",
+      image: "vllm/vllm-openai:v0.10.1.1",
+      gpu: { id: "NVIDIA GeForce RTX 4090", count: 1, minCudaVersion: "12.8" },
+      ports: ["8000/tcp"],
+      env: { A: "b" },
+      args: "--model x",
+    });
+    expect(created.status).toBe(201);
+    expect(schemaViolations(Pod, created.json)).toEqual([]);
+    expect(created.json).toMatchObject({ status: "PROVISIONING", runtime: null, cost: 0.69 });
+    const list = await call(base, "GET", "/v2/pods");
+    expect(schemaViolations(ListPodsResponse, list.json)).toEqual([]);
+    expect(fake.contractViolations).toEqual([]);
+  });
+
+  it("refuses v1's create fields with 422", async () => {
+    const res = await call(base, "POST", "/v2/pods", {
+      name: "x",
+      imageName: "vllm/vllm-openai:v0.10.1.1",
+      gpuTypeIds: ["NVIDIA GeForce RTX 4090"],
+      gpuCount: 1,
+    });
+    expect(res.status).toBe(422);
+    expect(res.json!.errors).toEqual(
+      expect.arrayContaining(["$: additional properties 'imageName' not allowed"]),
+    );
+  });
+
+  it("the schemas refuse v1-shaped pods and lists", () => {
+    const v1Pod = {
+      id: "pod1",
+      name: "x",
+      desiredStatus: "RUNNING",
+      publicIp: "198.51.100.7",
+      portMappings: { "8000": 40123 },
+      costPerHr: 0.69,
+    };
+    const problems = schemaViolations(Pod, v1Pod).join("\n");
+    expect(problems).toMatch(/publicIp/);
+    expect(problems).toMatch(/runtime/);
+    expect(problems).toMatch(/cost/);
+    expect(schemaViolations(ListPodsResponse, [v1Pod])).not.toEqual([]);
   });
 });
