@@ -166,6 +166,16 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       },
     },
     {
+      alert: "ProviderRejectsConfiguration",
+      expr: `max by (model, provider) (${m.providerRequestRejected.name}{${ns}}) > 0`,
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary: "{{ $labels.provider }} refuses to create workers for {{ $labels.model }} as invalid",
+        description:
+          "The provider answered that the request breaks its API contract (RunPod 422 lists each field). It is a configuration or adapter error, not capacity: the controller stops asking (it retries hourly) and fails over to the model's other providers. See the controller log and `aiorch status --decisions`.",
+      },
+    },
+    {
       alert: "OrphanedInstanceFound",
       expr: `sum by (provider) (increase(${m.orphansFoundTotal.name}{${ns}}[15m])) > 0`,
       labels: { severity: "critical", ...stack },

@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import { Agent, request } from "undici";
 import { type AuditAction, AuditTrail } from "../core/audit-trail";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
-import { type RuntimeConfig, runpodEndpointName } from "../core/config/runtime";
+import type { RuntimeConfig } from "../core/config/runtime";
 import { ENGINE_IMAGES } from "../core/config/schema";
 import { inflightCountOfMember, workerOfInflightMember } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
@@ -26,10 +26,12 @@ import { FencedOut, LeaderElection } from "./leader";
 import { budgetBlocks, Ledger } from "./ledger";
 import type { ControllerMetrics } from "./metrics";
 import { decideScale, type WorkerPhase, type WorkerView } from "./policy";
-import type { RunPodServerlessManager } from "./providers/runpod-serverless";
 import {
   engineServesTls,
   isProviderError,
+  type ManagedBackend,
+  type ManagedEndpoint,
+  type ManagedHealth,
   type Offer,
   type OfferSearch,
   type ProviderAdapter,
@@ -46,8 +48,8 @@ export interface ControllerDeps {
   readonly redis: Redis;
   /** Instance providers by id (the caller builds them from settings and credentials). */
   readonly adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>>;
-  /** The managed RunPod serverless backend, when the stack configures it. */
-  readonly runpodServerless?: RunPodServerlessManager;
+  /** Managed backends by id (RunPod serverless): providers that queue and scale their own workers. */
+  readonly managed?: Partial<Record<ConfigurableProviderId, ManagedBackend>>;
   readonly metrics: ControllerMetrics;
   /** Engine environment for workers (HF_TOKEN); values are secrets. */
   readonly workerEnv?: Readonly<Record<string, string>>;
@@ -114,6 +116,17 @@ const STALE_INTENT_MS = 120_000;
 const HEALTH_FAILURES_ASK_PROVIDER = 1;
 /** Failed health checks in a row after which a worker is replaced even though its provider reports it running. */
 const HEALTH_FAILURES_REPLACE = 5;
+/**
+ * A provider that refused a model's create as invalid (RunPod 422: the body breaks its published contract) gets no
+ * more creates for that model for this long: the same request fails the same way, and repeating it every tick
+ * only floods the provider. Retried after it, in case the provider's side changed.
+ */
+const REJECTED_RETRY_MS = 3_600_000;
+/**
+ * A worker its provider reports running but without an address for the engine port (a host that publishes no
+ * public port) is failed over after this long, instead of billing until the boot timeout.
+ */
+const ADDRESS_GRACE_MS = 60_000;
 /** How many scale decisions `aiorch status` can show (a capped list in Redis). */
 const DECISIONS_KEPT = 200;
 
@@ -173,6 +186,12 @@ export class Controller {
   private readonly auditTrail: AuditTrail;
   /** Per model, the last budget refusal written to the decision list (written again only when it changes). */
   private readonly blockedNoted = new Map<string, string>();
+  /** `model|provider` → when the provider refused a create as invalid, and why (see REJECTED_RETRY_MS). */
+  private readonly rejected = new Map<string, { atMs: number; reason: string }>();
+  /** Models told (once) that no provider can start a worker for them, with the reasons told. */
+  private readonly noProviderLogged = new Map<string, string>();
+  /** Worker id → when its provider first reported it running without an address (see ADDRESS_GRACE_MS). */
+  private readonly addressless = new Map<string, number>();
 
   constructor(private readonly deps: ControllerDeps) {
     // Scaling, routes, queues and spend are per serving unit: a model in a rollout is one unit per variant.
@@ -228,8 +247,8 @@ export class Controller {
    */
   private zeroMetrics(): void {
     const m = this.deps.metrics;
-    const kinds = ["auth", "capacity", "rate_limit", "transient", "fatal"];
-    for (const provider of Object.keys(this.deps.adapters)) {
+    const kinds = ["auth", "capacity", "rate_limit", "transient", "invalid", "fatal"];
+    for (const provider of [...Object.keys(this.deps.adapters), ...Object.keys(this.deps.managed ?? {})]) {
       m.orphans.inc({ provider }, 0);
       for (const kind of kinds) m.providerErrors.inc({ provider, kind }, 0);
     }
@@ -490,7 +509,7 @@ export class Controller {
   /** Write the intent record, then create at the provider in the background (the next tick sees it loading). */
   private async startProvision(model: ModelConfig): Promise<void> {
     const candidates = model.providers.filter((p) => {
-      if (p === "runpod-serverless" || !this.deps.adapters[p]) return false;
+      if (!this.deps.adapters[p] || this.isRejected(model.name, p)) return false;
       const decision = decideProvision(this.config, model.name, p);
       if (!decision.allowed) {
         this.refuse(model.name, p, refusalText(decision));
@@ -508,9 +527,20 @@ export class Controller {
       return true;
     });
     if (candidates.length === 0) {
-      this.log(`controller: ${model.name} needs a worker but no allowed provider can start one`);
+      const why = model.providers
+        .map(
+          (p) =>
+            `${p}: ${this.rejected.get(`${model.name}|${p}`)?.reason ?? (this.deps.adapters[p] ? "refused" : "not available")}`,
+        )
+        .join("; ");
+      // once per change of reasons: demand repeats this every tick
+      if (this.noProviderLogged.get(model.name) !== why) {
+        this.noProviderLogged.set(model.name, why);
+        this.log(`controller: ${model.name} needs a worker but no allowed provider can start one (${why})`);
+      }
       return;
     }
+    this.noProviderLogged.delete(model.name);
     const id = `w${randomBytes(6).toString("hex")}`;
     const now = this.now();
     // The certificate is in the intent record before any create, so a worker adopted after a crash is pinned
@@ -696,7 +726,9 @@ export class Controller {
       } catch (error) {
         if (error instanceof FencedOut) throw error;
         this.providerError(offer.provider, error, `provision ${worker.id}`);
-        if (isProviderError(error) && (error.kind === "auth" || error.kind === "fatal"))
+        if (isProviderError(error) && error.kind === "invalid")
+          await this.rejectCreates(model, offer.provider, error);
+        if (isProviderError(error) && ["auth", "fatal", "invalid"].includes(error.kind))
           skip.add(offer.provider);
         continue;
       }
@@ -735,6 +767,38 @@ export class Controller {
     await this.registryWrite(() =>
       this.registry.transition(gaveUp, "terminated", { detail: "no provider could create it" }),
     );
+  }
+
+  /**
+   * A provider refused a create as invalid: a configuration (or adapter) error that repeats on every attempt.
+   * Surfaced once — log, decision, audit trail, and a gauge the `ProviderRejectsConfiguration` alert reads — and no
+   * more creates go to that provider for the model until REJECTED_RETRY_MS has passed.
+   */
+  private async rejectCreates(
+    model: ModelConfig,
+    provider: ConfigurableProviderId,
+    error: { detail: string },
+  ): Promise<void> {
+    const key = `${model.name}|${provider}`;
+    const first = !this.rejected.has(key);
+    this.rejected.set(key, { atMs: this.now(), reason: `refused as invalid: ${error.detail}` });
+    this.deps.metrics.requestRejected.set({ model: model.name, provider }, 1);
+    if (!first) return;
+    const reason = `${provider} refused the create as invalid (a configuration error, not capacity): ${error.detail}; no more creates there for this model for ${REJECTED_RETRY_MS / 60_000} minutes`;
+    this.log(`controller: ${model.name}: ${reason}`);
+    this.audit("provider.refused", `${model.name}@${provider}`, reason);
+    await this.noteDecision({ model: model.name, action: "config-error", reason });
+  }
+
+  /** Whether creates for this model are held back from this provider after an invalid refusal. */
+  private isRejected(model: string, provider: ConfigurableProviderId): boolean {
+    const key = `${model}|${provider}`;
+    const rejected = this.rejected.get(key);
+    if (!rejected) return false;
+    if (this.now() - rejected.atMs < REJECTED_RETRY_MS) return true;
+    this.rejected.delete(key);
+    this.deps.metrics.requestRejected.set({ model, provider }, 0);
+    return false;
   }
 
   private providerError(provider: ConfigurableProviderId, error: unknown, what: string): void {
@@ -802,10 +866,23 @@ export class Controller {
           return this.fail(worker, "instance disappeared while booting");
         if (info.status === "failed" || info.status === "stopped")
           return this.fail(worker, `instance ${info.status}: ${info.detail ?? ""}`);
+        // what the provider last said, for `aiorch status` (written when it changes)
+        const said = info.detail ? `${worker.provider}: ${info.detail}` : undefined;
+        if (info.status === "running" && !info.baseUrl) {
+          const since = this.addressless.get(worker.id) ?? now;
+          this.addressless.set(worker.id, since);
+          if (now - since >= ADDRESS_GRACE_MS) {
+            this.addressless.delete(worker.id);
+            return this.fail(
+              worker,
+              `${worker.provider} reports the instance running but gives no address for its engine port (${info.detail ?? "no detail"}); failing over`,
+            );
+          }
+        } else this.addressless.delete(worker.id);
         if (info.status !== "running" || !info.baseUrl) {
-          return worker.state === "provisioning" && info.status === "booting"
-            ? this.registry.transition(worker, "booting", { detail: info.detail })
-            : worker;
+          if (worker.state === "provisioning" && info.status === "booting")
+            return this.registry.transition(worker, "booting", { detail: said });
+          return said && said !== worker.detail ? this.registry.update(worker, { detail: said }) : worker;
         }
         // A worker with a certificate serves https (the adapters report the plain address of the port).
         const pin = pinOf(worker);
@@ -1113,80 +1190,109 @@ export class Controller {
     }
   }
 
-  /** Managed RunPod endpoints: route through them, keep their bounds where the config (and budget) says. */
+  /**
+   * Managed endpoints (RunPod serverless): route through them, keep their bounds where the config and the budget
+   * say (the provider lowers bounds on idle endpoints), drop their queue at a budget cap, book their workers.
+   */
   private async steerManaged(): Promise<void> {
-    const manager = this.deps.runpodServerless;
-    if (!manager) return;
-    for (const model of this.config.models) {
-      if (!model.providers.includes("runpod-serverless")) continue;
-      if (!decideProvision(this.config, model.name, "runpod-serverless").allowed) continue;
-      try {
-        const endpoint = await manager.find(
-          runpodEndpointName(this.config.project, this.config.stack, model.name),
-        );
-        if (!endpoint) {
-          this.managedEndpoints.delete(model.name);
-          continue;
+    for (const [provider, backend] of Object.entries(this.deps.managed ?? {}) as [
+      ConfigurableProviderId,
+      ManagedBackend,
+    ][]) {
+      for (const model of this.config.models) {
+        if (!model.providers.includes(provider)) continue;
+        if (!decideProvision(this.config, model.name, provider).allowed) continue;
+        try {
+          await this.steerEndpoint(model, provider, backend);
+        } catch (error) {
+          if (error instanceof FencedOut) throw error;
+          this.providerError(provider, error, `steer endpoint of ${model.name}`);
         }
-        const blocked = (this.blocks[model.name] ?? this.blocks["*"]) !== undefined;
-        const max = blocked ? 0 : model.maxWorkers;
-        const min = blocked ? 0 : model.minWorkers;
-        // RunPod lowers workersMax on idle endpoints (3 and 7 days): put it back.
-        if (endpoint.workersMax !== max || endpoint.workersMin !== min) {
-          await manager.setBounds(endpoint, min, max);
-          this.log(
-            `controller: ${model.name}: RunPod endpoint bounds ${endpoint.workersMin}..${endpoint.workersMax} → ${min}..${max}`,
-          );
-        }
-        if (!this.managedEndpoints.has(model.name)) {
-          const route: WorkerRecord = {
-            id: `runpod-${endpoint.id}`,
-            model: model.name,
-            provider: "runpod-serverless",
-            state: "ready",
-            baseUrl: manager.openaiBaseUrl(endpoint.id),
-            usdPerHour: 0,
-            token: "",
-            createdAtMs: this.now(),
-            stateChangedAtMs: this.now(),
-            lastActiveAtMs: this.now(),
-            accruedUntilMs: this.now(),
-          };
-          await this.registry.publishRoute(route, model.targetConcurrency * Math.max(1, model.maxWorkers), {
-            kind: "provider-key",
-            envVar: "RUNPOD_API_KEY",
-          });
-          this.managedEndpoints.set(model.name, endpoint.id);
-        }
-        await this.bookManaged(model, endpoint.id);
-      } catch (error) {
-        if (error instanceof FencedOut) throw error;
-        this.providerError("runpod-serverless", error, `steer endpoint of ${model.name}`);
       }
     }
   }
 
+  private async steerEndpoint(
+    model: ModelConfig,
+    provider: ConfigurableProviderId,
+    backend: ManagedBackend,
+  ): Promise<void> {
+    const endpoint = await backend.find(model.name);
+    if (!endpoint) {
+      this.managedEndpoints.delete(model.name);
+      return;
+    }
+    const blocked = this.overBudget(model.name);
+    const max = blocked ? 0 : model.maxWorkers;
+    const min = blocked ? 0 : model.minWorkers;
+    if (endpoint.workersMax !== max || endpoint.workersMin !== min) {
+      await backend.setBounds(endpoint, min, max);
+      this.log(
+        `controller: ${model.name}: ${provider} endpoint bounds ${endpoint.workersMin}..${endpoint.workersMax} → ${min}..${max}`,
+      );
+    }
+    if (!this.managedEndpoints.has(model.name)) {
+      const route = backend.route(endpoint.id);
+      const record: WorkerRecord = {
+        id: `${provider}-${endpoint.id}`,
+        model: model.name,
+        provider,
+        state: "ready",
+        baseUrl: route.baseUrl,
+        usdPerHour: 0,
+        token: "",
+        createdAtMs: this.now(),
+        stateChangedAtMs: this.now(),
+        lastActiveAtMs: this.now(),
+        accruedUntilMs: this.now(),
+      };
+      await this.registry.publishRoute(
+        record,
+        model.targetConcurrency * Math.max(1, model.maxWorkers),
+        route.auth,
+      );
+      this.managedEndpoints.set(model.name, endpoint.id);
+    }
+    const health = await backend.health(endpoint.id);
+    // Max workers 0 stops new workers, but jobs already queued would wait for the cap to lift (or run after it):
+    // at the cap they are dropped, and their callers get an error at once.
+    if (blocked && health.inQueue > 0) {
+      const removed = await backend.purgeQueue(endpoint.id);
+      this.log(`controller: ${model.name}: budget reached: ${removed} queued job(s) purged from ${provider}`);
+      await this.noteDecision({
+        model: model.name,
+        action: "blocked",
+        reason: `budget reached: ${provider} endpoint set to 0 workers and ${removed} queued job(s) purged`,
+      });
+    }
+    await this.bookManaged(model, provider, endpoint, health);
+  }
+
   private readonly managedBookedAt = new Map<string, number>();
 
-  /** RunPod bills running workers (idle timeout included) per second: book what /health reports. */
-  private async bookManaged(model: ModelConfig, endpointId: string): Promise<void> {
-    const manager = this.deps.runpodServerless!;
-    const health = await manager.health(endpointId);
+  /** Managed workers bill per second while running (idle timeout included): book what the provider reports. */
+  private async bookManaged(
+    model: ModelConfig,
+    provider: ConfigurableProviderId,
+    endpoint: ManagedEndpoint,
+    health: ManagedHealth,
+  ): Promise<void> {
     const now = this.now();
     const since = this.managedBookedAt.get(model.name) ?? now;
     this.managedBookedAt.set(model.name, now);
     const price = this.config.prices
-      .filter((p) => p.provider === "runpod-serverless" && model.gpu.includes(p.gpu))
+      .filter((p) => p.provider === provider && model.gpu.includes(p.gpu))
       .sort((a, b) => a.usdPerHour - b.usdPerHour)[0];
     if (!price || health.running <= 0 || now <= since) return;
     const seconds = ((now - since) / 1000) * health.running;
     const multi = this.deps.redis.multi();
+    // per GPU-hour × the GPUs per worker the provider says it runs
     this.ledger.book(
       multi,
       model.name,
-      `runpod-${endpointId}`,
-      "runpod-serverless",
-      (seconds * price.usdPerHour * model.gpuCount) / 3600,
+      `${provider}-${endpoint.id}`,
+      provider,
+      (seconds * price.usdPerHour * endpoint.gpuCount) / 3600,
       seconds,
       now,
     );

@@ -1,13 +1,12 @@
 /**
- * Controller process entry: read the runtime config and credentials from the environment, build the provider
- * adapters, run the loop, serve /metrics, /healthz and /readyz. In the cluster the bundle's entry
+ * Controller process entry: read the runtime config and credentials from the environment, build the providers
+ * (one registry, `providers/index.ts`), run the loop, serve /metrics, /healthz and /readyz. In the cluster the bundle's entry
  * (`node controller.js --config /etc/aiorch/runtime.json`); locally `aiorch controller`.
  */
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import type { ConfigurableProviderId } from "../core/catalog";
 import {
   parseRuntimeConfig,
   type RuntimeConfig,
@@ -16,73 +15,9 @@ import {
 } from "../core/config/runtime";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
-import { DatacrunchAdapter } from "./providers/datacrunch";
-import { LocalAdapter } from "./providers/local";
-import { RunpodPodAdapter } from "./providers/runpod-pod";
-import { RunPodServerlessManager } from "./providers/runpod-serverless";
-import type { ProviderAdapter } from "./providers/types";
-import { VastAiAdapter } from "./providers/vastai";
+import { buildProviders } from "./providers";
 
 type Env = Readonly<Record<string, string | undefined>>;
-
-/**
- * Adapters for the configured providers. A provider whose credentials are missing is left out with a log line:
- * the controller then fails over to the next provider instead of failing every request.
- */
-export function buildAdapters(
-  config: RuntimeConfig,
-  env: Env,
-  log: (line: string) => void,
-): {
-  adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>>;
-  runpodServerless?: RunPodServerlessManager;
-} {
-  const adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>> = {};
-  let runpodServerless: RunPodServerlessManager | undefined;
-  const p = config.providers;
-  const attempt = (id: ConfigurableProviderId, build: () => void) => {
-    try {
-      build();
-    } catch (error) {
-      log(`controller: provider ${id} disabled: ${(error as Error).message}`);
-    }
-  };
-  if (p.vastai)
-    attempt(
-      "vastai",
-      () => (adapters.vastai = new VastAiAdapter({ settings: p.vastai!, apiKey: env.VASTAI_API_KEY ?? "" })),
-    );
-  if (p.datacrunch) {
-    attempt("datacrunch", () => {
-      adapters.datacrunch = new DatacrunchAdapter({
-        settings: p.datacrunch!,
-        clientId: env.DATACRUNCH_CLIENT_ID ?? "",
-        clientSecret: env.DATACRUNCH_CLIENT_SECRET ?? "",
-        prices: config.prices,
-      });
-    });
-  }
-  if (p["runpod-pod"]) {
-    attempt("runpod-pod", () => {
-      adapters["runpod-pod"] = new RunpodPodAdapter({
-        settings: p["runpod-pod"]!,
-        apiKey: env.RUNPOD_API_KEY ?? "",
-        prices: config.prices,
-      });
-    });
-  }
-  if (p.local) attempt("local", () => (adapters.local = new LocalAdapter({ settings: p.local! })));
-  if (p["runpod-serverless"]) {
-    attempt("runpod-serverless", () => {
-      runpodServerless = new RunPodServerlessManager({
-        settings: p["runpod-serverless"]!,
-        apiKey: env.RUNPOD_API_KEY,
-        jobApiBase: env.RUNPOD_JOB_API_BASE,
-      });
-    });
-  }
-  return { adapters, runpodServerless };
-}
 
 export interface ControllerProcessOptions {
   readonly config: RuntimeConfig;
@@ -107,14 +42,14 @@ export async function startController(
   });
   redis.on("error", (error: Error) => log(`controller: redis: ${error.message}`));
   const metrics = new ControllerMetrics();
-  const { adapters, runpodServerless } = buildAdapters(options.config, options.env, log);
+  const { adapters, managed } = buildProviders(options.config, options.env, log);
   const workerEnv: Record<string, string> = {};
   if (options.env.HF_TOKEN) workerEnv.HF_TOKEN = options.env.HF_TOKEN;
   const controller = new Controller({
     config: options.config,
     redis,
     adapters,
-    runpodServerless,
+    managed,
     metrics,
     workerEnv,
     log,
@@ -141,9 +76,7 @@ export async function startController(
   const port = (server.address() as { port: number }).port;
   log(
     `controller: stack ${options.config.stack}, providers ${
-      Object.keys(adapters)
-        .concat(runpodServerless ? ["runpod-serverless"] : [])
-        .join(", ") || "(none)"
+      [...Object.keys(adapters), ...Object.keys(managed)].join(", ") || "(none)"
     }, metrics on ${options.host}:${port}`,
   );
   return {

@@ -17,6 +17,7 @@ export class ControllerMetrics {
   readonly providerErrors: Counter;
   readonly orphans: Counter;
   readonly terminationPending: Gauge;
+  readonly requestRejected: Gauge;
   readonly decisions: Counter;
   readonly reaction: Histogram;
 
@@ -36,6 +37,7 @@ export class ControllerMetrics {
     this.providerErrors = new Counter({ ...spec("providerErrorsTotal"), registers });
     this.orphans = new Counter({ ...spec("orphansFoundTotal"), registers });
     this.terminationPending = new Gauge({ ...spec("terminationPendingSeconds"), registers });
+    this.requestRejected = new Gauge({ ...spec("providerRequestRejected"), registers });
     this.decisions = new Counter({
       name: "aiorch_scale_decisions_total",
       help: "Scaling actions by model and action (provision, drain, refuse)",

@@ -111,7 +111,7 @@ export const METRICS = {
   providerErrorsTotal: metric({
     name: "aiorch_provider_errors_total",
     type: "counter",
-    help: "Failed provider API calls by error class (auth, capacity, rate_limit, transient, fatal)",
+    help: "Failed provider API calls by error class (auth, capacity, rate_limit, transient, invalid, fatal)",
     labels: ["provider", "kind"],
   }),
   orphansFoundTotal: metric({
@@ -119,6 +119,12 @@ export const METRICS = {
     type: "counter",
     help: "Instances found at a provider with the stack's owner label but unknown to the registry",
     labels: ["provider"],
+  }),
+  providerRequestRejected: metric({
+    name: "aiorch_provider_request_rejected",
+    type: "gauge",
+    help: "1 while the controller sends no more creates for a model to a provider that refused one as invalid (a configuration error; retried hourly)",
+    labels: ["model", "provider"],
   }),
   terminationPendingSeconds: metric({
     name: "aiorch_termination_pending_seconds",

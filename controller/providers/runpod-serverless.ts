@@ -1,176 +1,145 @@
 /**
- * RunPod serverless is a managed backend: RunPod queues requests and scales its own workers. The controller finds
- * the endpoint the stack declared (by name), routes through its OpenAI path, steers `workersMin`/`workersMax`
- * (restoring bounds RunPod lowers on idle endpoints, and setting max 0 at a budget cap) and reads `/health` for
- * worker counts, which the ledger bills.
+ * RunPod serverless as a `ManagedBackend`: RunPod queues requests and scales its own workers. The stack's Pulumi
+ * program declares one endpoint per serving unit (`components/runpod-endpoint.ts`, named by
+ * `runpodEndpointName`); at run time the controller finds it, routes the gateway through its OpenAI path, steers
+ * its worker bounds, purges its queue at a budget cap and books the workers `/health` reports.
+ *
+ * Contract (`core/contracts/runpod.ts`):
+ * - REST v2 on `https://api.runpod.io` (runpod/docs `api-reference-v2/openapi.json`): `GET /v2/serverless` →
+ *   `{endpoints: Endpoint[]}`; `PATCH /v2/serverless/{id}` `{workers: {min, max}}` — partial, so nothing else about
+ *   the endpoint (volumes, data centres, scaler, CUDA floor) is touched, unlike GraphQL's `saveEndpoint`, which
+ *   reset every field it was not sent.
+ * - The job API on `https://api.runpod.ai/v2/{id}` (runpod/docs `serverless/endpoints/operation-reference.mdx`,
+ *   runpod/go-sdk `pkg/sdk/endpoint`): `GET /health` → `{workers{running, idle, initializing, …}, jobs{inQueue,
+ *   inProgress, …}}`; `POST /purge-queue` → `{removed, status}` (queued jobs only; running jobs finish);
+ *   the OpenAI-compatible route `/openai/v1` with the RunPod key as bearer.
  */
 import { PROVIDERS } from "../../core/catalog";
-import type { RuntimeConfig } from "../../core/config";
-import { apiBaseOf, type HttpRuntimeOptions, isRecord, num, ProviderHttp, str } from "./http";
+import { type RuntimeConfig, runpodEndpointName } from "../../core/config/runtime";
+import type { Endpoint, EndpointHealth, UpdateEndpointRequest } from "../../core/contracts/runpod";
+import { apiBaseOf, type HttpRuntimeOptions, isRecord, ProviderHttp } from "./http";
+import type { ManagedBackend, ManagedEndpoint, ManagedHealth, ManagedRoute } from "./types";
 
 type Settings = NonNullable<RuntimeConfig["providers"]["runpod-serverless"]>;
-
-export interface ManagedEndpoint {
-  readonly id: string;
-  readonly name: string;
-  readonly templateId: string;
-  readonly gpuIds: string;
-  readonly workersMin: number;
-  readonly workersMax: number;
-  /**
-   * The endpoint's other settings as RunPod reports them (idle timeout, scaler, locations, network volume,
-   * FlashBoot). An update sends them back: a save resets what it leaves out, which would unmount the weight cache
-   * and drop the data-centre pin on the first scaling step.
-   */
-  readonly settings: Readonly<Record<string, unknown>>;
-}
-
-/** Endpoint fields an update must carry besides identity and bounds. */
-const KEPT_FIELDS = [
-  "idleTimeout",
-  "scalerType",
-  "scalerValue",
-  "locations",
-  "networkVolumeId",
-  "flashBootType",
-] as const;
-
-export interface EndpointHealth {
-  /** Workers RunPod bills right now (running, including their idle timeout). */
-  readonly running: number;
-  readonly idle: number;
-  readonly initializing: number;
-  readonly inQueue: number;
-  readonly inProgress: number;
-}
 
 export interface RunPodServerlessOptions extends HttpRuntimeOptions {
   readonly settings: Settings;
   readonly apiKey: string | undefined;
+  /** The stack's Pulumi project and stack: endpoint names are `runpodEndpointName(project, stack, unit)`. */
+  readonly project: string;
+  readonly stack: string;
   /** Host of the job API (`/v2/{id}/health`, `/v2/{id}/openai/v1`). @default "https://api.runpod.ai" */
   readonly jobApiBase?: string;
 }
 
-const ENDPOINTS = `query Endpoints { myself { endpoints { id name templateId gpuIds workersMin workersMax ${KEPT_FIELDS.join(" ")} } } }`;
-const SAVE =
-  "mutation SaveEndpoint($input: EndpointInput!) { saveEndpoint(input: $input) { id workersMin workersMax } }";
+/** The env var of the gateway's pod that holds the RunPod key it sends to the OpenAI route. */
+const KEY_ENV = "RUNPOD_API_KEY";
 
-export class RunPodServerlessManager {
+export class RunPodServerlessBackend implements ManagedBackend {
   readonly id = "runpod-serverless" as const;
-  private readonly graphql: ProviderHttp;
+  private readonly rest: ProviderHttp;
   private readonly jobs: ProviderHttp;
-  readonly jobApiBase: string;
+  private readonly jobApiBase: string;
+  private readonly project: string;
+  private readonly stack: string;
 
   constructor(options: RunPodServerlessOptions) {
     const apiKey = options.apiKey ?? "";
     const auth = { headers: async () => ({ authorization: `Bearer ${apiKey}` }) };
     const common = { ...options, provider: "runpod-serverless" as const, auth, secrets: () => [apiKey] };
-    this.graphql = new ProviderHttp({
-      ...common,
-      baseUrl: apiBaseOf(
-        options.settings.apiBase,
-        PROVIDERS["runpod-serverless"].apiBase,
-        "runpod-serverless",
-      ),
-    });
+    const restBase = apiBaseOf(
+      options.settings.apiBase,
+      PROVIDERS["runpod-serverless"].apiBase,
+      "runpod-serverless",
+    );
+    // `apiBase` may be written as RunPod's docs write the v2 base (…/v2); paths here carry /v2 themselves
+    this.rest = new ProviderHttp({ ...common, baseUrl: restBase.replace(/\/v2$/, "") });
     this.jobApiBase = (options.jobApiBase ?? "https://api.runpod.ai").replace(/\/+$/, "");
     this.jobs = new ProviderHttp({ ...common, baseUrl: this.jobApiBase });
-    if (!apiKey) throw this.graphql.error("configure", "auth", "no API key (RUNPOD_API_KEY is empty)");
+    this.project = options.project;
+    this.stack = options.stack;
+    if (!apiKey) throw this.rest.error("configure", "auth", "no API key (RUNPOD_API_KEY is empty)");
   }
 
-  /** The OpenAI base URL (with /v1) of an endpoint. */
-  openaiBaseUrl(endpointId: string): string {
-    return `${this.jobApiBase}/v2/${endpointId}/openai/v1`;
+  route(endpointId: string): ManagedRoute {
+    return {
+      baseUrl: `${this.jobApiBase}/v2/${encodeURIComponent(endpointId)}/openai/v1`,
+      auth: { kind: "provider-key", envVar: KEY_ENV },
+    };
   }
 
-  private async query(
-    operation: string,
-    query: string,
-    variables?: Record<string, unknown>,
-  ): Promise<Record<string, unknown>> {
-    const json = await this.graphql.json({
-      operation,
-      method: "POST",
-      path: "/graphql",
-      json: { query, variables },
-    });
-    if (!isRecord(json)) throw this.graphql.unexpected(operation, "not a GraphQL answer", json);
-    const errors = json.errors;
-    // GraphQL errors arrive with HTTP 200.
-    if (Array.isArray(errors) && errors.length > 0) {
-      const message = str(isRecord(errors[0]) ? errors[0].message : undefined) ?? "GraphQL error";
-      throw this.graphql.error(
-        operation,
-        /no longer any instances|capacity/i.test(message) ? "capacity" : "fatal",
-        message,
+  async find(unit: string): Promise<ManagedEndpoint | undefined> {
+    const name = runpodEndpointName(this.project, this.stack, unit);
+    const body = await this.rest.json({ operation: "list endpoints", method: "GET", path: "/v2/serverless" });
+    const list = isRecord(body) ? body.endpoints : undefined;
+    if (!Array.isArray(list)) throw this.rest.unexpected("list endpoints", "no endpoints list", body);
+    const found = (list as Partial<Endpoint>[]).filter((e) => isRecord(e) && e.name === name);
+    if (found.length > 1)
+      throw this.rest.error(
+        "list endpoints",
+        "fatal",
+        `${found.length} endpoints are named "${name}" (${found.map((e) => e.id).join(", ")}); delete the extra ones in the RunPod console`,
       );
-    }
-    if (!isRecord(json.data)) throw this.graphql.unexpected(operation, "no data", json);
-    return json.data;
+    return found[0] ? viewOf(found[0]) : undefined;
   }
 
-  async endpoints(): Promise<ManagedEndpoint[]> {
-    const data = await this.query("list endpoints", ENDPOINTS);
-    const list = isRecord(data.myself) && Array.isArray(data.myself.endpoints) ? data.myself.endpoints : [];
-    return list.filter(isRecord).flatMap((e) => {
-      const id = str(e.id);
-      const name = str(e.name);
-      if (!id || !name) return [];
-      return [
-        {
-          id,
-          name,
-          templateId: str(e.templateId) ?? "",
-          gpuIds: str(e.gpuIds) ?? "",
-          workersMin: num(e.workersMin) ?? 0,
-          workersMax: num(e.workersMax) ?? 0,
-          settings: Object.fromEntries(
-            KEPT_FIELDS.flatMap((f) => (e[f] === undefined || e[f] === null ? [] : [[f, e[f]]])),
-          ),
-        },
-      ];
-    });
-  }
-
-  async find(name: string): Promise<ManagedEndpoint | undefined> {
-    return (await this.endpoints()).find((e) => e.name === name);
-  }
-
-  /** Set the worker bounds; RunPod's update needs the endpoint's whole input again, so every setting goes back. */
   async setBounds(
     endpoint: ManagedEndpoint,
     workersMin: number,
     workersMax: number,
   ): Promise<ManagedEndpoint> {
-    await this.query("set worker bounds", SAVE, {
-      input: {
-        ...endpoint.settings,
-        id: endpoint.id,
-        name: endpoint.name,
-        templateId: endpoint.templateId,
-        gpuIds: endpoint.gpuIds,
+    const body: UpdateEndpointRequest = { workers: { min: workersMin, max: workersMax } };
+    const updated = await this.rest.json({
+      operation: "set worker bounds",
+      method: "PATCH",
+      path: `/v2/serverless/${encodeURIComponent(endpoint.id)}`,
+      json: body,
+    });
+    return (
+      (isRecord(updated) ? viewOf(updated as Partial<Endpoint>) : undefined) ?? {
+        ...endpoint,
         workersMin,
         workersMax,
-      },
-    });
-    return { ...endpoint, workersMin, workersMax };
+      }
+    );
   }
 
-  async health(endpointId: string): Promise<EndpointHealth> {
+  async health(endpointId: string): Promise<ManagedHealth> {
     const json = await this.jobs.json({
       operation: "health",
       method: "GET",
-      path: `/v2/${endpointId}/health`,
+      path: `/v2/${encodeURIComponent(endpointId)}/health`,
     });
-    const workers = isRecord(json) && isRecord(json.workers) ? json.workers : {};
-    const jobs = isRecord(json) && isRecord(json.jobs) ? json.jobs : {};
-    // The docs show only idle and running; other fields appear in clients' code: treat every one as optional.
+    const h = (isRecord(json) ? json : {}) as EndpointHealth;
+    // every field is optional in the SDK's HealthOutput: absent counts as 0
     return {
-      running: num(workers.running) ?? 0,
-      idle: num(workers.idle) ?? 0,
-      initializing: num(workers.initializing) ?? 0,
-      inQueue: num(jobs.inQueue) ?? 0,
-      inProgress: num(jobs.inProgress) ?? 0,
+      running: h.workers?.running ?? 0,
+      idle: h.workers?.idle ?? 0,
+      initializing: h.workers?.initializing ?? 0,
+      inQueue: h.jobs?.inQueue ?? 0,
+      inProgress: h.jobs?.inProgress ?? 0,
     };
   }
+
+  async purgeQueue(endpointId: string): Promise<number> {
+    const json = await this.jobs.json({
+      operation: "purge queue",
+      method: "POST",
+      path: `/v2/${encodeURIComponent(endpointId)}/purge-queue`,
+    });
+    const removed = isRecord(json) ? json.removed : undefined;
+    return typeof removed === "number" ? removed : 0;
+  }
+}
+
+/** The parts of a v2 `Endpoint` the controller uses; undefined for an answer without id or bounds. */
+function viewOf(e: Partial<Endpoint>): ManagedEndpoint | undefined {
+  if (typeof e.id !== "string" || typeof e.name !== "string" || !e.workers) return undefined;
+  return {
+    id: e.id,
+    name: e.name,
+    workersMin: e.workers.min,
+    workersMax: e.workers.max,
+    gpuCount: e.gpu?.count ?? 1,
+  };
 }

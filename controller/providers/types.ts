@@ -1,6 +1,7 @@
 /**
- * The interface every instance-provider adapter implements, the error type they all throw, and the helpers
- * they share for tagging instances and starting the inference engine.
+ * The interfaces every provider implements — `ProviderAdapter` for providers where we rent instances one by one,
+ * `ManagedBackend` for providers that queue and scale their own workers — the error type they all throw, and the
+ * helpers they share for tagging instances and starting the inference engine.
  *
  * Adapters do not decide trust: the controller calls `decideProvision` (core/trust) before `provision`.
  * Adapters never log or put into an error message a credential, the worker token or the worker's env.
@@ -202,6 +203,55 @@ export interface ProviderAdapter {
   listOwned(ownerLabel: string): Promise<InstanceInfo[]>;
   /** Stop billing for good. Idempotent: an instance that is already gone counts as success. */
   terminate(providerId: string): Promise<void>;
+}
+
+// ── managed backends ──────────────────────────────────────────────────────────────────────────────────────
+
+/** An endpoint a managed backend runs for one serving unit, as the provider reports it. */
+export interface ManagedEndpoint {
+  readonly id: string;
+  readonly name: string;
+  readonly workersMin: number;
+  readonly workersMax: number;
+  /** GPUs per worker, as the provider bills them (RunPod `gpu.count`). */
+  readonly gpuCount: number;
+}
+
+/** What a managed endpoint runs and holds right now. */
+export interface ManagedHealth {
+  /** Workers billed right now (running, including their idle timeout). */
+  readonly running: number;
+  readonly idle: number;
+  readonly initializing: number;
+  /** Jobs waiting for a worker. */
+  readonly inQueue: number;
+  readonly inProgress: number;
+}
+
+/** How the gateway reaches a managed endpoint: its OpenAI base URL and the credential it sends. */
+export interface ManagedRoute {
+  /** OpenAI base URL, with `/v1`. */
+  readonly baseUrl: string;
+  /** The gateway authenticates with this provider credential (an env var of its pod), never a stored token. */
+  readonly auth: { readonly kind: "provider-key"; readonly envVar: string };
+}
+
+/**
+ * A provider that queues and scales its own workers (RunPod serverless). The stack declares one endpoint per
+ * serving unit; at run time the controller finds it, routes the gateway through it, keeps its worker bounds where
+ * the config and the budget say (restoring bounds the provider lowers on idle endpoints), drops its queue at a
+ * budget cap, and books the workers it reports.
+ */
+export interface ManagedBackend {
+  readonly id: ConfigurableProviderId;
+  /** The endpoint the stack declared for this serving unit, or undefined when there is none (yet). */
+  find(unit: string): Promise<ManagedEndpoint | undefined>;
+  /** Set the worker bounds; nothing else about the endpoint changes. */
+  setBounds(endpoint: ManagedEndpoint, workersMin: number, workersMax: number): Promise<ManagedEndpoint>;
+  health(endpointId: string): Promise<ManagedHealth>;
+  /** Remove the jobs waiting in the endpoint's queue (running jobs finish); answers how many went. */
+  purgeQueue(endpointId: string): Promise<number>;
+  route(endpointId: string): ManagedRoute;
 }
 
 /** Statuses after which an instance never serves again. */

@@ -76,6 +76,7 @@ describe("alert rules", () => {
       "GpuSpendAboveModelBudget",
       "OrphanedInstanceFound",
       "ProviderErrors",
+      "ProviderRejectsConfiguration",
       "RequestsWaitedPastDeadline",
       "TerminationNotConfirmed",
     ]);
@@ -158,6 +159,11 @@ describe("alert rules", () => {
               { provider: "datacrunch", worker: "w2" },
               "0+60x20",
             ),
+            series(
+              METRICS.providerRequestRejected.name,
+              { model: "llama", provider: "runpod-pod" },
+              "0 0 1 1 0",
+            ),
           ],
           alert_rule_test: [
             { eval_time: "10m", alertname: "GpuIdleWhileWorkerRunning", exp_alerts: [] },
@@ -185,6 +191,18 @@ describe("alert rules", () => {
                 expectAlert({ alert: "ProviderErrors", labels: { provider: "vastai", kind: "capacity" } }),
               ],
             },
+            { eval_time: "1m", alertname: "ProviderRejectsConfiguration", exp_alerts: [] },
+            {
+              eval_time: "2m",
+              alertname: "ProviderRejectsConfiguration",
+              exp_alerts: [
+                expectAlert({
+                  alert: "ProviderRejectsConfiguration",
+                  labels: { model: "llama", provider: "runpod-pod" },
+                }),
+              ],
+            },
+            { eval_time: "4m", alertname: "ProviderRejectsConfiguration", exp_alerts: [] },
             { eval_time: "1m", alertname: "OrphanedInstanceFound", exp_alerts: [] },
             {
               eval_time: "5m",

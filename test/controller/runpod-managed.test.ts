@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Controller } from "../../controller/controller";
 import { ControllerMetrics } from "../../controller/metrics";
-import { RunPodServerlessManager } from "../../controller/providers/runpod-serverless";
+import { RunPodServerlessBackend } from "../../controller/providers/runpod-serverless";
 import {
   loadStackConfig,
   parseStackFile,
@@ -14,24 +14,31 @@ import {
 } from "../../core/config";
 import { decodeRoute, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
-import { type RunPodFake, startRunPodFake } from "../fakes/runpod-graphql";
+import { type FakeServerlessEndpoint, RunpodServerlessFake } from "../fakes/runpod-serverless";
 import { stackYaml } from "../stack-yaml";
 
+const KEY = "rpa_MANAGED_TEST_KEY_0123";
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-let fake: RunPodFake;
+let fake: RunpodServerlessFake;
 let keys: RedisKeys;
 let config: RuntimeConfig;
 let logs: string[];
+let endpoint: FakeServerlessEndpoint;
 
 beforeAll(async () => {
-  fake = await startRunPodFake();
+  fake = new RunpodServerlessFake({ apiKey: KEY });
+  await fake.start();
 });
 afterAll(async () => {
-  await fake.stop();
+  expect(fake.contractViolations).toEqual([]);
+  await fake.close();
   redis.disconnect();
 });
 beforeEach(() => {
-  fake.reset();
+  fake.endpoints.clear();
+  fake.templates.clear();
+  fake.clearFaults();
+  (fake.requests as unknown[]).length = 0;
   keys = redisKeys(`rp${randomBytes(4).toString("hex")}:`);
   config = renderRuntimeConfig(
     loadStackConfig(
@@ -41,7 +48,7 @@ beforeEach(() => {
           budget: "{ monthlyUsd: 100 }",
           providers: `{ runpod-serverless: { apiBase: "${fake.url}", dataCenters: [EU-RO-1] } }`,
           models:
-            "[{ name: llm, kind: chat, source: o/llm, gpu: [RTX_4090], providers: [runpod-serverless], maxWorkers: 3 }]",
+            "[{ name: llm, kind: chat, source: o/llm, gpu: [RTX_4090], gpuCount: 2, providers: [runpod-serverless], maxWorkers: 3 }]",
           redis: `{ keyPrefix: "${keys.prefix}" }`,
         }),
         "t.yaml",
@@ -50,41 +57,16 @@ beforeEach(() => {
     "test",
   );
   logs = [];
-  // the template and endpoint the stack's Pulumi program created, under the name the controller looks for
-  fake.templates.set("tpl1", {
-    id: "tpl1",
-    name: "llm-template",
-    imageName: "runpod/worker-v1-vllm",
-    containerDiskInGb: 30,
-    volumeInGb: 0,
-    volumeMountPath: null,
-    dockerArgs: "",
-    env: [],
-    ports: null,
-    isServerless: true,
-    readme: "",
-    startSsh: false,
-    startJupyter: false,
-    isPublic: false,
-    containerRegistryAuthId: null,
-  });
-  fake.endpoints.set("ep1", {
-    id: "ep1",
+  // the endpoint the stack's Pulumi program created, under the name the controller looks for
+  endpoint = fake.seedLegacyEndpoint({
     name: runpodEndpointName(config.project, config.stack, "llm"),
-    templateId: "tpl1",
-    gpuIds: "ADA_24",
-    gpuCount: 1,
-    workersMin: 0,
-    workersMax: 3,
-    idleTimeout: 5,
-    scalerType: "QUEUE_DELAY",
-    scalerValue: 4,
-    locations: "EU-RO-1",
-    networkVolumeId: null,
-    flashBootType: "FLASHBOOT",
-    executionTimeoutMs: 600_000,
-    type: "QB",
+    image: "runpod/worker-v1-vllm:v2.25.2",
+    pools: ["ADA_24"],
+    max: 3,
   });
+  endpoint.gpu.count = 2;
+  endpoint.networkVolumes = ["vol123"];
+  endpoint.dataCenterIds = ["EU-RO-1"];
 });
 
 const controller = () =>
@@ -92,11 +74,15 @@ const controller = () =>
     config,
     redis,
     adapters: {},
-    runpodServerless: new RunPodServerlessManager({
-      settings: config.providers["runpod-serverless"]!,
-      apiKey: fake.apiKey,
-      jobApiBase: fake.url,
-    }),
+    managed: {
+      "runpod-serverless": new RunPodServerlessBackend({
+        settings: config.providers["runpod-serverless"]!,
+        apiKey: KEY,
+        project: config.project,
+        stack: config.stack,
+        jobApiBase: fake.url,
+      }),
+    },
     metrics: new ControllerMetrics({ defaultMetrics: false }),
     log: (line) => logs.push(line),
   });
@@ -106,53 +92,53 @@ describe("RunPod serverless, managed", () => {
     await controller().tick();
     const routes = await redis.hgetall(keys.routes("llm"));
     const route = decodeRoute(Object.values(routes)[0]!)!;
-    expect(route.baseUrl).toBe(`${fake.url}/v2/ep1/openai/v1`);
+    expect(route.baseUrl).toBe(`${fake.url}/v2/${endpoint.id}/openai/v1`);
     expect(route.auth).toEqual({ kind: "provider-key", envVar: "RUNPOD_API_KEY" });
-    expect(JSON.stringify(routes)).not.toContain(fake.apiKey);
+    expect(JSON.stringify(routes)).not.toContain(KEY);
   });
 
   it("restores the worker bounds RunPod lowers on idle endpoints", async () => {
-    fake.endpoints.get("ep1")!.workersMax = 0; // RunPod's 7-day scale-down
+    fake.lowerIdleMax(endpoint.id, 0); // RunPod's 7-day scale-down
     await controller().tick();
-    expect(fake.endpoints.get("ep1")!.workersMax, logs.join("\n")).toBe(3);
+    expect(fake.endpoints.get(endpoint.id)!.workers.max, logs.join("\n")).toBe(3);
     expect(logs.join("\n")).toMatch(/bounds 0\.\.0 → 0\.\.3/);
   });
 
-  it("a bounds update sends every setting back, so the weight cache stays mounted and the data centre pinned", async () => {
-    const endpoint = fake.endpoints.get("ep1")!;
-    endpoint.workersMax = 0;
-    endpoint.networkVolumeId = "vol123";
+  it("a bounds update is one partial PATCH of the bounds: the weight cache stays mounted and the data centre pinned", async () => {
+    fake.lowerIdleMax(endpoint.id, 0);
     await controller().tick();
-    const saves = fake.requests.filter((r) => r.fields.includes("saveEndpoint"));
-    const input = saves.at(-1)?.variables.input as Record<string, unknown>;
-    expect(input).toMatchObject({
-      id: "ep1",
-      workersMax: 3,
-      networkVolumeId: "vol123",
-      locations: "EU-RO-1",
-      flashBootType: "FLASHBOOT",
-      idleTimeout: 5,
-      scalerType: "QUEUE_DELAY",
-      scalerValue: 4,
+    const patches = fake.requestsTo(`/v2/serverless/${endpoint.id}`, "PATCH");
+    expect(patches.map((r) => r.body)).toEqual([{ workers: { min: 0, max: 3 } }]);
+    expect(fake.endpoints.get(endpoint.id)).toMatchObject({
+      networkVolumes: ["vol123"],
+      dataCenterIds: ["EU-RO-1"],
+      gpu: { count: 2 },
+      workers: { min: 0, max: 3, idleTimeout: 5 },
     });
+    // nothing went to GraphQL
+    expect(fake.requests.filter((r) => r.path.includes("graphql"))).toEqual([]);
   });
 
-  it("at the budget cap sets the endpoint to zero workers", async () => {
+  it("at the budget cap sets the endpoint to zero workers and purges its queue", async () => {
+    fake.endpoints.get(endpoint.id)!.jobs.inQueue = 7;
     await redis.hset(keys.spendMonth(ledgerMonth(Date.now())), "total", 100_000_000);
     await controller().tick();
-    expect(fake.endpoints.get("ep1")!.workersMax).toBe(0);
+    expect(fake.endpoints.get(endpoint.id)!.workers.max).toBe(0);
     expect(await redis.hget(keys.budgetBlocked, "*")).toMatch(/monthly budget of \$100/);
+    expect(fake.endpoints.get(endpoint.id)!.jobs.inQueue).toBe(0);
+    expect(fake.requestsTo(`/v2/${endpoint.id}/purge-queue`, "POST")).toHaveLength(1);
+    expect(logs.join("\n")).toMatch(/7 queued job\(s\) purged/);
   });
 
-  it("bills the workers /health reports running, per second", async () => {
-    fake.endpoints.get("ep1")!.runningWorkers = 2;
+  it("bills the workers /health reports running, per second, for the GPUs each worker has", async () => {
+    fake.endpoints.get(endpoint.id)!.workersNow.running = 2;
     const c = controller();
     await c.tick();
     await new Promise((r) => setTimeout(r, 1_100));
     await c.tick();
     const spent = Number(await redis.hget(keys.spendMonth(ledgerMonth(Date.now())), "model:llm")) / 1e6;
-    // 2 workers × ~1.1 s × $1.116/h (RTX 4090 flex) ≈ $0.00068
-    expect(spent).toBeGreaterThan(0.0005);
-    expect(spent).toBeLessThan(0.002);
+    // 2 workers × 2 GPUs × ~1.1 s × $1.116/h (RTX 4090 flex) ≈ $0.00136
+    expect(spent).toBeGreaterThan(0.001);
+    expect(spent).toBeLessThan(0.004);
   });
 });
