@@ -96,8 +96,7 @@ const controller = (
     reconcileMs: 3_600_000,
   });
 
-const waiting = () =>
-  redis.zadd(keys.waiting("m"), clock + 86_400_000, `r${randomBytes(3).toString("hex")}`);
+const waiting = () => redis.zadd(keys.waiting("m"), clock + 86_400_000, `r${randomBytes(3).toString("hex")}`);
 const settle = () => new Promise((r) => setTimeout(r, 30));
 const live = () => new WorkerRegistry(redis, keys, () => 0).live();
 const decisions = async () =>
