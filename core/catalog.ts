@@ -265,12 +265,15 @@ export const PROVIDERS: Readonly<Record<ProviderId, ProviderProfile>> = {
     defaultCloud: "default",
     billing: PER_SECOND,
     coldStart: { p50Seconds: 30, p95Seconds: 60, source: "DataCrunch instance start ~30 s (published)" },
+    // The GPU model as it appears in Verda's instance type ids (after the GPU count: `1A100.22V`, `2A100.44V`,
+    // `1A100.40S.22V`, `1H100.80S.22V`, `1A6000.10V`). A model covers cards of different memory (A100 40/80 GB):
+    // the adapter also checks each type's `gpu_memory` per GPU against the GPU's vramGb (`fitsGpuMemory`).
     gpus: {
-      A100_80GB: { providerGpuId: "1A100.22V" },
-      H100_80GB: { providerGpuId: "1H100.80S.30V" },
-      L40S: { providerGpuId: "1L40S.20V" },
-      RTX_6000_ADA: { providerGpuId: "1RTX6000ADA.10V" },
-      RTX_A6000: { providerGpuId: "1A6000.10V" },
+      A100_80GB: { providerGpuId: "A100" },
+      H100_80GB: { providerGpuId: "H100" },
+      L40S: { providerGpuId: "L40S" },
+      RTX_6000_ADA: { providerGpuId: "RTX6000ADA" },
+      RTX_A6000: { providerGpuId: "A6000" },
     },
     apiBase: "https://api.verda.com/v1",
     credentialKeys: ["datacrunchClientId", "datacrunchClientSecret"],

@@ -1,9 +1,19 @@
 /**
  * DataCrunch / Verda adapter (https://api.verda.com/v1): OAuth2 client credentials with a cached token that is
- * refreshed before expiry and re-obtained on a 401; offers from `/instance-types` filtered by
- * `/instance-availability` at the configured location; `POST /instances` (answers a plain-text id) with a
- * startup script that runs the engine container (`--entrypoint` set when the engine writes its TLS files
- * first); read, list, and `PUT /instances {action:"delete"}`.
+ * refreshed before expiry and re-obtained on a 401; offers from `/instance-types` matched to the catalog's GPUs by
+ * GPU model AND memory per GPU, filtered by `/instance-availability` at the configured location; `POST /instances`
+ * (answers a plain-text id) with a startup script that runs the engine container (`--entrypoint` set when the
+ * engine writes its TLS files first); read, list, and `PUT /instances {action:"delete"}`.
+ *
+ * Every request body and every field read comes from Verda's published shapes in `core/contracts/verda.ts`,
+ * which names the SDK file behind each (verda-cloud/sdk-python, verda-cloud/verdacloud-sdk-go, verda-cloud/verda-cli).
+ * Bodies are typed with the contract's request types; answers are read through its response types, defensively
+ * (never strict-parsed: Verda may add fields).
+ *
+ * Prices: an instance TYPE's `price_per_hour` is the whole instance's (verda-cli commit 26d3b11), so an offer
+ * carries it as is; an INSTANCE's own `price_per_hour` is per GPU (verda-cli `cmd/util/pricing.go`), so `describe`
+ * multiplies it by the instance's GPU count. GPU memory: `gpu_memory.size_in_gigabytes` is the total over the GPUs
+ * (sdk-python `tests/unit_tests/instance_types/`), so memory per GPU is that over `gpu.number_of_gpus`.
  *
  * Instances carry the tag `<ownerLabel>.<workerId>` in `description` (the ownership record the reconciler
  * reads) and a DNS-safe `hostname` derived from both. A delete of an instance that is already gone answers
@@ -20,17 +30,32 @@
  * `listOwned` also reports leftovers: those of instances it remembers (under the instance id) and, after a
  * restart, detached OS volumes named `<ownerLabel>-…-os` that no existing instance uses (under
  * `volume:<id>`, which `describe`/`terminate` understand), so the reconciler deletes them as orphans.
- * Sources: reference/providers.md §3 "Volumes"; response fields (id, name, status, is_os_volume, instance_id,
- * instances, deleted_at, is_permanently_deleted) from verda-cloud/sdk-python `verda/volumes/_volumes.py` and
- * verdacloud-sdk-go `pkg/verda/volumes_types.go`. UNVERIFIED: that a DELETE with `is_permanent` also purges a
- * trashed volume, whether a volume left behind keeps its `instance_id`, and whether the trash list shows
- * purged volumes (handled either way).
+ * UNVERIFIED: that a DELETE with `is_permanent` also purges a trashed volume, whether a volume left behind keeps
+ * its `instance_id`, and whether the trash list shows purged volumes (handled either way).
  */
-import { type GpuId, PROVIDERS } from "../../core/catalog";
+import { fitsGpuMemory, GPUS, type GpuId, PROVIDERS } from "../../core/catalog";
 import type { RuntimeConfig } from "../../core/config/runtime";
+import type {
+  CreateInstanceRequest,
+  CreateScriptRequest,
+  DeleteScriptsRequest,
+  DeleteVolumeRequest,
+  InstanceActionRequest,
+  InstanceActionResult,
+  InstanceAvailabilityQuery,
+  InstanceTypesQuery,
+  LocationAvailability,
+  TokenRequest,
+  TokenResponse,
+  Instance as VerdaInstance,
+  InstanceType as VerdaInstanceType,
+  Volume as VerdaVolume,
+  VolumeInTrash as VerdaVolumeInTrash,
+} from "../../core/contracts/verda";
 import {
   type AuthSource,
   apiBaseOf,
+  classifyFailure,
   type HttpRuntimeOptions,
   isRecord,
   num,
@@ -49,6 +74,7 @@ import {
   type ProviderAdapter,
   ProviderError,
   parseInstanceTag,
+  type SkippedOffer,
   shellJoin,
   shellQuote,
   specSecrets,
@@ -73,7 +99,8 @@ export interface DatacrunchAdapterOptions extends HttpRuntimeOptions {
   readonly defaultPort?: number;
 }
 
-const STATUS: Readonly<Record<string, InstanceStatus>> = {
+/** Verda's instance statuses (core/contracts/verda.ts `InstanceStatus`: go `instances_types.go`, py `constants.py`). */
+const STATUS: Readonly<Record<VerdaInstance["status"], InstanceStatus>> = {
   ordered: "provisioning",
   validating: "provisioning",
   pending: "provisioning",
@@ -81,8 +108,8 @@ const STATUS: Readonly<Record<string, InstanceStatus>> = {
   provisioning: "provisioning",
   running: "running",
   offline: "stopped",
+  starting_hibernation: "stopped",
   hibernating: "stopped",
-  hibernated: "stopped",
   restoring: "booting",
   deleting: "terminating",
   discontinued: "terminated",
@@ -171,7 +198,8 @@ class VerdaAuth implements AuthSource {
     });
   }
 
-  private async grant(body: Record<string, string>): Promise<string> {
+  /** `POST /oauth2/token`, a JSON body (core/contracts/verda.ts `TokenRequest`, `TokenResponse`). */
+  private async grant(body: TokenRequest): Promise<string> {
     const json = await this.http.json({
       operation: "auth",
       method: "POST",
@@ -180,10 +208,12 @@ class VerdaAuth implements AuthSource {
       auth: false,
       retry: false,
     });
-    const access = isRecord(json) ? str(json.access_token) : undefined;
-    if (!isRecord(json) || !access) throw this.http.unexpected("auth", "no access_token", json);
-    const expiresIn = num(json.expires_in) ?? 3600;
-    const refresh = str(json.refresh_token);
+    if (!isRecord(json)) throw this.http.unexpected("auth", "no access_token", json);
+    const answer = json as Partial<TokenResponse>;
+    const access = str(answer.access_token);
+    if (!access) throw this.http.unexpected("auth", "no access_token", json);
+    const expiresIn = num(answer.expires_in) ?? 3600;
+    const refresh = str(answer.refresh_token);
     this.token = { access, expiresAt: this.http.now() + expiresIn * 1000, ...(refresh ? { refresh } : {}) };
     return access;
   }
@@ -225,55 +255,99 @@ export class DatacrunchAdapter implements ProviderAdapter {
     auth = new VerdaAuth(this.http, options.clientId, options.clientSecret, options.tokenSkewMs ?? 60_000);
   }
 
+  /**
+   * Instance types of a requested GPU's model (the catalog's `providerGpuId`, e.g. "A100", is the model in the
+   * type id: `1A100.22V`, `2A100.44V`, `1A100.40S.22V`) whose memory per GPU fits the catalog GPU
+   * (`fitsGpuMemory`), with the requested GPU count, available at the configured location. Types of those models
+   * that fail are reported in `skipped`, with why.
+   */
   async offers(model: OfferRequest): Promise<OfferSearch> {
-    const wanted = new Map<string, GpuId>();
+    const wanted = new Map<string, GpuId[]>();
     for (const gpu of model.gpu) {
-      const type = PROVIDERS.datacrunch.gpus[gpu]?.providerGpuId;
-      if (type) wanted.set(gpuKey(type), gpu);
+      const family = PROVIDERS.datacrunch.gpus[gpu]?.providerGpuId.toUpperCase();
+      if (family) wanted.set(family, [...(wanted.get(family) ?? []), gpu]);
     }
     if (wanted.size === 0) return { offers: [], skipped: [] };
     const location = this.settings.location;
+    // No spot flag: py sends `isSpot`, go `is_spot`; both leave it out for on-demand (contracts/verda.ts).
+    const typesQuery: InstanceTypesQuery = { currency: "usd" };
+    const availabilityQuery: InstanceAvailabilityQuery = { location_code: location };
     const [types, availability] = await Promise.all([
-      this.http.json({
-        operation: "offers",
-        method: "GET",
-        path: "/instance-types",
-        query: { currency: "usd" },
-      }),
+      this.http.json({ operation: "offers", method: "GET", path: "/instance-types", query: typesQuery }),
       this.http.json({
         operation: "offers",
         method: "GET",
         path: "/instance-availability",
-        query: { isSpot: false, location_code: location },
+        query: availabilityQuery,
       }),
     ]);
     if (!Array.isArray(types)) throw this.http.unexpected("offers", "instance types are not a list", types);
     if (!Array.isArray(availability))
       throw this.http.unexpected("offers", "availability is not a list", availability);
     const available = new Set<string>();
-    for (const entry of availability) {
-      if (!isRecord(entry) || str(entry.location_code) !== location || !Array.isArray(entry.availabilities))
-        continue;
+    for (const item of availability) {
+      if (!isRecord(item)) continue;
+      const entry = item as Partial<LocationAvailability>;
+      if (str(entry.location_code) !== location || !Array.isArray(entry.availabilities)) continue;
       for (const t of entry.availabilities) if (typeof t === "string") available.add(t);
     }
 
     const offers: Offer[] = [];
-    for (const raw of types) {
-      if (!isRecord(raw)) continue;
+    const skipped: SkippedOffer[] = [];
+    for (const item of types) {
+      if (!isRecord(item)) continue;
+      const raw = item as Partial<VerdaInstanceType>;
       const type = str(raw.instance_type);
-      if (!type || !available.has(type)) continue;
-      const gpu = wanted.get(gpuKey(type));
-      if (!gpu) continue;
-      const count = (isRecord(raw.gpu) ? num(raw.gpu.number_of_gpus) : undefined) ?? leadingCount(type);
-      if (count !== model.gpuCount) continue;
-      const listed = num(raw.price_per_hour);
-      const configured = this.prices.find((p) => p.provider === "datacrunch" && p.gpu === gpu)?.usdPerHour;
-      const usdPerHour = listed ?? (configured !== undefined ? configured * model.gpuCount : undefined);
-      if (usdPerHour === undefined || usdPerHour <= 0) continue;
-      offers.push({ provider: "datacrunch", gpu, usdPerHour, offerId: type, region: location });
+      if (!type) continue;
+      const gpus = wanted.get(gpuFamily(type));
+      if (!gpus) continue; // another GPU model: not a candidate, not worth a line in the log
+      const count = num(raw.gpu?.number_of_gpus) ?? leadingCount(type);
+      const totalGb = num(raw.gpu_memory?.size_in_gigabytes);
+      const perGpuGb =
+        count !== undefined && count > 0 && totalGb !== undefined ? totalGb / count : undefined;
+      const listed = num(raw.price_per_hour); // the whole instance's price
+      const configured = (gpu: GpuId) =>
+        this.prices.find((p) => p.provider === "datacrunch" && p.gpu === gpu)?.usdPerHour;
+      const fitting = perGpuGb === undefined ? undefined : gpus.find((g) => fitsGpuMemory(g, perGpuGb));
+      let reason: string | undefined;
+      let usdPerHour: number | undefined;
+      if (perGpuGb === undefined)
+        reason = "no GPU memory or GPU count published: cannot tell which card it has";
+      else if (!fitting) {
+        const g = gpus[0] as GpuId;
+        reason = `${gb(perGpuGb)} GB per GPU, ${g} needs ${GPUS[g].vramGb} GB`;
+      } else if (count !== model.gpuCount)
+        reason = `${plural(count ?? 0, "GPU")}, the model asks for ${model.gpuCount}`;
+      else if (!available.has(type)) reason = `not available at ${location}`;
+      else {
+        const perGpu = configured(fitting);
+        usdPerHour =
+          listed !== undefined && listed > 0 ? listed : perGpu !== undefined ? perGpu * count : undefined;
+        if (usdPerHour === undefined || usdPerHour <= 0) reason = "no price listed and none configured";
+      }
+      if (reason === undefined && fitting && usdPerHour !== undefined) {
+        offers.push({
+          provider: "datacrunch",
+          gpu: fitting,
+          ...(perGpuGb !== undefined ? { gpuMemoryGb: perGpuGb } : {}),
+          usdPerHour,
+          offerId: type,
+          region: location,
+        });
+        continue;
+      }
+      const gpuName = str(raw.gpu?.description);
+      skipped.push({
+        provider: "datacrunch",
+        offerId: type,
+        ...(gpuName ? { gpuName } : {}),
+        ...(perGpuGb !== undefined ? { gpuMemoryGb: perGpuGb } : {}),
+        ...(listed !== undefined && listed > 0 ? { usdPerHour: listed } : {}),
+        reason: reason ?? "no price listed and none configured",
+      });
     }
     offers.sort((a, b) => a.usdPerHour - b.usdPerHour);
-    return { offers, skipped: [] };
+    return { offers, skipped };
   }
 
   async provision(spec: WorkerSpec, offer: Offer): Promise<InstanceInfo> {
@@ -306,23 +380,22 @@ export class DatacrunchAdapter implements ProviderAdapter {
           return existing;
         }
         scriptId ??= await this.createScript(`aiorch-${hostname}`, script, secrets);
+        // core/contracts/verda.ts `CreateInstanceRequest` (py `_instances.py` `create`, go `CreateInstanceRequest`).
+        const body: CreateInstanceRequest = {
+          instance_type: instanceType,
+          image: this.settings.osImage,
+          hostname,
+          description: tag,
+          ssh_key_ids: [],
+          location_code: this.settings.location,
+          os_volume: { name: osVolumeName(hostname), size: this.osVolumeGb },
+          startup_script_id: scriptId,
+          is_spot: false,
+          contract: "PAY_AS_YOU_GO",
+        };
         let id: string;
         try {
-          id = await this.createInstance(
-            {
-              instance_type: instanceType,
-              image: this.settings.osImage,
-              hostname,
-              description: tag,
-              ssh_key_ids: [],
-              location_code: this.settings.location,
-              os_volume: { name: osVolumeName(hostname), size: this.osVolumeGb },
-              startup_script_id: scriptId,
-              is_spot: false,
-              contract: "PAY_AS_YOU_GO",
-            },
-            secrets,
-          );
+          id = await this.createInstance(body, secrets);
         } catch (err) {
           if (err instanceof ProviderError && err.retryable) {
             const found = await this.findWorker(tag, spec.port).catch(() => undefined);
@@ -455,26 +528,32 @@ export class DatacrunchAdapter implements ProviderAdapter {
     }
     if (status === "deleting") return;
     const volume = str(raw.os_volume_id);
+    // py `_instances.py` `action`, go `InstanceActionRequest`: `delete_permanently` applies to `volume_ids` only.
+    const body: InstanceActionRequest = {
+      id: [providerId],
+      action: "delete",
+      ...(volume ? { volume_ids: [volume], delete_permanently: true } : {}),
+    };
+    let refused: ProviderError | undefined;
     try {
-      await this.http.send({
+      const res = await this.http.send({
         operation: "terminate",
         method: "PUT",
         path: "/instances",
-        json: {
-          id: [providerId],
-          action: "delete",
-          ...(volume ? { volume_ids: [volume] } : {}),
-          delete_permanently: true,
-        },
-        expect: "none",
+        json: body,
+        expect: "text",
       });
+      refused = this.actionRefusal("terminate", res.json, providerId);
     } catch (err) {
-      if (!(err instanceof ProviderError) || (err.code !== "forbidden_action" && err.code !== "not_found"))
-        throw err;
+      if (!(err instanceof ProviderError)) throw err;
+      refused = err;
+    }
+    if (refused) {
+      if (refused.code !== "forbidden_action" && refused.code !== "not_found") throw refused;
       // Already gone or already being deleted: confirm by reading back.
       const still = await this.getRaw(providerId, "terminate");
       const now = still === undefined ? undefined : str(still.status)?.toLowerCase();
-      if (still !== undefined && now !== "deleting" && !isGone(now)) throw err;
+      if (still !== undefined && now !== "deleting" && !isGone(now)) throw refused;
     }
     this.ports.delete(providerId);
     const scriptId = str(raw.startup_script_id);
@@ -482,6 +561,32 @@ export class DatacrunchAdapter implements ProviderAdapter {
   }
 
   // ── internals ─────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * The refusal in an action's answer, if any: go `instances.go` `Action` — 202/207 carry one
+   * `{action, instanceId, status, error?, statusCode?}` per instance (207: some failed); py's tests answer a bare
+   * 202, and 204 has no body. A failed entry's `statusCode` 403/404 is read as `forbidden_action`/`not_found`.
+   */
+  private actionRefusal(operation: string, json: unknown, providerId: string): ProviderError | undefined {
+    if (!Array.isArray(json)) return undefined;
+    const mine = json.find(
+      (r): r is Partial<InstanceActionResult> => isRecord(r) && str(r.instanceId) === providerId,
+    );
+    if (!mine || (str(mine.status)?.toLowerCase() === "success" && mine.error === undefined))
+      return undefined;
+    const status = num(mine.statusCode);
+    const message = str(mine.error) ?? `status ${str(mine.status) ?? "?"}`;
+    const code = status === 404 ? "not_found" : status === 403 ? "forbidden_action" : undefined;
+    return this.http.error(
+      operation,
+      classifyFailure({ ...(status !== undefined ? { status } : {}), message }),
+      message,
+      {
+        ...(status !== undefined ? { status } : {}),
+        ...(code ? { code } : {}),
+      },
+    );
+  }
 
   /** Merge what is known of an instance's OS volume. */
   private watch(providerId: string, facts: VolumeWatch): void {
@@ -496,7 +601,7 @@ export class DatacrunchAdapter implements ProviderAdapter {
   }
 
   /** Remember the OS volume of an instance read from the API: its id, and its name if the instance is ours. */
-  private learn(providerId: string, raw: Record<string, unknown>): void {
+  private learn(providerId: string, raw: Partial<VerdaInstance>): void {
     const volumeId = str(raw.os_volume_id);
     const tag = parseInstanceTag(raw.description);
     const hostname = str(raw.hostname);
@@ -558,34 +663,18 @@ export class DatacrunchAdapter implements ProviderAdapter {
     if (!Array.isArray(active)) throw this.http.unexpected(operation, "volumes are not a list", active);
     if (!Array.isArray(trash)) throw this.http.unexpected(operation, "trashed volumes are not a list", trash);
     const out: VolumeView[] = [];
-    for (const [list, inTrash] of [
-      [active, false],
-      [trash, true],
-    ] as const) {
-      for (const raw of list) {
-        if (!isRecord(raw)) continue;
-        const id = str(raw.id);
-        if (!id || raw.is_permanently_deleted === true) continue;
-        const status = str(raw.status)?.toLowerCase();
-        if (!inTrash && status === "deleted") continue;
-        const instanceIds = new Set<string>();
-        const single = str(raw.instance_id);
-        if (single) instanceIds.add(single);
-        if (Array.isArray(raw.instances))
-          for (const i of raw.instances) {
-            const iid = isRecord(i) ? str(i.id) : undefined;
-            if (iid) instanceIds.add(iid);
-          }
-        const name = str(raw.name);
-        out.push({
-          id,
-          ...(name !== undefined ? { name } : {}),
-          ...(status !== undefined ? { status } : {}),
-          ...(typeof raw.is_os_volume === "boolean" ? { isOsVolume: raw.is_os_volume } : {}),
-          instanceIds: [...instanceIds],
-          inTrash,
-        });
-      }
+    // py `_volumes.py` `Volume`, go `volumes_types.go` `Volume` / `VolumeInTrash`.
+    for (const item of active) {
+      if (!isRecord(item)) continue;
+      const view = volumeView(item as Partial<VerdaVolume>, false);
+      if (view && view.status !== "deleted") out.push(view);
+    }
+    for (const item of trash) {
+      if (!isRecord(item)) continue;
+      const raw = item as Partial<VerdaVolumeInTrash>;
+      if (raw.is_permanently_deleted === true) continue;
+      const view = volumeView(raw, true);
+      if (view) out.push(view);
     }
     return out;
   }
@@ -593,13 +682,15 @@ export class DatacrunchAdapter implements ProviderAdapter {
   /** Delete volumes for good (from the trash too). Gone already is fine; a refusal is reported after the rest. */
   private async purge(volumes: readonly VolumeView[]): Promise<void> {
     let first: unknown;
+    // py `_volumes.py` `delete_by_id`: `{is_permanent: true}` removes it for good, from the trash too (UNVERIFIED).
+    const body: DeleteVolumeRequest = { is_permanent: true };
     for (const v of volumes) {
       try {
         await this.http.send({
           operation: "terminate",
           method: "DELETE",
           path: `/volumes/${encodeURIComponent(v.id)}`,
-          json: { is_permanent: true },
+          json: body,
           expect: "none",
         });
       } catch (err) {
@@ -613,7 +704,8 @@ export class DatacrunchAdapter implements ProviderAdapter {
     if (first !== undefined) throw first;
   }
 
-  private async getRaw(providerId: string, operation: string): Promise<Record<string, unknown> | undefined> {
+  /** `GET /instances/{id}` (py `_instances.py` `get_by_id`, go `instances.go` `GetByID`); undefined on 404. */
+  private async getRaw(providerId: string, operation: string): Promise<Partial<VerdaInstance> | undefined> {
     let res: Awaited<ReturnType<ProviderHttp["send"]>>;
     try {
       res = await this.http.send({
@@ -628,15 +720,17 @@ export class DatacrunchAdapter implements ProviderAdapter {
     }
     if (res.status === 404) return undefined;
     if (!isRecord(res.json)) throw this.http.unexpected(operation, "instance is not an object", res.json);
-    return res.json;
+    return res.json as Partial<VerdaInstance>;
   }
 
+  /** `POST /scripts {name, script}` → the id as plain text (py `_startup_scripts.py`, go `startup_scripts.go`). */
   private async createScript(name: string, script: string, secrets: readonly string[]): Promise<string> {
+    const body: CreateScriptRequest = { name, script };
     const res = await this.http.send({
       operation: "provision",
       method: "POST",
       path: "/scripts",
-      json: { name, script },
+      json: body,
       expect: "text",
       secrets,
       retry: false,
@@ -646,21 +740,24 @@ export class DatacrunchAdapter implements ProviderAdapter {
     return id;
   }
 
+  /** `DELETE /scripts {scripts: [id]}` (py `_startup_scripts.py` `delete`, go `DeleteMultipleStartupScripts`). */
   private async deleteScript(id: string): Promise<void> {
+    const body: DeleteScriptsRequest = { scripts: [id] };
     // Best effort: a leftover script costs nothing; the worker token in it dies with the worker.
     await this.http
       .send({
         operation: "terminate",
         method: "DELETE",
         path: "/scripts",
-        json: { scripts: [id] },
+        json: body,
         expect: "none",
         retry: false,
       })
       .catch(() => undefined);
   }
 
-  private async createInstance(body: Record<string, unknown>, secrets: readonly string[]): Promise<string> {
+  /** `POST /instances` → the id as plain text (py `_instances.py`), or JSON (go `instances.go`). */
+  private async createInstance(body: CreateInstanceRequest, secrets: readonly string[]): Promise<string> {
     const res = await this.http.send({
       operation: "provision",
       method: "POST",
@@ -690,27 +787,40 @@ export class DatacrunchAdapter implements ProviderAdapter {
     return found;
   }
 
+  /** `GET /instances` (py `_instances.py` `get`, go `instances.go` `Get`): the instances not deleted. */
   private async listRaw(
     operation: string,
     retry = true,
-  ): Promise<{ info: InstanceInfo; raw: Record<string, unknown> }[]> {
+  ): Promise<{ info: InstanceInfo; raw: Partial<VerdaInstance> }[]> {
     const body = await this.http.json({ operation, method: "GET", path: "/instances", retry });
     if (!Array.isArray(body)) throw this.http.unexpected(operation, "instances are not a list", body);
-    return body.flatMap((raw) => {
-      const info = isRecord(raw) ? this.toInfo(raw) : undefined;
-      return info ? [{ info, raw: raw as Record<string, unknown> }] : [];
+    return body.flatMap((item) => {
+      if (!isRecord(item)) return [];
+      const raw = item as Partial<VerdaInstance>;
+      const info = this.toInfo(raw);
+      return info ? [{ info, raw }] : [];
     });
   }
 
-  private toInfo(raw: Record<string, unknown>): InstanceInfo | undefined {
+  /**
+   * An instance as the controller sees it. Its `price_per_hour` is per GPU (verda-cli `cmd/util/pricing.go`
+   * `InstanceTotalHourlyCost`; the CLI contradicts itself elsewhere, see core/contracts/verda.ts `Instance`): the
+   * whole instance costs that × `gpu.number_of_gpus` (the type id's leading count when absent).
+   */
+  private toInfo(raw: Partial<VerdaInstance>): InstanceInfo | undefined {
     const id = str(raw.id);
     if (id === undefined) return undefined;
     const tag = parseInstanceTag(raw.description);
     const word = str(raw.status)?.toLowerCase();
-    const status: InstanceStatus = word === undefined ? "unknown" : (STATUS[word] ?? "unknown");
+    const status: InstanceStatus = (word !== undefined ? statusOf(word) : undefined) ?? "unknown";
     const ip = str(raw.ip)?.trim();
     const port = this.ports.get(id) ?? this.defaultPort;
-    const usdPerHour = num(raw.price_per_hour);
+    const perGpu = num(raw.price_per_hour);
+    const gpus = num(raw.gpu?.number_of_gpus) ?? leadingCount(str(raw.instance_type) ?? "");
+    const usdPerHour =
+      perGpu !== undefined && gpus !== undefined && gpus > 0
+        ? Math.round(perGpu * gpus * 1e6) / 1e6
+        : undefined;
     const created = str(raw.created_at);
     const createdAtMs = created !== undefined ? Date.parse(created) : Number.NaN;
     return {
@@ -730,14 +840,61 @@ function isGone(status: string | undefined): boolean {
   return status === "notfound" || status === "discontinued";
 }
 
+/** The fields of a volume (active or trashed) the adapter reads. */
+type VolumeFields = Partial<
+  Pick<
+    VerdaVolume & VerdaVolumeInTrash,
+    "id" | "name" | "status" | "is_os_volume" | "instance_id" | "instances"
+  >
+>;
+
+function volumeView(raw: VolumeFields, inTrash: boolean): VolumeView | undefined {
+  const id = str(raw.id);
+  if (!id) return undefined;
+  const status = str(raw.status)?.toLowerCase();
+  const instanceIds = new Set<string>();
+  const single = str(raw.instance_id);
+  if (single) instanceIds.add(single);
+  if (Array.isArray(raw.instances))
+    for (const i of raw.instances) {
+      const iid = isRecord(i) ? str(i.id) : undefined;
+      if (iid) instanceIds.add(iid);
+    }
+  const name = str(raw.name);
+  return {
+    id,
+    ...(name !== undefined ? { name } : {}),
+    ...(status !== undefined ? { status } : {}),
+    ...(typeof raw.is_os_volume === "boolean" ? { isOsVolume: raw.is_os_volume } : {}),
+    instanceIds: [...instanceIds],
+    inTrash,
+  };
+}
+
 /** The name the adapter gives an instance's OS volume (≤ 63 characters, always ending in `-os`). */
 export function osVolumeName(hostname: string): string {
   return `${hostname.slice(0, 60).replace(/-+$/, "")}-os`;
 }
 
-/** "1A100.22V" → "A100", "8H100.80S.176V" → "H100": the GPU model whatever the count. */
-function gpuKey(instanceType: string): string {
-  return instanceType.replace(/^\d+/, "").split(".")[0] ?? instanceType;
+/**
+ * The GPU model in an instance type id, upper-cased: "1A100.22V" → "A100", "1A100.40S.22V" → "A100",
+ * "1H100.80S.22V" → "H100", "8B300.240V" → "B300" (ids from the SDKs' tests: count, model, variant, vCPUs).
+ * The model alone does not tell a 40 GB card from an 80 GB one: `offers` also checks the memory.
+ */
+function gpuFamily(instanceType: string): string {
+  return (instanceType.replace(/^\d+/, "").split(".")[0] ?? instanceType).toUpperCase();
+}
+
+function statusOf(word: string): InstanceStatus | undefined {
+  return Object.hasOwn(STATUS, word) ? STATUS[word as keyof typeof STATUS] : undefined;
+}
+
+function gb(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function leadingCount(instanceType: string): number | undefined {
@@ -754,13 +911,17 @@ function idFrom(text: string, json: unknown): string | undefined {
   return /^[A-Za-z0-9-]{1,100}$/.test(t) ? t : undefined;
 }
 
-/** DNS-safe hostname from owner label and worker id (the tag itself lives in `description`). */
+/**
+ * DNS-safe hostname from owner label and worker id (the tag itself lives in `description`), within the rule of
+ * Verda's frontend (core/contracts/verda.ts `HOSTNAME`: letters, digits, hyphens, at least one letter).
+ */
 export function hostnameOf(ownerLabel: string, workerId: string): string {
-  const h = `${ownerLabel}-${workerId}`
+  let h = `${ownerLabel}-${workerId}`
     .toLowerCase()
     .replace(/[^a-z0-9-]+/g, "-")
     .replace(/-+/g, "-")
     .replace(/^-+|-+$/g, "");
+  if (!/[a-z]/.test(h)) h = h ? `w-${h}` : "";
   return h.slice(0, 63).replace(/-+$/, "") || "aiorch-worker";
 }
 

@@ -3,6 +3,7 @@ import { DatacrunchAdapter, hostnameOf } from "../../../controller/providers/dat
 import type { RetryEvent } from "../../../controller/providers/http";
 import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/providers/types";
 import { datacrunchSchema } from "../../../core/config/schema";
+import { HOSTNAME } from "../../../core/contracts/verda";
 import { createWorkerCertificate } from "../../../core/x509";
 import { VerdaFake, type VerdaTypeSeed } from "../../fakes/datacrunch-api";
 import { ManualClock } from "../../fakes/fake-api-server";
@@ -13,16 +14,27 @@ const WORKER_TOKEN = "wtok-SECRET-verda-4242";
 const HF_TOKEN = "hf_SECRET_verda_1234";
 const SECRETS = [CLIENT_ID, CLIENT_SECRET, WORKER_TOKEN, HF_TOKEN];
 
+/**
+ * Real-looking instance types (ids as Verda names them; see test/fakes/datacrunch-api.ts): a 40 GB A100 type that
+ * is cheaper than the 80 GB one, a 2-GPU type priced for the whole instance.
+ */
 const TYPES: VerdaTypeSeed[] = [
-  { instance_type: "1A100.22V", price_per_hour: 1.29, gpus: 1 },
-  { instance_type: "2A100.44V", price_per_hour: 2.58, gpus: 2 },
-  { instance_type: "1H100.80S.30V", price_per_hour: 2.19, gpus: 1 },
+  {
+    instance_type: "1A100.40S.22V",
+    price_per_hour: 0.99,
+    gpus: 1,
+    gpuMemoryGb: 40,
+    gpuName: "A100 SXM4 40GB",
+  },
+  { instance_type: "1A100.22V", price_per_hour: 1.29, gpus: 1, gpuMemoryGb: 80, gpuName: "A100 SXM4 80GB" },
+  { instance_type: "2A100.44V", price_per_hour: 2.58, gpus: 2, gpuMemoryGb: 80, gpuName: "A100 SXM4 80GB" },
+  { instance_type: "1H100.80S.22V", price_per_hour: 2.19, gpus: 1, gpuMemoryGb: 80 },
   { instance_type: "1L40S.20V", price_per_hour: 0.91, gpus: 1, gpuMemoryGb: 48 },
   { instance_type: "1A6000.10V", price_per_hour: 0.49, gpus: 1, gpuMemoryGb: 48 },
 ];
 const AVAILABILITY = {
-  "FIN-03": ["1A100.22V", "2A100.44V", "1H100.80S.30V", "1L40S.20V"],
-  "FIN-01": ["1A6000.10V"],
+  "FIN-03": ["1A100.40S.22V", "1A100.22V", "2A100.44V", "1H100.80S.22V", "1L40S.20V"],
+  "FIN-01": ["1A6000.10V", "1A100.40S.22V"],
 };
 
 const spec = (workerId = "w-1", ownerLabel = "aiorch-dev"): WorkerSpec => ({
@@ -93,6 +105,8 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await fake.close();
+  // Every reply the fake made matched Verda's published shapes (core/contracts/verda.ts).
+  expect(fake.contractViolations).toEqual([]);
 });
 
 describe("DataCrunch auth", () => {
@@ -148,14 +162,97 @@ describe("DataCrunch offers", () => {
     const a = adapter();
     const offers = (await a.offers({ gpu: ["A100_80GB", "L40S", "RTX_A6000"], gpuCount: 1 })).offers;
     expect(offers).toEqual([
-      { provider: "datacrunch", gpu: "L40S", usdPerHour: 0.91, offerId: "1L40S.20V", region: "FIN-03" },
-      { provider: "datacrunch", gpu: "A100_80GB", usdPerHour: 1.29, offerId: "1A100.22V", region: "FIN-03" },
+      {
+        provider: "datacrunch",
+        gpu: "L40S",
+        gpuMemoryGb: 48,
+        usdPerHour: 0.91,
+        offerId: "1L40S.20V",
+        region: "FIN-03",
+      },
+      {
+        provider: "datacrunch",
+        gpu: "A100_80GB",
+        gpuMemoryGb: 80,
+        usdPerHour: 1.29,
+        offerId: "1A100.22V",
+        region: "FIN-03",
+      },
     ]);
-    expect(api("/instance-availability")[0]?.query).toMatchObject({
-      location_code: "FIN-03",
-      isSpot: "false",
-    });
+    // On demand: no spot flag at all (py sends `isSpot`, go `is_spot`; both omit it for on-demand).
+    expect(api("/instance-availability")[0]?.query).toEqual({ location_code: "FIN-03" });
     expect(api("/instance-types")[0]?.query).toEqual({ currency: "usd" });
+  });
+
+  it("an A100_80GB model is never placed on a 40 GB A100 type, though it is cheaper", async () => {
+    const a = adapter();
+    const search = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    expect(search.offers.map((o) => [o.offerId, o.gpuMemoryGb])).toEqual([["1A100.22V", 80]]);
+    expect(search.skipped).toContainEqual({
+      provider: "datacrunch",
+      offerId: "1A100.40S.22V",
+      gpuName: "1x A100 SXM4 40GB",
+      gpuMemoryGb: 40,
+      usdPerHour: 0.99,
+      reason: "40 GB per GPU, A100_80GB needs 80 GB",
+    });
+    await a.provision(spec(), search.offers[0]!);
+    const create = api("/instances").find((r) => r.method === "POST");
+    expect(create?.body).toMatchObject({ instance_type: "1A100.22V" });
+    // Where only the 40 GB type is available, there is no A100_80GB offer at all.
+    const fin1 = await adapter({ location: "FIN-01" }).offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    expect(fin1.offers).toEqual([]);
+  });
+
+  it("a multi-GPU type is offered at its whole-instance price, and booked at it", async () => {
+    const a = adapter();
+    const [offer, ...rest] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 2 })).offers;
+    expect(rest).toEqual([]);
+    expect(offer).toMatchObject({ offerId: "2A100.44V", gpuMemoryGb: 80, usdPerHour: 2.58 });
+    // The instance's own price_per_hour is per GPU (1.29); the worker is booked at the instance total.
+    const info = await a.provision({ ...spec(), gpuCount: 2 }, offer!);
+    expect(fake.instanceJson(info.providerId)?.price_per_hour).toBe(1.29);
+    expect(info.usdPerHour).toBe(2.58);
+    clock.advance(40_000);
+    expect((await a.describe(info.providerId))?.usdPerHour).toBe(2.58);
+    expect((await a.listOwned("aiorch-dev")).map((i) => i.usdPerHour)).toEqual([2.58]);
+    // What Verda bills for an hour is what the controller books for it.
+    const before = fake.costOf(info.providerId).usd;
+    clock.advance(3_600_000);
+    expect(fake.costOf(info.providerId).usd - before).toBeCloseTo(info.usdPerHour!, 9);
+  });
+
+  it("says why each instance type of a requested GPU model was left out, and ignores other models", async () => {
+    const search = await adapter().offers({ gpu: ["A100_80GB", "RTX_A6000"], gpuCount: 1 });
+    expect(search.offers.map((o) => o.offerId)).toEqual(["1A100.22V"]);
+    expect(search.skipped.map((s) => [s.offerId, s.reason])).toEqual([
+      ["1A100.40S.22V", "40 GB per GPU, A100_80GB needs 80 GB"],
+      ["2A100.44V", "2 GPUs, the model asks for 1"],
+      ["1A6000.10V", "not available at FIN-03"],
+    ]);
+    // 1H100.80S.22V and 1L40S.20V are neither offered nor listed: not a GPU the model asked for.
+    const fin1 = await adapter({ location: "FIN-01" }).offers({ gpu: ["A100_80GB"], gpuCount: 2 });
+    expect(fin1.skipped.map((s) => [s.offerId, s.reason])).toEqual([
+      ["1A100.40S.22V", "40 GB per GPU, A100_80GB needs 80 GB"],
+      ["1A100.22V", "1 GPU, the model asks for 2"],
+      ["2A100.44V", "not available at FIN-01"],
+    ]);
+  });
+
+  it("reads GPU memory as the total over the instance's GPUs (per GPU = total / count)", async () => {
+    // 2 × 40 GB reports 80 GB in total: not an 80 GB card.
+    fake.types.set("2A100.40S.44V", {
+      instance_type: "2A100.40S.44V",
+      price_per_hour: 1.98,
+      gpus: 2,
+      gpuMemoryGb: 40,
+    });
+    fake.availability["FIN-03"]!.push("2A100.40S.44V");
+    const search = await adapter().offers({ gpu: ["A100_80GB"], gpuCount: 2 });
+    expect(search.offers.map((o) => o.offerId)).toEqual(["2A100.44V"]);
+    expect(search.skipped).toContainEqual(
+      expect.objectContaining({ offerId: "2A100.40S.44V", gpuMemoryGb: 40, usdPerHour: 1.98 }),
+    );
   });
 
   it("matches multi-GPU types by GPU model and count, and honours another location", async () => {
@@ -328,6 +425,49 @@ describe("DataCrunch lifecycle", () => {
     expect(err).toMatchObject({ kind: "fatal", code: "forbidden_action" });
   });
 
+  it("a delete answered with a bare 202 (sdk-python) works like one answered with results (sdk-go)", async () => {
+    fake.actionReply = "empty";
+    const a = adapter();
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
+    const { providerId } = await a.provision(spec(), offer!);
+    await a.terminate(providerId);
+    expect((await a.describe(providerId))?.status).toBe("terminating");
+  });
+
+  it("a delete whose per-instance result is an error is not taken for success", async () => {
+    const a = adapter();
+    const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
+    const { providerId } = await a.provision(spec(), offer!);
+    const result = {
+      action: "delete",
+      instanceId: providerId,
+      status: "error",
+      error: "instance is locked",
+      statusCode: 409,
+    };
+    fake.inject({ type: "status", status: 207, json: [result] }, { method: "PUT", path: "/v1/instances" });
+    const err = await failure(a.terminate(providerId));
+    expect(err).toMatchObject({ kind: "fatal", status: 409 });
+    expect(err.message).toContain("instance is locked");
+    expect(fake.live()).toHaveLength(1);
+    // … while a 404 result for an instance that is indeed gone counts as done.
+    await a.terminate(providerId);
+    clock.advance(10_000);
+    fake.inject(
+      { type: "status", status: 207, json: [{ ...result, error: "instance not found", statusCode: 404 }] },
+      { method: "PUT", path: "/v1/instances" },
+    );
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: { id: providerId, status: "running", description: "aiorch-dev.w-1" },
+      },
+      { method: "GET", path: `/v1/instances/${providerId}` },
+    );
+    await a.terminate(providerId);
+  });
+
   it("bills per second from provisioning until the delete", async () => {
     const a = adapter();
     const [offer] = (await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 })).offers;
@@ -411,6 +551,10 @@ describe("DataCrunch faults", () => {
   it("a bad hostname is impossible: hostnames are DNS-safe whatever the worker id", () => {
     expect(hostnameOf("aiorch-dev", "W_1:abc.def")).toBe("aiorch-dev-w-1-abc-def");
     expect(hostnameOf("a".repeat(60), "worker-123").length).toBeLessThanOrEqual(63);
+    // Verda's frontend wants at least one letter (verda-cli `cmd/util/hostname.go`).
+    expect(hostnameOf("123", "456")).toBe("w-123-456");
+    for (const h of [hostnameOf("123", "456"), hostnameOf("aiorch-dev", "w-1"), hostnameOf("x", "---")])
+      expect(h).toMatch(HOSTNAME);
   });
 });
 
