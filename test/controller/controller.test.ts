@@ -17,7 +17,7 @@ import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfi
 import { decodeRoute, inflightMember, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
 import { type CertificatePin, createWorkerCertificate, type WorkerCertificate } from "../../core/x509";
-import { VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
+import { joinedEnvValue, VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
 import { type FakeVllm, startFakeVllm } from "../fakes/vllm-upstream";
 import { stackYaml } from "../stack-yaml";
 
@@ -723,10 +723,14 @@ describe("workers you can trust: TLS with a pinned certificate", () => {
     const body = create!.body as { env: Record<string, string>; onstart?: string; args: string[] };
     expect(body.onstart).toBe("/bin/sh");
     expect(body.args).toEqual(expect.arrayContaining(["--ssl-certfile", "--ssl-keyfile"]));
-    expect(Buffer.from(body.env[TLS_ENV.key]!, "base64").toString()).toBe(spec!.tls!.keyPem);
+    expect(Buffer.from(joinedEnvValue(body.env, TLS_ENV.key)!, "base64").toString()).toBe(spec!.tls!.keyPem);
     // … and nowhere else: not in Redis, not in the logs
     const stored = await everythingStored();
-    const secretParts = [spec!.tls!.keyPem, body.env[TLS_ENV.key]!, ...keyLines(spec!.tls!.keyPem)];
+    const secretParts = [
+      spec!.tls!.keyPem,
+      joinedEnvValue(body.env, TLS_ENV.key)!,
+      ...keyLines(spec!.tls!.keyPem),
+    ];
     for (const part of secretParts) {
       expect(stored).not.toContain(part);
       expect(logs.join("\n")).not.toContain(part);

@@ -26,7 +26,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { VerdaFake, type VerdaTypeSeed } from "../fakes/datacrunch-api";
 import type { RecordedRequest, Reply } from "../fakes/fake-api-server";
-import { VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
+import { joinedEnvValue, VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
 
 const ROOT = resolve(__dirname, "..", "..");
 const VLLM = join(ROOT, "test", "fakes", "vllm-upstream.ts");
@@ -364,14 +364,17 @@ class E2EVast extends VastAiFake {
     inst.publicIp = "127.0.0.1";
     const portKeys = Object.keys(inst.portMap);
     inst.portMap = {}; // no address until the engine listens
+    // the Vast adapter sends them in numbered parts (256 characters per env entry): joined as the script does
+    const certPem = decode(joinedEnvValue(inst.env, TLS_CERT_ENV));
+    const keyPem = decode(joinedEnvValue(inst.env, TLS_KEY_ENV));
     this.engines
       .start(
         String(id),
         {
           model,
           ...(after(args, "--api-key") ? { apiKey: after(args, "--api-key") } : {}),
-          ...(decode(inst.env[TLS_CERT_ENV]) ? { certPem: decode(inst.env[TLS_CERT_ENV]) } : {}),
-          ...(decode(inst.env[TLS_KEY_ENV]) ? { keyPem: decode(inst.env[TLS_KEY_ENV]) } : {}),
+          ...(certPem ? { certPem } : {}),
+          ...(keyPem ? { keyPem } : {}),
         },
         "127.0.0.1",
         0,

@@ -3,9 +3,16 @@ import type { RetryEvent } from "../../../controller/providers/http";
 import { ProviderError, TLS_ENV, type WorkerSpec } from "../../../controller/providers/types";
 import { VastAiAdapter } from "../../../controller/providers/vastai";
 import { vastaiSchema } from "../../../core/config/schema";
+import {
+  CreateInstanceRequest,
+  SearchOffersRequest,
+  SearchOffersResponse,
+  VAST_ENV_MAX_LENGTH,
+  type VastOffer,
+} from "../../../core/contracts/vastai";
 import { createWorkerCertificate } from "../../../core/x509";
-import { ManualClock } from "../../fakes/fake-api-server";
-import { VastAiFake, type VastOfferSeed } from "../../fakes/vastai-api";
+import { ManualClock, schemaViolations } from "../../fakes/fake-api-server";
+import { joinedEnvValue, VastAiFake, type VastOfferSeed } from "../../fakes/vastai-api";
 
 const API_KEY = "vastkey-SECRET-4f1c9a77d2";
 const WORKER_TOKEN = "wtok-SECRET-8b3e11aa90";
@@ -19,7 +26,7 @@ const OFFERS: VastOfferSeed[] = [
   { id: 104, gpu_name: "RTX 4090", num_gpus: 1, dph_base: 0.25, reliability: 0.99, verified: false },
   { id: 105, gpu_name: "RTX 3090", num_gpus: 1, dph_base: 0.35, reliability: 0.99 },
   { id: 106, gpu_name: "RTX 4090", num_gpus: 2, dph_base: 0.6, reliability: 0.99 },
-  { id: 107, gpu_name: "A100 SXM4", num_gpus: 1, dph_base: 1.2, reliability: 0.99 },
+  { id: 107, gpu_name: "A100 SXM4", num_gpus: 1, dph_base: 1.2, reliability: 0.99, gpu_ram: 81_920 },
   { id: 108, gpu_name: "RTX 4090", num_gpus: 1, dph_base: 0.9, reliability: 0.999 },
 ];
 
@@ -82,6 +89,29 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await fake.close();
+  // every reply the fake made matched Vast.ai's published response schemas
+  expect(fake.contractViolations).toEqual([]);
+});
+
+/** A search answer (as Vast would send it, checked against the published schema) for an injected fault. */
+function searchAnswer(offers: VastOffer[]): { offers: VastOffer[] } {
+  const answer = { offers };
+  expect(schemaViolations(SearchOffersResponse, answer)).toEqual([]);
+  return answer;
+}
+
+const offer = (o: Partial<VastOffer> & { id: number }): VastOffer => ({
+  gpu_name: "A100 SXM4",
+  num_gpus: 1,
+  gpu_ram: 81_920,
+  dph_total: 1.1,
+  reliability: 0.995,
+  direct_port_count: 40,
+  verification: "verified",
+  rentable: true,
+  rented: false,
+  disk_space: 500,
+  ...o,
 });
 
 describe("Vast.ai offers", () => {
@@ -95,6 +125,7 @@ describe("Vast.ai offers", () => {
       reliability: 0.99,
     });
     expect(offers[1]?.gpu).toBe("RTX_3090");
+    expect(offers[0]?.gpuMemoryGb).toBe(24); // gpu_ram 24564 MB
 
     const [search] = fake.requestsTo("/bundles/", "POST");
     expect(search?.body).toMatchObject({
@@ -105,8 +136,15 @@ describe("Vast.ai offers", () => {
       dph_total: { lte: 0.5 },
       gpu_name: { in: ["RTX 4090", "RTX 3090"] },
       num_gpus: { eq: 1 },
+      // 24 GB × 0.9 tolerance in Vast's (binary) MB per GPU
+      gpu_ram: { gte: 22_118 },
+      direct_port_count: { gte: 1 },
       order: [["dph_total", "asc"]],
+      type: "ondemand",
+      allocated_storage: 60,
     });
+    expect(schemaViolations(SearchOffersRequest, search?.body)).toEqual([]);
+    expect(search?.path).toBe("/api/v0/bundles/");
     expect(search?.headers.authorization).toBe(`Bearer ${API_KEY}`);
   });
 
@@ -220,12 +258,12 @@ describe("Vast.ai instance lifecycle", () => {
     const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     const { providerId } = await a.provision(spec(), offer!);
     await a.terminate(providerId);
-    expect(await a.describe(providerId)).toBeUndefined();
-    await a.terminate(providerId);
-    const deletes = fake.requestsTo(`/instances/${providerId}/`, "DELETE");
+    expect((await a.describe(providerId))?.status).toBe("terminated");
+    await a.terminate(providerId); // 404 not_found: already gone
+    const deletes = fake.requestsTo(`/api/v0/instances/${providerId}/`, "DELETE");
     expect(deletes).toHaveLength(2);
     expect(fake.live()).toHaveLength(0);
-    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+    expect((await a.listOwned("aiorch-dev")).map((i) => i.status)).toEqual(["terminated"]);
   });
 
   it("treats success:false on HTTP 200 for a gone instance as success after reading back", async () => {
@@ -321,8 +359,9 @@ describe("Vast.ai faults", () => {
   });
 
   it("does not retry a wrong key (auth) and never shows the key", async () => {
+    // search_offers.yaml documents a refused key on the search as 404 "Invalid user key"
     const err = await failure(adapter({}, "wrong-key-SECRET-77").offers({ gpu: ["RTX_4090"], gpuCount: 1 }));
-    expect(err).toMatchObject({ kind: "auth", status: 401 });
+    expect(err).toMatchObject({ kind: "auth", status: 404 });
     expect(err.message).not.toContain("wrong-key-SECRET-77");
     expect(fake.requests).toHaveLength(1);
   });
@@ -343,7 +382,9 @@ describe("Vast.ai faults", () => {
     const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
     await a.provision(spec("w-1"), offer!);
     const err = await failure(a.provision(spec("w-2"), offer!));
-    expect(err).toMatchObject({ kind: "capacity", operation: "provision", code: "no_such_ask" });
+    // create_instance.yaml 404: error "invalid_args", msg "…no_such_ask Instance type by id N is not available."
+    expect(err).toMatchObject({ kind: "capacity", operation: "provision", status: 404 });
+    expect(err.message).toContain("no_such_ask");
     expect(fake.requestsTo("/asks/", "PUT")).toHaveLength(2);
   });
 
@@ -416,8 +457,19 @@ describe("Vast.ai faults", () => {
     expect(body.args.slice(0, 1)).toEqual(["-c"]);
     expect(body.args[body.args.indexOf("--api-key") + 1]).toBe(WORKER_TOKEN);
     expect(body.args).toEqual(expect.arrayContaining(["--ssl-certfile", "--ssl-keyfile"]));
-    expect(Buffer.from(body.env[TLS_ENV.key]!, "base64").toString()).toBe(cert.keyPem);
+    // Vast.ai takes at most 256 characters per env entry: certificate and key travel in numbered parts
+    expect(body.env[TLS_ENV.key]).toBeUndefined();
+    expect(body.env[`${TLS_ENV.key}_0`]).toBeDefined();
+    for (const [k, v] of Object.entries(body.env)) {
+      expect(k.length).toBeLessThanOrEqual(VAST_ENV_MAX_LENGTH);
+      expect(v.length).toBeLessThanOrEqual(VAST_ENV_MAX_LENGTH);
+    }
+    expect(Buffer.from(joinedEnvValue(body.env, TLS_ENV.key)!, "base64").toString()).toBe(cert.keyPem);
+    expect(Buffer.from(joinedEnvValue(body.env, TLS_ENV.cert)!, "base64").toString()).toBe(cert.certPem);
+    expect(body.args[1]).toContain(`"$${TLS_ENV.key}_0"`);
     expect(body.env).toMatchObject({ HF_TOKEN, "-p 8000:8000": "1" });
+    expect(schemaViolations(CreateInstanceRequest, body)).toEqual([]);
+    expect(fake.live()).toHaveLength(1); // the API took it
   });
 
   it("no error message carries the TLS key, whichever form the provider echoes", async () => {
@@ -432,13 +484,14 @@ describe("Vast.ai faults", () => {
       json: {
         success: false,
         error: "invalid_args",
-        msg: `bad env ${TLS_ENV.key}=${keyB64} line ${keyLine}`,
+        msg: `bad env ${TLS_ENV.key}=${keyB64} line ${keyLine} part ${TLS_ENV.key}_1=${keyB64.slice(224, 448)}`,
       },
     });
     const err = await failure(
       a.provision({ ...spec(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } }, offer!),
     );
     expect(err.message).not.toContain(keyB64.slice(100, 140)); // past the constant "-----BEGIN …" prefix
+    expect(err.message).not.toContain(keyB64.slice(230, 290)); // nor a part it travels in (echoed alone)
     expect(err.message).not.toContain(keyLine);
     expect(err.message).toContain("[redacted]");
   });
@@ -458,5 +511,199 @@ describe("Vast.ai faults", () => {
     const err = await failure(a.provision(spec(), offer!));
     expect(err.kind).toBe("fatal");
     expect(err.message).toContain("[redacted]");
+  });
+});
+
+describe("Vast.ai published contract: what the adapter must not get wrong", () => {
+  const A100_40 = {
+    id: 201,
+    gpu_name: "A100 SXM4",
+    num_gpus: 1,
+    dph_base: 0.7,
+    reliability: 0.995,
+    gpu_ram: 40_960,
+  };
+  const A100_80 = {
+    id: 202,
+    gpu_name: "A100 SXM4",
+    num_gpus: 1,
+    dph_base: 1.3,
+    reliability: 0.995,
+    gpu_ram: 81_920,
+  };
+  const seed = (...offers: VastOfferSeed[]) => {
+    for (const o of offers) fake.offers.set(o.id, { ...o, rented: false });
+  };
+
+  it("never places an A100_80GB model on a 40 GB A100 SXM4 (same name): gpu_ram in the query, re-checked per offer", async () => {
+    seed(A100_40, A100_80);
+    const a = adapter({ maxUsdPerHour: 2 });
+    const search = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    expect(search.offers.map((o) => o.offerId)).toEqual(["107", "202"]);
+    for (const o of search.offers) expect(o).toMatchObject({ gpu: "A100_80GB", gpuMemoryGb: 80 });
+    // 80 GB × 0.9 in binary MB: the 40 GB card is filtered by Vast itself
+    expect(fake.requestsTo("/api/v0/bundles/")[0]?.body).toMatchObject({ gpu_ram: { gte: 73_728 } });
+
+    // a search answer that ignores the memory filter still never yields the 40 GB card
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: searchAnswer([offer({ id: 201, gpu_ram: 40_960, dph_total: 0.71 }), offer({ id: 202 })]),
+      },
+      { path: "/bundles/" },
+    );
+    const sloppy = await a.offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    expect(sloppy.offers.map((o) => o.offerId)).toEqual(["202"]);
+    expect(sloppy.skipped).toEqual([
+      {
+        provider: "vastai",
+        offerId: "201",
+        gpuName: "A100 SXM4",
+        gpuMemoryGb: 40,
+        usdPerHour: 0.71,
+        reason: "40 GB per GPU, A100_80GB needs 80 GB",
+      },
+    ]);
+  });
+
+  it("never rents a host without direct ports (its engine port would never be mapped)", async () => {
+    // the cheapest RTX 4090 has no direct ports
+    seed({
+      id: 301,
+      gpu_name: "RTX 4090",
+      num_gpus: 1,
+      dph_base: 0.1,
+      reliability: 0.999,
+      direct_port_count: 0,
+    });
+    const a = adapter();
+    const search = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    expect(search.offers.map((o) => o.offerId)).not.toContain("301");
+    expect(search.offers[0]?.offerId).toBe("102");
+    expect(fake.requestsTo("/api/v0/bundles/")[0]?.body).toMatchObject({ direct_port_count: { gte: 1 } });
+
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: searchAnswer([
+          offer({ id: 301, gpu_name: "RTX 4090", gpu_ram: 24_564, dph_total: 0.11, direct_port_count: 0 }),
+        ]),
+      },
+      { path: "/bundles/" },
+    );
+    const sloppy = await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 });
+    expect(sloppy.offers).toEqual([]);
+    expect(sloppy.skipped).toMatchObject([
+      { offerId: "301", reason: expect.stringMatching(/^no direct ports/) },
+    ]);
+
+    // why it matters: on such a host the port request is never mapped, the instance never gets an address
+    const info = await a.provision(spec("w-np"), {
+      provider: "vastai",
+      gpu: "RTX_4090",
+      usdPerHour: 0.11,
+      offerId: "301",
+    });
+    clock.advance(60_000);
+    const running = await a.describe(info.providerId);
+    expect(running?.status).toBe("running");
+    expect(running?.baseUrl).toBeUndefined();
+  });
+
+  it("every offer Vast listed but the adapter left out is reported with a reason a user can act on", async () => {
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: searchAnswer([
+          offer({ id: 1, dph_total: 1.2 }),
+          offer({ id: 2, gpu_ram: 40_960 }),
+          offer({ id: 3, direct_port_count: 0 }),
+          offer({ id: 4, dph_total: 2.5 }),
+          offer({ id: 5, reliability: 0.91 }),
+          offer({ id: 6, num_gpus: 2 }),
+          offer({ id: 7, verification: "unverified" }),
+          offer({ id: 8, gpu_name: "RTX 4090" }),
+          offer({ id: 9, disk_space: 20 }),
+          offer({ id: 10, rented: true }),
+        ]),
+      },
+      { path: "/bundles/" },
+    );
+    const search = await adapter({ maxUsdPerHour: 2 }).offers({ gpu: ["A100_80GB"], gpuCount: 1 });
+    expect(search.offers.map((o) => o.offerId)).toEqual(["1"]);
+    expect(Object.fromEntries(search.skipped.map((s) => [s.offerId, s.reason]))).toEqual({
+      "2": "40 GB per GPU, A100_80GB needs 80 GB",
+      "3": "no direct ports: the engine's port would never be reachable",
+      "4": "$2.5/h over maxUsdPerHour ($2/h for 1 GPU)",
+      "5": "reliability 0.91 < 0.98 (minReliability)",
+      "6": "2 GPUs per instance, the model needs 1",
+      "7": "host unverified, verifiedOnly is set",
+      "8": 'GPU "RTX 4090" is none of the model\'s GPU types',
+      "9": "20 GB of disk, 60 GB needed",
+      "10": "no longer rentable",
+    });
+  });
+
+  it("lists instances from the v1 endpoint, following every page of 25 by next_token", async () => {
+    for (let i = 0; i < 31; i++) {
+      seed({ id: 500 + i, gpu_name: "RTX 3090", num_gpus: 1, dph_base: 0.2, reliability: 0.99 });
+      fake.seedInstance(500 + i, i % 10 === 9 ? `other-stack.w-${i}` : `aiorch-dev.w-${i}`);
+    }
+    const owned = await adapter().listOwned("aiorch-dev");
+    expect(owned).toHaveLength(28);
+    expect(new Set(owned.map((i) => i.workerId)).size).toBe(28);
+    const pages = fake.requestsTo("/api/v1/instances/", "GET");
+    expect(pages).toHaveLength(2);
+    expect(pages[0]?.query).toMatchObject({ limit: "25" });
+    expect(pages[0]?.query.after_token).toBeUndefined();
+    expect(pages[1]?.query.after_token).toEqual(expect.any(String));
+    // the deprecated v0 list is not used (and not in the published spec)
+    expect(fake.requestsTo(/^\/api\/v0\/instances\/$/)).toHaveLength(0);
+  });
+
+  it("an invalid page token is a fatal 400, not a loop", async () => {
+    fake.inject(
+      { type: "status", status: 200, json: { instances: [], next_token: "bm90LWEtdG9rZW4=" } },
+      { path: "/api/v1/instances/" },
+    );
+    const err = await failure(adapter().listOwned("aiorch-dev"));
+    expect(err).toMatchObject({ kind: "fatal", status: 400, code: "invalid_token" });
+  });
+
+  it("a destroyed instance (cur_state unloaded) reads terminated, then disappears", async () => {
+    const a = adapter();
+    const providerId = String(fake.seedInstance(102, "aiorch-dev.w-1"));
+    clock.advance(40_000);
+    expect((await a.describe(providerId))?.status).toBe("running");
+    await a.terminate(providerId);
+    const gone = await a.describe(providerId);
+    expect(gone).toMatchObject({ status: "terminated", workerId: "w-1" });
+    expect(gone?.detail).toContain("cur_state=unloaded");
+    expect(gone?.baseUrl).toBeUndefined();
+    expect((await a.listOwned("aiorch-dev")).map((i) => i.status)).toEqual(["terminated"]);
+    clock.advance(3_600_000);
+    expect(await a.describe(providerId)).toBeUndefined();
+    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+  });
+
+  it("a request beyond Vast's published input limits is refused before it is sent, naming the field only", async () => {
+    const a = adapter();
+    const [first] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
+    const long = `hf_SECRET_${"x".repeat(300)}`;
+    const err = await failure(a.provision({ ...spec(), env: { HF_TOKEN: long } }, first!));
+    expect(err.kind).toBe("fatal");
+    expect(err.message).toContain("env.HF_TOKEN");
+    expect(err.message).not.toContain(long.slice(0, 40));
+    expect(fake.requestsTo("/asks/", "PUT")).toHaveLength(0);
+  });
+
+  it("accepts the server root as apiBase as well as the catalog's …/api/v0 form", async () => {
+    const a = adapter({ apiBase: fake.url });
+    expect((await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers).toHaveLength(2);
+    expect(await a.listOwned("aiorch-dev")).toEqual([]);
+    expect(fake.requests.map((r) => r.path)).toEqual(["/api/v0/bundles/", "/api/v1/instances/"]);
   });
 });
