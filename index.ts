@@ -12,14 +12,15 @@ import { Monitoring } from "./components/monitoring";
 import { StackNamespace } from "./components/namespace";
 import { QueueEncryption } from "./components/queue-encryption";
 import { Redis } from "./components/redis";
-import { RunPodServerlessEndpoint } from "./components/runpod-endpoint";
+import { RunPodServerlessEndpoint, runpodExecutionTimeoutMs } from "./components/runpod-endpoint";
 import { RunPodNetworkVolume } from "./components/runpod-network-volume";
 import type { RedisClientConnection } from "./components/runtime-pod";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
 import { StackPki } from "./components/stack-pki";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
-import { CREDENTIAL_ENV, runpodEndpointName, weightCacheDataCenter } from "./core/config";
+import { CREDENTIAL_ENV, runpodEndpointName, weightCacheDataCenters } from "./core/config";
+import { shellJoin } from "./core/shell";
 import { servingUnits } from "./core/variants";
 
 const { loaded, runtimeConfig } = readStackSettings();
@@ -165,18 +166,23 @@ const runpodEndpoints: Record<string, pulumi.Output<string>> = {};
 if (runpod) {
   const runpodKey = stackConfig.requireSecret("runpodApiKey");
   const hfToken = stackConfig.getSecret("hfToken");
-  // The weight cache: one network volume the endpoints mount, so weights cross the internet once per data centre.
-  const cacheDc = weightCacheDataCenter(runpod);
-  const weightCache =
-    runpod.weightCache && cacheDc
-      ? new RunPodNetworkVolume("runpod-weight-cache", {
-          name: `${project}-${pulumi.getStack()}-weights`,
-          sizeGb: runpod.weightCache.sizeGb,
-          dataCenterId: cacheDc,
-          apiKey: runpodKey,
-          ...(runpod.apiBase ? { apiBase: runpod.apiBase } : {}),
-        })
-      : undefined;
+  // The weight cache: a network volume in each of its data centres, which the endpoints mount, so weights cross the
+  // internet once per data centre. One RunPod name for all of them (names are looked up per data centre); the
+  // first keeps the Pulumi name the single volume had before weight caches could span data centres.
+  const weightCaches = weightCacheDataCenters(runpod).map((dc, i) => ({
+    dataCenter: dc,
+    volume: new RunPodNetworkVolume(
+      `runpod-weight-cache-${dc.toLowerCase()}`,
+      {
+        name: `${project}-${pulumi.getStack()}-weights`,
+        sizeGb: runpod.weightCache!.sizeGb,
+        dataCenterId: dc,
+        apiKey: runpodKey,
+        ...(runpod.apiBase ? { apiBase: runpod.apiBase } : {}),
+      },
+      i === 0 ? { aliases: [{ name: "runpod-weight-cache" }] } : {},
+    ),
+  }));
   for (const model of servingUnits(config.models).filter((m) => m.providers.includes("runpod-serverless"))) {
     const pools = [...new Set(model.gpu.flatMap((g) => PROVIDERS["runpod-serverless"].gpus[g]?.pool ?? []))];
     const coldStart = PROVIDERS["runpod-serverless"].coldStart.p95Seconds;
@@ -185,16 +191,27 @@ if (runpod) {
       name: runpodEndpointName(project, pulumi.getStack(), model.name),
       apiKey: runpodKey,
       image: runpod.image,
+      // "13.0" for the default image (worker-vllm v2.25.2 needs CUDA 13), none for another unless set
+      ...(runpod.minCudaVersion ? { minCudaVersion: runpod.minCudaVersion } : {}),
       env: {
         MODEL_NAME: model.source,
         ...(model.revision ? { MODEL_REVISION: model.revision } : {}),
         // every variant answers under the model's public name, so clients never see the rollout
         OPENAI_SERVED_MODEL_NAME_OVERRIDE: model.publicName,
-        ...(model.engineArgs.length > 0 ? { VLLM_EXTRA_ARGS: model.engineArgs.join(" ") } : {}),
+        // worker-vllm shlex-splits it: quoted, so an argument with a space or a quote stays one argument
+        ...(model.engineArgs.length > 0 ? { VLLM_EXTRA_ARGS: shellJoin(model.engineArgs) } : {}),
+        // vLLM shards the model over the worker's GPUs (worker-vllm README: TENSOR_PARALLEL_SIZE, default 1)
+        ...(model.gpuCount > 1 ? { TENSOR_PARALLEL_SIZE: String(model.gpuCount) } : {}),
         ...(model.maxModelLen ? { MAX_MODEL_LEN: String(model.maxModelLen) } : {}),
         ...(hfToken ? { HF_TOKEN: hfToken } : {}),
       },
       gpuPoolIds: pools,
+      gpuCount: model.gpuCount,
+      // A job may wait for a cold start and then take as long as the gateway waits upstream.
+      executionTimeoutMs: runpodExecutionTimeoutMs(
+        model.queueTimeoutSeconds,
+        config.gateway.upstreamTimeoutSeconds,
+      ),
       workersMin: model.minWorkers,
       workersMax: model.maxWorkers,
       // Break-even keep-alive: per-second billing makes an idle second cost what a cold-start second does.
@@ -206,7 +223,12 @@ if (runpod) {
       scalerValue: runpod.scalerValue,
       flashboot: runpod.flashboot,
       dataCenterIds: runpod.dataCenters,
-      ...(weightCache ? { networkVolumeId: weightCache.volumeId, networkVolumeDataCenterId: cacheDc } : {}),
+      ...(weightCaches.length > 0
+        ? {
+            networkVolumeIds: weightCaches.map((c) => c.volume.volumeId),
+            networkVolumeDataCenterIds: weightCaches.map((c) => c.dataCenter),
+          }
+        : {}),
       apiBase: runpod.apiBase,
       model: model.name,
       dataClass: model.dataClass ?? config.dataClass,

@@ -1,133 +1,79 @@
 /**
- * A small client for the parts of RunPod's APIs that the dynamic providers need: GraphQL (`POST {apiBase}/graphql`)
- * for serverless templates and endpoints, and REST v2 (`{apiBase}/v2/network-volumes`) for network volumes. The
- * RunPod dynamic providers (`runpod-endpoint.ts`, `runpod-network-volume.ts`) call it from inside their methods, and
- * Pulumi serializes those providers by value, so this module keeps no state and creates nothing at import time:
- * every call takes a plain `RunPodClient` settings object made by `runpodClient()`.
+ * A small client for the parts of RunPod's REST v2 API (`{apiBase}/v2/…`, runpod/docs `api-reference-v2/openapi.json`)
+ * that the dynamic providers need: serverless endpoints (`/v2/serverless`), the templates GraphQL-era stacks left
+ * behind (`/v2/templates`, deletion only) and network volumes (`/v2/network-volumes`). RunPod's GraphQL API is
+ * retired in early 2027 and REST v1 was retired on 15 Nov 2026, so nothing here talks to either.
  *
- * Network volumes use REST v2 because REST v1 (`rest.runpod.io/v1/networkvolumes`) was retired on 15 Nov 2026
- * (providers.md §1.1); v2 lives on the same host as GraphQL, so one `apiBase` serves both.
+ * The RunPod dynamic providers (`runpod-endpoint.ts`, `runpod-network-volume.ts`) call it from inside their methods,
+ * and Pulumi serializes those providers by value, so this module keeps no state and creates nothing at import time:
+ * every call takes a plain `RunPodClient` settings object made by `runpodClient()`. What it shares with the
+ * controller's adapters — how a failure is classified, when and how long to wait before a retry, redaction — comes
+ * from `core/provider-http.ts` (pure functions, serialized with the providers); request bodies are typed by
+ * `core/contracts/runpod.ts` (type imports only, erased at run time), so a field the spec lacks is a compile error.
  *
- * Contract (providers.md §1.1, §1.2, §1.4; runpod/docs `api-reference-v2/openapi.json`):
- * - GraphQL errors arrive as HTTP 200 with `errors[0].message`; they become thrown errors carrying that message.
- *   REST v2 errors are RFC 9457 `application/problem+json` `{title, status, detail, errors?: string[]}`; they
- *   become thrown errors carrying `detail` (and the validation `errors`).
- * - A bad key is HTTP 401 (403 for a key without access); neither is retried.
- * - 429 and 5xx are transient: retried with exponential backoff and jitter, honouring `Retry-After` (or, without
- *   it, the reset time of an exhausted `RateLimit` window), within a bounded number of attempts and total time.
- *   Timeouts and network errors are transient too.
+ * Contract:
+ * - Bearer auth; errors are RFC 9457 `application/problem+json` `{title, status, detail, errors?: string[]}`
+ *   (`ErrorResponse`); they become thrown errors carrying `detail` with the validation `errors`.
+ * - 401/403: the key is refused (`auth`), never retried. 422: the body breaks the published schema (`invalid`),
+ *   never retried. Any other 4xx but 404 and 429 is `fatal` (or `capacity` by its wording), never retried.
+ * - 429 and 5xx are retried with exponential backoff and full jitter, honouring `Retry-After` (or, without it, the
+ *   reset time of an exhausted `RateLimit` window), within a bounded number of attempts and total time (the shared
+ *   `nextRetryDelayMs`). Timeouts and network errors are transient too.
  * - A create that fails ambiguously (5xx, timeout, dropped connection: it may have happened) is never repeated
  *   blindly: the client looks the object up by its name first and adopts it, so creates are idempotent.
- * - The API key travels only in the `Authorization` header (never the URL) and is scrubbed from every message.
+ * - A 404 for one object is "gone" only when the listing works and leaves it out (a wrong `apiBase` answers 404 to
+ *   everything; that must never read as a deleted, still-billed endpoint or volume).
+ * - The API key travels only in the `Authorization` header (never the URL) and is redacted from every message.
  */
+import type {
+  CreateEndpointRequest,
+  CreateNetworkVolumeRequest,
+  Endpoint,
+  UpdateEndpointRequest,
+} from "../core/contracts/runpod";
+import {
+  backoffMs,
+  classifyFailure,
+  DEFAULT_RETRY_POLICY,
+  errorFields,
+  excerpt,
+  nextRetryDelayMs,
+  type ProviderErrorKind,
+  parseRateLimitReset,
+  parseRetryAfter,
+  RETRYABLE_KINDS,
+  type RetryPolicy,
+  redact,
+} from "../core/provider-http";
 
-export type ScalerType = "QUEUE_DELAY" | "REQUEST_COUNT";
-export type FlashBootType = "OFF" | "FLASHBOOT";
-
-export interface EnvVar {
-  key: string;
-  value: string;
-}
-
-/** `saveTemplate(input:)`: an upsert keyed by `id`; template names are unique per account. */
-export interface TemplateInput {
-  /** Present to update an existing template, absent to create one. */
-  id?: string;
-  name: string;
-  imageName: string;
-  containerDiskInGb: number;
-  /** Serverless templates have no pod volume. */
-  volumeInGb: number;
-  dockerArgs: string;
-  env: EnvVar[];
-  isServerless: boolean;
-  /** e.g. `8000/http`; serverless workers need none. */
-  ports?: string;
-}
-
-export interface Template {
-  id: string;
-  name: string;
-  imageName: string;
-  containerDiskInGb: number;
-  volumeInGb: number;
-  isServerless: boolean;
-  env: EnvVar[];
-}
-
-/** `saveEndpoint(input:)`: creates without `id`, updates with it (and then needs the full input again). */
-export interface EndpointInput {
-  id?: string;
-  /** 3+ characters. */
-  name: string;
-  templateId: string;
-  /** Comma string of pool ids, e.g. `ADA_24,AMPERE_24`. */
-  gpuIds: string;
-  workersMin: number;
-  workersMax: number;
-  /** Seconds a worker stays up after its last job. */
-  idleTimeout: number;
-  scalerType: ScalerType;
-  scalerValue: number;
-  /** Comma string of data-centre ids; empty = any. */
-  locations?: string;
-  networkVolumeId?: string | null;
-  flashBootType: FlashBootType;
-}
-
-export interface Endpoint {
-  id: string;
-  name: string;
-  templateId: string;
-  gpuIds: string;
-  workersMin: number;
-  workersMax: number;
-  idleTimeout: number;
-  scalerType: ScalerType;
-  scalerValue: number;
-  locations: string | null;
-  networkVolumeId: string | null;
-  flashBootType: FlashBootType | null;
-}
+export type { Endpoint as RunPodEndpoint } from "../core/contracts/runpod";
 
 /** Retry and timeout settings; every default suits the real API, tests shrink them. */
-export interface RetryTuning {
-  /** Attempts per request when RunPod answers 429/5xx or does not answer. @default 5 */
-  maxAttempts: number;
-  /** First backoff; doubles per attempt, with jitter. @default 500 */
-  baseDelayMs: number;
-  /** Longest single backoff (a longer `Retry-After` is still honoured within `maxTotalMs`). @default 8000 */
-  maxDelayMs: number;
-  /** Total time one request may take across its retries. @default 60000 */
-  maxTotalMs: number;
+export interface RetryTuning extends RetryPolicy {
+  /** Attempts per request when RunPod answers 429/5xx or does not answer. @default 5 (`DEFAULT_RETRY_POLICY`) */
+  readonly maxAttempts: number;
+  /** Backoff cap of the first retry; doubles per retry, full jitter. @default 500 */
+  readonly baseDelayMs: number;
+  /** Longest single backoff (a longer `Retry-After` is still honoured within `maxTotalMs`). @default 20000 */
+  readonly maxDelayMs: number;
+  /** Total time one request may take across its retries. @default 90000 */
+  readonly maxTotalMs: number;
   /** Time to wait for one answer. @default 30000 */
-  requestTimeoutMs: number;
-  /** `deleteEndpoint` attempts while RunPod refuses because workers still drain. @default 4 */
-  deleteAttempts: number;
-  /** Pause before the second delete attempt; doubles after that. @default 2000 */
-  deleteDelayMs: number;
-  /** `deleteTemplate` attempts while RunPod still sees the template in use (that lags about 2 min). @default 10 */
-  templateDeleteAttempts: number;
-  /** Pause between `deleteTemplate` attempts. @default 15000 */
-  templateDeleteDelayMs: number;
+  readonly requestTimeoutMs: number;
+  /** Attempts to delete a GraphQL-era template while RunPod still sees it in use (that lags about 2 min). @default 10 */
+  readonly templateDeleteAttempts: number;
+  /** Pause between those attempts. @default 15000 */
+  readonly templateDeleteDelayMs: number;
 }
 
 export const DEFAULT_RETRY_TUNING: Readonly<RetryTuning> = {
-  maxAttempts: 5,
-  baseDelayMs: 500,
-  maxDelayMs: 8_000,
-  maxTotalMs: 60_000,
+  ...DEFAULT_RETRY_POLICY,
   requestTimeoutMs: 30_000,
-  deleteAttempts: 4,
-  deleteDelayMs: 2_000,
   templateDeleteAttempts: 10,
   templateDeleteDelayMs: 15_000,
 };
 
-/**
- * The host of RunPod's GraphQL API (`/graphql`) and REST v2 (`/v2/…`). REST v1 (`https://rest.runpod.io/v1`) was
- * retired on 15 Nov 2026 (providers.md §1.1), so nothing here talks to it any more.
- */
+/** The host of RunPod's REST v2 API (`/v2/…`), the `servers` entry of `openapi.json`. */
 export const DEFAULT_RUNPOD_API_BASE = "https://api.runpod.io";
 
 /** The subset of `fetch` the client uses, so tests can pass a stub. `body` is absent on GET and DELETE. */
@@ -140,8 +86,8 @@ export interface RunPodClientOptions {
   /** RunPod API key (`rpa_…`). */
   apiKey: string;
   /**
-   * Host of GraphQL (`{apiBase}/graphql`) and REST v2 (`{apiBase}/v2/…`); a trailing `/v2` (how RunPod's docs
-   * write the v2 base) is accepted too. @default "https://api.runpod.io"
+   * Host of REST v2 (`{apiBase}/v2/…`); a trailing `/v2` (how RunPod's docs write the v2 base) is accepted too.
+   * @default "https://api.runpod.io"
    */
   apiBase?: string;
   /** @default the global fetch */
@@ -155,7 +101,6 @@ export interface RunPodClientOptions {
 
 export interface RunPodClient {
   readonly apiKey: string;
-  readonly graphqlUrl: string;
   /** REST v2 base, `{apiBase}/v2`, without a trailing slash. */
   readonly v2Url: string;
   readonly fetch: FetchLike;
@@ -168,7 +113,6 @@ export function runpodClient(options: RunPodClientOptions): RunPodClient {
   const base = (options.apiBase ?? DEFAULT_RUNPOD_API_BASE).replace(/\/+$/, "").replace(/\/v2$/, "");
   return {
     apiKey: options.apiKey,
-    graphqlUrl: `${base}/graphql`,
     v2Url: `${base}/v2`,
     fetch: options.fetch ?? ((url, init) => globalThis.fetch(url, init)),
     tuning: { ...DEFAULT_RETRY_TUNING, ...options.tuning },
@@ -178,19 +122,11 @@ export function runpodClient(options: RunPodClientOptions): RunPodClient {
 }
 
 /**
- * auth: key refused (401/403). graphql: RunPod answered with `errors[]`. rejected: the REST API refused the
- * request (a 4xx other than 401/403/429, with RunPod's reason). transient: 429/5xx/timeouts outlasted the
- * retries. ambiguous: a create may or may not have happened. protocol: an answer the client cannot read.
- * conflict: an object with our name exists but is not ours.
+ * The shared taxonomy (`ProviderErrorKind`: auth, capacity, rate_limit, transient, invalid, fatal) plus two kinds
+ * only a create-or-adopt client has: `ambiguous` (a create may or may not have happened; the caller looks before it
+ * repeats) and `conflict` (an object with our name exists but cannot be ours, or several do).
  */
-export type RunPodErrorKind =
-  | "auth"
-  | "graphql"
-  | "rejected"
-  | "transient"
-  | "ambiguous"
-  | "protocol"
-  | "conflict";
+export type RunPodErrorKind = ProviderErrorKind | "ambiguous" | "conflict";
 
 export interface RunPodApiError extends Error {
   readonly operation: string;
@@ -204,12 +140,6 @@ export function isRunPodApiError(error: unknown): error is RunPodApiError {
   return error instanceof Error && typeof (error as Partial<RunPodApiError>).kind === "string";
 }
 
-/** Replaces the API key (and its URL-encoded form) wherever it appears. */
-function scrub(text: string, apiKey: string): string {
-  if (apiKey.length < 4) return text;
-  return text.split(apiKey).join("***").split(encodeURIComponent(apiKey)).join("***");
-}
-
 function apiError(
   client: RunPodClient,
   operation: string,
@@ -217,7 +147,7 @@ function apiError(
   detail: string,
   status?: number,
 ): RunPodApiError {
-  const clean = scrub(detail, client.apiKey);
+  const clean = redact(detail, [client.apiKey, encodeURIComponent(client.apiKey)]);
   const error = new Error(`RunPod ${operation} failed: ${clean}`) as Error & {
     operation: string;
     kind: RunPodErrorKind;
@@ -232,44 +162,22 @@ function apiError(
   return error;
 }
 
-/** Seconds or an HTTP date → milliseconds from now; undefined when absent or unreadable. */
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null || value.trim() === "") return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
-/**
- * Without a Retry-After: how long until every exhausted window of a REST v2 `RateLimit` header resets, e.g.
- * `"minute";r=0;t=12, "hour";r=2800;t=1812` → 12 s. Undefined when absent, unreadable or nothing is exhausted.
- */
-function parseRateLimitReset(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  let waitSeconds: number | undefined;
-  for (const member of value.split(",")) {
-    const params = new Map(
-      member
-        .split(";")
-        .slice(1)
-        .map((p) => p.trim().split("=", 2) as [string, string | undefined]),
-    );
-    const remaining = Number(params.get("r"));
-    const resetSeconds = Number(params.get("t"));
-    if (params.has("r") && remaining <= 0 && Number.isFinite(resetSeconds) && resetSeconds >= 0) {
-      waitSeconds = Math.max(waitSeconds ?? 0, resetSeconds);
-    }
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
-  return waitSeconds === undefined ? undefined : waitSeconds * 1000;
 }
 
-function excerpt(text: string, max = 200): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+/** RunPod's reason in an error body: `detail` with the validation `errors`, else `title`, else an excerpt. */
+function reasonOf(client: RunPodClient, text: string): string {
+  const { message } = errorFields(parseJson(text));
+  return excerpt(message ?? text, [client.apiKey], 500);
 }
 
 interface Failure {
+  kind: ProviderErrorKind;
   detail: string;
   status?: number;
   retryAfterMs?: number;
@@ -278,9 +186,9 @@ interface Failure {
 }
 
 /**
- * One HTTP exchange with retries — what GraphQL and REST calls share. 401/403 throw an `auth` error; 429, 5xx,
- * timeouts and network errors are retried (5xx, timeouts and network errors only when `retryAmbiguous`, since the
- * request may have been carried out); every other answer goes to `interpret`, which returns the result or throws.
+ * One HTTP exchange with retries. 2xx and 404 go to `interpret`; every other answer is classified by the shared
+ * `classifyFailure`: `auth` throws at once, `rate_limit` and `transient` are retried (a `transient` one only with
+ * `retryAmbiguous`, since the request may have been carried out), anything else goes to `interpret`, which throws.
  */
 async function exchange<T>(
   client: RunPodClient,
@@ -308,7 +216,10 @@ async function exchange<T>(
       });
       const text = await response.text();
       const status = response.status;
-      if (status === 401 || status === 403) {
+      if ((status >= 200 && status < 300) || status === 404) return interpret(status, text);
+      const fields = errorFields(parseJson(text));
+      const kind = classifyFailure({ status, ...fields });
+      if (kind === "auth") {
         throw apiError(
           client,
           operation,
@@ -318,25 +229,25 @@ async function exchange<T>(
           status,
         );
       }
-      if (status === 429) {
-        const reason = problemOf(text)?.detail;
-        failure = {
-          detail: `rate limited (HTTP 429${reason ? `: ${excerpt(reason)}` : ""})`,
-          status,
-          retryAfterMs:
-            parseRetryAfter(response.headers.get("retry-after")) ??
-            parseRateLimitReset(response.headers.get("ratelimit")),
-          ambiguous: false,
-        };
-      } else if (status >= 500) {
-        failure = { detail: `HTTP ${status} ${excerpt(text)}`.trim(), status, ambiguous: true };
-      } else {
-        return interpret(status, text);
-      }
+      if (!RETRYABLE_KINDS.includes(kind)) return interpret(status, text);
+      const now = Date.now();
+      failure =
+        kind === "rate_limit"
+          ? {
+              kind,
+              detail: `rate limited (HTTP ${status}${fields.message ? `: ${excerpt(fields.message, [client.apiKey])}` : ""})`,
+              status,
+              retryAfterMs:
+                parseRetryAfter(response.headers.get("retry-after") ?? undefined, now) ??
+                parseRateLimitReset(response.headers.get("ratelimit")),
+              ambiguous: false,
+            }
+          : { kind, detail: `HTTP ${status} ${excerpt(text, [client.apiKey])}`, status, ambiguous: true };
     } catch (error) {
       if (isRunPodApiError(error)) throw error;
       const name = error instanceof Error ? error.name : "";
       failure = {
+        kind: classifyFailure({}),
         detail:
           name === "TimeoutError" || name === "AbortError"
             ? `no answer within ${tuning.requestTimeoutMs} ms`
@@ -345,29 +256,35 @@ async function exchange<T>(
       };
     }
     if (failure.ambiguous && !retryAmbiguous) {
-      throw apiError(client, operation, "ambiguous", `${failure.detail}; it may or may not have happened`);
-    }
-    if (attempt >= tuning.maxAttempts) {
       throw apiError(
         client,
         operation,
-        "transient",
-        `${failure.detail}; gave up after ${attempt} attempts`,
+        "ambiguous",
+        `${failure.detail}; it may or may not have happened`,
         failure.status,
       );
     }
-    const backoff = Math.min(tuning.maxDelayMs, tuning.baseDelayMs * 2 ** (attempt - 1));
-    const delay = failure.retryAfterMs ?? backoff / 2 + (client.random() * backoff) / 2;
     const elapsed = Date.now() - started;
-    if (elapsed + delay > tuning.maxTotalMs) {
-      const wait =
-        failure.retryAfterMs !== undefined ? `RunPod asked to retry after ${Math.ceil(delay / 1000)} s` : "";
+    const delay = nextRetryDelayMs({
+      failedAttempt: attempt,
+      elapsedMs: elapsed,
+      ...(failure.retryAfterMs !== undefined ? { retryAfterMs: failure.retryAfterMs } : {}),
+      policy: tuning,
+      random: client.random,
+    });
+    if (delay === undefined) {
+      const budget =
+        attempt < tuning.maxAttempts
+          ? ` and ${elapsed} ms` +
+            (failure.retryAfterMs !== undefined
+              ? ` (RunPod asked to retry after ${Math.ceil(failure.retryAfterMs / 1000)} s, beyond the ${tuning.maxTotalMs} ms budget)`
+              : "")
+          : "";
       throw apiError(
         client,
         operation,
-        "transient",
-        `${failure.detail}; gave up after ${attempt} attempts and ${elapsed} ms` +
-          (wait ? ` (${wait}, beyond the ${tuning.maxTotalMs} ms budget)` : ""),
+        failure.kind,
+        `${failure.detail}; gave up after ${attempt} attempts${budget}`,
         failure.status,
       );
     }
@@ -376,334 +293,9 @@ async function exchange<T>(
 }
 
 /**
- * One GraphQL operation with retries. `retryAmbiguous: false` (creates) turns a 5xx or timeout into an
- * `ambiguous` error at once, so the caller can look before it repeats the create.
- */
-export async function graphql<T>(
-  client: RunPodClient,
-  operation: string,
-  query: string,
-  variables: Record<string, unknown> = {},
-  options: { retryAmbiguous?: boolean } = {},
-): Promise<T> {
-  return exchange(
-    client,
-    operation,
-    { method: "POST", url: client.graphqlUrl, body: JSON.stringify({ query, variables }) },
-    (status, text) => {
-      if (status < 200 || status >= 300) {
-        throw apiError(client, operation, "protocol", `HTTP ${status} ${excerpt(text)}`.trim(), status);
-      }
-      let parsed: { data?: unknown; errors?: { message?: unknown }[] };
-      try {
-        parsed = JSON.parse(text) as typeof parsed;
-      } catch {
-        throw apiError(client, operation, "protocol", `HTTP ${status} with a body that is not JSON`, status);
-      }
-      const first = parsed.errors?.[0];
-      if (first !== undefined) {
-        const message = typeof first.message === "string" ? first.message : JSON.stringify(first);
-        throw apiError(client, operation, "graphql", `RunPod answered: ${message}`, status);
-      }
-      if (parsed.data === undefined || parsed.data === null) {
-        throw apiError(client, operation, "protocol", "the answer has neither data nor errors", status);
-      }
-      return parsed.data as T;
-    },
-    options.retryAmbiguous ?? true,
-  );
-}
-
-const TEMPLATE_FIELDS = "id name imageName containerDiskInGb volumeInGb isServerless env { key value }";
-const ENDPOINT_FIELDS =
-  "id name templateId gpuIds workersMin workersMax idleTimeout scalerType scalerValue locations networkVolumeId flashBootType";
-
-const SAVE_TEMPLATE = `mutation SaveTemplate($input: SaveTemplateInput!) { saveTemplate(input: $input) { ${TEMPLATE_FIELDS} } }`;
-const SAVE_ENDPOINT = `mutation SaveEndpoint($input: EndpointInput!) { saveEndpoint(input: $input) { ${ENDPOINT_FIELDS} } }`;
-const LIST_TEMPLATES = `query PodTemplates { myself { podTemplates { ${TEMPLATE_FIELDS} } } }`;
-const LIST_ENDPOINTS = `query Endpoints { myself { endpoints { ${ENDPOINT_FIELDS} } } }`;
-
-/** Every template of the account. */
-export async function listTemplates(client: RunPodClient): Promise<Template[]> {
-  const data = await graphql<{ myself: { podTemplates: Template[] | null } }>(
-    client,
-    "listTemplates",
-    LIST_TEMPLATES,
-  );
-  return data.myself.podTemplates ?? [];
-}
-
-export async function findTemplateByName(client: RunPodClient, name: string): Promise<Template | undefined> {
-  return (await listTemplates(client)).find((t) => t.name === name);
-}
-
-const sameEnv = (a: readonly EnvVar[], b: readonly EnvVar[]): boolean => {
-  const norm = (env: readonly EnvVar[]) =>
-    JSON.stringify(
-      [...env].map((e) => [e.key, e.value]).sort(([x], [y]) => (x! < y! ? -1 : x! > y! ? 1 : 0)),
-    );
-  return norm(a) === norm(b);
-};
-
-const matchesTemplate = (t: Template, input: TemplateInput): boolean =>
-  t.imageName === input.imageName &&
-  t.containerDiskInGb === input.containerDiskInGb &&
-  sameEnv(t.env ?? [], input.env);
-
-/**
- * Creates or updates a template. Without `id` the template is looked up by its exact name first and adopted
- * (updated in place if its spec differs), so a create that crashed halfway — or answered 500 after creating —
- * is repeated safely instead of failing on RunPod's unique-name rule.
- */
-export async function saveTemplate(client: RunPodClient, input: TemplateInput): Promise<Template> {
-  const upsert = async (withId: TemplateInput, retryAmbiguous: boolean) =>
-    (
-      await graphql<{ saveTemplate: Template }>(
-        client,
-        "saveTemplate",
-        SAVE_TEMPLATE,
-        { input: withId },
-        { retryAmbiguous },
-      )
-    ).saveTemplate;
-  const adopt = async (existing: Template) =>
-    matchesTemplate(existing, input) ? existing : upsert({ ...input, id: existing.id }, true);
-
-  if (input.id !== undefined) return upsert(input, true);
-  const existing = await findTemplateByName(client, input.name);
-  if (existing) return adopt(existing);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await upsert(input, false);
-    } catch (error) {
-      if (!isRunPodApiError(error) || (error.kind !== "ambiguous" && error.kind !== "graphql")) throw error;
-      // A duplicate name (someone — or our own earlier attempt — created it) or an answer we could not read.
-      const found = await findTemplateByName(client, input.name);
-      if (found) return adopt(found);
-      if (error.kind === "graphql" || attempt >= client.tuning.maxAttempts) throw error;
-      await client.sleep(client.tuning.baseDelayMs * 2 ** (attempt - 1));
-    }
-  }
-}
-
-/** Deletes a template by name. Already gone is success; "in use" is retried because RunPod lags behind. */
-export async function deleteTemplate(client: RunPodClient, templateName: string): Promise<void> {
-  const { tuning } = client;
-  if (!(await findTemplateByName(client, templateName))) return;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await graphql(
-        client,
-        "deleteTemplate",
-        `mutation DeleteTemplate { deleteTemplate(templateName: ${JSON.stringify(templateName)}) }`,
-      );
-      return;
-    } catch (error) {
-      if (!isRunPodApiError(error) || error.kind !== "graphql") throw error;
-      if (!(await findTemplateByName(client, templateName))) return;
-      if (attempt >= tuning.templateDeleteAttempts) {
-        throw apiError(
-          client,
-          "deleteTemplate",
-          "graphql",
-          `template "${templateName}" still refused after ${attempt} attempts: ${error.detail}`,
-        );
-      }
-      await client.sleep(tuning.templateDeleteDelayMs);
-    }
-  }
-}
-
-/** Every serverless endpoint of the account. */
-export async function listEndpoints(client: RunPodClient): Promise<Endpoint[]> {
-  const data = await graphql<{ myself: { endpoints: Endpoint[] | null } }>(
-    client,
-    "listEndpoints",
-    LIST_ENDPOINTS,
-  );
-  return data.myself.endpoints ?? [];
-}
-
-/** The endpoint with this id, or undefined when it no longer exists. */
-export async function getEndpoint(client: RunPodClient, id: string): Promise<Endpoint | undefined> {
-  return (await listEndpoints(client)).find((e) => e.id === id);
-}
-
-/** The endpoint with exactly this name; RunPod does not promise unique names, so several is an error. */
-export async function findEndpointByName(client: RunPodClient, name: string): Promise<Endpoint | undefined> {
-  const found = (await listEndpoints(client)).filter((e) => e.name === name);
-  if (found.length > 1) {
-    throw apiError(
-      client,
-      "findEndpointByName",
-      "conflict",
-      `${found.length} endpoints are named "${name}" (${found.map((e) => e.id).join(", ")}); delete the extra ones in the RunPod console`,
-    );
-  }
-  return found[0];
-}
-
-/**
- * Creates or updates an endpoint. Without `id`, an endpoint of the same name on the same template is adopted
- * (and updated to `input`), and a create that fails ambiguously is looked up before it is repeated.
- */
-export async function saveEndpoint(client: RunPodClient, input: EndpointInput): Promise<Endpoint> {
-  const upsert = async (withId: EndpointInput, retryAmbiguous: boolean) =>
-    (
-      await graphql<{ saveEndpoint: Endpoint }>(
-        client,
-        "saveEndpoint",
-        SAVE_ENDPOINT,
-        { input: withId },
-        { retryAmbiguous },
-      )
-    ).saveEndpoint;
-  const adopt = (existing: Endpoint) => {
-    if (existing.templateId !== input.templateId) {
-      throw apiError(
-        client,
-        "saveEndpoint",
-        "conflict",
-        `an endpoint named "${input.name}" already exists (${existing.id}) on template ${existing.templateId}, ` +
-          `not ${input.templateId}; choose another name or delete that endpoint`,
-      );
-    }
-    return upsert({ ...input, id: existing.id }, true);
-  };
-
-  if (input.id !== undefined) return upsert(input, true);
-  const existing = await findEndpointByName(client, input.name);
-  if (existing) return adopt(existing);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await upsert(input, false);
-    } catch (error) {
-      if (!isRunPodApiError(error) || error.kind !== "ambiguous") throw error;
-      const found = await findEndpointByName(client, input.name);
-      if (found) return adopt(found);
-      if (attempt >= client.tuning.maxAttempts) throw error;
-      await client.sleep(client.tuning.baseDelayMs * 2 ** (attempt - 1));
-    }
-  }
-}
-
-/** The input that re-saves an endpoint as it is. */
-export function endpointInputOf(endpoint: Endpoint): EndpointInput {
-  return {
-    id: endpoint.id,
-    name: endpoint.name,
-    templateId: endpoint.templateId,
-    gpuIds: endpoint.gpuIds,
-    workersMin: endpoint.workersMin,
-    workersMax: endpoint.workersMax,
-    idleTimeout: endpoint.idleTimeout,
-    scalerType: endpoint.scalerType,
-    scalerValue: endpoint.scalerValue,
-    locations: endpoint.locations ?? "",
-    networkVolumeId: endpoint.networkVolumeId,
-    flashBootType: endpoint.flashBootType ?? "OFF",
-  };
-}
-
-/**
- * Deletes an endpoint: sets workersMin = workersMax = 0 (RunPod refuses to delete otherwise), then deletes,
- * retrying with a short backoff while RunPod still refuses because workers drain. Already gone is success.
- */
-export async function deleteEndpoint(client: RunPodClient, id: string): Promise<void> {
-  const { tuning } = client;
-  const endpoint = await getEndpoint(client, id);
-  if (!endpoint) return;
-  if (endpoint.workersMin !== 0 || endpoint.workersMax !== 0) {
-    await saveEndpoint(client, { ...endpointInputOf(endpoint), workersMin: 0, workersMax: 0 });
-  }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await graphql(
-        client,
-        "deleteEndpoint",
-        `mutation DeleteEndpoint { deleteEndpoint(id: ${JSON.stringify(id)}) }`,
-      );
-      return;
-    } catch (error) {
-      if (!isRunPodApiError(error) || error.kind !== "graphql") throw error;
-      if (!(await getEndpoint(client, id))) return;
-      if (attempt >= tuning.deleteAttempts) {
-        throw apiError(
-          client,
-          "deleteEndpoint",
-          "graphql",
-          `endpoint ${id} still refused after ${attempt} attempts: ${error.detail}`,
-        );
-      }
-      await client.sleep(tuning.deleteDelayMs * 2 ** (attempt - 1));
-    }
-  }
-}
-
-// ── REST v2: network volumes ─────────────────────────────────────────────────────────────────────────────────
-//
-// Contract (runpod/docs `api-reference-v2/openapi.json` and `network-volumes/*.mdx`, Aug 2026;
-// runpod/runpod-plugins-official `runpod-migrate/reference/rest-v1-to-v2.md`):
-// - `GET /v2/network-volumes` → 200 `{networkVolumes: NetworkVolume[]}` (wrapped, not paginated);
-// - `POST /v2/network-volumes {name, size, dataCenter, type?}` → 201 NetworkVolume; `size` 10..4096 GB; `type`
-//   (STANDARD | HIGH_PERFORMANCE) defaults to the data centre's primary tier and is immutable; names need not be
-//   unique; a data centre without volume support is a 400 whose detail lists those that have it;
-// - `GET /v2/network-volumes/{id}` → 200 NetworkVolume, 404 when gone;
-// - `PATCH /v2/network-volumes/{id} {name?, size?}` (at least one) → 200 NetworkVolume; a smaller size is a 400;
-// - `DELETE /v2/network-volumes/{id}` → 204 without a body, 404 when gone;
-// - NetworkVolume is `{id, name, size, dataCenter, type}`; unknown body fields (e.g. v1's `dataCenterId`) → 422.
-
-/** An RFC 9457 problem document as REST v2 sends it (`ErrorResponse`): `errors` lists validation failures. */
-export interface RunPodProblem {
-  title?: string;
-  status?: number;
-  detail?: string;
-  errors?: string[];
-}
-
-/** The problem document in an error body, or undefined when the body is not one (e.g. a proxy's HTML page). */
-function problemOf(text: string): RunPodProblem | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
-  const body = parsed as Record<string, unknown>;
-  const nonEmpty = (value: unknown) => (typeof value === "string" && value.trim() !== "" ? value : undefined);
-  const title = nonEmpty(body.title);
-  const detail = nonEmpty(body.detail);
-  if (title === undefined && detail === undefined) return undefined;
-  // The spec has strings; an object `{message}` or `{field, message}` is read too, in case that changes.
-  const errors = Array.isArray(body.errors)
-    ? body.errors.flatMap((e) => {
-        if (typeof e === "string") return e === "" ? [] : [e];
-        const message = nonEmpty((e as { message?: unknown } | null)?.message);
-        const field = nonEmpty((e as { field?: unknown } | null)?.field);
-        return message ? [field ? `${field}: ${message}` : message] : [];
-      })
-    : [];
-  return {
-    ...(title !== undefined ? { title } : {}),
-    ...(typeof body.status === "number" ? { status: body.status } : {}),
-    ...(detail !== undefined ? { detail } : {}),
-    ...(errors.length > 0 ? { errors } : {}),
-  };
-}
-
-/** RunPod's reason in a REST v2 error body: `detail` with the validation `errors`, else `title`, else an excerpt. */
-function problemReason(text: string): string {
-  const problem = problemOf(text);
-  if (!problem) return excerpt(text) || "no details";
-  const reason = problem.detail ?? problem.title ?? "";
-  return excerpt(problem.errors ? `${reason} (${problem.errors.join("; ")})` : reason, 500);
-}
-
-/**
- * One REST v2 call (`{apiBase}/v2{path}`) with retries. Answers 2xx (with the parsed JSON body, or undefined
- * when empty, as on a 204) and 404 (so the caller decides what "not there" means); throws `rejected` with
- * RunPod's problem detail for any other 4xx (400, 422, …). 401/403 and 429/5xx are handled by `exchange`.
+ * One REST v2 call (`{apiBase}/v2{path}`) with retries. Answers 2xx (with the parsed JSON body, or undefined when
+ * empty, as on a 204) and 404 (so the caller decides what "not there" means); throws for any other answer with
+ * RunPod's problem detail and the shared kind (`invalid` for a 422, `fatal` for a 400, …).
  */
 export async function rest(
   client: RunPodClient,
@@ -723,24 +315,307 @@ export async function rest(
     (status, text) => {
       if (status === 404) return { status, data: undefined };
       if (status < 200 || status >= 300) {
+        const fields = errorFields(parseJson(text));
         throw apiError(
           client,
           operation,
-          "rejected",
-          `RunPod answered HTTP ${status}: ${problemReason(text)}`,
+          classifyFailure({ status, ...fields }),
+          `RunPod answered HTTP ${status}: ${reasonOf(client, text)}`,
           status,
         );
       }
       if (text.trim() === "") return { status, data: undefined };
-      try {
-        return { status, data: JSON.parse(text) as unknown };
-      } catch {
-        throw apiError(client, operation, "protocol", `HTTP ${status} with a body that is not JSON`, status);
+      const data = parseJson(text);
+      if (data === undefined) {
+        throw apiError(client, operation, "transient", `HTTP ${status} with a body that is not JSON`, status);
       }
+      return { status, data };
     },
     options.retryAmbiguous ?? true,
   );
 }
+
+/** A listing or create that answers 404 means the path does not exist there: a wrong `apiBase`, not "empty". */
+function wrongBase(client: RunPodClient, operation: string, method: string, path: string): RunPodApiError {
+  return apiError(
+    client,
+    operation,
+    "fatal",
+    `${method} ${client.v2Url}${path} answered 404; check apiBase (RunPod's REST v2 host, ${DEFAULT_RUNPOD_API_BASE})`,
+    404,
+  );
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+// ── serverless endpoints ──────────────────────────────────────────────────────────────────────────────────
+//
+// Contract (openapi.json, operations listEndpoints, getEndpoint, createEndpoint, updateEndpoint, deleteEndpoint):
+// - `GET /v2/serverless` → 200 `ListEndpointsResponse` `{endpoints: Endpoint[]}` (wrapped, not paginated);
+// - `GET /v2/serverless/{id}` → 200 `Endpoint`, 404 when gone;
+// - `POST /v2/serverless` `CreateEndpointRequest` → 201 `Endpoint`; `name`, `type`, `scaling` required, `image`
+//   unless `templateId`; exactly one of `gpu`/`cpu`; unknown fields → 422; names are not unique;
+// - `PATCH /v2/serverless/{id}` `UpdateEndpointRequest` → 200 `Endpoint`: only the fields present change;
+//   `workers`/`scaling`/`timeout` apply promptly, image/env changes roll out as a new release; `type` and the
+//   compute family (gpu vs cpu) are not in the body, so they cannot change;
+// - `DELETE /v2/serverless/{id}` → 204: deletes the endpoint and its bound template, terminates its workers and
+//   cancels its queued and running jobs; 404 when gone.
+
+const ENDPOINTS_PATH = "/serverless";
+const endpointPath = (id: string) => `${ENDPOINTS_PATH}/${encodeURIComponent(id)}`;
+
+/** An `Endpoint` as RunPod answered it; only what every reader relies on is checked (RunPod may add fields). */
+function endpointOf(client: RunPodClient, operation: string, data: unknown): Endpoint {
+  if (
+    !isObject(data) ||
+    typeof data.id !== "string" ||
+    typeof data.name !== "string" ||
+    !isObject(data.workers) ||
+    !isObject(data.scaling)
+  ) {
+    throw apiError(
+      client,
+      operation,
+      "transient",
+      `expected a serverless endpoint {id, name, workers, scaling, …}; got ${excerpt(JSON.stringify(data) ?? "nothing", [client.apiKey])}`,
+    );
+  }
+  return data as unknown as Endpoint;
+}
+
+/** Every serverless endpoint of the account. */
+export async function listEndpoints(client: RunPodClient): Promise<Endpoint[]> {
+  const { status, data } = await rest(client, "listEndpoints", "GET", ENDPOINTS_PATH);
+  if (status === 404) throw wrongBase(client, "listEndpoints", "GET", ENDPOINTS_PATH);
+  const list = isObject(data) ? data.endpoints : undefined;
+  if (!Array.isArray(list)) {
+    throw apiError(
+      client,
+      "listEndpoints",
+      "transient",
+      `expected {endpoints: [...]}; got ${Array.isArray(data) ? "a bare array (a REST v1 answer?)" : excerpt(JSON.stringify(data) ?? "nothing")}`,
+      status,
+    );
+  }
+  return list.map((item) => endpointOf(client, "listEndpoints", item));
+}
+
+/** After a 404 for one endpoint: it is gone only when the listing works and leaves it out. */
+async function confirmEndpointGone(client: RunPodClient, operation: string, id: string): Promise<void> {
+  if ((await listEndpoints(client)).some((e) => e.id === id)) {
+    throw apiError(
+      client,
+      operation,
+      "transient",
+      `RunPod answered 404 for serverless endpoint ${id}, yet lists it; try again later`,
+      404,
+    );
+  }
+}
+
+/** The endpoint with this id, or undefined when it no longer exists (404, confirmed by the listing). */
+export async function getEndpoint(client: RunPodClient, id: string): Promise<Endpoint | undefined> {
+  const { status, data } = await rest(client, "getEndpoint", "GET", endpointPath(id));
+  if (status !== 404) return endpointOf(client, "getEndpoint", data);
+  await confirmEndpointGone(client, "getEndpoint", id);
+  return undefined;
+}
+
+/** The endpoint with exactly this name; RunPod does not keep names unique, so several is a `conflict`. */
+export async function findEndpointByName(client: RunPodClient, name: string): Promise<Endpoint | undefined> {
+  const found = (await listEndpoints(client)).filter((e) => e.name === name);
+  if (found.length > 1) {
+    throw apiError(
+      client,
+      "findEndpointByName",
+      "conflict",
+      `${found.length} endpoints are named "${name}" (${found.map((e) => e.id).join(", ")}); delete the extra ones in the RunPod console`,
+    );
+  }
+  return found[0];
+}
+
+/** Order-insensitive for maps (env); lists compared as given unless `asSet`. */
+function sameValue(a: unknown, b: unknown, asSet = false): boolean {
+  const norm = (v: unknown): unknown => {
+    if (Array.isArray(v)) return asSet ? [...v].map(String).sort() : v;
+    if (isObject(v))
+      return Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+    return v ?? null;
+  };
+  return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
+}
+
+/**
+ * The partial update that brings an existing endpoint to what `want` asks for: only the fields that differ. A
+ * CUDA floor is sent with `allowedCudaVersions: []`, because a non-empty allowed set beside a floor is a 400 and
+ * "setting one does not clear the other" (`UpdateEndpointGpuConfig`).
+ */
+export function endpointPatchToMatch(current: Endpoint, want: CreateEndpointRequest): UpdateEndpointRequest {
+  const patch: UpdateEndpointRequest = {};
+  if (want.image !== undefined && current.image !== want.image) patch.image = want.image;
+  if (want.env !== undefined && !sameValue(current.env ?? {}, want.env)) patch.env = want.env;
+  if (want.disk !== undefined && current.disk !== want.disk) patch.disk = want.disk;
+  if (want.gpu) {
+    const gpu: NonNullable<UpdateEndpointRequest["gpu"]> = {};
+    if (!sameValue(current.gpu?.pools, want.gpu.pools, true)) gpu.pools = want.gpu.pools;
+    if ((current.gpu?.count ?? 1) !== (want.gpu.count ?? 1)) gpu.count = want.gpu.count ?? 1;
+    const floor = want.gpu.minCudaVersion ?? "";
+    if ((current.gpu?.minCudaVersion ?? "") !== floor) gpu.minCudaVersion = floor;
+    if (floor !== "" && (current.gpu?.allowedCudaVersions?.length ?? 0) > 0) gpu.allowedCudaVersions = [];
+    if (Object.keys(gpu).length > 0) patch.gpu = gpu;
+  }
+  if (want.workers) {
+    const workers: NonNullable<UpdateEndpointRequest["workers"]> = {};
+    if (want.workers.min !== undefined && current.workers.min !== want.workers.min)
+      workers.min = want.workers.min;
+    if (want.workers.max !== undefined && current.workers.max !== want.workers.max)
+      workers.max = want.workers.max;
+    if (want.workers.idleTimeout !== undefined && current.workers.idleTimeout !== want.workers.idleTimeout)
+      workers.idleTimeout = want.workers.idleTimeout;
+    if (Object.keys(workers).length > 0) patch.workers = workers;
+  }
+  if (!sameValue(current.scaling, want.scaling)) patch.scaling = want.scaling;
+  if (want.flashboot !== undefined && current.flashboot !== want.flashboot) patch.flashboot = want.flashboot;
+  if (want.dataCenterIds !== undefined && !sameValue(current.dataCenterIds, want.dataCenterIds, true))
+    patch.dataCenterIds = want.dataCenterIds;
+  const volumes = want.networkVolumes ?? [];
+  if (!sameValue(current.networkVolumes, volumes, true)) patch.networkVolumes = volumes;
+  if (want.timeout !== undefined && current.timeout !== want.timeout) patch.timeout = want.timeout;
+  return patch;
+}
+
+/**
+ * `PATCH /v2/serverless/{id}` with only the fields that change. An empty patch makes no call and reads the
+ * endpoint instead. A 404 is an error naming the fix (the endpoint was deleted outside Pulumi).
+ */
+export async function updateEndpoint(
+  client: RunPodClient,
+  id: string,
+  patch: UpdateEndpointRequest,
+): Promise<Endpoint> {
+  const missing = () =>
+    apiError(
+      client,
+      "updateEndpoint",
+      "fatal",
+      `serverless endpoint ${id} does not exist (HTTP 404); run \`pulumi refresh\` to drop it from the state`,
+      404,
+    );
+  if (Object.keys(patch).length === 0) {
+    const current = await getEndpoint(client, id);
+    if (!current) throw missing();
+    return current;
+  }
+  const { status, data } = await rest(client, "updateEndpoint", "PATCH", endpointPath(id), { body: patch });
+  if (status === 404) {
+    await confirmEndpointGone(client, "updateEndpoint", id);
+    throw missing();
+  }
+  if (data !== undefined) return endpointOf(client, "updateEndpoint", data);
+  // The spec promises the endpoint in the answer; read it back if it is not there.
+  const current = await getEndpoint(client, id);
+  if (!current) throw missing();
+  return current;
+}
+
+/**
+ * Creates a serverless endpoint, crash-safe: an endpoint with the same name is adopted (patched to `body`) instead
+ * of creating a second, both before the create (a crash between create and state write) and after a create whose
+ * answer was lost (5xx, timeout, dropped connection). A namesake of another routing type or compute family cannot
+ * be adopted (neither can change), nor can several namesakes: both are a `conflict`.
+ */
+export async function createEndpoint(client: RunPodClient, body: CreateEndpointRequest): Promise<Endpoint> {
+  const adopt = async (existing: Endpoint): Promise<Endpoint> => {
+    const conflict = (why: string) =>
+      apiError(
+        client,
+        "createEndpoint",
+        "conflict",
+        `an endpoint named "${body.name}" already exists (${existing.id}) ${why}; choose another name or delete that endpoint`,
+      );
+    if (existing.type !== undefined && existing.type !== body.type)
+      throw conflict(`as a ${existing.type} endpoint, not ${body.type} (the type cannot change)`);
+    if (body.gpu && (existing.gpu === null || existing.gpu === undefined))
+      throw conflict("as a CPU endpoint (the compute family cannot change)");
+    return updateEndpoint(client, existing.id, endpointPatchToMatch(existing, body));
+  };
+
+  const existing = await findEndpointByName(client, body.name);
+  if (existing) return adopt(existing);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { status, data } = await rest(client, "createEndpoint", "POST", ENDPOINTS_PATH, {
+        body,
+        retryAmbiguous: false,
+      });
+      if (status === 404) throw wrongBase(client, "createEndpoint", "POST", ENDPOINTS_PATH);
+      return endpointOf(client, "createEndpoint", data);
+    } catch (error) {
+      if (!isRunPodApiError(error) || error.kind !== "ambiguous") throw error;
+      const found = await findEndpointByName(client, body.name);
+      if (found) return adopt(found);
+      if (attempt >= client.tuning.maxAttempts) throw error;
+      await client.sleep(backoffMs(attempt, client.tuning, client.random));
+    }
+  }
+}
+
+/**
+ * Deletes a serverless endpoint (`DELETE`, 204): RunPod terminates its workers, cancels its queued and running
+ * jobs and deletes its bound template. Already gone (404, confirmed by the listing) is success. Deletes are
+ * idempotent, so every transient failure is retried.
+ */
+export async function deleteEndpoint(client: RunPodClient, id: string): Promise<void> {
+  const { status } = await rest(client, "deleteEndpoint", "DELETE", endpointPath(id));
+  if (status === 404) await confirmEndpointGone(client, "deleteEndpoint", id);
+}
+
+// ── templates (cleanup of GraphQL-era stacks only) ────────────────────────────────────────────────────────
+//
+// Contract (openapi.json, operation deleteTemplate): `DELETE /v2/templates/{id}` → 204; 404 when gone (or not
+// ours); 400 "Template is in use by a pod or serverless endpoint and cannot be deleted" while still bound.
+
+/**
+ * Deletes a template a GraphQL-era stack created. Already gone (404: RunPod deletes an endpoint's bound template
+ * with the endpoint) is success; a 400 "in use" is retried, because RunPod lags behind a just-deleted endpoint.
+ */
+export async function deleteTemplate(client: RunPodClient, id: string): Promise<void> {
+  const { tuning } = client;
+  const path = `/templates/${encodeURIComponent(id)}`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await rest(client, "deleteTemplate", "DELETE", path);
+      return;
+    } catch (error) {
+      if (!isRunPodApiError(error) || error.status !== 400) throw error;
+      if (attempt >= tuning.templateDeleteAttempts) {
+        throw apiError(
+          client,
+          "deleteTemplate",
+          error.kind,
+          `template ${id} still refused after ${attempt} attempts: ${error.detail}`,
+          400,
+        );
+      }
+      await client.sleep(tuning.templateDeleteDelayMs);
+    }
+  }
+}
+
+// ── network volumes ───────────────────────────────────────────────────────────────────────────────────────
+//
+// Contract (openapi.json and `network-volumes/*.mdx`; runpod/runpod-plugins-official
+// `runpod-migrate/reference/rest-v1-to-v2.md`):
+// - `GET /v2/network-volumes` → 200 `{networkVolumes: NetworkVolume[]}` (wrapped, not paginated);
+// - `POST /v2/network-volumes {name, size, dataCenter, type?}` → 201 NetworkVolume; `size` 10..4096 GB; `type`
+//   (STANDARD | HIGH_PERFORMANCE) defaults to the data centre's primary tier and is immutable; names need not be
+//   unique; a data centre without volume support is a 400 whose detail lists those that have it;
+// - `GET /v2/network-volumes/{id}` → 200 NetworkVolume, 404 when gone;
+// - `PATCH /v2/network-volumes/{id} {name?, size?}` (at least one) → 200 NetworkVolume; a smaller size is a 400;
+// - `DELETE /v2/network-volumes/{id}` → 204 without a body, 404 when gone;
+// - NetworkVolume is `{id, name, size, dataCenter, type}`; unknown body fields (e.g. v1's `dataCenterId`) → 422.
 
 /** Storage tier of a network volume; set at creation and immutable. */
 export type NetworkVolumeType = "STANDARD" | "HIGH_PERFORMANCE";
@@ -779,8 +654,8 @@ function volumeOf(client: RunPodClient, operation: string, data: unknown): Netwo
     throw apiError(
       client,
       operation,
-      "protocol",
-      `expected a network volume {id, name, size, dataCenter, type}; got ${excerpt(JSON.stringify(data) ?? "nothing")}`,
+      "transient",
+      `expected a network volume {id, name, size, dataCenter, type}; got ${excerpt(JSON.stringify(data) ?? "nothing", [client.apiKey])}`,
     );
   }
   return {
@@ -798,21 +673,13 @@ const volumePath = (id: string) => `${VOLUMES_PATH}/${encodeURIComponent(id)}`;
 /** Every network volume of the account (v2 wraps the list as `{networkVolumes: [...]}`). */
 export async function listNetworkVolumes(client: RunPodClient): Promise<NetworkVolume[]> {
   const { status, data } = await rest(client, "listNetworkVolumes", "GET", VOLUMES_PATH);
-  if (status === 404) {
-    throw apiError(
-      client,
-      "listNetworkVolumes",
-      "protocol",
-      `GET ${client.v2Url}${VOLUMES_PATH} answered 404; check apiBase (RunPod's REST v2 host, https://api.runpod.io)`,
-      status,
-    );
-  }
+  if (status === 404) throw wrongBase(client, "listNetworkVolumes", "GET", VOLUMES_PATH);
   const list = (data as { networkVolumes?: unknown } | null | undefined)?.networkVolumes;
   if (!Array.isArray(list)) {
     throw apiError(
       client,
       "listNetworkVolumes",
-      "protocol",
+      "transient",
       `expected {networkVolumes: [...]}; got ${Array.isArray(data) ? "a bare array (a REST v1 answer?)" : excerpt(JSON.stringify(data) ?? "nothing")}`,
       status,
     );
@@ -825,12 +692,12 @@ export async function listNetworkVolumes(client: RunPodClient): Promise<NetworkV
  * wrong `apiBase` (or a retired API version) that answers 404 to everything is an error, not a deleted volume —
  * else `refresh` would drop live, billed volumes from the state and `destroy` would leave them behind.
  */
-async function confirmGone(client: RunPodClient, operation: string, id: string): Promise<void> {
+async function confirmVolumeGone(client: RunPodClient, operation: string, id: string): Promise<void> {
   if ((await listNetworkVolumes(client)).some((v) => v.id === id)) {
     throw apiError(
       client,
       operation,
-      "protocol",
+      "transient",
       `RunPod answered 404 for network volume ${id}, yet lists it; try again later`,
       404,
     );
@@ -841,13 +708,13 @@ async function confirmGone(client: RunPodClient, operation: string, id: string):
 export async function getNetworkVolume(client: RunPodClient, id: string): Promise<NetworkVolume | undefined> {
   const { status, data } = await rest(client, "getNetworkVolume", "GET", volumePath(id));
   if (status !== 404) return volumeOf(client, "getNetworkVolume", data);
-  await confirmGone(client, "getNetworkVolume", id);
+  await confirmVolumeGone(client, "getNetworkVolume", id);
   return undefined;
 }
 
 /**
  * The volume with exactly this name in this data centre. A volume of the same name elsewhere is another volume;
- * two in the same data centre is an error, because the provider could not tell which one is ours.
+ * two in the same data centre is a `conflict`, because the provider could not tell which one is ours.
  */
 export async function findNetworkVolume(
   client: RunPodClient,
@@ -886,7 +753,7 @@ export async function updateNetworkVolume(
     apiError(
       client,
       "updateNetworkVolume",
-      "rejected",
+      "fatal",
       `network volume ${id} does not exist (HTTP 404); run \`pulumi refresh\` to drop it from the state`,
       404,
     );
@@ -904,7 +771,7 @@ export async function updateNetworkVolume(
       throw apiError(
         client,
         "updateNetworkVolume",
-        "rejected",
+        "fatal",
         `network volume ${id} vanished during the update`,
       );
     }
@@ -947,42 +814,35 @@ export async function createNetworkVolume(
 
   const existing = await findNetworkVolume(client, input.name, input.dataCenter);
   if (existing) return adopt(existing);
+  const body: CreateNetworkVolumeRequest = {
+    name: input.name,
+    size: input.size,
+    dataCenter: input.dataCenter,
+    ...(input.type !== undefined ? { type: input.type } : {}),
+  };
   for (let attempt = 1; ; attempt++) {
     try {
       const { status, data } = await rest(client, "createNetworkVolume", "POST", VOLUMES_PATH, {
-        body: {
-          name: input.name,
-          size: input.size,
-          dataCenter: input.dataCenter,
-          ...(input.type !== undefined ? { type: input.type } : {}),
-        },
+        body,
         retryAmbiguous: false,
       });
-      if (status === 404) {
-        throw apiError(
-          client,
-          "createNetworkVolume",
-          "protocol",
-          `POST ${client.v2Url}${VOLUMES_PATH} answered 404; check apiBase`,
-          status,
-        );
-      }
+      if (status === 404) throw wrongBase(client, "createNetworkVolume", "POST", VOLUMES_PATH);
       return volumeOf(client, "createNetworkVolume", data);
     } catch (error) {
       if (!isRunPodApiError(error) || error.kind !== "ambiguous") throw error;
       const found = await findNetworkVolume(client, input.name, input.dataCenter);
       if (found) return adopt(found);
       if (attempt >= client.tuning.maxAttempts) throw error;
-      await client.sleep(client.tuning.baseDelayMs * 2 ** (attempt - 1));
+      await client.sleep(backoffMs(attempt, client.tuning, client.random));
     }
   }
 }
 
 /**
  * Deletes a network volume (204). Already gone (404, confirmed by the listing) is success. Deletes are
- * idempotent, so every failure is retried.
+ * idempotent, so every transient failure is retried.
  */
 export async function deleteNetworkVolume(client: RunPodClient, id: string): Promise<void> {
   const { status } = await rest(client, "deleteNetworkVolume", "DELETE", volumePath(id));
-  if (status === 404) await confirmGone(client, "deleteNetworkVolume", id);
+  if (status === 404) await confirmVolumeGone(client, "deleteNetworkVolume", id);
 }

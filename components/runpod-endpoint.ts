@@ -1,11 +1,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import { PROVIDERS } from "../core/catalog";
+import { RUNPOD_WORKER_IMAGE, RUNPOD_WORKER_IMAGE_CUDA_FLOOR } from "../core/config/schema";
+import type { CreateEndpointRequest, UpdateEndpointRequest } from "../core/contracts/runpod";
 import * as api from "./runpod-api";
 
 // The RunPod Pulumi SDK is not installable here, so RunPod serverless endpoints are a dynamic provider over
-// RunPod's GraphQL API (pulumi-anchors §3). Pulumi serializes the provider object *by value* into the state:
-// its methods may use this module's constants and functions and `./runpod-api`, but never a client, a logger,
-// a `pulumi.Config` or the API key — those are built inside each method from the resource's own inputs.
+// RunPod's REST v2 API (`/v2/serverless`; pulumi-anchors §3). Pulumi serializes the provider object *by value*
+// into the state: its methods may use this module's constants and functions, `./runpod-api` and the pure
+// `core/provider-http` rules, but never a client, a logger, a `pulumi.Config` or the API key — those are built
+// inside each method from the resource's own inputs. Request bodies are typed by `core/contracts/runpod.ts`
+// (type-only imports, erased, so nothing of zod is captured).
 
 /** RunPod serverless GPU pools: the pools of the catalog's RunPod GPUs, plus AMPERE_16 (A4000-class, 16 GB). */
 const POOLS: readonly string[] = [
@@ -14,23 +18,41 @@ const POOLS: readonly string[] = [
     ...Object.values(PROVIDERS["runpod-serverless"].gpus).flatMap((g) => (g?.pool ? [g.pool] : [])),
   ]),
 ];
-const DEFAULT_IMAGE = "runpod/worker-v1-vllm:v2.7.0stable-cuda12.1.0";
+const DEFAULT_IMAGE = RUNPOD_WORKER_IMAGE;
+/** The CUDA floor the default image needs (worker-vllm v2.25.2 `.runpod/hub.json`: CUDA 13.0). */
+const DEFAULT_IMAGE_CUDA_FLOOR = RUNPOD_WORKER_IMAGE_CUDA_FLOOR;
+/** RunPod's documented default execution timeout (`serverless/endpoints/endpoint-configurations.mdx`: 600 s). */
+const DEFAULT_EXECUTION_TIMEOUT_MS = 600_000;
+/** RunPod's execution-timeout range: 5 s to 7 days (`endpoint-configurations.mdx`). */
+const MIN_EXECUTION_TIMEOUT_MS = 5_000;
+const MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
 const SCALER_TYPES: readonly string[] = ["QUEUE_DELAY", "REQUEST_COUNT"];
 /** What the Pulumi engine sends for a value not known yet (preview); validation skips it. */
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** A RunPod data centre id such as "EU-RO-1" or "US-TX-3". */
 const DATA_CENTER_ID = /^[A-Z]{2}(-[A-Z0-9]+)*$/;
+/** A CUDA version as RunPod takes it (`major.minor`, compared numerically). */
+const CUDA_VERSION = /^\d+\.\d+$/;
 
-export { DEFAULT_IMAGE as RUNPOD_DEFAULT_WORKER_IMAGE, POOLS as RUNPOD_GPU_POOL_IDS };
+export {
+  DEFAULT_EXECUTION_TIMEOUT_MS as RUNPOD_DEFAULT_EXECUTION_TIMEOUT_MS,
+  DEFAULT_IMAGE as RUNPOD_DEFAULT_WORKER_IMAGE,
+  DEFAULT_IMAGE_CUDA_FLOOR as RUNPOD_DEFAULT_WORKER_CUDA_FLOOR,
+  MAX_EXECUTION_TIMEOUT_MS as RUNPOD_MAX_EXECUTION_TIMEOUT_MS,
+  MIN_EXECUTION_TIMEOUT_MS as RUNPOD_MIN_EXECUTION_TIMEOUT_MS,
+  POOLS as RUNPOD_GPU_POOL_IDS,
+};
+
+export type ScalerType = "QUEUE_DELAY" | "REQUEST_COUNT";
 
 /** Where a serverless worker mounts the endpoint's network volume. */
 export const RUNPOD_VOLUME_MOUNT_PATH = "/runpod-volume";
 
 /**
  * Worker env that makes the network volume the weight cache: worker-vllm downloads to and loads from BASE_PATH,
- * and the Hugging Face caches (where vLLM fetches weights) sit under it, at the paths worker-vllm's image uses by
- * default, so every endpoint sharing a volume shares one cache.
+ * and the Hugging Face caches (where vLLM fetches weights) sit under it, so every endpoint sharing a volume shares
+ * one cache.
  */
 export const RUNPOD_VOLUME_CACHE_ENV: Readonly<Record<string, string>> = {
   BASE_PATH: RUNPOD_VOLUME_MOUNT_PATH,
@@ -41,17 +63,31 @@ export const RUNPOD_VOLUME_CACHE_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
- * The data centres an endpoint may use once it mounts a network volume in `volumeDataCenterId`: only that one.
- * Without a volume data centre the list is unchanged; a list that leaves the volume's data centre out is returned
- * unchanged too, for validation to report (it names both and the fix).
+ * The execution timeout (ms) an endpoint serving a model needs: a request may wait `queueTimeoutSeconds` for a
+ * worker and then take as long as the gateway waits upstream (`upstreamTimeoutSeconds`), so a job is never cut off
+ * before the gateway gives up on it; clamped to RunPod's range (5 s – 7 days).
  */
-export function narrowToVolumeDataCenter(
+export function runpodExecutionTimeoutMs(
+  queueTimeoutSeconds: number,
+  upstreamTimeoutSeconds: number,
+): number {
+  const ms = Math.ceil((queueTimeoutSeconds + upstreamTimeoutSeconds) * 1000);
+  return Math.min(MAX_EXECUTION_TIMEOUT_MS, Math.max(MIN_EXECUTION_TIMEOUT_MS, ms));
+}
+
+/**
+ * The data centres an endpoint may use once it mounts network volumes in `volumeDataCenterIds`: only those (in the
+ * order of `dataCenterIds` when it lists them). Without volumes the list is unchanged; a list that leaves a volume's
+ * data centre out is returned unchanged too, for validation to report (it names both and the fix).
+ */
+export function narrowToVolumeDataCenters(
   dataCenterIds: readonly string[],
-  volumeDataCenterId: string | undefined,
+  volumeDataCenterIds: readonly string[],
 ): string[] {
-  if (volumeDataCenterId === undefined) return [...dataCenterIds];
-  return dataCenterIds.length === 0 || dataCenterIds.includes(volumeDataCenterId)
-    ? [volumeDataCenterId]
+  if (volumeDataCenterIds.length === 0) return [...dataCenterIds];
+  if (dataCenterIds.length === 0) return [...new Set(volumeDataCenterIds)];
+  return volumeDataCenterIds.every((dc) => dataCenterIds.includes(dc))
+    ? dataCenterIds.filter((dc) => volumeDataCenterIds.includes(dc))
     : [...dataCenterIds];
 }
 
@@ -60,18 +96,30 @@ export interface RunPodEndpointInputs {
   name: string;
   image: string;
   env: Record<string, string>;
+  /** Container disk per worker, GB (v2 `disk`). */
+  containerDiskInGb: number;
+  /** Serverless GPU pools (v2 `gpu.pools`). */
   gpuPoolIds: string[];
+  /** GPUs per worker (v2 `gpu.count`). */
+  gpuCount: number;
+  /** Lowest host CUDA version (v2 `gpu.minCudaVersion`); absent = no floor. */
+  minCudaVersion?: string;
   workersMin: number;
   workersMax: number;
+  /** Seconds (v2 `workers.idleTimeout`); not sent with REQUEST_COUNT scaling, which has none. */
   idleTimeout: number;
-  scalerType: api.ScalerType;
+  scalerType: ScalerType;
   scalerValue: number;
   flashboot: boolean;
   dataCenterIds: string[];
-  networkVolumeId?: string;
-  /** Data centre of the network volume; `check` narrows dataCenterIds to it. */
-  networkVolumeDataCenterId?: string;
-  containerDiskInGb: number;
+  /** Network volumes (v2 `networkVolumes`), at most one per data centre. */
+  networkVolumeIds: string[];
+  /** The data centre of each of networkVolumeIds, same order; `check` narrows dataCenterIds to them. */
+  networkVolumeDataCenterIds: string[];
+  /** Per-request execution timeout, ms (v2 `timeout`). */
+  executionTimeoutMs: number;
+  /** The controller steers workersMin/workersMax: an update never sends them (a create does). */
+  workersSteeredAtRuntime?: boolean;
   apiBase?: string;
   apiKey: string;
   /** Informational (for the policy pack); never sent to RunPod. */
@@ -82,33 +130,76 @@ export interface RunPodEndpointInputs {
 
 export interface RunPodEndpointOutputs extends RunPodEndpointInputs {
   endpointId: string;
-  templateId: string;
-  templateName: string;
+  /**
+   * The template a GraphQL-era provider created for this endpoint (absent for endpoints created through REST v2,
+   * which carry image, env and disk themselves); kept until `delete` removes it.
+   */
+  templateId?: string;
+  /** The name of that template. */
+  templateName?: string;
 }
 
 /**
- * Fills in every default `check` applies, and narrows dataCenterIds to the network volume's data centre;
- * values not known yet are left alone.
+ * Fields only state written by the GraphQL-era provider has: one network volume and its data centre (now the
+ * lists networkVolumeIds/networkVolumeDataCenterIds); inputs without gpuCount, executionTimeoutMs, minCudaVersion.
  */
-export function applyEndpointDefaults(news: Partial<RunPodEndpointInputs>): RunPodEndpointInputs {
-  const dcs = news.dataCenterIds ?? [];
-  const volumeDc = news.networkVolumeDataCenterId;
-  const narrow =
-    typeof volumeDc === "string" && volumeDc !== UNKNOWN && Array.isArray(dcs) && !dcs.includes(UNKNOWN);
+export interface LegacyEndpointFields {
+  networkVolumeId?: string;
+  networkVolumeDataCenterId?: string;
+}
+
+/** Inputs as a program, an old state or the engine may give them: any field may be missing. */
+type AnyEndpointInputs = Partial<RunPodEndpointOutputs> & LegacyEndpointFields;
+
+/** Network volumes and their data centres, from the lists or a GraphQL-era state's single volume. */
+function volumesOf(inputs: AnyEndpointInputs): { ids: string[]; dataCenters: string[] } {
+  const single = <T>(value: T | undefined): T[] => (value === undefined || value === "" ? [] : [value]);
   return {
-    ...news,
+    ids: inputs.networkVolumeIds ?? single(inputs.networkVolumeId),
+    dataCenters: inputs.networkVolumeDataCenterIds ?? single(inputs.networkVolumeDataCenterId),
+  };
+}
+
+/** The CUDA floor an image gets when none is set: the default image's, none for any other. */
+export function defaultCudaFloor(image: string | undefined): string | undefined {
+  return (image ?? DEFAULT_IMAGE) === DEFAULT_IMAGE ? DEFAULT_IMAGE_CUDA_FLOOR : undefined;
+}
+
+/**
+ * Fills in every default `check` applies, moves a single networkVolumeId/networkVolumeDataCenterId into the lists,
+ * and narrows dataCenterIds to the network volumes' data centres; values not known yet are left alone.
+ * `minCudaVersion: ""` means no floor (also with the default image).
+ */
+export function applyEndpointDefaults(news: AnyEndpointInputs): RunPodEndpointInputs {
+  const { networkVolumeId: _id, networkVolumeDataCenterId: _dc, minCudaVersion, ...rest } = news;
+  const volumes = volumesOf(news);
+  const dcs = news.dataCenterIds ?? [];
+  const narrow =
+    Array.isArray(dcs) &&
+    !dcs.includes(UNKNOWN) &&
+    Array.isArray(volumes.dataCenters) &&
+    !volumes.dataCenters.includes(UNKNOWN);
+  const image = news.image ?? DEFAULT_IMAGE;
+  const floor = minCudaVersion === undefined ? defaultCudaFloor(image) : minCudaVersion || undefined;
+  return {
+    ...rest,
     name: news.name as string,
-    image: news.image ?? DEFAULT_IMAGE,
+    image,
     env: news.env ?? {},
+    containerDiskInGb: news.containerDiskInGb ?? 30,
     gpuPoolIds: news.gpuPoolIds as string[],
+    gpuCount: news.gpuCount ?? 1,
+    ...(floor !== undefined ? { minCudaVersion: floor } : {}),
     workersMin: news.workersMin ?? 0,
     workersMax: news.workersMax as number,
     idleTimeout: news.idleTimeout ?? 5,
     scalerType: news.scalerType ?? "QUEUE_DELAY",
     scalerValue: news.scalerValue ?? 4,
     flashboot: news.flashboot ?? true,
-    dataCenterIds: narrow ? narrowToVolumeDataCenter(dcs, volumeDc) : dcs,
-    containerDiskInGb: news.containerDiskInGb ?? 30,
+    dataCenterIds: narrow ? narrowToVolumeDataCenters(dcs, volumes.dataCenters) : dcs,
+    networkVolumeIds: volumes.ids,
+    networkVolumeDataCenterIds: volumes.dataCenters,
+    executionTimeoutMs: news.executionTimeoutMs ?? DEFAULT_EXECUTION_TIMEOUT_MS,
     apiKey: news.apiKey as string,
   };
 }
@@ -129,8 +220,8 @@ export function validateEndpointInputs(
   const { name, image, env, gpuPoolIds, workersMin, workersMax, idleTimeout, scalerType, scalerValue } =
     inputs;
 
-  if (known("name") && (typeof name !== "string" || name.trim().length < 3)) {
-    fail("name", `name must have at least 3 characters (RunPod's minimum); got ${show(name)}`);
+  if (known("name") && (typeof name !== "string" || name.trim() === "")) {
+    fail("name", `name must be a non-empty string, e.g. "aiorch-prod-llama"; got ${show(name)}`);
   }
   if (known("image") && (typeof image !== "string" || image.trim() === "")) {
     fail("image", `image must be a container image, e.g. "${DEFAULT_IMAGE}"; got ${show(image)}`);
@@ -178,6 +269,40 @@ export function validateEndpointInputs(
       }
     }
   }
+  const gpuCount = inputs.gpuCount;
+  if (known("gpuCount") && !(isInt(gpuCount) && gpuCount >= 1)) {
+    fail(
+      "gpuCount",
+      `gpuCount must be a whole number of GPUs per worker, 1 or more (RunPod's gpu.count); got ${show(gpuCount)}`,
+    );
+  }
+  const floor = inputs.minCudaVersion;
+  if (
+    known("minCudaVersion") &&
+    floor !== undefined &&
+    floor !== "" &&
+    !(typeof floor === "string" && CUDA_VERSION.test(floor))
+  ) {
+    fail(
+      "minCudaVersion",
+      `minCudaVersion must be a CUDA version as major.minor, e.g. "${DEFAULT_IMAGE_CUDA_FLOOR}" (or "" for no floor); got ${show(floor)}`,
+    );
+  }
+  const timeout = inputs.executionTimeoutMs;
+  if (
+    known("executionTimeoutMs") &&
+    !(isInt(timeout) && timeout >= MIN_EXECUTION_TIMEOUT_MS && timeout <= MAX_EXECUTION_TIMEOUT_MS)
+  ) {
+    const seconds =
+      isInt(timeout) && timeout >= MIN_EXECUTION_TIMEOUT_MS / 1000 && timeout < MIN_EXECUTION_TIMEOUT_MS
+        ? `; in milliseconds, ${timeout} s is ${timeout * 1000}`
+        : "";
+    fail(
+      "executionTimeoutMs",
+      `executionTimeoutMs must be whole milliseconds from ${MIN_EXECUTION_TIMEOUT_MS} (5 s) to ` +
+        `${MAX_EXECUTION_TIMEOUT_MS} (7 days), RunPod's range; got ${show(timeout)}${seconds}`,
+    );
+  }
   if (known("idleTimeout") && !(isInt(idleTimeout) && idleTimeout >= 1 && idleTimeout <= 3600)) {
     fail("idleTimeout", `idleTimeout must be whole seconds from 1 to 3600; got ${show(idleTimeout)}`);
   }
@@ -193,56 +318,22 @@ export function validateEndpointInputs(
   if (known("flashboot") && typeof inputs.flashboot !== "boolean") {
     fail("flashboot", `flashboot must be true or false; got ${show(inputs.flashboot)}`);
   }
+  const dataCenterIds = inputs.dataCenterIds;
   if (known("dataCenterIds")) {
-    const ids = inputs.dataCenterIds;
-    if (!Array.isArray(ids)) {
+    if (!Array.isArray(dataCenterIds)) {
       fail(
         "dataCenterIds",
-        `dataCenterIds must be a list such as ["EU-RO-1"] (empty = any); got ${show(ids)}`,
+        `dataCenterIds must be a list such as ["EU-RO-1"] (empty = any); got ${show(dataCenterIds)}`,
       );
     } else {
-      for (const id of ids) {
+      for (const id of dataCenterIds) {
         if (id !== UNKNOWN && !(typeof id === "string" && DATA_CENTER_ID.test(id))) {
           fail("dataCenterIds", `${show(id)} is not a RunPod data centre id such as "EU-RO-1" or "US-TX-3"`);
         }
       }
     }
   }
-  const volume = inputs.networkVolumeId;
-  if (known("networkVolumeId") && volume !== undefined && (typeof volume !== "string" || volume === "")) {
-    fail(
-      "networkVolumeId",
-      `networkVolumeId must be a RunPod network volume id or left out; got ${show(volume)}`,
-    );
-  }
-  const volumeDc = inputs.networkVolumeDataCenterId;
-  if (known("networkVolumeDataCenterId") && volumeDc !== undefined) {
-    const ids = inputs.dataCenterIds;
-    if (!(typeof volumeDc === "string" && DATA_CENTER_ID.test(volumeDc))) {
-      fail(
-        "networkVolumeDataCenterId",
-        `networkVolumeDataCenterId must be the RunPod data centre of the network volume, such as "EU-RO-1"; got ${show(volumeDc)}`,
-      );
-    } else if (volume === undefined || volume === "") {
-      fail(
-        "networkVolumeDataCenterId",
-        "networkVolumeDataCenterId is set but networkVolumeId is not; give both (the volume and its data centre) or neither",
-      );
-    } else if (
-      known("dataCenterIds") &&
-      Array.isArray(ids) &&
-      ids.length > 0 &&
-      !ids.includes(UNKNOWN) &&
-      !ids.includes(volumeDc)
-    ) {
-      fail(
-        "networkVolumeDataCenterId",
-        `the network volume is in ${volumeDc}, which dataCenterIds (${ids.join(", ")}) leaves out; a network volume ` +
-          `pins the endpoint to its data centre, so create the volume in one of those data centres or add ` +
-          `"${volumeDc}" to dataCenterIds`,
-      );
-    }
-  }
+  validateVolumes(inputs, fail);
   const disk = inputs.containerDiskInGb;
   if (known("containerDiskInGb") && !(isInt(disk) && disk >= 1)) {
     fail("containerDiskInGb", `containerDiskInGb must be a whole number of GB ≥ 1; got ${show(disk)}`);
@@ -273,111 +364,217 @@ export function validateEndpointInputs(
   return failures;
 }
 
-const sortedEnv = (env: Readonly<Record<string, string>>): api.EnvVar[] =>
-  Object.entries(env)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([key, value]) => ({ key, value }));
-
-/**
- * The template for an endpoint. Its name is the endpoint's name plus a short hash of what RunPod bakes into
- * the template (image, env, disk), so a template found under that name is exactly this one and can be adopted.
- */
-export async function templateInputFor(inputs: RunPodEndpointInputs): Promise<api.TemplateInput> {
-  const env = sortedEnv(inputs.env);
-  // Web Crypto is a global: nothing to capture when Pulumi serializes the provider (a `node:crypto` import
-  // would be captured as a module object, which fails under some loaders).
-  const hash = await globalThis.crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(JSON.stringify([inputs.image, inputs.containerDiskInGb, env])),
-  );
-  const digest = Buffer.from(hash).toString("hex").slice(0, 8);
-  return {
-    name: `${inputs.name}-${digest}`,
-    imageName: inputs.image,
-    containerDiskInGb: inputs.containerDiskInGb,
-    volumeInGb: 0,
-    dockerArgs: "",
-    env,
-    isServerless: true,
-  };
-}
-
-/** The `saveEndpoint` input for these inputs; with `id` it updates that endpoint. */
-export function endpointInputFor(
-  inputs: RunPodEndpointInputs,
-  templateId: string,
-  id?: string,
-): api.EndpointInput {
-  return {
-    ...(id === undefined ? {} : { id }),
-    name: inputs.name,
-    templateId,
-    gpuIds: inputs.gpuPoolIds.join(","),
-    workersMin: inputs.workersMin,
-    workersMax: inputs.workersMax,
-    idleTimeout: inputs.idleTimeout,
-    scalerType: inputs.scalerType,
-    scalerValue: inputs.scalerValue,
-    locations: inputs.dataCenterIds.join(","),
-    // "" = no volume (RunPod's own examples send it so); it also clears a volume on update.
-    networkVolumeId: inputs.networkVolumeId ?? "",
-    flashBootType: inputs.flashboot ? "FLASHBOOT" : "OFF",
-  };
-}
-
-/** RunPod resolves a template once, when the endpoint is created: these need a new template and endpoint. */
-const REPLACE_KEYS = ["name", "image", "env", "containerDiskInGb"] as const;
-/** `saveEndpoint` with the id changes these in place. */
-const ENDPOINT_KEYS = [
-  "workersMin",
-  "workersMax",
-  "idleTimeout",
-  "scalerType",
-  "scalerValue",
-  "gpuPoolIds",
-  "flashboot",
-  "dataCenterIds",
-  "networkVolumeId",
-  "networkVolumeDataCenterId",
-] as const;
-/** Kept in state for the policy pack; a change is an update that makes no RunPod call. */
-const INFO_KEYS = ["model", "dataClass"] as const;
-
-/** Order-insensitive for objects (env), order-sensitive for lists (pools are a preference order). */
-function canonical(value: unknown): string {
-  if (value === undefined || value === null || value === "") return "null";
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (typeof value === "object") {
-    return `{${Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
+/** networkVolumeIds and networkVolumeDataCenterIds: one volume per data centre, each inside dataCenterIds. */
+function validateVolumes(
+  inputs: Readonly<Record<string, unknown>>,
+  fail: (property: string, reason: string) => void,
+): void {
+  const ids = inputs.networkVolumeIds ?? [];
+  const dcs = inputs.networkVolumeDataCenterIds ?? [];
+  if (ids === UNKNOWN || dcs === UNKNOWN) return;
+  if (!Array.isArray(ids) || ids.some((id) => id !== UNKNOWN && (typeof id !== "string" || id === ""))) {
+    fail(
+      "networkVolumeIds",
+      `networkVolumeIds must list RunPod network volume ids (e.g. RunPodNetworkVolume.volumeId), or be left out; got ${show(ids)}`,
+    );
+    return;
   }
-  return JSON.stringify(value);
+  const repeated = ids.filter((id, i) => id !== UNKNOWN && ids.indexOf(id) !== i);
+  if (repeated.length > 0) {
+    fail("networkVolumeIds", `networkVolumeIds lists ${show(repeated[0])} twice; list each volume once`);
+  }
+  if (!Array.isArray(dcs)) {
+    fail(
+      "networkVolumeDataCenterIds",
+      `networkVolumeDataCenterIds must list the data centre of each network volume, e.g. ["EU-RO-1"]; got ${show(dcs)}`,
+    );
+    return;
+  }
+  if (dcs.length !== ids.length) {
+    fail(
+      "networkVolumeDataCenterIds",
+      `networkVolumeDataCenterIds must give the data centre of each of the ${ids.length} networkVolumeIds, in the ` +
+        `same order (RunPodNetworkVolume.dataCenterId); got ${dcs.length}`,
+    );
+    return;
+  }
+  const seen = new Set<string>();
+  for (const dc of dcs) {
+    if (dc === UNKNOWN) continue;
+    if (!(typeof dc === "string" && DATA_CENTER_ID.test(dc))) {
+      fail(
+        "networkVolumeDataCenterIds",
+        `${show(dc)} is not a RunPod data centre id such as "EU-RO-1"; give the data centre of each network volume`,
+      );
+      continue;
+    }
+    if (seen.has(dc)) {
+      fail(
+        "networkVolumeDataCenterIds",
+        `two network volumes are in ${dc}; RunPod mounts one network volume per data centre, so keep one of them`,
+      );
+    }
+    seen.add(dc);
+  }
+  const allowed = inputs.dataCenterIds;
+  if (!Array.isArray(allowed) || allowed.length === 0 || allowed.includes(UNKNOWN)) return;
+  const outside = [...seen].filter((dc) => !allowed.includes(dc));
+  if (outside.length > 0) {
+    const which = outside.join(", ");
+    fail(
+      "networkVolumeDataCenterIds",
+      `the network volume${outside.length > 1 ? "s are" : " is"} in ${which}, which dataCenterIds (${allowed.join(", ")}) ` +
+        `leaves out; a network volume pins the endpoint's workers to its data centre, so create the volume in one ` +
+        `of those data centres or add ${outside.map((dc) => `"${dc}"`).join(", ")} to dataCenterIds`,
+    );
+  }
 }
 
-const changed = (olds: object, news: object, keys: readonly string[]): string[] =>
-  keys.filter(
-    (k) =>
-      canonical((olds as Record<string, unknown>)[k]) !== canonical((news as Record<string, unknown>)[k]),
-  );
+/**
+ * The REST v2 body that creates an endpoint with these inputs (`CreateEndpointRequest`). Given an older state it
+ * describes what that state asked for; a field the state lacks (a GraphQL-era state has no gpuCount,
+ * executionTimeoutMs or minCudaVersion) stays undefined, so it differs from any value asked now.
+ */
+export function endpointRequestFor(inputs: AnyEndpointInputs): CreateEndpointRequest {
+  const queueDelay = inputs.scalerType !== "REQUEST_COUNT";
+  const volumes = volumesOf(inputs);
+  return {
+    name: inputs.name as string,
+    type: "QUEUE",
+    image: inputs.image,
+    env: inputs.env ?? {},
+    disk: inputs.containerDiskInGb,
+    gpu: {
+      pools: inputs.gpuPoolIds as string[],
+      count: inputs.gpuCount,
+      ...(inputs.minCudaVersion ? { minCudaVersion: inputs.minCudaVersion } : {}),
+    },
+    workers: {
+      min: inputs.workersMin,
+      max: inputs.workersMax,
+      // REQUEST_COUNT scaling has no idle timeout: RunPod rejects one (`EndpointWorkers.idleTimeout`).
+      ...(queueDelay ? { idleTimeout: inputs.idleTimeout } : {}),
+    },
+    scaling: queueDelay
+      ? { type: "QUEUE_DELAY", queueDelay: inputs.scalerValue as number }
+      : { type: "REQUEST_COUNT", requestCount: inputs.scalerValue as number },
+    flashboot: inputs.flashboot === false ? "OFF" : "FLASHBOOT",
+    dataCenterIds: inputs.dataCenterIds ?? [],
+    networkVolumes: volumes.ids,
+    timeout: inputs.executionTimeoutMs,
+  };
+}
 
-const splitList = (text: string | null | undefined): string[] =>
-  (text ?? "")
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s !== "");
+/** Order-insensitive for maps (env) and, with `asSet`, for lists. */
+function same(a: unknown, b: unknown, asSet = false): boolean {
+  const norm = (v: unknown): unknown => {
+    if (Array.isArray(v)) return asSet ? [...v].map(String).sort() : v;
+    if (typeof v === "object" && v !== null) {
+      return Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+    }
+    return v ?? null;
+  };
+  return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
+}
 
 /**
- * The dynamic provider. `tuning` shortens retries and timeouts (tests); the default suits the real API.
+ * The `PATCH /v2/serverless/{id}` body that takes an endpoint from `olds` (a state, maybe GraphQL-era) to `news`:
+ * only what changed, nested fields one by one (`workers.max` alone, `gpu.count` alone). A new CUDA floor is sent
+ * with `allowedCudaVersions: []`, since RunPod refuses a non-empty allowed set beside a floor and "setting one does
+ * not clear the other" (`UpdateEndpointGpuConfig`; a GraphQL-era endpoint may carry a set from its template). A
+ * floor removed is `minCudaVersion: ""`. With workersSteeredAtRuntime the bounds are the controller's: never sent.
+ */
+export function endpointPatch(olds: AnyEndpointInputs, news: RunPodEndpointInputs): UpdateEndpointRequest {
+  const was = endpointRequestFor(olds);
+  const want = endpointRequestFor(news);
+  const patch: UpdateEndpointRequest = {};
+  if (was.name !== want.name) patch.name = want.name;
+  if (was.image !== want.image) patch.image = want.image;
+  if (!same(was.env, want.env)) patch.env = want.env;
+  if (was.disk !== want.disk) patch.disk = want.disk;
+
+  const gpu: NonNullable<UpdateEndpointRequest["gpu"]> = {};
+  if (!same(was.gpu?.pools, want.gpu?.pools)) gpu.pools = want.gpu?.pools;
+  if (was.gpu?.count !== want.gpu?.count) gpu.count = want.gpu?.count;
+  const floor = want.gpu?.minCudaVersion ?? "";
+  if ((was.gpu?.minCudaVersion ?? "") !== floor) {
+    gpu.minCudaVersion = floor;
+    if (floor !== "") gpu.allowedCudaVersions = [];
+  }
+  if (Object.keys(gpu).length > 0) patch.gpu = gpu;
+
+  const workers: NonNullable<UpdateEndpointRequest["workers"]> = {};
+  if (!news.workersSteeredAtRuntime) {
+    if (was.workers?.min !== want.workers?.min) workers.min = want.workers?.min;
+    if (was.workers?.max !== want.workers?.max) workers.max = want.workers?.max;
+  }
+  const idle = want.workers?.idleTimeout;
+  if (idle !== undefined && was.workers?.idleTimeout !== idle) workers.idleTimeout = idle;
+  if (Object.keys(workers).length > 0) patch.workers = workers;
+
+  if (!same(was.scaling, want.scaling)) patch.scaling = want.scaling;
+  if (was.flashboot !== want.flashboot) patch.flashboot = want.flashboot;
+  if (!same(was.dataCenterIds, want.dataCenterIds)) patch.dataCenterIds = want.dataCenterIds;
+  if (!same(was.networkVolumes, want.networkVolumes, true)) patch.networkVolumes = want.networkVolumes;
+  if (was.timeout !== want.timeout) patch.timeout = want.timeout;
+  return patch;
+}
+
+/** Kept in state only (for the policy pack, or to narrow data centres); a change is an update without a RunPod call. */
+const STATE_ONLY_KEYS = [
+  "model",
+  "dataClass",
+  "networkVolumeDataCenterIds",
+  "workersSteeredAtRuntime",
+] as const;
+
+/** A state the GraphQL-era provider wrote: it has the single-volume fields or lacks the v2-era inputs. */
+const isLegacyState = (olds: AnyEndpointInputs): boolean =>
+  "networkVolumeId" in olds ||
+  "networkVolumeDataCenterId" in olds ||
+  olds.gpuCount === undefined ||
+  olds.executionTimeoutMs === undefined;
+
+function stateOnlyChanges(olds: AnyEndpointInputs, news: RunPodEndpointInputs): string[] {
+  const oldVolumeDcs = volumesOf(olds).dataCenters;
+  return STATE_ONLY_KEYS.filter((k) =>
+    k === "networkVolumeDataCenterIds"
+      ? !same(oldVolumeDcs, news.networkVolumeDataCenterIds)
+      : k === "workersSteeredAtRuntime"
+        ? Boolean(olds[k]) !== Boolean(news[k])
+        : !same(olds[k], news[k]),
+  );
+}
+
+/** The outputs after a create or an update: the inputs, the id, and a GraphQL-era template until it is deleted. */
+function outputsOf(
+  inputs: RunPodEndpointInputs,
+  id: string,
+  olds?: AnyEndpointInputs,
+): RunPodEndpointOutputs {
+  return {
+    ...inputs,
+    endpointId: id,
+    ...(olds?.templateId ? { templateId: olds.templateId } : {}),
+    ...(olds?.templateName ? { templateName: olds.templateName } : {}),
+  };
+}
+
+/**
+ * The dynamic provider over REST v2 `/v2/serverless`. `tuning` shortens retries and timeouts (tests); the default
+ * suits the real API.
  *
- * - create: template (adopted by name if it exists), then endpoint (adopted by name on the same template).
- * - diff: name, image, env or containerDiskInGb → replace, delete-before-replace (RunPod names are unique);
- *   scaling, scaler, idle timeout, pools, FlashBoot, data centres, network volume → update in place.
- *   `apiKey` and `apiBase` are how to reach RunPod, not part of the endpoint: changing only them is no diff,
- *   so a rotated key reaches the state with the next real change (keep the old key valid until then).
- * - read: refreshes the endpoint's settings; a vanished endpoint reads as gone.
- * - delete: bounds to 0, delete the endpoint (retried while workers drain), then the template; gone = done.
+ * - create: one `POST /v2/serverless` carrying image, env, disk, GPUs, workers, scaling, FlashBoot, data centres,
+ *   network volumes and execution timeout (no template); an endpoint of the same name is adopted and patched.
+ * - diff: nothing replaces — `PATCH` changes every field in place (image and env roll out as a new release);
+ *   `type` (always QUEUE) and the compute family are the only immutable fields, and neither is an input.
+ *   `apiKey` and `apiBase` are how to reach RunPod, not part of the endpoint: changing only them is no diff, so a
+ *   rotated key reaches the state with the next real change (keep the old key valid until then).
+ * - update: one `PATCH` with only the changed fields (none for state-only fields); a GraphQL-era state is updated
+ *   in place the same way, and its template is remembered for `delete`.
+ * - read: `GET /v2/serverless/{id}`; a vanished endpoint (404, not listed) reads as gone.
+ * - delete: `DELETE /v2/serverless/{id}` (RunPod terminates the workers, cancels jobs and deletes a bound
+ *   template); gone = done. Then a GraphQL-era template, if the state names one: `DELETE /v2/templates/{id}`.
  */
 export function createRunPodEndpointProvider(
   tuning: Partial<api.RetryTuning> = {},
@@ -392,63 +589,59 @@ export function createRunPodEndpointProvider(
     },
 
     async diff(_id, olds, news) {
-      const replaces = changed(olds, news, REPLACE_KEYS);
-      const updates = changed(olds, news, [...ENDPOINT_KEYS, ...INFO_KEYS]);
-      return {
-        changes: replaces.length > 0 || updates.length > 0,
-        replaces,
-        deleteBeforeReplace: replaces.length > 0,
-      };
+      const patch = endpointPatch(olds, news);
+      const changes =
+        Object.keys(patch).length > 0 || stateOnlyChanges(olds, news).length > 0 || isLegacyState(olds);
+      return { changes, replaces: [], deleteBeforeReplace: false };
     },
 
     async create(inputs) {
-      const client = clientFor(inputs);
-      const template = await api.saveTemplate(client, await templateInputFor(inputs));
-      const endpoint = await api.saveEndpoint(client, endpointInputFor(inputs, template.id));
-      return {
-        id: endpoint.id,
-        outs: { ...inputs, endpointId: endpoint.id, templateId: template.id, templateName: template.name },
-      };
+      const endpoint = await api.createEndpoint(clientFor(inputs), endpointRequestFor(inputs));
+      return { id: endpoint.id, outs: outputsOf(inputs, endpoint.id) };
     },
 
     async read(id, props) {
       if (!props) return { id };
       const endpoint = await api.getEndpoint(clientFor(props), id);
       if (!endpoint) return { id: "", props: {} as RunPodEndpointOutputs };
+      const scaling = endpoint.scaling;
       return {
         id,
         props: {
           ...props,
           name: endpoint.name,
-          gpuPoolIds: splitList(endpoint.gpuIds),
-          workersMin: endpoint.workersMin,
-          workersMax: endpoint.workersMax,
-          idleTimeout: endpoint.idleTimeout,
-          scalerType: endpoint.scalerType,
-          scalerValue: endpoint.scalerValue,
-          dataCenterIds: splitList(endpoint.locations),
-          networkVolumeId: endpoint.networkVolumeId || undefined,
-          // Older API answers may lack the field: keep what the state says then.
-          flashboot: endpoint.flashBootType ? endpoint.flashBootType === "FLASHBOOT" : props.flashboot,
+          image: endpoint.image ?? props.image,
+          env: endpoint.env ?? props.env,
+          containerDiskInGb: endpoint.disk ?? props.containerDiskInGb,
+          gpuPoolIds: endpoint.gpu?.pools ?? props.gpuPoolIds,
+          gpuCount: endpoint.gpu?.count ?? props.gpuCount ?? 1,
+          minCudaVersion: endpoint.gpu ? endpoint.gpu.minCudaVersion || undefined : props.minCudaVersion,
+          workersMin: endpoint.workers.min,
+          workersMax: endpoint.workers.max,
+          // REQUEST_COUNT endpoints have none: keep what the state says.
+          idleTimeout: endpoint.workers.idleTimeout ?? props.idleTimeout,
+          scalerType: scaling.type,
+          scalerValue: scaling.type === "QUEUE_DELAY" ? scaling.queueDelay : scaling.requestCount,
+          flashboot: endpoint.flashboot !== "OFF",
+          dataCenterIds: endpoint.dataCenterIds,
+          networkVolumeIds: endpoint.networkVolumes,
+          executionTimeoutMs: endpoint.timeout,
           endpointId: endpoint.id,
-          templateId: endpoint.templateId,
         },
       };
     },
 
     async update(id, olds, news) {
-      if (changed(olds, news, ENDPOINT_KEYS).length > 0) {
-        await api.saveEndpoint(clientFor(news), endpointInputFor(news, olds.templateId, id));
-      }
-      return {
-        outs: { ...news, endpointId: id, templateId: olds.templateId, templateName: olds.templateName },
-      };
+      const patch = endpointPatch(olds, news);
+      if (Object.keys(patch).length > 0) await api.updateEndpoint(clientFor(news), id, patch);
+      return { outs: outputsOf(news, id, olds) };
     },
 
     async delete(id, props) {
       const client = clientFor(props);
       await api.deleteEndpoint(client, id);
-      if (props.templateName) await api.deleteTemplate(client, props.templateName);
+      // A GraphQL-era template: RunPod deletes a bound one with the endpoint (then this is a 404, which is fine).
+      if (props.templateId) await api.deleteTemplate(client, props.templateId);
     },
   };
 }
@@ -460,31 +653,33 @@ export interface RunPodEndpointResourceArgs {
   name: pulumi.Input<string>;
   image?: pulumi.Input<string>;
   env?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  containerDiskInGb?: pulumi.Input<number>;
   gpuPoolIds: pulumi.Input<pulumi.Input<string>[]>;
+  gpuCount?: pulumi.Input<number>;
+  minCudaVersion?: pulumi.Input<string>;
   workersMin?: pulumi.Input<number>;
   workersMax: pulumi.Input<number>;
   idleTimeout?: pulumi.Input<number>;
-  scalerType?: pulumi.Input<api.ScalerType>;
+  scalerType?: pulumi.Input<ScalerType>;
   scalerValue?: pulumi.Input<number>;
   flashboot?: pulumi.Input<boolean>;
   dataCenterIds?: pulumi.Input<pulumi.Input<string>[]>;
-  networkVolumeId?: pulumi.Input<string>;
-  networkVolumeDataCenterId?: pulumi.Input<string>;
-  containerDiskInGb?: pulumi.Input<number>;
+  networkVolumeIds?: pulumi.Input<pulumi.Input<string>[]>;
+  networkVolumeDataCenterIds?: pulumi.Input<pulumi.Input<string>[]>;
+  executionTimeoutMs?: pulumi.Input<number>;
+  workersSteeredAtRuntime?: pulumi.Input<boolean>;
   apiBase?: pulumi.Input<string>;
   apiKey: pulumi.Input<string>;
   model?: pulumi.Input<string>;
   dataClass?: pulumi.Input<string>;
 }
 
-/** A RunPod serverless endpoint and its template (`pulumi-nodejs:dynamic/runpod:Endpoint`). */
+/** A RunPod serverless endpoint (`pulumi-nodejs:dynamic/runpod:Endpoint`). */
 export class RunPodEndpointResource extends pulumi.dynamic.Resource {
   /** RunPod endpoint id. */
   declare readonly endpointId: pulumi.Output<string>;
-  /** RunPod template id. */
-  declare readonly templateId: pulumi.Output<string>;
-  /** RunPod template name (the endpoint name plus a hash of image, env and disk). */
-  declare readonly templateName: pulumi.Output<string>;
+  /** The template of a GraphQL-era endpoint, until the endpoint is deleted; undefined for REST v2 endpoints. */
+  declare readonly templateId: pulumi.Output<string | undefined>;
   /** The API key the provider uses (secret). */
   declare readonly apiKey: pulumi.Output<string>;
 
@@ -501,7 +696,8 @@ export class RunPodEndpointResource extends pulumi.dynamic.Resource {
       },
       {
         ...opts,
-        additionalSecretOutputs: [...new Set([...(opts?.additionalSecretOutputs ?? []), "apiKey"])],
+        // env carries HF_TOKEN; read() brings it back from RunPod.
+        additionalSecretOutputs: [...new Set([...(opts?.additionalSecretOutputs ?? []), "apiKey", "env"])],
       },
       "runpod",
       "Endpoint",
@@ -510,24 +706,47 @@ export class RunPodEndpointResource extends pulumi.dynamic.Resource {
 }
 
 export interface RunPodServerlessEndpointArgs {
-  /** RunPod endpoint name, 3+ characters, unique in the account. @default "{project}-{stack}-{resource name}" */
+  /** RunPod endpoint name; the controller finds the endpoint by it. @default "{project}-{stack}-{resource name}" */
   readonly name?: string;
   /** RunPod API key; pass a secret (`config.requireSecret("runpodApiKey")`). */
   readonly apiKey: pulumi.Input<string>;
-  /** Worker image; worker-vllm serves the OpenAI routes. @default "runpod/worker-v1-vllm:v2.7.0stable-cuda12.1.0" */
+  /**
+   * Worker image; worker-vllm serves the OpenAI routes. A change rolls out in place as a new release.
+   * @default "runpod/worker-v1-vllm:v2.25.2"
+   */
   readonly image?: string;
-  /** Worker environment, e.g. MODEL_NAME, MAX_MODEL_LEN, OPENAI_SERVED_MODEL_NAME_OVERRIDE; wrap tokens in `pulumi.secret`. @default {} */
+  /**
+   * Worker environment, e.g. MODEL_NAME, MAX_MODEL_LEN, OPENAI_SERVED_MODEL_NAME_OVERRIDE, VLLM_EXTRA_ARGS (build it
+   * with `shellJoin`); wrap tokens in `pulumi.secret`. A change rolls out in place as a new release.
+   * @default {}
+   */
   readonly env?: Readonly<Record<string, pulumi.Input<string>>>;
   /** RunPod GPU pools in order of preference, e.g. ["ADA_24", "AMPERE_24"]. */
   readonly gpuPoolIds: readonly string[];
+  /**
+   * GPUs per worker (RunPod `gpu.count`); with worker-vllm also set TENSOR_PARALLEL_SIZE to it in `env`.
+   * @default 1
+   */
+  readonly gpuCount?: number;
+  /**
+   * Lowest host CUDA version the workers may run on, `major.minor` (RunPod `gpu.minCudaVersion`); "" for none.
+   * @default "13.0" with the default image (worker-vllm v2.25.2 needs CUDA 13), none with another image
+   */
+  readonly minCudaVersion?: string;
+  /**
+   * Longest a job may run, in ms (RunPod `timeout`), from 5000 (5 s) to 604800000 (7 days); a job that takes
+   * longer fails and its worker stops.
+   * @default 600000 (RunPod's documented default, 10 min)
+   */
+  readonly executionTimeoutMs?: number;
   /** Workers RunPod keeps running; 0 scales to zero. @default 0 */
   readonly workersMin?: number;
   /** Upper bound of workers, at least 1. */
   readonly workersMax: number;
-  /** Seconds a worker stays (billed) after its last job, 1–3600. @default 5 */
+  /** Seconds a worker stays (billed) after its last job, 1–3600; not used with REQUEST_COUNT scaling. @default 5 */
   readonly idleTimeout?: number;
   /** QUEUE_DELAY adds workers when jobs wait longer than scalerValue s; REQUEST_COUNT targets requests/worker. @default "QUEUE_DELAY" */
-  readonly scalerType?: api.ScalerType;
+  readonly scalerType?: ScalerType;
   /** Seconds of queue delay or requests per worker, by scalerType. @default 4 */
   readonly scalerValue?: number;
   /** RunPod FlashBoot (faster cold starts). @default true */
@@ -535,18 +754,23 @@ export interface RunPodServerlessEndpointArgs {
   /** RunPod data centres the workers may run in, e.g. ["EU-RO-1"]; empty = any. @default [] */
   readonly dataCenterIds?: readonly string[];
   /**
-   * Network volume (e.g. `RunPodNetworkVolume.volumeId`) mounted at /runpod-volume as the weight cache: workers
-   * download weights to it once per data centre and later workers load them from it (BASE_PATH and the Hugging
-   * Face caches point under it, unless `env` sets them). Needs networkVolumeDataCenterId. Adding or removing a
-   * volume changes the template env and so replaces the endpoint; moving to another volume updates it in place.
-   * @default none
+   * Network volumes (e.g. `RunPodNetworkVolume.volumeId`), at most one per data centre, mounted at /runpod-volume
+   * as the weight cache: workers download weights to the volume of their data centre once and later workers load
+   * them from it (BASE_PATH and the Hugging Face caches point under it, unless `env` sets them). RunPod gives each
+   * worker the volume of the data centre it runs in. Needs networkVolumeDataCenterIds.
+   * @default []
    */
-  readonly networkVolumeId?: pulumi.Input<string>;
+  readonly networkVolumeIds?: readonly pulumi.Input<string>[];
   /**
-   * Data centre of networkVolumeId (e.g. `RunPodNetworkVolume.dataCenterId`): the volume pins the endpoint there,
-   * so the endpoint's data centres become exactly this one, which dataCenterIds must include when not empty.
-   * Required with networkVolumeId. @default none
+   * The data centre of each of networkVolumeIds, in the same order (e.g. `RunPodNetworkVolume.dataCenterId`): the
+   * volumes pin the endpoint to their data centres, so its data centres become exactly these, which dataCenterIds
+   * must include when not empty. Required with networkVolumeIds.
+   * @default []
    */
+  readonly networkVolumeDataCenterIds?: readonly pulumi.Input<string>[];
+  /** @deprecated one volume: use networkVolumeIds (this one is appended to them). */
+  readonly networkVolumeId?: pulumi.Input<string>;
+  /** @deprecated the data centre of networkVolumeId: use networkVolumeDataCenterIds. */
   readonly networkVolumeDataCenterId?: pulumi.Input<string>;
   /** Container disk per worker in GB. @default 30 */
   readonly containerDiskInGb?: number;
@@ -556,23 +780,24 @@ export interface RunPodServerlessEndpointArgs {
   readonly model?: string;
   /** Data class of the model's traffic (public, internal, confidential); informational, for the policy pack. @default none */
   readonly dataClass?: string;
-  /** The controller steers workersMin/workersMax at run time; a refresh or update must not put them back. @default false */
+  /**
+   * The controller steers workersMin/workersMax at run time; an update never sends them back (a create does).
+   * @default false
+   */
   readonly workersSteeredAtRuntime?: boolean;
 }
 
 /**
- * A RunPod serverless endpoint with its template, managed through RunPod's GraphQL API, and the
- * OpenAI-compatible base URL the gateway routes to. RunPod queues and scales the workers itself between
- * workersMin and workersMax; the controller steers those bounds at run time.
+ * A RunPod serverless endpoint managed through RunPod's REST v2 API, and the OpenAI-compatible base URL the
+ * gateway routes to. RunPod queues and scales the workers itself between workersMin and workersMax; the controller
+ * steers those bounds at run time. Every change is made in place.
  */
 export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
   /** RunPod endpoint id. */
   public readonly endpointId: pulumi.Output<string>;
-  /** RunPod template id. */
-  public readonly templateId: pulumi.Output<string>;
   /** `https://api.runpod.ai/v2/{endpointId}/openai/v1` (note `.ai`: the job API host). */
   public readonly openaiBaseUrl: pulumi.Output<string>;
-  /** The dynamic resource that owns the template and endpoint. */
+  /** The dynamic resource that owns the endpoint. */
   public readonly endpoint: RunPodEndpointResource;
 
   constructor(name: string, args: RunPodServerlessEndpointArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -580,32 +805,8 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
     const endpointName = args.name ?? `${pulumi.getProject()}-${pulumi.getStack()}-${name}`;
     const plain = (value: unknown) =>
       value === undefined || pulumi.Output.isInstance(value) ? UNKNOWN : value;
-    const volumeDc = args.networkVolumeDataCenterId;
-    const failures = validateEndpointInputs({
-      ...applyEndpointDefaults({
-        name: endpointName,
-        image: args.image,
-        env: Object.fromEntries(Object.entries(args.env ?? {}).map(([k, v]) => [k, plain(v) as string])),
-        gpuPoolIds: [...args.gpuPoolIds],
-        workersMin: args.workersMin,
-        workersMax: args.workersMax,
-        idleTimeout: args.idleTimeout,
-        scalerType: args.scalerType,
-        scalerValue: args.scalerValue,
-        flashboot: args.flashboot,
-        dataCenterIds: args.dataCenterIds ? [...args.dataCenterIds] : undefined,
-        networkVolumeId:
-          args.networkVolumeId === undefined ? undefined : (plain(args.networkVolumeId) as string),
-        networkVolumeDataCenterId: volumeDc === undefined ? undefined : (plain(volumeDc) as string),
-        containerDiskInGb: args.containerDiskInGb,
-        apiBase: args.apiBase,
-        model: args.model,
-        dataClass: args.dataClass,
-      }),
-      // Checked again by the provider once resolved; here only whether one was given at all.
-      apiKey: args.apiKey === undefined ? undefined : UNKNOWN,
-    });
-    if (args.networkVolumeId !== undefined && volumeDc === undefined) {
+    const failures: pulumi.dynamic.CheckFailure[] = [];
+    if (args.networkVolumeId !== undefined && args.networkVolumeDataCenterId === undefined) {
       failures.push({
         property: "networkVolumeDataCenterId",
         reason:
@@ -613,20 +814,62 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
           "data centre, so pass the volume's (RunPodNetworkVolume.dataCenterId)",
       });
     }
+    const volumeIds = [
+      ...(args.networkVolumeIds ?? []),
+      ...(args.networkVolumeId !== undefined ? [args.networkVolumeId] : []),
+    ];
+    const volumeDcs = [
+      ...(args.networkVolumeDataCenterIds ?? []),
+      ...(args.networkVolumeDataCenterId !== undefined ? [args.networkVolumeDataCenterId] : []),
+    ];
+    if (volumeIds.length > 0 && volumeDcs.length === 0 && failures.length === 0) {
+      failures.push({
+        property: "networkVolumeDataCenterIds",
+        reason:
+          "networkVolumeDataCenterIds is required with networkVolumeIds: network volumes pin the endpoint to their " +
+          "data centres, so pass each volume's (RunPodNetworkVolume.dataCenterId), in the same order",
+      });
+    }
+    failures.push(
+      ...validateEndpointInputs({
+        ...applyEndpointDefaults({
+          name: endpointName,
+          image: args.image,
+          env: Object.fromEntries(Object.entries(args.env ?? {}).map(([k, v]) => [k, plain(v) as string])),
+          gpuPoolIds: [...args.gpuPoolIds],
+          gpuCount: args.gpuCount,
+          minCudaVersion: args.minCudaVersion,
+          workersMin: args.workersMin,
+          workersMax: args.workersMax,
+          idleTimeout: args.idleTimeout,
+          scalerType: args.scalerType,
+          scalerValue: args.scalerValue,
+          flashboot: args.flashboot,
+          dataCenterIds: args.dataCenterIds ? [...args.dataCenterIds] : undefined,
+          networkVolumeIds: volumeIds.map((v) => plain(v) as string),
+          networkVolumeDataCenterIds: volumeDcs.map((v) => plain(v) as string),
+          executionTimeoutMs: args.executionTimeoutMs,
+          containerDiskInGb: args.containerDiskInGb,
+          apiBase: args.apiBase,
+          model: args.model,
+          dataClass: args.dataClass,
+        }),
+        // Checked again by the provider once resolved; here only whether one was given at all.
+        apiKey: args.apiKey === undefined ? undefined : UNKNOWN,
+      }),
+    );
     if (failures.length > 0) {
       throw new Error(`RunPodServerlessEndpoint ${name}: ${failures.map((f) => f.reason).join("; ")}`);
     }
 
-    // With a network volume: the weight-cache env (the caller's env wins), and the volume's data centre only.
+    // With network volumes: the weight-cache env (the caller's env wins), and the volumes' data centres only.
     const env =
-      args.networkVolumeId === undefined
-        ? args.env && { ...args.env }
-        : { ...RUNPOD_VOLUME_CACHE_ENV, ...args.env };
+      volumeIds.length === 0 ? args.env && { ...args.env } : { ...RUNPOD_VOLUME_CACHE_ENV, ...args.env };
     const configuredDcs = [...(args.dataCenterIds ?? [])];
     const dataCenterIds: pulumi.Input<string[]> | undefined =
-      volumeDc === undefined
+      volumeDcs.length === 0
         ? args.dataCenterIds && configuredDcs
-        : pulumi.output(volumeDc).apply((dc) => narrowToVolumeDataCenter(configuredDcs, dc));
+        : pulumi.all(volumeDcs).apply((dcs) => narrowToVolumeDataCenters(configuredDcs, dcs));
 
     this.endpoint = new RunPodEndpointResource(
       name,
@@ -634,7 +877,10 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
         name: endpointName,
         image: args.image,
         env,
+        containerDiskInGb: args.containerDiskInGb,
         gpuPoolIds: [...args.gpuPoolIds],
+        gpuCount: args.gpuCount,
+        minCudaVersion: args.minCudaVersion,
         workersMin: args.workersMin,
         workersMax: args.workersMax,
         idleTimeout: args.idleTimeout,
@@ -642,9 +888,11 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
         scalerValue: args.scalerValue,
         flashboot: args.flashboot,
         dataCenterIds,
-        networkVolumeId: args.networkVolumeId,
-        networkVolumeDataCenterId: volumeDc,
-        containerDiskInGb: args.containerDiskInGb,
+        ...(volumeIds.length > 0
+          ? { networkVolumeIds: volumeIds, networkVolumeDataCenterIds: volumeDcs }
+          : {}),
+        executionTimeoutMs: args.executionTimeoutMs,
+        ...(args.workersSteeredAtRuntime ? { workersSteeredAtRuntime: true } : {}),
         apiBase: args.apiBase,
         apiKey: args.apiKey,
         model: args.model,
@@ -653,12 +901,7 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
       { parent: this, ignoreChanges: args.workersSteeredAtRuntime ? ["workersMin", "workersMax"] : [] },
     );
     this.endpointId = this.endpoint.endpointId;
-    this.templateId = this.endpoint.templateId;
     this.openaiBaseUrl = pulumi.interpolate`https://api.runpod.ai/v2/${this.endpointId}/openai/v1`;
-    this.registerOutputs({
-      endpointId: this.endpointId,
-      templateId: this.templateId,
-      openaiBaseUrl: this.openaiBaseUrl,
-    });
+    this.registerOutputs({ endpointId: this.endpointId, openaiBaseUrl: this.openaiBaseUrl });
   }
 }

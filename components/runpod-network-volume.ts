@@ -254,8 +254,8 @@ export interface RunPodNetworkVolumeArgs {
 
 /**
  * A RunPod network volume (`pulumi-nodejs:dynamic/runpod:NetworkVolume`), the weight cache of RunPod serverless
- * endpoints: pass `volumeId` and `dataCenterId` to `RunPodServerlessEndpoint` as `networkVolumeId` and
- * `networkVolumeDataCenterId`. Deleting the resource deletes the volume and the weights on it.
+ * endpoints: pass the `volumeId` and `dataCenterId` of one volume per data centre to `RunPodServerlessEndpoint` in
+ * `networkVolumeIds` and `networkVolumeDataCenterIds`. Deleting the resource deletes the volume and the weights on it.
  */
 export class RunPodNetworkVolume extends pulumi.dynamic.Resource {
   /** RunPod network volume id. */

@@ -10,6 +10,8 @@ import type { ConfigurableProviderId, GpuId } from "../../core/catalog";
 import type { Engine } from "../../core/config/schema";
 import { type ProviderErrorKind, RETRYABLE_KINDS } from "../../core/provider-http";
 
+export { shellJoin, shellQuote } from "../../core/shell";
+
 // ── errors ────────────────────────────────────────────────────────────────────────────────────────────────
 
 export { type ProviderErrorKind, RETRYABLE_KINDS } from "../../core/provider-http";
@@ -461,15 +463,6 @@ export function engineLaunch(
         authEnforced: false,
       };
   }
-}
-
-/** POSIX single-quote a word for a shell script. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'"'"'`)}'`;
-}
-
-export function shellJoin(words: readonly string[]): string {
-  return words.map(shellQuote).join(" ");
 }
 
 /**

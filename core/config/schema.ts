@@ -137,6 +137,19 @@ export const clusterSchema = z.discriminatedUnion("mode", [createClusterSchema, 
 
 const runpodCloud = oneOf(["secure", "community"], "RunPod cloud").default("secure");
 
+/**
+ * RunPod's vLLM worker image for serverless endpoints (runpod-workers/worker-vllm: the image tag is the release
+ * tag, `docker-bake.hcl`, `.github/workflows/release.yml`). v2.24.0 and later read `VLLM_EXTRA_ARGS`
+ * (shlex-split, `src/args_builder.py`); v2.25.2's hub listing (`.runpod/hub.json`) asks for CUDA 13.0 hosts.
+ */
+export const RUNPOD_WORKER_IMAGE = "runpod/worker-v1-vllm:v2.25.2";
+/** The lowest host CUDA version `RUNPOD_WORKER_IMAGE` runs on (`.runpod/hub.json` `allowedCudaVersions: ["13.0"]`). */
+export const RUNPOD_WORKER_IMAGE_CUDA_FLOOR = "13.0";
+
+const runpodDataCenterId = z
+  .string()
+  .regex(/^[A-Z]{2}-[A-Z]{2,4}-\d+$/, { error: 'must be a RunPod data centre id like "EU-RO-1"' });
+
 export const runpodServerlessSchema = z
   .strictObject({
     cloud: runpodCloud,
@@ -144,13 +157,19 @@ export const runpodServerlessSchema = z
     dataCenters: z.array(z.string()).default([]),
     flashboot: z.boolean().default(true),
     /** Worker image; worker-vllm serves the OpenAI routes under /openai/v1. */
-    image: z.string().default("runpod/worker-v1-vllm:v2.7.0stable-cuda12.1.0"),
+    image: z.string().default(RUNPOD_WORKER_IMAGE),
+    /**
+     * Lowest host CUDA version the workers may run on (RunPod `gpu.minCudaVersion`).
+     * @default "13.0" with the default image, none with another image
+     */
+    minCudaVersion: cudaVersionSchema.optional(),
     scalerType: oneOf(["QUEUE_DELAY", "REQUEST_COUNT"], "RunPod scaler type").default("QUEUE_DELAY"),
     scalerValue: positiveInt("seconds of queue delay or requests per worker").default(4),
     apiBase: httpUrl().optional(),
     /**
-     * A network volume the endpoints load weights from (fetched once per data centre instead of on every cold
-     * start). A volume pins the endpoints to its data centre, trading placement for cold-start time.
+     * Network volumes the endpoints load weights from (fetched once per data centre instead of on every cold
+     * start), one per data centre. Volumes pin the endpoints to their data centres, trading placement for
+     * cold-start time; RunPod gives each worker the volume of the data centre it runs in.
      */
     weightCache: z
       .strictObject({
@@ -158,34 +177,70 @@ export const runpodServerlessSchema = z
           .int(required("the volume size in GB, e.g. 200 (room for every model's weights)"))
           .min(10, "RunPod network volumes hold at least 10 GB")
           .max(4096, "RunPod network volumes hold at most 4096 GB"),
-        /** Data centre of the volume. @default the first of dataCenters */
-        dataCenter: z
-          .string()
-          .regex(/^[A-Z]{2}-[A-Z]{2,4}-\d+$/, { error: 'must be a RunPod data centre id like "EU-RO-1"' })
+        /** Data centre of the one volume. @default the first of dataCenters */
+        dataCenter: runpodDataCenterId.optional(),
+        /** Data centres with a volume each (instead of dataCenter), e.g. [EU-RO-1, EU-SE-1]. */
+        dataCenters: z
+          .array(runpodDataCenterId)
+          .min(1, { error: "needs at least one data centre, or leave dataCenters out" })
           .optional(),
       })
       .optional(),
   })
   .superRefine((r, ctx) => {
-    if (!r.weightCache) return;
-    const dc = r.weightCache.dataCenter ?? r.dataCenters[0];
-    if (dc === undefined)
+    const cache = r.weightCache;
+    if (!cache) return;
+    const field = cache.dataCenters ? "dataCenters" : "dataCenter";
+    if (cache.dataCenter !== undefined && cache.dataCenters !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["weightCache", "dataCenters"],
+        message:
+          "give dataCenter (one volume) or dataCenters (a volume in each), not both; e.g. dataCenters: [EU-RO-1, EU-SE-1]",
+      });
+      return;
+    }
+    const dcs = weightCacheDataCenters(r);
+    // (an empty dataCenters list is reported by its own rule)
+    if (dcs.length === 0 && cache.dataCenters === undefined)
       ctx.addIssue({
         code: "custom",
         path: ["weightCache", "dataCenter"],
         message: "is required when dataCenters is empty: the volume lives in one data centre, e.g. EU-RO-1",
       });
-    else if (r.dataCenters.length > 0 && !r.dataCenters.includes(dc))
-      ctx.addIssue({
-        code: "custom",
-        path: ["weightCache", "dataCenter"],
-        message: `"${dc}" is not one of dataCenters (${r.dataCenters.join(", ")}); endpoints mount the volume only in its own data centre`,
-      });
+    const seen = new Set<string>();
+    for (const dc of dcs) {
+      if (seen.has(dc))
+        ctx.addIssue({
+          code: "custom",
+          path: ["weightCache", field],
+          message: `lists "${dc}" twice; RunPod mounts one network volume per data centre`,
+        });
+      seen.add(dc);
+      if (r.dataCenters.length > 0 && !r.dataCenters.includes(dc))
+        ctx.addIssue({
+          code: "custom",
+          path: ["weightCache", field],
+          message: `"${dc}" is not one of dataCenters (${r.dataCenters.join(", ")}); endpoints mount a volume only in its own data centre`,
+        });
+    }
   });
 
-/** The data centre of the stack's RunPod weight cache, when it has one (validated by the schema). */
+/**
+ * The data centres of the stack's RunPod weight cache, one volume each (validated by the schema): `dataCenters`,
+ * else `[dataCenter]`, else the first of the provider's `dataCenters`; empty without a weight cache.
+ */
+export function weightCacheDataCenters(r: z.output<typeof runpodServerlessSchema>): string[] {
+  const cache = r.weightCache;
+  if (!cache) return [];
+  if (cache.dataCenters) return [...cache.dataCenters];
+  const dc = cache.dataCenter ?? r.dataCenters[0];
+  return dc === undefined ? [] : [dc];
+}
+
+/** The (first) data centre of the stack's RunPod weight cache, when it has one. */
 export function weightCacheDataCenter(r: z.output<typeof runpodServerlessSchema>): string | undefined {
-  return r.weightCache ? (r.weightCache.dataCenter ?? r.dataCenters[0]) : undefined;
+  return weightCacheDataCenters(r)[0];
 }
 
 /**

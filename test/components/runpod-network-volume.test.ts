@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import * as api from "../../components/runpod-api";
 import {
   createRunPodEndpointProvider,
@@ -13,7 +13,8 @@ import {
   type RunPodNetworkVolumeInputs,
   type RunPodNetworkVolumeOutputs,
 } from "../../components/runpod-network-volume";
-import { type RunPodFake, startRunPodFake } from "../fakes/runpod-graphql";
+import { runpodServerlessSchema, weightCacheDataCenters } from "../../core/config";
+import { RunpodServerlessFake } from "../fakes/runpod-serverless";
 import { RunpodVolumesFake } from "../fakes/runpod-volumes";
 
 // Short retries so faults resolve in milliseconds; the production defaults are seconds.
@@ -23,8 +24,6 @@ const TUNING: Partial<api.RetryTuning> = {
   maxDelayMs: 5,
   maxTotalMs: 5_000,
   requestTimeoutMs: 150,
-  deleteAttempts: 4,
-  deleteDelayMs: 1,
   templateDeleteAttempts: 4,
   templateDeleteDelayMs: 1,
 };
@@ -37,19 +36,26 @@ const update = provider.update!;
 const destroy = provider.delete!;
 
 let volumes: RunpodVolumesFake;
-let graphql: RunPodFake;
+let serverless: RunpodServerlessFake;
 beforeAll(async () => {
   volumes = new RunpodVolumesFake({ apiKey: KEY });
   await volumes.start();
-  graphql = await startRunPodFake({ apiKey: KEY, networkVolume: volumes.graphqlVolume });
+  // endpoints that mount volumes: the serverless fake refuses a volume the volumes fake does not have
+  serverless = new RunpodServerlessFake({ apiKey: KEY, volumeExists: volumes.exists });
+  await serverless.start();
 });
 afterAll(async () => {
   await volumes.close();
-  await graphql.stop();
+  await serverless.close();
 });
 beforeEach(() => {
   volumes.reset();
-  graphql.reset();
+  serverless.reset();
+});
+afterEach(() => {
+  // never GraphQL, and every answer as published
+  for (const r of [...volumes.requests, ...serverless.requests]) expect(r.path).not.toMatch(/graphql/i);
+  expect([...volumes.contractViolations, ...serverless.contractViolations]).toEqual([]);
 });
 
 const raw = (over: Partial<RunPodNetworkVolumeInputs> = {}): RunPodNetworkVolumeInputs => ({
@@ -242,7 +248,7 @@ describe("RunPod network volume provider: create", () => {
     expect(error.message).toMatch(
       /^RunPod listNetworkVolumes failed: rate limited \(HTTP 429: rate limit exceeded for the minute window\).*retry after 3600 s/,
     );
-    expect(api.isRunPodApiError(error) && error.kind).toBe("transient");
+    expect(api.isRunPodApiError(error) && error.kind).toBe("rate_limit");
   });
 
   it("answers carry v2's RateLimit headers (the fake's side of the contract)", async () => {
@@ -297,7 +303,8 @@ describe("RunPod network volume provider: create", () => {
     expect(error.message).toMatch(
       /^RunPod createNetworkVolume failed: RunPod answered HTTP 400: data center EU-XX-9 does not support network volumes; supported: EU-RO-1, /,
     );
-    expect(api.isRunPodApiError(error) && error.kind).toBe("rejected");
+    // the shared taxonomy: any other 4xx is fatal (the same request would fail every time)
+    expect(api.isRunPodApiError(error) && error.kind).toBe("fatal");
     expect(posts()).toHaveLength(1);
   });
 
@@ -310,7 +317,8 @@ describe("RunPod network volume provider: create", () => {
       "RunPod createNetworkVolume failed: RunPod answered HTTP 422: Request validation failed. " +
         "($.size: must be an integer from 10 to 4096)",
     );
-    expect(api.isRunPodApiError(error) && error.kind).toBe("rejected");
+    // the shared taxonomy: a 422 says the body breaks the published contract
+    expect(api.isRunPodApiError(error) && error.kind).toBe("invalid");
     expect(posts()).toHaveLength(1);
   });
 
@@ -357,7 +365,9 @@ describe("RunPod network volume provider: create", () => {
       headers: problemHeaders,
     });
     const error = await failure(provider.create(await checked()));
-    expect(error.message).toBe("RunPod listNetworkVolumes failed: RunPod answered HTTP 400: bad key ***");
+    expect(error.message).toBe(
+      "RunPod listNetworkVolumes failed: RunPod answered HTTP 400: bad key [redacted]",
+    );
   });
 });
 
@@ -398,7 +408,7 @@ describe("RunPod network volume provider: diff and update", () => {
     expect(error.message).toMatch(
       /RunPod updateNetworkVolume failed: RunPod answered HTTP 400: size cannot be reduced: the network volume has 200 GB/,
     );
-    expect(api.isRunPodApiError(error) && error.kind).toBe("rejected");
+    expect(api.isRunPodApiError(error) && error.kind).toBe("fatal");
     expect(await api.updateNetworkVolume(client, olds.volumeId, { size: 200, name: "renamed" })).toEqual({
       id: olds.volumeId,
       name: "renamed",
@@ -523,48 +533,28 @@ describe("RunPod network volume provider: read and delete", () => {
   });
 });
 
-describe("GraphQL fake: endpoints and network volumes", () => {
-  const client = () => api.runpodClient({ apiKey: KEY, apiBase: graphql.url, tuning: TUNING });
-  const endpointInput = async (over: Partial<api.EndpointInput>): Promise<api.EndpointInput> => {
-    const template = await api.saveTemplate(client(), {
-      name: "tpl-volume",
-      imageName: "img:1",
-      containerDiskInGb: 10,
-      volumeInGb: 0,
-      dockerArgs: "",
-      env: [],
-      isServerless: true,
-    });
-    return {
-      name: "ep-volume",
-      templateId: template.id,
-      gpuIds: "ADA_24",
-      workersMin: 0,
-      workersMax: 1,
-      idleTimeout: 5,
-      scalerType: "QUEUE_DELAY",
-      scalerValue: 4,
-      flashBootType: "OFF",
-      ...over,
-    };
-  };
+describe("serverless endpoints and network volumes (REST v2 fakes)", () => {
+  const client = () => api.runpodClient({ apiKey: KEY, apiBase: serverless.url, tuning: TUNING });
+  const body = (over: { networkVolumes?: string[]; dataCenterIds?: string[] }) => ({
+    name: "ep-volume",
+    type: "QUEUE" as const,
+    image: "img:1",
+    gpu: { pools: ["ADA_24"] },
+    scaling: { type: "QUEUE_DELAY" as const, queueDelay: 4 },
+    ...over,
+  });
 
-  it("refuses a volume that does not exist, and locations that leave out the volume's data centre", async () => {
-    const volume = volumes.seedVolume("weights", 50, "EU-SE-1");
-    await expect(
-      api.saveEndpoint(client(), await endpointInput({ networkVolumeId: "nope1234", locations: "EU-SE-1" })),
-    ).rejects.toThrow(/RunPod saveEndpoint failed: RunPod answered: Network volume nope1234 not found/);
-    await expect(
-      api.saveEndpoint(client(), await endpointInput({ networkVolumeId: volume.id, locations: "EU-RO-1" })),
-    ).rejects.toThrow(/is in EU-SE-1; the endpoint's locations \(EU-RO-1\) must include it/);
-    await expect(
-      api.saveEndpoint(client(), await endpointInput({ networkVolumeId: volume.id, locations: "" })),
-    ).rejects.toThrow(/locations \(any\) must include it/);
-    const saved = await api.saveEndpoint(
-      client(),
-      await endpointInput({ networkVolumeId: volume.id, locations: "EU-SE-1" }),
+  it("refuses a volume that does not exist; mounts volumes in several data centres", async () => {
+    const ro = volumes.seedVolume("weights", 50, "EU-RO-1");
+    const se = volumes.seedVolume("weights", 50, "EU-SE-1");
+    await expect(api.createEndpoint(client(), body({ networkVolumes: ["nope1234"] }))).rejects.toThrow(
+      /RunPod createEndpoint failed: RunPod answered HTTP 400: network volume\(s\) not found: nope1234/,
     );
-    expect(saved).toMatchObject({ networkVolumeId: volume.id, locations: "EU-SE-1" });
+    const endpoint = await api.createEndpoint(
+      client(),
+      body({ networkVolumes: [ro.id, se.id], dataCenterIds: ["EU-RO-1", "EU-SE-1"] }),
+    );
+    expect(endpoint).toMatchObject({ networkVolumes: [ro.id, se.id], dataCenterIds: ["EU-RO-1", "EU-SE-1"] });
   });
 });
 
@@ -642,45 +632,69 @@ describe("RunPodNetworkVolume and RunPodServerlessEndpoint with a volume (mocks,
     ).toThrow(/RunPodNetworkVolume where: dataCenterId must be a RunPod data centre id/);
   });
 
-  it("an endpoint with a volume: the saved endpoint carries networkVolumeId, locations = [volume DC] and BASE_PATH", async () => {
-    // The volume, made by the real provider against the REST fake.
-    const volume = await created({ dataCenterId: "EU-SE-1" });
-    // The component, under mocks, with the volume's id and data centre (an Output, as from RunPodNetworkVolume).
+  it("an endpoint with volumes in two data centres: POST carries networkVolumes, those data centres and BASE_PATH", async () => {
+    // The volumes, made by the real provider against the REST fake.
+    const se = await created({ dataCenterId: "EU-SE-1" });
+    const ro = await created({ dataCenterId: "EU-RO-1" });
+    // The component, under mocks, with the volumes' ids and data centres (Outputs, as from RunPodNetworkVolume).
     const endpoint = new endpointModule.RunPodServerlessEndpoint("llama", {
       apiKey: pulumi.secret(KEY),
       gpuPoolIds: ["ADA_24"],
       workersMax: 2,
-      dataCenterIds: ["EU-RO-1", "EU-SE-1"],
+      dataCenterIds: ["EU-NL-1", "EU-RO-1", "EU-SE-1"],
       env: { MODEL_NAME: "meta-llama/Llama-3.1-8B-Instruct" },
-      networkVolumeId: pulumi.output(volume.volumeId),
-      networkVolumeDataCenterId: pulumi.output(volume.dataCenterId),
-      apiBase: graphql.url,
+      networkVolumeIds: [pulumi.output(se.volumeId), pulumi.output(ro.volumeId)],
+      networkVolumeDataCenterIds: [pulumi.output(se.dataCenterId), pulumi.output(ro.dataCenterId)],
+      apiBase: serverless.url,
     });
     await promiseOf(endpoint.endpointId);
     const { __provider: _provider, ...secretInputs } = registeredOf(
       "pulumi-nodejs:dynamic/runpod:Endpoint",
     ).inputs;
     const inputs = unwrapSecrets(secretInputs);
-    // What the policy pack sees: exactly the volume's data centre.
+    // What the policy pack sees: exactly the volumes' data centres (in the order dataCenterIds gave them).
     expect(inputs).toMatchObject({
-      dataCenterIds: ["EU-SE-1"],
-      networkVolumeId: volume.volumeId,
-      networkVolumeDataCenterId: "EU-SE-1",
+      dataCenterIds: ["EU-RO-1", "EU-SE-1"],
+      networkVolumeIds: [se.volumeId, ro.volumeId],
+      networkVolumeDataCenterIds: ["EU-SE-1", "EU-RO-1"],
     });
 
-    // The same inputs through the real endpoint provider, against the GraphQL fake wired to the volumes.
+    // The same inputs through the real endpoint provider, against the serverless fake wired to the volumes.
     const result = await endpointProvider.check!(
       {} as RunPodEndpointInputs,
       inputs as unknown as RunPodEndpointInputs,
     );
     expect(result.failures).toEqual([]);
     const { outs } = await endpointProvider.create(result.inputs!);
-    const saved = graphql.endpoints.get((outs as RunPodEndpointOutputs).endpointId)!;
-    expect(saved).toMatchObject({ networkVolumeId: volume.volumeId, locations: "EU-SE-1" });
-    const env = Object.fromEntries(graphql.templates.get(saved.templateId)!.env.map((e) => [e.key, e.value]));
-    expect(env).toEqual({ ...RUNPOD_VOLUME_CACHE_ENV, MODEL_NAME: "meta-llama/Llama-3.1-8B-Instruct" });
-    expect(env.BASE_PATH).toBe("/runpod-volume");
-    expect(env.HF_HOME).toMatch(/^\/runpod-volume\//);
+    const saved = serverless.endpoints.get((outs as RunPodEndpointOutputs).endpointId)!;
+    expect(saved).toMatchObject({
+      networkVolumes: [se.volumeId, ro.volumeId],
+      dataCenterIds: ["EU-RO-1", "EU-SE-1"],
+    });
+    expect(saved.env).toEqual({ ...RUNPOD_VOLUME_CACHE_ENV, MODEL_NAME: "meta-llama/Llama-3.1-8B-Instruct" });
+    expect(saved.env.BASE_PATH).toBe("/runpod-volume");
+    expect(saved.env.HF_HOME).toMatch(/^\/runpod-volume\//);
+    expect(serverless.templates.size).toBe(0);
+  });
+
+  it("the single-volume form (networkVolumeId + networkVolumeDataCenterId) still works", async () => {
+    const volume = await created({ dataCenterId: "EU-SE-1" });
+    const endpoint = new endpointModule.RunPodServerlessEndpoint("single", {
+      apiKey: KEY,
+      gpuPoolIds: ["ADA_24"],
+      workersMax: 1,
+      dataCenterIds: ["EU-RO-1", "EU-SE-1"],
+      networkVolumeId: pulumi.output(volume.volumeId),
+      networkVolumeDataCenterId: pulumi.output(volume.dataCenterId),
+    });
+    await promiseOf(endpoint.endpointId);
+    const inputs = registeredOf("pulumi-nodejs:dynamic/runpod:Endpoint").inputs;
+    expect(inputs).toMatchObject({
+      dataCenterIds: ["EU-SE-1"],
+      networkVolumeIds: [volume.volumeId],
+      networkVolumeDataCenterIds: ["EU-SE-1"],
+    });
+    expect(inputs).not.toHaveProperty("networkVolumeId");
   });
 
   it("keeps the endpoint as it was without a volume", async () => {
@@ -695,8 +709,8 @@ describe("RunPodNetworkVolume and RunPodServerlessEndpoint with a volume (mocks,
     const inputs = registeredOf("pulumi-nodejs:dynamic/runpod:Endpoint").inputs;
     expect(inputs.dataCenterIds).toEqual(["EU-RO-1", "EU-SE-1"]);
     expect(inputs.env).toEqual({ MODEL_NAME: "m" });
-    expect(inputs.networkVolumeId).toBeUndefined();
-    expect(inputs.networkVolumeDataCenterId).toBeUndefined();
+    expect(inputs.networkVolumeIds).toBeUndefined();
+    expect(inputs.networkVolumeDataCenterIds).toBeUndefined();
   });
 
   it("narrows an empty (any) data-centre list to the volume's, and lets the caller's env win", async () => {
@@ -750,13 +764,57 @@ describe("RunPodNetworkVolume and RunPodServerlessEndpoint with a volume (mocks,
         networkVolumeId: "nvabc12345",
         networkVolumeDataCenterId: "US-TX-3",
         apiKey: KEY,
-      } as RunPodEndpointInputs,
+      } as unknown as RunPodEndpointInputs,
     );
     expect(result.failures).toEqual([
       {
-        property: "networkVolumeDataCenterId",
+        property: "networkVolumeDataCenterIds",
         reason: expect.stringMatching(/the network volume is in US-TX-3, which dataCenterIds \(EU-RO-1\)/),
       },
+    ]);
+  });
+});
+
+describe("the stack's weight cache setting (providers.runpod-serverless.weightCache)", () => {
+  const parse = (settings: unknown) => runpodServerlessSchema.safeParse(settings);
+  const issues = (settings: unknown) =>
+    (parse(settings).error?.issues ?? []).map((i) => `${i.path.join(".")}: ${i.message}`);
+
+  it("one volume per data centre: dataCenters, else dataCenter, else the first of the provider's", () => {
+    const of = (settings: unknown) => weightCacheDataCenters(runpodServerlessSchema.parse(settings));
+    expect(of({ dataCenters: ["EU-RO-1", "EU-SE-1"], weightCache: { sizeGb: 100 } })).toEqual(["EU-RO-1"]);
+    expect(of({ weightCache: { sizeGb: 100, dataCenter: "US-TX-3" } })).toEqual(["US-TX-3"]);
+    expect(
+      of({
+        dataCenters: ["EU-NL-1", "EU-RO-1", "EU-SE-1"],
+        weightCache: { sizeGb: 100, dataCenters: ["EU-RO-1", "EU-SE-1"] },
+      }),
+    ).toEqual(["EU-RO-1", "EU-SE-1"]);
+    expect(of({})).toEqual([]);
+  });
+
+  it("names the field and the fix", () => {
+    expect(issues({ weightCache: { sizeGb: 100, dataCenter: "EU-RO-1", dataCenters: ["EU-RO-1"] } })).toEqual(
+      [expect.stringMatching(/^weightCache\.dataCenters: give dataCenter \(one volume\) or dataCenters/)],
+    );
+    expect(
+      issues({ dataCenters: ["EU-RO-1"], weightCache: { sizeGb: 100, dataCenters: ["EU-RO-1", "US-TX-3"] } }),
+    ).toEqual([
+      expect.stringMatching(/^weightCache\.dataCenters: "US-TX-3" is not one of dataCenters \(EU-RO-1\)/),
+    ]);
+    expect(issues({ weightCache: { sizeGb: 100, dataCenters: ["EU-RO-1", "EU-RO-1"] } })).toEqual([
+      expect.stringMatching(
+        /^weightCache\.dataCenters: lists "EU-RO-1" twice; RunPod mounts one network volume per data centre/,
+      ),
+    ]);
+    expect(issues({ weightCache: { sizeGb: 100, dataCenters: [] } })).toEqual([
+      expect.stringMatching(/^weightCache\.dataCenters: needs at least one data centre/),
+    ]);
+    expect(issues({ weightCache: { sizeGb: 100 } })).toEqual([
+      expect.stringMatching(/^weightCache\.dataCenter: is required when dataCenters is empty/),
+    ]);
+    expect(issues({ minCudaVersion: "13" })).toEqual([
+      expect.stringMatching(/^minCudaVersion: must be a CUDA version/),
     ]);
   });
 });

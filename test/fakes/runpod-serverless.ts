@@ -144,6 +144,15 @@ export class RunpodServerlessFake extends RunpodApiFake {
     return endpoint;
   }
 
+  /** Forget endpoints, templates, faults and requests (between tests). */
+  reset(): void {
+    this.endpoints.clear();
+    this.templates.clear();
+    this.clearFaults();
+    (this.requests as RecordedRequest[]).length = 0;
+    this.contractViolations.length = 0;
+  }
+
   /** What RunPod does to endpoints idle for days (`troubleshooting.mdx`): lower max workers. */
   lowerIdleMax(id: string, max: number): void {
     const e = this.endpoints.get(id);

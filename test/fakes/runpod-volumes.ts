@@ -36,9 +36,8 @@
  * - The quotas in the RateLimit headers are reported but not enforced.
  *
  * Fault injection (5xx after acting, 429 with Retry-After, a dropped connection, a request never answered), the
- * request log and the clock come from the shared harness in ./vastai-api. `graphqlVolume` is the lookup the
- * GraphQL fake takes to check an endpoint's `networkVolumeId` (GraphQL still calls the data centre
- * `dataCenterId`).
+ * request log and the clock come from the shared harness in ./fake-api-server. `exists` is the lookup
+ * `RunpodServerlessFake` takes (`volumeExists`) to refuse an endpoint's unknown network volume.
  */
 import { FakeApiServer, type FaultMatch, type RecordedRequest, type Reply } from "./fake-api-server";
 
@@ -110,11 +109,8 @@ export class RunpodVolumesFake extends FakeApiServer {
   /** The volume with this id, if it exists (mutable: tests change it as if someone used the console). */
   readonly volume = (id: string): FakeNetworkVolume | undefined => this.volumes.get(id);
 
-  /** The GraphQL fake's lookup (`startRunPodFake({networkVolume})`), in GraphQL's field names. */
-  readonly graphqlVolume = (id: string): { dataCenterId: string } | undefined => {
-    const volume = this.volumes.get(id);
-    return volume && { dataCenterId: volume.dataCenter };
-  };
+  /** Whether a volume with this id exists (`RunpodServerlessFake`'s `volumeExists`). */
+  readonly exists = (id: string): boolean => this.volumes.has(id);
 
   /** Create a volume directly (another stack's, or one made in the console). */
   seedVolume(
