@@ -30,6 +30,11 @@ export function problem(
   };
 }
 
+/** 422 "Request validation failed." with one string per violation, as RunPod answers a schema failure. */
+export function invalid(errors: string[]): Reply {
+  return problem(422, "Unprocessable Entity", "Request validation failed.", { errors });
+}
+
 export function notFound(what: string): Reply {
   return problem(404, "Not Found", `The requested ${what} does not exist.`);
 }
@@ -71,9 +76,14 @@ export abstract class RunpodApiFake extends FakeApiServer {
 
   /**
    * 429 problem+json for the next `times` matching requests, with `Retry-After` (seconds) and a RateLimit header
-   * whose minute window is exhausted for as long.
+   * whose minute window is exhausted for as long; `withRetryAfter: false` leaves Retry-After out.
    */
-  rateLimitNext(times = 1, retryAfterSeconds = 1, match: FaultMatch = {}): this {
+  rateLimitNext(
+    times = 1,
+    retryAfterSeconds = 1,
+    match: FaultMatch = {},
+    { withRetryAfter = true }: { withRetryAfter?: boolean } = {},
+  ): this {
     return this.inject(
       {
         type: "status",
@@ -85,7 +95,7 @@ export abstract class RunpodApiFake extends FakeApiServer {
         },
         headers: {
           "content-type": "application/problem+json",
-          "retry-after": String(retryAfterSeconds),
+          ...(withRetryAfter ? { "retry-after": String(retryAfterSeconds) } : {}),
           ratelimit: `"minute";r=0;t=${retryAfterSeconds}, "hour";r=2800;t=1812, "day";r=49500;t=45012`,
           "ratelimit-policy": policyHeader(),
         },

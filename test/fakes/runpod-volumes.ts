@@ -39,7 +39,10 @@
  * request log and the clock come from the shared harness in ./fake-api-server. `exists` is the lookup
  * `RunpodServerlessFake` takes (`volumeExists`) to refuse an endpoint's unknown network volume.
  */
-import { FakeApiServer, type FaultMatch, type RecordedRequest, type Reply } from "./fake-api-server";
+import type { z } from "zod";
+import { ListNetworkVolumesResponse, NetworkVolume } from "../../core/contracts/runpod";
+import type { RecordedRequest, Reply } from "./fake-api-server";
+import { invalid, notAllowed, problem, RunpodApiFake } from "./runpod-common";
 
 export type FakeVolumeType = "STANDARD" | "HIGH_PERFORMANCE";
 
@@ -80,23 +83,14 @@ const CREATE_FIELDS = new Set(["name", "size", "dataCenter", "type"]);
 const PATCH_FIELDS = new Set(["name", "size"]);
 const MIN_GB = 10;
 const MAX_GB = 4096;
-/** The spec's example quotas: 60 a minute, 3000 an hour, 50000 a day. */
-const WINDOWS = [
-  { name: "minute", quota: 60, seconds: 60 },
-  { name: "hour", quota: 3000, seconds: 3600 },
-  { name: "day", quota: 50_000, seconds: 86_400 },
-] as const;
-
-export class RunpodVolumesFake extends FakeApiServer {
-  readonly apiKey: string;
+export class RunpodVolumesFake extends RunpodApiFake {
   readonly volumes = new Map<string, FakeNetworkVolume>();
   readonly dataCenters: ReadonlySet<string>;
   readonly defaultType: FakeVolumeType;
   private seq = 0;
 
   constructor(options: RunpodVolumesFakeOptions) {
-    super(options.now);
-    this.apiKey = options.apiKey;
+    super(options.apiKey, options.now);
     this.dataCenters = new Set(options.dataCenters ?? FAKE_DATA_CENTERS);
     this.defaultType = options.defaultType ?? "STANDARD";
   }
@@ -124,36 +118,6 @@ export class RunpodVolumesFake extends FakeApiServer {
     return volume;
   }
 
-  /**
-   * 429 problem+json for the next `times` matching requests, with `Retry-After` (seconds) and a RateLimit header
-   * whose minute window is exhausted for as long; `withRetryAfter: false` leaves Retry-After out.
-   */
-  rateLimitNext(
-    times = 1,
-    retryAfterSeconds = 1,
-    match: FaultMatch = {},
-    { withRetryAfter = true }: { withRetryAfter?: boolean } = {},
-  ): this {
-    return this.inject(
-      {
-        type: "status",
-        status: 429,
-        json: {
-          title: "Too Many Requests",
-          status: 429,
-          detail: "rate limit exceeded for the minute window",
-        },
-        headers: {
-          "content-type": "application/problem+json",
-          ...(withRetryAfter ? { "retry-after": String(retryAfterSeconds) } : {}),
-          ratelimit: `"minute";r=0;t=${retryAfterSeconds}, "hour";r=2800;t=1812, "day";r=49500;t=45012`,
-          "ratelimit-policy": policyHeader(),
-        },
-      },
-      { times, ...match },
-    );
-  }
-
   /** Forget volumes, faults and requests. */
   reset(): void {
     this.volumes.clear();
@@ -161,17 +125,13 @@ export class RunpodVolumesFake extends FakeApiServer {
     (this.requests as RecordedRequest[]).length = 0;
   }
 
-  protected handle(req: RecordedRequest): Reply {
-    const auth = req.headers.authorization;
-    if (auth === undefined || !auth.startsWith("Bearer ")) {
-      return problem(401, "Unauthorized", "missing bearer token");
-    }
-    if (auth !== `Bearer ${this.apiKey}`) return problem(401, "Unauthorized", "invalid bearer token");
-    const reply = this.route(req);
-    return { ...reply, headers: { ...this.rateLimitHeaders(), ...reply.headers } };
+  protected successSchema(req: RecordedRequest): z.ZodType | undefined {
+    if (req.path === "/v2/network-volumes")
+      return req.method === "GET" ? ListNetworkVolumesResponse : NetworkVolume;
+    return /^\/v2\/network-volumes\/[^/]+$/.test(req.path) ? NetworkVolume : undefined;
   }
 
-  private route(req: RecordedRequest): Reply {
+  protected route(req: RecordedRequest): Reply {
     const p = req.path;
     if (p === "/v2/network-volumes") {
       if (req.method === "GET") return { status: 200, json: { networkVolumes: [...this.volumes.values()] } };
@@ -250,27 +210,10 @@ export class RunpodVolumesFake extends FakeApiServer {
     return { status: 200, json: volume };
   }
 
-  /** RateLimit headers counted from the requests this fake has seen (quotas reported, never enforced). */
-  private rateLimitHeaders(): Record<string, string> {
-    const nowMs = this.now();
-    const state = WINDOWS.map((w) => {
-      const since = nowMs - w.seconds * 1000;
-      const inWindow = this.requests.filter((r) => r.atMs > since);
-      const oldest = inWindow[0]?.atMs ?? nowMs;
-      const reset = Math.max(0, Math.ceil((oldest + w.seconds * 1000 - nowMs) / 1000));
-      return `"${w.name}";r=${Math.max(0, w.quota - inWindow.length)};t=${reset}`;
-    });
-    return { ratelimit: state.join(", "), "ratelimit-policy": policyHeader() };
-  }
-
   /** RunPod-like ids: 10 lowercase letters and digits. */
   private newId(): string {
     return `nv${(++this.seq).toString(36).padStart(8, "0")}`;
   }
-}
-
-function policyHeader(): string {
-  return WINDOWS.map((w) => `"${w.name}";q=${w.quota};w=${w.seconds}`).join(", ");
 }
 
 /** The request body as a JSON object, or the problem to answer. */
@@ -298,23 +241,6 @@ function checkSize(size: unknown): string[] {
   return Number.isInteger(size) && (size as number) >= MIN_GB && (size as number) <= MAX_GB
     ? []
     : [`$.size: must be an integer from ${MIN_GB} to ${MAX_GB}`];
-}
-
-function problem(status: number, title: string, detail: string, extra: Record<string, unknown> = {}): Reply {
-  return {
-    status,
-    json: { title, status, detail, ...extra },
-    headers: { "content-type": "application/problem+json" },
-  };
-}
-
-function invalid(errors: string[]): Reply {
-  return problem(422, "Unprocessable Entity", "Request validation failed.", { errors });
-}
-
-function notAllowed(allow: string): Reply {
-  const reply = problem(405, "Method Not Allowed", "The requested method is not allowed for this path.");
-  return { ...reply, headers: { ...reply.headers, allow } };
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {
