@@ -44,6 +44,7 @@ import {
   RETRYABLE_KINDS,
   type RetryPolicy,
   redact,
+  shapeOf,
 } from "../core/provider-http";
 
 export type { Endpoint as RunPodEndpoint } from "../core/contracts/runpod";
@@ -378,7 +379,7 @@ function endpointOf(client: RunPodClient, operation: string, data: unknown): End
       client,
       operation,
       "transient",
-      `expected a serverless endpoint {id, name, workers, scaling, …}; got ${excerpt(JSON.stringify(data) ?? "nothing", [client.apiKey])}`,
+      `expected a serverless endpoint {id, name, workers, scaling, …}; got ${shapeOf(data)}`,
     );
   }
   return data as unknown as Endpoint;
@@ -394,7 +395,7 @@ export async function listEndpoints(client: RunPodClient): Promise<Endpoint[]> {
       client,
       "listEndpoints",
       "transient",
-      `expected {endpoints: [...]}; got ${Array.isArray(data) ? "a bare array (a REST v1 answer?)" : excerpt(JSON.stringify(data) ?? "nothing")}`,
+      `expected {endpoints: [...]}; got ${Array.isArray(data) ? "a bare array (a REST v1 answer?)" : shapeOf(data)}`,
       status,
     );
   }
@@ -655,7 +656,7 @@ function volumeOf(client: RunPodClient, operation: string, data: unknown): Netwo
       client,
       operation,
       "transient",
-      `expected a network volume {id, name, size, dataCenter, type}; got ${excerpt(JSON.stringify(data) ?? "nothing", [client.apiKey])}`,
+      `expected a network volume {id, name, size, dataCenter, type}; got ${shapeOf(data)}`,
     );
   }
   return {
@@ -680,7 +681,7 @@ export async function listNetworkVolumes(client: RunPodClient): Promise<NetworkV
       client,
       "listNetworkVolumes",
       "transient",
-      `expected {networkVolumes: [...]}; got ${Array.isArray(data) ? "a bare array (a REST v1 answer?)" : excerpt(JSON.stringify(data) ?? "nothing")}`,
+      `expected {networkVolumes: [...]}; got ${Array.isArray(data) ? "a bare array (a REST v1 answer?)" : shapeOf(data)}`,
       status,
     );
   }

@@ -21,7 +21,10 @@ const POOLS: readonly string[] = [
 const DEFAULT_IMAGE = RUNPOD_WORKER_IMAGE;
 /** The CUDA floor the default image needs (worker-vllm v2.25.2 `.runpod/hub.json`: CUDA 13.0). */
 const DEFAULT_IMAGE_CUDA_FLOOR = RUNPOD_WORKER_IMAGE_CUDA_FLOOR;
-/** RunPod's documented default execution timeout (`serverless/endpoints/endpoint-configurations.mdx`: 600 s). */
+/**
+ * The execution timeout when none is given: 600 s, as `serverless/endpoints/endpoint-configurations.mdx` documents
+ * (the v2 spec's `CreateEndpointRequest.timeout` default is 300 000 ms; the stack always sends one).
+ */
 const DEFAULT_EXECUTION_TIMEOUT_MS = 600_000;
 /** RunPod's execution-timeout range: 5 s to 7 days (`endpoint-configurations.mdx`). */
 const MIN_EXECUTION_TIMEOUT_MS = 5_000;
@@ -568,8 +571,8 @@ function outputsOf(
  *   network volumes and execution timeout (no template); an endpoint of the same name is adopted and patched.
  * - diff: nothing replaces — `PATCH` changes every field in place (image and env roll out as a new release);
  *   `type` (always QUEUE) and the compute family are the only immutable fields, and neither is an input.
- *   `apiKey` and `apiBase` are how to reach RunPod, not part of the endpoint: changing only them is no diff, so a
- *   rotated key reaches the state with the next real change (keep the old key valid until then).
+ *   `apiKey` and `apiBase` are how to reach RunPod, not part of the endpoint: changing only them is an update that
+ *   calls nothing and rewrites the state, since refresh and destroy reach RunPod with the key the state holds.
  * - update: one `PATCH` with only the changed fields (none for state-only fields); a GraphQL-era state is updated
  *   in place the same way, and its template is remembered for `delete`.
  * - read: `GET /v2/serverless/{id}`; a vanished endpoint (404, not listed) reads as gone.
@@ -590,8 +593,14 @@ export function createRunPodEndpointProvider(
 
     async diff(_id, olds, news) {
       const patch = endpointPatch(olds, news);
+      // A new key or base alone changes no endpoint field, but the state must take it: refresh and destroy read
+      // the key from the state, and the old one may be revoked (an update with an empty patch calls nothing).
+      const reach = olds.apiKey !== news.apiKey || olds.apiBase !== news.apiBase;
       const changes =
-        Object.keys(patch).length > 0 || stateOnlyChanges(olds, news).length > 0 || isLegacyState(olds);
+        Object.keys(patch).length > 0 ||
+        stateOnlyChanges(olds, news).length > 0 ||
+        isLegacyState(olds) ||
+        reach;
       return { changes, replaces: [], deleteBeforeReplace: false };
     },
 

@@ -34,6 +34,7 @@ import {
   type ManagedHealth,
   type Offer,
   type OfferSearch,
+  PLACEMENT_REFUSED,
   type ProviderAdapter,
   parseInstanceTag,
   type SkippedOffer,
@@ -82,6 +83,12 @@ export interface ControllerDeps {
   readonly issueCertificate?: (workerId: string) => WorkerCertificate;
   /** Holder id for the leader lock. @default random */
   readonly holder?: string;
+  /**
+   * Managed endpoints are steered (listed, bounds checked, health read, workers booked) this often, and at once
+   * when a budget block changes: their provider's API is rate-limited per account (RunPod: 60 a minute in the
+   * spec's example). @default 15000
+   */
+  readonly managedSteerMs?: number;
 }
 
 /**
@@ -122,6 +129,11 @@ const HEALTH_FAILURES_REPLACE = 5;
  * only floods the provider. Retried after it, in case the provider's side changed.
  */
 const REJECTED_RETRY_MS = 3_600_000;
+/**
+ * The hold-back when the refusal is only inferred (every offer refused with an ambiguous 400, which a stale catalog
+ * can also cause): shorter, so a real capacity gap does not keep the provider out for long.
+ */
+const INFERRED_REJECTED_RETRY_MS = 600_000;
 /**
  * A worker its provider reports running but without an address for the engine port (a host that publishes no
  * public port) is failed over after this long, instead of billing until the boot timeout.
@@ -187,11 +199,15 @@ export class Controller {
   /** Per model, the last budget refusal written to the decision list (written again only when it changes). */
   private readonly blockedNoted = new Map<string, string>();
   /** `model|provider` → when the provider refused a create as invalid, and why (see REJECTED_RETRY_MS). */
-  private readonly rejected = new Map<string, { atMs: number; reason: string }>();
+  private readonly rejected = new Map<string, { atMs: number; holdMs: number; reason: string }>();
   /** Models told (once) that no provider can start a worker for them, with the reasons told. */
   private readonly noProviderLogged = new Map<string, string>();
   /** Worker id → when its provider first reported it running without an address (see ADDRESS_GRACE_MS). */
   private readonly addressless = new Map<string, number>();
+  /** When managed endpoints were last steered, and under which budget blocks. */
+  private lastSteer = { atMs: Number.NEGATIVE_INFINITY, blocks: "" };
+  /** Models whose managed queue purge at a budget cap is already in the decision list (once per block). */
+  private readonly purgeNoted = new Set<string>();
 
   constructor(private readonly deps: ControllerDeps) {
     // Scaling, routes, queues and spend are per serving unit: a model in a rollout is one unit per variant.
@@ -341,6 +357,10 @@ export class Controller {
     for (const id of this.health.keys())
       if (!workers.some((w) => w.id === id && w.state === "ready")) this.health.delete(id);
     await this.book(workers);
+    for (const key of this.rejected.keys()) {
+      const [model, provider] = key.split("|") as [string, ConfigurableProviderId];
+      this.isRejected(model, provider); // clears an expired hold-back and its alert, demand or not
+    }
     await this.steerManaged();
     const previous = this.readyLabels;
     this.readyLabels = new Set();
@@ -699,6 +719,9 @@ export class Controller {
         a.usdPerHour - b.usdPerHour || candidates.indexOf(a.provider) - candidates.indexOf(b.provider),
     );
     const skip = new Set<ConfigurableProviderId>();
+    /** Per provider: offers tried, and those refused with an ambiguous placement refusal (PLACEMENT_REFUSED). */
+    const refusals = new Map<ConfigurableProviderId, { tried: number; refused: number; last?: string }>();
+    let failedFirst = 0;
     let worker = intent;
     const demandAt = this.demandSeenAt.get(model.name);
     for (const offer of offers) {
@@ -725,7 +748,15 @@ export class Controller {
         info = await this.deps.adapters[offer.provider]!.provision(spec, offer);
       } catch (error) {
         if (error instanceof FencedOut) throw error;
+        failedFirst += 1;
         this.providerError(offer.provider, error, `provision ${worker.id}`);
+        const tally = refusals.get(offer.provider) ?? { tried: 0, refused: 0 };
+        tally.tried += 1;
+        if (isProviderError(error) && error.code === PLACEMENT_REFUSED) {
+          tally.refused += 1;
+          tally.last = error.detail;
+        }
+        refusals.set(offer.provider, tally);
         if (isProviderError(error) && error.kind === "invalid")
           await this.rejectCreates(model, offer.provider, error);
         if (isProviderError(error) && ["auth", "fatal", "invalid"].includes(error.kind))
@@ -750,10 +781,12 @@ export class Controller {
         model: model.name,
         action: "offer",
         worker: worker.id,
-        reason: explainOfferChoice(offer, offers, skipped),
+        reason: explainOfferChoice(offer, failedFirst, skipped),
       });
+      await this.readRefusals(model, refusals);
       return;
     }
+    await this.readRefusals(model, refusals);
     this.log(
       `controller: ${model.name}: no offer could be provisioned for ${worker.id}; will retry on the next decision`,
     );
@@ -778,16 +811,38 @@ export class Controller {
     model: ModelConfig,
     provider: ConfigurableProviderId,
     error: { detail: string },
+    holdMs = REJECTED_RETRY_MS,
   ): Promise<void> {
     const key = `${model.name}|${provider}`;
     const first = !this.rejected.has(key);
-    this.rejected.set(key, { atMs: this.now(), reason: `refused as invalid: ${error.detail}` });
+    this.rejected.set(key, { atMs: this.now(), holdMs, reason: `refused as invalid: ${error.detail}` });
     this.deps.metrics.requestRejected.set({ model: model.name, provider }, 1);
     if (!first) return;
-    const reason = `${provider} refused the create as invalid (a configuration error, not capacity): ${error.detail}; no more creates there for this model for ${REJECTED_RETRY_MS / 60_000} minutes`;
+    const reason = `${provider} refused the create as invalid (a configuration error, not capacity): ${error.detail}; no more creates there for this model for ${holdMs / 60_000} minutes`;
     this.log(`controller: ${model.name}: ${reason}`);
     this.audit("provider.refused", `${model.name}@${provider}`, reason);
     await this.noteDecision({ model: model.name, action: "config-error", reason });
+  }
+
+  /**
+   * A provider whose every offer tried (two or more) was refused with an ambiguous placement refusal: the request
+   * is the problem, not capacity (RunPod's own reading of its 400s), so it is handled as an invalid refusal.
+   */
+  private async readRefusals(
+    model: ModelConfig,
+    refusals: ReadonlyMap<ConfigurableProviderId, { tried: number; refused: number; last?: string }>,
+  ): Promise<void> {
+    for (const [provider, { tried, refused, last }] of refusals) {
+      if (tried < 2 || refused < tried) continue;
+      await this.rejectCreates(
+        model,
+        provider,
+        {
+          detail: `every one of the ${tried} offers tried was refused without a capacity code, which the provider says to read as a problem with the request; the last: ${last ?? "?"}`,
+        },
+        INFERRED_REJECTED_RETRY_MS,
+      );
+    }
   }
 
   /** Whether creates for this model are held back from this provider after an invalid refusal. */
@@ -795,7 +850,7 @@ export class Controller {
     const key = `${model}|${provider}`;
     const rejected = this.rejected.get(key);
     if (!rejected) return false;
-    if (this.now() - rejected.atMs < REJECTED_RETRY_MS) return true;
+    if (this.now() - rejected.atMs < rejected.holdMs) return true;
     this.rejected.delete(key);
     this.deps.metrics.requestRejected.set({ model, provider }, 0);
     return false;
@@ -1193,17 +1248,31 @@ export class Controller {
   /**
    * Managed endpoints (RunPod serverless): route through them, keep their bounds where the config and the budget
    * say (the provider lowers bounds on idle endpoints), drop their queue at a budget cap, book their workers.
+   * Every `managedSteerMs`, and at once when a budget block changes.
    */
   private async steerManaged(): Promise<void> {
-    for (const [provider, backend] of Object.entries(this.deps.managed ?? {}) as [
-      ConfigurableProviderId,
-      ManagedBackend,
-    ][]) {
-      for (const model of this.config.models) {
-        if (!model.providers.includes(provider)) continue;
-        if (!decideProvision(this.config, model.name, provider).allowed) continue;
+    const backends = Object.entries(this.deps.managed ?? {}) as [ConfigurableProviderId, ManagedBackend][];
+    if (backends.length === 0) return;
+    const now = this.now();
+    const blocks = JSON.stringify(this.blocks);
+    if (now - this.lastSteer.atMs < (this.deps.managedSteerMs ?? 15_000) && blocks === this.lastSteer.blocks)
+      return;
+    this.lastSteer = { atMs: now, blocks };
+    for (const [provider, backend] of backends) {
+      const units = this.config.models.filter(
+        (m) => m.providers.includes(provider) && decideProvision(this.config, m.name, provider).allowed,
+      );
+      if (units.length === 0) continue;
+      let endpoints: Map<string, ManagedEndpoint>;
+      try {
+        endpoints = await backend.endpoints(units.map((m) => m.name));
+      } catch (error) {
+        this.providerError(provider, error, "list managed endpoints");
+        continue;
+      }
+      for (const model of units) {
         try {
-          await this.steerEndpoint(model, provider, backend);
+          await this.steerEndpoint(model, provider, backend, endpoints.get(model.name));
         } catch (error) {
           if (error instanceof FencedOut) throw error;
           this.providerError(provider, error, `steer endpoint of ${model.name}`);
@@ -1216,8 +1285,8 @@ export class Controller {
     model: ModelConfig,
     provider: ConfigurableProviderId,
     backend: ManagedBackend,
+    endpoint: ManagedEndpoint | undefined,
   ): Promise<void> {
-    const endpoint = await backend.find(model.name);
     if (!endpoint) {
       this.managedEndpoints.delete(model.name);
       return;
@@ -1255,15 +1324,19 @@ export class Controller {
     }
     const health = await backend.health(endpoint.id);
     // Max workers 0 stops new workers, but jobs already queued would wait for the cap to lift (or run after it):
-    // at the cap they are dropped, and their callers get an error at once.
-    if (blocked && health.inQueue > 0) {
+    // at the cap they are dropped, and their callers get an error at once. Noted once per block.
+    if (!blocked) this.purgeNoted.delete(model.name);
+    else if (health.inQueue > 0) {
       const removed = await backend.purgeQueue(endpoint.id);
       this.log(`controller: ${model.name}: budget reached: ${removed} queued job(s) purged from ${provider}`);
-      await this.noteDecision({
-        model: model.name,
-        action: "blocked",
-        reason: `budget reached: ${provider} endpoint set to 0 workers and ${removed} queued job(s) purged`,
-      });
+      if (!this.purgeNoted.has(model.name)) {
+        this.purgeNoted.add(model.name);
+        await this.noteDecision({
+          model: model.name,
+          action: "blocked",
+          reason: `budget reached: ${provider} endpoint set to 0 workers and its queue purged (${removed} job(s); later arrivals are purged too)`,
+        });
+      }
     }
     await this.bookManaged(model, provider, endpoint, health);
   }
@@ -1304,13 +1377,13 @@ export class Controller {
 const SKIPPED_NAMED = 6;
 
 /**
- * The offer a worker was created on, and what else was on the table: the cheaper offers tried before it and the
+ * The offer a worker was created on, and what else was on the table: how many cheaper offers failed before it, and the
  * offers the adapters left out, with why (no direct ports, too little GPU memory, no stock) — one line for
  * `aiorch status --decisions`.
  */
 export function explainOfferChoice(
   chosen: Offer,
-  offers: readonly Offer[],
+  failedFirst: number,
   skipped: readonly SkippedOffer[],
 ): string {
   const describe = (o: {
@@ -1328,9 +1401,8 @@ export function explainOfferChoice(
     ]
       .filter((part) => part !== undefined)
       .join(", ");
-  const tried = offers.indexOf(chosen);
   const parts = [`chose ${describe({ ...chosen, gpuName: chosen.gpu })} (cheapest that could be created)`];
-  if (tried > 0) parts.push(`${tried} cheaper offer(s) failed first`);
+  if (failedFirst > 0) parts.push(`${failedFirst} cheaper offer(s) failed first`);
   if (skipped.length > 0) {
     const named = skipped.slice(0, SKIPPED_NAMED).map((s) => `${describe(s)}: ${s.reason}`);
     const more = skipped.length > SKIPPED_NAMED ? `; and ${skipped.length - SKIPPED_NAMED} more` : "";

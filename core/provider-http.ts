@@ -150,8 +150,9 @@ export function classifyFailure(facts: FailureFacts): ProviderErrorKind {
 
 // ── redaction and body reading ────────────────────────────────────────────────────────────────────────────
 
+/** `api_key=…`, `"HF_TOKEN":"…"`, `client_secret: …`: a credential-named parameter (with any `X_` prefix) and its value. */
 const SECRET_PARAMS =
-  /\b(api[_-]?key|apikey|access_token|refresh_token|client_secret|client_id|password|token|secret)(["']?\s*[=:]\s*["']?)([^\s&"',;}]+)/gi;
+  /\b((?:[A-Za-z0-9]+[_-])*(?:api[_-]?key|apikey|access_token|refresh_token|client_secret|client_id|password|token|secret))(["']?\s*[=:]\s*["']?)([^\s&"',;}]+)/gi;
 const BEARER = /\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+/gi;
 /** A PEM private key block of any kind, also when an echo cut it off before its END line. */
 const PRIVATE_KEY_PEM = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END \1PRIVATE KEY-----|$)/g;

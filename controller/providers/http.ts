@@ -15,6 +15,7 @@ import {
   isRecord,
   nextRetryDelayMs,
   type ProviderErrorKind,
+  parseRateLimitReset,
   parseRetryAfter,
   type RetryPolicy,
   redact,
@@ -349,9 +350,11 @@ export class ProviderHttp {
     // A JSON error without a message field is described by its shape only: values may hold secrets (env).
     const message = fields.message ?? (parsed ? shapeOf(json) : text);
     const kind = classifyFailure({ status, ...fields, message });
+    // Retry-After, else the reset of an exhausted RFC 9331 RateLimit window (RunPod REST v2 sends both)
     const retryAfterMs =
       status === 429 || status === 503
-        ? parseRetryAfter(header(resHeaders, "retry-after"), this.now())
+        ? (parseRetryAfter(header(resHeaders, "retry-after"), this.now()) ??
+          (status === 429 ? parseRateLimitReset(header(resHeaders, "ratelimit")) : undefined))
         : undefined;
     const detail = `${fields.code ? `${fields.code}: ` : ""}${excerpt(message, [...this.secrets(), ...secrets])}`;
     throw this.error(req.operation, kind, detail, {

@@ -34,6 +34,7 @@ import {
   type Offer,
   type OfferRequest,
   type OfferSearch,
+  PLACEMENT_REFUSED,
   type ProviderAdapter,
   ProviderError,
   parseInstanceTag,
@@ -289,7 +290,8 @@ export class RunpodPodAdapter implements ProviderAdapter {
     const why = err.status === 403 ? "the account cannot use this GPU pool" : "RunPod could not place it";
     return this.http.error("provision", "capacity", `${gpuId}: ${why}: ${err.detail}`, {
       status: err.status,
-      ...(err.code ? { code: err.code } : {}),
+      // a 400 may also be a broken rule: when every candidate answers it, the request is the problem
+      code: err.status === 400 ? PLACEMENT_REFUSED : (err.code ?? "pool_forbidden"),
     });
   }
 
@@ -375,16 +377,37 @@ export class RunpodPodAdapter implements ProviderAdapter {
     };
   }
 
-  /** The engine port's public address from `runtime.ports`, or why there is none. */
+  /**
+   * The engine port's public address from `runtime.ports`, or why there is none. A port may be listed more than
+   * once (`PodRuntimePort` carries no public/private flag): an entry with a public IP wins over one on a private
+   * network, which the controller could not reach.
+   */
   private addressOf(pod: Partial<Pod>): { baseUrl?: string; note?: string } {
     const port = this.ports.get(pod.id ?? "") ?? this.defaultPort;
-    const ports = pod.runtime?.ports ?? [];
-    const mapping = ports.find((p) => p.private === port && (p.type === undefined || p.type === "tcp"));
-    if (!mapping) return { note: `no runtime port for ${port}/tcp` };
-    if (!mapping.ip || mapping.public === null || mapping.public === undefined)
-      return { note: `${port}/tcp has no public ip:port` };
-    return { baseUrl: `http://${mapping.ip}:${mapping.public}` };
+    const entries = (pod.runtime?.ports ?? []).filter(
+      (p) => p.private === port && (p.type === undefined || p.type === "tcp"),
+    );
+    if (entries.length === 0) return { note: `no runtime port for ${port}/tcp` };
+    const reachable = entries
+      .filter((p) => p.ip && p.public !== null && p.public !== undefined)
+      .sort((a, b) => Number(isPrivateIp(a.ip ?? "")) - Number(isPrivateIp(b.ip ?? "")));
+    const best = reachable[0];
+    if (!best || isPrivateIp(best.ip ?? "")) return { note: `${port}/tcp has no public ip:port` };
+    return { baseUrl: `http://${best.ip}:${best.public}` };
   }
+}
+
+/** RFC 1918, carrier-grade NAT (100.64/10), loopback and link-local IPv4: not reachable from the cluster. */
+function isPrivateIp(ip: string): boolean {
+  const [a = -1, b = -1] = ip.split(".").map(Number);
+  return (
+    a === 10 ||
+    a === 127 ||
+    (a === 172 && b >= 16 && b <= 31) ||
+    (a === 192 && b === 168) ||
+    (a === 100 && b >= 64 && b <= 127) ||
+    (a === 169 && b === 254)
+  );
 }
 
 function round(usd: number): number {

@@ -68,19 +68,24 @@ export class RunPodServerlessBackend implements ManagedBackend {
     };
   }
 
-  async find(unit: string): Promise<ManagedEndpoint | undefined> {
-    const name = runpodEndpointName(this.project, this.stack, unit);
+  async endpoints(units: readonly string[]): Promise<Map<string, ManagedEndpoint>> {
     const body = await this.rest.json({ operation: "list endpoints", method: "GET", path: "/v2/serverless" });
     const list = isRecord(body) ? body.endpoints : undefined;
     if (!Array.isArray(list)) throw this.rest.unexpected("list endpoints", "no endpoints list", body);
-    const found = (list as Partial<Endpoint>[]).filter((e) => isRecord(e) && e.name === name);
-    if (found.length > 1)
-      throw this.rest.error(
-        "list endpoints",
-        "fatal",
-        `${found.length} endpoints are named "${name}" (${found.map((e) => e.id).join(", ")}); delete the extra ones in the RunPod console`,
-      );
-    return found[0] ? viewOf(found[0]) : undefined;
+    const found = new Map<string, ManagedEndpoint>();
+    for (const unit of units) {
+      const name = runpodEndpointName(this.project, this.stack, unit);
+      const named = (list as Partial<Endpoint>[]).filter((e) => isRecord(e) && e.name === name);
+      if (named.length > 1)
+        throw this.rest.error(
+          "list endpoints",
+          "fatal",
+          `${named.length} endpoints are named "${name}" (${named.map((e) => e.id).join(", ")}); delete the extra ones in the RunPod console`,
+        );
+      const view = named[0] ? viewOf(named[0]) : undefined;
+      if (view) found.set(unit, view);
+    }
+    return found;
   }
 
   async setBounds(

@@ -80,6 +80,14 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * The `code` of a capacity error that may also be a malformed request: the provider refused to place this offer,
+ * and only its detail text tells why (RunPod `createPod` answers 400 for both). When every offer of one provider
+ * tried in a provisioning is refused so, the controller reads it as the provider's advice does — "if every
+ * candidate returns 400, read the last detail as a problem with the request" — and treats it as invalid.
+ */
+export const PLACEMENT_REFUSED = "placement_refused";
+
 export function isProviderError(value: unknown): value is ProviderError {
   return value instanceof ProviderError;
 }
@@ -246,8 +254,11 @@ export interface ManagedRoute {
  */
 export interface ManagedBackend {
   readonly id: ConfigurableProviderId;
-  /** The endpoint the stack declared for this serving unit, or undefined when there is none (yet). */
-  find(unit: string): Promise<ManagedEndpoint | undefined>;
+  /**
+   * The endpoints the stack declared for these serving units, by unit (a unit without one is absent): one listing
+   * for all of them, since the provider's API is rate-limited per account.
+   */
+  endpoints(units: readonly string[]): Promise<Map<string, ManagedEndpoint>>;
   /** Set the worker bounds; nothing else about the endpoint changes. */
   setBounds(endpoint: ManagedEndpoint, workersMin: number, workersMax: number): Promise<ManagedEndpoint>;
   health(endpointId: string): Promise<ManagedHealth>;

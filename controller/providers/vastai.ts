@@ -163,8 +163,10 @@ export class VastAiAdapter implements ProviderAdapter {
       direct_port_count: { gte: 1 },
       reliability: { gte: s.minReliability },
       disk_space: { gte: s.diskGb },
+      // search_offers.yaml gives `verified` the default {eq: true} (vast-cli's search adds it too): without an
+      // explicit filter unverified hosts never show, so verifiedOnly: false must ask for both
+      verified: s.verifiedOnly ? { eq: true } : { in: [true, false] },
       // (undefined fields are left out of the JSON; written out so the type checks every name)
-      verified: s.verifiedOnly ? { eq: true } : undefined,
       datacenter: s.datacenterOnly ? { eq: true } : undefined,
       dph_total: cap !== undefined ? { lte: cap } : undefined,
       order: [["dph_total", "asc"]],
@@ -267,7 +269,7 @@ export class VastAiAdapter implements ProviderAdapter {
     if (!invalid.success)
       throw this.http.error(
         "provision",
-        "fatal",
+        "invalid",
         `the instance request breaks Vast.ai's published limits: ${invalid.error.issues
           .map((i) => `${i.path.map(String).join(".") || "(body)"}: ${i.message}`)
           .join("; ")}`,

@@ -569,13 +569,22 @@ describe("RunPod endpoint provider: diff and update", () => {
     expect(posts()[0]!.body).toMatchObject({ workers: { min: 0, max: 2 } });
   });
 
-  it("a new API key alone is no change; the same env in another order is none either", async () => {
+  it("a new API key alone updates the state without a RunPod call; the same env in another order is no change", async () => {
     const olds = await created();
-    const news = await checked({
+    const reordered = await checked({
+      env: { MAX_MODEL_LEN: "8192", MODEL_NAME: "meta-llama/Llama-3.1-8B-Instruct" },
+    });
+    expect(await diff(olds.endpointId, olds, reordered)).toMatchObject({ changes: false, replaces: [] });
+    // refresh and destroy read the key from the state, and the old key may be revoked: the state must take it
+    const rotated = await checked({
       apiKey: "rpa_ROTATEDROTATEDROTATED",
       env: { MAX_MODEL_LEN: "8192", MODEL_NAME: "meta-llama/Llama-3.1-8B-Instruct" },
     });
-    expect(await diff(olds.endpointId, olds, news)).toMatchObject({ changes: false, replaces: [] });
+    expect(await diff(olds.endpointId, olds, rotated)).toMatchObject({ changes: true, replaces: [] });
+    const before = fake.requests.length;
+    const { outs } = await update(olds.endpointId, olds, rotated);
+    expect(fake.requests).toHaveLength(before);
+    expect(outs?.apiKey).toBe("rpa_ROTATEDROTATEDROTATED");
   });
 
   it("an update of informational fields only makes no RunPod call", async () => {

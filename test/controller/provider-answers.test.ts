@@ -11,6 +11,7 @@ import { ControllerMetrics } from "../../controller/metrics";
 import {
   type InstanceInfo,
   type OfferSearch,
+  PLACEMENT_REFUSED,
   type ProviderAdapter,
   ProviderError,
   type WorkerSpec,
@@ -146,6 +147,43 @@ describe("what the controller does with providers' answers", () => {
     await c.stop();
   });
 
+  it("every offer of a provider refused with an ambiguous 400 is read as a problem with the request, not capacity", async () => {
+    const pod = new ScriptedAdapter("runpod-pod");
+    pod.offers = async () => ({
+      offers: ["o1", "o2"].map((offerId) => ({
+        provider: "runpod-pod" as const,
+        gpu: "RTX_3090" as const,
+        usdPerHour: 0.2,
+        offerId,
+      })),
+      skipped: [],
+    });
+    pod.createFails = new ProviderError({
+      kind: "capacity",
+      provider: "runpod-pod",
+      operation: "provision",
+      status: 400,
+      code: PLACEMENT_REFUSED,
+      detail: "NVIDIA GeForce RTX 3090: RunPod could not place it: ports must be unique",
+    });
+    const vast = new ScriptedAdapter("vastai");
+    const c = controller({ "runpod-pod": pod, vastai: vast });
+    await waiting();
+    for (let i = 0; i < 5; i++) {
+      await c.tick();
+      await settle();
+      clock += 2_000;
+    }
+    // both RunPod offers tried once, then held back; the worker came from Vast.ai
+    expect(pod.creates).toHaveLength(2);
+    expect(vast.creates).toHaveLength(1);
+    const [configError] = (await decisions()).filter((d) => d.action === "config-error");
+    expect(configError?.reason).toMatch(
+      /every one of the 2 offers tried was refused .* ports must be unique; .* 10 minutes/,
+    );
+    await c.stop();
+  });
+
   it("a worker its provider calls running without an address is failed over after a minute, not left booting", async () => {
     const pod = new ScriptedAdapter("runpod-pod");
     pod.says = [{ status: "running", detail: "status=RUNNING; 8000/tcp has no public ip:port" }];
@@ -201,34 +239,23 @@ describe("explainOfferChoice", () => {
       offerId: "9",
       gpuMemoryGb: 80,
     } as const;
-    const cheaper = {
-      provider: "vastai",
-      gpu: "A100_80GB",
-      usdPerHour: 0.9,
-      offerId: "8",
-      gpuMemoryGb: 80,
-    } as const;
-    const text = explainOfferChoice(
-      chosen,
-      [cheaper, chosen],
-      [
-        {
-          provider: "vastai",
-          offerId: "7",
-          gpuName: "A100 SXM4",
-          gpuMemoryGb: 40,
-          usdPerHour: 0.6,
-          reason: "40 GB per GPU, A100_80GB has 80 GB",
-        },
-        {
-          provider: "vastai",
-          offerId: "6",
-          gpuName: "A100 SXM4",
-          usdPerHour: 0.5,
-          reason: "no direct ports",
-        },
-      ],
-    );
+    const text = explainOfferChoice(chosen, 1, [
+      {
+        provider: "vastai",
+        offerId: "7",
+        gpuName: "A100 SXM4",
+        gpuMemoryGb: 40,
+        usdPerHour: 0.6,
+        reason: "40 GB per GPU, A100_80GB has 80 GB",
+      },
+      {
+        provider: "vastai",
+        offerId: "6",
+        gpuName: "A100 SXM4",
+        usdPerHour: 0.5,
+        reason: "no direct ports",
+      },
+    ]);
     expect(text).toBe(
       "chose vastai 9, A100_80GB, 80 GB/GPU, $1.1/h (cheapest that could be created); 1 cheaper offer(s) failed first; " +
         "skipped vastai 7, A100 SXM4, 40 GB/GPU, $0.6/h: 40 GB per GPU, A100_80GB has 80 GB; vastai 6, A100 SXM4, $0.5/h: no direct ports",

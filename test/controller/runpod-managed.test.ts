@@ -85,9 +85,36 @@ const controller = () =>
     },
     metrics: new ControllerMetrics({ defaultMetrics: false }),
     log: (line) => logs.push(line),
+    managedSteerMs: 0,
   });
 
 describe("RunPod serverless, managed", () => {
+  it("steers every managedSteerMs with one listing for all endpoints, and at once when a budget block starts", async () => {
+    const c = new Controller({
+      config,
+      redis,
+      adapters: {},
+      managed: {
+        "runpod-serverless": new RunPodServerlessBackend({
+          settings: config.providers["runpod-serverless"]!,
+          apiKey: KEY,
+          project: config.project,
+          stack: config.stack,
+          jobApiBase: fake.url,
+        }),
+      },
+      metrics: new ControllerMetrics({ defaultMetrics: false }),
+      log: (line) => logs.push(line),
+    });
+    for (let i = 0; i < 5; i++) await c.tick();
+    // RunPod's REST v2 quota is per account (60 a minute in the spec's example): not a listing per model per tick
+    expect(fake.requestsTo("/v2/serverless", "GET")).toHaveLength(1);
+    await redis.hset(keys.spendMonth(ledgerMonth(Date.now())), "total", 100_000_000);
+    await c.tick();
+    expect(fake.requestsTo("/v2/serverless", "GET")).toHaveLength(2);
+    expect(fake.endpoints.get(endpoint.id)!.workers.max).toBe(0);
+  });
+
   it("routes through the endpoint's OpenAI path with the provider key, never a token in Redis", async () => {
     await controller().tick();
     const routes = await redis.hgetall(keys.routes("llm"));

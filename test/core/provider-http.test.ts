@@ -4,6 +4,7 @@ import {
   errorFields,
   nextRetryDelayMs,
   parseRateLimitReset,
+  redact,
 } from "../../core/provider-http";
 
 describe("parseRateLimitReset (RFC 9331 RateLimit, as RunPod REST v2 sends it)", () => {
@@ -44,5 +45,14 @@ describe("errorFields", () => {
         errors: ["/publicIp: unknown field", "/gpu/count: must be >= 1"],
       }),
     ).toEqual({ message: "validation failed (/publicIp: unknown field; /gpu/count: must be >= 1)" });
+  });
+});
+
+describe("redact", () => {
+  it("scrubs credential-named parameters with a prefix, as env maps carry them", () => {
+    const text = redact('{"env":{"HF_TOKEN":"hf_abcdefgh","MY_API_KEY":"k-123456","MODEL_NAME":"org/m"}}');
+    expect(text).not.toContain("hf_abcdefgh");
+    expect(text).not.toContain("k-123456");
+    expect(text).toContain('"MODEL_NAME":"org/m"');
   });
 });

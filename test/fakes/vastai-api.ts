@@ -266,7 +266,13 @@ export class VastAiFake extends FakeApiServer {
         status: 400,
         json: { error: "invalid_request", msg: `Invalid json body: ${issues(parsed.error)}` },
       };
-    const q = parsed.data;
+    // the request's defaults (search_offers.yaml): verified {eq: true}, rentable {eq: true}, rented {eq: false}
+    const q = {
+      verified: { eq: true },
+      rentable: { eq: true },
+      rented: { eq: false },
+      ...parsed.data,
+    };
     const storageGb = q.allocated_storage ?? 8; // "Default is 8GB" (search_offers.yaml)
     const skip = new Set(["order", "type", "limit", "allocated_storage"]);
     let result = [...this.offers.values()]

@@ -280,6 +280,49 @@ describe("RunPod pod lifecycle", () => {
     expect(info?.baseUrl).toBeUndefined();
   });
 
+  it("prefers a public mapping of the engine port over one on a private network", async () => {
+    const a = adapter();
+    const [offer] = (await a.offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers;
+    const { providerId } = await a.provision(spec(), offer!);
+    clock.advance(65_000);
+    const pod = (await (
+      await fetch(`${fake.url}/v2/pods/${providerId}`, {
+        headers: { authorization: `Bearer ${API_KEY}` },
+      })
+    ).json()) as Record<string, unknown>;
+    const runtime = pod.runtime as { ports: Record<string, unknown>[] };
+    const publicPort = runtime.ports[0]!;
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: {
+          ...pod,
+          runtime: {
+            ...runtime,
+            ports: [{ private: 8000, public: 8000, type: "tcp", ip: "10.0.3.7" }, publicPort],
+          },
+        },
+      },
+      { path: `/v2/pods/${providerId}` },
+    );
+    expect((await a.describe(providerId))?.baseUrl).toBe(`http://${publicPort.ip}:${publicPort.public}`);
+    fake.inject(
+      {
+        type: "status",
+        status: 200,
+        json: {
+          ...pod,
+          runtime: { ...runtime, ports: [{ private: 8000, public: 8000, type: "tcp", ip: "10.0.3.7" }] },
+        },
+      },
+      { path: `/v2/pods/${providerId}` },
+    );
+    expect(await a.describe(providerId)).toMatchObject({
+      detail: "status=RUNNING; 8000/tcp has no public ip:port",
+    });
+  });
+
   it("never finds an address in a v1-shaped pod (publicIp/portMappings are not v2 fields)", async () => {
     fake.inject(
       {
@@ -412,6 +455,12 @@ describe("RunPod pod faults", () => {
     expect(offers).toHaveLength(1);
     expect(sleeps).toEqual([3_000, 3_000]);
     expect(retries[0]?.message).toContain("rate limit exceeded");
+  });
+
+  it("without Retry-After, waits for the exhausted RateLimit window to reset", async () => {
+    fake.rateLimitNext(1, 7, {}, { withRetryAfter: false });
+    expect((await adapter().offers({ gpu: ["RTX_4090"], gpuCount: 1 })).offers).toHaveLength(1);
+    expect(sleeps).toEqual([7_000]);
   });
 
   it("retries 5xx and timeouts on reads; never retries auth or fatal", async () => {
