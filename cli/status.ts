@@ -4,7 +4,7 @@
  * block in force), the controller leader, and its last scale decisions with their reasons. Read-only; reads the
  * stack's Redis (REDIS_URL) under the config's key prefix.
  *
- *   aiorch status [--stack NAME | --config FILE] [--json] [--decisions N]
+ *   aiorch status [--stack NAME | --config FILE] [--json] [--decisions N]   (N: the last N decisions, default 20)
  */
 import { parseArgs } from "node:util";
 import type { Redis } from "ioredis";
@@ -16,6 +16,9 @@ import type { Io } from "./keys";
 import { UsageError } from "./plan/run";
 import { runtimeConfigFrom } from "./runtime-source";
 import { connectStackRedis } from "./stack-redis";
+
+/** Decisions shown by default: each worker started writes two (`provision`, then `offer` naming the offer). */
+const DEFAULT_DECISIONS = 20;
 
 export interface StatusWorker {
   readonly id: string;
@@ -148,7 +151,7 @@ export async function readStatus(
     redis.hgetall(keys.spendMonth(month)),
     redis.hgetall(keys.budgetBlocked),
     redis.get(keys.leaderLock),
-    redis.lrange(keys.scaleDecisions, 0, Math.max(0, (options.decisions ?? 10) - 1)),
+    redis.lrange(keys.scaleDecisions, 0, Math.max(0, (options.decisions ?? DEFAULT_DECISIONS) - 1)),
   ]);
   const totalUsd = fromMicroUsd(Number(spendFields.total ?? 0));
   const budgetUsd = config.budget?.monthlyUsd ?? null;
@@ -301,7 +304,7 @@ export async function runStatus(
     },
     strict: true,
   });
-  const decisions = values.decisions === undefined ? 10 : Number(values.decisions);
+  const decisions = values.decisions === undefined ? DEFAULT_DECISIONS : Number(values.decisions);
   if (!Number.isInteger(decisions) || decisions < 0 || decisions > 200)
     throw new UsageError(`--decisions must be 0-200; got "${values.decisions}"`);
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });

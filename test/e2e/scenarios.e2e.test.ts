@@ -196,8 +196,9 @@ describe.concurrent("runtime under load (scenarios that can share the stack)", (
           async () => (await stack.workers("burst")).filter((w) => w.state === "ready").length === 3,
           { timeoutMs: 40_000 },
         );
-        // an operator looks: three ready workers and the capped decision
-        const status = stack.status(["--json"]);
+        // an operator looks: three ready workers and the capped decision (among other models' decisions: the
+        // stack is shared, and each worker started also notes the offer it was created on)
+        const status = stack.status(["--json", "--decisions", "200"]);
         expect(status.code, status.stderr).toBe(0);
         const report = JSON.parse(status.stdout) as {
           workersByState: { model: string; state: string; workers: number }[];
