@@ -20,7 +20,7 @@ export interface HetznerClusterArgs {
   readonly controlPlane?: ServerPool;
   /** Worker servers. @default { serverType: "cpx21", count: 2 } */
   readonly workers?: ServerPool;
-  /** Pinned k3s release, e.g. `v1.31.4+k3s1`. */
+  /** Pinned k3s release, e.g. `v1.36.4+k3s1` (within `SUPPORTED_KUBERNETES_MINORS`, core/platform-versions). */
   readonly k3sVersion: string;
   /** OS image. @default "ubuntu-24.04" */
   readonly image?: string;
@@ -34,6 +34,35 @@ export interface HetznerClusterArgs {
   readonly sshPublicKey?: string;
   /** Hetzner API token for the cloud controller and CSI driver (stored in `kube-system/hcloud`). */
   readonly hcloudToken: pulumi.Input<string>;
+  /**
+   * Prefix of the servers' Hetzner names (`<prefix>-cp-0`, `<prefix>-worker-0`): server names are unique per
+   * Hetzner project, so stacks sharing a project need their own. @default the Pulumi stack name
+   */
+  readonly serverNamePrefix?: string;
+}
+
+/** A spread placement group holds at most this many servers (Hetzner Cloud limit). */
+export const SPREAD_GROUP_MAX_SERVERS = 10;
+
+/**
+ * The spread placement group (0, 1, …) of server `index` of a pool: groups of at most SPREAD_GROUP_MAX_SERVERS,
+ * so a pool of 25 workers spreads over three groups instead of failing at the eleventh server.
+ */
+export function spreadGroupOf(index: number): number {
+  return Math.floor(index / SPREAD_GROUP_MAX_SERVERS);
+}
+
+/** Hetzner names of a pool's servers: `<prefix>-cp-<i>` or `<prefix>-worker-<i>`, a DNS label (≤ 63 characters). */
+export function serverNameOf(prefix: string, pool: "cp" | "worker", index: number): string {
+  const suffix = `-${pool}-${index}`;
+  const base = prefix
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 63 - suffix.length)
+    .replace(/-+$/, "");
+  if (!base) throw new Error(`serverNamePrefix "${prefix}" has no letter or digit to name servers with`);
+  return `${base}${suffix}`;
 }
 
 const NETWORK_ZONES: Readonly<Record<string, string>> = {
@@ -176,14 +205,20 @@ export class HetznerCluster extends pulumi.ComponentResource {
       },
       child,
     );
-    const placement = (pool: string) =>
-      new hcloud.PlacementGroup(
-        `${name}-${pool}`,
-        { type: "spread", labels: { cluster: name, pool } },
-        child,
+    // One spread group per SPREAD_GROUP_MAX_SERVERS servers of a pool; the first keeps the name the single group had.
+    const placementGroups = (pool: string, count: number) =>
+      Array.from(
+        { length: Math.ceil(count / SPREAD_GROUP_MAX_SERVERS) },
+        (_, g) =>
+          new hcloud.PlacementGroup(
+            g === 0 ? `${name}-${pool}` : `${name}-${pool}-${g}`,
+            { type: "spread", labels: { cluster: name, pool } },
+            child,
+          ),
       );
-    const controlPlanePlacement = placement("control-plane");
-    const workerPlacement = workers.count > 0 ? placement("workers") : undefined;
+    const controlPlanePlacement = placementGroups("control-plane", controlPlane.count);
+    const workerPlacement = placementGroups("workers", workers.count);
+    const serverPrefix = args.serverNamePrefix ?? pulumi.getStack();
 
     // Pulumi's own key: it reads the kubeconfig over SSH once the first server is up.
     const deployKey = new tls.PrivateKey(`${name}-deploy-key`, { algorithm: "ED25519" }, child);
@@ -196,7 +231,9 @@ export class HetznerCluster extends pulumi.ComponentResource {
     const joinUrl = `https://${firstServerIp}:6443`;
 
     const server = (
+      resourceName: string,
       serverName: string,
+      role: "control-plane" | "worker",
       pool: ServerPool,
       group: hcloud.PlacementGroup | undefined,
       ip: string,
@@ -204,7 +241,7 @@ export class HetznerCluster extends pulumi.ComponentResource {
       dependsOn: pulumi.Resource[],
     ) =>
       new hcloud.Server(
-        serverName,
+        resourceName,
         {
           name: serverName,
           serverType: pool.serverType,
@@ -216,7 +253,7 @@ export class HetznerCluster extends pulumi.ComponentResource {
           publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
           networks: [{ networkId: network.id.apply(Number), ip }],
           userData: pulumi.secret(token.result.apply(spec)),
-          labels: { cluster: name, role: group === controlPlanePlacement ? "control-plane" : "worker" },
+          labels: { cluster: name, role },
         },
         // Rebuilding a node because cloud-init or keys changed would wipe it; roll nodes deliberately instead.
         { parent: this, dependsOn: [subnet, ...dependsOn], ignoreChanges: ["userData", "sshKeys", "image"] },
@@ -228,8 +265,10 @@ export class HetznerCluster extends pulumi.ComponentResource {
       servers.push(
         server(
           `${name}-cp-${i}`,
+          serverNameOf(serverPrefix, "cp", i),
+          "control-plane",
           controlPlane,
-          controlPlanePlacement,
+          controlPlanePlacement[spreadGroupOf(i)],
           addressing.controlPlaneIp(i),
           (t) =>
             renderK3sCloudInit({
@@ -241,6 +280,7 @@ export class HetznerCluster extends pulumi.ComponentResource {
               clusterInit: first && controlPlane.count > 1,
               privateNetworkCidr: networkCidr,
               installHetznerAddons: first,
+              loadBalancerLocation: location,
               sshAuthorizedKeys: args.sshPublicKey ? [args.sshPublicKey] : [],
             }),
           first ? [] : [servers[0]!],
@@ -251,8 +291,10 @@ export class HetznerCluster extends pulumi.ComponentResource {
       servers.push(
         server(
           `${name}-worker-${i}`,
+          serverNameOf(serverPrefix, "worker", i),
+          "worker",
           workers,
-          workerPlacement,
+          workerPlacement[spreadGroupOf(i)],
           addressing.workerIp(i),
           (t) =>
             renderK3sCloudInit({

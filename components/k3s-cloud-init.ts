@@ -2,13 +2,26 @@
  * Pure renderer of the cloud-init user data that installs k3s on a Hetzner Cloud server: pinned version, node
  * IPs on the private network, the Hetzner cloud controller (external cloud provider) and CSI driver.
  * No Pulumi here: tested as a plain function with snapshots.
+ *
+ * Facts it relies on:
+ * - k3s-io/helm-controller v0.17.7 `pkg/controllers/chart/chart.go`: only a HelmChart with `spec.bootstrap: true`
+ *   gets an install job that runs on a control-plane node with host networking and tolerates
+ *   `node.cloudprovider.kubernetes.io/uninitialized` — the taint every node keeps until the CCM runs. Without it the
+ *   CCM's install job never schedules and nothing else ever does.
+ * - hetznercloud/hcloud-cloud-controller-manager chart 1.35.0 (`docs/reference/version-policy.md`: Kubernetes
+ *   1.33–1.36), `chart/values.yaml`: `networking.enabled`/`clusterCIDR` (must be the pod CIDR), `env` a map of
+ *   NAME → {value}; `docs/reference/load_balancer_envs.md`: `HCLOUD_LOAD_BALANCERS_LOCATION` has no default, so a
+ *   LoadBalancer Service without it (or a per-Service annotation) fails.
+ * - hetznercloud/csi-driver chart 2.22.1 (`docs/kubernetes/reference/version-policy.md`: 1.33–1.36 → v2.20.2+),
+ *   default StorageClass `hcloud-volumes`.
  */
 import { stringify } from "yaml";
+import { HETZNER_CHART_VERSIONS } from "../core/platform-versions";
 
 export interface K3sNodeSpec {
   /** `server` runs the control plane; `agent` is a worker. */
   readonly role: "server" | "agent";
-  /** Pinned k3s release, e.g. `v1.31.4+k3s1`. */
+  /** Pinned k3s release, e.g. `v1.36.4+k3s1` (within `SUPPORTED_KUBERNETES_MINORS`, core/platform-versions). */
   readonly k3sVersion: string;
   /** Shared join secret of the cluster. */
   readonly token: string;
@@ -26,6 +39,8 @@ export interface K3sNodeSpec {
   readonly serviceCidr?: string;
   /** Install the Hetzner CCM and CSI driver as k3s HelmCharts (first server only). */
   readonly installHetznerAddons?: boolean;
+  /** Hetzner location new load balancers go to (`HCLOUD_LOAD_BALANCERS_LOCATION`), e.g. `fsn1`. @default "fsn1" */
+  readonly loadBalancerLocation?: string;
   /** Extra admin SSH keys (public, OpenSSH format). */
   readonly sshAuthorizedKeys?: readonly string[];
 }
@@ -64,10 +79,16 @@ function hetznerAddonManifests(spec: K3sNodeSpec): string {
     spec: {
       repo: HETZNER_CHARTS_REPO,
       chart: "hcloud-cloud-controller-manager",
+      version: HETZNER_CHART_VERSIONS.ccm,
       targetNamespace: "kube-system",
+      // the CCM initialises the nodes: its install job must run before any node is (see the header)
+      bootstrap: true,
       valuesContent: stringify({
         networking: { enabled: true, clusterCIDR: spec.clusterCidr ?? "10.42.0.0/16" },
-        env: { HCLOUD_LOAD_BALANCERS_USE_PRIVATE_IP: { value: "true" } },
+        env: {
+          HCLOUD_LOAD_BALANCERS_USE_PRIVATE_IP: { value: "true" },
+          HCLOUD_LOAD_BALANCERS_LOCATION: { value: spec.loadBalancerLocation ?? "fsn1" },
+        },
       }),
     },
   };
@@ -75,7 +96,12 @@ function hetznerAddonManifests(spec: K3sNodeSpec): string {
     apiVersion: "helm.cattle.io/v1",
     kind: "HelmChart",
     metadata: { name: "hcloud-csi", namespace: "kube-system" },
-    spec: { repo: HETZNER_CHARTS_REPO, chart: "hcloud-csi", targetNamespace: "kube-system" },
+    spec: {
+      repo: HETZNER_CHARTS_REPO,
+      chart: "hcloud-csi",
+      version: HETZNER_CHART_VERSIONS.csi,
+      targetNamespace: "kube-system",
+    },
   };
   return [ccm, csi].map((m) => stringify(m)).join("---\n");
 }

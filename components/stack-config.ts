@@ -8,6 +8,7 @@ import {
   loadStackConfig,
   type RawConfigValue,
   type RuntimeConfig,
+  refuseToDeploy,
   renderRuntimeConfig,
 } from "../core/config";
 
@@ -19,13 +20,18 @@ export interface StackSettings {
   readonly runtimeConfig: RuntimeConfig;
 }
 
-/** The validated config of the running stack. Throws `StackConfigError` naming each bad key. */
+/**
+ * The validated config of the running stack. Throws `StackConfigError` naming each bad key — and, when the program
+ * runs against a real engine (`pulumi preview`/`up`, not the offline plan's mocks), each placeholder the offline plan
+ * only warns about (documentation address ranges), before any resource is registered.
+ */
 export function readStackSettings(): StackSettings {
   const raw: Record<string, RawConfigValue> = {};
   for (const [key, value] of Object.entries(pulumi.runtime.allConfig())) {
     raw[key] = { value, secret: runtime.isConfigSecret?.(key) ?? false };
   }
   const loaded = loadStackConfig(raw, pulumi.getProject());
+  if (pulumi.runtime.hasEngine()) refuseToDeploy(loaded);
   for (const warning of loaded.warnings) pulumi.log.warn(`${warning.key}: ${warning.message}`);
   return { loaded, runtimeConfig: renderRuntimeConfig(loaded, pulumi.getStack()) };
 }

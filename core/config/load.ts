@@ -118,6 +118,7 @@ export function loadStackConfig(
     warnings: [
       ...missingSecrets.map(([key, why]) => missingSecretWarning(key, why, project)),
       ...unusedProviders(config, project),
+      ...documentationRangeWarnings(config, project),
     ],
   };
 }
@@ -229,6 +230,59 @@ function missingSecretWarning(key: string, why: string, project: string): Config
     key,
     message: `is not set but ${why} needs it; run \`pulumi config set --secret ${shortKey} <value>\` (pulumi up would fail)`,
   };
+}
+
+/** RFC 5737 (IPv4) and RFC 3849 (IPv6) documentation ranges: no real host has an address in them. */
+const DOCUMENTATION_RANGES_V4 = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"] as const;
+
+const ipv4ToInt = (ip: string): number => ip.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+
+/** Whether a CIDR (v4 or v6) overlaps a documentation range. */
+export function isDocumentationRange(cidr: string): boolean {
+  const [address = "", prefixText = ""] = cidr.split("/");
+  if (address.includes(":")) return /^2001:0?db8(:|$)/i.test(address);
+  const prefix = Number(prefixText);
+  const mask = (bits: number) => (bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0);
+  return DOCUMENTATION_RANGES_V4.some((range) => {
+    const [base = "", bitsText = ""] = range.split("/");
+    const bits = Math.min(prefix, Number(bitsText)); // two networks overlap where the shorter prefix agrees
+    return (ipv4ToInt(address) & mask(bits)) >>> 0 === (ipv4ToInt(base) & mask(bits)) >>> 0;
+  });
+}
+
+/**
+ * SSH and API sources in documentation ranges: the shipped stacks carry them as placeholders, so they plan
+ * offline, but from them nobody connects — with `cluster.mode: create` Pulumi reads the kubeconfig over SSH from
+ * where `pulumi up` runs, and would time out. A warning here; the program refuses them when it runs for real.
+ */
+export function documentationRangeWarnings(config: StackConfig, project: string): ConfigProblem[] {
+  if (config.cluster.mode !== "create") return [];
+  const cluster = config.cluster;
+  return (["sshAllowedCidrs", "apiAllowedCidrs"] as const).flatMap((field) =>
+    cluster[field].flatMap((cidr, i) =>
+      isDocumentationRange(cidr)
+        ? [
+            {
+              key: `${project}:cluster.${field}[${i}]`,
+              message: `"${cidr}" is a documentation address range (RFC 5737/3849): no one connects from it, so ${
+                field === "sshAllowedCidrs"
+                  ? "pulumi up cannot read the kubeconfig over SSH"
+                  : "nobody reaches the Kubernetes API"
+              }; set the address pulumi up runs from, e.g. "$(curl -s https://ifconfig.me)/32" (pulumi up refuses it)`,
+            },
+          ]
+        : [],
+    ),
+  );
+}
+
+/**
+ * What an offline plan only warns about but a real deployment must not start with (documentation address ranges
+ * as SSH/API sources): throws StackConfigError naming each key and the fix, before anything is created.
+ */
+export function refuseToDeploy(loaded: LoadedStackConfig): void {
+  const blockers = documentationRangeWarnings(loaded.config, loaded.project);
+  if (blockers.length > 0) throw new StackConfigError(blockers);
 }
 
 function unusedProviders(config: StackConfig, project: string): ConfigProblem[] {

@@ -6,6 +6,12 @@
 import { z } from "zod";
 import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, PROVIDER_IDS, PROVIDERS } from "../catalog";
 import { METRICS } from "../metrics";
+import {
+  HETZNER_CHART_VERSIONS,
+  kubernetesMinorOf,
+  RECOMMENDED_K3S_VERSION,
+  SUPPORTED_KUBERNETES_MINORS,
+} from "../platform-versions";
 import { OFFERING_IDS } from "../trust";
 
 export const DATA_CLASSES = ["public", "internal", "confidential"] as const;
@@ -111,10 +117,24 @@ export const createClusterSchema = z.strictObject({
     }),
   workers: serverPool({ serverType: "cpx21", count: 2 }).default({ serverType: "cpx21", count: 2 }),
   k3sVersion: z
-    .string(required('a pinned k3s release, e.g. "v1.31.4+k3s1"'))
+    .string(required(`a pinned k3s release, e.g. "${RECOMMENDED_K3S_VERSION}"`))
     .regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, {
-      error: (issue) => `${quoted(issue.input)} is not a pinned k3s release; write e.g. "v1.31.4+k3s1"`,
-    }),
+      error: (issue) =>
+        `${quoted(issue.input)} is not a pinned k3s release; write e.g. "${RECOMMENDED_K3S_VERSION}"`,
+    })
+    .refine(
+      (v) => {
+        const minor = kubernetesMinorOf(v);
+        return (
+          minor === undefined ||
+          (minor >= SUPPORTED_KUBERNETES_MINORS.min && minor <= SUPPORTED_KUBERNETES_MINORS.max)
+        );
+      },
+      {
+        error: (issue) =>
+          `${quoted(issue.input)} is Kubernetes 1.${kubernetesMinorOf(String(issue.input))}, outside what the pinned Hetzner charts support (CCM ${HETZNER_CHART_VERSIONS.ccm}, CSI ${HETZNER_CHART_VERSIONS.csi}: 1.${SUPPORTED_KUBERNETES_MINORS.min}–1.${SUPPORTED_KUBERNETES_MINORS.max}); pin e.g. "${RECOMMENDED_K3S_VERSION}"`,
+      },
+    ),
   image: z.string().default("ubuntu-24.04"),
   sshAllowedCidrs: z.array(cidr).default([]),
   apiAllowedCidrs: z.array(cidr).default([]),

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { firewallRules, nodeAddressing } from "../../components/hetzner-cluster";
+import {
+  firewallRules,
+  nodeAddressing,
+  SPREAD_GROUP_MAX_SERVERS,
+  serverNameOf,
+  spreadGroupOf,
+} from "../../components/hetzner-cluster";
 
 describe("Hetzner node addressing", () => {
   it("puts nodes in x.y.1.0/24 of the private network", () => {
@@ -41,5 +47,20 @@ describe("Hetzner firewall rules", () => {
       privateNetworkCidr: "10.0.0.0/16",
     });
     expect(rules.some((r) => r.port === "22" || r.port === "6443")).toBe(false);
+  });
+});
+
+describe("Hetzner server names and placement", () => {
+  it("names servers after the stack, so stacks can share a Hetzner project", () => {
+    expect(serverNameOf("dev", "cp", 0)).toBe("dev-cp-0");
+    expect(serverNameOf("prod", "worker", 12)).toBe("prod-worker-12");
+    expect(serverNameOf("Team_A/Prod", "cp", 1)).toBe("team-a-prod-cp-1");
+    expect(serverNameOf("x".repeat(80), "worker", 3)).toHaveLength(63);
+    expect(() => serverNameOf("__", "cp", 0)).toThrow(/serverNamePrefix/);
+  });
+
+  it("spreads a pool over groups of at most 10 servers (Hetzner's spread limit)", () => {
+    expect([0, 9, 10, 19, 20, 24].map(spreadGroupOf)).toEqual([0, 0, 1, 1, 2, 2]);
+    expect(SPREAD_GROUP_MAX_SERVERS).toBe(10);
   });
 });

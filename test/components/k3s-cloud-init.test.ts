@@ -3,7 +3,7 @@ import { parse } from "yaml";
 import { renderK3sCloudInit } from "../../components/k3s-cloud-init";
 
 const base = {
-  k3sVersion: "v1.31.4+k3s1",
+  k3sVersion: "v1.36.4+k3s1",
   token: "t0ken",
   privateNetworkCidr: "10.0.0.0/16",
 };
@@ -44,11 +44,23 @@ describe("k3s cloud-init", () => {
     expect(k3s.server).toBeUndefined();
     expect(file(cfg, "/etc/rancher/k3s/config.yaml")!.permissions).toBe("0600");
     const script = file(cfg, "/usr/local/sbin/aiorch-install-k3s")!.content;
-    expect(script).toContain("INSTALL_K3S_VERSION='v1.31.4+k3s1'");
+    expect(script).toContain("INSTALL_K3S_VERSION='v1.36.4+k3s1'");
     expect(script).toContain("INSTALL_K3S_EXEC='server'");
     const addons = file(cfg, "/var/lib/rancher/k3s/server/manifests/hetzner-addons.yaml")!.content;
-    expect(addons).toContain("chart: hcloud-cloud-controller-manager");
-    expect(addons).toContain("chart: hcloud-csi");
+    const [ccm, csi] = addons.split(/^---$/m).map((doc) => parse(doc) as { spec: Record<string, unknown> });
+    // the CCM initialises the nodes, so its install job must tolerate their uninitialized taint: bootstrap
+    expect(ccm?.spec).toMatchObject({
+      chart: "hcloud-cloud-controller-manager",
+      version: "1.35.0",
+      bootstrap: true,
+      targetNamespace: "kube-system",
+    });
+    expect(parse(ccm?.spec.valuesContent as string)).toMatchObject({
+      networking: { enabled: true, clusterCIDR: "10.42.0.0/16" },
+      env: { HCLOUD_LOAD_BALANCERS_LOCATION: { value: "fsn1" } },
+    });
+    expect(csi?.spec).toMatchObject({ chart: "hcloud-csi", version: "2.22.1" });
+    expect(csi?.spec.bootstrap).toBeUndefined();
     expect(cfg.ssh_authorized_keys).toEqual(["ssh-ed25519 AAAA admin"]);
   });
 

@@ -3,12 +3,14 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   type ConfigProblem,
+  isDocumentationRange,
   type LoadedStackConfig,
   loadStackConfig,
   offlineSecretPlaceholder,
   parseRuntimeConfig,
   parseStackFile,
   type RawConfigValue,
+  refuseToDeploy,
   renderRuntimeConfig,
   StackConfigError,
   weightCacheDataCenter,
@@ -43,7 +45,13 @@ describe("stack config: the shipped stacks", () => {
       providers: ["vastai"],
     });
     // no credentials in the file: each one the stack needs is a warning, not an error
-    expect(warnings.map((w) => w.key)).toEqual(["ai-orchestrator:vastaiApiKey", "hcloud:token"]);
+    // the shipped stack's SSH/API sources are documentation placeholders: a warning naming each (pulumi up refuses them)
+    expect(warnings.map((w) => w.key)).toEqual([
+      "ai-orchestrator:vastaiApiKey",
+      "hcloud:token",
+      "ai-orchestrator:cluster.sshAllowedCidrs[0]",
+      "ai-orchestrator:cluster.apiAllowedCidrs[0]",
+    ]);
   });
 
   it("prod validates: confidential, budget, RunPod serverless first and DataCrunch second, an embedding model", () => {
@@ -219,6 +227,45 @@ describe("stack config: errors name the key and the fix", () => {
     );
     expect(messageFor(problems, "ai-orchestrator:cluster.k3sVersion")).toMatch(/not a pinned k3s release/);
     expect(messageFor(problems, "ai-orchestrator:cluster.controlPlane.count")).toMatch(/must be odd/);
+  });
+
+  it("documentation address ranges as SSH/API sources: a warning naming the key offline, refused to deploy", () => {
+    const loaded = load(
+      stackYaml({
+        cluster:
+          "{ mode: create, k3sVersion: v1.36.4+k3s1, sshAllowedCidrs: [203.0.113.7/32, 85.10.0.4/32], apiAllowedCidrs: [198.51.0.0/16] }",
+      }),
+    );
+    expect(loaded.warnings.map((w) => w.key).filter((k) => k.includes("Cidrs"))).toEqual([
+      "ai-orchestrator:cluster.sshAllowedCidrs[0]",
+      "ai-orchestrator:cluster.apiAllowedCidrs[0]",
+    ]);
+    expect(messageFor([...loaded.warnings], "ai-orchestrator:cluster.sshAllowedCidrs[0]")).toMatch(
+      /"203\.0\.113\.7\/32" is a documentation address range .* cannot read the kubeconfig over SSH; set the address pulumi up runs from/,
+    );
+    expect(() => refuseToDeploy(loaded)).toThrow(StackConfigError);
+    expect(() => refuseToDeploy(loaded)).toThrow(/cluster\.sshAllowedCidrs\[0\]/);
+    // real addresses (and IPv6 outside 2001:db8::/32) pass
+    const real = load(
+      stackYaml({
+        cluster: "{ mode: create, k3sVersion: v1.36.4+k3s1, sshAllowedCidrs: [85.10.0.4/32, 2a01:4f8::/32] }",
+      }),
+    );
+    expect(real.warnings.filter((w) => w.key.includes("Cidrs"))).toEqual([]);
+    expect(() => refuseToDeploy(real)).not.toThrow();
+    expect(isDocumentationRange("2001:db8:1::/48")).toBe(true);
+  });
+
+  it("create mode refuses a k3s release outside the Hetzner charts' version policies, naming the fix", () => {
+    const problems = problemsOf(stackYaml({ cluster: "{ mode: create, k3sVersion: v1.31.4+k3s1 }" }));
+    expect(messageFor(problems, "ai-orchestrator:cluster.k3sVersion")).toMatch(
+      /"v1\.31\.4\+k3s1" is Kubernetes 1\.31, outside what the pinned Hetzner charts support \(CCM 1\.35\.0, CSI 2\.22\.1: 1\.33–1\.36\); pin e\.g\. "v1\.36\.4\+k3s1"/,
+    );
+    expect(
+      load(stackYaml({ cluster: "{ mode: create, k3sVersion: v1.36.4+k3s1 }" })).config.cluster,
+    ).toMatchObject({
+      k3sVersion: "v1.36.4+k3s1",
+    });
   });
 
   it("a model may only use configured providers", () => {
