@@ -622,7 +622,7 @@ export class Controller {
     const search = await this.deps.adapters[provider]!.offers({
       gpu: model.gpu,
       gpuCount: model.gpuCount,
-      image: this.settingsOf(provider)?.image ?? ENGINE_IMAGES[model.engine],
+      image: this.imageFor(model, provider),
     });
     this.offersCache.set(key, { search, at: this.now() });
     return search;
@@ -641,6 +641,11 @@ export class Controller {
     return this.config.providers[provider] as
       | { image?: string; weightCache?: { mirrorUrl: string } }
       | undefined;
+  }
+
+  /** The image a worker of this model runs at this provider: the provider's `image` setting, else the engine's. */
+  private imageFor(model: ModelConfig, provider: ConfigurableProviderId): string {
+    return this.settingsOf(provider)?.image ?? ENGINE_IMAGES[model.engine];
   }
 
   /**
@@ -681,7 +686,7 @@ export class Controller {
       source: model.source,
       revision: model.revision,
       engine: model.engine,
-      image: settings?.image ?? ENGINE_IMAGES[model.engine],
+      image: this.imageFor(model, provider),
       gpuCount: model.gpuCount,
       maxModelLen: model.maxModelLen,
       engineArgs: model.engineArgs,

@@ -115,7 +115,8 @@ export class RunpodPodAdapter implements ProviderAdapter {
       if (id) wanted.set(id, gpu);
     }
     if (wanted.size === 0) return { offers: [], skipped: [] };
-    const floor = this.cudaFloor(this.settings.image ?? request.image);
+    // the controller resolves the image (the provider setting, else the engine default)
+    const floor = this.cudaFloor(request.image);
     const query: GpuCatalogQuery = {
       include: "AVAILABILITY",
       product: "POD",

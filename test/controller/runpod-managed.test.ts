@@ -69,7 +69,8 @@ beforeEach(() => {
   endpoint.dataCenterIds = ["EU-RO-1"];
 });
 
-const controller = () =>
+/** A controller steering the fake's endpoints, on every tick unless `steer` says otherwise (`{}`: the default). */
+const controller = (steer: { managedSteerMs?: number } = { managedSteerMs: 0 }) =>
   new Controller({
     config,
     redis,
@@ -85,27 +86,12 @@ const controller = () =>
     },
     metrics: new ControllerMetrics({ defaultMetrics: false }),
     log: (line) => logs.push(line),
-    managedSteerMs: 0,
+    ...steer,
   });
 
 describe("RunPod serverless, managed", () => {
   it("steers every managedSteerMs with one listing for all endpoints, and at once when a budget block starts", async () => {
-    const c = new Controller({
-      config,
-      redis,
-      adapters: {},
-      managed: {
-        "runpod-serverless": new RunPodServerlessBackend({
-          settings: config.providers["runpod-serverless"]!,
-          apiKey: KEY,
-          project: config.project,
-          stack: config.stack,
-          jobApiBase: fake.url,
-        }),
-      },
-      metrics: new ControllerMetrics({ defaultMetrics: false }),
-      log: (line) => logs.push(line),
-    });
+    const c = controller({}); // the default cadence
     for (let i = 0; i < 5; i++) await c.tick();
     // RunPod's REST v2 quota is per account (60 a minute in the spec's example): not a listing per model per tick
     expect(fake.requestsTo("/v2/serverless", "GET")).toHaveLength(1);
