@@ -1070,7 +1070,12 @@ export class Controller {
       return this.registry.transition(current, "terminated", { detail: current.detail });
     }
     try {
+      // Accepted on an earlier pass (this one may run after a controller restart): the provider has not billed
+      // since, beyond what ticks booked while it still reported the instance.
+      const acceptedBefore = current.terminateAcceptedAtMs;
       await adapter.terminate(worker.providerId);
+      if (acceptedBefore === undefined)
+        current = await this.registry.update(current, { terminateAcceptedAtMs: this.now() });
       const after = await adapter.describe(worker.providerId);
       if (after && after.status !== "terminated") {
         this.deps.metrics.terminationPending.set(
@@ -1079,15 +1084,19 @@ export class Controller {
         );
         return current;
       }
-      await this.accrue([current]);
+      let endedAtMs: number;
+      if (acceptedBefore === undefined) {
+        await this.accrue([current]);
+        endedAtMs = this.now();
+      } else endedAtMs = Math.max(current.accruedUntilMs, acceptedBefore);
       const settled = await this.ledger
-        .settle({ ...current, accruedUntilMs: this.now() }, current.createdAtMs)
+        .settle({ ...current, accruedUntilMs: endedAtMs }, current.createdAtMs, endedAtMs)
         .catch(() => 0);
       this.deps.metrics.terminationPending.remove({ provider: worker.provider, worker: worker.id });
       this.log(
         `controller: worker ${worker.id} terminated at ${worker.provider}${settled > 0 ? ` (+$${settled.toFixed(4)} billing minimum)` : ""}`,
       );
-      return this.registry.transition(current, "terminated", { accruedUntilMs: this.now() });
+      return this.registry.transition(current, "terminated", { accruedUntilMs: endedAtMs });
     } catch (error) {
       if (error instanceof FencedOut) throw error;
       this.providerError(worker.provider, error, `terminate ${worker.id}`);

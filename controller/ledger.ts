@@ -92,10 +92,13 @@ export class Ledger {
     return booked;
   }
 
-  /** At termination: book what the billing rules add beyond the time already booked (rounding, minimums). */
-  async settle(worker: WorkerRecord, billedFromMs: number): Promise<number> {
+  /**
+   * At termination: book what the billing rules add beyond the time already booked (rounding, minimums) for a
+   * run from `billedFromMs` to `endedAtMs` (default now).
+   */
+  async settle(worker: WorkerRecord, billedFromMs: number, endedAtMs = this.now()): Promise<number> {
     const billing = PROVIDERS[worker.provider].billing;
-    const total = billedSeconds(this.now() - billedFromMs, billing);
+    const total = billedSeconds(endedAtMs - billedFromMs, billing);
     const already = Math.max(0, worker.accruedUntilMs - billedFromMs) / 1000;
     const extra = Math.max(0, total - already);
     if (extra <= 0) return 0;

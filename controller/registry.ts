@@ -32,6 +32,12 @@ export interface WorkerRecord {
   readonly accruedUntilMs: number;
   /** When termination was first asked for; a termination is retried until the provider confirms. */
   readonly terminateRequestedAtMs?: number;
+  /**
+   * When the provider first accepted the termination (its call returned). A termination confirmed on a later
+   * pass (after a controller restart, say) bills no further than this or the last booking: the provider stopped
+   * billing then, not when a restarted controller got round to looking.
+   */
+  readonly terminateAcceptedAtMs?: number;
   /** Why the worker is in its state (the last decision or error, never a secret). */
   readonly detail?: string;
   /**
@@ -61,6 +67,7 @@ const NUMBER_FIELDS = [
   "lastActiveAtMs",
   "accruedUntilMs",
   "terminateRequestedAtMs",
+  "terminateAcceptedAtMs",
 ] as const;
 
 function encode(patch: Partial<WorkerRecord>): string[] {

@@ -517,6 +517,44 @@ describe("crash safety", () => {
     expect(fake.live()).toHaveLength(1);
   });
 
+  it("killed after the provider accepted a termination: the next controller books no time past it", async () => {
+    const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
+    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
+    const info = await adapter.provision(
+      {
+        workerId: "wgone",
+        ownerLabel: config.ownerLabel,
+        model: "m",
+        source: "o/m",
+        engine: "vllm",
+        image: "vllm/vllm-openai",
+        gpuCount: 1,
+        engineArgs: [],
+        port: 8000,
+        workerToken: "t0k",
+        env: {},
+      },
+      offers[0]!,
+    );
+    await adapter.terminate(info.providerId); // the provider stops billing here
+    const acceptedAt = Date.now() - 10_000; // ...and the controller died before it could confirm
+    await intent("wgone", {
+      state: "draining",
+      providerId: info.providerId,
+      createdAtMs: String(acceptedAt - 200_000),
+      accruedUntilMs: String(acceptedAt),
+      terminateRequestedAtMs: String(acceptedAt),
+      terminateAcceptedAtMs: String(acceptedAt),
+    });
+    const c = controller();
+    await c.tick();
+    expect(await redis.hget(keys.worker("wgone"), "state")).toBe("terminated");
+    expect(Number(await redis.hget(keys.worker("wgone"), "accruedUntilMs"))).toBe(acceptedAt);
+    // the 10 s the controller was away are not booked: the provider billed none of them
+    const spend = await redis.hgetall(keys.spendMonth(ledgerMonth(Date.now())));
+    expect(Number(spend["worker:wgone"] ?? 0)).toBe(0);
+  });
+
   it("an instance with our owner label that the registry does not know is an orphan and is terminated", async () => {
     const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
     const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
