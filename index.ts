@@ -10,6 +10,7 @@ import { HetznerCluster } from "./components/hetzner-cluster";
 import { selectorFor } from "./components/labels";
 import { Monitoring } from "./components/monitoring";
 import { StackNamespace } from "./components/namespace";
+import { PlatformAddons } from "./components/platform-addons";
 import { QueueEncryption } from "./components/queue-encryption";
 import { Redis } from "./components/redis";
 import { RunPodServerlessEndpoint, runpodExecutionTimeoutMs } from "./components/runpod-endpoint";
@@ -20,6 +21,7 @@ import { readStackSettings } from "./components/stack-config";
 import { StackPki } from "./components/stack-pki";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
 import { CREDENTIAL_ENV, runpodEndpointName, weightCacheDataCenters } from "./core/config";
+import { platformPlan } from "./core/platform";
 import { shellJoin } from "./core/shell";
 import { servingUnits } from "./core/variants";
 
@@ -36,14 +38,19 @@ function traceCollectorOf(tracing: { otlpEndpoint: string; collectorNamespace: s
 const { config, project } = loaded;
 const stackConfig = new pulumi.Config(project);
 
+// What the stack installs into the cluster and what it expects there (plan lists the latter as prerequisites).
+const platform = platformPlan(config);
+
 function clusterProvider(): {
   provider: k8s.Provider;
   kubeconfig: pulumi.Output<string>;
   apiEndpoint?: pulumi.Output<string>;
+  /** What add-ons wait for before they can schedule. */
+  addonsAfter: pulumi.Resource[];
 } {
   if (config.cluster.mode === "existing") {
     const kubeconfig = stackConfig.requireSecret("kubeconfig");
-    return { provider: new k8s.Provider("cluster", { kubeconfig }), kubeconfig };
+    return { provider: new k8s.Provider("cluster", { kubeconfig }), kubeconfig, addonsAfter: [] };
   }
   const cluster = new HetznerCluster("cluster", {
     location: config.cluster.location,
@@ -55,12 +62,48 @@ function clusterProvider(): {
     apiAllowedCidrs: config.cluster.apiAllowedCidrs,
     privateNetworkCidr: config.cluster.privateNetworkCidr,
     sshPublicKey: config.cluster.sshPublicKey,
+    sshKeyName: config.cluster.sshKeyName,
+    bundledTraefik: platform.ingress.installed === "k3s-traefik",
     hcloudToken: new pulumi.Config("hcloud").requireSecret("token"),
   });
-  return { provider: cluster.provider, kubeconfig: cluster.kubeconfig, apiEndpoint: cluster.apiEndpoint };
+  return {
+    provider: cluster.provider,
+    kubeconfig: cluster.kubeconfig,
+    apiEndpoint: cluster.apiEndpoint,
+    addonsAfter: [cluster.hcloudSecret],
+  };
 }
 
 const cluster = clusterProvider();
+const addons = new PlatformAddons("platform", {
+  provider: cluster.provider,
+  dependsOn: cluster.addonsAfter,
+  ...(platform.certManager?.install
+    ? {
+        certManager: {
+          issuerName: platform.certManager.issuerName,
+          acmeServer: platform.certManager.acmeServer,
+          ...(platform.certManager.email ? { email: platform.certManager.email } : {}),
+          ingressClassName: platform.ingress.className,
+        },
+      }
+    : {}),
+  ...(platform.monitoring?.install
+    ? {
+        monitoring: {
+          namespace: platform.monitoring.namespace,
+          release: platform.monitoring.release,
+          storageGi: platform.monitoring.storageGi,
+          retention: platform.monitoring.retention,
+          dashboardLabel: config.monitoring.dashboardLabel,
+        },
+      }
+    : {}),
+});
+// Prometheus, the only client of the processes' ops ports.
+const prometheusPeer = platform.monitoring?.prometheus ?? {
+  namespace: config.monitoring.prometheusNamespace,
+};
 const namespace = new StackNamespace("namespace", { name: config.namespace, provider: cluster.provider });
 
 // Only the credentials of configured providers (and the model hub token) reach the cluster.
@@ -122,10 +165,10 @@ const gateway = new Gateway("gateway", {
   replicas: config.gateway.replicas,
   tls: config.gateway.tls.enabled,
   clusterIssuer: config.gateway.tls.clusterIssuer,
-  ingressClassName: config.gateway.ingressClassName,
-  ingressNamespace: config.gateway.ingressNamespace,
-  monitoringNamespace: config.monitoring.prometheusNamespace,
-  maxRequestBytes: config.gateway.maxRequestBytes,
+  ingressClassName: platform.ingress.className,
+  ingressPeer: platform.ingress.peer,
+  prometheus: prometheusPeer,
+  ...(addons.issuer ? { ingressDependsOn: [addons.issuer] } : {}),
   runtimeConfigMap: settings.configMapName,
   credentialsSecret: settings.credentialsSecretName,
   redis: redisFor("gateway"),
@@ -138,7 +181,7 @@ new Controller("controller", {
   runtimeConfigMap: settings.configMapName,
   credentialsSecret: settings.credentialsSecretName,
   redis: redisFor("controller"),
-  monitoringNamespace: config.monitoring.prometheusNamespace,
+  prometheus: prometheusPeer,
 });
 
 if (config.monitoring.enabled) {
@@ -149,6 +192,7 @@ if (config.monitoring.enabled) {
     provider: cluster.provider,
     prometheusRelease: config.monitoring.prometheusRelease,
     dashboardLabel: config.monitoring.dashboardLabel,
+    ...(addons.monitoringCrds ? { crdsInstalledBy: addons.monitoringCrds } : {}),
     alerts: {
       budgetAlertAtPercent: config.budget?.alertAtPercent ?? [],
       modelBudgets: config.models.some((m) => m.monthlyBudgetUsd !== undefined),
@@ -246,3 +290,5 @@ export const runpodEndpointIds = runpodEndpoints;
 export const kubeconfig = cluster.kubeconfig;
 /** Public address of the Kubernetes API; an existing cluster's is in its kubeconfig. */
 export const apiEndpoint = cluster.apiEndpoint ?? "see the kubeconfig of the existing cluster";
+/** Secret (in the monitoring namespace) with Grafana's admin user and password, when the stack installs Grafana. */
+export const grafanaAdminSecret = addons.grafanaAdminSecret;

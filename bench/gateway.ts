@@ -435,12 +435,16 @@ function gatewayBundle(
   return outfile;
 }
 
+/**
+ * A gateway process: its API on `origin`, its /metrics, /healthz, /readyz on `opsOrigin` (a port of its own,
+ * given as METRICS_PORT; a revision from before the ops port ignores that and serves them on `origin`).
+ */
 async function startGateway(
   dir: string,
   fakeOrigin: string,
   prefix: string,
   options: { bundle?: string; cpu?: number } = {},
-): Promise<{ child: Child; origin: string }> {
+): Promise<{ child: Child; origin: string; opsOrigin: string }> {
   const yaml = stackYaml({
     providers: `{ local: { url: "${fakeOrigin}/v1" } }`,
     models: `[{ name: ${MODEL}, kind: chat, source: bench/chat, gpu: [RTX_3090], providers: [local] }]`,
@@ -451,6 +455,7 @@ async function startGateway(
   const configPath = join(dir, "runtime.json");
   writeFileSync(configPath, JSON.stringify(config));
   const port = await freePort();
+  const metricsPort = await freePort();
   const profDir = args["cpu-prof"];
   const nodeFlags = [
     ...(args["gateway-node-flags"]?.split(/\s+/).filter(Boolean) ?? GATEWAY_NODE_FLAGS),
@@ -475,12 +480,20 @@ async function startGateway(
       ...process.env,
       ...GATEWAY_PROCESS_ENV,
       REDIS_URL,
+      METRICS_PORT: String(metricsPort),
     },
     stdout: "ignore",
   });
   const origin = `http://127.0.0.1:${port}`;
-  await waitFor("gateway", child, () => httpOk(`${origin}/readyz`));
-  return { child, origin };
+  let opsOrigin = `http://127.0.0.1:${metricsPort}`;
+  await waitFor("gateway", child, async () => {
+    if (await httpOk(`${opsOrigin}/readyz`).catch(() => false)) return true;
+    // an older revision (--against): health and metrics on its API port
+    if (!(await httpOk(`${origin}/readyz`).catch(() => false))) return false;
+    opsOrigin = origin;
+    return true;
+  });
+  return { child, origin, opsOrigin };
 }
 
 // ── load: fixed rate (open loop) ──────────────────────────────────────────────────────────────────────────
@@ -839,9 +852,9 @@ function quarterMeans(values: readonly number[]): [number, number] {
 
 /** V8 heap in use and external memory of the gateway, MB, from its Prometheus default metrics. */
 async function gatewayHeap(
-  origin: string,
+  opsOrigin: string,
 ): Promise<{ heapMb: number; heapTotalMb: number; externalMb: number }> {
-  const value = await scrapeGateway(origin);
+  const value = await scrapeGateway(opsOrigin);
   const gauge = (name: string): number => {
     const bytes = value(name);
     if (Number.isNaN(bytes)) throw new Error(`${name} missing from /metrics`);
@@ -861,6 +874,7 @@ async function gatewayHeap(
  */
 async function latencyRounds(
   origins: Record<PathName, string>,
+  gatewayOps: string,
   headers: Record<string, string>,
 ): Promise<void> {
   const rounds = roundsArg(3);
@@ -869,11 +883,11 @@ async function latencyRounds(
   for (let round = 0; round < rounds; round++) {
     const order = PATH_NAMES.map((_, i) => PATH_NAMES[(i + round) % PATH_NAMES.length]!);
     for (const p of order) {
-      if (p === "gateway") await gatewayPauses(origins.gateway);
+      if (p === "gateway") await gatewayPauses(gatewayOps);
       const r = await fixedRate(origins[p], headers);
       runs[p].push(r);
       progress(`round ${round + 1}/${rounds} ${p}: ${latencyLine(r)}`);
-      if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(origins.gateway)}`);
+      if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(gatewayOps)}`);
     }
   }
   const rows = PATH_NAMES.map((p) => {
@@ -910,8 +924,8 @@ function latencyLine(r: LatencyResult): string {
 }
 
 /** The gateway's event-loop delay (max, p99) and GC pauses by kind since it started, from its default metrics. */
-async function gatewayPauses(origin: string): Promise<string> {
-  const value = await scrapeGateway(origin);
+async function gatewayPauses(opsOrigin: string): Promise<string> {
+  const value = await scrapeGateway(opsOrigin);
   const ms = (seconds: number) => `${(seconds * 1000).toFixed(1)} ms`;
   const gc = ["minor", "major", "incremental", "weakcb"].map((kind) => {
     const count = value(`nodejs_gc_duration_seconds_count{kind="${kind}"}`);
@@ -924,9 +938,9 @@ async function gatewayPauses(origin: string): Promise<string> {
   );
 }
 
-/** One scrape of the gateway's `/metrics`: a series' value by its name and labels as printed, NaN when absent. */
-async function scrapeGateway(origin: string): Promise<(series: string) => number> {
-  const text = await (await request(`${origin}/metrics`)).body.text();
+/** One scrape of the gateway's `/metrics` (on its ops origin): a series' value by its name and labels as printed, NaN when absent. */
+async function scrapeGateway(opsOrigin: string): Promise<(series: string) => number> {
+  const text = await (await request(`${opsOrigin}/metrics`)).body.text();
   const values = new Map<string, number>();
   for (const line of text.split("\n")) {
     const space = line.lastIndexOf(" ");
@@ -940,10 +954,11 @@ async function scrapeGateway(origin: string): Promise<(series: string) => number
  * hold is over) while sampling the gateway's RSS.
  */
 async function holdStreams(
-  gatewayOrigin: string,
+  gateway: { origin: string; opsOrigin: string },
   gatewayPid: number,
   headers: Record<string, string>,
 ): Promise<StreamsResult> {
+  const gatewayOrigin = gateway.origin;
   const n = plan.streams;
   const tokens = Math.max(2, Math.round(plan.streamMs / plan.interTokenMs));
   const body = streamBody(tokens);
@@ -977,7 +992,7 @@ async function holdStreams(
   // The heap from the gateway's own metrics, less often: a scrape costs the gateway a little work.
   const heapSampler = setInterval(
     () => {
-      void gatewayHeap(gatewayOrigin).then(
+      void gatewayHeap(gateway.opsOrigin).then(
         (h) => heap.push({ at: Date.now(), ...h }),
         () => undefined,
       );
@@ -1085,7 +1100,7 @@ async function streamsOnFreshGateway(
   progress(
     `streams: ${plan.streams} concurrent through the gateway, ${plan.streamMs / 1000} s each (a token every ${plan.interTokenMs} ms), held ${plan.holdMs / 1000} s`,
   );
-  const streams = await holdStreams(gateway.origin, pid, headers);
+  const streams = await holdStreams(gateway, pid, headers);
   progress(
     `  ${streams.concurrent} concurrent (${Number.isNaN(streams.rampMs) ? "never all open" : `all open after ${streams.rampMs.toFixed(0)} ms`}), RSS peak ${streams.rssPeakMb.toFixed(1)} MB, ` +
       `growth over the hold ${streams.growthMb.toFixed(1)} MB`,
@@ -1490,7 +1505,7 @@ async function main(): Promise<void> {
   }
 
   if (args["latency-only"]) {
-    await latencyRounds(origins, headers);
+    await latencyRounds(origins, gateway.opsOrigin, headers);
     await cleanup();
     return;
   }
@@ -1516,7 +1531,7 @@ async function main(): Promise<void> {
     latency[p] = r;
     progress(`  ${p}: ${latencyLine(r)}`);
     // where a slow tail comes from: the gateway's own event-loop delay and GC pauses so far
-    if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(gateway.origin)}`);
+    if (p === "gateway") progress(`  gateway process: ${await gatewayPauses(gateway.opsOrigin)}`);
   }
 
   // 2. Saturation.

@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { StackConfigError } from "../core/config";
+import { GATEWAY_PORT, OPS_PORT } from "../core/process-env";
 
 const USAGE = `usage: aiorch <command> [options]
 
@@ -13,12 +14,15 @@ commands:
            evaluate the stack offline: resources, policy verdict, cost forecast
   config   [--stack NAME]
            print the runtime config JSON the gateway and controller read
-  gateway  [--stack NAME | --config FILE] [--port 8080] [--host 0.0.0.0]
-           run the OpenAI-compatible gateway (Redis from REDIS_URL)
-  controller [--stack NAME | --config FILE] [--port 9090]
-           run the GPU controller (Redis from REDIS_URL, provider keys from the environment)
-  dev      [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9090]
-           gateway and controller together on this machine (local Redis)
+  gateway  [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9091] [--host 127.0.0.1]
+           run the OpenAI-compatible gateway (Redis from REDIS_URL, waited for; /readyz 503 meanwhile):
+           the API on --port (env PORT), /metrics, /healthz, /readyz on --metrics-port (env METRICS_PORT)
+  controller [--stack NAME | --config FILE] [--port 9090] [--host 127.0.0.1]
+           run the GPU controller (Redis from REDIS_URL, provider keys from the environment);
+           /metrics, /healthz, /readyz on --port (env METRICS_PORT)
+  dev      [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9090] [--gateway-metrics-port 9091]
+           gateway and controller together on this machine (local Redis); --metrics-port is the
+           controller's /metrics, /healthz, /readyz port, --gateway-metrics-port the gateway's
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
            list [--json] | rotate ID [--grace 24h] | revoke ID   (API keys; same --stack/--config and REDIS_URL)
   audit    list [--json] | verify       the administrative audit trail (hash-chained); verify exits 1 if broken
@@ -42,6 +46,12 @@ export interface Io {
   out(text: string): void;
   err(text: string): void;
 }
+
+/**
+ * The gateway's ops port on this machine: beside a local controller, which has the cluster's ops port (9090).
+ * (In the cluster each runs in its own pod, both on OPS_PORT.)
+ */
+const LOCAL_GATEWAY_OPS_PORT = OPS_PORT + 1;
 
 const processIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
 
@@ -79,7 +89,30 @@ async function config(argv: string[], io: Io, dir: string): Promise<number> {
   return EXIT.ok;
 }
 
-/** Options both runtime processes take: where their config comes from and where they listen. */
+/** A port flag's value (0 picks a free port). */
+function portArg(flag: string, value: string | undefined, fallback: number): number {
+  const port = Number(value ?? fallback);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--${flag} must be 0-65535; got "${value}"`);
+  return port;
+}
+
+/** The usage text's lines of one command (its entry and the indented lines under it). */
+function commandUsage(command: string): string {
+  const lines = USAGE.split("\n");
+  const at = lines.findIndex((l) => l.startsWith(`  ${command} `));
+  if (at === -1) return USAGE;
+  const end = lines.findIndex((l, i) => i > at && !/^ {11}/.test(l));
+  return `usage: aiorch ${lines
+    .slice(at, end === -1 ? undefined : end)
+    .map((l) => l.trim().replace(/ {2,}/g, " "))
+    .join("\n       ")}\n`;
+}
+
+/**
+ * Options both runtime processes take: where their config comes from and where they listen. `--metrics-port`
+ * is the gateway's ops port; the controller has only that port, `--port`.
+ */
 function runtimeProcessArgs(argv: string[], dir: string, defaultPort: number) {
   const { values } = parseArgs({
     args: argv,
@@ -87,56 +120,94 @@ function runtimeProcessArgs(argv: string[], dir: string, defaultPort: number) {
       stack: { type: "string" },
       config: { type: "string" },
       port: { type: "string" },
+      "metrics-port": { type: "string" },
       host: { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
-  const port = Number(values.port ?? defaultPort);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--port must be 0-65535; got "${values.port}"`);
+  if (values.help) return { help: true as const };
   const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
   return {
+    help: false as const,
     config: runtimeConfigFrom({ stack: values.stack, config: values.config, dir }),
-    port,
+    port: portArg("port", values.port, defaultPort),
+    metricsPort: values["metrics-port"],
     host: values.host ?? "127.0.0.1",
   };
 }
 
-/** Run until SIGTERM/SIGINT, then close. */
-function untilSignal(close: () => Promise<void>): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = () => void close().then(resolve, resolve);
-    process.once("SIGTERM", stop);
-    process.once("SIGINT", stop);
-  });
+/**
+ * Start (given a signal that stops a start still waiting for Redis), then run until SIGTERM/SIGINT and close.
+ * A signal during the start ends it cleanly too: exit 0 either way.
+ */
+async function runUntilSignal(
+  start: (signal: AbortSignal) => Promise<{ close(): Promise<void> }>,
+): Promise<number> {
+  const abort = new AbortController();
+  const stopped = new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => resolve()));
+  const stop = () => abort.abort();
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+  try {
+    const handle = await start(abort.signal);
+    await stopped;
+    await handle.close().catch(() => undefined);
+  } catch (error) {
+    if ((error as Error).name !== "StartAborted") throw error;
+  } finally {
+    process.off("SIGTERM", stop);
+    process.off("SIGINT", stop);
+  }
+  return EXIT.ok;
 }
 
 async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
-  const { config, port, host } = runtimeProcessArgs(argv, dir, Number(process.env.PORT ?? 8080));
+  const args = runtimeProcessArgs(argv, dir, Number(process.env.PORT ?? GATEWAY_PORT));
+  if (args.help) {
+    io.out(commandUsage("gateway"));
+    return EXIT.ok;
+  }
+  const metricsPort = portArg(
+    "metrics-port",
+    args.metricsPort,
+    Number(process.env.METRICS_PORT ?? LOCAL_GATEWAY_OPS_PORT),
+  );
   const { startGateway } = lazy<typeof import("../gateway/main")>("../gateway/main");
-  const handle = await startGateway({
-    config,
-    port,
-    host,
-    env: process.env,
-    log: (line) => io.err(`${line}\n`),
-  });
-  await untilSignal(handle.close);
-  return EXIT.ok;
+  return runUntilSignal((signal) =>
+    startGateway({
+      config: args.config,
+      port: args.port,
+      metricsPort,
+      host: args.host,
+      env: process.env,
+      log: (line) => io.err(`${line}\n`),
+      signal,
+    }),
+  );
 }
 
 async function controller(argv: string[], io: Io, dir: string): Promise<number> {
-  const { config, port, host } = runtimeProcessArgs(argv, dir, 9090);
+  const args = runtimeProcessArgs(argv, dir, Number(process.env.METRICS_PORT ?? OPS_PORT));
+  if (args.help) {
+    io.out(commandUsage("controller"));
+    return EXIT.ok;
+  }
+  if (args.metricsPort !== undefined)
+    throw new UsageError(
+      "the controller serves /metrics, /healthz and /readyz on --port; there is no --metrics-port",
+    );
   const { startController } = lazy<typeof import("../controller/main")>("../controller/main");
-  const handle = await startController({
-    config,
-    env: process.env,
-    port,
-    host,
-    log: (line) => io.err(`${line}\n`),
-  });
-  await untilSignal(handle.close);
-  return EXIT.ok;
+  return runUntilSignal((signal) =>
+    startController({
+      config: args.config,
+      env: process.env,
+      port: args.port,
+      host: args.host,
+      log: (line) => io.err(`${line}\n`),
+      signal,
+    }),
+  );
 }
 
 /** Gateway and controller in one process against local Redis: the whole runtime of a stack on this machine. */
@@ -148,32 +219,56 @@ async function dev(argv: string[], io: Io, dir: string): Promise<number> {
       config: { type: "string" },
       port: { type: "string" },
       "metrics-port": { type: "string" },
+      "gateway-metrics-port": { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
+  if (values.help) {
+    io.out(commandUsage("dev"));
+    return EXIT.ok;
+  }
+  const port = portArg("port", values.port, GATEWAY_PORT);
+  const controllerPort = portArg("metrics-port", values["metrics-port"], OPS_PORT);
+  const gatewayMetricsPort = portArg(
+    "gateway-metrics-port",
+    values["gateway-metrics-port"],
+    LOCAL_GATEWAY_OPS_PORT,
+  );
   const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
   const { startGateway } = lazy<typeof import("../gateway/main")>("../gateway/main");
   const { startController } = lazy<typeof import("../controller/main")>("../controller/main");
   const config = runtimeConfigFrom({ stack: values.stack, config: values.config, dir });
   const log = (line: string) => io.err(`${line}\n`);
-  const controllerHandle = await startController({
-    config,
-    env: process.env,
-    port: Number(values["metrics-port"] ?? 9090),
-    host: "127.0.0.1",
-    log,
+  return runUntilSignal(async (signal) => {
+    const controllerHandle = await startController({
+      config,
+      env: process.env,
+      port: controllerPort,
+      host: "127.0.0.1",
+      log,
+      signal,
+    });
+    try {
+      const gatewayHandle = await startGateway({
+        config,
+        port,
+        metricsPort: gatewayMetricsPort,
+        host: "127.0.0.1",
+        env: process.env,
+        log,
+        signal,
+      });
+      return {
+        close: async () => {
+          await Promise.allSettled([gatewayHandle.close(), controllerHandle.close()]);
+        },
+      };
+    } catch (error) {
+      await controllerHandle.close().catch(() => undefined);
+      throw error;
+    }
   });
-  const gatewayHandle = await startGateway({
-    config,
-    port: Number(values.port ?? 8080),
-    host: "127.0.0.1",
-    env: process.env,
-    log,
-  });
-  await untilSignal(async () => {
-    await Promise.allSettled([gatewayHandle.close(), controllerHandle.close()]);
-  });
-  return EXIT.ok;
 }
 
 async function audit(argv: string[], io: Io, dir: string): Promise<number> {

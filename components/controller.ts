@@ -1,8 +1,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { OPS_PORT } from "../core/process-env";
 import { labelsFor, selectorFor } from "./labels";
 import { RuntimeBundle } from "./runtime-bundle";
 import {
+  type NetworkPeer,
   type RedisClientConnection,
   redisCertAnnotation,
   redisEnv,
@@ -10,7 +12,8 @@ import {
   runtimePodSpec,
 } from "./runtime-pod";
 
-export const CONTROLLER_METRICS_PORT = 9090;
+/** The controller's only port: /metrics, /healthz, /readyz (controller/main.ts `--port`). */
+export const CONTROLLER_METRICS_PORT = OPS_PORT;
 
 export interface ControllerArgs {
   /** Namespace the controller runs in. */
@@ -25,8 +28,8 @@ export interface ControllerArgs {
   readonly credentialsSecret: pulumi.Input<string>;
   /** Redis host, and the Secret and key of its password. */
   readonly redis: RedisClientConnection;
-  /** Namespace of Prometheus (scrapes /metrics). @default "monitoring" */
-  readonly monitoringNamespace?: string;
+  /** Prometheus, the only client of /metrics. @default { namespace: "monitoring" } */
+  readonly prometheus?: NetworkPeer;
   /** CPU and memory (requests = limits). @default { cpu: "250m", memory: "256Mi" } */
   readonly resources?: { cpu: string; memory: string };
 }
@@ -82,8 +85,8 @@ export class Controller extends pulumi.ComponentResource {
                 runtimeConfigMap: args.runtimeConfigMap,
                 redisTlsSecret: args.redis.tls?.secretName,
                 serviceAccountName: account.metadata.name,
-                port: CONTROLLER_METRICS_PORT,
-                portName: "metrics",
+                ports: [{ name: "metrics", containerPort: CONTROLLER_METRICS_PORT }],
+                probePort: "metrics",
                 args: ["--port", String(CONTROLLER_METRICS_PORT)],
                 env: redisEnv(args.redis),
                 envFrom: [{ secretRef: { name: args.credentialsSecret } }],
@@ -116,8 +119,7 @@ export class Controller extends pulumi.ComponentResource {
         metadata: { name: "controller", namespace: args.namespace, labels },
         spec: runtimeNetworkPolicySpec({
           selector,
-          port: CONTROLLER_METRICS_PORT,
-          fromNamespaces: [args.monitoringNamespace ?? "monitoring"],
+          admit: [{ port: CONTROLLER_METRICS_PORT, from: [args.prometheus ?? { namespace: "monitoring" }] }],
           redisSelector: selectorFor("redis"),
           redisPort: args.redis.port,
         }),

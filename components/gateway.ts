@@ -1,10 +1,13 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../core/process-env";
+import { ACME_HTTP01_SOLVER, K3S_TRAEFIK, TRAEFIK_HTTPS_ONLY } from "../core/platform";
+import { GATEWAY_NODE_FLAGS, GATEWAY_PORT, GATEWAY_PROCESS_ENV, OPS_PORT } from "../core/process-env";
 import { labelsFor, selectorFor } from "./labels";
 import { ENCRYPTION_KEYS_ENV } from "./queue-encryption";
 import { RuntimeBundle } from "./runtime-bundle";
 import {
+  type NetworkPeer,
+  peerSelector,
   type RedisClientConnection,
   redisCertAnnotation,
   redisEnv,
@@ -12,7 +15,9 @@ import {
   runtimePodSpec,
 } from "./runtime-pod";
 
-export const GATEWAY_PORT = 8080;
+export { GATEWAY_PORT };
+/** The gateway's ops port: /metrics, /healthz, /readyz — in the Service for Prometheus, never in the Ingress. */
+export const GATEWAY_METRICS_PORT = OPS_PORT;
 
 export interface GatewayArgs {
   /** Namespace the gateway runs in. */
@@ -27,14 +32,14 @@ export interface GatewayArgs {
   readonly tls?: boolean;
   /** cert-manager ClusterIssuer that signs the certificate. @default "letsencrypt-prod" */
   readonly clusterIssuer?: string;
-  /** IngressClass of the cluster's ingress controller. @default "nginx" */
+  /** IngressClass of the cluster's ingress controller (k3s' Traefik: `traefik`). @default "traefik" */
   readonly ingressClassName?: string;
-  /** Namespace of the ingress controller (the only source of client traffic). @default "ingress-nginx" */
-  readonly ingressNamespace?: string;
-  /** Namespace of Prometheus (scrapes /metrics). @default "monitoring" */
-  readonly monitoringNamespace?: string;
-  /** Largest request body, to size the Ingress' body limit the same as the gateway's. @default 1048576 */
-  readonly maxRequestBytes?: number;
+  /** The ingress controller's pods: the only source of client traffic. @default kube-system's Traefik pods */
+  readonly ingressPeer?: NetworkPeer;
+  /** Prometheus, the only client of the ops port (/metrics). @default { namespace: "monitoring" } */
+  readonly prometheus?: NetworkPeer;
+  /** Resources to create before the Ingress, e.g. the ClusterIssuer it names. @default none */
+  readonly ingressDependsOn?: pulumi.Input<pulumi.Resource>[];
   /** ConfigMap holding runtime.json. */
   readonly runtimeConfigMap: pulumi.Input<string>;
   /** Secret holding provider credentials (RUNPOD_API_KEY for managed endpoints). */
@@ -51,8 +56,9 @@ export interface GatewayArgs {
 
 /**
  * The OpenAI-compatible gateway: a Deployment running the gateway bundle on a stock Node image, a Service, an
- * Ingress with TLS, a PodDisruptionBudget, and a NetworkPolicy admitting only the ingress controller and
- * Prometheus, and letting it reach only Redis and workers.
+ * Ingress with TLS (public port only), a PodDisruptionBudget, and NetworkPolicies: the public port admits only
+ * the ingress controller, the ops port (/metrics) only Prometheus; out only to Redis and workers; with TLS, the
+ * ACME solver pod admits the ingress controller.
  */
 export class Gateway extends pulumi.ComponentResource {
   public readonly serviceName: pulumi.Output<string>;
@@ -93,9 +99,12 @@ export class Gateway extends pulumi.ComponentResource {
                 bundleConfigMap: code.configMapName,
                 runtimeConfigMap: args.runtimeConfigMap,
                 redisTlsSecret: args.redis.tls?.secretName,
-                port: GATEWAY_PORT,
-                portName: "http",
-                args: ["--port", String(GATEWAY_PORT)],
+                ports: [
+                  { name: "http", containerPort: GATEWAY_PORT },
+                  { name: "metrics", containerPort: GATEWAY_METRICS_PORT },
+                ],
+                probePort: "metrics",
+                args: ["--port", String(GATEWAY_PORT), "--metrics-port", String(GATEWAY_METRICS_PORT)],
                 nodeFlags: GATEWAY_NODE_FLAGS,
                 env: [
                   // the same environment bench:gateway measures the gateway under
@@ -138,7 +147,7 @@ export class Gateway extends pulumi.ComponentResource {
           selector,
           ports: [
             { name: "http", port: 80, targetPort: "http" },
-            { name: "metrics", port: GATEWAY_PORT, targetPort: "http" },
+            { name: "metrics", port: GATEWAY_METRICS_PORT, targetPort: "metrics" },
           ],
         },
       },
@@ -147,6 +156,11 @@ export class Gateway extends pulumi.ComponentResource {
     this.serviceName = service.metadata.name;
 
     const tls = args.tls ?? true;
+    const ingressClassName = args.ingressClassName ?? K3S_TRAEFIK.ingressClassName;
+    const ingressPeer = args.ingressPeer ?? {
+      namespace: K3S_TRAEFIK.namespace,
+      podLabels: K3S_TRAEFIK.podLabels,
+    };
     const tlsSecret = `${args.host.replace(/\./g, "-")}-tls`;
     new k8s.networking.v1.Ingress(
       `${name}-ingress`,
@@ -155,16 +169,18 @@ export class Gateway extends pulumi.ComponentResource {
           name: "gateway",
           namespace: args.namespace,
           labels,
-          annotations: {
-            ...(tls ? { "cert-manager.io/cluster-issuer": args.clusterIssuer ?? "letsencrypt-prod" } : {}),
-            // Streams must not be buffered or cut by the proxy while a GPU boots.
-            "nginx.ingress.kubernetes.io/proxy-buffering": "off",
-            "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
-            "nginx.ingress.kubernetes.io/proxy-body-size": `${Math.ceil((args.maxRequestBytes ?? 1_048_576) / 1_048_576)}m`,
-          },
+          // k3s' Traefik streams responses unbuffered and sets no response timeout by default: nothing to tune.
+          ...(tls
+            ? {
+                annotations: {
+                  "cert-manager.io/cluster-issuer": args.clusterIssuer ?? "letsencrypt-prod",
+                  ...(ingressClassName === K3S_TRAEFIK.ingressClassName ? TRAEFIK_HTTPS_ONLY : {}),
+                },
+              }
+            : {}),
         },
         spec: {
-          ingressClassName: args.ingressClassName ?? "nginx",
+          ingressClassName,
           ...(tls ? { tls: [{ hosts: [args.host], secretName: tlsSecret }] } : {}),
           rules: [
             {
@@ -172,6 +188,7 @@ export class Gateway extends pulumi.ComponentResource {
               http: {
                 paths: [
                   {
+                    // only the public port: /metrics is on the Service's metrics port, which no route names
                     path: "/",
                     pathType: "Prefix",
                     backend: { service: { name: service.metadata.name, port: { name: "http" } } },
@@ -182,7 +199,7 @@ export class Gateway extends pulumi.ComponentResource {
           ],
         },
       },
-      child,
+      { ...child, dependsOn: args.ingressDependsOn ?? [] },
     );
 
     new k8s.policy.v1.PodDisruptionBudget(
@@ -203,10 +220,9 @@ export class Gateway extends pulumi.ComponentResource {
         metadata: { name: "gateway", namespace: args.namespace, labels },
         spec: runtimeNetworkPolicySpec({
           selector,
-          port: GATEWAY_PORT,
-          fromNamespaces: [
-            args.ingressNamespace ?? "ingress-nginx",
-            args.monitoringNamespace ?? "monitoring",
+          admit: [
+            { port: GATEWAY_PORT, from: [ingressPeer] },
+            { port: GATEWAY_METRICS_PORT, from: [args.prometheus ?? { namespace: "monitoring" }] },
           ],
           redisSelector: selectorFor("redis"),
           redisPort: args.redis.port,
@@ -215,6 +231,28 @@ export class Gateway extends pulumi.ComponentResource {
       },
       child,
     );
+
+    if (tls) {
+      // cert-manager answers the HTTP-01 challenge from a solver pod in this namespace; the default deny would
+      // keep the ingress controller from it and the certificate would never issue.
+      new k8s.networking.v1.NetworkPolicy(
+        `${name}-acme-solver`,
+        {
+          metadata: { name: "acme-http01-solver", namespace: args.namespace, labels },
+          spec: {
+            podSelector: { matchLabels: { ...ACME_HTTP01_SOLVER.podLabels } },
+            policyTypes: ["Ingress"],
+            ingress: [
+              {
+                from: [peerSelector(ingressPeer)],
+                ports: [{ protocol: "TCP", port: ACME_HTTP01_SOLVER.port }],
+              },
+            ],
+          },
+        },
+        child,
+      );
+    }
 
     this.url = pulumi.output(`${tls ? "https" : "http"}://${args.host}/v1`);
     this.registerOutputs({ serviceName: this.serviceName, url: this.url });

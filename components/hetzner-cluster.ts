@@ -30,8 +30,16 @@ export interface HetznerClusterArgs {
   readonly apiAllowedCidrs?: readonly string[];
   /** Private network of the cluster; nodes live in its `x.y.1.0/24`. @default "10.0.0.0/16" */
   readonly privateNetworkCidr?: string;
-  /** An administrator's SSH public key, added next to the key Pulumi generates for itself. @default none */
+  /**
+   * An administrator's SSH public key, written to root's authorized_keys by cloud-init (not uploaded as a Hetzner
+   * key: Hetzner refuses a second key with the same fingerprint, so two stacks in one project could not both).
+   * @default none
+   */
   readonly sshPublicKey?: string;
+  /** Name of an SSH key already in the Hetzner project to add to every server. @default none */
+  readonly sshKeyName?: string;
+  /** Keep the Traefik ingress controller k3s bundles. @default true */
+  readonly bundledTraefik?: boolean;
   /** Hetzner API token for the cloud controller and CSI driver (stored in `kube-system/hcloud`). */
   readonly hcloudToken: pulumi.Input<string>;
   /**
@@ -158,6 +166,8 @@ export class HetznerCluster extends pulumi.ComponentResource {
   public readonly apiEndpoint: pulumi.Output<string>;
   /** Hetzner id of the private network. */
   public readonly networkId: pulumi.Output<string>;
+  /** The `kube-system/hcloud` Secret the CCM and CSI driver wait for: add-ons depend on it. */
+  public readonly hcloudSecret: k8s.core.v1.Secret;
 
   constructor(name: string, args: HetznerClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("aiorch:hetzner:Cluster", name, {}, opts);
@@ -222,9 +232,13 @@ export class HetznerCluster extends pulumi.ComponentResource {
 
     // Pulumi's own key: it reads the kubeconfig over SSH once the first server is up.
     const deployKey = new tls.PrivateKey(`${name}-deploy-key`, { algorithm: "ED25519" }, child);
-    const sshKeys = [new hcloud.SshKey(`${name}-deploy`, { publicKey: deployKey.publicKeyOpenssh }, child)];
-    if (args.sshPublicKey)
-      sshKeys.push(new hcloud.SshKey(`${name}-admin`, { publicKey: args.sshPublicKey }, child));
+    const sshKeyIds: pulumi.Input<string>[] = [
+      new hcloud.SshKey(`${name}-deploy`, { publicKey: deployKey.publicKeyOpenssh }, child).id,
+    ];
+    if (args.sshKeyName)
+      sshKeyIds.push(
+        hcloud.getSshKeyOutput({ name: args.sshKeyName }, { parent: this }).apply((k) => String(k.id)),
+      );
 
     const token = new random.RandomPassword(`${name}-k3s-token`, { length: 48, special: false }, child);
     const firstServerIp = addressing.controlPlaneIp(0);
@@ -249,7 +263,7 @@ export class HetznerCluster extends pulumi.ComponentResource {
           location,
           placementGroupId: group?.id.apply(Number),
           firewallIds: [firewall.id.apply(Number)],
-          sshKeys: sshKeys.map((k) => k.id),
+          sshKeys: sshKeyIds,
           publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
           networks: [{ networkId: network.id.apply(Number), ip }],
           userData: pulumi.secret(token.result.apply(spec)),
@@ -281,6 +295,7 @@ export class HetznerCluster extends pulumi.ComponentResource {
               privateNetworkCidr: networkCidr,
               installHetznerAddons: first,
               loadBalancerLocation: location,
+              bundledTraefik: args.bundledTraefik ?? true,
               sshAuthorizedKeys: args.sshPublicKey ? [args.sshPublicKey] : [],
             }),
           first ? [] : [servers[0]!],
@@ -331,7 +346,9 @@ export class HetznerCluster extends pulumi.ComponentResource {
     this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig }, child);
     this.networkId = network.id;
 
-    new k8s.core.v1.Secret(
+    // The CCM (a bootstrap chart k3s installs) initialises the nodes once this Secret exists; nothing else schedules
+    // before, so what the stack installs next waits for it.
+    this.hcloudSecret = new k8s.core.v1.Secret(
       `${name}-hcloud-secret`,
       {
         metadata: { name: "hcloud", namespace: "kube-system" },

@@ -41,6 +41,8 @@ export interface K3sNodeSpec {
   readonly installHetznerAddons?: boolean;
   /** Hetzner location new load balancers go to (`HCLOUD_LOAD_BALANCERS_LOCATION`), e.g. `fsn1`. @default "fsn1" */
   readonly loadBalancerLocation?: string;
+  /** Keep the Traefik ingress controller k3s bundles (off: the platform brings its own). @default true */
+  readonly bundledTraefik?: boolean;
   /** Extra admin SSH keys (public, OpenSSH format). */
   readonly sshAuthorizedKeys?: readonly string[];
 }
@@ -64,15 +66,34 @@ function k3sConfig(spec: K3sNodeSpec): Record<string, unknown> {
     "cluster-cidr": spec.clusterCidr ?? "10.42.0.0/16",
     "service-cidr": spec.serviceCidr ?? "10.43.0.0/16",
     "disable-cloud-controller": true,
-    // The Hetzner CCM provides load balancers; CSI provides volumes; ingress comes from the platform.
-    disable: ["traefik", "servicelb", "local-storage"],
+    // The Hetzner CCM provides load balancers and CSI volumes; k3s' bundled Traefik is the ingress controller
+    // (its LoadBalancer Service gets a Hetzner load balancer from the CCM).
+    disable: [...(spec.bundledTraefik === false ? ["traefik"] : []), "servicelb", "local-storage"],
     "write-kubeconfig-mode": "0600",
     "secrets-encryption": true,
   };
 }
 
-function hetznerAddonManifests(spec: K3sNodeSpec): string {
-  const ccm = {
+/** A k3s `HelmChart` (helm.cattle.io/v1) as the first server's manifests directory holds it. */
+export interface K3sHelmChart {
+  readonly apiVersion: "helm.cattle.io/v1";
+  readonly kind: "HelmChart";
+  readonly metadata: { readonly name: string; readonly namespace: string };
+  readonly spec: {
+    readonly repo: string;
+    readonly chart: string;
+    readonly version: string;
+    readonly targetNamespace: string;
+    readonly bootstrap?: boolean;
+    readonly valuesContent?: string;
+  };
+}
+
+/** The Hetzner CCM (bootstrap) and CSI charts k3s installs from the first server (also what `plan` lists). */
+export function hetznerAddonCharts(
+  spec: Pick<K3sNodeSpec, "clusterCidr" | "loadBalancerLocation">,
+): K3sHelmChart[] {
+  const ccm: K3sHelmChart = {
     apiVersion: "helm.cattle.io/v1",
     kind: "HelmChart",
     metadata: { name: "hcloud-cloud-controller-manager", namespace: "kube-system" },
@@ -92,7 +113,7 @@ function hetznerAddonManifests(spec: K3sNodeSpec): string {
       }),
     },
   };
-  const csi = {
+  const csi: K3sHelmChart = {
     apiVersion: "helm.cattle.io/v1",
     kind: "HelmChart",
     metadata: { name: "hcloud-csi", namespace: "kube-system" },
@@ -103,7 +124,13 @@ function hetznerAddonManifests(spec: K3sNodeSpec): string {
       targetNamespace: "kube-system",
     },
   };
-  return [ccm, csi].map((m) => stringify(m)).join("---\n");
+  return [ccm, csi];
+}
+
+function hetznerAddonManifests(spec: K3sNodeSpec): string {
+  return hetznerAddonCharts(spec)
+    .map((m) => stringify(m))
+    .join("---\n");
 }
 
 /**

@@ -17,6 +17,11 @@ export interface MonitoringArgs {
   readonly prometheusRelease?: string;
   /** Label the Grafana sidecar loads dashboards by; the value is "1". @default "grafana_dashboard" */
   readonly dashboardLabel?: string;
+  /**
+   * What installs the monitoring.coreos.com CRDs (the prometheus-operator-crds release): the rule and monitors are
+   * created after it. @default none: the CRDs are a prerequisite of the cluster
+   */
+  readonly crdsInstalledBy?: pulumi.Resource;
   /** Budget thresholds and alert tuning (see `renderAlertRules`). */
   readonly alerts: Omit<AlertRulesInput, "namespace" | "stack">;
 }
@@ -32,6 +37,7 @@ export class Monitoring extends pulumi.ComponentResource {
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("aiorch:k8s:Monitoring", name, {}, opts);
     const childOpts = { parent: this, provider: args.provider };
+    const afterCrds = { ...childOpts, dependsOn: args.crdsInstalledBy ? [args.crdsInstalledBy] : [] };
     const release = { release: args.prometheusRelease ?? "kube-prometheus-stack" };
 
     const rule = new k8s.apiextensions.CustomResource(
@@ -42,7 +48,7 @@ export class Monitoring extends pulumi.ComponentResource {
         metadata: { namespace: args.namespace, labels: labelsFor("alert-rules", release) },
         spec: renderAlertRules({ ...args.alerts, namespace: args.namespaceName, stack: args.stack }),
       },
-      childOpts,
+      afterCrds,
     );
 
     for (const component of ["gateway", "controller"]) {
@@ -57,7 +63,7 @@ export class Monitoring extends pulumi.ComponentResource {
             endpoints: [{ port: "metrics", path: "/metrics", interval: "30s" }],
           },
         },
-        childOpts,
+        afterCrds,
       );
     }
 

@@ -6,6 +6,14 @@ import { TLS_DIR, TLS_FILES } from "./stack-pki";
 
 export const REDIS_PORT = 6379;
 
+/**
+ * The official Redis image by digest: the multi-platform index of redis:7.4.11-alpine as docker-library/repo-info
+ * records it (`repos/redis/remote/7.4.11-alpine.md`, built 2026-08-18). Not checked against Docker Hub from the
+ * machine that wrote it; bump tag and digest together.
+ */
+export const REDIS_IMAGE =
+  "redis:7.4.11-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf";
+
 export interface RedisArgs {
   /** Namespace Redis runs in. */
   readonly namespace: pulumi.Input<string>;
@@ -13,7 +21,7 @@ export interface RedisArgs {
   readonly provider: pulumi.ProviderResource;
   /** Pod label sets allowed to connect (the gateway's and the controller's). */
   readonly clients: readonly Record<string, string>[];
-  /** Official Redis image, pinned. @default "redis:7.4-alpine" */
+  /** Official Redis image, pinned by digest. @default REDIS_IMAGE (redis:7.4.11-alpine) */
   readonly image?: string;
   /** Size of the volume holding the append-only file, GiB. @default 5 */
   readonly storageGi?: number;
@@ -120,7 +128,7 @@ export class Redis extends pulumi.ComponentResource {
               containers: [
                 {
                   name: "redis",
-                  image: args.image ?? "redis:7.4-alpine",
+                  image: args.image ?? REDIS_IMAGE,
                   command: ["redis-server"],
                   args: [
                     "--appendonly",
@@ -182,7 +190,7 @@ export class Redis extends pulumi.ComponentResource {
                         // Renewed certificates arrive in the mounted Secret; Redis re-reads them on CONFIG SET,
                         // so rotation needs no restart and no connection drops.
                         name: "tls-reload",
-                        image: args.image ?? "redis:7.4-alpine",
+                        image: args.image ?? REDIS_IMAGE,
                         command: [
                           "sh",
                           "-c",

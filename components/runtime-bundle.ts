@@ -85,7 +85,7 @@ export interface RuntimeBundleArgs {
 }
 
 /**
- * One process's code in a ConfigMap (binaryData), run on a stock `node:22-bookworm-slim` image: no image registry needed.
+ * One process's code in a ConfigMap (binaryData), run on a stock `node:22-bookworm-slim` image (pinned by digest): no image registry needed.
  * The ConfigMap is auto-named, so new code means a new ConfigMap and, through the hash annotation, a rollout.
  */
 export class RuntimeBundle extends pulumi.ComponentResource {

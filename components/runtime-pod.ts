@@ -8,8 +8,12 @@ import { TLS_DIR, TLS_FILES } from "./stack-pki";
 /**
  * Stock Node image the runtime runs on; the code comes from the bundle ConfigMap. Debian's glibc, not Alpine's musl:
  * the gateway's memory settings (GATEWAY_PROCESS_ENV) are glibc malloc's, measured by bench:gateway on glibc.
+ * Pinned by digest (a tag is rebuilt and moves): the multi-platform index of node:22.23.3-bookworm-slim as
+ * docker-library/repo-info records it (`repos/node/remote/22.23.3-bookworm-slim.md`, built 2026-09-23). Not
+ * checked against Docker Hub from the machine that wrote it; bump tag and digest together.
  */
-export const NODE_IMAGE = "node:22-bookworm-slim";
+export const NODE_IMAGE =
+  "node:22.23.3-bookworm-slim@sha256:43ac6c60b8f89723f746e8a92ce91abd5017e627ce1ddfe4238355d3a30b772c";
 /** The `node` user of the official image. */
 const NODE_UID = 1000;
 
@@ -17,8 +21,10 @@ export interface RuntimePodOptions {
   readonly bundle: ProcessBundle;
   readonly bundleConfigMap: pulumi.Input<string>;
   readonly runtimeConfigMap: pulumi.Input<string>;
-  readonly port: number;
-  readonly portName: string;
+  /** Ports the container listens on, by name. */
+  readonly ports: readonly { name: string; containerPort: number }[];
+  /** Name of the port serving /healthz and /readyz (the ops port, never the public one). */
+  readonly probePort: string;
   readonly env: k8s.types.input.core.v1.EnvVar[];
   readonly envFrom?: k8s.types.input.core.v1.EnvFromSource[];
   readonly resources: { cpu: string; memory: string };
@@ -82,7 +88,7 @@ export function runtimePodSpec(o: RuntimePodOptions): k8s.types.input.core.v1.Po
           `${CONFIG_DIR}/${RUNTIME_CONFIG_FILE}`,
           ...(o.args ?? []),
         ],
-        ports: [{ name: o.portName, containerPort: o.port }],
+        ports: o.ports.map((p) => ({ name: p.name, containerPort: p.containerPort })),
         env: [{ name: "NODE_ENV", value: "production" }, ...o.env],
         envFrom: o.envFrom,
         volumeMounts: [
@@ -91,13 +97,21 @@ export function runtimePodSpec(o: RuntimePodOptions): k8s.types.input.core.v1.Po
           { name: "tmp", mountPath: "/tmp" },
           ...(o.redisTlsSecret ? [{ name: "redis-tls", mountPath: TLS_DIR, readOnly: true }] : []),
         ],
+        // The process answers /healthz on its ops port as soon as it runs, before Redis answers (it waits for
+        // Redis, logging why, with /readyz at 503): the startup probe gives a slow node two minutes to start it,
+        // and liveness never kills a pod that is only waiting.
+        startupProbe: {
+          httpGet: { path: "/healthz", port: o.probePort },
+          periodSeconds: 2,
+          failureThreshold: 60,
+        },
         livenessProbe: {
-          httpGet: { path: "/healthz", port: o.portName },
+          httpGet: { path: "/healthz", port: o.probePort },
           periodSeconds: 10,
           failureThreshold: 3,
         },
         readinessProbe: {
-          httpGet: { path: "/readyz", port: o.portName },
+          httpGet: { path: "/readyz", port: o.probePort },
           periodSeconds: 5,
           failureThreshold: 2,
         },
@@ -159,15 +173,28 @@ export function redisCertAnnotation(redis: RedisClientConnection): Record<string
 /** Private and link-local ranges: a runtime pod may not reach them except through the rules that name them. */
 const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"];
 
+/** Pods allowed in: a namespace and, where known, the pods' labels in it. */
+export interface NetworkPeer {
+  readonly namespace: string;
+  readonly podLabels?: Readonly<Record<string, string>>;
+}
+
+/** The `from`/`to` entry of a peer: a namespace, narrowed to labelled pods when labels are given. */
+export function peerSelector(peer: NetworkPeer): k8s.types.input.networking.v1.NetworkPolicyPeer {
+  return {
+    namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": peer.namespace } },
+    ...(peer.podLabels ? { podSelector: { matchLabels: { ...peer.podLabels } } } : {}),
+  };
+}
+
 /**
- * The NetworkPolicy spec of a runtime process: admitted only from the given namespaces on its port; out only to
- * Redis and to public addresses (provider APIs, workers, managed endpoints) — never to the cluster's other pods,
- * the node network or the cloud metadata service.
+ * The NetworkPolicy spec of a runtime process: each port admitted only from its peers (clients on the public
+ * port, Prometheus on the ops port); out only to Redis and to public addresses (provider APIs, workers, managed
+ * endpoints) — never to the cluster's other pods, the node network or the cloud metadata service.
  */
 export function runtimeNetworkPolicySpec(o: {
   selector: Record<string, string>;
-  port: number;
-  fromNamespaces: readonly string[];
+  admit: readonly { port: number; from: readonly NetworkPeer[] }[];
   redisSelector: Record<string, string>;
   redisPort: number;
   /** In-cluster services it may also reach, e.g. an OpenTelemetry collector. @default none */
@@ -176,14 +203,10 @@ export function runtimeNetworkPolicySpec(o: {
   return {
     podSelector: { matchLabels: o.selector },
     policyTypes: ["Ingress", "Egress"],
-    ingress: [
-      {
-        from: o.fromNamespaces.map((ns) => ({
-          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } },
-        })),
-        ports: [{ protocol: "TCP", port: o.port }],
-      },
-    ],
+    ingress: o.admit.map((rule) => ({
+      from: rule.from.map(peerSelector),
+      ports: [{ protocol: "TCP", port: rule.port }],
+    })),
     egress: [
       {
         to: [{ podSelector: { matchLabels: o.redisSelector } }],

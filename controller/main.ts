@@ -1,7 +1,10 @@
 /**
  * Controller process entry: read the runtime config and credentials from the environment, build the providers
- * (one registry, `providers/index.ts`), run the loop, serve /metrics, /healthz and /readyz. In the cluster the bundle's entry
- * (`node controller.js --config /etc/aiorch/runtime.json`); locally `aiorch controller`.
+ * (one registry, `providers/index.ts`), serve /metrics, /healthz and /readyz, wait for Redis, run the loop. In the
+ * cluster the bundle's entry (`node controller.js --config /etc/aiorch/runtime.json`); locally `aiorch controller`.
+ *
+ * The ops server starts first, so liveness and startup probes pass while Redis is not answering yet; Redis is
+ * then waited for with one log line per attempt, `/readyz` answering 503 meanwhile.
  */
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -13,6 +16,8 @@ import {
   redisClientOptions,
   redisConnectionFromEnv,
 } from "../core/config/runtime";
+import { OPS_PORT } from "../core/process-env";
+import { pingRedisOnce, runUntilSignal, StartAborted, waitForRedis } from "../core/redis-wait";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
 import { buildProviders } from "./providers";
@@ -22,12 +27,16 @@ type Env = Readonly<Record<string, string | undefined>>;
 export interface ControllerProcessOptions {
   readonly config: RuntimeConfig;
   readonly env: Env;
-  /** Port of /metrics, /healthz, /readyz. */
+  /** Port of /metrics, /healthz, /readyz; 0 picks a free one. */
   readonly port: number;
   readonly host: string;
   readonly log?: (line: string) => void;
   readonly tickMs?: number;
   readonly reconcileMs?: number;
+  /** Aborting it while the controller still waits for Redis stops the start: it rejects with `StartAborted`. */
+  readonly signal?: AbortSignal;
+  /** Pauses between Redis attempts (tests shorten them). @default 500 ms doubling to 5 s */
+  readonly redisRetry?: { readonly firstDelayMs?: number; readonly maxDelayMs?: number };
 }
 
 export async function startController(
@@ -36,85 +45,145 @@ export async function startController(
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const connection = redisConnectionFromEnv(options.env, (path) => readFileSync(path, "utf8"));
   const { url } = connection;
-  const redis = new Redis(url, {
-    ...redisClientOptions(connection),
-    maxRetriesPerRequest: 2,
-  });
-  redis.on("error", (error: Error) => log(`controller: redis: ${error.message}`));
   const metrics = new ControllerMetrics();
   const { adapters, managed } = buildProviders(options.config, options.env, log);
-  const workerEnv: Record<string, string> = {};
-  if (options.env.HF_TOKEN) workerEnv.HF_TOKEN = options.env.HF_TOKEN;
-  const controller = new Controller({
-    config: options.config,
-    redis,
-    adapters,
-    managed,
-    metrics,
-    workerEnv,
-    log,
-    tickMs: options.tickMs,
-    reconcileMs: options.reconcileMs,
-  });
-  await controller.start();
 
+  // 1. the ops server, at once
+  let redis: Redis | undefined;
+  let built: Controller | undefined;
+  /** Set once started: /readyz asks Redis from then on. */
+  let controller: Controller | undefined;
+  let waiting = "starting";
   const server: Server = createServer((req, res) => {
-    if (req.url === "/metrics") {
+    const path = req.url?.split("?")[0];
+    if (path === "/metrics") {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
         () => res.writeHead(500).end(),
       );
-    } else if (req.url === "/healthz")
+    } else if (path === "/healthz")
       res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}');
-    else if (req.url === "/readyz") {
+    else if (path === "/readyz") {
       // a standby is healthy but not the one acting; both report ready so a rollout can proceed
+      if (!controller || !redis) {
+        res.writeHead(503, { "content-type": "application/json" });
+        res.end(JSON.stringify({ status: "starting", reason: waiting }));
+        return;
+      }
       res.writeHead(redis.status === "ready" ? 200 : 503, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: redis.status, leader: controller.isLeader }));
     } else res.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen(options.port, options.host, resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
   const port = (server.address() as { port: number }).port;
-  log(
-    `controller: stack ${options.config.stack}, providers ${
-      [...Object.keys(adapters), ...Object.keys(managed)].join(", ") || "(none)"
-    }, metrics on ${options.host}:${port}`,
-  );
-  return {
-    controller,
-    port,
-    close: async () => {
-      await controller.stop();
-      await new Promise((resolve) => server.close(resolve));
-      redis.disconnect();
-    },
-  };
+  const closeServer = () => new Promise((resolve) => server.close(resolve));
+  log(`controller: /metrics, /healthz and /readyz on http://${options.host}:${port}`);
+
+  try {
+    // 2. Redis
+    const answered = await waitForRedis({
+      role: "controller",
+      url,
+      ping: () => pingRedisOnce(connection),
+      log,
+      signal: options.signal,
+      secrets: connection.password ? [connection.password] : [],
+      onFailure: (reason) => {
+        waiting = reason;
+      },
+      ...options.redisRetry,
+    });
+    if (!answered) throw new StartAborted("controller");
+    waiting = "starting";
+    redis = new Redis(url, {
+      ...redisClientOptions(connection),
+      maxRetriesPerRequest: 2,
+    });
+    redis.on("error", (error: Error) => log(`controller: redis: ${error.message}`));
+
+    // 3. the loop
+    const workerEnv: Record<string, string> = {};
+    if (options.env.HF_TOKEN) workerEnv.HF_TOKEN = options.env.HF_TOKEN;
+    const started = new Controller({
+      config: options.config,
+      redis,
+      adapters,
+      managed,
+      metrics,
+      workerEnv,
+      log,
+      tickMs: options.tickMs,
+      reconcileMs: options.reconcileMs,
+    });
+    built = started;
+    await started.start();
+    controller = started;
+    const client = redis;
+    log(
+      `controller: stack ${options.config.stack}, providers ${
+        [...Object.keys(adapters), ...Object.keys(managed)].join(", ") || "(none)"
+      }, metrics on ${options.host}:${port}`,
+    );
+    if (options.signal?.aborted) throw new StartAborted("controller"); // a signal while it was starting
+    return {
+      controller: started,
+      port,
+      close: async () => {
+        await started.stop();
+        await closeServer();
+        client.disconnect();
+      },
+    };
+  } catch (error) {
+    await built?.stop().catch(() => undefined);
+    await closeServer();
+    redis?.disconnect();
+    throw error;
+  }
 }
+
+const USAGE = `usage: node controller.js [--config FILE] [--port ${OPS_PORT}] [--host 0.0.0.0]
+
+  --config FILE   runtime config JSON (env AIORCH_CONFIG; default /etc/aiorch/runtime.json)
+  --port N        /metrics, /healthz, /readyz port (env METRICS_PORT; default ${OPS_PORT}); 0 picks a free one
+  --host ADDR     address it listens on (default 0.0.0.0)
+Redis from REDIS_URL (REDIS_PASSWORD, REDIS_TLS_*); waited for at start, /readyz answers 503 until it answers.
+Provider credentials from the environment (the variables each provider adapter names).
+`;
 
 if (require.main === module) {
   const { values } = parseArgs({
-    options: { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } },
+    options: {
+      config: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const configPath = values.config ?? process.env.AIORCH_CONFIG ?? "/etc/aiorch/runtime.json";
-  startController({
-    config: parseRuntimeConfig(JSON.parse(readFileSync(configPath, "utf8"))),
-    env: process.env,
-    port: Number(values.port ?? process.env.METRICS_PORT ?? 9090),
-    host: values.host ?? "0.0.0.0",
+  const config = parseRuntimeConfig(JSON.parse(readFileSync(configPath, "utf8")));
+  runUntilSignal(
+    "controller",
+    (signal) =>
+      startController({
+        config,
+        env: process.env,
+        port: Number(values.port ?? process.env.METRICS_PORT ?? OPS_PORT),
+        host: values.host ?? "0.0.0.0",
+        log,
+        signal,
+      }),
     log,
-  }).then(
-    (handle) => {
-      const stop = () =>
-        handle.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
-    },
-    (error: Error) => {
-      log(`controller: failed to start: ${error.message}`);
-      process.exit(1);
-    },
   );
 }

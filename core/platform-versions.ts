@@ -23,3 +23,25 @@ export function kubernetesMinorOf(k3sVersion: string): number | undefined {
   const m = /^v1\.(\d+)\.\d+\+k3s\d+$/.exec(k3sVersion);
   return m?.[1] !== undefined ? Number(m[1]) : undefined;
 }
+
+/**
+ * The add-ons a created cluster gets as Helm releases (charts by version, from their publishers' repositories):
+ * - cert-manager (jetstack): the chart installs its CRDs only with `crds.enabled: true`.
+ * - prometheus-operator-crds (prometheus-community): the monitoring.coreos.com CRDs on their own, installed first so
+ *   the stack's PrometheusRule and ServiceMonitors can depend on them whether or not the full stack is installed.
+ * - kube-prometheus-stack (prometheus-community): Prometheus, Alertmanager and Grafana, with `crds.enabled: false`
+ *   (the CRDs come from the release above).
+ */
+export const PLATFORM_CHARTS = {
+  certManager: { repo: "https://charts.jetstack.io", chart: "cert-manager", version: "v1.21.1" },
+  prometheusOperatorCrds: {
+    repo: "https://prometheus-community.github.io/helm-charts",
+    chart: "prometheus-operator-crds",
+    version: "31.0.1",
+  },
+  kubePrometheusStack: {
+    repo: "https://prometheus-community.github.io/helm-charts",
+    chart: "kube-prometheus-stack",
+    version: "88.5.3",
+  },
+} as const;

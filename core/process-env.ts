@@ -31,3 +31,9 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = [
   "--min-semi-space-size=4",
   "--heap-growing-percent=25",
 ];
+
+/** Port of the gateway's public, OpenAI-compatible API: the only port the Ingress routes to. */
+export const GATEWAY_PORT = 8080;
+
+/** Port of `/metrics`, `/healthz` and `/readyz` of the gateway and of the controller: probes and Prometheus only. */
+export const OPS_PORT = 9090;

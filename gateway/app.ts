@@ -1,6 +1,8 @@
 /**
  * The gateway's app factory: an OpenAI-compatible HTTP surface over fastify. `main.ts` only reads the
  * environment and calls this; tests call it with their own Redis and fakes and use `inject()` or a real port.
+ * `/metrics`, `/healthz` and `/readyz` are not on this (public) app: `buildOpsServer` serves them on the ops
+ * port, which the Ingress never routes.
  */
 import { randomUUID } from "node:crypto";
 import Fastify, {
@@ -50,14 +52,26 @@ export interface GatewayDeps {
   readonly encryption?: KeyRing;
   /** Span export (OTLP endpoint, sampling); without an endpoint the gateway only propagates trace context. @default propagate only */
   readonly tracing?: TracingOptions;
+  /** The metrics to count into, when made before the gateway (the ops server serves them while it starts). @default new ones */
+  readonly metrics?: GatewayMetrics;
 }
 
 export interface Gateway {
+  /** The public API (the Ingress routes here). */
   readonly app: FastifyInstance;
   readonly metrics: GatewayMetrics;
   readonly registry: BackendRegistry;
   readonly audit: AuditLog;
   readonly keys: RedisKeys;
+  /** Whether this replica should get traffic: Redis answers and the pub/sub connection is up; not once closing. */
+  readiness(): Promise<Readiness>;
+}
+
+/** What `/readyz` reports: 200 when ready, else 503 with the reason. */
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not ready (`redis unavailable`, `waiting for Redis at …`, `shutting down`). */
+  readonly reason?: string;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -82,7 +96,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const now = deps.now ?? Date.now;
   const keys = redisKeys(config.redis.keyPrefix);
   const models = new Map(config.models.map((m) => [m.name, m]));
-  const metrics = new GatewayMetrics(new Set(models.keys()), { defaultMetrics: deps.defaultMetrics });
+  const metrics =
+    deps.metrics ?? new GatewayMetrics(new Set(models.keys()), { defaultMetrics: deps.defaultMetrics });
   const tracing = new GatewayTracing(deps.tracing);
   const variants = new VariantRouter(redis, keys, config);
   await variants.start();
@@ -254,9 +269,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     owned_by: "ai-orchestrator",
   });
 
-  app.get("/healthz", async () => ({ status: "ok" }));
+  // Readiness: Redis answers a PING within a second and the pub/sub connection is up; checked at most once a
+  // second however often the probes ask.
   let readyCache: { ok: boolean; at: number } | undefined;
-  app.get("/readyz", async (_request, reply) => {
+  let closing = false;
+  const readiness = async (): Promise<Readiness> => {
+    if (closing) return { ready: false, reason: "shutting down" };
     if (!readyCache || now() - readyCache.at > 1_000) {
       const ok = await Promise.race([
         redis.ping().then(() => subscriber.status === "ready"),
@@ -264,12 +282,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       ]).catch(() => false);
       readyCache = { ok, at: now() };
     }
-    reply.code(readyCache.ok ? 200 : 503);
-    return { status: readyCache.ok ? "ready" : "redis unavailable" };
-  });
-  app.get("/metrics", async (_request, reply) => {
-    reply.header("content-type", metrics.registry.contentType);
-    return metrics.registry.metrics();
+    return readyCache.ok ? { ready: true } : { ready: false, reason: "redis unavailable" };
+  };
+  app.addHook("preClose", (done) => {
+    closing = true;
+    done();
   });
 
   app.get("/v1/models", async (request) => {
@@ -388,7 +405,43 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   });
   runner?.start();
 
-  return { app, metrics, registry, audit, keys };
+  return { app, metrics, registry, audit, keys, readiness };
+}
+
+export interface OpsServerDeps {
+  /** The registry `/metrics` serves (the gateway's, `Gateway.metrics`). */
+  readonly metrics: GatewayMetrics;
+  /** What `/readyz` reports: `Gateway.readiness` once the gateway is built, "starting" (waiting for Redis) before. */
+  readonly readiness: () => Promise<Readiness>;
+}
+
+/**
+ * The gateway's ops server, for the ops port (OPS_PORT) that only probes and Prometheus reach:
+ * `/metrics`; `/healthz`, 200 while the process runs (liveness, startup); `/readyz`, 200 only when the gateway
+ * is built and Redis is ready, else 503 with `{ status: "not ready", reason }`.
+ */
+export function buildOpsServer(deps: OpsServerDeps): FastifyInstance {
+  const ops = Fastify({ logger: false });
+  ops.get("/healthz", async () => ({ status: "ok" }));
+  ops.get("/readyz", async (_request, reply) => {
+    const state = await deps
+      .readiness()
+      .catch(
+        (error: Error): Readiness => ({ ready: false, reason: `readiness check failed: ${error.message}` }),
+      );
+    reply.code(state.ready ? 200 : 503);
+    return state.ready ? { status: "ready" } : { status: "not ready", reason: state.reason ?? "not ready" };
+  });
+  ops.get("/metrics", async (_request, reply) => {
+    reply.header("content-type", deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  ops.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({
+      error: `Unknown URL ${request.url.split("?")[0]}: the ops port serves /metrics, /healthz and /readyz`,
+    });
+  });
+  return ops;
 }
 
 /** Every failure as an OpenAI-shaped error with the right status: bad input is never a 500. */

@@ -1,8 +1,14 @@
 /**
- * Gateway process entry: read the runtime config and the environment, connect Redis, listen. In the cluster this
- * file is the bundle's entry (`node gateway.js --config /etc/aiorch/runtime.json`); locally `aiorch gateway`.
+ * Gateway process entry: read the runtime config and the environment, serve the ops port, wait for Redis,
+ * listen. In the cluster this file is the bundle's entry (`node gateway.js --config /etc/aiorch/runtime.json`);
+ * locally `aiorch gateway`.
+ *
+ * Order of start: the ops server (`/metrics`, `/healthz`, `/readyz` on `--metrics-port`, default OPS_PORT) first,
+ * so liveness and startup probes pass while Redis is not answering yet; then Redis, waited for with one log line
+ * per attempt (`/readyz` answers 503 meanwhile); then the public API on `--port` (GATEWAY_PORT).
  */
 import { readFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import {
@@ -13,30 +19,39 @@ import {
 } from "../core/config/runtime";
 import { CREDENTIAL_ENV } from "../core/config/schema";
 import { parseKeyRing } from "../core/envelope";
-import { buildGateway } from "./app";
+import { GATEWAY_PORT, OPS_PORT } from "../core/process-env";
+import { pingRedisOnce, runUntilSignal, StartAborted, waitForRedis } from "../core/redis-wait";
+import { buildGateway, buildOpsServer, type Gateway, type Readiness } from "./app";
+import { GatewayMetrics } from "./metrics";
 import { tracingFromEnv } from "./tracing";
 
 export interface GatewayProcessOptions {
   readonly config: RuntimeConfig;
+  /** Port of the public API; 0 picks a free one. */
   readonly port: number;
   readonly host: string;
+  /** Port of `/metrics`, `/healthz`, `/readyz` (on `host` too); 0 picks a free one. @default OPS_PORT */
+  readonly metricsPort?: number;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly log?: (line: string) => void;
+  /** Aborting it while the gateway still waits for Redis stops the start: it rejects with `StartAborted`. */
+  readonly signal?: AbortSignal;
+  /** Pauses between Redis attempts (tests shorten them). @default 500 ms doubling to 5 s */
+  readonly redisRetry?: { readonly firstDelayMs?: number; readonly maxDelayMs?: number };
 }
 
-export async function startGateway(
-  options: GatewayProcessOptions,
-): Promise<{ close(): Promise<void>; port: number }> {
+export interface GatewayHandle {
+  /** The public API's port. */
+  readonly port: number;
+  /** The ops server's port (`/metrics`, `/healthz`, `/readyz`). */
+  readonly metricsPort: number;
+  close(): Promise<void>;
+}
+
+export async function startGateway(options: GatewayProcessOptions): Promise<GatewayHandle> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const connection = redisConnectionFromEnv(options.env, (path) => readFileSync(path, "utf8"));
   const { url } = connection;
-  const redis = new Redis(url, {
-    ...redisClientOptions(connection),
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 2,
-    lazyConnect: false,
-  });
-  redis.on("error", (error: Error) => log(`gateway: redis: ${error.message}`));
   // the stack's setting, unless the standard OTEL_* variables say otherwise
   const configured = options.config.gateway.tracing;
   const tracing = {
@@ -46,60 +61,120 @@ export async function startGateway(
   const providerKeys = Object.fromEntries(
     Object.values(CREDENTIAL_ENV).map((name) => [name, options.env[name]]),
   );
-  const { app } = await buildGateway({
-    config: options.config,
-    redis,
-    providerKeys,
-    encryption: parseKeyRing(options.env.AIORCH_ENCRYPTION_KEYS),
-    tracing,
+  const encryption = parseKeyRing(options.env.AIORCH_ENCRYPTION_KEYS);
+
+  // 1. the ops port, at once: probes pass and Prometheus scrapes while Redis is not answering yet
+  const metrics = new GatewayMetrics(new Set(options.config.models.map((m) => m.name)));
+  /** Set once the public API listens: /readyz asks it (Redis, pub/sub) from then on. */
+  let serving: Gateway | undefined;
+  let starting: Readiness = { ready: false, reason: "starting" };
+  const ops = buildOpsServer({
+    metrics,
+    readiness: () => (serving ? serving.readiness() : Promise.resolve(starting)),
   });
-  const address = await app.listen({ port: options.port, host: options.host });
-  const port = Number(new URL(address).port);
-  log(
-    `gateway: stack ${options.config.stack}, ${options.config.models.length} model(s), listening on ${address}${tracing.otlpEndpoint ? `, spans to ${tracing.otlpEndpoint}` : ""}`,
-  );
-  return {
-    port,
-    close: async () => {
-      await app.close();
-      redis.disconnect();
-    },
-  };
+  const opsAddress = await ops.listen({ port: options.metricsPort ?? OPS_PORT, host: options.host });
+  const metricsPort = (ops.server.address() as AddressInfo).port;
+  log(`gateway: /metrics, /healthz and /readyz on ${opsAddress}`);
+
+  let redis: Redis | undefined;
+  let gateway: Gateway | undefined;
+  try {
+    // 2. Redis: wait until it answers, one line per attempt
+    const answered = await waitForRedis({
+      role: "gateway",
+      url,
+      ping: () => pingRedisOnce(connection),
+      log,
+      signal: options.signal,
+      secrets: connection.password ? [connection.password] : [],
+      onFailure: (reason) => {
+        starting = { ready: false, reason };
+      },
+      ...options.redisRetry,
+    });
+    if (!answered) throw new StartAborted("gateway");
+    starting = { ready: false, reason: "starting" };
+    redis = new Redis(url, {
+      ...redisClientOptions(connection),
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 2,
+      lazyConnect: false,
+    });
+    redis.on("error", (error: Error) => log(`gateway: redis: ${error.message}`));
+
+    // 3. the public API
+    gateway = await buildGateway({
+      config: options.config,
+      redis,
+      providerKeys,
+      encryption,
+      tracing,
+      metrics,
+    });
+    const address = await gateway.app.listen({ port: options.port, host: options.host });
+    const port = Number(new URL(address).port);
+    log(
+      `gateway: stack ${options.config.stack}, ${options.config.models.length} model(s), listening on ${address}${tracing.otlpEndpoint ? `, spans to ${tracing.otlpEndpoint}` : ""}`,
+    );
+    if (options.signal?.aborted) throw new StartAborted("gateway"); // a signal while it was starting
+    serving = gateway;
+    const started = gateway;
+    const client = redis;
+    return {
+      port,
+      metricsPort,
+      close: async () => {
+        await started.app.close(); // readiness turns 503 first, in-flight requests finish
+        await ops.close();
+        client.disconnect();
+      },
+    };
+  } catch (error) {
+    await gateway?.app.close().catch(() => undefined);
+    await ops.close().catch(() => undefined);
+    redis?.disconnect();
+    throw error;
+  }
 }
 
-/** Close on SIGTERM/SIGINT: stop accepting, let in-flight requests finish (fastify closes gracefully). */
-export function closeOnSignals(handle: { close(): Promise<void> }, log: (line: string) => void): void {
-  let closing = false;
-  const stop = (signal: string) => {
-    if (closing) return;
-    closing = true;
-    log(`gateway: ${signal}, closing`);
-    handle.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
-}
+const USAGE = `usage: node gateway.js [--config FILE] [--port ${GATEWAY_PORT}] [--metrics-port ${OPS_PORT}] [--host 0.0.0.0]
+
+  --config FILE        runtime config JSON (env AIORCH_CONFIG; default /etc/aiorch/runtime.json)
+  --port N             public API port (env PORT; default ${GATEWAY_PORT})
+  --metrics-port N     /metrics, /healthz, /readyz port (env METRICS_PORT; default ${OPS_PORT}); 0 picks a free one
+  --host ADDR          address both listen on (default 0.0.0.0)
+Redis from REDIS_URL (REDIS_PASSWORD, REDIS_TLS_*); waited for at start, /readyz answers 503 until it answers.
+`;
 
 if (require.main === module) {
   const { values } = parseArgs({
-    options: { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } },
+    options: {
+      config: { type: "string" },
+      port: { type: "string" },
+      "metrics-port": { type: "string" },
+      host: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
   const configPath = values.config ?? process.env.AIORCH_CONFIG ?? "/etc/aiorch/runtime.json";
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  startGateway({
-    config: parseRuntimeConfig(JSON.parse(readFileSync(configPath, "utf8"))),
-    port: Number(values.port ?? process.env.PORT ?? 8080),
-    host: values.host ?? "0.0.0.0",
-    env: process.env,
+  const config = parseRuntimeConfig(JSON.parse(readFileSync(configPath, "utf8")));
+  runUntilSignal(
+    "gateway",
+    (signal) =>
+      startGateway({
+        config,
+        port: Number(values.port ?? process.env.PORT ?? GATEWAY_PORT),
+        metricsPort: Number(values["metrics-port"] ?? process.env.METRICS_PORT ?? OPS_PORT),
+        host: values.host ?? "0.0.0.0",
+        env: process.env,
+        log,
+        signal,
+      }),
     log,
-  }).then(
-    (handle) => closeOnSignals(handle, log),
-    (error: Error) => {
-      log(`gateway: failed to start: ${error.message}`);
-      process.exit(1);
-    },
   );
 }

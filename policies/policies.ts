@@ -334,6 +334,17 @@ export function gatewayTls(level: EnforcementLevel = "mandatory"): AiorchPolicy 
         }
         const annotations =
           (args.props.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {};
+        const entryPoints = annotations["traefik.ingress.kubernetes.io/router.entrypoints"];
+        if (
+          (spec as { ingressClassName?: string }).ingressClassName === "traefik" &&
+          (spec.tls ?? []).length > 0 &&
+          (entryPoints === undefined || entryPoints.split(",").some((e) => e.trim() !== "websecure"))
+        ) {
+          // Traefik serves an Ingress on every entry point unless told otherwise: port 80 would answer too
+          report(
+            `${describe(args)} is served by Traefik on plain HTTP (entry point "web") as well as HTTPS. Fix: annotate traefik.ingress.kubernetes.io/router.entrypoints: websecure`,
+          );
+        }
         if (annotations["nginx.ingress.kubernetes.io/ssl-redirect"] === "false") {
           report(
             `${describe(args)} sets nginx.ingress.kubernetes.io/ssl-redirect: "false". Fix: remove it so HTTP redirects to HTTPS`,

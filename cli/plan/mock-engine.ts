@@ -33,6 +33,8 @@ export interface PlannedResource {
   readonly rawInputs: Record<string, unknown>;
   /** Dotted paths of inputs that were registered as secrets. */
   readonly secretPaths: readonly string[];
+  /** URNs it waits for: its `dependsOn` (a component's stands for its children) and the resources its inputs come from. */
+  readonly dependencies: readonly string[];
 }
 
 export interface ProgramEvaluation {
@@ -156,6 +158,7 @@ interface RegisterRequest {
   getParent(): string;
   getCustom(): boolean;
   getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
+  getDependenciesList(): string[];
 }
 
 /**
@@ -185,7 +188,9 @@ export async function evaluateProgram(options: {
       }
       return { id: String(1000 + counter), state };
     },
-    call: (args) => args.inputs,
+    // data sources answer with their inputs, plus the id a lookup by name returns
+    call: (args) =>
+      args.token === "hcloud:index/getSshKey:getSshKey" ? { id: 4242, ...args.inputs } : args.inputs,
   };
 
   class RecordingMonitor extends MockMonitor {
@@ -205,6 +210,7 @@ export async function evaluateProgram(options: {
         inputs: unwrap(wire, "", secretPaths, false) as Record<string, unknown>,
         rawInputs: unwrap(wire, "", undefined, true) as Record<string, unknown>,
         secretPaths,
+        dependencies: [...new Set(req.getDependenciesList())],
       });
       return super.registerResource(req, callback);
     }

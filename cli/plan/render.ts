@@ -56,6 +56,22 @@ export function renderPlan(report: PlanReport): string {
       .split("\n")
       .map((l) => `  ${l}`),
   );
+  lines.push("", "PLATFORM (installed into the cluster)");
+  if (report.platform.installs.length === 0) lines.push("  nothing: every add-on is expected to be there");
+  else
+    lines.push(
+      ...renderTable(
+        ["add-on", "version", "namespace", "how"],
+        report.platform.installs.map((i) => [i.addOn, i.version, i.namespace, i.how]),
+      )
+        .split("\n")
+        .map((l) => `  ${l}`),
+    );
+  if (report.platform.prerequisites.length > 0) {
+    lines.push("", "PREREQUISITES (the cluster must already run these)");
+    for (const p of report.platform.prerequisites)
+      lines.push(`  - ${p.what}`, `    why: ${p.why}`, `    check: ${p.check}`);
+  }
   if (report.warnings.length > 0) {
     lines.push("", "WARNINGS");
     for (const w of report.warnings) lines.push(`  ! ${w.key}: ${w.message}`);
@@ -121,7 +137,9 @@ export function planJson(report: PlanReport): unknown {
       parent: r.parent ?? null,
       custom: r.custom,
       inputs: r.inputs,
+      dependsOn: r.dependencies,
     })),
+    platform: report.platform,
     outputs: report.outputs,
     warnings: report.warnings,
     models: report.models,

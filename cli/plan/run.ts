@@ -4,6 +4,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { hetznerAddonCharts, type K3sHelmChart } from "../../components/k3s-cloud-init";
 import {
   type ConfigProblem,
   type LoadedStackConfig,
@@ -15,7 +16,9 @@ import {
   type RawConfigValue,
   type RuntimeConfig,
   renderRuntimeConfig,
+  type StackConfig,
 } from "../../core/config";
+import { K3S_TRAEFIK, type Prerequisite, platformPlan } from "../../core/platform";
 import type { OfflineViolation, PackConfig } from "../../policies/offline";
 import type { PlannedResource } from "./mock-engine";
 
@@ -38,6 +41,62 @@ export interface PlanReport {
   readonly models: readonly ModelSummary[];
   /** For stacks with confidential data: each protection layer and whether the plan has it. */
   readonly security?: readonly SecurityCheck[];
+  /** Cluster add-ons the stack installs, and what it expects the cluster to run already. */
+  readonly platform: PlatformSummary;
+}
+
+export interface PlatformSummary {
+  readonly installs: readonly { addOn: string; version: string; namespace: string; how: string }[];
+  /** The k3s HelmCharts a created cluster's first server installs, as written (a secret's userData holds them). */
+  readonly k3sCharts: readonly K3sHelmChart[];
+  readonly prerequisites: readonly Prerequisite[];
+}
+
+/**
+ * What the stack brings into its cluster: the Helm releases the program declares (read off the planned resources),
+ * and on a cluster it creates, what k3s installs from the first server's manifests (Hetzner CCM and CSI, Traefik).
+ */
+export function platformSummary(resources: readonly PlannedResource[], config: StackConfig): PlatformSummary {
+  const plan = platformPlan(config);
+  const installs: PlatformSummary["installs"][number][] = [];
+  const k3sCharts: K3sHelmChart[] = [];
+  if (config.cluster.mode === "create") {
+    // the same objects the first server's cloud-init writes into k3s' manifests directory
+    k3sCharts.push(...hetznerAddonCharts({ loadBalancerLocation: config.cluster.location }));
+    for (const chart of k3sCharts)
+      installs.push({
+        addOn: chart.spec.chart,
+        version: chart.spec.version,
+        namespace: chart.spec.targetNamespace,
+        how: `k3s HelmChart${chart.spec.bootstrap ? ", bootstrap" : ""}`,
+      });
+    if (plan.ingress.installed === "k3s-traefik")
+      installs.push({
+        addOn: "traefik (IngressClass traefik)",
+        version: `bundled with k3s ${config.cluster.k3sVersion}`,
+        namespace: K3S_TRAEFIK.namespace,
+        how: "k3s",
+      });
+  }
+  for (const r of resources) {
+    if (r.type !== "kubernetes:helm.sh/v3:Release") continue;
+    installs.push({
+      addOn: String(r.inputs.chart),
+      version: String(r.inputs.version),
+      namespace: String(r.inputs.namespace),
+      how: "Helm release",
+    });
+  }
+  for (const r of resources) {
+    if (r.type === "kubernetes:cert-manager.io/v1:ClusterIssuer")
+      installs.push({
+        addOn: `ClusterIssuer ${String((r.inputs.metadata as { name?: unknown } | undefined)?.name)}`,
+        version: "cert-manager.io/v1",
+        namespace: "(cluster)",
+        how: "ACME HTTP-01",
+      });
+  }
+  return { installs, k3sCharts, prerequisites: plan.prerequisites };
 }
 
 export interface ModelSummary {
@@ -323,5 +382,6 @@ export async function buildPlan(
     forecast,
     models: modelSummaries(runtime),
     security: securitySummary(evaluation.resources, violations, runtime),
+    platform: platformSummary(evaluation.resources, files.loaded.config),
   };
 }

@@ -38,6 +38,7 @@ const PATHS: Readonly<Record<string, readonly string[]>> = {
   "tls:index/privateKey:PrivateKey": ["algorithm"],
   "command:remote:Command": ["connection.user", "logging"],
   "pulumi:providers:kubernetes": ["kubeconfig"],
+  "kubernetes:helm.sh/v3:Release": ["chart", "version", "namespace"],
   "pulumi-nodejs:dynamic/runpod:Endpoint": [
     "name",
     "gpuPoolIds",

@@ -181,6 +181,25 @@ function crossCheck(config: StackConfig, input: Record<string, unknown>): Config
     });
   }
   problems.push(...checkTrust(config));
+  problems.push(...checkPlatform(config));
+  return problems;
+}
+
+/** Add-ons only a created cluster can get, and the admin SSH key given once. */
+function checkPlatform(config: StackConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (config.cluster.mode === "existing" && config.platform.ingress === "k3s-traefik")
+    problems.push({
+      key: "platform.ingress",
+      message:
+        '"k3s-traefik" is the Traefik a cluster the stack creates runs; with cluster.mode existing set "existing" and name your controller in gateway.ingressClassName and gateway.ingressNamespace',
+    });
+  if (config.cluster.mode === "create" && config.cluster.sshPublicKey && config.cluster.sshKeyName)
+    problems.push({
+      key: "cluster.sshKeyName",
+      message:
+        "set either sshPublicKey (uploaded as a new Hetzner key) or sshKeyName (a key already in the project), not both",
+    });
   return problems;
 }
 

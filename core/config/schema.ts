@@ -140,6 +140,11 @@ export const createClusterSchema = z.strictObject({
   apiAllowedCidrs: z.array(cidr).default([]),
   privateNetworkCidr: cidr.default("10.0.0.0/16"),
   sshPublicKey: z.string().optional(),
+  /**
+   * Name of an SSH key already in the Hetzner project, added to the servers instead of uploading sshPublicKey:
+   * Hetzner refuses a second key with the same fingerprint, so stacks sharing a project and an admin key use this.
+   */
+  sshKeyName: z.string().min(1).optional(),
 });
 
 export const existingClusterSchema = z.strictObject({ mode: z.literal("existing") });
@@ -484,9 +489,10 @@ export const gatewaySchema = z.strictObject({
       clusterIssuer: z.string().default("letsencrypt-prod"),
     })
     .default({ enabled: true, clusterIssuer: "letsencrypt-prod" }),
-  ingressClassName: z.string().default("nginx"),
-  /** Namespace of the ingress controller: the only source of client traffic the gateway admits. */
-  ingressNamespace: dnsLabel.default("ingress-nginx"),
+  /** IngressClass of the cluster's ingress controller (k3s' bundled Traefik creates `traefik`). */
+  ingressClassName: z.string().default("traefik"),
+  /** Namespace of the ingress controller: the only source of client traffic the gateway admits (k3s: kube-system). */
+  ingressNamespace: dnsLabel.default("kube-system"),
   /** Default per-key limits for keys created without their own. */
   limits: z
     .strictObject({
@@ -556,6 +562,47 @@ export const monitoringSchema = z
     coldStartAlertSeconds: 5,
   });
 
+/**
+ * What `pulumi up` installs into the cluster besides the stack, and what it expects to find there. Each add-on is
+ * installed by default on a cluster the stack creates and expected (listed by `plan` as a prerequisite) on an
+ * existing one.
+ */
+export const platformSchema = z
+  .strictObject({
+    /**
+     * The ingress controller: `k3s-traefik` keeps the Traefik k3s bundles (create mode only); `existing` expects the
+     * controller named by gateway.ingressClassName/ingressNamespace. @default create: k3s-traefik, existing: existing
+     */
+    ingress: oneOf(["k3s-traefik", "existing"], "ingress controller").optional(),
+    certManager: z
+      .strictObject({
+        /** Install cert-manager and the ClusterIssuer gateway.tls.clusterIssuer names. @default create mode */
+        install: z.boolean().optional(),
+        /** Let's Encrypt directory the issuer uses: `staging` for trial runs (untrusted certificates, high limits). */
+        acme: oneOf(["production", "staging"], "ACME directory").default("production"),
+        /** Contact address Let's Encrypt registers the account under. @default none */
+        email: z.email({ error: (issue) => `${quoted(issue.input)} is not an e-mail address` }).optional(),
+      })
+      .default({ acme: "production" }),
+    monitoringStack: z
+      .strictObject({
+        /** Install the prometheus-operator CRDs and kube-prometheus-stack (when monitoring is on). @default create mode */
+        install: z.boolean().optional(),
+        /** Prometheus' volume (GiB, Hetzner volumes start at 10). */
+        storageGi: z.int().min(10, { error: "Hetzner volumes start at 10 GiB" }).default(10),
+        /** How long Prometheus keeps samples. */
+        retention: z
+          .string()
+          .regex(/^\d+[hdwy]$/, { error: 'must be a duration such as "15d"' })
+          .default("15d"),
+      })
+      .default({ storageGi: 10, retention: "15d" }),
+  })
+  .default({
+    certManager: { acme: "production" },
+    monitoringStack: { storageGi: 10, retention: "15d" },
+  });
+
 export const securitySchema = z
   .strictObject({
     /** Redis serves TLS only and admits only clients with a certificate from the stack's CA. */
@@ -615,6 +662,7 @@ export const stackConfigSchema = z.strictObject({
   prices: pricesSchema,
   trust: trustSchema,
   monitoring: monitoringSchema,
+  platform: platformSchema,
   security: securitySchema,
 });
 export type StackConfig = z.output<typeof stackConfigSchema>;

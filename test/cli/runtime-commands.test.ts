@@ -82,24 +82,44 @@ describe("aiorch gateway", () => {
   let child: ChildProcess | undefined;
   afterAll(() => child?.kill("SIGTERM"));
 
+  it("--help names the ports, --metrics-port included; a bad port is a usage error", () => {
+    const help = run(["gateway", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--metrics-port 9091/);
+    expect(run(["controller", "--help"]).stdout).toMatch(/--port 9090/);
+    expect(run(["dev", "--help"]).stdout).toMatch(/--gateway-metrics-port 9091/);
+    const bad = run(["gateway", "--config", configFile, "--metrics-port", "http"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--metrics-port must be 0-65535/);
+  });
+
   it("serves the OpenAI API from a runtime config file, with a key from aiorch keys", async () => {
     const { key } = JSON.parse(
       run(["keys", "create", "--config", configFile, "--name", "gw", "--json"]).stdout,
     ) as { key: string };
     child = spawn(
       process.execPath,
-      [join(ROOT, "bin", "aiorch.js"), "gateway", "--config", configFile, "--port", "0"],
+      [
+        join(ROOT, "bin", "aiorch.js"),
+        "gateway",
+        "--config",
+        configFile,
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+      ],
       {
         env,
         stdio: ["ignore", "pipe", "pipe"],
       },
     );
-    const address = await new Promise<string>((resolve, reject) => {
+    const [ops, address] = await new Promise<string[]>((resolve, reject) => {
       let seen = "";
       child!.stderr!.on("data", (d: Buffer) => {
         seen += d.toString();
-        const match = /listening on (http:\/\/\S+)/.exec(seen);
-        if (match) resolve(match[1]!);
+        const match = /\/readyz on (http:\/\/\S+)[\s\S]*listening on (http:\/\/\S+)/.exec(seen);
+        if (match) resolve(match.slice(1));
       });
       child!.on("exit", (code) => reject(new Error(`gateway exited ${code}: ${seen}`)));
       setTimeout(() => reject(new Error(`gateway did not start: ${seen}`)), 20_000);
@@ -111,6 +131,10 @@ describe("aiorch gateway", () => {
       max_tokens: 2,
     });
     expect(answer.usage?.completion_tokens).toBe(2);
+    // health and metrics on the ops port (--metrics-port), not on the API's
+    expect((await fetch(`${ops}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`${ops}/metrics`)).text()).toMatch(/aiorch_requests_total\{model="chat"/);
+    expect((await fetch(`${address}/metrics`)).status).toBe(404);
     child.kill("SIGTERM");
     const code = await new Promise<number | null>((resolve) => child!.on("exit", resolve));
     expect(code).toBe(0);
@@ -127,7 +151,18 @@ describe("aiorch dev", () => {
     ) as { key: string };
     child = spawn(
       process.execPath,
-      [join(ROOT, "bin", "aiorch.js"), "dev", "--config", configFile, "--port", "0", "--metrics-port", "0"],
+      [
+        join(ROOT, "bin", "aiorch.js"),
+        "dev",
+        "--config",
+        configFile,
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--gateway-metrics-port",
+        "0",
+      ],
       { env, stdio: ["ignore", "pipe", "pipe"] },
     );
     const seen = await new Promise<string>((resolve, reject) => {

@@ -39,14 +39,14 @@ function unpack(which: RuntimeProcess): string {
 
 /**
  * Start a bundle in its own folder (no node_modules anywhere near), with the node flags and environment its
- * Deployment gives it, and wait for its "listening" line.
+ * Deployment gives it, and wait for its "listening" line; resolves with the pattern's groups.
  */
 function start(
   file: string,
   args: string[],
   pattern: RegExp,
   deployment: { nodeFlags?: readonly string[]; env?: Readonly<Record<string, string>> } = {},
-): Promise<string> {
+): Promise<string[]> {
   const child = spawn(process.execPath, [...(deployment.nodeFlags ?? []), file, ...args], {
     cwd: dir,
     env: {
@@ -63,7 +63,7 @@ function start(
     child.stderr!.on("data", (d: Buffer) => {
       seen += d.toString();
       const match = pattern.exec(seen);
-      if (match) resolve(match[1]!);
+      if (match) resolve(match.slice(1));
     });
     child.on("exit", (code) => reject(new Error(`exited ${code}: ${seen}`)));
     setTimeout(() => reject(new Error(`no start line: ${seen}`)), 15_000);
@@ -99,14 +99,17 @@ describe("runtime bundles", () => {
       config,
       JSON.stringify(testRuntimeConfig("http://127.0.0.1:9/v1", `b${randomBytes(3).toString("hex")}:`)),
     );
-    const address = await start(
+    const [ops, address] = await start(
       file,
-      ["--config", config, "--port", "0", "--host", "127.0.0.1"],
-      /listening on (http:\/\/\S+)/,
+      ["--config", config, "--port", "0", "--metrics-port", "0", "--host", "127.0.0.1"],
+      /\/readyz on (http:\/\/\S+)[\s\S]*listening on (http:\/\/\S+)/,
       { nodeFlags: GATEWAY_NODE_FLAGS, env: GATEWAY_PROCESS_ENV },
     );
-    const health = await fetch(`${address}/healthz`);
+    const health = await fetch(`${ops}/healthz`);
     expect(health.status).toBe(200);
+    expect((await fetch(`${ops}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`${ops}/metrics`)).text()).toContain("aiorch_requests_total");
+    expect((await fetch(`${address}/metrics`)).status).toBe(404);
     const unauthorized = await fetch(`${address}/v1/models`);
     expect(unauthorized.status).toBe(401);
   });
@@ -118,7 +121,7 @@ describe("runtime bundles", () => {
       config,
       JSON.stringify(testRuntimeConfig("http://127.0.0.1:9/v1", `b${randomBytes(3).toString("hex")}:`)),
     );
-    const port = await start(
+    const [port] = await start(
       file,
       ["--config", config, "--port", "0", "--host", "127.0.0.1"],
       /metrics on 127\.0\.0\.1:(\d+)/,

@@ -470,10 +470,15 @@ export class PrometheusServer {
 
 // ── gateway and controller ─────────────────────────────────────────────────────────────────────────────────
 
-/** `aiorch gateway` or `aiorch controller` on a fixed port, restartable (after a kill -9, too). */
+/**
+ * `aiorch gateway` or `aiorch controller` on fixed ports, restartable (after a kill -9, too). A gateway serves
+ * its API on `port` and /metrics, /healthz, /readyz on `metricsPort`; the controller serves only the latter, on
+ * `port` (its `metricsPort` too).
+ */
 export class RuntimeProcess {
   child?: Child;
   restarts = 0;
+  readonly metricsPort: number;
 
   constructor(
     readonly role: "gateway" | "controller",
@@ -482,10 +487,20 @@ export class RuntimeProcess {
     private readonly configFile: string,
     private readonly env: () => NodeJS.ProcessEnv,
     private readonly workDir: string,
-  ) {}
+    metricsPort?: number,
+  ) {
+    if (role === "gateway" && metricsPort === undefined) throw new Error("a gateway needs its metrics port");
+    this.metricsPort = metricsPort ?? port;
+  }
 
+  /** The public API (gateway) or the ops server (controller). */
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** /metrics, /healthz, /readyz. */
+  get opsUrl(): string {
+    return `http://127.0.0.1:${this.metricsPort}`;
   }
 
   get pid(): number | undefined {
@@ -496,7 +511,17 @@ export class RuntimeProcess {
     this.child = spawnChild(
       this.name,
       process.execPath,
-      [BIN, this.role, "--config", this.configFile, "--port", String(this.port), "--host", "127.0.0.1"],
+      [
+        BIN,
+        this.role,
+        "--config",
+        this.configFile,
+        "--port",
+        String(this.port),
+        ...(this.role === "gateway" ? ["--metrics-port", String(this.metricsPort)] : []),
+        "--host",
+        "127.0.0.1",
+      ],
       { env: this.env(), logFile: join(this.workDir, `${this.name}.log`) },
     );
     const started = Date.now();
@@ -504,7 +529,7 @@ export class RuntimeProcess {
       this.role === "gateway" ? /gateway: .*listening on/ : /controller: .*metrics on/,
       20_000,
     );
-    await until(`${this.name} answering /healthz`, async () => (await fetch(`${this.url}/healthz`)).ok, {
+    await until(`${this.name} answering /healthz`, async () => (await fetch(`${this.opsUrl}/healthz`)).ok, {
       timeoutMs: Math.max(1_000, 20_000 - (Date.now() - started)),
     });
   }
@@ -782,8 +807,9 @@ export class E2EStack {
       this.redis.on("error", () => undefined);
       this.apiKey = (await new ApiKeyStore(this.redis, this.keys).create({ name: "e2e" })).key;
 
+      // the controller's, then each gateway's API and ops ports
       const ports = await Promise.all(
-        Array.from({ length: 2 + (this.options.gateways ?? 0) }, () => freePort()),
+        Array.from({ length: 3 + 2 * (this.options.gateways ?? 0) }, () => freePort()),
       );
       this.controller = new RuntimeProcess(
         "controller",
@@ -798,16 +824,18 @@ export class E2EStack {
           new RuntimeProcess(
             "gateway",
             `g${i + 1}`,
-            ports[i + 1]!,
+            ports[1 + 2 * i]!,
             this.configFile,
             () => this.env(),
             this.workDir,
+            ports[2 + 2 * i]!,
           ),
         );
-      this.prometheus.scrape("controller", [`127.0.0.1:${this.controller.port}`], this.namespace);
+      // both on their ops ports, as the ServiceMonitors in the cluster (the gateway's API port serves no /metrics)
+      this.prometheus.scrape("controller", [`127.0.0.1:${this.controller.metricsPort}`], this.namespace);
       this.prometheus.scrape(
         "gateway",
-        this.gateways.map((g) => `127.0.0.1:${g.port}`),
+        this.gateways.map((g) => `127.0.0.1:${g.metricsPort}`),
         this.namespace,
       );
       this.prometheus.rules(

@@ -485,12 +485,16 @@ describe("crashes and outages (one at a time)", () => {
       }
       await stack.redisServer.restart(1_000);
       // both processes find Redis again by themselves
-      await until("gateway ready again", async () => (await fetch(`${stack.gateway().url}/readyz`)).ok, {
+      await until("gateway ready again", async () => (await fetch(`${stack.gateway().opsUrl}/readyz`)).ok, {
         timeoutMs: 20_000,
       });
-      await until("controller ready again", async () => (await fetch(`${stack.controller.url}/readyz`)).ok, {
-        timeoutMs: 20_000,
-      });
+      await until(
+        "controller ready again",
+        async () => (await fetch(`${stack.controller.opsUrl}/readyz`)).ok,
+        {
+          timeoutMs: 20_000,
+        },
+      );
       for (const id of jobs) {
         tally.sent += 1;
         const done = await until(

@@ -1,11 +1,12 @@
 /** A gateway on a real Redis with a fake vLLM behind it, each test file under its own Redis key prefix. */
 import { randomBytes } from "node:crypto";
+import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
 import type { KeyRing } from "../../core/envelope";
 import { encodeRoute, type Route } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
-import { buildGateway, type Gateway } from "../../gateway/app";
+import { buildGateway, buildOpsServer, type Gateway } from "../../gateway/app";
 import type { AuditEntry } from "../../gateway/audit";
 import { ApiKeyStore, type CreateKeyOptions } from "../../gateway/keys";
 import type { TracingOptions } from "../../gateway/tracing";
@@ -55,11 +56,11 @@ export interface Harness {
   readonly config: RuntimeConfig;
   readonly fake: FakeVllm;
   readonly store: ApiKeyStore;
-  /** A gateway listening on a real port. */
+  /** A gateway listening on a real port, and its ops server (/metrics, /healthz, /readyz) on another. */
   start(
     config?: RuntimeConfig,
     extra?: { jobVisibilityMs?: number; encryption?: KeyRing; tracing?: TracingOptions },
-  ): Promise<{ gateway: Gateway; url: string; audit: MemorySink }>;
+  ): Promise<{ gateway: Gateway; url: string; opsUrl: string; audit: MemorySink }>;
   createKey(options?: Partial<CreateKeyOptions>): Promise<string>;
   /** Publish a ready backend for a model, as the controller does. */
   addRoute(model: string, route: Partial<Route> & { baseUrl: string }): Promise<void>;
@@ -77,6 +78,7 @@ export async function createHarness(
   const keys = redisKeys(prefix);
   const store = new ApiKeyStore(redis, keys);
   const gateways: Gateway[] = [];
+  const opsServers: FastifyInstance[] = [];
   let workerCount = 0;
   return {
     redis,
@@ -95,7 +97,10 @@ export async function createHarness(
       });
       gateways.push(gateway);
       const address = await gateway.app.listen({ port: 0, host: "127.0.0.1" });
-      return { gateway, url: address, audit };
+      const ops = buildOpsServer({ metrics: gateway.metrics, readiness: gateway.readiness });
+      opsServers.push(ops);
+      const opsUrl = await ops.listen({ port: 0, host: "127.0.0.1" });
+      return { gateway, url: address, opsUrl, audit };
     },
     async createKey(o = {}) {
       return (await store.create({ name: "test", ...o })).key;
@@ -120,6 +125,7 @@ export async function createHarness(
     },
     async close() {
       for (const g of gateways) await g.app.close();
+      for (const ops of opsServers) await ops.close();
       let cursor = "0";
       do {
         const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);

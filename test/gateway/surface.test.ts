@@ -5,6 +5,7 @@ import { createHarness, type Harness, type MemorySink } from "./harness";
 
 let h: Harness;
 let url: string;
+let opsUrl: string;
 let audit: MemorySink;
 let key: string;
 let client: OpenAI;
@@ -13,7 +14,7 @@ let tokenFake: FakeVllm;
 
 beforeAll(async () => {
   h = await createHarness();
-  ({ url, audit } = await h.start());
+  ({ url, opsUrl, audit } = await h.start());
   key = await h.createKey();
   client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 });
   tokenFake = await startFakeVllm({ model: "cold", apiKey: "worker-token-123" });
@@ -274,6 +275,18 @@ describe("errors are OpenAI-shaped with the right status", () => {
     await expectError(await fetch(`${url}/v1/nothing-here`), 404, "unknown_url");
   });
 
+  it("does not serve /metrics, /healthz or /readyz on the public port (they are on the ops port)", async () => {
+    for (const path of ["/metrics", "/healthz", "/readyz"]) {
+      const error = await expectError(
+        await fetch(`${url}${path}`),
+        404,
+        "unknown_url",
+        "invalid_request_error",
+      );
+      expect(error.message).toBe(`Unknown request URL: GET ${path}`);
+    }
+  });
+
   it("a 4xx from upstream is passed through as it is", async () => {
     // prompt + completion beyond max_model_len is the engine's 400
     const response = await post("/v1/chat/completions", {
@@ -288,18 +301,20 @@ describe("errors are OpenAI-shaped with the right status", () => {
 
 describe("request ids, health, metrics, audit", () => {
   it("echoes a client's x-request-id and makes one otherwise", async () => {
-    const given = await fetch(`${url}/healthz`, { headers: { "x-request-id": "abc-123" } });
+    const given = await fetch(`${url}/v1/models`, { headers: { "x-request-id": "abc-123" } });
     expect(given.headers.get("x-request-id")).toBe("abc-123");
-    const made = await fetch(`${url}/healthz`);
+    const made = await fetch(`${url}/v1/models`);
     expect(made.headers.get("x-request-id")).toMatch(/^req_[0-9a-f]{32}$/);
-    const unsafe = await fetch(`${url}/healthz`, { headers: { "x-request-id": "bad id with spaces" } });
+    const unsafe = await fetch(`${url}/v1/models`, { headers: { "x-request-id": "bad id with spaces" } });
     expect(unsafe.headers.get("x-request-id")).toMatch(/^req_/);
   });
 
-  it("healthz and readyz", async () => {
-    expect((await fetch(`${url}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${url}/readyz`);
+  it("healthz and readyz on the ops port", async () => {
+    expect((await fetch(`${opsUrl}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${opsUrl}/readyz`);
     expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: "ready" });
+    expect((await fetch(`${opsUrl}/v1/models`)).status).toBe(404);
   });
 
   it("metrics carry requests by model and status, with bounded labels", async () => {
@@ -307,7 +322,7 @@ describe("request ids, health, metrics, audit", () => {
       model: "made-up-model-name",
       messages: [{ role: "user", content: "x" }],
     });
-    const text = await (await fetch(`${url}/metrics`)).text();
+    const text = await (await fetch(`${opsUrl}/metrics`)).text();
     expect(text).toMatch(/aiorch_requests_total\{model="chat",variant="",status="200"\} \d+/);
     expect(text).toContain("aiorch_inference_requests_per_minute");
     expect(text).toContain("aiorch_time_to_first_token_seconds_bucket");

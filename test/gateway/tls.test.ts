@@ -17,6 +17,7 @@ const WORKER_TOKEN = "worker-token-tls-1";
 
 let h: Harness;
 let url: string;
+let opsUrl: string;
 let gateway: Gateway;
 let key: string;
 let served: WorkerCertificate;
@@ -28,7 +29,7 @@ const pin = (c: WorkerCertificate) => ({ certPem: c.certPem, fingerprint256: c.f
 
 beforeAll(async () => {
   h = await createHarness();
-  ({ url, gateway } = await h.start());
+  ({ url, opsUrl, gateway } = await h.start());
   key = await h.createKey();
   served = createWorkerCertificate("wtls");
   other = createWorkerCertificate("wtls");
@@ -131,7 +132,7 @@ describe("a route with a pinned certificate", () => {
       tls: pin(other),
     });
     const connectErrors = async () => {
-      const text = await (await fetch(`${url}/metrics`)).text();
+      const text = await (await fetch(`${opsUrl}/metrics`)).text();
       const line = text
         .split("\n")
         .find((l) => /upstream_errors_total\{.*model="cold".*kind="connect"/.test(l));

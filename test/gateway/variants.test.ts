@@ -13,6 +13,7 @@ import { createHarness, type Harness, type MemorySink } from "./harness";
 
 let h: Harness;
 let url: string;
+let opsUrl: string;
 let audit: MemorySink;
 let key: string;
 let v1: FakeVllm;
@@ -53,7 +54,7 @@ beforeAll(async () => {
   await h.addRoute("roll@v2", { baseUrl: v2.url, capacity: 64 });
   await h.addRoute("sticky@a", { baseUrl: s1.url, capacity: 64 });
   await h.addRoute("sticky@b", { baseUrl: s2.url, capacity: 64 });
-  ({ url, audit } = await h.start());
+  ({ url, opsUrl, audit } = await h.start());
   key = await h.createKey();
 });
 afterAll(async () => {
@@ -108,7 +109,7 @@ describe("weighted rollout", () => {
     await response.arrayBuffer();
     const entry = audit.entries.at(-1)!;
     expect(entry).toMatchObject({ model: "roll", variant, status: 200 });
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await fetch(`${opsUrl}/metrics`)).text();
     expect(metrics).toMatch(/aiorch_requests_total\{model="roll",variant="v1",status="200"\} \d+/);
     expect(metrics).toMatch(/aiorch_requests_total\{model="roll",variant="v2",status="200"\} \d+/);
   });

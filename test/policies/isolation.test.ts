@@ -23,9 +23,16 @@ const pod = (component: string, namespace = NS): Endpoint => ({
 const gateway = pod("gateway");
 const controller = pod("controller");
 const redis = pod("redis");
+// k3s' bundled Traefik (the prod stack creates its cluster and keeps it)
 const ingress: Endpoint = {
-  namespace: "ingress-nginx",
-  labels: { "app.kubernetes.io/name": "ingress-nginx" },
+  namespace: "kube-system",
+  labels: { "app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system" },
+};
+const kubeSystemOther: Endpoint = { namespace: "kube-system", labels: { "k8s-app": "metrics-server" } };
+// cert-manager's HTTP-01 solver pod, created in the gateway's namespace for a challenge
+const acmeSolver: Endpoint = {
+  namespace: NS,
+  labels: { "acme.cert-manager.io/http01-solver": "true", "acme.cert-manager.io/http-domain": "1" },
 };
 const prometheus: Endpoint = { namespace: "monitoring", labels: { "app.kubernetes.io/name": "prometheus" } };
 const dns: Endpoint = { namespace: "kube-system", labels: { "k8s-app": "kube-dns" } };
@@ -48,7 +55,8 @@ describe("isolation of the prod stack's namespace", () => {
     ["controller → Redis", controller, redis, 6379],
     ["gateway → a worker on the internet", gateway, internet, 8000],
     ["controller → a provider API", controller, internet, 443],
-    ["Prometheus → gateway metrics", prometheus, gateway, 8080],
+    ["Prometheus → gateway metrics (its own port)", prometheus, gateway, 9090],
+    ["the ingress controller → cert-manager's HTTP-01 solver", ingress, acmeSolver, 8089],
     ["Prometheus → controller metrics", prometheus, controller, 9090],
     ["gateway → cluster DNS", gateway, dns, 53],
     ["gateway → the OpenTelemetry collector (spans)", gateway, collector, 4318],
@@ -62,6 +70,11 @@ describe("isolation of the prod stack's namespace", () => {
     ["the ingress controller → Redis", ingress, redis, 6379],
     ["the ingress controller → controller", ingress, controller, 9090],
     ["another namespace → gateway", otherNamespace, gateway, 8080],
+    ["the ingress controller → gateway metrics", ingress, gateway, 9090],
+    ["another kube-system pod → gateway", kubeSystemOther, gateway, 8080],
+    ["Prometheus → the gateway's public port", prometheus, gateway, 8080],
+    ["another namespace → the HTTP-01 solver", otherNamespace, acmeSolver, 8089],
+    ["another kube-system pod → the HTTP-01 solver", kubeSystemOther, acmeSolver, 8089],
     ["Prometheus → Redis", prometheus, redis, 6379],
     ["gateway → Redis on another port", gateway, redis, 6380],
     ["gateway → the cloud metadata service", gateway, metadataService, 80],
@@ -79,5 +92,48 @@ describe("isolation of the prod stack's namespace", () => {
     const open = (from: Endpoint, to: Endpoint, port: number) => connectionAllowed([], from, to, port);
     expect(open(stranger, redis, 6379)).toBe(true);
     expect(open(gateway, metadataService, 80)).toBe(true);
+  });
+});
+
+describe("the public route", () => {
+  it("the Ingress reaches only the gateway's public port: /metrics (the ops port) is on no route", () => {
+    const ingresses = resources.filter((r) => r.type === "kubernetes:networking.k8s.io/v1:Ingress");
+    expect(ingresses).toHaveLength(1);
+    const service = resources.find(
+      (r) =>
+        r.type === "kubernetes:core/v1:Service" &&
+        (r.props.metadata as { name?: string } | undefined)?.name === "gateway",
+    )!;
+    const servicePorts = (
+      service.props.spec as { ports: { name: string; port: number; targetPort: string }[] }
+    ).ports;
+    const deployment = resources.find(
+      (r) =>
+        r.type === "kubernetes:apps/v1:Deployment" &&
+        (r.props.metadata as { name?: string } | undefined)?.name === "gateway",
+    )!;
+    const container = (
+      deployment.props.spec as {
+        template: { spec: { containers: { ports: { name: string; containerPort: number }[] }[] } };
+      }
+    ).template.spec.containers[0]!;
+    const containerPort = (name: string) => container.ports.find((p) => p.name === name)?.containerPort;
+    const routed = ingresses.flatMap((i) =>
+      (
+        i.props.spec as {
+          rules: {
+            http: { paths: { backend: { service: { port: { name?: string; number?: number } } } }[] };
+          }[];
+        }
+      ).rules.flatMap((rule) => rule.http.paths.map((p) => p.backend.service.port)),
+    );
+    const targets = routed.map((port) => {
+      const sp = servicePorts.find((p) => p.name === port.name || p.port === port.number)!;
+      return containerPort(sp.targetPort);
+    });
+    expect(targets).toEqual([8080]);
+    expect(containerPort("metrics")).toBe(9090);
+    // Prometheus' monitors scrape the Service's metrics port, which targets the ops port
+    expect(servicePorts.find((p) => p.name === "metrics")?.targetPort).toBe("metrics");
   });
 });

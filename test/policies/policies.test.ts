@@ -363,6 +363,17 @@ describe("gateway-tls", () => {
     expect(messages(gatewayTls(), [off])[0]).toMatch(/ssl-redirect/);
   });
 
+  it("refuses a TLS Ingress that Traefik would also serve on plain HTTP; passes websecure only", () => {
+    const spec = { ingressClassName: "traefik", rules, tls: [{ hosts: ["ai.example.com"] }] };
+    expect(messages(gatewayTls(), [ingress(spec)])[0]).toMatch(
+      /served by Traefik on plain HTTP.*router\.entrypoints: websecure/,
+    );
+    const both = ingress(spec, { "traefik.ingress.kubernetes.io/router.entrypoints": "web,websecure" });
+    expect(messages(gatewayTls(), [both])).toHaveLength(1);
+    const httpsOnly = ingress(spec, { "traefik.ingress.kubernetes.io/router.entrypoints": "websecure" });
+    expect(messages(gatewayTls(), [httpsOnly])).toEqual([]);
+  });
+
   it("refuses a public plain-HTTP Service, passes ClusterIP", () => {
     const lb = resource("kubernetes:core/v1:Service", "gw", {
       spec: { type: "LoadBalancer", ports: [{ port: 80 }] },
