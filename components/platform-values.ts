@@ -6,9 +6,12 @@
  * Facts they rely on (upstream chart values):
  * - cert-manager chart (`deploy/charts/cert-manager/values.yaml`): `crds.enabled` installs the CRDs with the
  *   release (`installCRDs` is its deprecated form); `crds.keep` keeps them when the release is deleted.
- * - cert-manager ClusterIssuer (`cert-manager.io/v1`): `spec.acme.server`, `email`, `privateKeySecretRef.name`,
- *   `solvers[].http01.ingress.ingressClassName` (the solver Ingress gets that class).
- * - kube-prometheus-stack (`values.yaml`): `crds.enabled: false` leaves CRDs to prometheus-operator-crds;
+ * - cert-manager ClusterIssuer (`cert-manager.io/v1`, v1.21.1 `pkg/apis/acme/v1/types_issuer.go`): `spec.acme.server`,
+ *   `email`, `privateKeySecretRef.name`, `solvers[].http01.ingress.ingressClassName` (the solver Ingress gets that
+ *   class; "the recommended way", exclusive with `class`), `serviceType` (the solver Service is a NodePort unless
+ *   it says ClusterIP: `pkg/issuer/acme/http/service.go`). Its validating webhook refuses cert-manager.io objects
+ *   until it serves (`failurePolicy: Fail`), so the issuer waits for the release (which waits for the webhook).
+ * - kube-prometheus-stack 88.5.3 (`values.yaml`, `templates/prometheus/prometheus.yaml`): `crds.enabled: false` leaves CRDs to prometheus-operator-crds;
  *   `prometheus.prometheusSpec.{ruleSelectorNilUsesHelmValues, serviceMonitorSelectorNilUsesHelmValues}` (true)
  *   select rules and monitors labelled `release: <release name>`; `prometheus.prometheusSpec.storageSpec`
  *   (a volumeClaimTemplate) and `retention`; Grafana (grafana/helm-charts `values.yaml`): `admin.existingSecret`,
@@ -43,7 +46,8 @@ export function clusterIssuerSpec(o: ClusterIssuerInput): Record<string, unknown
       server: o.acmeServer,
       ...(o.email ? { email: o.email } : {}),
       privateKeySecretRef: { name: `${o.issuerName}-account-key` },
-      solvers: [{ http01: { ingress: { ingressClassName: o.ingressClassName } } }],
+      // ClusterIP: the ingress controller reaches the solver inside the cluster; no port opens on every node
+      solvers: [{ http01: { ingress: { ingressClassName: o.ingressClassName, serviceType: "ClusterIP" } } }],
     },
   };
 }

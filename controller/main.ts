@@ -17,7 +17,7 @@ import {
   redisConnectionFromEnv,
 } from "../core/config/runtime";
 import { OPS_PORT } from "../core/process-env";
-import { pingRedisOnce, runUntilSignal, StartAborted, waitForRedis } from "../core/redis-wait";
+import { runUntilSignal, StartAborted, waitForRedisConnection } from "../core/redis-wait";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
 import { buildProviders } from "./providers";
@@ -87,13 +87,10 @@ export async function startController(
 
   try {
     // 2. Redis
-    const answered = await waitForRedis({
+    const answered = await waitForRedisConnection(connection, {
       role: "controller",
-      url,
-      ping: () => pingRedisOnce(connection),
       log,
       signal: options.signal,
-      secrets: connection.password ? [connection.password] : [],
       onFailure: (reason) => {
         waiting = reason;
       },

@@ -15,10 +15,14 @@ import type { StackConfig } from "./config/schema";
 import { PLATFORM_CHARTS } from "./platform-versions";
 
 /**
- * k3s' bundled Traefik: k3s-io/k3s `manifests/traefik.yaml` installs the `traefik` chart into kube-system; the
- * chart (traefik/traefik-helm-chart) labels its pods `app.kubernetes.io/name: traefik` and creates the IngressClass
- * `traefik`. Its defaults stream responses unbuffered and set no response-header or write timeout, so SSE and
- * requests that wait through a cold start pass without extra configuration.
+ * k3s' bundled Traefik: the HelmChart `traefik` in kube-system (k3s-io/k3s `manifests/traefik.yaml`; helm-controller
+ * v0.17.7 `pkg/controllers/chart/chart.go` installs it as release `traefik` in kube-system). Its chart
+ * (traefik/traefik-helm-chart v40.1.0, what k3s v1.36.4 packages as `+up40.1.0`) labels the pods
+ * `app.kubernetes.io/name: traefik` (`templates/_helpers.tpl`) and creates the default IngressClass `traefik`
+ * (`values.yaml` `ingressClass`, `templates/ingressclass.yaml`). Traefik v3.7.8 (`pkg/config/static/static_config.go`,
+ * `pkg/proxy/httputil/proxy.go`) flushes streamed responses at once and sets no write or response-header timeout,
+ * so SSE and requests that wait through a cold start pass unchanged; its 60 s `readTimeout` bounds reading a request
+ * (body included), far above what a 1 MiB body needs; it has no request body limit (the gateway keeps its own).
  */
 export const K3S_TRAEFIK = {
   namespace: "kube-system",
@@ -37,15 +41,16 @@ export const TRAEFIK_HTTPS_ONLY: Readonly<Record<string, string>> = {
   "traefik.ingress.kubernetes.io/router.tls": "true",
 };
 
-/** Let's Encrypt's ACME directories (cert-manager docs, `configuration/acme`). */
+/** Let's Encrypt's ACME directories (cert-manager v1.21.1 `pkg/issuer/acme/setup.go`). */
 export const ACME_DIRECTORIES = {
   production: "https://acme-v02.api.letsencrypt.org/directory",
   staging: "https://acme-staging-v02.api.letsencrypt.org/directory",
 } as const;
 
 /**
- * cert-manager's HTTP-01 solver pod (cert-manager `pkg/issuer/acme/http/pod.go`): created in the Certificate's
- * namespace (the gateway's), labelled `acme.cert-manager.io/http01-solver: "true"`, listening on 8089; the ingress
+ * cert-manager's HTTP-01 solver pod (v1.21.1 `pkg/issuer/acme/http/pod.go`, `http.go`): created in the
+ * Certificate's namespace (the gateway's), labelled `acme.cert-manager.io/http01-solver: "true"`, listening on
+ * 8089; non-root, RuntimeDefault seccomp, no capabilities, so Pod Security `restricted` admits it. The ingress
  * controller must reach it there, so the stack's default-deny namespace admits exactly that.
  */
 export const ACME_HTTP01_SOLVER = {
@@ -53,7 +58,10 @@ export const ACME_HTTP01_SOLVER = {
   port: 8089,
 } as const;
 
-/** Pods of a Prometheus the operator runs carry this label (prometheus-operator `pkg/prometheus/statefulset.go`). */
+/**
+ * Pods of a Prometheus the operator runs carry this label (prometheus-operator v0.93 `pkg/prometheus/server/
+ * operator.go`, `statefulset.go`); kube-prometheus-stack runs it in the release's namespace.
+ */
 export const PROMETHEUS_POD_LABELS = { "app.kubernetes.io/name": "prometheus" } as const;
 
 /** A pod group allowed to reach the stack: its namespace and, where known, its pods' labels. */

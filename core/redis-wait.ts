@@ -118,6 +118,19 @@ export async function pingRedisOnce(connection: RedisConnection, timeoutMs = 2_0
   }
 }
 
+/** `waitForRedis` on a configured connection: one fresh client per attempt, its password never in a log line. */
+export function waitForRedisConnection(
+  connection: RedisConnection,
+  options: Omit<RedisWaitOptions, "url" | "ping" | "secrets">,
+): Promise<boolean> {
+  return waitForRedis({
+    ...options,
+    url: connection.url,
+    ping: () => pingRedisOnce(connection),
+    secrets: connection.password ? [connection.password] : [],
+  });
+}
+
 /** Thrown by a process's start when a signal stopped it while it was still waiting (for Redis); exit 0. */
 export class StartAborted extends Error {
   override name = "StartAborted";

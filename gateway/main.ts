@@ -20,7 +20,7 @@ import {
 import { CREDENTIAL_ENV } from "../core/config/schema";
 import { parseKeyRing } from "../core/envelope";
 import { GATEWAY_PORT, OPS_PORT } from "../core/process-env";
-import { pingRedisOnce, runUntilSignal, StartAborted, waitForRedis } from "../core/redis-wait";
+import { runUntilSignal, StartAborted, waitForRedisConnection } from "../core/redis-wait";
 import { buildGateway, buildOpsServer, type Gateway, type Readiness } from "./app";
 import { GatewayMetrics } from "./metrics";
 import { tracingFromEnv } from "./tracing";
@@ -80,13 +80,10 @@ export async function startGateway(options: GatewayProcessOptions): Promise<Gate
   let gateway: Gateway | undefined;
   try {
     // 2. Redis: wait until it answers, one line per attempt
-    const answered = await waitForRedis({
+    const answered = await waitForRedisConnection(connection, {
       role: "gateway",
-      url,
-      ping: () => pingRedisOnce(connection),
       log,
       signal: options.signal,
-      secrets: connection.password ? [connection.password] : [],
       onFailure: (reason) => {
         starting = { ready: false, reason };
       },

@@ -155,6 +155,7 @@ describe("a created cluster (the dev stack)", () => {
         http01: {
           ingress: {
             ingressClassName: (ingress.inputs.spec as { ingressClassName: string }).ingressClassName,
+            serviceType: "ClusterIP",
           },
         },
       },

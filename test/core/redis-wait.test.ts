@@ -1,5 +1,4 @@
 /** Waiting for Redis at start-up: backoff, the log line, credentials kept out of it, and stopping. */
-import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import {
   pingRedisOnce,
@@ -8,6 +7,7 @@ import {
   StartAborted,
   waitForRedis,
 } from "../../core/redis-wait";
+import { freePort } from "../private-redis";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -38,17 +38,6 @@ function flakyPing(failures: number, error = "connect ECONNREFUSED 127.0.0.1:639
       return "PONG";
     },
   };
-}
-
-async function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 describe("redisRetryDelayMs", () => {
@@ -187,7 +176,7 @@ describe("waitForRedis", () => {
   });
 
   it("against a real unreachable port: the connection's own error, with small real delays", async () => {
-    const port = await unusedPort();
+    const port = await freePort();
     const lines: string[] = [];
     const controller = new AbortController();
     const ok = await waitForRedis({
