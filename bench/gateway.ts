@@ -65,6 +65,7 @@ import { buildSync } from "esbuild";
 import { Redis } from "ioredis";
 import { Pool, request } from "undici";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../core/config";
+import { newKeyRingEntry } from "../core/envelope";
 import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../core/process-env";
 import { redisKeys } from "../core/redis-keys";
 import { runtimeBuildOptions } from "../core/runtime-build";
@@ -481,6 +482,8 @@ async function startGateway(
       ...GATEWAY_PROCESS_ENV,
       REDIS_URL,
       METRICS_PORT: String(metricsPort),
+      // the stack seals queued jobs (security.encryptQueued, on by default) and the gateway refuses without a ring
+      AIORCH_ENCRYPTION_KEYS: newKeyRingEntry("bench"),
     },
     stdout: "ignore",
   });

@@ -14,15 +14,19 @@ commands:
            evaluate the stack offline: resources, policy verdict, cost forecast
   config   [--stack NAME]
            print the runtime config JSON the gateway and controller read
-  gateway  [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9091] [--host 127.0.0.1]
+  gateway  [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9091] [--host 127.0.0.1] [--plaintext-jobs]
            run the OpenAI-compatible gateway (Redis from REDIS_URL, waited for; /readyz 503 meanwhile):
-           the API on --port (env PORT), /metrics, /healthz, /readyz on --metrics-port (env METRICS_PORT)
+           the API on --port (env PORT), /metrics, /healthz, /readyz on --metrics-port (env METRICS_PORT);
+           AIORCH_ENCRYPTION_KEYS seals queued jobs (required when security.encryptQueued is on, unless
+           --plaintext-jobs: job bodies in clear in Redis, for a workstation only)
   controller [--stack NAME | --config FILE] [--port 9090] [--host 127.0.0.1]
            run the GPU controller (Redis from REDIS_URL, provider keys from the environment);
            /metrics, /healthz, /readyz on --port (env METRICS_PORT)
   dev      [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9090] [--gateway-metrics-port 9091]
+           [--plaintext-jobs]
            gateway and controller together on this machine (local Redis); --metrics-port is the
-           controller's /metrics, /healthz, /readyz port, --gateway-metrics-port the gateway's
+           controller's /metrics, /healthz, /readyz port, --gateway-metrics-port the gateway's;
+           --plaintext-jobs as for gateway
   keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
            list [--json] | rotate ID [--grace 24h] | revoke ID   (API keys; same --stack/--config and REDIS_URL)
   audit    list [--json] | verify       the administrative audit trail (hash-chained); verify exits 1 if broken
@@ -122,6 +126,7 @@ function runtimeProcessArgs(argv: string[], dir: string, defaultPort: number) {
       port: { type: "string" },
       "metrics-port": { type: "string" },
       host: { type: "string" },
+      "plaintext-jobs": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -134,6 +139,7 @@ function runtimeProcessArgs(argv: string[], dir: string, defaultPort: number) {
     port: portArg("port", values.port, defaultPort),
     metricsPort: values["metrics-port"],
     host: values.host ?? "127.0.0.1",
+    plaintextJobs: values["plaintext-jobs"] === true,
   };
 }
 
@@ -183,6 +189,7 @@ async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
       env: process.env,
       log: (line) => io.err(`${line}\n`),
       signal,
+      allowPlaintextQueue: args.plaintextJobs,
     }),
   );
 }
@@ -196,6 +203,10 @@ async function controller(argv: string[], io: Io, dir: string): Promise<number> 
   if (args.metricsPort !== undefined)
     throw new UsageError(
       "the controller serves /metrics, /healthz and /readyz on --port; there is no --metrics-port",
+    );
+  if (args.plaintextJobs)
+    throw new UsageError(
+      "--plaintext-jobs is a gateway option (aiorch gateway, aiorch dev); the controller stores no jobs",
     );
   const { startController } = lazy<typeof import("../controller/main")>("../controller/main");
   return runUntilSignal((signal) =>
@@ -220,6 +231,7 @@ async function dev(argv: string[], io: Io, dir: string): Promise<number> {
       port: { type: "string" },
       "metrics-port": { type: "string" },
       "gateway-metrics-port": { type: "string" },
+      "plaintext-jobs": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -258,6 +270,7 @@ async function dev(argv: string[], io: Io, dir: string): Promise<number> {
         env: process.env,
         log,
         signal,
+        allowPlaintextQueue: values["plaintext-jobs"] === true,
       });
       return {
         close: async () => {
@@ -329,7 +342,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     return await run(rest, io, dir);
   } catch (error) {
     const name = (error as Error).name;
-    if (error instanceof StackConfigError || name === "UsageError") {
+    // a gateway refusing to start (StartRefused) says why and what to set: a config problem, not a crash
+    if (error instanceof StackConfigError || name === "UsageError" || name === "StartRefused") {
       io.err(`aiorch ${command}: ${(error as Error).message}\n`);
       return EXIT.usage;
     }

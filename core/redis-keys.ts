@@ -72,6 +72,10 @@ export interface RedisKeys {
   jobResult(model: string, jobId: string): string;
   /** String: idempotency key → job id. */
   jobIdempotency(model: string, idempotencyKey: string): string;
+  /** Sorted set: ids of an API key's async jobs not finished yet, scored by when they expire (ms); capped per key. */
+  queuedJobsOfKey(keyId: string): string;
+  /** Sorted set: ids of a model's async jobs not finished yet, scored by when they expire (ms); capped per model. */
+  queuedJobsOfModel(model: string): string;
   /** Hash: one worker's registry record. */
   worker(workerId: string): string;
   /** Set: ids of every worker not yet terminated. */
@@ -124,6 +128,8 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     jobs: (model) => `${prefix}jobs:${tag(model)}`,
     jobResult: (model, jobId) => `${prefix}jobs:${tag(model)}:result:${jobId}`,
     jobIdempotency: (model, idempotencyKey) => `${prefix}jobs:${tag(model)}:idem:${idempotencyKey}`,
+    queuedJobsOfKey: (keyId) => `${prefix}jobs:key:${tag(keyId)}:queued`,
+    queuedJobsOfModel: (model) => `${prefix}jobs:${tag(model)}:queued`,
     worker: (workerId) => `${prefix}worker:${workerId}`,
     liveWorkers: `${prefix}workers`,
     intent: (workerId) => `${prefix}intent:${workerId}`,

@@ -22,13 +22,13 @@ import { AuditLog, type AuditSink } from "./audit";
 import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
 import { type InferenceDeps, SpendView, serveInference } from "./inference";
 import { JobQueue, JobRunner, jobEndpoint, jobView } from "./jobs";
-import { ApiKeyStore, ApiKeyVerifier } from "./keys";
-import { estimatePromptTokens, RateLimiter, rateLimitHeaders } from "./limits";
+import { ApiKeyStore, ApiKeyVerifier, type AuthResult } from "./keys";
+import { RateLimiter } from "./limits";
 import { GatewayMetrics } from "./metrics";
 import { BackendRegistry } from "./routing";
 import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
-import { ENDPOINT_KINDS, type Endpoint, validateInference } from "./validate";
+import { ENDPOINT_KINDS, type Endpoint, scanJson, validateInference } from "./validate";
 import { type UnitConfig, VariantRouter } from "./variants";
 
 export interface GatewayDeps {
@@ -48,8 +48,13 @@ export interface GatewayDeps {
   readonly defaultMetrics?: boolean;
   /** A job delivered but not acknowledged this long is retried by another consumer. @default 60000 */
   readonly jobVisibilityMs?: number;
-  /** Key ring sealing queued job bodies and results in Redis (AIORCH_ENCRYPTION_KEYS). @default none */
+  /**
+   * Key ring sealing queued job bodies and results in Redis (AIORCH_ENCRYPTION_KEYS). Required when the config
+   * says `security.encryptQueued` (buildGateway throws without it), unless `allowPlaintextQueue`. @default none
+   */
   readonly encryption?: KeyRing;
+  /** Store job bodies in clear although `security.encryptQueued` is on (local runs only). @default false */
+  readonly allowPlaintextQueue?: boolean;
   /** Span export (OTLP endpoint, sampling); without an endpoint the gateway only propagates trace context. @default propagate only */
   readonly tracing?: TracingOptions;
   /** The metrics to count into, when made before the gateway (the ops server serves them while it starts). @default new ones */
@@ -74,11 +79,17 @@ export interface Readiness {
   readonly reason?: string;
 }
 
+/** A client's `x-request-id` kept as a label: bounded length, characters safe in a header and a log line. */
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 declare module "fastify" {
   interface FastifyRequest {
+    /** The gateway's own id (`req_` + 32 hex digits): the only one stored, counted or sent upstream. */
     requestId: string;
+    /** The client's `x-request-id` when it fits REQUEST_ID: a label for the audit line, never stored or counted. */
+    clientRequestId: string | undefined;
+    /** The API key's verdict, judged in onRequest (before the body is read and parsed) on `/v1/` routes. */
+    auth: AuthResult | undefined;
     /** A JSON body's text as received (see the JSON parser in buildGateway). */
     rawJson?: string;
   }
@@ -93,6 +104,11 @@ function bearer(request: FastifyRequest): string | undefined {
 
 export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, redis } = deps;
+  if (config.security.encryptQueued && !deps.encryption && !deps.allowPlaintextQueue) {
+    throw new Error(
+      "security.encryptQueued is on but no key ring was given: job bodies would be stored in Redis in clear text; pass the ring (AIORCH_ENCRYPTION_KEYS) or turn security.encryptQueued off",
+    );
+  }
   const now = deps.now ?? Date.now;
   const keys = redisKeys(config.redis.keyPrefix);
   const models = new Map(config.models.map((m) => [m.name, m]));
@@ -133,7 +149,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     }),
     inflight: new InflightBoard(redis, keys, replicaId, { now }),
   };
-  const jobs = new JobQueue(redis, keys, now, deps.encryption);
+  const jobs = new JobQueue({ redis, keys, config, limiter, metrics, audit, now, ring: deps.encryption });
   const runner =
     deps.runJobs === false
       ? undefined
@@ -143,6 +159,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
           config: unitsConfig,
           registry,
           upstream,
+          limiter,
+          metrics,
+          audit,
           now,
           consumer: replicaId,
           visibilityMs: deps.jobVisibilityMs,
@@ -176,27 +195,82 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const app = Fastify({
     logger: false,
     bodyLimit: config.gateway.maxRequestBytes,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomHex(16)}`;
+    // Slow clients: a request's headers, then all of it, must arrive in time, else 408 and the connection is closed
+    // (Node checks every second); an idle connection is closed. Only the request is timed, not the answer: no
+    // socket timeout (connectionTimeout stays 0), so a stream or a wait for a cold start runs its course.
+    requestTimeout: config.gateway.requestReadTimeoutSeconds * 1000,
+    keepAliveTimeout: config.gateway.idleConnectionTimeoutSeconds * 1000,
+    http: {
+      headersTimeout:
+        Math.min(config.gateway.headersTimeoutSeconds, config.gateway.requestReadTimeoutSeconds) * 1000,
+      connectionsCheckingInterval: 1_000,
     },
+    // Always the gateway's own id: a client's x-request-id is only a label (onRequest), never a Redis member.
+    genReqId: () => `req_${randomHex(16)}`,
   });
+  app.server.maxConnections = config.gateway.maxConnections; // past it, Node closes a new connection at once
   app.removeContentTypeParser("text/plain"); // the API speaks JSON only; anything else is a clear 400
   // Fastify's own JSON parsing (prototype-poisoning checks included), keeping the text: an unchanged body goes
   // upstream as the client sent it instead of being serialized again.
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    // A refused API key (judged in onRequest) or an unknown URL: the body is not parsed, the route answers 401
+    // (or the 404 handler) without it.
+    const auth = request.auth;
+    if ((auth !== undefined && !auth.ok) || request.is404) {
+      done(null, undefined);
+      return;
+    }
     // the parser skips a byte order mark; the text forwarded upstream must not start with one either
     const text = body as string;
-    request.rawJson = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    const json = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    request.rawJson = json;
+    // Too deep, or a key twice in one object: a 400 from one pass over the text, before JSON.parse (a 300,000-deep
+    // array costs it ~100 ms) and before anything walks the parsed body.
+    const refused = scanJson(json);
+    if (refused !== undefined) {
+      done(refused, undefined);
+      return;
+    }
     parseJson(request, text, done);
   });
   app.decorateRequest("requestId", "");
+  app.decorateRequest("clientRequestId", undefined);
+  app.decorateRequest("auth", undefined);
   app.addHook("onRequest", (request, reply, done) => {
     request.requestId = String(request.id);
+    // The response's x-request-id is always the gateway's id (what the audit line, traces and the worker's logs
+    // name). A client's own x-request-id is a label: kept when it fits REQUEST_ID, echoed as x-client-request-id
+    // and written to the audit line as clientRequestId; it is never stored in Redis, counted or sent upstream.
     reply.header("x-request-id", request.requestId);
-    done();
+    const given = request.headers["x-request-id"];
+    if (typeof given === "string" && REQUEST_ID.test(given)) {
+      request.clientRequestId = given;
+      reply.header("x-client-request-id", given);
+    }
+    // Every route under /v1/ needs an API key: it is judged here, before the body is read, so a refused key's body
+    // is never parsed (see the JSON parser); the route answers the 401 (its trace and audit line included).
+    if (request.is404 || !request.url.startsWith("/v1/")) {
+      done();
+      return;
+    }
+    const raw = bearer(request);
+    const cached = verifier.verifyCached(raw);
+    if (cached !== undefined) {
+      request.auth = cached;
+      done();
+      return;
+    }
+    verifier
+      .verify(raw)
+      .then(
+        (result) => {
+          request.auth = result;
+        },
+        () => undefined, // Redis failing: the route asks again and answers its error
+      )
+      .then(() => done());
   });
 
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
@@ -226,13 +300,13 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   });
 
   const authenticate = async (request: FastifyRequest): Promise<ApiKeyRecord> => {
-    const result = await verifier.verify(bearer(request));
+    const result = request.auth ?? (await verifier.verify(bearer(request)));
     if (!result.ok) throw unauthorized(result.reason);
     return result.key;
   };
   /** The key without a promise when the verifier's cache answers (the hot path); else undefined. */
   const authenticateCached = (request: FastifyRequest): ApiKeyRecord | undefined => {
-    const result = verifier.verifyCached(bearer(request));
+    const result = request.auth ?? verifier.verifyCached(bearer(request));
     if (result && !result.ok) throw unauthorized(result.reason);
     return result?.key;
   };
@@ -359,29 +433,15 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     const req = validateInference(endpoint, body.body);
     if (req.stream) throw badRequest("jobs cannot stream; drop stream: true", "body.stream");
     const model = servingUnitFor(req.model, key, endpoint);
-    const reserve = estimatePromptTokens(req.body) + (endpoint === "embedding" ? 0 : (req.maxTokens ?? 512));
-    const limits = { rpm: key.rpm ?? config.gateway.limits.rpm, tpm: key.tpm ?? config.gateway.limits.tpm };
-    const admission = await limiter.admit(key.id, limits, reserve);
-    reply.headers(rateLimitHeaders(admission));
-    if (!admission.allowed) {
-      const retry = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
-      throw new GatewayError(
-        429,
-        "rate_limit_error",
-        `Rate limit reached for this API key; retry in ${retry}s`,
-        "rate_limit_exceeded",
-        null,
-        {
-          "retry-after": String(retry),
-        },
-      );
-    }
-    const { job, created } = await jobs.submit(
-      key,
-      { ...req, model: model.name },
-      idempotencyKey as string | undefined,
-    );
-    reply.code(created ? 202 : 200);
+    // limits (the body's bytes count as tokens), queued-jobs caps, the submission's audit line and metrics
+    const submission = {
+      unit: model,
+      requestId: request.requestId,
+      idempotencyKey: idempotencyKey as string | undefined,
+      bodyBytes: Buffer.byteLength(request.rawJson ?? JSON.stringify(body)),
+    };
+    const { job, created, headers } = await jobs.submit(key, { ...req, model: model.name }, submission);
+    reply.headers(headers).code(created ? 202 : 200);
     return jobView(job);
   });
   app.get<{ Params: { id: string } }>("/v1/jobs/:id", async (request) => {

@@ -5,7 +5,10 @@
 
 export interface AuditEntry {
   readonly ts: string;
+  /** The gateway's id of the request (`req_…`), the response's `x-request-id`. */
   readonly requestId: string;
+  /** The client's own `x-request-id`, a label only (1-128 letters, digits or `_ . : -`; others are dropped). */
+  readonly clientRequestId?: string;
   readonly keyId: string | null;
   readonly model: string;
   /** The variant that served the request, for a model in a weighted rollout. */
@@ -24,6 +27,8 @@ export interface AuditEntry {
   readonly error: string | null;
   /** W3C trace id of the request (the caller's when it sent a traceparent), to find its spans. */
   readonly traceId?: string;
+  /** The async job the line is about: its submission (`endpoint` "jobs") or its run. */
+  readonly jobId?: string;
   /** Prompt and completion text, only when the stack turns `gateway.auditPrompts` on. */
   readonly prompt?: unknown;
 }
@@ -54,7 +59,9 @@ const numOrNull = (n: number | null): string => (n === null ? "null" : num(n));
  * costs a few microseconds per line, this a fraction of one.
  */
 export function auditLine(e: AuditEntry): string {
-  return `{"ts":${str(e.ts)},"requestId":${str(e.requestId)},"keyId":${strOrNull(e.keyId)},"model":${str(e.model)}${
+  return `{"ts":${str(e.ts)},"requestId":${str(e.requestId)}${
+    e.clientRequestId === undefined ? "" : `,"clientRequestId":${str(e.clientRequestId)}`
+  },"keyId":${strOrNull(e.keyId)},"model":${str(e.model)}${
     e.variant === undefined ? "" : `,"variant":${str(e.variant)}`
   },"endpoint":${str(e.endpoint)},"backend":${strOrNull(e.backend)},"provider":${strOrNull(e.provider)},"status":${num(
     e.status,
@@ -62,7 +69,9 @@ export function auditLine(e: AuditEntry): string {
     e.completionTokens,
   )},"costUsd":${num(e.costUsd)},"latencyMs":${num(e.latencyMs)},"ttftMs":${numOrNull(e.ttftMs)},"queueMs":${num(
     e.queueMs,
-  )},"error":${strOrNull(e.error)}${e.traceId === undefined ? "" : `,"traceId":${str(e.traceId)}`}${promptField(e.prompt)}}\n`;
+  )},"error":${strOrNull(e.error)}${e.traceId === undefined ? "" : `,"traceId":${str(e.traceId)}`}${
+    e.jobId === undefined ? "" : `,"jobId":${str(e.jobId)}`
+  }${promptField(e.prompt)}}\n`;
 }
 
 function promptField(prompt: unknown): string {

@@ -1,4 +1,5 @@
 /** OpenAI-shaped errors: `{ error: { message, type, param, code } }` with the right status and headers. */
+import { STATUS_CODES } from "node:http";
 
 export type OpenAiErrorType =
   | "invalid_request_error"
@@ -53,3 +54,190 @@ export const noCapacity = (message: string, retryAfterSeconds: number) =>
 
 export const upstreamFailed = (message: string, status: 502 | 504 = 502) =>
   new GatewayError(status, "upstream_error", message, status === 504 ? "upstream_timeout" : "upstream_error");
+
+/** The longest message of a backend's error answer a client gets (the backend's words, scrubbed). */
+export const UPSTREAM_MESSAGE_MAX_CHARS = 500;
+/** Of a backend's error answer, only this much is read for its message; a longer one is not parsed. */
+const UPSTREAM_ERROR_READ_BYTES = 16_384;
+
+type OpenAiErrorBody = ReturnType<GatewayError["body"]>;
+
+/**
+ * A backend's error answer (a status of 300 or more that the gateway relays instead of failing over) as the OpenAI
+ * error a client gets: `{ error: { message, type, param, code } }`. Backends put their internals into error text —
+ * file paths, addresses, tokens, stack traces — so nothing of the answer is relayed as it came: only its message
+ * (the OpenAI shape's `error.message`, vLLM's flat `message`, FastAPI's `detail`, or a plain-text body), scrubbed
+ * by `scrubUpstreamMessage`; `param` and `code` only when they are plain identifiers; `type` follows the status. An
+ * HTML page, a body cut off or without a message gives a generic message naming the status.
+ */
+export function upstreamErrorBody(status: number, contentType: string, body: Uint8Array): OpenAiErrorBody {
+  const whole = body.length <= UPSTREAM_ERROR_READ_BYTES;
+  const text = Buffer.from(body.buffer, body.byteOffset, Math.min(body.length, UPSTREAM_ERROR_READ_BYTES))
+    .toString("utf8")
+    .trim();
+  let fields: ErrorFields = {};
+  if (whole && text.startsWith("{")) {
+    try {
+      fields = errorFields(JSON.parse(text));
+    } catch {
+      fields = {};
+    }
+  } else if (/^text\/plain\b/i.test(contentType)) {
+    fields = { message: text, cut: !whole };
+  }
+  const message = fields.message === undefined ? "" : scrubUpstreamMessage(fields.message, fields.cut);
+  return {
+    error: {
+      message:
+        message ||
+        `the model's backend answered ${status}${STATUS_CODES[status] ? ` (${STATUS_CODES[status]})` : ""}`,
+      type: typeForStatus(status),
+      param: identifier(fields.param),
+      code: identifier(fields.code),
+    },
+  };
+}
+
+interface ErrorFields {
+  message?: string;
+  param?: unknown;
+  code?: unknown;
+  /** The message was cut off where reading stopped (its last word may be a part of something). */
+  cut?: boolean;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** The message, param and code of the error shapes backends answer with. */
+function errorFields(parsed: unknown): ErrorFields {
+  if (!isRecord(parsed)) return {};
+  const inner = parsed.error;
+  if (isRecord(inner))
+    return typeof inner.message === "string"
+      ? { message: inner.message, param: inner.param, code: inner.code }
+      : {};
+  if (typeof inner === "string") return { message: inner };
+  if (typeof parsed.message === "string")
+    return { message: parsed.message, param: parsed.param, code: parsed.code }; // vLLM's flat ErrorResponse
+  if (typeof parsed.detail === "string") return { message: parsed.detail }; // FastAPI's HTTPException
+  if (Array.isArray(parsed.detail)) {
+    // FastAPI's validation errors: [{ loc, msg, type }, …]
+    const messages = parsed.detail
+      .slice(0, 5)
+      .map((item) => (isRecord(item) && typeof item.msg === "string" ? item.msg : undefined))
+      .filter((msg): msg is string => msg !== undefined);
+    return messages.length > 0 ? { message: messages.join("; ") } : {};
+  }
+  return {};
+}
+
+/** `param` and `code` pass only as plain identifiers (`messages`, `max_tokens`, `context_length_exceeded`). */
+function identifier(value: unknown): string | null {
+  if (typeof value !== "string" || !/^[A-Za-z_][\w.[\]-]{0,63}$/.test(value)) return null;
+  return scrubUpstreamMessage(value) === value ? value : null;
+}
+
+function typeForStatus(status: number): OpenAiErrorType {
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status === 404) return "not_found_error";
+  if (status === 429) return "rate_limit_error";
+  if (status >= 400 && status < 500) return "invalid_request_error";
+  return "upstream_error";
+}
+
+// What a word of a backend's message must not carry. Each is tested on one whitespace-separated word of at most
+// MAX_WORD characters, so none can take more than linear time.
+const URL_LIKE = /[a-z][a-z0-9+.-]*:\/\//i;
+const IPV4 = /(?:^|[^\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.]*\d)/;
+const IPV6 = /^\[?(?:[0-9a-f]{0,4}:){2,7}[0-9a-f.]{0,15}(?:%\w+)?\]?(?::\d{1,5})?$/i;
+/** `host:port`, `svc.ns.svc.cluster.local:8000`, `[::1]:8000` (the last label before the port is enough). */
+const HOST_PORT = /(?:[a-z][a-z0-9-]*|\]):\d{2,5}(?!\d)/i;
+const INTERNAL_HOST = /\w\.(?:local|localdomain|internal|svc|cluster|lan|corp|intranet|home\.arpa)(?![\w-])/i;
+const UNIX_PATH = /(?:^|[^\w./-])(?:~|\.{1,2})?\/[^\s/]+\/[^\s/]/;
+const WINDOWS_PATH = /(?:^|[^\w])[a-z]:\\|\\\\[\w.$-]+\\/i;
+/** Token formats with a known prefix: OpenAI-style `sk-`, Hugging Face `hf_`, GitHub, GitLab, Slack, Stripe, AWS. */
+const PREFIXED_TOKEN =
+  /(?:^|[^a-z0-9])(?:sk|pk|rk|hf|ghp|gho|ghu|ghs|ghr|github_pat|glpat|xox[abprs]|whsec|rpa)[-_][a-z0-9_-]{4,}|(?:AKIA|ASIA)[A-Z0-9]{12,}/i;
+const JWT = /eyJ[\w-]{5,}\.[\w-]{5,}/;
+const LONG_HEX = /[0-9a-f]{24,}/i;
+/** A long run of letters and digits: base64, base64url or random text when it has digits in it (not `Qwen2VLForCausalLM`). */
+const LONG_ALNUM = /[A-Za-z0-9]{20,}/g;
+const KEY_VALUE =
+  /(?:token|key|secret|password|passwd|pwd|signature|credentials?|auth)s?["']?[:=]["']?(?!\d+(?:\W|$))[^\s"']{2,}/i;
+/** A word after which the next one is a credential: `Bearer x`, `Authorization: x`, `password= x`. */
+const CREDENTIAL_LABEL =
+  /^(?:bearer|basic|token|api[-_]?key|x-api-key|password|passwd|secret|authorization|credentials?)$/i;
+const MAX_WORD = 200;
+const LEAD = "\"'`([{<";
+const TRAIL = "\"'`)]}>,;.:!?";
+
+/**
+ * A backend's error message as a client may see it: one line, at most `max` characters, each word that looks like
+ * a URL, an address (IP, host:port, cluster-internal host name), a file path or a credential (a known token
+ * prefix, a JWT, a long hex or base64 run, `key=value`, the word after `Bearer`/`Authorization:`) replaced by a
+ * label (`[url]`, `[address]`, `[path]`, `[redacted]`), the word's quotes and punctuation kept. A word longer than
+ * 200 characters is dropped as `[redacted]`. `cut`: the text was cut off, so its last word is dropped.
+ */
+export function scrubUpstreamMessage(text: string, cut = false, max = UPSTREAM_MESSAGE_MAX_CHARS): string {
+  // control and bidi-override characters: a message must not rewrite what a client's terminal or page shows
+  const words = text.replace(/[\p{Cc}\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu, " ").split(/\s+/);
+  if (cut) words.pop();
+  let out = "";
+  let redactNext = false;
+  for (const word of words) {
+    if (word === "") continue;
+    const label = redactNext ? "[redacted]" : scrubWord(word);
+    redactNext = isCredentialLabel(word);
+    out += `${out === "" ? "" : " "}${label}`;
+    if (out.length > max) break;
+  }
+  if (out.length <= max) return out;
+  let end = max - 1;
+  const last = out.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1; // do not split a surrogate pair
+  return `${out.slice(0, end)}…`;
+}
+
+function isCredentialLabel(word: string): boolean {
+  const { core } = unwrap(word);
+  if (/^(?:bearer|basic)$/i.test(core)) return true;
+  return /[:=]$/.test(word) && CREDENTIAL_LABEL.test(core.replace(/[:=]+$/, ""));
+}
+
+/** A word's core without the quotes and punctuation around it. */
+function unwrap(word: string): { lead: string; core: string; trail: string } {
+  let start = 0;
+  let end = word.length;
+  while (start < end && LEAD.includes(word[start]!)) start += 1;
+  while (end > start && TRAIL.includes(word[end - 1]!)) end -= 1;
+  if (start > 0 && word[start - 1] === "[" && word.includes("]", start)) start -= 1; // `[::1]:8000`
+  return { lead: word.slice(0, start), core: word.slice(start, end), trail: word.slice(end) };
+}
+
+function scrubWord(word: string): string {
+  if (word.length > MAX_WORD) return "[redacted]";
+  const { lead, core, trail } = unwrap(word);
+  const label = sensitive(word, core);
+  return label === undefined ? word : `${lead}${label}${trail}`;
+}
+
+function sensitive(word: string, core: string): string | undefined {
+  if (URL_LIKE.test(word)) return "[url]";
+  if (
+    IPV4.test(word) ||
+    HOST_PORT.test(word) ||
+    INTERNAL_HOST.test(word) ||
+    (core.includes(":") && /[0-9a-f]/i.test(core) && IPV6.test(core))
+  )
+    return "[address]";
+  if (UNIX_PATH.test(word) || WINDOWS_PATH.test(word)) return "[path]";
+  if (PREFIXED_TOKEN.test(word) || JWT.test(word) || LONG_HEX.test(word) || KEY_VALUE.test(word))
+    return "[redacted]";
+  for (const run of word.match(LONG_ALNUM) ?? []) {
+    const digits = run.length - run.replace(/\d/g, "").length;
+    if (digits < run.length && (digits >= 2 || (digits === 1 && run.length >= 32))) return "[redacted]";
+  }
+  return undefined;
+}

@@ -20,7 +20,13 @@ import { RefreshAhead } from "./refresh-ahead";
 import type { Backend, BackendRegistry } from "./routing";
 import { SseUsageTap, sseComment, sseError, type Usage } from "./sse";
 import type { RequestTrace, StepSpan } from "./tracing";
-import { type BufferedResponse, type UpstreamClient, UpstreamError, type UpstreamResponse } from "./upstream";
+import {
+  type BufferedResponse,
+  type UpstreamClient,
+  UpstreamError,
+  type UpstreamResponse,
+  upstreamErrorAnswer,
+} from "./upstream";
 import { ENDPOINT_PATHS, type InferenceRequest } from "./validate";
 import type { UnitConfig } from "./variants";
 
@@ -81,6 +87,8 @@ class ClientStream {
     this.reply.hijack();
     // names and values in one flat list, as writeHead takes them: no header object is built and copied
     const headers = ["x-request-id", this.requestId];
+    const clientRequestId = this.reply.request.clientRequestId; // a label (see onRequest in app.ts)
+    if (clientRequestId !== undefined) headers.push("x-client-request-id", clientRequestId);
     if (this.variant) headers.push(VARIANT_HEADER, this.variant);
     for (const name in this.limitHeaders) headers.push(name, this.limitHeaders[name]!);
     headers.push(
@@ -196,6 +204,8 @@ interface Outcome {
   concurrency: number;
   /** The request's trace id, for the audit line. */
   traceId: string;
+  /** The client's x-request-id, a label for the audit line (never stored or counted: `requestId` is). */
+  clientRequestId: string | undefined;
 }
 
 export async function serveInference(
@@ -274,6 +284,7 @@ export async function serveInference(
     error: null,
     concurrency: 1,
     traceId: trace.traceId,
+    clientRequestId: reply.request.clientRequestId,
   };
   let queueMs = 0;
   try {
@@ -588,6 +599,7 @@ function relayBody(
   outcome: Outcome,
   started: number,
 ): Promise<void> | undefined {
+  if (response.status >= 300) response = upstreamErrorAnswer(response); // an OpenAI error, never the backend's bytes
   // a whole answer's first token arrives with the rest of it (an engine sends a non-streamed answer at once)
   outcome.ttftMs = Date.now() - started;
   // The answer goes to the client as the bytes it came in; only its `usage` object is read.
@@ -831,6 +843,7 @@ function finish(
   deps.audit.record({
     ts: isoTimestamp(started),
     requestId,
+    clientRequestId: outcome.clientRequestId,
     keyId: key.id,
     model: model.publicName,
     // optional fields are undefined rather than spread in: JSON leaves them out, and a literal without spreads

@@ -2,6 +2,14 @@
  * Async jobs (`/v1/jobs`): a request waits durably in a Redis stream per model and is processed at least once
  * when a worker is ready — by whichever gateway replica reads it first (one consumer group). A job that fails
  * transiently stays pending and is reclaimed after a visibility timeout; results are kept with a TTL.
+ *
+ * Admission is the same as a request's (rate limits, with the stored body's size counted as tokens so padding
+ * outside the prompt fields is paid for), plus caps on the jobs not finished yet per API key and per model
+ * (`gateway.maxQueuedJobsPerKey`, `gateway.maxQueuedJobsPerModel`), each a sorted set of job ids scored by when
+ * the job expires (`gateway.jobQueuedTtlSeconds`). When a job is picked up its API key is checked again: a key
+ * revoked or expired since fails the job without sending anything upstream. The submission and the run each write
+ * an audit line and count in `aiorch_requests_total`; the tokens reserved at submission are settled to the job's
+ * usage when it finishes.
  */
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
@@ -10,15 +18,25 @@ import type { RuntimeConfig } from "../core/config";
 import { type KeyRing, open, seal } from "../core/envelope";
 import { type ApiKeyRecord, type JobRecord, type JobStatus, ledgerMonth, toMicroUsd } from "../core/protocol";
 import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
-import type { BackendRegistry } from "./routing";
+import { type AuditLog, isoTimestamp } from "./audit";
+import { GatewayError } from "./errors";
+import { ApiKeyStore } from "./keys";
+import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
+import type { GatewayMetrics } from "./metrics";
+import type { Backend, BackendRegistry } from "./routing";
+import type { Usage } from "./sse";
 import type { UpstreamClient } from "./upstream";
 import { ENDPOINT_PATHS, type Endpoint, type InferenceRequest } from "./validate";
 
 const MAX_ATTEMPTS = 3;
 /** A job still pending this long after delivery (its gateway died) is handed to another consumer. */
 const VISIBILITY_MS = 60_000;
-/** Jobs nobody could serve are dropped after a week rather than kept forever. */
-const QUEUED_TTL_SECONDS = 7 * 24 * 3600;
+/** Tokens reserved for the answer when the job sets no max_tokens; settled to the real count when it finishes. */
+const DEFAULT_COMPLETION_RESERVE = 512;
+/** A stored body costs at least one token per this many bytes (what English text averages). */
+const BYTES_PER_TOKEN = 4;
+/** How long a client refused by a queued-jobs cap is told to wait. */
+const CAP_RETRY_SECONDS = 30;
 
 export interface JobView {
   id: string;
@@ -33,6 +51,18 @@ export interface JobView {
   error?: unknown;
 }
 
+/** A job as stored: the record, its body, and what admission charged for it. */
+interface StoredJob extends JobRecord {
+  body: string;
+  /** The model as clients name it (the record's `model` is the serving unit: `model@variant` in a rollout). */
+  publicModel: string;
+  variant?: string;
+  /** Tokens reserved against the key's tokens per minute at submission; undefined for jobs from before. */
+  reserved?: number;
+  /** Tokens the stored body costs at least (its bytes / 4), whatever the upstream reports. */
+  minTokens: number;
+}
+
 const ENDPOINT_OF_PATH: Readonly<Record<string, Endpoint>> = Object.fromEntries(
   Object.entries(ENDPOINT_PATHS).map(([endpoint, path]) => [`/v1${path}`, endpoint as Endpoint]),
 );
@@ -40,7 +70,10 @@ const ENDPOINT_OF_PATH: Readonly<Record<string, Endpoint>> = Object.fromEntries(
 export const jobEndpoint = (path: unknown): Endpoint | undefined =>
   typeof path === "string" ? ENDPOINT_OF_PATH[path] : undefined;
 
-function decodeJob(fields: Record<string, string>): (JobRecord & { body: string }) | undefined {
+const optionalNumber = (v: string | undefined): number | undefined =>
+  v === undefined || v === "" ? undefined : Number(v);
+
+function decodeJob(fields: Record<string, string>): StoredJob | undefined {
   if (!fields.id || !fields.model) return undefined;
   return {
     id: fields.id,
@@ -53,6 +86,10 @@ function decodeJob(fields: Record<string, string>): (JobRecord & { body: string 
     attempts: Number(fields.attempts ?? 0),
     result: fields.result,
     body: fields.body ?? "{}",
+    publicModel: fields.publicModel || fields.model,
+    variant: fields.variant || undefined,
+    reserved: optionalNumber(fields.reserved),
+    minTokens: optionalNumber(fields.minTokens) ?? 0,
   };
 }
 
@@ -84,51 +121,220 @@ export function jobView(job: JobRecord): JobView {
   return view;
 }
 
-export class JobQueue {
-  constructor(
-    private readonly redis: Redis,
-    private readonly keys: RedisKeys,
-    private readonly now: () => number,
-    /** Seals bodies and results at rest when the stack has an encryption key ring. */
-    private readonly ring?: KeyRing,
-  ) {}
+// KEYS: a queued-jobs sorted set. ARGV: now ms, the job's expiry ms, job id, cap, set TTL ms.
+// Drops members past their expiry, then adds the job if fewer than `cap` remain. Returns -1 when added, else the
+// number queued.
+const TAKE_SLOT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[4]) then return n end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return -1
+`;
 
-  /** Queue a job (or return the one this key already queued under the same idempotency key). */
+type JobRedis = Redis & {
+  aiorchJobSlot(
+    set: string,
+    now: number,
+    expiry: number,
+    jobId: string,
+    cap: number,
+    ttlMs: number,
+  ): Promise<number>;
+};
+
+/** What a job submission is: the serving unit, and what the route knows of the request. */
+export interface JobSubmission {
+  /** The serving unit the job runs on (`name`), the model clients name (`publicName`) and its variant. */
+  readonly unit: { readonly name: string; readonly publicName: string; readonly variant?: string };
+  /** The request's id (the submission's audit line). */
+  readonly requestId: string;
+  readonly idempotencyKey?: string;
+  /** Bytes of the request body as received: charged as tokens (bytes / 4) when the prompt estimate is lower. */
+  readonly bodyBytes: number;
+}
+
+export class JobQueue {
+  private readonly redis: JobRedis;
+
+  constructor(
+    private readonly deps: {
+      redis: Redis;
+      keys: RedisKeys;
+      config: RuntimeConfig;
+      limiter: RateLimiter;
+      metrics: GatewayMetrics;
+      audit: AuditLog;
+      now: () => number;
+      /** Seals bodies and results at rest when the stack has an encryption key ring. */
+      ring?: KeyRing;
+    },
+  ) {
+    this.redis = deps.redis as JobRedis;
+    if (typeof this.redis.aiorchJobSlot !== "function") {
+      deps.redis.defineCommand("aiorchJobSlot", { numberOfKeys: 1, lua: TAKE_SLOT });
+    }
+  }
+
+  /**
+   * Admit and queue a job (or return the one this key already queued under the same idempotency key), with the
+   * submission's audit line and metrics. Throws a 429 over the key's limits or a queued-jobs cap.
+   */
   async submit(
     key: ApiKeyRecord,
     req: InferenceRequest,
-    idempotencyKey: string | undefined,
-  ): Promise<{ job: JobRecord; created: boolean }> {
-    const id = `job_${randomBytes(12).toString("hex")}`;
-    if (idempotencyKey) {
-      const claimed = await this.redis.set(
-        this.keys.jobIdempotency(req.model, `${key.id}:${idempotencyKey}`),
-        id,
-        "EX",
-        QUEUED_TTL_SECONDS,
-        "NX",
-      );
-      if (claimed === null) {
-        const existingId = await this.redis.get(
-          this.keys.jobIdempotency(req.model, `${key.id}:${idempotencyKey}`),
+    submission: JobSubmission,
+  ): Promise<{ job: JobRecord; created: boolean; headers: Record<string, string> }> {
+    const { config, limiter, metrics } = this.deps;
+    const started = this.deps.now();
+    const { unit } = submission;
+    let status = 500;
+    let error: string | null = "internal";
+    let jobId: string | undefined;
+    try {
+      // ── limits: the prompt estimate or the stored body's size, whichever is more, plus the answer ──
+      const minTokens = Math.ceil(submission.bodyBytes / BYTES_PER_TOKEN);
+      const reserved =
+        Math.max(estimatePromptTokens(req.body), minTokens) +
+        (req.endpoint === "embedding" ? 0 : (req.maxTokens ?? DEFAULT_COMPLETION_RESERVE));
+      const limits = { rpm: key.rpm ?? config.gateway.limits.rpm, tpm: key.tpm ?? config.gateway.limits.tpm };
+      const admission = await limiter.admit(key.id, limits, reserved);
+      const headers = rateLimitHeaders(admission);
+      if (!admission.allowed) {
+        metrics.rateLimited.inc({ kind: admission.rpmRemaining < 1 ? "rpm" : "tpm" });
+        const retry = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+        throw new GatewayError(
+          429,
+          "rate_limit_error",
+          `Rate limit reached for this API key (${limits.rpm} requests and ${limits.tpm} tokens per minute; a job's body counts at least 1 token per ${BYTES_PER_TOKEN} bytes); retry in ${retry}s`,
+          "rate_limit_exceeded",
+          null,
+          { ...headers, "retry-after": String(retry), "retry-after-ms": String(admission.retryAfterMs) },
         );
+      }
+      let queued: { job: JobRecord; created: boolean };
+      try {
+        queued = await this.store(key, req, submission, reserved, minTokens);
+      } catch (e) {
+        this.settle(key.id, limits.tpm, reserved, 0); // nothing was queued: the tokens go back
+        throw e instanceof GatewayError
+          ? new GatewayError(e.status, e.type, e.message, e.code, e.param, { ...headers, ...e.headers })
+          : e;
+      }
+      if (!queued.created) this.settle(key.id, limits.tpm, reserved, 0); // the same job again: charged once
+      status = queued.created ? 202 : 200;
+      error = null;
+      jobId = queued.job.id;
+      return { ...queued, headers };
+    } catch (e) {
+      status = e instanceof GatewayError ? e.status : 500;
+      error = e instanceof GatewayError ? e.code : "internal";
+      throw e;
+    } finally {
+      metrics.countRequest(unit.publicName, status, unit.variant);
+      this.deps.audit.record({
+        ts: isoTimestamp(started),
+        requestId: submission.requestId,
+        keyId: key.id,
+        model: unit.publicName,
+        variant: unit.variant || undefined,
+        endpoint: "jobs",
+        backend: null,
+        provider: null,
+        status,
+        stream: false,
+        promptTokens: 0,
+        completionTokens: 0,
+        costUsd: 0,
+        latencyMs: this.deps.now() - started,
+        ttftMs: null,
+        queueMs: 0,
+        error,
+        jobId,
+        prompt: config.gateway.auditPrompts
+          ? (req.body.messages ?? req.body.prompt ?? req.body.input)
+          : undefined,
+      });
+    }
+  }
+
+  /** Give back reserved tokens not used (or charge an overrun); a failure only loses the give-back. */
+  private settle(keyId: string, tpm: number, reserved: number, used: number): void {
+    if (!this.deps.limiter.settleLocal(keyId, tpm, reserved, used))
+      this.deps.limiter.settle(keyId, tpm, reserved, used).catch(() => undefined);
+  }
+
+  /** Take the job's places under the caps and write it (stream entry, record, demand announcement). */
+  private async store(
+    key: ApiKeyRecord,
+    req: InferenceRequest,
+    submission: JobSubmission,
+    reserved: number,
+    minTokens: number,
+  ): Promise<{ job: JobRecord; created: boolean }> {
+    const { keys, config } = this.deps;
+    const ttlSeconds = config.gateway.jobQueuedTtlSeconds;
+    const id = `job_${randomBytes(12).toString("hex")}`;
+    const model = submission.unit.name;
+    const idempotency = submission.idempotencyKey
+      ? keys.jobIdempotency(model, `${key.id}:${submission.idempotencyKey}`)
+      : undefined;
+    if (idempotency) {
+      const claimed = await this.redis.set(idempotency, id, "EX", ttlSeconds, "NX");
+      if (claimed === null) {
+        const existingId = await this.redis.get(idempotency);
         const existing = existingId ? await this.get(existingId, key.id) : undefined;
         if (existing) return { job: existing, created: false };
       }
     }
-    const job: JobRecord & { body: string } = {
+    const createdAtMs = this.deps.now();
+    const expiresAtMs = createdAtMs + ttlSeconds * 1000;
+    try {
+      await this.takeSlot(
+        keys.queuedJobsOfKey(key.id),
+        id,
+        createdAtMs,
+        expiresAtMs,
+        config.gateway.maxQueuedJobsPerKey,
+        (n) =>
+          `This API key has ${n} jobs queued (at most ${config.gateway.maxQueuedJobsPerKey}, gateway.maxQueuedJobsPerKey); retry once some have finished`,
+      );
+      try {
+        await this.takeSlot(
+          keys.queuedJobsOfModel(model),
+          id,
+          createdAtMs,
+          expiresAtMs,
+          config.gateway.maxQueuedJobsPerModel,
+          (n) =>
+            `${n} jobs are queued for model "${submission.unit.publicName}" (at most ${config.gateway.maxQueuedJobsPerModel}, gateway.maxQueuedJobsPerModel); retry later`,
+        );
+      } catch (e) {
+        await this.redis.zrem(keys.queuedJobsOfKey(key.id), id);
+        throw e;
+      }
+    } catch (e) {
+      if (idempotency) await this.redis.del(idempotency);
+      throw e;
+    }
+    const job: StoredJob = {
       id,
-      model: req.model,
+      model,
       keyId: key.id,
       endpoint: `/v1${ENDPOINT_PATHS[req.endpoint]}`,
       status: "queued",
-      createdAtMs: this.now(),
+      createdAtMs,
       attempts: 0,
-      body: sealBody(this.ring, id, JSON.stringify({ ...req.body, stream: false })),
+      body: sealBody(this.deps.ring, id, JSON.stringify({ ...req.body, stream: false })),
+      publicModel: submission.unit.publicName,
+      variant: submission.unit.variant,
+      reserved,
+      minTokens,
     };
     await this.redis
       .multi()
-      .hset(this.keys.job(id), {
+      .hset(keys.job(id), {
         id,
         model: job.model,
         keyId: job.keyId,
@@ -137,31 +343,87 @@ export class JobQueue {
         createdAtMs: String(job.createdAtMs),
         attempts: "0",
         body: job.body,
+        publicModel: job.publicModel,
+        variant: job.variant ?? "",
+        reserved: String(reserved),
+        minTokens: String(minTokens),
       })
-      .expire(this.keys.job(id), QUEUED_TTL_SECONDS)
-      .xadd(this.keys.jobs(req.model), "*", "job", id)
-      .publish(
-        this.keys.demandChannel,
-        JSON.stringify({
-          model: req.model,
-          requestId: id,
-          deadlineMs: job.createdAtMs + QUEUED_TTL_SECONDS * 1000,
-        }),
-      )
+      .expire(keys.job(id), ttlSeconds)
+      .xadd(keys.jobs(model), "*", "job", id)
+      .publish(keys.demandChannel, JSON.stringify({ model, requestId: id, deadlineMs: expiresAtMs }))
       .exec();
-    return { job, created: true };
+    const { body: _body, publicModel: _p, variant: _v, reserved: _r, minTokens: _m, ...record } = job;
+    return { job: record, created: true };
+  }
+
+  /** Add the job to a queued-jobs set unless it holds `cap` unexpired jobs already (then a 429). */
+  private async takeSlot(
+    set: string,
+    jobId: string,
+    now: number,
+    expiresAtMs: number,
+    cap: number,
+    message: (queued: number) => string,
+  ): Promise<void> {
+    const ttlMs = Math.max(1, expiresAtMs - now);
+    const queued = await this.redis.aiorchJobSlot(set, now, expiresAtMs, jobId, cap, ttlMs);
+    if (queued === -1) return;
+    this.deps.metrics.rateLimited.inc({ kind: "jobs_queued" });
+    throw new GatewayError(429, "rate_limit_error", message(queued), "too_many_queued_jobs", null, {
+      "retry-after": String(CAP_RETRY_SECONDS),
+    });
   }
 
   /** A job as its owner sees it; another key's job is indistinguishable from a missing one. */
   async get(id: string, keyId: string): Promise<JobRecord | undefined> {
     if (!/^job_[0-9a-f]{24}$/.test(id)) return undefined;
-    const job = decodeJob(await this.redis.hgetall(this.keys.job(id)));
+    const job = decodeJob(await this.redis.hgetall(this.deps.keys.job(id)));
     if (!job || job.keyId !== keyId) return undefined;
+    const record: JobRecord = {
+      id: job.id,
+      model: job.model,
+      keyId: job.keyId,
+      endpoint: job.endpoint,
+      status: job.status,
+      createdAtMs: job.createdAtMs,
+      completedAtMs: job.completedAtMs,
+      attempts: job.attempts,
+      result: job.result,
+    };
     return job.result === undefined
-      ? job
-      : { ...job, result: open(this.ring, job.result, `${job.id}:result`) };
+      ? record
+      : { ...record, result: open(this.deps.ring, job.result, `${job.id}:result`) };
   }
 }
+
+/** How one attempt at a job ended. */
+interface Outcome {
+  kind: "done" | "failed" | "retry";
+  /** The upstream answer (done, or a bad request) or the error's JSON. */
+  text: string;
+  costUsd: number;
+  /** The status the run's audit line and metrics report. */
+  status: number;
+  error: string | null;
+  /** The backend that answered, when one did. */
+  backend?: Backend;
+}
+
+const failure = (message: string, code: string, type = "server_error"): string =>
+  JSON.stringify({ message, type, code });
+
+/** The `usage` of an upstream answer, if it has one. */
+function usageOf(text: string): Partial<Usage> | undefined {
+  try {
+    const usage = (JSON.parse(text) as { usage?: unknown }).usage;
+    return usage !== null && typeof usage === "object" ? (usage as Partial<Usage>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const count = (v: unknown): number | undefined =>
+  typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
 
 /** Processes jobs of every model whose backends are ready; one blocking Redis connection per model. */
 export class JobRunner {
@@ -169,6 +431,7 @@ export class JobRunner {
   private readonly loops: Promise<void>[] = [];
   private readonly connections: Redis[] = [];
   private readonly stop = new AbortController();
+  private readonly store: ApiKeyStore;
 
   constructor(
     private readonly deps: {
@@ -177,6 +440,9 @@ export class JobRunner {
       config: RuntimeConfig;
       registry: BackendRegistry;
       upstream: UpstreamClient;
+      limiter: RateLimiter;
+      metrics: GatewayMetrics;
+      audit: AuditLog;
       now: () => number;
       consumer: string;
       /** How long a delivered job may stay unacknowledged before another consumer takes it. @default 60000 */
@@ -185,7 +451,9 @@ export class JobRunner {
       ring?: KeyRing;
       onError?: (error: unknown) => void;
     },
-  ) {}
+  ) {
+    this.store = new ApiKeyStore(deps.redis, deps.keys);
+  }
 
   start(): void {
     if (this.running) return;
@@ -267,61 +535,181 @@ export class JobRunner {
       await redis.multi().xack(stream, JOBS_GROUP, entryId).xdel(stream, entryId).exec();
       return;
     }
+    const started = this.deps.now();
     const attempts = job.attempts + 1;
     await redis.hset(keys.job(job.id), { status: "running", attempts: String(attempts) });
-    const outcome = await this.execute(model, job);
+    // the key is checked again at every pick-up: one revoked or expired since the submission sends nothing upstream
+    const key = await this.keyRecord(job.keyId);
+    const refusal = this.refusal(key, started);
+    const outcome: Outcome = refusal
+      ? {
+          kind: "failed",
+          text: failure(refusal.message, refusal.code, "authentication_error"),
+          costUsd: 0,
+          status: 401,
+          error: refusal.code,
+        }
+      : await this.execute(model, job);
     if (outcome.kind === "retry" && attempts < MAX_ATTEMPTS) {
       await redis.hset(keys.job(job.id), { status: "queued" }); // stays pending: reclaimed after the visibility timeout
       return;
     }
+    await this.finish(model, stream, entryId, job, key, outcome, started);
+  }
+
+  /** The job's API key as stored now (undefined when it no longer exists). */
+  private async keyRecord(keyId: string): Promise<ApiKeyRecord | undefined> {
+    const hash = await this.deps.redis.hget(this.deps.keys.apiKeyIds, keyId);
+    return hash ? this.store.byHash(hash) : undefined;
+  }
+
+  /** Why the job's key may not run it now, if it may not. */
+  private refusal(key: ApiKeyRecord | undefined, now: number): { message: string; code: string } | undefined {
+    if (!key) return { message: "The API key that submitted this job no longer exists", code: "key_revoked" };
+    if (key.revoked)
+      return {
+        message:
+          "The API key that submitted this job was revoked before the job ran; nothing was sent to the model",
+        code: "key_revoked",
+      };
+    if (key.expiresAtMs !== undefined && now >= key.expiresAtMs)
+      return {
+        message:
+          "The API key that submitted this job expired before the job ran; nothing was sent to the model",
+        code: "key_expired",
+      };
+    return undefined;
+  }
+
+  /** Store the result, leave the queued-jobs sets, book spend, settle the reserved tokens, audit and count. */
+  private async finish(
+    model: string,
+    stream: string,
+    entryId: string,
+    job: StoredJob,
+    key: ApiKeyRecord | undefined,
+    outcome: Outcome,
+    started: number,
+  ): Promise<void> {
+    const { redis, keys, config, now } = this.deps;
     const status: JobStatus = outcome.kind === "done" ? "succeeded" : "failed";
-    const ttl = this.deps.config.gateway.jobResultTtlSeconds;
-    const month = keys.spendMonth(ledgerMonth(this.deps.now()));
-    await redis
+    const completedAtMs = now();
+    const usage = outcome.backend ? usageOf(outcome.text) : undefined;
+    const promptTokens = count(usage?.prompt_tokens) ?? 0;
+    const completionTokens = count(usage?.completion_tokens) ?? 0;
+    const month = keys.spendMonth(ledgerMonth(completedAtMs));
+    const multi = redis
       .multi()
       .hset(keys.job(job.id), {
         status,
         result: this.deps.ring ? seal(this.deps.ring, outcome.text, `${job.id}:result`) : outcome.text,
-        completedAtMs: String(this.deps.now()),
+        completedAtMs: String(completedAtMs),
         body: "",
       })
-      .expire(keys.job(job.id), ttl)
-      .hincrby(month, `key:${job.keyId}`, toMicroUsd(outcome.costUsd))
-      .xack(stream, JOBS_GROUP, entryId)
-      .xdel(stream, entryId)
-      .exec();
+      .expire(keys.job(job.id), config.gateway.jobResultTtlSeconds)
+      .zrem(keys.queuedJobsOfKey(job.keyId), job.id)
+      .zrem(keys.queuedJobsOfModel(job.model), job.id);
+    if (outcome.backend) {
+      multi
+        .hincrby(month, `key:${job.keyId}`, toMicroUsd(outcome.costUsd))
+        .hincrby(month, `requests:model:${model}`, 1);
+    }
+    await multi.xack(stream, JOBS_GROUP, entryId).xdel(stream, entryId).exec();
+
+    // the reservation made at submission, settled to what the job used (its stored body costs at least minTokens)
+    if (job.reserved !== undefined) {
+      const used = Math.max(job.minTokens, count(usage?.total_tokens) ?? promptTokens + completionTokens);
+      const tpm = key?.tpm ?? config.gateway.limits.tpm;
+      const { limiter } = this.deps;
+      if (!limiter.settleLocal(job.keyId, tpm, job.reserved, used))
+        limiter.settle(job.keyId, tpm, job.reserved, used).catch(() => undefined);
+    }
+    const latencyMs = completedAtMs - started;
+    const { metrics } = this.deps;
+    metrics.countRequest(job.publicModel, outcome.status, job.variant);
+    metrics.observeLatency(job.publicModel, latencyMs / 1000);
+    metrics.countTokens(job.publicModel, promptTokens, completionTokens);
+    const endpoint = jobEndpoint(job.endpoint);
+    this.deps.audit.record({
+      ts: isoTimestamp(started),
+      requestId: job.id,
+      keyId: job.keyId,
+      model: job.publicModel,
+      variant: job.variant,
+      endpoint: endpoint ?? job.endpoint,
+      backend: outcome.backend?.workerId ?? null,
+      provider: outcome.backend?.provider ?? null,
+      status: outcome.status,
+      stream: false,
+      promptTokens,
+      completionTokens,
+      costUsd: Math.round(outcome.costUsd * 1e8) / 1e8,
+      latencyMs,
+      ttftMs: null,
+      queueMs: Math.max(0, started - job.createdAtMs),
+      error: outcome.error,
+      jobId: job.id,
+    });
   }
 
-  private async execute(
-    model: string,
-    job: JobRecord & { body: string },
-  ): Promise<{ kind: "done" | "failed" | "retry"; text: string; costUsd: number }> {
+  private async execute(model: string, job: StoredJob): Promise<Outcome> {
+    let body: string;
+    try {
+      body = open(this.deps.ring, job.body, job.id);
+    } catch (error) {
+      // sealed with a key no longer in the ring (or stored in clear where sealing is on): it can never run
+      return {
+        kind: "failed",
+        text: failure(`The job could not be read: ${(error as Error).message}`, "job_unreadable"),
+        costUsd: 0,
+        status: 500,
+        error: "job_unreadable",
+      };
+    }
     const backends = await this.deps.registry.backends(model);
     const backend =
       this.deps.registry.pick(backends) ??
       this.deps.registry.pick(backends, new Set(), { ignoreCooldown: true });
-    const failure = (message: string) =>
-      JSON.stringify({ message, type: "server_error", code: "job_failed" });
-    if (!backend) return { kind: "retry", text: failure("no worker was ready"), costUsd: 0 };
+    if (!backend)
+      return {
+        kind: "retry",
+        text: failure("no worker was ready", "job_failed"),
+        costUsd: 0,
+        status: 503,
+        error: "no_capacity",
+      };
     const concurrency = this.deps.registry.acquire(backend);
     const started = this.deps.now();
     try {
-      const body = open(this.deps.ring, job.body, job.id);
       const response = await this.deps.upstream.post(backend, job.endpoint.replace(/^\/v1/, ""), body, {
         requestId: job.id,
         signal: this.stop.signal,
       });
       const text = await response.body.text();
       const costUsd = (((this.deps.now() - started) / 1000) * backend.usdPerSecond) / concurrency;
-      if (response.status === 200) return { kind: "done", text, costUsd };
+      if (response.status === 200) return { kind: "done", text, costUsd, status: 200, error: null, backend };
       if (response.status === 429 || response.status >= 500 || [401, 403, 404].includes(response.status)) {
         this.deps.registry.coolDown(backend);
-        return { kind: "retry", text: failure(`the worker answered ${response.status}`), costUsd };
+        return {
+          kind: "retry",
+          text: failure(`the worker answered ${response.status}`, "job_failed"),
+          costUsd,
+          status: 502,
+          error: "upstream_error",
+          backend,
+        };
       }
-      return { kind: "failed", text, costUsd }; // the request itself was bad: retrying will not help
+      // the request itself was bad: retrying will not help
+      return { kind: "failed", text, costUsd, status: response.status, error: "upstream_rejected", backend };
     } catch {
       this.deps.registry.coolDown(backend);
-      return { kind: "retry", text: failure("the worker could not be reached"), costUsd: 0 };
+      return {
+        kind: "retry",
+        text: failure("the worker could not be reached", "job_failed"),
+        costUsd: 0,
+        status: 502,
+        error: "upstream_error",
+      };
     } finally {
       this.deps.registry.release(backend);
     }

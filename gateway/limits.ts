@@ -539,14 +539,21 @@ export function estimatePromptTokens(body: Record<string, unknown>): number {
   return Math.ceil(chars / 4) + 8;
 }
 
+/**
+ * How deep the estimate looks into a prompt value. A parsed body is at most 64 levels deep (validate.ts's
+ * MAX_JSON_DEPTH, checked before parsing); this bound keeps a value built in code from overflowing the stack.
+ */
+const MAX_TEXT_DEPTH = 64;
+
 /** Characters of text in a prompt value: strings, arrays of them, and `content`/`text` of message parts. */
-function textLength(v: unknown): number {
+function textLength(v: unknown, depth = 0): number {
   if (typeof v === "string") return v.length;
+  if (depth === MAX_TEXT_DEPTH) return 0;
   let chars = 0;
-  if (Array.isArray(v)) for (const item of v) chars += textLength(item);
+  if (Array.isArray(v)) for (const item of v) chars += textLength(item, depth + 1);
   else if (v !== null && typeof v === "object") {
     const o = v as Record<string, unknown>;
-    chars += textLength(o.content) + textLength(o.text);
+    chars += textLength(o.content, depth + 1) + textLength(o.text, depth + 1);
   }
   return chars;
 }

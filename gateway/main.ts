@@ -38,6 +38,16 @@ export interface GatewayProcessOptions {
   readonly signal?: AbortSignal;
   /** Pauses between Redis attempts (tests shorten them). @default 500 ms doubling to 5 s */
   readonly redisRetry?: { readonly firstDelayMs?: number; readonly maxDelayMs?: number };
+  /**
+   * Run without AIORCH_ENCRYPTION_KEYS although `security.encryptQueued` is on, storing job bodies in clear (a
+   * warning is logged): `aiorch gateway|dev --plaintext-jobs` on a workstation, never the cluster. @default false
+   */
+  readonly allowPlaintextQueue?: boolean;
+}
+
+/** The gateway refuses to start: a protection the config asks for cannot be applied. */
+export class StartRefused extends Error {
+  override name = "StartRefused";
 }
 
 export interface GatewayHandle {
@@ -62,6 +72,19 @@ export async function startGateway(options: GatewayProcessOptions): Promise<Gate
     Object.values(CREDENTIAL_ENV).map((name) => [name, options.env[name]]),
   );
   const encryption = parseKeyRing(options.env.AIORCH_ENCRYPTION_KEYS);
+  // a configured protection that cannot be applied is a refusal to start, never a silent downgrade
+  if (options.config.security.encryptQueued && !encryption) {
+    if (!options.allowPlaintextQueue) {
+      throw new StartRefused(
+        "security.encryptQueued is on in the runtime config but AIORCH_ENCRYPTION_KEYS is not set: queued job bodies would be stored in Redis in clear text. " +
+          'Set AIORCH_ENCRYPTION_KEYS to "id:base64key" (e.g. k1:$(openssl rand -base64 32); in the cluster the stack\'s queue-encryption Secret sets it), ' +
+          "or set ai-orchestrator:security.encryptQueued: false for a stack that needs no sealing (on a workstation: aiorch gateway or aiorch dev with --plaintext-jobs)",
+      );
+    }
+    log(
+      "gateway: WARNING security.encryptQueued is on but AIORCH_ENCRYPTION_KEYS is not set (--plaintext-jobs): job bodies are stored in Redis in clear text",
+    );
+  }
 
   // 1. the ops port, at once: probes pass and Prometheus scrapes while Redis is not answering yet
   const metrics = new GatewayMetrics(new Set(options.config.models.map((m) => m.name)));
@@ -105,6 +128,7 @@ export async function startGateway(options: GatewayProcessOptions): Promise<Gate
       redis,
       providerKeys,
       encryption,
+      allowPlaintextQueue: options.allowPlaintextQueue,
       tracing,
       metrics,
     });
@@ -141,6 +165,7 @@ const USAGE = `usage: node gateway.js [--config FILE] [--port ${GATEWAY_PORT}] [
   --metrics-port N     /metrics, /healthz, /readyz port (env METRICS_PORT; default ${OPS_PORT}); 0 picks a free one
   --host ADDR          address both listen on (default 0.0.0.0)
 Redis from REDIS_URL (REDIS_PASSWORD, REDIS_TLS_*); waited for at start, /readyz answers 503 until it answers.
+AIORCH_ENCRYPTION_KEYS (id:base64key, current first) seals queued jobs; required when security.encryptQueued is on.
 `;
 
 if (require.main === module) {

@@ -12,6 +12,7 @@ import type { Readable } from "node:stream";
 import { Agent, type Dispatcher, errors, Pool } from "undici";
 import { pinnedTlsOptions, sameFingerprint } from "../core/x509";
 import type { AbortLike } from "./abort";
+import { upstreamErrorBody } from "./errors";
 import type { Backend } from "./routing";
 
 export type UpstreamErrorKind = "connect" | "timeout" | "aborted" | "too_large";
@@ -37,6 +38,20 @@ export interface BufferedResponse {
   readonly status: number;
   readonly contentType: string;
   readonly body: Buffer;
+}
+
+/**
+ * A backend's error answer (status 300 or more) as it may be relayed to a client: the same status, an OpenAI error
+ * body with the backend's message scrubbed and bounded (`upstreamErrorBody`), never the backend's own bytes —
+ * those carry paths, addresses and tokens of the worker.
+ */
+export function upstreamErrorAnswer(response: BufferedResponse): BufferedResponse {
+  const body = upstreamErrorBody(response.status, response.contentType, response.body);
+  return {
+    status: response.status,
+    contentType: "application/json",
+    body: Buffer.from(JSON.stringify(body)),
+  };
 }
 
 export interface UpstreamOptions {

@@ -2,7 +2,7 @@
  * Just enough validation of request bodies to answer a clear 400 before anything is queued or forwarded;
  * fields the gateway does not interpret pass through to the engine untouched.
  */
-import { badRequest } from "./errors";
+import { badRequest, type GatewayError } from "./errors";
 
 export type Endpoint = "chat" | "completion" | "embedding" | "image";
 
@@ -108,4 +108,151 @@ export function validateInference(endpoint: Endpoint, body: unknown, json?: stri
     body,
     json,
   };
+}
+
+/**
+ * The deepest nesting of arrays and objects a request body may have. OpenAI request bodies need a handful of
+ * levels (a tool's JSON schema a few more); a deeper body is refused before it is parsed, so nothing that walks a
+ * body afterwards (the token estimate, serializing) can run out of stack.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Keys an object may have before duplicates are looked up in a set instead of compared pairwise. */
+const PAIRWISE_KEYS = 16;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+// The scan's state, reused by every call (it is synchronous): per open level whether it is an object, where its
+// keys start in `keyStart`/`keyEnd`, and its key set once it has many keys or an escaped one.
+const levelIsObject = new Uint8Array(MAX_JSON_DEPTH + 1);
+const levelFirstKey = new Int32Array(MAX_JSON_DEPTH + 1);
+const levelKeys: (Set<string> | undefined)[] = new Array(MAX_JSON_DEPTH + 1).fill(undefined);
+let keyStart = new Int32Array(64);
+let keyEnd = new Int32Array(64);
+
+/**
+ * One pass over a JSON text before it is parsed: refuses nesting deeper than `MAX_JSON_DEPTH` and a key appearing
+ * twice in one object (`JSON.parse` keeps the last, while the text forwarded upstream has both: the gateway
+ * would check one value and the engine might read the other). Iterative, no allocation per character: strings are
+ * skipped with `indexOf`, keys compared in place (a set only for objects with many keys, or escaped ones).
+ * Returns the 400 to answer, or undefined; malformed JSON is left to the parser to report.
+ */
+export function scanJson(text: string): GatewayError | undefined {
+  const length = text.length;
+  let depth = 0;
+  let keys = 0; // keys recorded for the open objects
+  let expectKey = false;
+  let error: GatewayError | undefined;
+  for (let i = 0; i < length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const start = i + 1;
+      let end = text.indexOf('"', start);
+      // a quote after an odd number of backslashes is part of the string
+      while (end !== -1 && text.charCodeAt(end - 1) === BACKSLASH) {
+        let k = end - 2;
+        while (k >= start && text.charCodeAt(k) === BACKSLASH) k--;
+        if ((end - 1 - k) % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      if (end === -1) break; // unterminated: the parser's error
+      if (expectKey) {
+        expectKey = false;
+        const duplicate = addKey(text, depth, keys, start, end);
+        if (duplicate === true) keys += 1;
+        else if (duplicate !== false) {
+          const shown = duplicate.length > 64 ? `${duplicate.slice(0, 64)}…` : duplicate;
+          error = badRequest(
+            `The JSON body has the key ${JSON.stringify(shown)} twice in one object; send each key once`,
+            depth === 1 ? shown : null,
+            "duplicate_key",
+          );
+          break;
+        }
+      }
+      i = end;
+    } else if (c === 0x7b || c === 0x5b) {
+      // { or [
+      if (depth === MAX_JSON_DEPTH) {
+        error = badRequest(
+          `The JSON body is nested more than ${MAX_JSON_DEPTH} levels deep`,
+          null,
+          "too_deeply_nested",
+        );
+        break;
+      }
+      depth += 1;
+      const object = c === 0x7b;
+      levelIsObject[depth] = object ? 1 : 0;
+      levelFirstKey[depth] = keys;
+      expectKey = object;
+    } else if (c === 0x7d || c === 0x5d) {
+      // } or ]: the level's keys are done with
+      if (depth === 0) break; // malformed: the parser's error
+      keys = levelFirstKey[depth]!;
+      levelKeys[depth] = undefined;
+      depth -= 1;
+      expectKey = false;
+    } else if (c === 0x2c) expectKey = depth > 0 && levelIsObject[depth] === 1; // ,
+  }
+  // a text cut off (or refused) with levels still open: their key sets are not kept
+  for (; depth > 0; depth--) levelKeys[depth] = undefined;
+  return error;
+}
+
+/**
+ * Record the key `text[start, end)` of the object open at `depth`, whose keys so far are `keyStart/keyEnd[first,
+ * count)`: true when it is new (recorded at index `count`), false when it is new but recorded in the level's set,
+ * else the key (a duplicate).
+ */
+function addKey(text: string, depth: number, count: number, start: number, end: number): boolean | string {
+  let set = levelKeys[depth];
+  const first = levelFirstKey[depth]!;
+  let escaped = false;
+  if (set === undefined) {
+    for (let k = start; k < end; k++) {
+      if (text.charCodeAt(k) === BACKSLASH) {
+        escaped = true;
+        break;
+      }
+    }
+    if (!escaped && count - first < PAIRWISE_KEYS) {
+      const size = end - start;
+      for (let j = first; j < count; j++) {
+        const s = keyStart[j]!;
+        if (keyEnd[j]! - s !== size) continue;
+        let k = 0;
+        while (k < size && text.charCodeAt(s + k) === text.charCodeAt(start + k)) k++;
+        if (k === size) return text.slice(start, end);
+      }
+      if (count === keyStart.length) {
+        const grownStart = new Int32Array(count * 2);
+        grownStart.set(keyStart);
+        keyStart = grownStart;
+        const grownEnd = new Int32Array(count * 2);
+        grownEnd.set(keyEnd);
+        keyEnd = grownEnd;
+      }
+      keyStart[count] = start;
+      keyEnd[count] = end;
+      return true;
+    }
+    // many keys, or an escaped one: from here on the object's keys are compared as strings, decoded
+    set = new Set<string>();
+    for (let j = first; j < count; j++) set.add(text.slice(keyStart[j]!, keyEnd[j]!));
+    levelKeys[depth] = set;
+  } else {
+    for (let k = start; k < end && !escaped; k++) escaped = text.charCodeAt(k) === BACKSLASH;
+  }
+  let name: string;
+  if (escaped) {
+    try {
+      name = JSON.parse(text.slice(start - 1, end + 1)) as string;
+    } catch {
+      return false; // a malformed escape: the parser's error
+    }
+  } else name = text.slice(start, end);
+  if (set.has(name)) return name;
+  set.add(name);
+  return false;
 }

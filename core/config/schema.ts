@@ -501,6 +501,17 @@ export const gatewaySchema = z.strictObject({
     })
     .default({ rpm: 60, tpm: 100_000 }),
   maxRequestBytes: positiveInt("largest accepted request body").default(1_048_576),
+  /** A client must send a request's headers within this long (then 408 and the connection is closed); at most requestReadTimeoutSeconds. */
+  headersTimeoutSeconds: positiveInt("seconds a client may take to send request headers").default(10),
+  /**
+   * A client must send a whole request, headers and body, within this long (then 408 and the connection is closed).
+   * Only the request is timed: the answer may take longer (a stream, a wait for a cold start).
+   */
+  requestReadTimeoutSeconds: positiveInt("seconds a client may take to send a whole request").default(30),
+  /** A client connection idle between requests is closed after this long (above Traefik's 90 s, so the ingress closes it first). */
+  idleConnectionTimeoutSeconds: positiveInt("seconds an idle client connection is kept").default(95),
+  /** Client connections one replica holds at once (each stream holds one); connections past it are closed at once. */
+  maxConnections: positiveInt("client connections per replica").default(4096),
   /** Requests that may wait for a cold start per model (across replicas); more get 429. */
   maxWaitingPerModel: positiveInt("requests that may wait per model").default(100),
   /** Streaming clients that wait for a worker get an SSE comment this often, so proxies keep the line open. */
@@ -509,6 +520,12 @@ export const gatewaySchema = z.strictObject({
   upstreamTimeoutSeconds: positiveInt("seconds an upstream call may take").default(300),
   /** How long results of async jobs are kept. */
   jobResultTtlSeconds: positiveInt("seconds job results are kept").default(86_400),
+  /** How long an async job that has not finished yet is kept (queued or retrying); then it is dropped. */
+  jobQueuedTtlSeconds: positiveInt("seconds a queued job is kept").default(86_400),
+  /** Async jobs one API key may have queued (not finished yet) at once; more get 429 `too_many_queued_jobs`. */
+  maxQueuedJobsPerKey: positiveInt("queued jobs per API key").default(20),
+  /** Async jobs that may be queued per model (all keys and replicas together); more get 429 `too_many_queued_jobs`. */
+  maxQueuedJobsPerModel: positiveInt("queued jobs per model").default(200),
   /** Write prompt and completion text into the audit log (off: metadata only). */
   auditPrompts: z.boolean().default(false),
   /** Export request spans over OTLP/HTTP (trace context is propagated either way). */

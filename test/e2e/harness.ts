@@ -18,6 +18,7 @@ import OpenAI from "openai";
 import { stringify } from "yaml";
 import { renderAlertRules } from "../../components/alert-rules";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
+import { newKeyRingEntry } from "../../core/envelope";
 import { fromMicroUsd, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
 import { ApiKeyStore } from "../../gateway/keys";
@@ -749,6 +750,8 @@ export class E2EStack {
   redis!: Redis;
   controller!: RuntimeProcess;
   readonly gateways: RuntimeProcess[] = [];
+  /** AIORCH_ENCRYPTION_KEYS of the stack's processes (one ring, as the cluster's queue-encryption Secret). */
+  private readonly encryptionKeys = newKeyRingEntry("e2e");
   private closed = false;
 
   constructor(readonly options: StackOptions) {
@@ -776,6 +779,8 @@ export class E2EStack {
       VASTAI_API_KEY: VAST_KEY,
       DATACRUNCH_CLIENT_ID: DC_ID,
       DATACRUNCH_CLIENT_SECRET: DC_SECRET,
+      // the stack seals queued jobs (security.encryptQueued, on by default): every gateway shares the ring
+      AIORCH_ENCRYPTION_KEYS: this.encryptionKeys,
     };
   }
 

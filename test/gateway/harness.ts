@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
-import type { KeyRing } from "../../core/envelope";
+import { type KeyRing, newKeyRingEntry, parseKeyRing } from "../../core/envelope";
 import { encodeRoute, type Route } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
 import { buildGateway, buildOpsServer, type Gateway } from "../../gateway/app";
@@ -31,6 +31,8 @@ export function testRuntimeConfig(
     redis: `{ keyPrefix: "${prefix}" }`,
     gateway:
       "{ host: ai.example.com, limits: { rpm: 1000, tpm: 1000000 }, maxRequestBytes: 65536, keepAliveSeconds: 1 }",
+    // job bodies in clear unless a test passes a key ring (a stack with encryptQueued on needs one to start)
+    security: "{ encryptQueued: false }",
     ...overrides,
   });
   return renderRuntimeConfig(loadStackConfig(parseStackFile(yaml, "test.yaml")), "test");
@@ -77,6 +79,7 @@ export async function createHarness(
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2 });
   const keys = redisKeys(prefix);
   const store = new ApiKeyStore(redis, keys);
+  const ring = parseKeyRing(newKeyRingEntry("test"));
   const gateways: Gateway[] = [];
   const opsServers: FastifyInstance[] = [];
   let workerCount = 0;
@@ -93,6 +96,8 @@ export async function createHarness(
         redis,
         auditSink: audit,
         defaultMetrics: false,
+        // a stack that seals queued jobs has its key ring (the cluster's Secret): one per harness, as per stack
+        encryption: custom.security.encryptQueued ? ring : undefined,
         ...extra,
       });
       gateways.push(gateway);

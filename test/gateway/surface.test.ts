@@ -192,8 +192,10 @@ describe("errors are OpenAI-shaped with the right status", () => {
       '{ "stream": true, "model":"chat",\n "messages": [{"role":"user","content":"caf\\u00e9"}] }\n';
     const response = await post("/v1/chat/completions", text, { "x-request-id": "stream-1" });
     expect(response.status).toBe(200);
-    // the event stream's own headers: the request id, the key's limits, no caching or proxy buffering
-    expect(response.headers.get("x-request-id")).toBe("stream-1");
+    // the event stream's own headers: the request id (the client's as a label), the key's limits, no caching or
+    // proxy buffering
+    expect(response.headers.get("x-request-id")).toMatch(/^req_[0-9a-f]{32}$/);
+    expect(response.headers.get("x-client-request-id")).toBe("stream-1");
     expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
     expect(response.headers.get("x-accel-buffering")).toBe("no");
     for (const name of ["requests", "tokens"])
@@ -300,13 +302,15 @@ describe("errors are OpenAI-shaped with the right status", () => {
 });
 
 describe("request ids, health, metrics, audit", () => {
-  it("echoes a client's x-request-id and makes one otherwise", async () => {
+  it("answers its own x-request-id, echoing a client's as x-client-request-id (request-ids.test.ts)", async () => {
     const given = await fetch(`${url}/v1/models`, { headers: { "x-request-id": "abc-123" } });
-    expect(given.headers.get("x-request-id")).toBe("abc-123");
+    expect(given.headers.get("x-request-id")).toMatch(/^req_[0-9a-f]{32}$/);
+    expect(given.headers.get("x-client-request-id")).toBe("abc-123");
     const made = await fetch(`${url}/v1/models`);
     expect(made.headers.get("x-request-id")).toMatch(/^req_[0-9a-f]{32}$/);
     const unsafe = await fetch(`${url}/v1/models`, { headers: { "x-request-id": "bad id with spaces" } });
     expect(unsafe.headers.get("x-request-id")).toMatch(/^req_/);
+    expect(unsafe.headers.get("x-client-request-id")).toBeNull();
   });
 
   it("healthz and readyz on the ops port", async () => {
