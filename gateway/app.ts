@@ -18,7 +18,8 @@ import type { ApiKeyRecord } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { VARIANT_HEADER } from "../core/variants";
 import { CounterBatch, InflightBoard } from "./accounting";
-import { AuditLog, type AuditSink } from "./audit";
+import { AuditLog, type AuditSink, isoTimestamp } from "./audit";
+import { KeyBudgetGuard } from "./budget";
 import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
 import { type InferenceDeps, SpendView, serveInference } from "./inference";
 import { JobQueue, JobRunner, jobEndpoint, jobView } from "./jobs";
@@ -28,7 +29,7 @@ import { GatewayMetrics } from "./metrics";
 import { BackendRegistry } from "./routing";
 import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
-import { ENDPOINT_KINDS, type Endpoint, scanJson, validateInference } from "./validate";
+import { ENDPOINT_KINDS, ENDPOINT_PATHS, type Endpoint, scanJson, validateInference } from "./validate";
 import { type UnitConfig, VariantRouter } from "./variants";
 
 export interface GatewayDeps {
@@ -92,7 +93,18 @@ declare module "fastify" {
     auth: AuthResult | undefined;
     /** A JSON body's text as received (see the JSON parser in buildGateway). */
     rawJson?: string;
+    /** Its audit line is written (by inference or the jobs route); a refusal's is written by the error handler. */
+    audited: boolean;
   }
+}
+
+/** The audit line's `endpoint` of a URL: inference's names for its routes, else the path (bounded). */
+function auditEndpointOf(url: string): string {
+  const path = url.split("?")[0] ?? "";
+  for (const [endpoint, suffix] of Object.entries(ENDPOINT_PATHS))
+    if (path === `/v1${suffix}`) return endpoint;
+  if (path === "/v1/jobs") return "jobs";
+  return path.slice(0, 100);
 }
 
 function bearer(request: FastifyRequest): string | undefined {
@@ -148,6 +160,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       onError: (error) => process.stderr.write(`gateway: spend counters: ${error.message} (kept, retried)\n`),
     }),
     inflight: new InflightBoard(redis, keys, replicaId, { now }),
+    budgets: new KeyBudgetGuard(),
   };
   const jobs = new JobQueue({ redis, keys, config, limiter, metrics, audit, now, ring: deps.encryption });
   const runner =
@@ -238,6 +251,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   app.decorateRequest("requestId", "");
   app.decorateRequest("clientRequestId", undefined);
   app.decorateRequest("auth", undefined);
+  app.decorateRequest("audited", false);
   app.addHook("onRequest", (request, reply, done) => {
     request.requestId = String(request.id);
     // The response's x-request-id is always the gateway's id (what the audit line, traces and the worker's logs
@@ -280,6 +294,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
         `gateway: unexpected error on ${request.method} ${request.url} (${request.requestId}): ${(error as Error).stack}\n`,
       );
     }
+    auditRefusal(request, e.status, e.code ?? e.type, reply.elapsedTime);
     if (reply.raw.headersSent) {
       reply.raw.end();
       return;
@@ -296,18 +311,55 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       `Unknown request URL: ${request.method} ${request.url.split("?")[0]}`,
       "unknown_url",
     );
+    auditRefusal(request, 404, "unknown_url", reply.elapsedTime);
     reply.code(404).send(e.body());
   });
+  /**
+   * One audit line and one count for every API request the gateway refuses before it is served (auth, validation,
+   * scope, unknown model or URL, limits, budgets): inference and jobs write their own once they admit a request.
+   */
+  const auditRefusal = (request: FastifyRequest, status: number, error: string, elapsedMs: number) => {
+    if (request.audited || !request.url.startsWith("/v1/")) return;
+    request.audited = true;
+    const body = request.body as { model?: unknown } | null | undefined;
+    const model = typeof body?.model === "string" ? body.model.slice(0, 128) : "";
+    metrics.countRequest(model, status);
+    audit.record({
+      ts: isoTimestamp(now() - elapsedMs),
+      requestId: request.requestId,
+      clientRequestId: request.clientRequestId,
+      keyId: request.auth?.ok ? request.auth.key.id : null,
+      model,
+      endpoint: auditEndpointOf(request.url),
+      backend: null,
+      provider: null,
+      status,
+      stream: false,
+      promptTokens: 0,
+      completionTokens: 0,
+      costUsd: 0,
+      latencyMs: Math.round(elapsedMs),
+      ttftMs: null,
+      queueMs: 0,
+      error,
+    });
+  };
 
   const authenticate = async (request: FastifyRequest): Promise<ApiKeyRecord> => {
     const result = request.auth ?? (await verifier.verify(bearer(request)));
-    if (!result.ok) throw unauthorized(result.reason);
+    if (!result.ok) {
+      metrics.authFailures.inc({ reason: result.failure });
+      throw unauthorized(result.reason);
+    }
     return result.key;
   };
   /** The key without a promise when the verifier's cache answers (the hot path); else undefined. */
   const authenticateCached = (request: FastifyRequest): ApiKeyRecord | undefined => {
     const result = request.auth ?? verifier.verifyCached(bearer(request));
-    if (result && !result.ok) throw unauthorized(result.reason);
+    if (result && !result.ok) {
+      metrics.authFailures.inc({ reason: result.failure });
+      throw unauthorized(result.reason);
+    }
     return result?.key;
   };
   /** The serving unit that answers: the model, or the variant its weights (or the key's stickiness) pick. */
@@ -440,6 +492,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       idempotencyKey: idempotencyKey as string | undefined,
       bodyBytes: Buffer.byteLength(request.rawJson ?? JSON.stringify(body)),
     };
+    request.audited = true; // from here the submission writes its own line, refused or not
     const { job, created, headers } = await jobs.submit(key, { ...req, model: model.name }, submission);
     reply.headers(headers).code(created ? 202 : 200);
     return jobView(job);

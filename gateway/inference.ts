@@ -13,6 +13,7 @@ import { VARIANT_HEADER } from "../core/variants";
 import { AbortFlag, type AbortLike } from "./abort";
 import type { CounterBatch, InflightBoard } from "./accounting";
 import { type AuditLog, isoTimestamp } from "./audit";
+import type { BudgetHold, KeyBudgetGuard } from "./budget";
 import { GatewayError, noCapacity, upstreamFailed } from "./errors";
 import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
 import type { GatewayMetrics } from "./metrics";
@@ -49,6 +50,8 @@ export interface InferenceDeps {
   readonly counters: CounterBatch;
   /** This replica's in-flight count per worker, published for the controller. */
   readonly inflight: InflightBoard;
+  /** What requests of budgeted keys in flight are expected to cost (so a burst cannot pass the budget). */
+  readonly budgets: KeyBudgetGuard;
 }
 
 /** Tokens reserved for the answer when the client sets no max_tokens; settled to the real count afterwards. */
@@ -206,6 +209,8 @@ interface Outcome {
   traceId: string;
   /** The client's x-request-id, a label for the audit line (never stored or counted: `requestId` is). */
   clientRequestId: string | undefined;
+  /** The key's budget held for this request (given back, with what it cost, when it ends). */
+  budgetHold: BudgetHold | undefined;
 }
 
 export async function serveInference(
@@ -237,16 +242,32 @@ export async function serveInference(
       },
     );
   }
-  if (key.monthlyBudgetUsd !== undefined && (await deps.spend.keySpendUsd(key.id)) >= key.monthlyBudgetUsd) {
-    deps.metrics.rateLimited.inc({ kind: "budget" });
-    throw new GatewayError(
-      429,
-      "insufficient_quota",
-      `This API key reached its monthly budget of $${key.monthlyBudgetUsd}`,
-      "insufficient_quota",
-      null,
-      { "x-should-retry": "false" },
-    );
+  let budgetHold: BudgetHold | undefined;
+  if (key.monthlyBudgetUsd !== undefined) {
+    const spent = await deps.spend.keySpendUsd(key.id);
+    if (spent >= key.monthlyBudgetUsd) {
+      deps.metrics.rateLimited.inc({ kind: "budget" });
+      throw new GatewayError(
+        429,
+        "insufficient_quota",
+        `This API key reached its monthly budget of $${key.monthlyBudgetUsd}`,
+        "insufficient_quota",
+        null,
+        { "x-should-retry": "false" },
+      );
+    }
+    budgetHold = deps.budgets.hold(key.id, model.name, key.monthlyBudgetUsd, spent, deps.now());
+    if (!budgetHold) {
+      deps.metrics.rateLimited.inc({ kind: "budget" });
+      throw new GatewayError(
+        429,
+        "insufficient_quota",
+        `What is left of this API key's monthly budget of $${key.monthlyBudgetUsd} is held by its requests in flight; retry when they finish`,
+        "budget_held_in_flight",
+        null,
+        { "retry-after": "1" },
+      );
+    }
   }
 
   // ── limits: reserve max_tokens + prompt estimate ──
@@ -263,6 +284,7 @@ export async function serveInference(
   limitsStep.end(admission.allowed ? undefined : "rate limited");
   const limitHeaders = rateLimitHeaders(admission);
   if (!admission.allowed) {
+    if (budgetHold) deps.budgets.release(budgetHold, 0, false, deps.now());
     deps.metrics.rateLimited.inc({ kind: admission.rpmRemaining < 1 ? "rpm" : "tpm" });
     const retry = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
     throw new GatewayError(
@@ -285,6 +307,7 @@ export async function serveInference(
     concurrency: 1,
     traceId: trace.traceId,
     clientRequestId: reply.request.clientRequestId,
+    budgetHold,
   };
   let queueMs = 0;
   try {
@@ -329,6 +352,7 @@ export async function serveInference(
       throw error instanceof GatewayError ? withHeaders(error, limitHeaders) : error;
     }
   } finally {
+    reply.request.audited = true;
     finish(deps, req, model, key, requestId, started, queueMs, reserved, promptEstimate, limits.tpm, outcome);
     if (trace.recording) trace.end(outcome.status, requestAttributes(model, outcome.backend));
     else trace.end(outcome.status);
@@ -504,7 +528,12 @@ async function proxy(
       } catch (error) {
         const e = error instanceof UpstreamError ? error : new UpstreamError("connect", String(error));
         upstreamStep.end(e.kind);
-        if (e.kind === "aborted") throw e;
+        if (e.kind === "aborted") {
+          // the worker was serving it when the client left: its time is billed, as a streamed request's is
+          outcome.backend = backend;
+          outcome.concurrency = concurrency;
+          throw e;
+        }
         if (e.kind === "too_large") throw upstreamFailed("the backend's answer is too large");
         deps.metrics.upstreamErrors.inc({ model: metricsModel, kind: e.kind });
         deps.registry.coolDown(backend);
@@ -826,6 +855,8 @@ function finish(
     ? (serviceSeconds * outcome.backend.usdPerSecond) / Math.max(1, outcome.concurrency)
     : 0;
 
+  if (outcome.budgetHold)
+    deps.budgets.release(outcome.budgetHold, costUsd, outcome.backend !== undefined, deps.now());
   const settled = outcome.backend ? used : 0;
   if (!deps.limiter.settleLocal(key.id, tpm, reserved, settled))
     deps.limiter.settle(key.id, tpm, reserved, settled).catch(() => undefined);

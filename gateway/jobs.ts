@@ -19,7 +19,7 @@ import { type KeyRing, open, seal } from "../core/envelope";
 import { type ApiKeyRecord, type JobRecord, type JobStatus, ledgerMonth, toMicroUsd } from "../core/protocol";
 import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
 import { type AuditLog, isoTimestamp } from "./audit";
-import { GatewayError } from "./errors";
+import { GatewayError, upstreamErrorBody } from "./errors";
 import { ApiKeyStore } from "./keys";
 import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
 import type { GatewayMetrics } from "./metrics";
@@ -699,8 +699,19 @@ export class JobRunner {
           backend,
         };
       }
-      // the request itself was bad: retrying will not help
-      return { kind: "failed", text, costUsd, status: response.status, error: "upstream_rejected", backend };
+      // the request itself was bad: retrying will not help. The worker's words are reshaped and scrubbed, as
+      // inference's are: its paths, addresses and tokens never reach the job's owner.
+      const shaped = JSON.stringify(
+        upstreamErrorBody(response.status, response.contentType, Buffer.from(text, "utf8")).error,
+      );
+      return {
+        kind: "failed",
+        text: shaped,
+        costUsd,
+        status: response.status,
+        error: "upstream_rejected",
+        backend,
+      };
     } catch {
       this.deps.registry.coolDown(backend);
       return {

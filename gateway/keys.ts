@@ -155,7 +155,12 @@ export class ApiKeyStore {
   }
 }
 
-export type AuthResult = { ok: true; key: ApiKeyRecord } | { ok: false; reason: string };
+/** Why a key was refused, as a bounded label (the auth-failure metric's `reason`). */
+export type AuthFailure = "missing" | "invalid" | "revoked" | "expired";
+
+export type AuthResult =
+  | { ok: true; key: ApiKeyRecord }
+  | { ok: false; reason: string; failure: AuthFailure };
 
 /**
  * Verifies bearer keys against the store with a bounded TTL cache (negative answers cached briefly too, so a
@@ -219,9 +224,14 @@ export class ApiKeyVerifier {
 
   /** The answer from what is known without Redis, or the key's hash when its record must be read. */
   private lookup(raw: string | undefined, now: number): AuthResult | string {
-    if (!raw) return { ok: false, reason: "Missing API key: send it as 'Authorization: Bearer sk-…'" };
+    if (!raw)
+      return {
+        ok: false,
+        reason: "Missing API key: send it as 'Authorization: Bearer sk-…'",
+        failure: "missing",
+      };
     if (!raw.startsWith(KEY_PREFIX) || raw.length > 200)
-      return { ok: false, reason: "Incorrect API key provided" };
+      return { ok: false, reason: "Incorrect API key provided", failure: "invalid" };
     const hash = hashApiKey(raw);
     const cached = this.cache.get(hash);
     if (!cached) return hash;
@@ -240,9 +250,9 @@ export class ApiKeyVerifier {
       record.hash.length !== hash.length ||
       !timingSafeEqual(Buffer.from(record.hash, "hex"), Buffer.from(hash, "hex"))
     ) {
-      return { ok: false, reason: "Incorrect API key provided" };
+      return { ok: false, reason: "Incorrect API key provided", failure: "invalid" };
     }
-    if (record.revoked) return { ok: false, reason: "This API key has been revoked" };
+    if (record.revoked) return { ok: false, reason: "This API key has been revoked", failure: "revoked" };
     return { ok: true, key: record };
   }
 }
@@ -257,5 +267,7 @@ interface CachedAuth {
 function expired(result: AuthResult, now: number): AuthResult | undefined {
   if (!result.ok) return undefined;
   const until = result.key.expiresAtMs;
-  return until !== undefined && now >= until ? { ok: false, reason: "This API key has expired" } : undefined;
+  return until !== undefined && now >= until
+    ? { ok: false, reason: "This API key has expired", failure: "expired" }
+    : undefined;
 }

@@ -15,6 +15,8 @@ export class GatewayMetrics {
   readonly queueWait: Histogram<"model">;
   readonly expired: Counter<"model">;
   readonly rateLimited: Counter<"kind">;
+  /** Requests refused for their API key: missing, invalid, revoked, expired. */
+  readonly authFailures: Counter<"reason">;
   readonly upstreamErrors: Counter<"model" | "kind">;
   readonly auditDropped: Counter;
   readonly requestsPerMinute: Gauge<"model">;
@@ -84,6 +86,12 @@ export class GatewayMetrics {
       name: "aiorch_gateway_rate_limited_total",
       help: "Requests refused by a limit (rpm, tpm, budget, queue_full)",
       labelNames: ["kind"],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: "aiorch_gateway_auth_failures_total",
+      help: "Requests refused for their API key (missing, invalid, revoked, expired)",
+      labelNames: ["reason"],
       registers,
     });
     this.upstreamErrors = new Counter({

@@ -222,7 +222,11 @@ describe("key rotation and the audit trail", () => {
       expect((await verifier.verify(created.key)).ok).toBe(true); // within the grace
       expect((await verifier.verify(newKey)).ok).toBe(true);
       await new Promise((r) => setTimeout(r, 2_100));
-      expect(await verifier.verify(created.key)).toEqual({ ok: false, reason: "This API key has expired" });
+      expect(await verifier.verify(created.key)).toEqual({
+        ok: false,
+        reason: "This API key has expired",
+        failure: "expired",
+      });
       expect((await verifier.verify(newKey)).ok).toBe(true);
     } finally {
       redis.disconnect();

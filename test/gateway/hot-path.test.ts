@@ -469,8 +469,16 @@ describe("the key verifier's cache", () => {
     expect(hit).toEqual({ ok: true, key: record });
     expect(verifier.verifyCached(key)).toBe(hit); // the same answer object: nothing built per request
     now += 1_000;
-    expect(verifier.verifyCached(key)).toEqual({ ok: false, reason: "This API key has expired" });
-    expect(await verifier.verify(key)).toEqual({ ok: false, reason: "This API key has expired" });
+    expect(verifier.verifyCached(key)).toEqual({
+      ok: false,
+      reason: "This API key has expired",
+      failure: "expired",
+    });
+    expect(await verifier.verify(key)).toEqual({
+      ok: false,
+      reason: "This API key has expired",
+      failure: "expired",
+    });
   });
 
   it("never matches a stored record whose hash is not the key's, and caches that refusal briefly", async () => {
@@ -479,9 +487,17 @@ describe("the key verifier's cache", () => {
     const { key } = await store.create({ name: "corrupt", nowMs: now });
     const hash = hashApiKey(key);
     await redis.hset(keys.apiKey(hash), "hash", hashApiKey(`${key}x`)); // a corrupted entry
-    expect(await verifier.verify(key)).toEqual({ ok: false, reason: "Incorrect API key provided" });
+    expect(await verifier.verify(key)).toEqual({
+      ok: false,
+      reason: "Incorrect API key provided",
+      failure: "invalid",
+    });
     await redis.hset(keys.apiKey(hash), "hash", hash); // repaired
-    expect(verifier.verifyCached(key)).toEqual({ ok: false, reason: "Incorrect API key provided" });
+    expect(verifier.verifyCached(key)).toEqual({
+      ok: false,
+      reason: "Incorrect API key provided",
+      failure: "invalid",
+    });
     now += 1_000; // the refusal's shorter time is over: the next request reads Redis again
     expect(verifier.verifyCached(key)).toBeUndefined();
     expect((await verifier.verify(key)).ok).toBe(true);

@@ -79,6 +79,70 @@ describe("per-key limits", () => {
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
   });
 
+  it("a burst of 30 concurrent requests on a $0.01 key books at most the budget plus one request's cost", async () => {
+    const { key, record } = await h.store.create({ name: "burst", monthlyBudgetUsd: 0.01 });
+    // ten workers at $0.10/s: a request alone costs ~$0.005 (50 ms); spread over them, 30 at once would book ~$0.05
+    for (let i = 0; i < 10; i++)
+      await h.addRoute("cold", { baseUrl: h.fake.url, usdPerSecond: 0.1, workerId: `burst-${i}` });
+    h.fake.delayNext(50, { count: 30 });
+    const responses = await Promise.all(Array.from({ length: 30 }, () => chat(a, key, { model: "cold" })));
+    const statuses = responses.map((r) => r.status);
+    const refused = await Promise.all(
+      responses
+        .filter((r) => r.status === 429)
+        .map(async (r) => (await r.json()) as { error: { code: string } }),
+    );
+    for (const r of responses.filter((x) => x.status !== 429)) await r.text();
+    h.fake.clearFaults();
+    await new Promise((r) => setTimeout(r, 700)); // spend counters reach Redis every 500 ms
+    const micro = Number(await h.redis.hget(h.keys.spendMonth(ledgerMonth(Date.now())), `key:${record.id}`));
+    const oneRequest = 0.06 * 0.1; // generously: 60 ms of a $0.10/s worker
+    expect(micro / 1e6).toBeLessThanOrEqual(0.01 + oneRequest);
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+    expect(new Set(refused.map((r) => r.error.code))).toEqual(new Set(["budget_held_in_flight"]));
+    await h.removeRoutes("cold");
+  });
+
+  it("a budgeted key's own spend counts at once, before the batched counters and cached reads catch up", async () => {
+    const { key } = await h.store.create({ name: "sequential", monthlyBudgetUsd: 0.01 });
+    await h.addRoute("cold", { baseUrl: h.fake.url, usdPerSecond: 0.1, workerId: "seq" });
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      h.fake.delayNext(40); // ~$0.004 each: the third passes the budget
+      const r = await chat(a, key, { model: "cold" });
+      statuses.push(r.status);
+      await r.text();
+    }
+    const served = statuses.filter((s) => s === 200).length;
+    expect(served).toBeGreaterThanOrEqual(2);
+    expect(served).toBeLessThanOrEqual(4);
+    expect(statuses.slice(served).every((s) => s === 429)).toBe(true);
+    h.fake.clearFaults(); // the refused requests' delays were never used
+    await h.removeRoutes("cold");
+  });
+
+  it("a non-streamed request the client abandons after the upstream call was sent is billed its service time", async () => {
+    const { key, record } = await h.store.create({ name: "quitter" });
+    await h.addRoute("cold", { baseUrl: h.fake.url, usdPerSecond: 10, workerId: "slow" });
+    h.fake.delayNext(400);
+    const gaveUp = new AbortController();
+    const request = fetch(`${a}/v1/chat/completions`, {
+      method: "POST",
+      signal: gaveUp.signal,
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "cold", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }),
+    }).catch((error: Error) => error);
+    await new Promise((r) => setTimeout(r, 150));
+    gaveUp.abort();
+    expect(await request).toBeInstanceOf(Error); // the client gave up
+    await new Promise((r) => setTimeout(r, 700));
+    const micro = Number(await h.redis.hget(h.keys.spendMonth(ledgerMonth(Date.now())), `key:${record.id}`));
+    // it ran ~150 ms on a $10/s worker before the client left: billed, not $0
+    expect(micro).toBeGreaterThan(0.05 * 10 * 1_000_000);
+    h.fake.clearFaults();
+    await h.removeRoutes("cold");
+  });
+
   it("a budget block set by the controller refuses requests clearly", async () => {
     const key = await h.createKey();
     await h.redis.hset(h.keys.budgetBlocked, "chat", "model chat reached its monthly budget of $10");

@@ -110,7 +110,11 @@ describe("refresh-ahead of the request path's reads", () => {
     await settle();
     store.byHash = read;
     expect(verifier.verifyCached(key)).toBeUndefined();
-    expect(await verifier.verify(key)).toEqual({ ok: false, reason: "This API key has been revoked" });
+    expect(await verifier.verify(key)).toEqual({
+      ok: false,
+      reason: "This API key has been revoked",
+      failure: "revoked",
+    });
   });
 
   it("a model's routes and the budget blocks in use are renewed before they expire", async () => {

@@ -289,7 +289,7 @@ describe("errors are OpenAI-shaped with the right status", () => {
     }
   });
 
-  it("a 4xx from upstream is passed through as it is", async () => {
+  it("a 4xx from upstream keeps its status, as an OpenAI error (the message scrubbed: upstream-errors.test.ts)", async () => {
     // prompt + completion beyond max_model_len is the engine's 400
     const response = await post("/v1/chat/completions", {
       model: "chat",

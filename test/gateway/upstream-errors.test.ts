@@ -306,3 +306,34 @@ describe("upstreamErrorBody", () => {
     ).toBe("field required");
   });
 });
+
+describe("an async job whose worker refuses it", () => {
+  it("fails with the worker's error reshaped and scrubbed, as an inference request gets it", async () => {
+    answer = {
+      status: 400,
+      contentType: "application/json",
+      body: JSON.stringify({ error: { message: LEAKY } }),
+    };
+    const submitted = await fetch(`${url}/v1/jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        endpoint: "/v1/chat/completions",
+        body: { model: "cold", messages: [{ role: "user", content: "hi" }], max_tokens: 3 },
+      }),
+    });
+    expect(submitted.status).toBe(202);
+    const { id } = (await submitted.json()) as { id: string };
+    let job: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && job.status !== "failed" && job.status !== "succeeded"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      job = (await (
+        await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as Record<string, unknown>;
+    }
+    expect(job.status, JSON.stringify(job)).toBe("failed");
+    const text = JSON.stringify(job);
+    expectClean(text);
+    expect(text).toContain("maximum context length is 4096 tokens");
+  });
+});
