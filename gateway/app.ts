@@ -21,12 +21,13 @@ import { CounterBatch, InflightBoard } from "./accounting";
 import { AuditLog, type AuditSink, isoTimestamp } from "./audit";
 import { KeyBudgetGuard } from "./budget";
 import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
-import { type InferenceDeps, SpendView, serveInference } from "./inference";
+import { type InferenceDeps, serveInference } from "./inference";
 import { JobQueue, JobRunner, jobEndpoint, jobView } from "./jobs";
 import { ApiKeyStore, ApiKeyVerifier, type AuthResult } from "./keys";
 import { RateLimiter } from "./limits";
 import { GatewayMetrics } from "./metrics";
 import { BackendRegistry } from "./routing";
+import { SpendView } from "./spend";
 import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
 import { ENDPOINT_KINDS, ENDPOINT_PATHS, type Endpoint, scanJson, validateInference } from "./validate";
@@ -162,7 +163,19 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     inflight: new InflightBoard(redis, keys, replicaId, { now }),
     budgets: new KeyBudgetGuard(),
   };
-  const jobs = new JobQueue({ redis, keys, config, limiter, metrics, audit, now, ring: deps.encryption });
+  // jobs are admitted as inference requests are (one admission): the same budgets, blocks and limits
+  const jobs = new JobQueue({
+    redis,
+    keys,
+    config,
+    limiter,
+    metrics,
+    audit,
+    now,
+    ring: deps.encryption,
+    spend: inference.spend,
+    budgets: inference.budgets,
+  });
   const runner =
     deps.runJobs === false
       ? undefined

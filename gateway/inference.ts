@@ -12,13 +12,15 @@ import type { RedisKeys } from "../core/redis-keys";
 import { VARIANT_HEADER } from "../core/variants";
 import { AbortFlag, type AbortLike } from "./abort";
 import type { CounterBatch, InflightBoard } from "./accounting";
+import { type Admitted, admit, release } from "./admission";
+import { upstreamVerdict } from "./attempt";
 import { type AuditLog, isoTimestamp } from "./audit";
-import type { BudgetHold, KeyBudgetGuard } from "./budget";
+import type { KeyBudgetGuard } from "./budget";
 import { GatewayError, noCapacity, upstreamFailed } from "./errors";
-import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
+import { estimatePromptTokens, type RateLimiter } from "./limits";
 import type { GatewayMetrics } from "./metrics";
-import { RefreshAhead } from "./refresh-ahead";
 import type { Backend, BackendRegistry } from "./routing";
+import type { SpendView } from "./spend";
 import { SseUsageTap, sseComment, sseError, type Usage } from "./sse";
 import type { RequestTrace, StepSpan } from "./tracing";
 import {
@@ -58,8 +60,6 @@ export interface InferenceDeps {
 const DEFAULT_COMPLETION_RESERVE = 512;
 const MAX_ATTEMPTS = 3;
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
-/** How long budget blocks read from Redis are used (the controller also announces changes over pub/sub). */
-const BUDGET_BLOCKS_MS = 2_000;
 
 /** The client side of a response: plain until the first SSE byte, then a hijacked event stream. */
 class ClientStream {
@@ -133,70 +133,6 @@ class ClientStream {
   }
 }
 
-export class SpendView {
-  private readonly cache = new Map<string, { value: number; at: number }>();
-  private blocked: { value: Record<string, string>; at: number } | undefined;
-  /** Budget block announcements: a read that started before the latest one is not cached. */
-  private blockGeneration = 0;
-  private readonly refreshAhead = new RefreshAhead<string>();
-  private readonly readKeySpendFn = (field: string) => this.readKeySpend(field);
-  private readonly readBudgetBlocksFn = () => this.readBudgetBlocks();
-
-  constructor(
-    private readonly redis: Redis,
-    private readonly keys: RedisKeys,
-    private readonly now: () => number,
-    private readonly ttlMs = 5_000,
-  ) {}
-
-  /** Month-to-date spend attributed to an API key, USD. */
-  async keySpendUsd(keyId: string): Promise<number> {
-    const field = `key:${keyId}`;
-    const cached = this.cache.get(field);
-    if (cached && this.refreshAhead.serve(field, this.now() - cached.at, this.ttlMs, this.readKeySpendFn))
-      return cached.value;
-    return this.readKeySpend(field);
-  }
-
-  private async readKeySpend(field: string): Promise<number> {
-    const micro = Number((await this.redis.hget(this.keys.spendMonth(ledgerMonth(this.now())), field)) ?? 0);
-    const value = micro / 1_000_000;
-    this.cache.set(field, { value, at: this.now() });
-    return value;
-  }
-
-  /** Forget cached budget blocks (the controller announced a change). */
-  invalidateBudgetBlocks(): void {
-    this.blocked = undefined;
-    this.blockGeneration += 1;
-  }
-
-  /** The budget blocks when read in the last two seconds, without a promise (the hot path); else undefined. */
-  cachedBudgetBlocks(): Record<string, string> | undefined {
-    const blocked = this.blocked;
-    // "" is the blocks' entry; key spend entries are `key:<id>`
-    if (
-      !blocked ||
-      !this.refreshAhead.serve("", this.now() - blocked.at, BUDGET_BLOCKS_MS, this.readBudgetBlocksFn)
-    )
-      return undefined;
-    return blocked.value;
-  }
-
-  /** Budget blocks the controller set: `*` for the stack, or a model name → reason. */
-  async budgetBlocks(): Promise<Record<string, string>> {
-    return this.cachedBudgetBlocks() ?? this.readBudgetBlocks();
-  }
-
-  private async readBudgetBlocks(): Promise<Record<string, string>> {
-    const generation = this.blockGeneration;
-    const value = await this.redis.hgetall(this.keys.budgetBlocked);
-    // a block announced while this read was under way: use the answer once, a newer read fills the cache
-    if (generation === this.blockGeneration) this.blocked = { value, at: this.now() };
-    return value;
-  }
-}
-
 interface Outcome {
   status: number;
   backend?: Backend;
@@ -209,8 +145,6 @@ interface Outcome {
   traceId: string;
   /** The client's x-request-id, a label for the audit line (never stored or counted: `requestId` is). */
   clientRequestId: string | undefined;
-  /** The key's budget held for this request (given back, with what it cost, when it ends). */
-  budgetHold: BudgetHold | undefined;
 }
 
 export async function serveInference(
@@ -225,77 +159,21 @@ export async function serveInference(
   const started = deps.now();
   const metricsModel = deps.metrics.model(model.publicName);
 
-  // ── budgets ──
-  const blocks = deps.spend.cachedBudgetBlocks() ?? (await deps.spend.budgetBlocks());
-  // the controller blocks a model as a whole: its variants share its budget
-  const block = blocks[model.publicName] ?? blocks["*"];
-  if (block) {
-    deps.metrics.rateLimited.inc({ kind: "budget" });
-    throw new GatewayError(
-      429,
-      "insufficient_quota",
-      `GPU budget reached: ${block}`,
-      "budget_exceeded",
-      null,
-      {
-        "x-should-retry": "false",
-      },
-    );
-  }
-  let budgetHold: BudgetHold | undefined;
-  if (key.monthlyBudgetUsd !== undefined) {
-    const spent = await deps.spend.keySpendUsd(key.id);
-    if (spent >= key.monthlyBudgetUsd) {
-      deps.metrics.rateLimited.inc({ kind: "budget" });
-      throw new GatewayError(
-        429,
-        "insufficient_quota",
-        `This API key reached its monthly budget of $${key.monthlyBudgetUsd}`,
-        "insufficient_quota",
-        null,
-        { "x-should-retry": "false" },
-      );
-    }
-    budgetHold = deps.budgets.hold(key.id, model.name, key.monthlyBudgetUsd, spent, deps.now());
-    if (!budgetHold) {
-      deps.metrics.rateLimited.inc({ kind: "budget" });
-      throw new GatewayError(
-        429,
-        "insufficient_quota",
-        `What is left of this API key's monthly budget of $${key.monthlyBudgetUsd} is held by its requests in flight; retry when they finish`,
-        "budget_held_in_flight",
-        null,
-        { "retry-after": "1" },
-      );
-    }
-  }
-
-  // ── limits: reserve max_tokens + prompt estimate ──
+  // ── admission: budgets, then rpm/tpm with max_tokens + the prompt estimate reserved ──
   const promptEstimate = estimatePromptTokens(req.body);
   const reserved =
     promptEstimate + (req.endpoint === "embedding" ? 0 : (req.maxTokens ?? DEFAULT_COMPLETION_RESERVE));
-  const limits = {
-    rpm: key.rpm ?? deps.config.gateway.limits.rpm,
-    tpm: key.tpm ?? deps.config.gateway.limits.tpm,
-  };
   const limitsStep = trace.step("limits");
-  const admission =
-    deps.limiter.admitLocal(key.id, limits, reserved) ?? (await deps.limiter.admit(key.id, limits, reserved));
-  limitsStep.end(admission.allowed ? undefined : "rate limited");
-  const limitHeaders = rateLimitHeaders(admission);
-  if (!admission.allowed) {
-    if (budgetHold) deps.budgets.release(budgetHold, 0, false, deps.now());
-    deps.metrics.rateLimited.inc({ kind: admission.rpmRemaining < 1 ? "rpm" : "tpm" });
-    const retry = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
-    throw new GatewayError(
-      429,
-      "rate_limit_error",
-      `Rate limit reached for this API key (${limits.rpm} requests and ${limits.tpm} tokens per minute); retry in ${retry}s`,
-      "rate_limit_exceeded",
-      null,
-      { ...limitHeaders, "retry-after": String(retry), "retry-after-ms": String(admission.retryAfterMs) },
-    );
+  let admitted: Admitted;
+  try {
+    const pending = admit(deps, key, { unit: model, reserved, holdBudget: true });
+    admitted = pending instanceof Promise ? await pending : pending;
+  } catch (error) {
+    limitsStep.end("refused");
+    throw error;
   }
+  limitsStep.end();
+  const limitHeaders = admitted.headers;
 
   const abort = new AbortFlag();
   const client = new ClientStream(reply, requestId, model.variant, limitHeaders, abort);
@@ -307,7 +185,6 @@ export async function serveInference(
     concurrency: 1,
     traceId: trace.traceId,
     clientRequestId: reply.request.clientRequestId,
-    budgetHold,
   };
   let queueMs = 0;
   try {
@@ -353,7 +230,7 @@ export async function serveInference(
     }
   } finally {
     reply.request.audited = true;
-    finish(deps, req, model, key, requestId, started, queueMs, reserved, promptEstimate, limits.tpm, outcome);
+    finish(deps, req, model, key, requestId, started, queueMs, admitted, promptEstimate, outcome);
     if (trace.recording) trace.end(outcome.status, requestAttributes(model, outcome.backend));
     else trace.end(outcome.status);
   }
@@ -547,21 +424,13 @@ async function proxy(
         continue;
       }
       // 404 means the backend does not serve this model (misconfigured or replaced): never show a known model as missing.
-      const status = response.status;
-      if (status === 401 || status === 403 || status === 404 || status === 429 || status >= 500) {
+      const verdict = upstreamVerdict(response.status);
+      if (verdict.kind === "fail_over") {
         if (!isBuffered(response)) await response.body.dump().catch(() => undefined);
         upstreamStep.set({ "http.response.status_code": response.status });
         upstreamStep.end(`answered ${response.status}`);
-        const kind =
-          response.status === 429
-            ? "status_429"
-            : response.status >= 500
-              ? "status_5xx"
-              : response.status === 404
-                ? "status_404"
-                : "auth";
-        deps.metrics.upstreamErrors.inc({ model: metricsModel, kind });
-        deps.registry.coolDown(backend, response.status === 429 ? 2_000 : 5_000);
+        deps.metrics.upstreamErrors.inc({ model: metricsModel, kind: verdict.metricKind });
+        deps.registry.coolDown(backend, verdict.coolDownMs);
         lastFailure =
           response.status === 429
             ? noCapacity(`model "${model.name}" is at capacity`, 2)
@@ -840,9 +709,8 @@ function finish(
   requestId: string,
   started: number,
   queueMs: number,
-  reserved: number,
+  admitted: Admitted,
   promptEstimate: number,
-  tpm: number,
   outcome: Outcome,
 ): void {
   const latencyMs = deps.now() - started;
@@ -855,11 +723,11 @@ function finish(
     ? (serviceSeconds * outcome.backend.usdPerSecond) / Math.max(1, outcome.concurrency)
     : 0;
 
-  if (outcome.budgetHold)
-    deps.budgets.release(outcome.budgetHold, costUsd, outcome.backend !== undefined, deps.now());
-  const settled = outcome.backend ? used : 0;
-  if (!deps.limiter.settleLocal(key.id, tpm, reserved, settled))
-    deps.limiter.settle(key.id, tpm, reserved, settled).catch(() => undefined);
+  release(deps, admitted, {
+    tokens: outcome.backend ? used : 0,
+    costUsd,
+    served: outcome.backend !== undefined,
+  });
   if (outcome.backend) {
     // batched: the counters reach Redis within a flush period (and on close), summed exactly
     const month = spendMonthKey(deps.keys, started);

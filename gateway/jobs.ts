@@ -18,12 +18,16 @@ import type { RuntimeConfig } from "../core/config";
 import { type KeyRing, open, seal } from "../core/envelope";
 import { type ApiKeyRecord, type JobRecord, type JobStatus, ledgerMonth, toMicroUsd } from "../core/protocol";
 import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
+import { admit } from "./admission";
+import { upstreamVerdict } from "./attempt";
 import { type AuditLog, isoTimestamp } from "./audit";
+import type { KeyBudgetGuard } from "./budget";
 import { GatewayError, upstreamErrorBody } from "./errors";
 import { ApiKeyStore } from "./keys";
-import { estimatePromptTokens, type RateLimiter, rateLimitHeaders } from "./limits";
+import { estimatePromptTokens, type RateLimiter } from "./limits";
 import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
+import type { SpendView } from "./spend";
 import type { Usage } from "./sse";
 import type { UpstreamClient } from "./upstream";
 import { ENDPOINT_PATHS, type Endpoint, type InferenceRequest } from "./validate";
@@ -169,6 +173,9 @@ export class JobQueue {
       now: () => number;
       /** Seals bodies and results at rest when the stack has an encryption key ring. */
       ring?: KeyRing;
+      /** Cached spend and budget blocks (admission checks budgets as for inference). */
+      spend: SpendView;
+      budgets: KeyBudgetGuard;
     },
   ) {
     this.redis = deps.redis as JobRedis;
@@ -186,7 +193,7 @@ export class JobQueue {
     req: InferenceRequest,
     submission: JobSubmission,
   ): Promise<{ job: JobRecord; created: boolean; headers: Record<string, string> }> {
-    const { config, limiter, metrics } = this.deps;
+    const { config, metrics } = this.deps;
     const started = this.deps.now();
     const { unit } = submission;
     let status = 500;
@@ -198,21 +205,17 @@ export class JobQueue {
       const reserved =
         Math.max(estimatePromptTokens(req.body), minTokens) +
         (req.endpoint === "embedding" ? 0 : (req.maxTokens ?? DEFAULT_COMPLETION_RESERVE));
-      const limits = { rpm: key.rpm ?? config.gateway.limits.rpm, tpm: key.tpm ?? config.gateway.limits.tpm };
-      const admission = await limiter.admit(key.id, limits, reserved);
-      const headers = rateLimitHeaders(admission);
-      if (!admission.allowed) {
-        metrics.rateLimited.inc({ kind: admission.rpmRemaining < 1 ? "rpm" : "tpm" });
-        const retry = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
-        throw new GatewayError(
-          429,
-          "rate_limit_error",
-          `Rate limit reached for this API key (${limits.rpm} requests and ${limits.tpm} tokens per minute; a job's body counts at least 1 token per ${BYTES_PER_TOKEN} bytes); retry in ${retry}s`,
-          "rate_limit_exceeded",
-          null,
-          { ...headers, "retry-after": String(retry), "retry-after-ms": String(admission.retryAfterMs) },
-        );
-      }
+      // the admission inference takes (budget blocks, the key's budget, rpm/tpm); a queued job holds no budget
+      // while it waits (it may run on another replica, much later): its run books what it cost
+      const pending = admit(this.deps, key, {
+        unit,
+        reserved,
+        holdBudget: false,
+        limitNote: `; a job's body counts at least 1 token per ${BYTES_PER_TOKEN} bytes`,
+      });
+      const admitted = pending instanceof Promise ? await pending : pending;
+      const { headers } = admitted;
+      const limits = { tpm: admitted.tpm };
       let queued: { job: JobRecord; created: boolean };
       try {
         queued = await this.store(key, req, submission, reserved, minTokens);
@@ -688,8 +691,13 @@ export class JobRunner {
       const text = await response.body.text();
       const costUsd = (((this.deps.now() - started) / 1000) * backend.usdPerSecond) / concurrency;
       if (response.status === 200) return { kind: "done", text, costUsd, status: 200, error: null, backend };
-      if (response.status === 429 || response.status >= 500 || [401, 403, 404].includes(response.status)) {
-        this.deps.registry.coolDown(backend);
+      const verdict = upstreamVerdict(response.status);
+      if (verdict.kind === "fail_over") {
+        this.deps.metrics.upstreamErrors.inc({
+          model: this.deps.metrics.model(model),
+          kind: verdict.metricKind,
+        });
+        this.deps.registry.coolDown(backend, verdict.coolDownMs);
         return {
           kind: "retry",
           text: failure(`the worker answered ${response.status}`, "job_failed"),

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isSealed, newKeyRingEntry } from "../../core/envelope";
+import { ledgerMonth } from "../../core/protocol";
 import { buildGateway } from "../../gateway/app";
 import { startGateway } from "../../gateway/main";
 import { createHarness, type Harness, REDIS_URL, testRuntimeConfig } from "./harness";
@@ -129,6 +130,29 @@ describe("a job's body counts against the key's tokens per minute", () => {
     expect((await submit(url, await h.createKey({ rpm: 10, tpm: 10_000 }), jobBody("cold"))).status).toBe(
       202,
     );
+  });
+});
+
+describe("jobs are admitted as inference is: budgets too", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness();
+  });
+  afterAll(() => h.close());
+
+  it("a key over its monthly budget, or a model the controller blocked, cannot queue a job", async () => {
+    const { url } = await h.start();
+    const { key, record } = await h.store.create({ name: "spent", monthlyBudgetUsd: 1 });
+    await h.redis.hset(h.keys.spendMonth(ledgerMonth(Date.now())), `key:${record.id}`, 1_500_000);
+    const over = await submit(url, key, jobBody("cold"));
+    expect(over.status).toBe(429);
+    expect(((await over.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
+    await h.redis.hset(h.keys.budgetBlocked, "cold", "model cold reached its monthly budget of $5");
+    await h.redis.publish(h.keys.budgetChannel, "changed");
+    await new Promise((r) => setTimeout(r, 50));
+    const blocked = await submit(url, await h.createKey(), jobBody("cold"));
+    expect(blocked.status).toBe(429);
+    expect(((await blocked.json()) as { error: { code: string } }).error.code).toBe("budget_exceeded");
   });
 });
 

@@ -9,10 +9,10 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { encodeRoute, ledgerMonth } from "../../core/protocol";
 import { redisKeys } from "../../core/redis-keys";
-import { SpendView } from "../../gateway/inference";
 import { ApiKeyStore, ApiKeyVerifier } from "../../gateway/keys";
 import { RefreshAhead } from "../../gateway/refresh-ahead";
 import { BackendRegistry } from "../../gateway/routing";
+import { SpendView } from "../../gateway/spend";
 import { REDIS_URL, testRuntimeConfig } from "./harness";
 
 const prefix = `ra${randomBytes(4).toString("hex")}:`;
