@@ -440,21 +440,33 @@ function gatewayBundle(
  * A gateway process: its API on `origin`, its /metrics, /healthz, /readyz on `opsOrigin` (a port of its own,
  * given as METRICS_PORT; a revision from before the ops port ignores that and serves them on `origin`).
  */
-async function startGateway(
-  dir: string,
-  fakeOrigin: string,
-  prefix: string,
-  options: { bundle?: string; cpu?: number } = {},
-): Promise<{ child: Child; origin: string; opsOrigin: string }> {
-  const yaml = stackYaml({
+/** The bench's stack: one chat model on the fake upstream, limits out of the way. */
+function benchStackYaml(fakeOrigin: string, prefix: string): string {
+  return stackYaml({
     providers: `{ local: { url: "${fakeOrigin}/v1" } }`,
     models: `[{ name: ${MODEL}, kind: chat, source: bench/chat, gpu: [RTX_3090], providers: [local] }]`,
     redis: `{ keyPrefix: "${prefix}" }`,
     gateway: "{ host: bench.invalid, limits: { rpm: 1000000000, tpm: 1000000000000 } }",
   });
-  const config = renderRuntimeConfig(loadStackConfig(parseStackFile(yaml, "bench.yaml")), "bench");
-  const configPath = join(dir, "runtime.json");
-  writeFileSync(configPath, JSON.stringify(config));
+}
+
+async function startGateway(
+  dir: string,
+  fakeOrigin: string,
+  prefix: string,
+  options: { bundle?: string; cpu?: number; runtimeJson?: string } = {},
+): Promise<{ child: Child; origin: string; opsOrigin: string }> {
+  // another revision's gateway reads the config its own code renders (its schema may lack today's fields)
+  const runtimeJson =
+    options.runtimeJson ??
+    JSON.stringify(
+      renderRuntimeConfig(
+        loadStackConfig(parseStackFile(benchStackYaml(fakeOrigin, prefix), "bench.yaml")),
+        "bench",
+      ),
+    );
+  const configPath = join(dir, options.runtimeJson ? "runtime-against.json" : "runtime.json");
+  writeFileSync(configPath, runtimeJson);
   const port = await freePort();
   const metricsPort = await freePort();
   const profDir = args["cpu-prof"];
@@ -1305,7 +1317,7 @@ function cpuSeconds(pid: number): number {
 const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
 /** REV's gateway bundle, built from a detached git worktree of it (sharing this checkout's node_modules). */
-function bundleOfRevision(dir: string, revision: string): string {
+function bundleOfRevision(dir: string, revision: string): { bundle: string; tree: string } {
   const tree = join(dir, "against");
   const git = (argv: string[]) => {
     const r = spawnSync("git", argv, { cwd: ROOT, encoding: "utf8" });
@@ -1318,7 +1330,27 @@ function bundleOfRevision(dir: string, revision: string): string {
     spawnSync("git", ["worktree", "remove", "--force", tree], { cwd: ROOT });
   };
   symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"), "dir");
-  return gatewayBundle(dir, false, join(tree, "gateway/main.ts"), join(dir, "gateway-against.js"));
+  return {
+    bundle: gatewayBundle(dir, false, join(tree, "gateway/main.ts"), join(dir, "gateway-against.js")),
+    tree,
+  };
+}
+
+/** The bench stack's runtime config as REV's own code renders it (run in its worktree). */
+function runtimeJsonOfRevision(tree: string, yaml: string): string {
+  const script = [
+    'const c = require("./core/config");',
+    "const yaml = require('fs').readFileSync(0, 'utf8');",
+    'process.stdout.write(JSON.stringify(c.renderRuntimeConfig(c.loadStackConfig(c.parseStackFile(yaml, "bench.yaml")), "bench")));',
+  ].join(" ");
+  const r = spawnSync(process.execPath, ["-r", "tsx/cjs", "-e", script], {
+    cwd: tree,
+    input: yaml,
+    encoding: "utf8",
+  });
+  if (r.status !== 0)
+    throw new Error(`rendering the runtime config of the other revision: ${r.stderr.trim()}`);
+  return r.stdout;
 }
 let removeWorktree: (() => void) | undefined;
 
@@ -1350,10 +1382,14 @@ async function againstRevision(
   progress(`building the gateway of ${revision} (git worktree in ${dir})`);
   const builds = {
     this: await startGateway(dir, fake.origin, prefix, { cpu: pin ? 1 : undefined }),
-    against: await startGateway(dir, fake.origin, prefix, {
-      bundle: bundleOfRevision(dir, revision),
-      cpu: pin ? 1 : undefined,
-    }),
+    against: await (async () => {
+      const { bundle, tree } = bundleOfRevision(dir, revision);
+      return startGateway(dir, fake.origin, prefix, {
+        bundle,
+        cpu: pin ? 1 : undefined,
+        runtimeJson: runtimeJsonOfRevision(tree, benchStackYaml(fake.origin, prefix)),
+      });
+    })(),
   };
   // --stream: the saturation runs send streamed requests (16 tokens each), for changes to the streaming path
   const script = writeWrkScript(dir, key, args.stream ? streamBody(16) : CHAT_BODY);
