@@ -186,6 +186,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
           registry,
           upstream,
           limiter,
+          inflight: inference.inflight,
           metrics,
           audit,
           now,

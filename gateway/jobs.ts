@@ -18,6 +18,7 @@ import type { RuntimeConfig } from "../core/config";
 import { type KeyRing, open, seal } from "../core/envelope";
 import { type ApiKeyRecord, type JobRecord, type JobStatus, ledgerMonth, toMicroUsd } from "../core/protocol";
 import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
+import type { InflightBoard } from "./accounting";
 import { admit } from "./admission";
 import { upstreamVerdict } from "./attempt";
 import { type AuditLog, isoTimestamp } from "./audit";
@@ -444,6 +445,8 @@ export class JobRunner {
       registry: BackendRegistry;
       upstream: UpstreamClient;
       limiter: RateLimiter;
+      /** This replica's in-flight counts per worker (the controller never drains a worker running a job). */
+      inflight?: InflightBoard;
       metrics: GatewayMetrics;
       audit: AuditLog;
       now: () => number;
@@ -682,6 +685,7 @@ export class JobRunner {
         error: "no_capacity",
       };
     const concurrency = this.deps.registry.acquire(backend);
+    this.deps.inflight?.acquire(model, backend.workerId);
     const started = this.deps.now();
     try {
       const response = await this.deps.upstream.post(backend, job.endpoint.replace(/^\/v1/, ""), body, {
@@ -731,6 +735,7 @@ export class JobRunner {
       };
     } finally {
       this.deps.registry.release(backend);
+      this.deps.inflight?.release(model, backend.workerId);
     }
   }
 }

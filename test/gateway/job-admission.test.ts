@@ -140,6 +140,21 @@ describe("jobs are admitted as inference is: budgets too", () => {
   });
   afterAll(() => h.close());
 
+  it("a running job shows its worker as busy to the controller, as a request does", async () => {
+    const { url } = await h.start();
+    await h.addRoute("cold", { baseUrl: h.fake.url, workerId: "w-job" });
+    h.fake.delayNext(800);
+    const { id } = (await (await submit(url, await h.createKey(), jobBody("cold"))).json()) as { id: string };
+    let members: string[] = [];
+    for (let i = 0; i < 40 && !members.some((m) => m.startsWith("w-job|")); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      members = await h.redis.zrange(h.keys.inflight("cold"), 0, -1);
+    }
+    expect(members.some((m) => m.startsWith("w-job|"))).toBe(true);
+    expect((await waitForJob(h, id)).status).toBe("succeeded");
+    await h.removeRoutes("cold");
+  });
+
   it("a key over its monthly budget, or a model the controller blocked, cannot queue a job", async () => {
     const { url } = await h.start();
     const { key, record } = await h.store.create({ name: "spent", monthlyBudgetUsd: 1 });
