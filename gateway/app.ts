@@ -18,7 +18,7 @@ import type { ApiKeyRecord } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { VARIANT_HEADER } from "../core/variants";
 import { CounterBatch, InflightBoard } from "./accounting";
-import { AuditLog, type AuditSink, isoTimestamp } from "./audit";
+import { AuditLog, type AuditSink, isoTimestamp, NOT_SERVED } from "./audit";
 import { KeyBudgetGuard } from "./budget";
 import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
 import { type InferenceDeps, serveInference } from "./inference";
@@ -345,16 +345,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       keyId: request.auth?.ok ? request.auth.key.id : null,
       model,
       endpoint: auditEndpointOf(request.url),
-      backend: null,
-      provider: null,
+      ...NOT_SERVED,
       status,
-      stream: false,
-      promptTokens: 0,
-      completionTokens: 0,
-      costUsd: 0,
       latencyMs: Math.round(elapsedMs),
-      ttftMs: null,
-      queueMs: 0,
       error,
     });
   };

@@ -46,6 +46,18 @@ export function isoTimestamp(ms: number): string {
   return `${isoSecond.prefix}${millis < 10 ? "00" : millis < 100 ? "0" : ""}${millis}Z`;
 }
 
+/** The fields of an audit line no worker served (a refusal, a job's submission): no backend, tokens or cost. */
+export const NOT_SERVED = {
+  backend: null,
+  provider: null,
+  stream: false,
+  promptTokens: 0,
+  completionTokens: 0,
+  costUsd: 0,
+  ttftMs: null,
+  queueMs: 0,
+} as const satisfies Partial<AuditEntry>;
+
 /** Strings that are their own JSON (no quote, backslash or control character to escape): ids, names, codes. */
 const PLAIN = /^[\w .:@/+-]*$/;
 const str = (s: string): string => (PLAIN.test(s) ? `"${s}"` : JSON.stringify(s));

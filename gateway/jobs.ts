@@ -21,7 +21,7 @@ import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
 import type { InflightBoard } from "./accounting";
 import { admit } from "./admission";
 import { upstreamVerdict } from "./attempt";
-import { type AuditLog, isoTimestamp } from "./audit";
+import { type AuditLog, isoTimestamp, NOT_SERVED } from "./audit";
 import type { KeyBudgetGuard } from "./budget";
 import { GatewayError, upstreamErrorBody } from "./errors";
 import { ApiKeyStore } from "./keys";
@@ -244,16 +244,9 @@ export class JobQueue {
         model: unit.publicName,
         variant: unit.variant || undefined,
         endpoint: "jobs",
-        backend: null,
-        provider: null,
+        ...NOT_SERVED,
         status,
-        stream: false,
-        promptTokens: 0,
-        completionTokens: 0,
-        costUsd: 0,
         latencyMs: this.deps.now() - started,
-        ttftMs: null,
-        queueMs: 0,
         error,
         jobId,
         prompt: config.gateway.auditPrompts
