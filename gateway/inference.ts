@@ -10,7 +10,7 @@ import type { RuntimeConfig } from "../core/config";
 import { type ApiKeyRecord, ledgerMonth, toMicroUsd } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
 import { VARIANT_HEADER } from "../core/variants";
-import { AbortFlag, type AbortLike } from "./abort";
+import { AbortFlag } from "./abort";
 import type { CounterBatch, InflightBoard } from "./accounting";
 import { type Admitted, admit, release } from "./admission";
 import { upstreamVerdict } from "./attempt";
@@ -147,6 +147,31 @@ interface Outcome {
   clientRequestId: string | undefined;
 }
 
+/**
+ * One request as it moves through admission, waiting for a worker, the attempts, the relay and its accounting:
+ * what every step reads, in one object instead of a dozen arguments.
+ */
+interface Exchange {
+  readonly deps: InferenceDeps;
+  readonly req: InferenceRequest;
+  readonly model: ModelConfig;
+  readonly key: ApiKeyRecord;
+  readonly reply: FastifyReply;
+  readonly requestId: string;
+  readonly trace: RequestTrace;
+  /** When the request arrived (deps.now()). */
+  readonly started: number;
+  readonly promptEstimate: number;
+  /** What admission took (budget hold, tokens), given back by `finish`; its x-ratelimit-* headers. */
+  readonly admitted: Admitted;
+  /** Aborted when the client goes away. */
+  readonly abort: AbortFlag;
+  readonly client: ClientStream;
+  readonly outcome: Outcome;
+  /** Time spent waiting for a worker, ms. */
+  queueMs: number;
+}
+
 export async function serveInference(
   deps: InferenceDeps,
   req: InferenceRequest,
@@ -186,31 +211,30 @@ export async function serveInference(
     traceId: trace.traceId,
     clientRequestId: reply.request.clientRequestId,
   };
-  let queueMs = 0;
+  const x: Exchange = {
+    deps,
+    req,
+    model,
+    key,
+    reply,
+    requestId,
+    trace,
+    started,
+    promptEstimate,
+    admitted,
+    abort,
+    client,
+    outcome,
+    queueMs: 0,
+  };
   try {
     const waitStart = deps.now();
     // a fresh cache of ready backends answers without a promise; waiting (or a Redis read) otherwise
     const cached = deps.registry.cachedBackends(model.name);
-    const backends =
-      cached !== undefined && cached.length > 0
-        ? cached
-        : await readyBackends(deps, req, model, requestId, abort, client, trace);
-    queueMs = deps.now() - waitStart;
-    if (queueMs > 0) deps.metrics.queueWait.observe({ model: metricsModel }, queueMs / 1000);
-    await proxy(
-      deps,
-      req,
-      model,
-      backends,
-      requestId,
-      trace,
-      abort,
-      client,
-      reply,
-      limitHeaders,
-      outcome,
-      started,
-    );
+    const backends = cached !== undefined && cached.length > 0 ? cached : await readyBackends(x);
+    x.queueMs = deps.now() - waitStart;
+    if (x.queueMs > 0) deps.metrics.queueWait.observe({ model: metricsModel }, x.queueMs / 1000);
+    await proxy(x, backends);
   } catch (error) {
     if (abort.aborted && !(error instanceof GatewayError)) {
       outcome.status = 499; // client closed the request
@@ -230,7 +254,7 @@ export async function serveInference(
     }
   } finally {
     reply.request.audited = true;
-    finish(deps, req, model, key, requestId, started, queueMs, admitted, promptEstimate, outcome);
+    finish(x);
     if (trace.recording) trace.end(outcome.status, requestAttributes(model, outcome.backend));
     else trace.end(outcome.status);
   }
@@ -258,15 +282,8 @@ function withHeaders(error: GatewayError, headers: Record<string, string>): Gate
 }
 
 /** Backends ready for the model, waiting at zero until one is or the deadline passes. */
-async function readyBackends(
-  deps: InferenceDeps,
-  req: InferenceRequest,
-  model: ModelConfig,
-  requestId: string,
-  signal: AbortLike,
-  client: ClientStream,
-  trace: RequestTrace,
-): Promise<Backend[]> {
+async function readyBackends(x: Exchange): Promise<Backend[]> {
+  const { deps, req, model, requestId, abort: signal, client, trace } = x;
   let backends = await deps.registry.backends(model.name);
   if (backends.length > 0) return backends;
   // No worker is ready: the request joins the model's queue (queue.wait) and, once the controller has heard the
@@ -358,20 +375,8 @@ export function upstreamBody(req: InferenceRequest): string {
   });
 }
 
-async function proxy(
-  deps: InferenceDeps,
-  req: InferenceRequest,
-  model: ModelConfig,
-  backends: readonly Backend[],
-  requestId: string,
-  trace: RequestTrace,
-  signal: AbortLike,
-  client: ClientStream,
-  reply: FastifyReply,
-  limitHeaders: Record<string, string>,
-  outcome: Outcome,
-  started: number,
-): Promise<void> {
+async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
+  const { deps, req, model, requestId, trace, abort: signal, outcome } = x;
   const body = upstreamBody(req);
   const metricsModel = deps.metrics.model(model.publicName);
   // both built only when an attempt fails (an Error captures a stack): the answered request allocates neither
@@ -443,13 +448,13 @@ async function proxy(
       if (trace.recording) upstreamStep.set({ "http.response.status_code": response.status });
       upstreamStep.end();
       if (isBuffered(response)) {
-        const sending = relayBody(response, client, reply, limitHeaders, outcome, started);
+        const sending = relayBody(x, response);
         if (sending) await sending;
       } else if (response.status === 200 && response.contentType.includes("text/event-stream")) {
         const streamStep = trace.step("stream");
         let streamError: string | undefined;
         try {
-          await relayStream(deps, req, response, client, outcome, started, signal, model);
+          await relayStream(x, response);
         } catch (error) {
           streamError = error instanceof Error ? error.message : "stream failed";
           throw error;
@@ -462,7 +467,7 @@ async function proxy(
       } else {
         // asked to stream, answered without: the whole answer, relayed as one event
         const whole = await readAll(response.body, MAX_BODY_BYTES);
-        await relayBody({ ...response, body: whole }, client, reply, limitHeaders, outcome, started); // rare path
+        await relayBody(x, { ...response, body: whole }); // rare path
       }
       return;
     } finally {
@@ -489,14 +494,8 @@ const isBuffered = (response: UpstreamResponse | BufferedResponse): response is 
  * Send a whole answer to the client. Synchronous (no promise) in the usual case; a promise only when the answer
  * goes out as an event to a streaming client held with keep-alives.
  */
-function relayBody(
-  response: BufferedResponse,
-  client: ClientStream,
-  reply: FastifyReply,
-  limitHeaders: Record<string, string>,
-  outcome: Outcome,
-  started: number,
-): Promise<void> | undefined {
+function relayBody(x: Exchange, response: BufferedResponse): Promise<void> | undefined {
+  const { client, reply, outcome, started } = x;
   if (response.status >= 300) response = upstreamErrorAnswer(response); // an OpenAI error, never the backend's bytes
   // a whole answer's first token arrives with the rest of it (an engine sends a non-streamed answer at once)
   outcome.ttftMs = Date.now() - started;
@@ -520,7 +519,7 @@ function relayBody(
   // cost two more microtasks.
   reply
     .code(response.status)
-    .headers(limitHeaders)
+    .headers(x.admitted.headers)
     .header("content-type", response.contentType || "application/json")
     .send(body);
   return undefined;
@@ -593,16 +592,8 @@ export function usageOf(body: Buffer): Usage | undefined | "malformed" {
   return "malformed";
 }
 
-async function relayStream(
-  deps: InferenceDeps,
-  req: InferenceRequest,
-  response: UpstreamResponse,
-  client: ClientStream,
-  outcome: Outcome,
-  started: number,
-  signal: AbortLike,
-  model: ModelConfig,
-): Promise<void> {
+async function relayStream(x: Exchange, response: UpstreamResponse): Promise<void> {
+  const { deps, req, client, outcome, started, abort: signal, model } = x;
   const metricsModel = deps.metrics.model(model.publicName);
   const tap = new SseUsageTap(req.wantsUsage);
   client.start();
@@ -701,18 +692,9 @@ export function spendMonthKey(keys: RedisKeys, ms: number): string {
   return spendMonth.key;
 }
 
-function finish(
-  deps: InferenceDeps,
-  req: InferenceRequest,
-  model: ModelConfig,
-  key: ApiKeyRecord,
-  requestId: string,
-  started: number,
-  queueMs: number,
-  admitted: Admitted,
-  promptEstimate: number,
-  outcome: Outcome,
-): void {
+/** Give back what admission took, book the spend, count the metrics and write the audit line. */
+function finish(x: Exchange): void {
+  const { deps, req, model, key, requestId, started, queueMs, admitted, promptEstimate, outcome } = x;
   const latencyMs = deps.now() - started;
   const promptTokens = outcome.usage?.prompt_tokens ?? (outcome.backend ? promptEstimate : 0);
   const completionTokens = outcome.usage?.completion_tokens ?? outcome.completionEstimate;
