@@ -5,32 +5,27 @@
  * port, which the Ingress never routes.
  */
 import { randomUUID } from "node:crypto";
-import Fastify, {
-  type FastifyError,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
 import type { KeyRing } from "../core/envelope";
 import type { ApiKeyRecord } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
-import { VARIANT_HEADER } from "../core/variants";
 import { CounterBatch, InflightBoard } from "./accounting";
 import { AuditLog, type AuditSink, isoTimestamp, NOT_SERVED } from "./audit";
 import { KeyBudgetGuard } from "./budget";
-import { badRequest, forbidden, GatewayError, modelNotFound, unauthorized } from "./errors";
-import { type InferenceDeps, serveInference } from "./inference";
-import { JobQueue, JobRunner, jobEndpoint, jobView } from "./jobs";
+import { badRequest, forbidden, GatewayError, modelNotFound, toGatewayError, unauthorized } from "./errors";
+import type { InferenceDeps } from "./inference";
+import { JobQueue, JobRunner } from "./jobs";
 import { ApiKeyStore, ApiKeyVerifier, type AuthResult } from "./keys";
 import { RateLimiter } from "./limits";
 import { GatewayMetrics } from "./metrics";
+import { inferenceRoutes, jobRoutes, modelRoutes, type RouteContext } from "./routes";
 import { BackendRegistry } from "./routing";
 import { SpendView } from "./spend";
 import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
-import { ENDPOINT_KINDS, ENDPOINT_PATHS, type Endpoint, scanJson, validateInference } from "./validate";
+import { ENDPOINT_KINDS, ENDPOINT_PATHS, type Endpoint, scanJson } from "./validate";
 import { type UnitConfig, VariantRouter } from "./variants";
 
 export interface GatewayDeps {
@@ -395,13 +390,6 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     }
     return unit;
   };
-  const modelView = (m: RuntimeConfig["models"][number]) => ({
-    id: m.name,
-    object: "model",
-    created: 0,
-    owned_by: "ai-orchestrator",
-  });
-
   // Readiness: Redis answers a PING within a second and the pub/sub connection is up; checked at most once a
   // second however often the probes ask.
   let readyCache: { ok: boolean; at: number } | undefined;
@@ -422,95 +410,20 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     done();
   });
 
-  app.get("/v1/models", async (request) => {
-    const key = await authenticate(request);
-    const allowed = config.models.filter((m) => key.models.length === 0 || key.models.includes(m.name));
-    return { object: "list", data: allowed.map(modelView) };
-  });
-  app.get<{ Params: { id: string } }>("/v1/models/*", async (request) => {
-    const key = await authenticate(request);
-    const name = (request.params as Record<string, string>)["*"] ?? "";
-    const model = models.get(name);
-    if (!model || (key.models.length > 0 && !key.models.includes(name))) throw modelNotFound(name);
-    return modelView(model);
-  });
-
-  const inferenceRoute = (path: string, endpoint: Endpoint) => {
-    const spanName = `POST ${path}`;
-    return app.post(path, async (request: FastifyRequest, reply: FastifyReply) => {
-      const traceparent =
-        typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined;
-      const trace = tracing.begin(spanName, traceparent, { "aiorch.request_id": request.requestId });
-      let model: UnitConfig;
-      let key: ApiKeyRecord;
-      let req: ReturnType<typeof validateInference>;
-      const authStep = trace.step("auth");
-      try {
-        key = authenticateCached(request) ?? (await authenticate(request));
-        authStep.end();
-        req = validateInference(endpoint, request.body, request.rawJson);
-        model = servingUnitFor(req.model, key, endpoint);
-      } catch (error) {
-        authStep.end("refused");
-        trace.end(toGatewayError(error).status);
-        throw error;
-      }
-      if (model.variant) reply.header(VARIANT_HEADER, model.variant);
-      try {
-        await serveInference(inference, req, model, key, reply, request.requestId, trace);
-      } catch (error) {
-        trace.end(toGatewayError(error).status); // refused before it was served (budget, limits)
-        throw error;
-      }
-      return reply;
-    });
+  // The API's routes, as plugins over what they share (one admission and accounting underneath: inference.ts,
+  // admission.ts); refusals, errors and unknown URLs are answered by the handlers above, which they inherit.
+  const routes: RouteContext = {
+    config,
+    inference,
+    jobs,
+    tracing,
+    authenticate,
+    authenticateCached,
+    servingUnitFor,
   };
-  inferenceRoute("/v1/chat/completions", "chat");
-  inferenceRoute("/v1/completions", "completion");
-  inferenceRoute("/v1/embeddings", "embedding");
-  inferenceRoute("/v1/images/generations", "image");
-
-  app.post("/v1/jobs", async (request, reply) => {
-    const key = await authenticate(request);
-    const body = request.body as Record<string, unknown> | null;
-    if (body === null || typeof body !== "object" || Array.isArray(body))
-      throw badRequest("The request body must be a JSON object");
-    const endpoint = jobEndpoint(body.endpoint);
-    if (!endpoint) {
-      throw badRequest(
-        'endpoint must be one of "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/images/generations"',
-        "endpoint",
-      );
-    }
-    const idempotencyKey = body.idempotencyKey ?? request.headers["idempotency-key"];
-    if (
-      idempotencyKey !== undefined &&
-      (typeof idempotencyKey !== "string" || !/^[\w.:-]{1,128}$/.test(idempotencyKey))
-    ) {
-      throw badRequest("idempotencyKey must be 1-128 letters, digits or . _ : -", "idempotencyKey");
-    }
-    const req = validateInference(endpoint, body.body);
-    if (req.stream) throw badRequest("jobs cannot stream; drop stream: true", "body.stream");
-    const model = servingUnitFor(req.model, key, endpoint);
-    // limits (the body's bytes count as tokens), queued-jobs caps, the submission's audit line and metrics
-    const submission = {
-      unit: model,
-      requestId: request.requestId,
-      idempotencyKey: idempotencyKey as string | undefined,
-      bodyBytes: Buffer.byteLength(request.rawJson ?? JSON.stringify(body)),
-    };
-    request.audited = true; // from here the submission writes its own line, refused or not
-    const { job, created, headers } = await jobs.submit(key, { ...req, model: model.name }, submission);
-    reply.headers(headers).code(created ? 202 : 200);
-    return jobView(job);
-  });
-  app.get<{ Params: { id: string } }>("/v1/jobs/:id", async (request) => {
-    const key = await authenticate(request);
-    const job = await jobs.get(request.params.id, key.id);
-    if (!job)
-      throw new GatewayError(404, "not_found_error", `No job ${request.params.id}`, "job_not_found", "id");
-    return jobView(job);
-  });
+  app.register(modelRoutes, routes);
+  app.register(inferenceRoutes, routes);
+  app.register(jobRoutes, routes);
 
   app.addHook("onClose", async () => {
     variants.close();
@@ -562,44 +475,4 @@ export function buildOpsServer(deps: OpsServerDeps): FastifyInstance {
     });
   });
   return ops;
-}
-
-/** Every failure as an OpenAI-shaped error with the right status: bad input is never a 500. */
-export function toGatewayError(error: unknown): GatewayError {
-  if (error instanceof GatewayError) return error;
-  const e = error as FastifyError;
-  switch (e.code) {
-    case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new GatewayError(
-        413,
-        "invalid_request_error",
-        "The request body is too large",
-        "request_too_large",
-      );
-    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return badRequest("Content-Type must be application/json", null, "invalid_content_type");
-    case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return badRequest("The request body is empty; send a JSON object", null, "invalid_json");
-    case "FST_ERR_CTP_INVALID_JSON_BODY":
-    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
-      return badRequest("We could not parse the JSON body of your request", null, "invalid_json");
-    default:
-      break;
-  }
-  if (
-    e instanceof SyntaxError ||
-    (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500)
-  ) {
-    return badRequest(
-      e instanceof SyntaxError ? "We could not parse the JSON body of your request" : e.message,
-      null,
-      "invalid_request",
-    );
-  }
-  return new GatewayError(
-    500,
-    "server_error",
-    "The gateway failed to handle the request; it has been logged",
-    "internal_error",
-  );
 }

@@ -1,5 +1,6 @@
 /** OpenAI-shaped errors: `{ error: { message, type, param, code } }` with the right status and headers. */
 import { STATUS_CODES } from "node:http";
+import type { FastifyError } from "fastify";
 
 export type OpenAiErrorType =
   | "invalid_request_error"
@@ -240,4 +241,44 @@ function sensitive(word: string, core: string): string | undefined {
     if (digits < run.length && (digits >= 2 || (digits === 1 && run.length >= 32))) return "[redacted]";
   }
   return undefined;
+}
+
+/** Every failure as an OpenAI-shaped error with the right status: bad input is never a 500. */
+export function toGatewayError(error: unknown): GatewayError {
+  if (error instanceof GatewayError) return error;
+  const e = error as FastifyError;
+  switch (e.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new GatewayError(
+        413,
+        "invalid_request_error",
+        "The request body is too large",
+        "request_too_large",
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return badRequest("Content-Type must be application/json", null, "invalid_content_type");
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return badRequest("The request body is empty; send a JSON object", null, "invalid_json");
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return badRequest("We could not parse the JSON body of your request", null, "invalid_json");
+    default:
+      break;
+  }
+  if (
+    e instanceof SyntaxError ||
+    (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500)
+  ) {
+    return badRequest(
+      e instanceof SyntaxError ? "We could not parse the JSON body of your request" : e.message,
+      null,
+      "invalid_request",
+    );
+  }
+  return new GatewayError(
+    500,
+    "server_error",
+    "The gateway failed to handle the request; it has been logged",
+    "internal_error",
+  );
 }
