@@ -5,6 +5,7 @@
  * port, which the Ingress never routes.
  */
 import { randomUUID } from "node:crypto";
+import { STATUS_CODES } from "node:http";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
@@ -229,6 +230,45 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     },
     // Always the gateway's own id: a client's x-request-id is only a label (onRequest), never a Redis member.
     genReqId: () => `req_${randomHex(16)}`,
+    // A request Node gave up on before fastify saw it (too slow, malformed, headers too large): an OpenAI-shaped
+    // error, one audit line and one count, as every other refusal gets.
+    clientErrorHandler: (error, socket) => {
+      const code = (error as NodeJS.ErrnoException).code ?? "";
+      if (code === "ECONNRESET" || socket.destroyed) return; // nobody left to answer
+      const status = code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+      const message =
+        status === 408
+          ? "The request took too long to arrive; send it at once"
+          : status === 431
+            ? "The request's headers are too large"
+            : "The request is not valid HTTP";
+      const body = JSON.stringify(
+        new GatewayError(
+          status,
+          "invalid_request_error",
+          message,
+          status === 408 ? "request_timeout" : "bad_request",
+        ).body(),
+      );
+      const requestId = `req_${randomHex(16)}`;
+      metrics.countRequest("", status);
+      audit.record({
+        ts: isoTimestamp(now()),
+        requestId,
+        keyId: null,
+        model: "",
+        endpoint: "",
+        ...NOT_SERVED,
+        status,
+        latencyMs: 0,
+        error: status === 408 ? "request_timeout" : code.slice(0, 64) || "bad_request",
+      });
+      if (socket.writable)
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      socket.destroy();
+    },
   });
   app.server.maxConnections = config.gateway.maxConnections; // past it, Node closes a new connection at once
   app.removeContentTypeParser("text/plain"); // the API speaks JSON only; anything else is a clear 400

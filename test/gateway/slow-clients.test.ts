@@ -7,12 +7,13 @@
  */
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHarness, type Harness, readSse, testRuntimeConfig } from "./harness";
+import { createHarness, type Harness, type MemorySink, readSse, testRuntimeConfig } from "./harness";
 
 let h: Harness;
 let url: string;
 let port: number;
 let key: string;
+let audit: MemorySink;
 
 beforeAll(async () => {
   h = await createHarness({
@@ -23,7 +24,7 @@ beforeAll(async () => {
           idleConnectionTimeoutSeconds: 1 }`,
       }),
   });
-  ({ url } = await h.start());
+  ({ url, audit } = await h.start());
   port = Number(new URL(url).port);
   key = await h.createKey();
 });
@@ -108,6 +109,17 @@ describe("a request must arrive in time", () => {
       expect(result.closedAfterMs!).toBeGreaterThanOrEqual(700);
       expect(result.closedAfterMs!).toBeLessThan(3_000);
       expect(result.received).toMatch(/^HTTP\/1\.1 408 /);
+      // an OpenAI-shaped error with the gateway's request id, as every other refusal gets
+      const body = JSON.parse(result.received.slice(result.received.indexOf("\r\n\r\n") + 4)) as {
+        error: { code: string; type: string };
+      };
+      expect(body.error).toMatchObject({ code: "request_timeout", type: "invalid_request_error" });
+      const requestId = /\r\nx-request-id: (req_[0-9a-f]{32})\r\n/.exec(result.received)?.[1];
+      expect(requestId).toBeDefined();
+      expect(audit.entries.find((e) => e.requestId === requestId)).toMatchObject({
+        status: 408,
+        error: "request_timeout",
+      });
     }
   }, 15_000);
 
