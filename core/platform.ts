@@ -36,8 +36,10 @@ export const K3S_TRAEFIK = {
  * (80) and `websecure` (443). With TLS on, the API is routed on `websecure` only, so a key never gets an answer over
  * plain HTTP (cert-manager's solver Ingress carries no such annotation and keeps port 80 for HTTP-01).
  */
+export const TRAEFIK_ENTRYPOINTS_ANNOTATION = "traefik.ingress.kubernetes.io/router.entrypoints";
+export const TRAEFIK_HTTPS_ENTRYPOINT = "websecure";
 export const TRAEFIK_HTTPS_ONLY: Readonly<Record<string, string>> = {
-  "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+  [TRAEFIK_ENTRYPOINTS_ANNOTATION]: TRAEFIK_HTTPS_ENTRYPOINT,
   "traefik.ingress.kubernetes.io/router.tls": "true",
 };
 

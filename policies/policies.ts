@@ -24,6 +24,7 @@ import {
   RUNTIME_CONFIG_FILE,
   type RuntimeConfig,
 } from "../core/config";
+import { K3S_TRAEFIK, TRAEFIK_ENTRYPOINTS_ANNOTATION, TRAEFIK_HTTPS_ENTRYPOINT } from "../core/platform";
 import {
   decideProviderUse,
   decideRegion,
@@ -334,15 +335,16 @@ export function gatewayTls(level: EnforcementLevel = "mandatory"): AiorchPolicy 
         }
         const annotations =
           (args.props.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {};
-        const entryPoints = annotations["traefik.ingress.kubernetes.io/router.entrypoints"];
+        const entryPoints = annotations[TRAEFIK_ENTRYPOINTS_ANNOTATION];
         if (
-          (spec as { ingressClassName?: string }).ingressClassName === "traefik" &&
+          (spec as { ingressClassName?: string }).ingressClassName === K3S_TRAEFIK.ingressClassName &&
           (spec.tls ?? []).length > 0 &&
-          (entryPoints === undefined || entryPoints.split(",").some((e) => e.trim() !== "websecure"))
+          (entryPoints === undefined ||
+            entryPoints.split(",").some((e) => e.trim() !== TRAEFIK_HTTPS_ENTRYPOINT))
         ) {
           // Traefik serves an Ingress on every entry point unless told otherwise: port 80 would answer too
           report(
-            `${describe(args)} is served by Traefik on plain HTTP (entry point "web") as well as HTTPS. Fix: annotate traefik.ingress.kubernetes.io/router.entrypoints: websecure`,
+            `${describe(args)} is served by Traefik on plain HTTP (entry point "web") as well as HTTPS. Fix: annotate ${TRAEFIK_ENTRYPOINTS_ANNOTATION}: ${TRAEFIK_HTTPS_ENTRYPOINT}`,
           );
         }
         if (annotations["nginx.ingress.kubernetes.io/ssl-redirect"] === "false") {

@@ -421,27 +421,30 @@ describe("crash safety", () => {
     await redis.sadd(keys.liveWorkers, id);
   };
 
+  /** An instance at the provider, tagged with our owner label and the worker id, as a create leaves it. */
+  const createdAtProvider = async (workerId: string) => {
+    const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
+    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
+    const spec = {
+      workerId,
+      ownerLabel: config.ownerLabel,
+      model: "m",
+      source: "o/m",
+      engine: "vllm" as const,
+      image: "vllm/vllm-openai",
+      gpuCount: 1,
+      engineArgs: [],
+      port: 8000,
+      workerToken: "t0k",
+      env: {},
+    };
+    return adapter.provision(spec, offers[0]!);
+  };
+
   it("killed after the provider created the instance but before the registry knew: the reconciler adopts it", async () => {
     await intent("wcrash1");
     // the instance exists at the provider, tagged with our owner label and the worker id
-    const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
-    await adapter.provision(
-      {
-        workerId: "wcrash1",
-        ownerLabel: config.ownerLabel,
-        model: "m",
-        source: "o/m",
-        engine: "vllm",
-        image: "vllm/vllm-openai",
-        gpuCount: 1,
-        engineArgs: [],
-        port: 8000,
-        workerToken: "t0k",
-        env: {},
-      },
-      offers[0]!,
-    );
+    await createdAtProvider("wcrash1");
     await waitRequest(); // so the adopted worker is wanted, not drained
     const c = controller();
     await c.start();
@@ -491,24 +494,7 @@ describe("crash safety", () => {
   });
 
   it("killed during boot: the next controller carries the boot on", async () => {
-    const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
-    const info = await adapter.provision(
-      {
-        workerId: "wboot",
-        ownerLabel: config.ownerLabel,
-        model: "m",
-        source: "o/m",
-        engine: "vllm",
-        image: "vllm/vllm-openai",
-        gpuCount: 1,
-        engineArgs: [],
-        port: 8000,
-        workerToken: "t0k",
-        env: {},
-      },
-      offers[0]!,
-    );
+    const info = await createdAtProvider("wboot");
     await intent("wboot", { state: "booting", providerId: info.providerId });
     await waitRequest();
     const c = controller();
@@ -518,25 +504,11 @@ describe("crash safety", () => {
   });
 
   it("killed after the provider accepted a termination: the next controller books no time past it", async () => {
-    const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
-    const info = await adapter.provision(
-      {
-        workerId: "wgone",
-        ownerLabel: config.ownerLabel,
-        model: "m",
-        source: "o/m",
-        engine: "vllm",
-        image: "vllm/vllm-openai",
-        gpuCount: 1,
-        engineArgs: [],
-        port: 8000,
-        workerToken: "t0k",
-        env: {},
-      },
-      offers[0]!,
+    const info = await createdAtProvider("wgone");
+    // the provider stops billing here
+    await new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY }).terminate(
+      info.providerId,
     );
-    await adapter.terminate(info.providerId); // the provider stops billing here
     const acceptedAt = Date.now() - 10_000; // ...and the controller died before it could confirm
     await intent("wgone", {
       state: "draining",
@@ -556,24 +528,7 @@ describe("crash safety", () => {
   });
 
   it("an instance with our owner label that the registry does not know is an orphan and is terminated", async () => {
-    const adapter = new VastAiAdapter({ settings: config.providers.vastai!, apiKey: API_KEY });
-    const offers = (await adapter.offers({ gpu: ["RTX_3090"], gpuCount: 1 })).offers;
-    await adapter.provision(
-      {
-        workerId: "wghost",
-        ownerLabel: config.ownerLabel,
-        model: "m",
-        source: "o/m",
-        engine: "vllm",
-        image: "vllm/vllm-openai",
-        gpuCount: 1,
-        engineArgs: [],
-        port: 8000,
-        workerToken: "t0k",
-        env: {},
-      },
-      offers[0]!,
-    );
+    await createdAtProvider("wghost");
     const c = controller();
     await c.tick();
     expect(fake.live()).toHaveLength(0);
