@@ -65,8 +65,8 @@ export function admit(
 
 /** Give back what `admit` took: the budget hold (with what the request cost) and the unused tokens. */
 export function release(
-  deps: AdmissionDeps,
-  admitted: Admitted,
+  deps: Pick<AdmissionDeps, "budgets" | "limiter" | "now">,
+  admitted: Pick<Admitted, "keyId" | "reserved" | "tpm" | "budgetHold">,
   use: { tokens: number; costUsd: number; served: boolean },
 ): void {
   if (admitted.budgetHold) deps.budgets.release(admitted.budgetHold, use.costUsd, use.served, deps.now());

@@ -182,6 +182,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
           registry,
           upstream,
           limiter,
+          budgets: inference.budgets,
           inflight: inference.inflight,
           metrics,
           audit,

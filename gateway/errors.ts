@@ -86,6 +86,22 @@ export function upstreamErrorBody(status: number, contentType: string, body: Uin
   } else if (/^text\/plain\b/i.test(contentType)) {
     fields = { message: text, cut: !whole };
   }
+  return openAiError(status, fields);
+}
+
+/**
+ * An error event a backend sent in the middle of a stream (`data: {"error": …}`), parsed, as the event a client
+ * gets: the same reshaping and scrubbing as `upstreamErrorBody`; the status from the error's numeric `code` (vLLM
+ * puts the HTTP status there), else 500.
+ */
+export function upstreamStreamError(parsed: Record<string, unknown>): OpenAiErrorBody {
+  const inner = parsed.error;
+  const code = isRecord(inner) ? inner.code : undefined;
+  const status = typeof code === "number" && code >= 400 && code <= 599 ? code : 500;
+  return openAiError(status, errorFields(parsed));
+}
+
+function openAiError(status: number, fields: ErrorFields): OpenAiErrorBody {
   const message = fields.message === undefined ? "" : scrubUpstreamMessage(fields.message, fields.cut);
   return {
     error: {
@@ -152,19 +168,36 @@ function typeForStatus(status: number): OpenAiErrorType {
 // MAX_WORD characters, so none can take more than linear time.
 const URL_LIKE = /[a-z][a-z0-9+.-]*:\/\//i;
 const IPV4 = /(?:^|[^\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.]*\d)/;
+/** An IPv6 address: the compressed form (`::`) or all eight groups — not a clock time such as `12:30:45`. */
 const IPV6 = /^\[?(?:[0-9a-f]{0,4}:){2,7}[0-9a-f.]{0,15}(?:%\w+)?\]?(?::\d{1,5})?$/i;
 /** `host:port`, `svc.ns.svc.cluster.local:8000`, `[::1]:8000` (the last label before the port is enough). */
 const HOST_PORT = /(?:[a-z][a-z0-9-]*|\]):\d{2,5}(?!\d)/i;
 const INTERNAL_HOST = /\w\.(?:local|localdomain|internal|svc|cluster|lan|corp|intranet|home\.arpa)(?![\w-])/i;
 const UNIX_PATH = /(?:^|[^\w./-])(?:~|\.{1,2})?\/[^\s/]+\/[^\s/]/;
+/** One segment under a directory that exists on a Linux host or a worker image: `/root`, `~/.cache`, `/workspace`. */
+const UNIX_ROOT_DIR =
+  /^(?:~|\.{1,2})?\/(?:\.?[a-z_-]*cache|home|root|tmp|etc|var|opt|usr|mnt|srv|app|data|workspace|runpod-volume|proc|dev|sys|run|bin|lib|models?)\/?$/i;
+/** A file at the root: `/config.json`, `/model.safetensors`. */
+const ROOT_FILE = /^\/[\w.-]+\.[a-z][a-z0-9]{0,9}$/i;
+/** A route of an HTTP API (`/v1/chat/completions`): a versioned path of lowercase words, no ids in it. */
+const API_ROUTE = /^\/v\d{1,2}(?:\/[a-z_]+)+\/?$/;
 const WINDOWS_PATH = /(?:^|[^\w])[a-z]:\\|\\\\[\w.$-]+\\/i;
-/** Token formats with a known prefix: OpenAI-style `sk-`, Hugging Face `hf_`, GitHub, GitLab, Slack, Stripe, AWS. */
-const PREFIXED_TOKEN =
-  /(?:^|[^a-z0-9])(?:sk|pk|rk|hf|ghp|gho|ghu|ghs|ghr|github_pat|glpat|xox[abprs]|whsec|rpa)[-_][a-z0-9_-]{4,}|(?:AKIA|ASIA)[A-Z0-9]{12,}/i;
+/** Token formats with a prefix no word has: GitHub, GitLab, Slack, Stripe webhooks, RunPod, AWS. */
+const DISTINCT_PREFIX_TOKEN =
+  /(?:^|[^a-z0-9])(?:ghp|gho|ghu|ghs|ghr|github_pat|glpat|xox[abprs]|whsec|rpa)[-_][a-z0-9_-]{4,}|(?:AKIA|ASIA)[A-Z0-9]{12,}/i;
+/**
+ * OpenAI-style `sk-`, `pk_`, `rk_`, Hugging Face `hf_`: short prefixes that also start words (`hf_transfer`,
+ * `sk-learn`, `HF_HUB_CACHE`), so the rest must not read as a word or an environment variable's name.
+ */
+const SHORT_PREFIX_TOKEN = /(?:^|[^a-z0-9])(?:sk|pk|rk|hf)[-_]([a-z0-9_-]{4,})/i;
 const JWT = /eyJ[\w-]{5,}\.[\w-]{5,}/;
 const LONG_HEX = /[0-9a-f]{24,}/i;
-/** A long run of letters and digits: base64, base64url or random text when it has digits in it (not `Qwen2VLForCausalLM`). */
-const LONG_ALNUM = /[A-Za-z0-9]{20,}/g;
+/**
+ * A run of letters and digits that looks random: base64, base64url, an unprefixed key. From 16 characters with
+ * two digits and both cases (`a8F3kL9pQ2xZ7mN1`), from 20 with two digits, from 32 with one — not
+ * `Qwen2VLForCausalLM` or `Llama31Instruct`.
+ */
+const LONG_ALNUM = /[A-Za-z0-9]{16,}/g;
 const KEY_VALUE =
   /(?:token|key|secret|password|passwd|pwd|signature|credentials?|auth)s?["']?[:=]["']?(?!\d+(?:\W|$))[^\s"']{2,}/i;
 /** A word after which the next one is a credential: `Bearer x`, `Authorization: x`, `password= x`. */
@@ -230,17 +263,59 @@ function sensitive(word: string, core: string): string | undefined {
     IPV4.test(word) ||
     HOST_PORT.test(word) ||
     INTERNAL_HOST.test(word) ||
-    (core.includes(":") && /[0-9a-f]/i.test(core) && IPV6.test(core))
+    (core.includes(":") && /[0-9a-f]/i.test(core) && isIpv6(core))
   )
     return "[address]";
-  if (UNIX_PATH.test(word) || WINDOWS_PATH.test(word)) return "[path]";
-  if (PREFIXED_TOKEN.test(word) || JWT.test(word) || LONG_HEX.test(word) || KEY_VALUE.test(word))
+  if (isPath(word, core)) return "[path]";
+  if (
+    DISTINCT_PREFIX_TOKEN.test(word) ||
+    looksLikePrefixedToken(word) ||
+    JWT.test(word) ||
+    LONG_HEX.test(word) ||
+    KEY_VALUE.test(word)
+  )
     return "[redacted]";
-  for (const run of word.match(LONG_ALNUM) ?? []) {
-    const digits = run.length - run.replace(/\d/g, "").length;
-    if (digits < run.length && (digits >= 2 || (digits === 1 && run.length >= 32))) return "[redacted]";
-  }
+  for (const run of word.match(LONG_ALNUM) ?? []) if (looksRandom(run)) return "[redacted]";
   return undefined;
+}
+
+function isIpv6(core: string): boolean {
+  if (!IPV6.test(core)) return false;
+  if (core.includes("::")) return true;
+  let colons = 0;
+  for (const c of core) if (c === ":") colons += 1;
+  return colons >= 7;
+}
+
+function isPath(word: string, core: string): boolean {
+  if (API_ROUTE.test(core)) return false;
+  return UNIX_PATH.test(word) || UNIX_ROOT_DIR.test(core) || ROOT_FILE.test(core) || WINDOWS_PATH.test(word);
+}
+
+function looksLikePrefixedToken(word: string): boolean {
+  const rest = SHORT_PREFIX_TOKEN.exec(word)?.[1];
+  if (rest === undefined) return false;
+  if (/\d/.test(rest)) return true;
+  const lower = /[a-z]/.test(rest);
+  const upper = /[A-Z]/.test(rest);
+  if (lower && upper) return true;
+  if (lower) return rest.length >= 20; // `hf_transfer`, `sk-learn`: a word
+  return !rest.includes("_"); // `HF_HUB_ENABLE_HF_TRANSFER`: an environment variable's name
+}
+
+function looksRandom(run: string): boolean {
+  let digits = 0;
+  let upper = 0;
+  for (let i = 0; i < run.length; i++) {
+    const c = run.charCodeAt(i);
+    if (c >= 48 && c <= 57) digits += 1;
+    else if (c >= 65 && c <= 90) upper += 1;
+  }
+  const lower = run.length - digits - upper;
+  if (digits === run.length) return false; // a number
+  if (digits >= 2 && upper > 0 && lower > 0) return true;
+  if (run.length >= 20 && digits >= 2) return true;
+  return run.length >= 32 && digits >= 1;
 }
 
 /** Every failure as an OpenAI-shaped error with the right status: bad input is never a 500. */

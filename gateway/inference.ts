@@ -7,14 +7,15 @@ import type { Readable } from "node:stream";
 import type { FastifyReply } from "fastify";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
-import { type ApiKeyRecord, ledgerMonth, toMicroUsd } from "../core/protocol";
+import type { ApiKeyRecord } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
 import { VARIANT_HEADER } from "../core/variants";
 import { AbortFlag } from "./abort";
 import type { CounterBatch, InflightBoard } from "./accounting";
-import { type Admitted, admit, release } from "./admission";
-import { upstreamVerdict } from "./attempt";
-import { type AuditLog, isoTimestamp } from "./audit";
+import { type Admitted, admit } from "./admission";
+import { failOver, holdWorker, releaseWorker, unreachableVerdict, upstreamVerdict } from "./attempt";
+import type { AuditLog } from "./audit";
+import { billOf, bookSpend, type FinishedWork, recordFinished } from "./bookkeeping";
 import type { KeyBudgetGuard } from "./budget";
 import { GatewayError, noCapacity, upstreamFailed } from "./errors";
 import { estimatePromptTokens, type RateLimiter } from "./limits";
@@ -378,19 +379,14 @@ export function upstreamBody(req: InferenceRequest): string {
 async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
   const { deps, req, model, requestId, trace, abort: signal, outcome } = x;
   const body = upstreamBody(req);
-  const metricsModel = deps.metrics.model(model.publicName);
   // both built only when an attempt fails (an Error captures a stack): the answered request allocates neither
   let tried: Set<string> | undefined;
   let lastFailure: GatewayError | undefined;
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const exclude = tried ?? NO_BACKENDS;
-    const backend =
-      deps.registry.pick(backends, exclude) ??
-      deps.registry.pick(backends, exclude, { ignoreCooldown: true });
-    if (!backend) break;
-    const concurrency = deps.registry.acquire(backend);
-    deps.inflight.acquire(model.name, backend.workerId);
+    const held = holdWorker(deps, model.name, backends, tried ?? NO_BACKENDS);
+    if (!held) break;
+    const { backend, concurrency } = held;
     const upstreamStep = trace.step("upstream");
     if (trace.recording)
       upstreamStep.set({
@@ -417,8 +413,7 @@ async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
           throw e;
         }
         if (e.kind === "too_large") throw upstreamFailed("the backend's answer is too large");
-        deps.metrics.upstreamErrors.inc({ model: metricsModel, kind: e.kind });
-        deps.registry.coolDown(backend);
+        failOver(deps, model.publicName, backend, unreachableVerdict(e.kind));
         lastFailure = upstreamFailed(
           e.kind === "timeout"
             ? `model "${model.name}" did not answer in time`
@@ -434,8 +429,7 @@ async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
         if (!isBuffered(response)) await response.body.dump().catch(() => undefined);
         upstreamStep.set({ "http.response.status_code": response.status });
         upstreamStep.end(`answered ${response.status}`);
-        deps.metrics.upstreamErrors.inc({ model: metricsModel, kind: verdict.metricKind });
-        deps.registry.coolDown(backend, verdict.coolDownMs);
+        failOver(deps, model.publicName, backend, verdict);
         lastFailure =
           response.status === 429
             ? noCapacity(`model "${model.name}" is at capacity`, 2)
@@ -471,8 +465,7 @@ async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
       }
       return;
     } finally {
-      deps.registry.release(backend);
-      deps.inflight.release(model.name, backend.workerId);
+      releaseWorker(deps, model.name, held);
     }
   }
   throw lastFailure ?? upstreamFailed(`no backend of model "${model.name}" answered`);
@@ -673,78 +666,38 @@ function relayFrames(
   });
 }
 
-/** The spend hash of the month of `ms`, remembered until the month ends (not a date format per request). */
-let spendMonth: { keys?: RedisKeys; from: number; until: number; key: string } = {
-  from: 0,
-  until: 0,
-  key: "",
-};
-export function spendMonthKey(keys: RedisKeys, ms: number): string {
-  if (ms < spendMonth.from || ms >= spendMonth.until || spendMonth.keys !== keys) {
-    const d = new Date(ms);
-    spendMonth = {
-      keys,
-      from: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1),
-      until: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1),
-      key: keys.spendMonth(ledgerMonth(ms)),
-    };
-  }
-  return spendMonth.key;
-}
-
-/** Give back what admission took, book the spend, count the metrics and write the audit line. */
+/** Give back what admission took, book the spend, count the metrics and write the audit line (bookkeeping.ts). */
 function finish(x: Exchange): void {
   const { deps, req, model, key, requestId, started, queueMs, admitted, promptEstimate, outcome } = x;
   const latencyMs = deps.now() - started;
-  const promptTokens = outcome.usage?.prompt_tokens ?? (outcome.backend ? promptEstimate : 0);
-  const completionTokens = outcome.usage?.completion_tokens ?? outcome.completionEstimate;
-  const used = outcome.usage?.total_tokens ?? promptTokens + completionTokens;
-  // Busy time on the backend, shared by the requests it served at once.
-  const serviceSeconds = Math.max(0, latencyMs - queueMs) / 1000;
-  const costUsd = outcome.backend
-    ? (serviceSeconds * outcome.backend.usdPerSecond) / Math.max(1, outcome.concurrency)
-    : 0;
-
-  release(deps, admitted, {
-    tokens: outcome.backend ? used : 0,
-    costUsd,
-    served: outcome.backend !== undefined,
-  });
-  if (outcome.backend) {
-    // batched: the counters reach Redis within a flush period (and on close), summed exactly
-    const month = spendMonthKey(deps.keys, started);
-    deps.counters.incr(month, `key:${key.id}`, toMicroUsd(costUsd));
-    deps.counters.incr(month, `requests:model:${model.name}`, 1);
-  }
-  deps.metrics.countRequest(model.publicName, outcome.status, model.variant);
-  deps.metrics.observeLatency(model.publicName, latencyMs / 1000);
-  if (outcome.ttftMs !== null && !req.stream)
-    deps.metrics.observeTtft(model.publicName, model.variant, outcome.ttftMs / 1000);
-  deps.metrics.countTokens(model.publicName, promptTokens, completionTokens);
-  deps.audit.record({
-    ts: isoTimestamp(started),
+  const work: FinishedWork = {
     requestId,
     clientRequestId: outcome.clientRequestId,
     keyId: key.id,
-    model: model.publicName,
-    // optional fields are undefined rather than spread in: JSON leaves them out, and a literal without spreads
-    // is built by a fast path (each key after a spread is a runtime call, a few microseconds per line)
-    variant: model.variant || undefined,
+    unit: model.name,
+    publicModel: model.publicName,
+    variant: model.variant,
     endpoint: req.endpoint,
-    backend: outcome.backend?.workerId ?? null,
-    provider: outcome.backend?.provider ?? null,
-    status: outcome.status,
     stream: req.stream,
-    promptTokens,
-    completionTokens,
-    costUsd: Math.round(costUsd * 1e8) / 1e8,
-    latencyMs,
-    ttftMs: outcome.ttftMs,
-    queueMs,
+    status: outcome.status,
     error: outcome.error,
+    backend: outcome.backend,
+    concurrency: outcome.concurrency,
+    startedAtMs: started,
+    latencyMs,
+    queueMs,
+    serviceMs: latencyMs - queueMs,
+    ttftMs: outcome.ttftMs,
+    usage: outcome.usage,
+    promptEstimate,
+    completionEstimate: outcome.completionEstimate,
     traceId: outcome.traceId,
     prompt: deps.config.gateway.auditPrompts
       ? (req.body.messages ?? req.body.prompt ?? req.body.input)
       : undefined,
-  });
+  };
+  const bill = billOf(work);
+  // batched: the counters reach Redis within a flush period (and on close), summed exactly
+  bookSpend(deps.counters, deps.keys, work, bill);
+  recordFinished(deps, admitted, work, bill);
 }

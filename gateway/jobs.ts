@@ -16,12 +16,13 @@ import { setMaxListeners } from "node:events";
 import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
 import { type KeyRing, open, seal } from "../core/envelope";
-import { type ApiKeyRecord, type JobRecord, type JobStatus, ledgerMonth, toMicroUsd } from "../core/protocol";
+import type { ApiKeyRecord, JobRecord, JobStatus } from "../core/protocol";
 import { JOBS_GROUP, type RedisKeys } from "../core/redis-keys";
 import type { InflightBoard } from "./accounting";
 import { admit } from "./admission";
-import { upstreamVerdict } from "./attempt";
+import { failOver, holdWorker, releaseWorker, unreachableVerdict, upstreamVerdict } from "./attempt";
 import { type AuditLog, isoTimestamp, NOT_SERVED } from "./audit";
+import { billOf, bookSpend, type FinishedWork, recordFinished } from "./bookkeeping";
 import type { KeyBudgetGuard } from "./budget";
 import { GatewayError, upstreamErrorBody } from "./errors";
 import { ApiKeyStore } from "./keys";
@@ -30,7 +31,7 @@ import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
 import type { SpendView } from "./spend";
 import type { Usage } from "./sse";
-import type { UpstreamClient } from "./upstream";
+import { type UpstreamClient, UpstreamError } from "./upstream";
 import { ENDPOINT_PATHS, type Endpoint, type InferenceRequest } from "./validate";
 
 const MAX_ATTEMPTS = 3;
@@ -398,13 +399,18 @@ interface Outcome {
   kind: "done" | "failed" | "retry";
   /** The upstream answer (done, or a bad request) or the error's JSON. */
   text: string;
-  costUsd: number;
   /** The status the run's audit line and metrics report. */
   status: number;
   error: string | null;
-  /** The backend that answered, when one did. */
-  backend?: Backend;
+  /** The worker that answered, when one did (what the run is billed for), and its time on the job. */
+  served?: { readonly backend: Backend; readonly concurrency: number; readonly serviceMs: number };
 }
+
+const NOTHING_TRIED: ReadonlySet<string> = new Set();
+
+/** The kind of a failed upstream call (`connect`, `timeout`, …) for the metric. */
+const upstreamErrorKind = (error: unknown): string =>
+  error instanceof UpstreamError ? error.kind : "connect";
 
 const failure = (message: string, code: string, type = "server_error"): string =>
   JSON.stringify({ message, type, code });
@@ -418,9 +424,6 @@ function usageOf(text: string): Partial<Usage> | undefined {
     return undefined;
   }
 }
-
-const count = (v: unknown): number | undefined =>
-  typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
 
 /** Processes jobs of every model whose backends are ready; one blocking Redis connection per model. */
 export class JobRunner {
@@ -438,6 +441,8 @@ export class JobRunner {
       registry: BackendRegistry;
       upstream: UpstreamClient;
       limiter: RateLimiter;
+      /** The keys' budget guard; a job's run holds none (it was admitted long before), its settling is a request's. */
+      budgets: KeyBudgetGuard;
       /** This replica's in-flight counts per worker (the controller never drains a worker running a job). */
       inflight?: InflightBoard;
       metrics: GatewayMetrics;
@@ -544,7 +549,6 @@ export class JobRunner {
       ? {
           kind: "failed",
           text: failure(refusal.message, refusal.code, "authentication_error"),
-          costUsd: 0,
           status: 401,
           error: refusal.code,
         }
@@ -580,7 +584,10 @@ export class JobRunner {
     return undefined;
   }
 
-  /** Store the result, leave the queued-jobs sets, book spend, settle the reserved tokens, audit and count. */
+  /**
+   * Store the result and leave the queued-jobs sets, with the spend booked in the same MULTI (a job is billed
+   * once, with its result); then settle the reserved tokens, count and audit (bookkeeping.ts, as a request).
+   */
   private async finish(
     model: string,
     stream: string,
@@ -593,10 +600,30 @@ export class JobRunner {
     const { redis, keys, config, now } = this.deps;
     const status: JobStatus = outcome.kind === "done" ? "succeeded" : "failed";
     const completedAtMs = now();
-    const usage = outcome.backend ? usageOf(outcome.text) : undefined;
-    const promptTokens = count(usage?.prompt_tokens) ?? 0;
-    const completionTokens = count(usage?.completion_tokens) ?? 0;
-    const month = keys.spendMonth(ledgerMonth(completedAtMs));
+    const work: FinishedWork = {
+      requestId: job.id,
+      keyId: job.keyId,
+      unit: model,
+      publicModel: job.publicModel,
+      variant: job.variant,
+      endpoint: jobEndpoint(job.endpoint) ?? job.endpoint,
+      stream: false,
+      status: outcome.status,
+      error: outcome.error,
+      backend: outcome.served?.backend,
+      concurrency: outcome.served?.concurrency ?? 1,
+      startedAtMs: started,
+      latencyMs: completedAtMs - started,
+      queueMs: Math.max(0, started - job.createdAtMs),
+      serviceMs: outcome.served?.serviceMs ?? 0,
+      ttftMs: null,
+      usage: outcome.served ? usageOf(outcome.text) : undefined,
+      promptEstimate: 0,
+      completionEstimate: 0,
+      minTokens: job.minTokens,
+      jobId: job.id,
+    };
+    const bill = billOf(work);
     const multi = redis
       .multi()
       .hset(keys.job(job.id), {
@@ -608,47 +635,20 @@ export class JobRunner {
       .expire(keys.job(job.id), config.gateway.jobResultTtlSeconds)
       .zrem(keys.queuedJobsOfKey(job.keyId), job.id)
       .zrem(keys.queuedJobsOfModel(job.model), job.id);
-    if (outcome.backend) {
-      multi
-        .hincrby(month, `key:${job.keyId}`, toMicroUsd(outcome.costUsd))
-        .hincrby(month, `requests:model:${model}`, 1);
-    }
+    bookSpend({ incr: (hash, field, by) => multi.hincrby(hash, field, by) }, keys, work, bill);
     await multi.xack(stream, JOBS_GROUP, entryId).xdel(stream, entryId).exec();
 
-    // the reservation made at submission, settled to what the job used (its stored body costs at least minTokens)
-    if (job.reserved !== undefined) {
-      const used = Math.max(job.minTokens, count(usage?.total_tokens) ?? promptTokens + completionTokens);
-      const tpm = key?.tpm ?? config.gateway.limits.tpm;
-      const { limiter } = this.deps;
-      if (!limiter.settleLocal(job.keyId, tpm, job.reserved, used))
-        limiter.settle(job.keyId, tpm, job.reserved, used).catch(() => undefined);
-    }
-    const latencyMs = completedAtMs - started;
-    const { metrics } = this.deps;
-    metrics.countRequest(job.publicModel, outcome.status, job.variant);
-    metrics.observeLatency(job.publicModel, latencyMs / 1000);
-    metrics.countTokens(job.publicModel, promptTokens, completionTokens);
-    const endpoint = jobEndpoint(job.endpoint);
-    this.deps.audit.record({
-      ts: isoTimestamp(started),
-      requestId: job.id,
-      keyId: job.keyId,
-      model: job.publicModel,
-      variant: job.variant,
-      endpoint: endpoint ?? job.endpoint,
-      backend: outcome.backend?.workerId ?? null,
-      provider: outcome.backend?.provider ?? null,
-      status: outcome.status,
-      stream: false,
-      promptTokens,
-      completionTokens,
-      costUsd: Math.round(outcome.costUsd * 1e8) / 1e8,
-      latencyMs,
-      ttftMs: null,
-      queueMs: Math.max(0, started - job.createdAtMs),
-      error: outcome.error,
-      jobId: job.id,
-    });
+    // the reservation made at submission, settled to what the job used (jobs from before reservations settle none)
+    const taken =
+      job.reserved === undefined
+        ? undefined
+        : {
+            keyId: job.keyId,
+            reserved: job.reserved,
+            tpm: key?.tpm ?? config.gateway.limits.tpm,
+            budgetHold: undefined,
+          };
+    recordFinished(this.deps, taken, work, bill);
   }
 
   private async execute(model: string, job: StoredJob): Promise<Outcome> {
@@ -660,25 +660,20 @@ export class JobRunner {
       return {
         kind: "failed",
         text: failure(`The job could not be read: ${(error as Error).message}`, "job_unreadable"),
-        costUsd: 0,
         status: 500,
         error: "job_unreadable",
       };
     }
     const backends = await this.deps.registry.backends(model);
-    const backend =
-      this.deps.registry.pick(backends) ??
-      this.deps.registry.pick(backends, new Set(), { ignoreCooldown: true });
-    if (!backend)
+    const held = holdWorker(this.deps, model, backends, NOTHING_TRIED);
+    if (!held)
       return {
         kind: "retry",
         text: failure("no worker was ready", "job_failed"),
-        costUsd: 0,
         status: 503,
         error: "no_capacity",
       };
-    const concurrency = this.deps.registry.acquire(backend);
-    this.deps.inflight?.acquire(model, backend.workerId);
+    const { backend, concurrency } = held;
     const started = this.deps.now();
     try {
       const response = await this.deps.upstream.post(backend, job.endpoint.replace(/^\/v1/, ""), body, {
@@ -686,22 +681,17 @@ export class JobRunner {
         signal: this.stop.signal,
       });
       const text = await response.body.text();
-      const costUsd = (((this.deps.now() - started) / 1000) * backend.usdPerSecond) / concurrency;
-      if (response.status === 200) return { kind: "done", text, costUsd, status: 200, error: null, backend };
+      const served = { backend, concurrency, serviceMs: this.deps.now() - started };
+      if (response.status === 200) return { kind: "done", text, status: 200, error: null, served };
       const verdict = upstreamVerdict(response.status);
       if (verdict.kind === "fail_over") {
-        this.deps.metrics.upstreamErrors.inc({
-          model: this.deps.metrics.model(model),
-          kind: verdict.metricKind,
-        });
-        this.deps.registry.coolDown(backend, verdict.coolDownMs);
+        // as a request's attempt: not billed, another worker (or this one after its cool-down) tries again
+        failOver(this.deps, job.publicModel, backend, verdict);
         return {
           kind: "retry",
           text: failure(`the worker answered ${response.status}`, "job_failed"),
-          costUsd,
           status: 502,
           error: "upstream_error",
-          backend,
         };
       }
       // the request itself was bad: retrying will not help. The worker's words are reshaped and scrubbed, as
@@ -709,26 +699,19 @@ export class JobRunner {
       const shaped = JSON.stringify(
         upstreamErrorBody(response.status, response.contentType, Buffer.from(text, "utf8")).error,
       );
-      return {
-        kind: "failed",
-        text: shaped,
-        costUsd,
-        status: response.status,
-        error: "upstream_rejected",
-        backend,
-      };
-    } catch {
-      this.deps.registry.coolDown(backend);
+      return { kind: "failed", text: shaped, status: response.status, error: "upstream_rejected", served };
+    } catch (error) {
+      // the gateway closing aborts the call: the job is picked up again, the worker did nothing wrong
+      if (!this.stop.signal.aborted)
+        failOver(this.deps, job.publicModel, backend, unreachableVerdict(upstreamErrorKind(error)));
       return {
         kind: "retry",
         text: failure("the worker could not be reached", "job_failed"),
-        costUsd: 0,
         status: 502,
         error: "upstream_error",
       };
     } finally {
-      this.deps.registry.release(backend);
-      this.deps.inflight?.release(model, backend.workerId);
+      releaseWorker(this.deps, model, held);
     }
   }
 }

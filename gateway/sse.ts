@@ -1,8 +1,10 @@
 /**
  * Server-sent events between upstream and client. The gateway always asks upstream for usage; this tap passes
  * frames through unchanged except that, when the client did not ask for usage, it drops the usage-only chunk
- * and strips `usage` from content chunks — so the client sees exactly what OpenAI would have sent.
+ * and strips `usage` from content chunks — so the client sees exactly what OpenAI would have sent. An error event
+ * from upstream goes on as an OpenAI error with its message scrubbed (`upstreamStreamError`).
  */
+import { upstreamStreamError } from "./errors";
 
 export interface Usage {
   prompt_tokens: number;
@@ -33,7 +35,7 @@ export class SseUsageTap {
   /** Content frames seen: the completion-token estimate when a stream ends before its usage frame. */
   contentFrames = 0;
   sawDone = false;
-  /** An upstream error event (`data: {"error": …}`) passed through. */
+  /** An upstream error event (`data: {"error": …}`) passed on, reshaped and scrubbed. */
   sawError = false;
 
   constructor(private readonly clientWantsUsage: boolean) {}
@@ -113,8 +115,9 @@ export class SseUsageTap {
     }
     if (parsed === null || typeof parsed !== "object") return true;
     if (parsed.error !== undefined) {
+      // the backend's words never reach the client as they came (paths, addresses, tokens): reshaped and scrubbed
       this.sawError = true;
-      return true;
+      return `data: ${JSON.stringify(upstreamStreamError(parsed))}`;
     }
     const usage = parsed.usage as Usage | null | undefined;
     if (usage && typeof usage.completion_tokens === "number") this.usage = usage;

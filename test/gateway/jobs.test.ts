@@ -70,7 +70,7 @@ describe("async jobs", () => {
     // its own stack, so no other gateway's consumer holds the job
     const own = await createHarness();
     const ownKey = await own.createKey();
-    const { url: ownUrl } = await own.start(own.config, { jobVisibilityMs: 400 });
+    const { url: ownUrl, gateway: ownGateway } = await own.start(own.config, { jobVisibilityMs: 400 });
     own.fake.failNext(500, { count: 1 });
     const accepted = await fetch(`${ownUrl}/v1/jobs`, {
       method: "POST",
@@ -87,6 +87,11 @@ describe("async jobs", () => {
       ).json()) as Record<string, unknown>;
     }
     expect(job, JSON.stringify(job)).toMatchObject({ status: "succeeded", attempts: 2 });
+    // the failed attempt counts as a request's would (the one attempt policy: gateway/attempt.ts)
+    const failedAttempts = (await ownGateway.metrics.upstreamErrors.get()).values.find(
+      (v) => v.labels.kind === "status_5xx" && v.labels.model === "chat",
+    );
+    expect(failedAttempts?.value).toBe(1);
     await own.close();
     const { url } = await h.start();
     const bad = (await (

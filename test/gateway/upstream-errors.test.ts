@@ -143,6 +143,36 @@ describe("a backend's 4xx reaches the client as an OpenAI error with a scrubbed 
     }
   });
 
+  it("an error event the backend sends in the middle of its stream reaches the client scrubbed", async () => {
+    const chunk = {
+      id: "c1",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "cold",
+      choices: [{ index: 0, delta: { content: "Hel" }, finish_reason: null }],
+    };
+    answer = {
+      status: 200,
+      contentType: "text/event-stream",
+      body: `data: ${JSON.stringify(chunk)}\n\ndata: ${JSON.stringify({
+        error: { object: "error", message: LEAKY, type: "InternalServerError", param: null, code: 500 },
+      })}\n\ndata: [DONE]\n\n`,
+    };
+    try {
+      const response = await post("cold", { stream: true });
+      expect(response.status).toBe(200);
+      const frames = await readSse(response);
+      expectClean(frames.join("\n"));
+      expect(JSON.parse(frames[0]!).choices[0].delta.content).toBe("Hel");
+      const error = expectOpenAiError(JSON.parse(frames[1]!));
+      expect(error.message).toContain("maximum context length");
+      expect(error.type).toBe("upstream_error");
+      expect(frames.at(-1)).toBe("[DONE]");
+    } finally {
+      answer = { status: 200, body: "{}" };
+    }
+  });
+
   it("vLLM's flat error shape: param kept when it is a plain name, the numeric code dropped", async () => {
     answer = {
       status: 422,
@@ -257,6 +287,25 @@ describe("scrubUpstreamMessage", () => {
     );
     expect(scrubUpstreamMessage("key AKIAIOSFODNN7EXAMPLE and Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==")).toBe(
       "key [redacted] and [redacted]",
+    );
+  });
+
+  it("keeps clock times, API routes, package and env names; catches one-segment paths and short random keys", () => {
+    for (const text of [
+      "the request timed out at 12:30:45 (after 00:01:30.5)",
+      "POST /v1/chat/completions is not served here; try /v1/completions",
+      "install hf_transfer or unset HF_HUB_ENABLE_HF_TRANSFER; sk-learn is not needed",
+      "Qwen2VLForCausalLM, Phi3ForCausalLM and Llama4ForConditionalGeneration are supported",
+    ])
+      expect(scrubUpstreamMessage(text)).toBe(text);
+    expect(
+      scrubUpstreamMessage("cannot write /workspace or ~/.cache, nor /root; /config.json is missing"),
+    ).toBe("cannot write [path] or [path], nor [path]; [path] is missing");
+    expect(scrubUpstreamMessage("keys sk-abc1 hf_AbCdEfGhIjKlMnOp and a8F3kL9pQ2xZ7mN1 were refused")).toBe(
+      "keys [redacted] [redacted] and [redacted] were refused",
+    );
+    expect(scrubUpstreamMessage("route /v2/abc123def/openai/v1 and 2001:db8:0:0:0:0:0:1")).toBe(
+      "route [path] and [address]",
     );
   });
 
