@@ -2,7 +2,7 @@
  * Controller benchmark (issue 6): scale-from-zero reaction (demand signal → provider create call), one decision
  * tick for 100 models × 20 workers, and the loop's memory over an hour of simulated churn.
  *
- *   npm run bench:controller -- [--json] [--quick]
+ *   npm run bench:controller -- [--json] [--quick] [--help]
  *
  * Uses the real Redis (REDIS_URL, default 127.0.0.1:6379) under a throw-away key prefix and an in-process
  * provider that answers at once, so what is measured is the controller, not a provider.
@@ -13,13 +13,29 @@ import { Controller } from "../controller/controller";
 import { ControllerMetrics } from "../controller/metrics";
 import { decideScale, type WorkerView } from "../controller/policy";
 import type { InstanceInfo, OfferSearch, ProviderAdapter, WorkerSpec } from "../controller/providers/types";
-import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../core/config";
+import type { RuntimeConfig } from "../core/config";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
+import { deleteKeysByPrefix } from "../devkit/redis";
+import { runtimeConfigOf, stackYaml } from "../devkit/stack-yaml";
+import { benchArgs } from "./args";
 
-const args = new Set(process.argv.slice(2));
-const json = args.has("--json");
-const quick = args.has("--quick");
+const USAGE = `Controller benchmark: scale-from-zero reaction (demand signal → provider create call), one decision tick
+for 100 models × 20 workers, and the loop's memory over an hour of simulated churn. Uses the real Redis (REDIS_URL,
+default redis://127.0.0.1:6379) under a throw-away key prefix and an in-process provider that answers at once.
+
+usage: npm run bench:controller -- [options]
+       node --expose-gc -r tsx/cjs bench/controller.ts [options]
+
+  --json      print the figures as one JSON object
+  --quick     fewer rounds and a tenth of the churn (seconds)
+  -h, --help  this text
+`;
+
+const { json, quick } = benchArgs("bench:controller", USAGE, {
+  json: { type: "boolean", default: false },
+  quick: { type: "boolean", default: false },
+});
 const progress = (line: string) => {
   if (!json) process.stderr.write(`${line}\n`);
 };
@@ -64,30 +80,15 @@ function stackConfig(prefix: string, models: number, maxWorkers: number): Runtim
     (_, i) =>
       `{ name: m${i}, kind: chat, source: o/m${i}, gpu: [RTX_3090], providers: [vastai], maxWorkers: ${maxWorkers}, targetConcurrency: 1, idleTimeoutSeconds: 5 }`,
   );
-  const yaml = `config:
-  ai-orchestrator:cluster: { mode: existing }
-  ai-orchestrator:dataClass: public
-  ai-orchestrator:providers: { vastai: {} }
-  ai-orchestrator:models: [${list.join(", ")}]
-  ai-orchestrator:gateway: { host: ai.example.com }
-  ai-orchestrator:redis: { keyPrefix: "${prefix}" }
-`;
-  return renderRuntimeConfig(loadStackConfig(parseStackFile(yaml, "bench.yaml")), "bench");
+  // no budget: the controller is measured, not a spending cap
+  const yaml = stackYaml({ budget: "", models: `[${list.join(", ")}]`, redis: `{ keyPrefix: "${prefix}" }` });
+  return runtimeConfigOf(yaml, "bench");
 }
 
 const percentile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 const rssMb = () => Math.round((process.memoryUsage().rss / 1024 / 1024) * 10) / 10;
 const heapMb = () => Math.round((process.memoryUsage().heapUsed / 1024 / 1024) * 10) / 10;
-
-async function cleanup(redis: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    cursor = next;
-    if (found.length > 0) await redis.del(...found);
-  } while (cursor !== "0");
-}
 
 /** Demand signal → create call, measured per model at zero, the way the gateway signals. */
 async function reaction(redis: Redis, rounds: number, models: number): Promise<number[]> {
@@ -123,7 +124,7 @@ async function reaction(redis: Redis, rounds: number, models: number): Promise<n
       await new Promise((r) => setTimeout(r, 5));
     }
     await controller.stop();
-    await cleanup(redis, prefix);
+    await deleteKeysByPrefix(redis, prefix, 1000);
     progress(`reaction: round ${round + 1}/${rounds}`);
   }
   return samples.sort((a, b) => a - b);
@@ -201,7 +202,7 @@ async function churn(
   const end = rssMb();
   const heapEnd = heapMb();
   await controller.stop();
-  await cleanup(redis, prefix);
+  await deleteKeysByPrefix(redis, prefix, 1000);
   return { start, end, heapStart, heapEnd, provisions: provider.created.length };
 }
 

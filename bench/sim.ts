@@ -7,14 +7,26 @@
  * measured in the same run, the arrival generator alone (no events, no policy) shows what the simulation
  * itself costs on top of producing the requests.
  *
- *   node -r tsx/cjs bench/sim.ts [--json]
+ *   node -r tsx/cjs bench/sim.ts [--json] [--help]
  */
 import { performance } from "node:perf_hooks";
 import { providerProfile } from "../sim/profiles";
 import { type RunResult, simulateRun } from "../sim/simulate";
 import { MONTH_SECONDS, patternWorkload, REQUEST_SHAPES, type Workload } from "../sim/workloads";
+import { benchArgs } from "./args";
 
-const json = process.argv.includes("--json");
+const USAGE = `Simulator benchmark: a month of 24/7 traffic at 1 request/s (Poisson, ~2.6 M chat requests) through the real
+scaling policy and the break-even keep-alive; prints simulated requests per second of wall time and peak RSS, against
+one simulated day and the arrival generator alone as baselines.
+
+usage: npm run bench:sim -- [options]
+       node -r tsx/cjs bench/sim.ts [options]
+
+  --json      print the figures as one JSON object
+  -h, --help  this text
+`;
+
+const { json } = benchArgs("bench:sim", USAGE, { json: { type: "boolean", default: false } });
 
 const workload = (horizonSeconds: number): Workload =>
   patternWorkload({

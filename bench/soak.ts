@@ -6,32 +6,44 @@
  * (succeeded / failed with a clear error / lost), p50/p99 latency and TTFT, the kills, the instances (terminated,
  * running, orphans, registry agreement) and the gateways' and controller's resident memory over time.
  *
- *   node -r tsx/cjs bench/soak.ts [--minutes 30] [--clients 6] [--seed 42] [--json]
+ *   node -r tsx/cjs bench/soak.ts [--minutes 30] [--clients 6] [--seed 42] [--json] [--keep-logs] [--help]
  *
  * Needs redis-server and prometheus on PATH (Debian: apt-get install redis-server prometheus). Exit code 1 when a
  * request was lost, an instance is orphaned or the fakes and the registry disagree.
  */
-import { parseArgs } from "node:util";
-import { renderSoak, runSoak, startSoakStack } from "../test/e2e/soak";
+import { renderSoak, runSoak, startSoakStack } from "../devkit/soak";
+import { benchArgs, USAGE_EXIT_CODE } from "./args";
+
+const USAGE_LINE = "usage: bench/soak.ts [--minutes N] [--clients N] [--seed N] [--json] [--keep-logs]";
+const USAGE = `The long soak: the whole runtime as separate processes (Redis, two gateways, the controller, the provider
+fakes, Prometheus) under mixed traffic while a gateway, the controller or a worker's engine is killed every 8–14 s.
+Needs redis-server and prometheus on PATH. Exit code 1 when a request was lost, an instance is orphaned or the fakes
+and the registry disagree.
+
+${USAGE_LINE}
+       npm run bench:soak -- [options]
+
+  --minutes N     how long the traffic runs (default 30)
+  --clients N     concurrent clients (default 6)
+  --seed N        seed of the traffic and the kills, to replay a run (default 42)
+  --json          print the report as JSON
+  --keep-logs     keep the processes' logs even when the run passes
+  -h, --help      this text
+`;
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      minutes: { type: "string" },
-      clients: { type: "string" },
-      seed: { type: "string" },
-      json: { type: "boolean" },
-      "keep-logs": { type: "boolean" },
-    },
-    strict: true,
+  const values = benchArgs("bench:soak", USAGE, {
+    minutes: { type: "string" },
+    clients: { type: "string" },
+    seed: { type: "string" },
+    json: { type: "boolean" },
+    "keep-logs": { type: "boolean" },
   });
   const minutes = Number(values.minutes ?? 30);
   const clients = Number(values.clients ?? 6);
   if (!(minutes > 0) || !Number.isInteger(clients) || clients < 1) {
-    process.stderr.write(
-      "usage: bench/soak.ts [--minutes N] [--clients N] [--seed N] [--json] [--keep-logs]\n",
-    );
-    return 2;
+    process.stderr.write(`${USAGE_LINE}\n`);
+    return USAGE_EXIT_CODE;
   }
   const stack = startSoakStack(`soak${process.pid % 10_000}`);
   const log = (line: string) => process.stderr.write(`${line}\n`);

@@ -1,8 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-
-const ROOT = join(__dirname, "..", "..");
+import { ROOT } from "../../devkit/process";
 
 describe("bench:controller", () => {
   it("runs quickly with --quick --json and reports every figure", () => {

@@ -1,19 +1,13 @@
 /**
- * Smoke test of the gateway benchmark (`bench/gateway.ts --quick --json`): it starts the fake upstream, nginx, the
+ * Smoke test of the gateway benchmark (`bench/gateway/main.ts --quick --json`): it starts the fake upstream, nginx, the
  * bare reference proxy and the gateway as separate processes, drives every path and prints the result object. Checked here: the shape
  * and that every figure is a positive number; the targets are the benchmark's business, not this test's.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-
-const ROOT = resolve(__dirname, "../..");
-
-function onPath(tool: string): boolean {
-  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/usr/local/sbin", "/sbin"]);
-  return dirs.some((dir) => dir !== "" && existsSync(join(dir, tool)));
-}
+import { onPath, ROOT } from "../../devkit/process";
 
 const missing = ["wrk", "nginx"].filter((tool) => !onPath(tool));
 const title =
@@ -25,7 +19,7 @@ function runBench(extra: string[] = []): Promise<{ code: number; stdout: string;
   return new Promise((resolveRun) => {
     execFile(
       process.execPath,
-      ["-r", "tsx/cjs", "bench/gateway.ts", "--quick", "--json", ...extra],
+      ["-r", "tsx/cjs", "bench/gateway/main.ts", "--quick", "--json", ...extra],
       { cwd: ROOT, timeout: 80_000, maxBuffer: 16 * 1024 * 1024, killSignal: "SIGINT" },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
@@ -47,7 +41,7 @@ function alive(pid: number): boolean {
 const positive = (value: unknown): boolean =>
   typeof value === "number" && Number.isFinite(value) && value > 0;
 
-describe("bench/gateway.ts", () => {
+describe("bench/gateway", () => {
   it.skipIf(missing.length > 0)(title, { timeout: 90_000 }, async () => {
     const { code, stdout, stderr } = await runBench();
     expect(code, `the benchmark failed:\n${stderr}`).toBe(0);

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { parseRuntimeConfig } from "../../core/config";
-import { stackYaml } from "../stack-yaml";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { aiorch, ROOT, removeProject, tempProject } from "./helpers";
 
 interface PlanJson {

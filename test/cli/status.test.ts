@@ -10,7 +10,7 @@ import { readStatus, renderStatus } from "../../cli/status";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
 import { ledgerMonth } from "../../core/protocol";
 import { redisKeys } from "../../core/redis-keys";
-import { stackYaml } from "../stack-yaml";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { ROOT } from "./helpers";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

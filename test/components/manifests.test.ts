@@ -5,8 +5,8 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { GATEWAY_NODE_FLAGS, GATEWAY_PROCESS_ENV } from "../../core/process-env";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { aiorch, removeProject, tempProject } from "../cli/helpers";
-import { stackYaml } from "../stack-yaml";
 
 interface PlannedResource {
   type: string;

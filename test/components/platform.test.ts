@@ -6,8 +6,8 @@
  * - on an existing cluster nothing is installed and each add-on the stack relies on is a prerequisite.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { aiorch, removeProject, tempProject } from "../cli/helpers";
-import { stackYaml } from "../stack-yaml";
 
 interface Resource {
   type: string;

@@ -13,10 +13,10 @@ import {
 } from "../../components/runpod-endpoint";
 import { runpodServerlessSchema } from "../../core/config";
 import { shellJoin, shellQuote } from "../../core/shell";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { aiorch, removeProject, tempProject } from "../cli/helpers";
 import type { RecordedRequest } from "../fakes/fake-api-server";
 import { RunpodServerlessFake } from "../fakes/runpod-serverless";
-import { stackYaml } from "../stack-yaml";
 
 // Short retries so faults resolve in milliseconds; the production defaults are seconds. The request timeout stays
 // generous (a loaded test machine must not turn a slow answer into a retried one); the hang test uses its own.

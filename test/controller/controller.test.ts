@@ -17,9 +17,9 @@ import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfi
 import { decodeRoute, inflightMember, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
 import { type CertificatePin, createWorkerCertificate, type WorkerCertificate } from "../../core/x509";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { joinedEnvValue, VastAiFake, type VastOfferSeed } from "../fakes/vastai-api";
 import { type FakeVllm, startFakeVllm } from "../fakes/vllm-upstream";
-import { stackYaml } from "../stack-yaml";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const API_KEY = "vast-test-key";

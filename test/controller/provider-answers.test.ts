@@ -20,7 +20,7 @@ import { WorkerRegistry } from "../../controller/registry";
 import type { ConfigurableProviderId } from "../../core/catalog";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
-import { stackYaml } from "../stack-yaml";
+import { stackYaml } from "../../devkit/stack-yaml";
 
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 afterAll(() => redis.disconnect());

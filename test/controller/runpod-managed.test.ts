@@ -14,8 +14,8 @@ import {
 } from "../../core/config";
 import { decodeRoute, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { type FakeServerlessEndpoint, RunpodServerlessFake } from "../fakes/runpod-serverless";
-import { stackYaml } from "../stack-yaml";
 
 const KEY = "rpa_MANAGED_TEST_KEY_0123";
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");

@@ -15,7 +15,7 @@ import {
   StackConfigError,
   weightCacheDataCenter,
 } from "../../core/config";
-import { stackYaml } from "../stack-yaml";
+import { stackYaml } from "../../devkit/stack-yaml";
 
 const ROOT = join(__dirname, "..", "..");
 const stackFile = (stack: string) => readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8");

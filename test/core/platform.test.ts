@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { loadStackConfig, parseStackFile, StackConfigError } from "../../core/config";
 import { ACME_DIRECTORIES, platformPlan } from "../../core/platform";
-import { stackYaml } from "../stack-yaml";
+import { stackYaml } from "../../devkit/stack-yaml";
 
 const CREATE = "{ mode: create, k3sVersion: v1.36.4+k3s1 }";
 const config = (overrides: Record<string, string> = {}) =>

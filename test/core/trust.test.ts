@@ -8,7 +8,7 @@ import {
   ProviderRefusedError,
   refusalText,
 } from "../../core/trust";
-import { stackYaml } from "../stack-yaml";
+import { stackYaml } from "../../devkit/stack-yaml";
 
 const runtimeOf = (overrides: Record<string, string>) =>
   renderRuntimeConfig(loadStackConfig(parseStackFile(stackYaml(overrides), "t.yaml")), "t");

@@ -20,17 +20,10 @@
  */
 import type { APIError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  chat,
-  E2EStack,
-  type InstanceAccount,
-  type ScenarioRow,
-  scenarioRow,
-  sleep,
-  Tally,
-  until,
-  writeReport,
-} from "./harness";
+import { E2EStack, type InstanceAccount } from "../../devkit/e2e-stack";
+import { sleep, until } from "../../devkit/process";
+import { chat, Tally } from "../../devkit/traffic";
+import { type ScenarioRow, scenarioRow, writeReport } from "./harness";
 
 const BILLING_TOLERANCE_SECONDS = 3;
 const vast = "gpu: [RTX_3090], providers: [vastai]";

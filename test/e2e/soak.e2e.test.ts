@@ -4,8 +4,8 @@
  * `npm run bench:soak` runs the same for 30 minutes and prints memory over time.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { E2EStack } from "./harness";
-import { renderSoak, runSoak, type SoakReport, startSoakStack } from "./soak";
+import type { E2EStack } from "../../devkit/e2e-stack";
+import { renderSoak, runSoak, type SoakReport, startSoakStack } from "../../devkit/soak";
 
 const SECONDS = Number(process.env.E2E_SOAK_SECONDS ?? 120);
 let stack: E2EStack;

@@ -6,12 +6,12 @@ import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfi
 import { type KeyRing, newKeyRingEntry, parseKeyRing } from "../../core/envelope";
 import { encodeRoute, type Route } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { buildGateway, buildOpsServer, type Gateway } from "../../gateway/app";
 import type { AuditEntry } from "../../gateway/audit";
 import { ApiKeyStore, type CreateKeyOptions } from "../../gateway/keys";
 import type { TracingOptions } from "../../gateway/tracing";
 import { type FakeVllm, type FakeVllmOptions, startFakeVllm } from "../fakes/vllm-upstream";
-import { stackYaml } from "../stack-yaml";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 

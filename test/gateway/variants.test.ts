@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { setVariantWeight } from "../../cli/models";
 import { AuditTrail } from "../../core/audit-trail";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../../core/config";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { type FakeVllm, startFakeVllm } from "../fakes/vllm-upstream";
-import { stackYaml } from "../stack-yaml";
 import { createHarness, type Harness, type MemorySink } from "./harness";
 
 let h: Harness;

@@ -1,8 +1,8 @@
 /** Resources shaped the way the policy engine passes them (plain inputs), for calling policies directly. */
 import { loadStackConfig, parseStackFile, RUNTIME_CONFIG_FILE, renderRuntimeConfig } from "../../core/config";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { type OfflineViolation, type PackConfig, runPoliciesOffline } from "../../policies/offline";
 import type { AiorchPolicy } from "../../policies/policies";
-import { stackYaml } from "../stack-yaml";
 
 export interface TestResource {
   urn: string;

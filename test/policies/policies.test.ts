@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../../core/config";
 import { decideProvision, refusalText } from "../../core/trust";
+import { stackYaml } from "../../devkit/stack-yaml";
 import {
   allPolicies,
   approvedGpuProviders,
@@ -17,7 +18,6 @@ import {
   scaleToZero,
   secretsNotPlaintext,
 } from "../../policies/policies";
-import { stackYaml } from "../stack-yaml";
 import {
   deployment,
   HARDENED,

@@ -2,8 +2,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { forecastForStack, runSimulate } from "../../cli/simulate";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { removeProject, tempProject } from "../cli/helpers";
-import { stackYaml } from "../stack-yaml";
 
 const dir = tempProject(
   {

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { runSimulate } from "../../cli/simulate";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../../core/config";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { forecastForStack } from "../../sim/forecast";
 import { type ColdStartDistribution, providerProfile } from "../../sim/profiles";
 import { forecastJson, renderForecastText } from "../../sim/report";
 import { type PolicyId, type SimModel, simulateRun } from "../../sim/simulate";
 import { burstyArrivals, fixedWorkload, patternWorkload, REQUEST_SHAPES } from "../../sim/workloads";
 import { removeProject, tempProject } from "../cli/helpers";
-import { stackYaml } from "../stack-yaml";
 
 const MODEL: SimModel = {
   name: "llama",

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { buildProviders, REGISTRY } from "../../../controller/providers";
 import { CONFIGURABLE_PROVIDER_IDS, PROVIDERS } from "../../../core/catalog";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../../../core/config";
-import { stackYaml } from "../../stack-yaml";
+import { stackYaml } from "../../../devkit/stack-yaml";
 
 const config = renderRuntimeConfig(
   loadStackConfig(

@@ -7,7 +7,10 @@
  *
  * Used by test/e2e/soak.e2e.test.ts (a short run in CI) and bench/soak.ts (30 minutes by default).
  */
-import { chat, E2EStack, type Outcome, rssMb, sleep, Tally, until } from "./harness";
+import { E2EStack } from "./e2e-stack";
+import { rssMb, sleep, until } from "./process";
+import { nearestRank } from "./stats";
+import { chat, type Outcome, Tally } from "./traffic";
 
 export const SOAK_MODELS = `[
   { name: chat-a, kind: chat, source: o/chat-a, gpu: [RTX_3090, RTX_A6000], providers: [vastai, datacrunch], maxWorkers: 2, targetConcurrency: 3, idleTimeoutSeconds: 3, queueTimeoutSeconds: 60 },
@@ -69,10 +72,13 @@ function random(seed: number): () => number {
   };
 }
 
+/** Nearest-rank percentile of an unsorted series; 0 when it is empty (a report shows 0, not NaN). */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  return nearestRank(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
 }
 
 export function startSoakStack(name = "soak"): E2EStack {

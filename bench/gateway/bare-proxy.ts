@@ -5,7 +5,7 @@
  * what Node itself costs on the machine (on the benchmark's 2-vCPU VM every wake-up of a process is expensive, so a
  * Node proxy's time to first token is far above nginx's whatever it does).
  *
- * Usage: `node -r tsx/cjs bench/bare-proxy.ts UPSTREAM_ORIGIN PORT` (prints `{"port":N}` once listening).
+ * Usage: `node -r tsx/cjs bench/gateway/bare-proxy.ts UPSTREAM_ORIGIN PORT` (prints `{"port":N}` once listening).
  */
 import Fastify from "fastify";
 import { Pool } from "undici";
