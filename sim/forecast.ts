@@ -2,6 +2,7 @@
  * The forecast: every model × provider × usage pattern (or trace) × policy of a stack, simulated through the
  * real scaling policy, with cost, waits and the overhead beyond the active hours' price made explicit.
  */
+
 import { type GpuId, isProviderId, type ProviderId } from "../core/catalog";
 import { type RuntimeConfig, weightCacheDataCenter } from "../core/config";
 import type { UsagePatternId } from "../core/usage-patterns";
@@ -34,8 +35,15 @@ export interface SimResult {
   readonly costUsd: number;
   /** (always-on cost − this cost) / always-on cost, in percent. */
   readonly savingsVsAlwaysOnPct: number;
-  /** This cost / the clairvoyant bound's cost; null when the bound costs nothing. */
+  /**
+   * totalUsd / the lower bound's (sim/bound.ts): waiting and dropped requests priced, so a policy cannot look
+   * cheaper than the bound by making users wait; null when the bound costs nothing.
+   */
   readonly costRatioToBound: number | null;
+  /** The bill plus the priced waiting (`waitUsdPerSecond`) and dropped requests: what the ratio compares. */
+  readonly totalUsd: number;
+  /** What waiting cost at the run's wait price. */
+  readonly waitUsd: number;
   readonly coldStarts: number;
   /** Cold starts that loaded the weights from the stack's weight cache (0 without one). */
   readonly coldStartHits: number;
@@ -58,7 +66,7 @@ export interface SimResult {
   /** costUsd − activeCostUsd: cold starts, keep-alive and rounding beyond the active hours (negative when
    *  the policy let workers go inside the active periods). */
   readonly overheadUsd: number;
-  /** Keep-alive at the end of the run; null for always-on (never released) and the bound (clairvoyant). */
+  /** Keep-alive at the end of the run; null for always-on (never released) and the lower bound. */
   readonly keepAliveSeconds: number | null;
   readonly horizonHours: number;
   /** Billed worker-hours by cause, and fees. */
@@ -102,6 +110,8 @@ export interface ForecastOptions {
   readonly horizonSeconds?: number;
   /** Progress, 0..1, with what is being simulated. */
   readonly onProgress?: (fraction: number, label: string) => void;
+  /** USD per request-second waited, for the totals the ratio to the bound compares. @default the worker's price per second */
+  readonly waitUsdPerSecond?: number;
 }
 
 export const DEFAULT_RATE_PER_SECOND = 0.1;
@@ -205,6 +215,7 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
         policy,
         workload: job.workload,
         seed: (seed ^ hashLabel(`${job.model.name}:${job.workload.id}`)) >>> 0,
+        waitUsdPerSecond: options.waitUsdPerSecond,
         onProgress: options.onProgress
           ? (f) => options.onProgress!((doneWeight + f * job.weight) / totalWeight, label)
           : undefined,
@@ -213,7 +224,7 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
       runs.set(policy, run);
     }
     const alwaysOnCost = runs.get("always-on")!.bill.usd;
-    const boundCost = runs.get("bound")!.bill.usd;
+    const boundCost = runs.get("bound")!.totalUsd;
     for (const policy of policies) {
       if (!wanted.includes(policy)) continue;
       results.push(toResult(job, runs.get(policy)!, alwaysOnCost, boundCost));
@@ -230,6 +241,7 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
       ? ["disk storage (Vast.ai, dedicated servers) has no catalog price and is counted as $0"]
       : []),
     "budgets are not applied; a request waiting longer than queueTimeoutSeconds counts as timed out (503)",
+    `policy: the deployed one is auto (break-even refined by the idle-gap history: 'adaptive' here); ratios are to the lower bound of sim/bound.ts (nobody waits, the same cold-start draws, the cheapest choice of idle gaps to bridge), with a request's waiting second priced at ${options.waitUsdPerSecond ? `$${options.waitUsdPerSecond}` : "the worker's price per second"} (never less) and a dropped request at its wait plus its service`,
     "overhead = cost − active hours × price: cold starts, keep-alive and rounding (negative when workers are let go inside active hours)",
   );
   return { seed, results, unpriced, assumptions };
@@ -249,7 +261,9 @@ function toResult(job: Job, run: RunResult, alwaysOnCost: number, boundCost: num
     billedHours: round(run.bill.billedSeconds / 3600, 2),
     costUsd: cents(cost),
     savingsVsAlwaysOnPct: alwaysOnCost > 0 ? round(((alwaysOnCost - cost) / alwaysOnCost) * 100, 1) : 0,
-    costRatioToBound: boundCost > 0 ? round(cost / boundCost, 3) : cost > 0 ? null : 1,
+    costRatioToBound: boundCost > 0 ? round(run.totalUsd / boundCost, 3) : run.totalUsd > 0 ? null : 1,
+    totalUsd: cents(run.totalUsd),
+    waitUsd: cents(run.waitUsd),
     coldStarts: run.coldStarts,
     coldStartHits: run.coldStartHits,
     coldStartMisses: run.coldStartMisses,

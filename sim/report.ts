@@ -85,6 +85,7 @@ export function renderForecastText(forecast: Forecast): string {
       "active h",
       "billed h",
       "cost $",
+      "+wait $",
       "active $",
       "overhead $",
       "vs 24/7",
@@ -108,6 +109,7 @@ export function renderForecastText(forecast: Forecast): string {
           r.activeHours.toFixed(1),
           r.billedHours.toFixed(1),
           money(r.costUsd),
+          money(r.waitUsd),
           money(r.activeCostUsd),
           money(r.overheadUsd),
           `${r.savingsVsAlwaysOnPct.toFixed(1)}%`,
@@ -130,7 +132,7 @@ export function renderForecastText(forecast: Forecast): string {
   if (forecast.unpriced.length > 0) out.push("not simulated:", ...forecast.unpriced.map((u) => `  ${u}`), "");
   out.push(
     "policies: " + POLICY_IDS.map((p) => `${p} = ${POLICY_LABELS[p]}`).join("; "),
-    "the bound serves every request without waiting at the least cost; a policy under 1.00× saves by making requests wait (they then share a worker)",
+    "×bound = (cost + waiting + dropped requests, priced) / the lower bound: nobody waits, the same cold-start draws, the cheapest idle gaps bridged; no policy can go under 1.00×",
     "assumptions:",
     ...forecast.assumptions.map((a) => `  ${a}`),
     "",

@@ -20,10 +20,12 @@
  * - The keep-alive comes from `keepAliveFor` with the observed mean cold start (starting from the catalog
  *   median) and, for `adaptive`, the idle-gap history; `auto` is break-even without history.
  * - `always-on` keeps at least one worker for the whole period (floor 1); workers above it use break-even.
- * - `bound` is clairvoyant and not a runnable policy: when the model falls idle it knows the next arrival
- *   and the next cold start; it keeps its workers across the gap when that costs no more than a restart,
- *   else releases them at once and starts one exactly a cold start before the next request (no wait).
- *   Workers above the last one follow break-even. It is the offline optimum of the rent-or-buy choice.
+ * - Cold starts are common random numbers: the k-th provision of every run draws the k-th value of one stream
+ *   per seed and provider (`ColdStartDraws`), so runs differ by their decisions, not by their luck.
+ * - `bound` is not a runnable policy but the lower bound of `sim/bound.ts`: no request waits, the same draws,
+ *   the cheapest choice of which idle gaps to bridge. Every run's `totalUsd` prices its waiting and dropped
+ *   requests (`waitUsdPerSecond`, at least the worker's price per second), so that no policy can look cheaper than
+ *   the bound by making users wait or give up.
  * - Billing per worker life (boot, idle, busy, rounding, minimum, setup, storage) by `sim/billing.ts`;
  *   wait quantiles from a fixed-bucket histogram. Memory does not grow with the length of the period.
  */
@@ -32,7 +34,6 @@ import {
   IdleGapHistory,
   type KeepAliveModel,
   keepAliveFor,
-  restartCostSeconds,
 } from "../controller/keep-alive";
 import {
   decideScale,
@@ -42,9 +43,9 @@ import {
   type WorkerView,
 } from "../controller/policy";
 import { type BilledLife, billLife } from "./billing";
+import { ColdStartDraws, effectiveWaitUsdPerSecond, lowerBound, workerUsdPerSecond } from "./bound";
 import { Simulation } from "./engine";
-import { medianColdStartSeconds, type SimProfile, sampleColdStart } from "./profiles";
-import { Random } from "./random";
+import { medianColdStartSeconds, type SimProfile } from "./profiles";
 import { Histogram } from "./stats";
 import type { Arrival, ArrivalSource, Workload } from "./workloads";
 
@@ -57,7 +58,7 @@ export const POLICY_LABELS: Readonly<Record<PolicyId, string>> = {
   "fixed-10m": "fixed 10 min keep-alive",
   auto: "break-even keep-alive (cold-start seconds)",
   adaptive: "break-even refined by the idle-gap history",
-  bound: "clairvoyant lower bound",
+  bound: "lower bound (sim/bound.ts)",
 };
 
 export function isPolicyId(value: string): value is PolicyId {
@@ -82,6 +83,8 @@ export interface RunOptions {
   readonly recheckSeconds?: number;
   /** Called now and then with the fraction of the period simulated. */
   readonly onProgress?: (fraction: number) => void;
+  /** USD per request-second waited (raised to the worker's price per second). @default DEFAULT_WAIT_USD_PER_SECOND */
+  readonly waitUsdPerSecond?: number;
 }
 
 export interface BillTotals {
@@ -117,7 +120,19 @@ export interface RunResult {
   readonly decisions: number;
   readonly bill: Readonly<BillTotals>;
   readonly wait: Histogram;
-  /** Keep-alive in force at the end (Infinity: never released; NaN for the clairvoyant bound). */
+  /** Seconds waited by every request, those that timed out with the timeout. */
+  readonly waitedSeconds: number;
+  /** Service seconds of the requests that timed out (what serving them would have kept a worker busy). */
+  readonly droppedServiceSeconds: number;
+  /** The wait price the run used, USD per request-second. */
+  readonly waitUsdPerSecond: number;
+  /** waitedSeconds priced. */
+  readonly waitUsd: number;
+  /** The dropped requests' service at the worker's price (their wait is in waitUsd). */
+  readonly dropUsd: number;
+  /** bill + waiting + dropping: what the comparison with the bound uses. */
+  readonly totalUsd: number;
+  /** Keep-alive in force at the end (Infinity: never released; NaN for the lower bound). */
   readonly keepAliveSeconds: number;
   /** The last scaling decision's reason (the log line the controller would write). */
   readonly lastDecision: string;
@@ -128,7 +143,6 @@ const ARRIVAL = 0;
 const COMPLETE = 1;
 const READY = 2;
 const IDLE = 3;
-const PREWARM = 4;
 
 /** A timer fires this long after the keep-alive runs out, so float rounding never keeps a worker. */
 const TIMER_SLACK = 1e-6;
@@ -234,8 +248,9 @@ const KEEP_ALIVE_MODELS: Readonly<Record<PolicyId, KeepAliveModel>> = {
   bound: { idleTimeoutSeconds: "auto" },
 };
 
-/** Simulate one model × provider × workload × policy. */
+/** Simulate one model × provider × workload × policy (`bound`: compute the lower bound). */
 export function simulateRun(options: RunOptions): RunResult {
+  if (options.policy === "bound") return boundRun(options);
   const { model, profile, policy, workload } = options;
   const horizon = workload.horizonSeconds;
   const perWorker = Math.max(1, model.targetConcurrency);
@@ -253,7 +268,8 @@ export function simulateRun(options: RunOptions): RunResult {
   const keepAliveModel = KEEP_ALIVE_MODELS[policy];
   const history = policy === "adaptive" ? new IdleGapHistory() : undefined;
   const coldStart = new ColdStartEstimate(medianColdStartSeconds(profile.coldStart));
-  const coldRng = Random.stream(options.seed, `cold:${profile.provider}`);
+  const draws = new ColdStartDraws(options.seed, profile);
+  const waitPrice = effectiveWaitUsdPerSecond(profile, options.waitUsdPerSecond);
 
   const sim = new Simulation<SimWorker | Arrival>();
   const q = sim.queue;
@@ -262,7 +278,6 @@ export function simulateRun(options: RunOptions): RunResult {
   const wait = new Histogram();
   const bill = emptyBill();
   let source: ArrivalSource | undefined = workload.open();
-  let nextArrivalTime = Number.POSITIVE_INFINITY;
   let workerSeq = 0;
   let inFlightTotal = 0;
   let modelBusySince = 0;
@@ -271,6 +286,8 @@ export function simulateRun(options: RunOptions): RunResult {
   let requests = 0;
   let served = 0;
   let timedOut = 0;
+  let waitedSeconds = 0;
+  let droppedServiceSeconds = 0;
   let coldStartHits = 0;
   let coldStartMisses = 0;
   /** With a weight cache: when the miss's weights are on the volume (-1: no miss yet). */
@@ -278,9 +295,6 @@ export function simulateRun(options: RunOptions): RunResult {
   let peakWorkers = 0;
   let decisions = 0;
   let lastDecision = "";
-  /** bound: no worker is released before this time (the next arrival it keeps them for). */
-  let holdUntil = -1;
-  let prewarmColdStart = 0;
 
   // The keep-alive is recomputed only when what it depends on changed (cold-start estimate, history).
   let keepAliveCache = Number.NaN;
@@ -318,11 +332,9 @@ export function simulateRun(options: RunOptions): RunResult {
   };
 
   const cache = profile.weightCache;
-  /** Seconds of the next cold start: a miss while the cache holds no weights yet, else a hit. */
-  const drawColdStart = (): number =>
-    sampleColdStart(cache && weightsLandAt < 0 ? cache.miss : profile.coldStart, coldRng);
-
-  const provision = (now: number, seconds = drawColdStart()): void => {
+  const provision = (now: number): void => {
+    // the k-th provision's draw (a miss first where there is a cache): the same in every run of this seed
+    const seconds = draws.at(workerSeq);
     const w = new SimWorker(`w${workerSeq++}`, profile.provider, now, profile.usdPerHour);
     workers.push(w);
     let readyAt = now + seconds;
@@ -359,21 +371,26 @@ export function simulateRun(options: RunOptions): RunResult {
   };
 
   const purgeExpired = (now: number): void => {
-    while (waiting.size > 0 && waiting.headTime() + queueTimeout < now) {
-      waiting.shift();
-      timedOut++;
-      wait.add(queueTimeout);
-    }
+    while (waiting.size > 0 && waiting.headTime() + queueTimeout < now) drop();
   };
 
-  const decide = (now: number, keepAliveOverride?: number): ScaleDecision => {
+  /** The request at the head of the queue gets its 503 at the queue timeout. */
+  const drop = (): void => {
+    droppedServiceSeconds += waiting.headService();
+    waiting.shift();
+    timedOut++;
+    wait.add(queueTimeout);
+    waitedSeconds += queueTimeout;
+  };
+
+  const decide = (now: number): ScaleDecision => {
     purgeExpired(now);
     const decision = decideScale({
       nowMs: now * 1000,
       model: scaling,
       waiting: waiting.size,
       workers,
-      keepAliveSeconds: keepAliveOverride ?? (holdUntil > now ? Number.POSITIVE_INFINITY : keepAlive()),
+      keepAliveSeconds: keepAlive(),
       budgetExhausted: options.budgetUsd !== undefined && spentUsd(now) >= options.budgetUsd,
     });
     decisions++;
@@ -393,6 +410,7 @@ export function simulateRun(options: RunOptions): RunResult {
 
   const start = (w: SimWorker, now: number, service: number, waited: number): void => {
     wait.add(waited);
+    waitedSeconds += waited;
     if (w.inFlight === 0) w.busySince = now;
     if (inFlightTotal === 0) modelBusySince = now;
     w.inFlight++;
@@ -416,53 +434,21 @@ export function simulateRun(options: RunOptions): RunResult {
 
   const armIdle = (w: SimWorker, now: number): void => {
     if (w.timerPending || !w.alive) return;
-    let at: number;
-    if (holdUntil > now) at = holdUntil;
-    else {
-      const k = keepAlive();
-      if (!Number.isFinite(k)) return;
-      at = Math.max(now, w.lastActive + k + TIMER_SLACK);
-    }
+    const k = keepAlive();
+    if (!Number.isFinite(k)) return;
+    const at = Math.max(now, w.lastActive + k + TIMER_SLACK);
     w.timerPending = true;
     q.push(at, IDLE, w);
   };
 
   const scheduleNextArrival = (): void => {
     const a = source?.next();
-    if (a && a.time < horizon) {
-      q.push(a.time, ARRIVAL, a);
-      nextArrivalTime = a.time;
-    } else {
-      source = undefined;
-      nextArrivalTime = Number.POSITIVE_INFINITY;
-    }
-  };
-
-  /** bound: the model just fell idle; keep across the gap or release and pre-warm just in time. */
-  const clairvoyantIdle = (now: number): void => {
-    const next = nextArrivalTime;
-    if (!Number.isFinite(next)) {
-      holdUntil = -1;
-      decide(now, 0);
-      return;
-    }
-    const seconds = drawColdStart();
-    if (next - now <= restartCostSeconds(seconds, profile.billing)) {
-      holdUntil = next;
-      return;
-    }
-    holdUntil = -1;
-    decide(now, 0);
-    if (workers.length === 0) {
-      prewarmColdStart = seconds;
-      q.push(Math.max(now, next - seconds), PREWARM);
-      holdUntil = next;
-    }
+    if (a && a.time < horizon) q.push(a.time, ARRIVAL, a);
+    else source = undefined;
   };
 
   const modelFellIdle = (now: number): void => {
     modelIdleSince = now;
-    if (policy === "bound") clairvoyantIdle(now);
   };
 
   sim
@@ -508,10 +494,6 @@ export function simulateRun(options: RunOptions): RunResult {
       const w = ref as SimWorker;
       w.timerPending = false;
       if (!w.alive || w.inFlight > 0 || w.phase !== "ready") return;
-      if (holdUntil > now) {
-        armIdle(w, now);
-        return;
-      }
       const k = keepAlive();
       if (!Number.isFinite(k)) return;
       if (now - w.lastActive >= k) {
@@ -524,19 +506,11 @@ export function simulateRun(options: RunOptions): RunResult {
         w.timerPending = true;
         q.push(w.lastActive + k + TIMER_SLACK, IDLE, w);
       }
-    })
-    .on(PREWARM, (now) => {
-      if (workers.length === 0) provision(now, prewarmColdStart);
     });
 
-  // Start: the floor's workers (always-on, minWorkers), the first arrival, bound's first pre-warm.
+  // Start: the floor's workers (always-on, minWorkers), the first arrival.
   if (floor > 0) decide(0);
   scheduleNextArrival();
-  if (policy === "bound" && floor === 0 && Number.isFinite(nextArrivalTime)) {
-    prewarmColdStart = drawColdStart();
-    q.push(Math.max(0, nextArrivalTime - prewarmColdStart), PREWARM);
-    holdUntil = nextArrivalTime;
-  }
 
   const onBatch = options.onProgress ? (now: number) => options.onProgress!(now / horizon) : undefined;
   const events = sim.run(horizon, onBatch);
@@ -544,12 +518,10 @@ export function simulateRun(options: RunOptions): RunResult {
   // The period ends: bill every worker still up, settle the queue.
   for (const w of [...workers]) terminate(w, horizon);
   if (inFlightTotal > 0) modelBusy += horizon - modelBusySince;
-  while (waiting.size > 0 && waiting.headTime() + queueTimeout < horizon) {
-    waiting.shift();
-    timedOut++;
-    wait.add(queueTimeout);
-  }
+  while (waiting.size > 0 && waiting.headTime() + queueTimeout < horizon) drop();
   options.onProgress?.(1);
+  const waitUsd = waitedSeconds * waitPrice;
+  const dropUsd = droppedServiceSeconds * workerUsdPerSecond(profile);
 
   return {
     policy,
@@ -567,9 +539,77 @@ export function simulateRun(options: RunOptions): RunResult {
     decisions,
     bill,
     wait,
-    keepAliveSeconds:
-      policy === "always-on" ? Number.POSITIVE_INFINITY : policy === "bound" ? Number.NaN : keepAlive(),
+    waitedSeconds,
+    droppedServiceSeconds,
+    waitUsdPerSecond: waitPrice,
+    waitUsd,
+    dropUsd,
+    totalUsd: bill.usd + waitUsd + dropUsd,
+    keepAliveSeconds: policy === "always-on" ? Number.POSITIVE_INFINITY : keepAlive(),
     lastDecision,
     events,
+  };
+}
+
+/** The `bound` row: `lowerBound` over the workload's arrivals, as a run that served everyone at once. */
+function boundRun(options: RunOptions): RunResult {
+  const { profile, workload, model } = options;
+  const source = workload.open();
+  const wait = new Histogram();
+  const arrivals = {
+    *[Symbol.iterator]() {
+      for (let a = source.next(); a !== undefined; a = source.next()) {
+        if (a.time < workload.horizonSeconds) wait.add(0);
+        yield a;
+      }
+    },
+  };
+  const draws = new ColdStartDraws(options.seed, profile);
+  const waitPrice = effectiveWaitUsdPerSecond(profile, options.waitUsdPerSecond);
+  const b = lowerBound(arrivals, profile, draws, {
+    waitUsdPerSecond: waitPrice,
+    queueTimeoutSeconds: model.queueTimeoutSeconds,
+    horizonSeconds: workload.horizonSeconds,
+  });
+  options.onProgress?.(1);
+  const cached = profile.weightCache !== undefined;
+  const served = b.lives > 0 ? b.requests : 0;
+  const bill: BillTotals = {
+    billedSeconds: b.billedSeconds,
+    bootSeconds: b.bootSeconds,
+    busySeconds: b.lives > 0 ? b.busySeconds : 0,
+    idleSeconds: b.idleSeconds,
+    roundingSeconds: 0,
+    computeUsd: b.computeUsd,
+    storageUsd: b.storageUsd,
+    setupUsd: b.setupUsd,
+    usd: b.lives > 0 ? b.usd : 0,
+  };
+  const dropUsd = b.lives > 0 ? 0 : b.usd; // serving no one was cheapest: the bound is the drops' price
+  return {
+    policy: "bound",
+    horizonSeconds: workload.horizonSeconds,
+    activeSeconds: workload.activeSeconds ?? b.busySeconds,
+    busySeconds: b.busySeconds,
+    requests: b.requests,
+    served,
+    timedOut: b.requests - served,
+    unserved: 0,
+    coldStarts: b.lives,
+    coldStartHits: cached ? Math.max(0, b.lives - 1) : 0,
+    coldStartMisses: cached ? Math.min(1, b.lives) : b.lives,
+    peakWorkers: Math.min(1, b.lives),
+    decisions: 0,
+    bill,
+    wait,
+    waitedSeconds: 0,
+    droppedServiceSeconds: 0,
+    waitUsdPerSecond: waitPrice,
+    waitUsd: 0,
+    dropUsd,
+    totalUsd: b.usd,
+    keepAliveSeconds: Number.NaN,
+    lastDecision: `lower bound: ${b.lives} worker lives, ${b.gapsKept} of ${b.gaps} idle gaps bridged`,
+    events: 0,
   };
 }

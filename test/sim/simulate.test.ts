@@ -1,13 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { loadStackConfig, parseStackFile, renderRuntimeConfig } from "../../core/config";
+import { stackYaml } from "../../devkit/stack-yaml";
 import { cents } from "../../sim/billing";
 import { forecastForStack } from "../../sim/forecast";
 import { providerProfile, type SimProfile } from "../../sim/profiles";
 import { forecastJson, renderChart, renderForecastText } from "../../sim/report";
 import { POLICY_IDS, type PolicyId, type SimModel, simulateRun } from "../../sim/simulate";
 import { fixedWorkload, patternWorkload, REQUEST_SHAPES } from "../../sim/workloads";
-import { stackYaml } from "../stack-yaml";
 
 const MODEL: SimModel = {
   name: "llama",
@@ -187,7 +187,12 @@ describe("forecastForStack", () => {
       expect(r.waitP95Seconds).toBeLessThanOrEqual(r.waitP99Seconds);
       expect(r.requests).toBeGreaterThan(0);
     }
-    expect(byPolicy.auto!.costRatioToBound!).toBeLessThanOrEqual(2);
+    // the bound (sim/bound.ts) is below every policy once waiting is priced; where cold starts take a second
+    // (serverless with FlashBoot) break-even is close to it, on pods users wait out each boot (issue 21)
+    for (const r of f.results) expect(r.costRatioToBound!, `${r.provider} ${r.policy}`).toBeGreaterThanOrEqual(1);
+    const serverless = f.results.find((r) => r.provider === "runpod-serverless" && r.policy === "auto")!;
+    expect(serverless.costRatioToBound!).toBeLessThanOrEqual(1.2);
+    expect(byPolicy.auto!.totalUsd).toBeGreaterThan(byPolicy.auto!.costUsd); // its waiting, priced
     expect(byPolicy.auto!.savingsVsAlwaysOnPct).toBeGreaterThan(50);
     expect(byPolicy["fixed-10m"]!.costUsd).toBeGreaterThan(byPolicy.auto!.costUsd);
     const text = renderForecastText(f);

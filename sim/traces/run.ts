@@ -1,0 +1,142 @@
+/**
+ * Runs the trace suite: every trace × provider profile × keep-alive policy through `simulateRun`, each ratio taken
+ * to the lower bound under the same draws and wait pricing (sim/bound.ts). What issue 21's targets are read from:
+ * the default policy's worst and median ratio, its p95 wait against fixed-10m's.
+ */
+import { GPU_IDS, PROVIDER_IDS, type ProviderId } from "../../core/catalog";
+import { restartCostSeconds } from "../../controller/keep-alive";
+import { cheapestProfile, medianColdStartSeconds, type SimProfile } from "../profiles";
+import { POLICY_IDS, type PolicyId, type RunResult, type SimModel, simulateRun } from "../simulate";
+import type { Workload } from "../workloads";
+import { SUITE, SUITE_HORIZON_SECONDS, type SuiteTrace, suiteArrivals } from "./suite";
+
+/** The policy the controller runs by default (`idleTimeoutSeconds: auto`, with its idle-gap history). */
+export const DEFAULT_POLICY: PolicyId = "adaptive";
+
+/** One model as the suite serves it: a chat model on up to two workers, the stack's default queue timeout. */
+export const SUITE_MODEL: SimModel = {
+  name: "suite",
+  minWorkers: 0,
+  maxWorkers: 2,
+  targetConcurrency: 8,
+  queueTimeoutSeconds: 180,
+};
+
+export interface SuiteRow {
+  readonly trace: string;
+  readonly provider: ProviderId;
+  readonly policy: PolicyId;
+  readonly requests: number;
+  readonly costUsd: number;
+  readonly totalUsd: number;
+  /** totalUsd / the bound's. */
+  readonly ratio: number;
+  readonly coldStarts: number;
+  readonly p95WaitSeconds: number;
+  readonly p99WaitSeconds: number;
+  readonly dropped: number;
+}
+
+export interface SuiteOptions {
+  readonly seed?: number;
+  readonly policies?: readonly PolicyId[];
+  readonly traces?: readonly string[];
+  readonly providers?: readonly ProviderId[];
+  readonly waitUsdPerSecond?: number;
+  readonly horizonSeconds?: number;
+  readonly onProgress?: (fraction: number, label: string) => void;
+}
+
+export interface SuiteResult {
+  readonly rows: SuiteRow[];
+  /** The default policy's worst and median ratio over every trace × provider. */
+  readonly worstRatio: number;
+  readonly medianRatio: number;
+}
+
+/** One priced profile per catalog provider that can be rented by the hour (the cheapest GPU it has a price for). */
+export function suiteProfiles(providers: readonly ProviderId[] = PROVIDER_IDS): SimProfile[] {
+  const out: SimProfile[] = [];
+  for (const provider of providers) {
+    if (provider === "local") continue; // the team's own hardware: nothing to save
+    const profile = cheapestProfile(provider, GPU_IDS);
+    if (profile && !profile.billing.monthlyRental) out.push(profile);
+  }
+  return out;
+}
+
+function workloadOf(trace: SuiteTrace, profile: SimProfile, seed: number, horizonSeconds: number): Workload {
+  const arrivals = suiteArrivals(trace, {
+    seed,
+    horizonSeconds,
+    restartCostSeconds: restartCostSeconds(medianColdStartSeconds(profile.coldStart), profile.billing),
+  });
+  return {
+    id: "trace",
+    horizonSeconds,
+    activeSeconds: undefined,
+    expectedRequests: arrivals.length,
+    open: () => {
+      let i = 0;
+      return { next: () => arrivals[i++] };
+    },
+  };
+}
+
+const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+export function runSuite(options: SuiteOptions = {}): SuiteResult {
+  const seed = options.seed ?? 1;
+  const horizon = options.horizonSeconds ?? SUITE_HORIZON_SECONDS;
+  const policies = options.policies ?? POLICY_IDS.filter((p) => p !== "bound");
+  const traces = options.traces ? SUITE.filter((t) => options.traces!.includes(t.name)) : SUITE;
+  const profiles = suiteProfiles(options.providers);
+  const rows: SuiteRow[] = [];
+  const total = traces.length * profiles.length;
+  let done = 0;
+  for (const trace of traces) {
+    for (const profile of profiles) {
+      options.onProgress?.(done / total, `${trace.name} on ${profile.provider}`);
+      const workload = workloadOf(trace, profile, seed, horizon);
+      const run = (policy: PolicyId): RunResult =>
+        simulateRun({
+          model: SUITE_MODEL,
+          profile,
+          policy,
+          workload,
+          seed,
+          waitUsdPerSecond: options.waitUsdPerSecond,
+        });
+      const bound = run("bound");
+      for (const policy of policies) {
+        const r = run(policy);
+        rows.push({
+          trace: trace.name,
+          provider: profile.provider,
+          policy,
+          requests: r.requests,
+          costUsd: round(r.bill.usd, 4),
+          totalUsd: round(r.totalUsd, 4),
+          ratio: bound.totalUsd > 0 ? round(r.totalUsd / bound.totalUsd, 3) : 1,
+          coldStarts: r.coldStarts,
+          p95WaitSeconds: round(r.wait.quantile(0.95), 2),
+          p99WaitSeconds: round(r.wait.quantile(0.99), 2),
+          dropped: r.timedOut,
+        });
+      }
+      done += 1;
+    }
+  }
+  options.onProgress?.(1, "done");
+  const ratios = rows
+    .filter((r) => r.policy === DEFAULT_POLICY)
+    .map((r) => r.ratio)
+    .sort((a, b) => a - b);
+  const median =
+    ratios.length === 0
+      ? Number.NaN
+      : ratios.length % 2 === 1
+        ? ratios[(ratios.length - 1) / 2]!
+        : (ratios[ratios.length / 2 - 1]! + ratios[ratios.length / 2]!) / 2;
+  return { rows, worstRatio: ratios.at(-1) ?? Number.NaN, medianRatio: round(median, 3) };
+}
