@@ -7,11 +7,15 @@
  * measured in the same run, the arrival generator alone (no events, no policy) shows what the simulation
  * itself costs on top of producing the requests.
  *
- *   node -r tsx/cjs bench/sim.ts [--json] [--help]
+ * `--suite` runs the keep-alive trace suite instead (sim/traces/): every trace × provider × policy, its cost and
+ * waits against the lower bound (issue 21's figures).
+ *
+ *   node -r tsx/cjs bench/sim.ts [--suite] [--wait-price USD] [--json] [--help]
  */
 import { performance } from "node:perf_hooks";
 import { providerProfile } from "../sim/profiles";
 import { type RunResult, simulateRun } from "../sim/simulate";
+import { renderSuite, runSuite, suiteJson } from "../sim/traces/run";
 import { MONTH_SECONDS, patternWorkload, REQUEST_SHAPES, type Workload } from "../sim/workloads";
 import { benchArgs } from "./args";
 
@@ -22,11 +26,41 @@ one simulated day and the arrival generator alone as baselines.
 usage: npm run bench:sim -- [options]
        node -r tsx/cjs bench/sim.ts [options]
 
+  --suite           the keep-alive trace suite instead: every trace × provider × policy against the
+                    lower bound (cost, total with waiting priced, ratio, cold starts, p95/p99 wait, dropped)
+  --wait-price USD  with --suite: what a request's waited second costs (default: the worker's own price
+                    per second, the least the bound allows)
+  --seed N          with --suite: the seed (default 1)
   --json      print the figures as one JSON object
   -h, --help  this text
 `;
 
-const { json } = benchArgs("bench:sim", USAGE, { json: { type: "boolean", default: false } });
+const { json, suite, ...args } = benchArgs("bench:sim", USAGE, {
+  json: { type: "boolean", default: false },
+  suite: { type: "boolean", default: false },
+  "wait-price": { type: "string" },
+  seed: { type: "string" },
+});
+
+if (suite) {
+  const waitUsdPerSecond = args["wait-price"] === undefined ? undefined : Number(args["wait-price"]);
+  const seed = args.seed === undefined ? 1 : Number(args.seed);
+  if ((waitUsdPerSecond !== undefined && !(waitUsdPerSecond >= 0)) || !Number.isInteger(seed)) {
+    process.stderr.write("bench:sim: --wait-price must be a number ≥ 0 and --seed an integer; see --help\n");
+    process.exit(2);
+  }
+  const tty = process.stderr.isTTY === true;
+  const result = runSuite({
+    seed,
+    waitUsdPerSecond,
+    onProgress: tty
+      ? (f, label) => process.stderr.write(`\r\x1b[K${Math.round(f * 100)}% ${label}`)
+      : undefined,
+  });
+  if (tty) process.stderr.write("\r\x1b[K");
+  process.stdout.write(json ? `${JSON.stringify(suiteJson(result))}\n` : renderSuite(result));
+  process.exit(0);
+}
 
 const workload = (horizonSeconds: number): Workload =>
   patternWorkload({

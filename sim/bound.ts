@@ -145,7 +145,10 @@ export function lowerBound(
     const boot = billing.billsBoot ? boots : 0;
     const idle = billing.billsIdle ? kept : 0;
     // every life is billed at least its minimum and one whole billing unit
-    const floor = Math.max(billing.minimumSeconds, billing.granularitySeconds > 1 ? billing.granularitySeconds : 0);
+    const floor = Math.max(
+      billing.minimumSeconds,
+      billing.granularitySeconds > 1 ? billing.granularitySeconds : 0,
+    );
     const billedSeconds = Math.max(n * floor, boot + busy + idle);
     const computeUsd = rate * billedSeconds;
     const storageUsd = storage * (boots + busy + kept);

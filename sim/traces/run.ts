@@ -3,8 +3,10 @@
  * to the lower bound under the same draws and wait pricing (sim/bound.ts). What issue 21's targets are read from:
  * the default policy's worst and median ratio, its p95 wait against fixed-10m's.
  */
-import { GPU_IDS, PROVIDER_IDS, type ProviderId } from "../../core/catalog";
+
 import { restartCostSeconds } from "../../controller/keep-alive";
+import { GPU_IDS, PROVIDER_IDS, type ProviderId } from "../../core/catalog";
+import { renderTable } from "../../core/table";
 import { cheapestProfile, medianColdStartSeconds, type SimProfile } from "../profiles";
 import { POLICY_IDS, type PolicyId, type RunResult, type SimModel, simulateRun } from "../simulate";
 import type { Workload } from "../workloads";
@@ -139,4 +141,66 @@ export function runSuite(options: SuiteOptions = {}): SuiteResult {
         ? ratios[(ratios.length - 1) / 2]!
         : (ratios[ratios.length / 2 - 1]! + ratios[ratios.length / 2]!) / 2;
   return { rows, worstRatio: ratios.at(-1) ?? Number.NaN, medianRatio: round(median, 3) };
+}
+
+/** What `npm run bench:sim -- --suite --json` prints (issue 21's targets are read from it). */
+export function suiteJson(result: SuiteResult) {
+  return {
+    traces: result.rows.map((r) => ({
+      name: r.trace,
+      provider: r.provider,
+      policy: r.policy,
+      ratio: r.ratio,
+      p95WaitSeconds: r.p95WaitSeconds,
+      dropped: r.dropped,
+    })),
+    worstRatio: result.worstRatio,
+    medianRatio: result.medianRatio,
+  };
+}
+
+/** One table per trace: provider × policy with the ratio to the bound, cold starts, waits and drops. */
+export function renderSuite(result: SuiteResult): string {
+  const out: string[] = [];
+  const traces = [...new Set(result.rows.map((r) => r.trace))];
+  for (const name of traces) {
+    const trace = SUITE.find((t) => t.name === name);
+    out.push(`${name}: ${trace?.description ?? ""}`);
+    out.push(
+      renderTable(
+        [
+          "provider",
+          "policy",
+          "requests",
+          "cost $",
+          "total $",
+          "×bound",
+          "cold starts",
+          "p95 wait",
+          "p99 wait",
+          "dropped",
+        ],
+        result.rows
+          .filter((r) => r.trace === name)
+          .map((r) => [
+            r.provider,
+            r.policy,
+            r.requests,
+            r.costUsd.toFixed(2),
+            r.totalUsd.toFixed(2),
+            r.ratio.toFixed(2),
+            r.coldStarts,
+            `${r.p95WaitSeconds}s`,
+            `${r.p99WaitSeconds}s`,
+            r.dropped,
+          ]),
+      ),
+      "",
+    );
+  }
+  out.push(
+    `default policy (${DEFAULT_POLICY}): worst ${result.worstRatio}× the bound, median ${result.medianRatio}× (total = cost + waiting + dropped requests, priced; sim/bound.ts)`,
+    "",
+  );
+  return out.join("\n");
 }

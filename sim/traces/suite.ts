@@ -53,7 +53,8 @@ export const SUITE: readonly SuiteTrace[] = [
   {
     name: "poisson-break-even",
     description: "single requests, Poisson with the mean gap at the break-even idle time",
-    times: (ctx, rng) => fromGaps(ctx.horizonSeconds, () => rng.exponential(1 / Math.max(1, ctx.restartCostSeconds))),
+    times: (ctx, rng) =>
+      fromGaps(ctx.horizonSeconds, () => rng.exponential(1 / Math.max(1, ctx.restartCostSeconds))),
   },
   {
     name: "cron-20m",
@@ -131,7 +132,8 @@ export const SUITE: readonly SuiteTrace[] = [
       for (const day of [1, 3, 5]) {
         const start = day * DAY + rng.uniform(10, 16) * HOUR;
         if (start >= ctx.horizonSeconds) continue;
-        for (let i = 0; i < 200; i++) out.push(Math.min(ctx.horizonSeconds - 1, start + rng.uniform(0, 2 * MINUTE)));
+        for (let i = 0; i < 200; i++)
+          out.push(Math.min(ctx.horizonSeconds - 1, start + rng.uniform(0, 2 * MINUTE)));
       }
       return out.sort((a, b) => a - b);
     },
@@ -152,7 +154,10 @@ export const SUITE_NAMES: readonly string[] = SUITE.map((t) => t.name);
 
 /** A trace's arrivals for a provider: its times, each with a chat-shaped service time (lognormal tokens). */
 export function suiteArrivals(trace: SuiteTrace, ctx: TraceContext): Arrival[] {
-  const full: Required<TraceContext> = { ...ctx, horizonSeconds: ctx.horizonSeconds ?? SUITE_HORIZON_SECONDS };
+  const full: Required<TraceContext> = {
+    ...ctx,
+    horizonSeconds: ctx.horizonSeconds ?? SUITE_HORIZON_SECONDS,
+  };
   const times = trace.times(full, Random.stream(ctx.seed, `suite:${trace.name}`));
   const shape = REQUEST_SHAPES.chat;
   const sizes = Random.stream(ctx.seed, `suite:${trace.name}:tokens`);
