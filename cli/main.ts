@@ -1,54 +1,38 @@
 /**
  * `aiorch`: the command line of ai-orchestrator. Exit codes: 0 clean, 1 a mandatory policy violation,
  * 2 invalid config or usage (the message on stderr names the key or flag).
+ *
+ * Every command and subcommand answers `--help` and `-h` with its usage on stdout (exit 0); an unknown command,
+ * subcommand or option exits 2 naming it and the `--help` to read. The usage text lives in usage.ts.
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { StackConfigError } from "../core/config";
 import { GATEWAY_PORT, OPS_PORT } from "../core/process-env";
-
-const USAGE = `usage: aiorch <command> [options]
-
-commands:
-  plan     [--stack NAME] [--json] [--policy-config FILE]
-           evaluate the stack offline: resources, policy verdict, cost forecast
-  config   [--stack NAME]
-           print the runtime config JSON the gateway and controller read
-  gateway  [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9091] [--host 127.0.0.1] [--plaintext-jobs]
-           run the OpenAI-compatible gateway (Redis from REDIS_URL, waited for; /readyz 503 meanwhile):
-           the API on --port (env PORT), /metrics, /healthz, /readyz on --metrics-port (env METRICS_PORT);
-           AIORCH_ENCRYPTION_KEYS seals queued jobs (required when security.encryptQueued is on, unless
-           --plaintext-jobs: job bodies in clear in Redis, for a workstation only)
-  controller [--stack NAME | --config FILE] [--port 9090] [--host 127.0.0.1]
-           run the GPU controller (Redis from REDIS_URL, provider keys from the environment);
-           /metrics, /healthz, /readyz on --port (env METRICS_PORT)
-  dev      [--stack NAME | --config FILE] [--port 8080] [--metrics-port 9090] [--gateway-metrics-port 9091]
-           [--plaintext-jobs]
-           gateway and controller together on this machine (local Redis); --metrics-port is the
-           controller's /metrics, /healthz, /readyz port, --gateway-metrics-port the gateway's;
-           --plaintext-jobs as for gateway
-  keys     create --name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE]
-           list [--json] | rotate ID [--grace 24h] | revoke ID   (API keys; same --stack/--config and REDIS_URL)
-  audit    list [--json] | verify       the administrative audit trail (hash-chained); verify exits 1 if broken
-  models   list [--json] | set-weight MODEL VARIANT WEIGHT [--reason TEXT] | set-weight MODEL VARIANT --reset
-           variants of each model and their traffic weights; set-weight changes them at run time (audited)
-  status   [--stack NAME | --config FILE] [--json] [--decisions N]
-           workers by model, provider and state, queue depth, spend vs budget, last scale decisions
-  simulate [--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]
-           monthly cost and user wait per model × provider × usage pattern × keep-alive policy
-
-options:
-  --stack NAME   stack to use (Pulumi.NAME.yaml); default: dev
-  --config FILE  runtime config JSON (what 'aiorch config' prints) instead of a stack
-  --dir PATH     project folder; default: the current folder
-  --json         machine-readable output
-`;
+import { version } from "../package.json";
+import {
+  asksForHelp,
+  COMMAND_USAGE,
+  type CommandName,
+  commandUsage,
+  isCommandName,
+  isParseArgsError,
+  parseArgsMessage,
+  subcommandsOf,
+  USAGE,
+  usageErrorText,
+} from "./usage";
 
 export const EXIT = { ok: 0, policy: 1, usage: 2 } as const;
 
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /**
+   * Whether long runs (simulate) may draw progress on `err`: only on a terminal, since a pipe or a log would keep
+   * every redraw. Absent, they do (a caller capturing `err` sees it).
+   */
+  readonly showProgress?: boolean;
 }
 
 /**
@@ -57,7 +41,11 @@ export interface Io {
  */
 const LOCAL_GATEWAY_OPS_PORT = OPS_PORT + 1;
 
-const processIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  showProgress: process.stderr.isTTY === true,
+};
 
 /** Load a command's module only when it runs: `plan` pulls in Pulumi, `gateway` fastify, and so on. */
 const lazy = <T>(path: string): T => require(path) as T;
@@ -101,18 +89,6 @@ function portArg(flag: string, value: string | undefined, fallback: number): num
   return port;
 }
 
-/** The usage text's lines of one command (its entry and the indented lines under it). */
-function commandUsage(command: string): string {
-  const lines = USAGE.split("\n");
-  const at = lines.findIndex((l) => l.startsWith(`  ${command} `));
-  if (at === -1) return USAGE;
-  const end = lines.findIndex((l, i) => i > at && !/^ {11}/.test(l));
-  return `usage: aiorch ${lines
-    .slice(at, end === -1 ? undefined : end)
-    .map((l) => l.trim().replace(/ {2,}/g, " "))
-    .join("\n       ")}\n`;
-}
-
 /**
  * Options both runtime processes take: where their config comes from and where they listen. `--metrics-port`
  * is the gateway's ops port; the controller has only that port, `--port`.
@@ -127,14 +103,11 @@ function runtimeProcessArgs(argv: string[], dir: string, defaultPort: number) {
       "metrics-port": { type: "string" },
       host: { type: "string" },
       "plaintext-jobs": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
-  if (values.help) return { help: true as const };
   const { runtimeConfigFrom } = lazy<typeof import("./runtime-source")>("./runtime-source");
   return {
-    help: false as const,
     config: runtimeConfigFrom({ stack: values.stack, config: values.config, dir }),
     port: portArg("port", values.port, defaultPort),
     metricsPort: values["metrics-port"],
@@ -170,10 +143,6 @@ async function runUntilSignal(
 
 async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
   const args = runtimeProcessArgs(argv, dir, Number(process.env.PORT ?? GATEWAY_PORT));
-  if (args.help) {
-    io.out(commandUsage("gateway"));
-    return EXIT.ok;
-  }
   const metricsPort = portArg(
     "metrics-port",
     args.metricsPort,
@@ -196,10 +165,6 @@ async function gateway(argv: string[], io: Io, dir: string): Promise<number> {
 
 async function controller(argv: string[], io: Io, dir: string): Promise<number> {
   const args = runtimeProcessArgs(argv, dir, Number(process.env.METRICS_PORT ?? OPS_PORT));
-  if (args.help) {
-    io.out(commandUsage("controller"));
-    return EXIT.ok;
-  }
   if (args.metricsPort !== undefined)
     throw new UsageError(
       "the controller serves /metrics, /healthz and /readyz on --port; there is no --metrics-port",
@@ -232,14 +197,9 @@ async function dev(argv: string[], io: Io, dir: string): Promise<number> {
       "metrics-port": { type: "string" },
       "gateway-metrics-port": { type: "string" },
       "plaintext-jobs": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
-  if (values.help) {
-    io.out(commandUsage("dev"));
-    return EXIT.ok;
-  }
   const port = portArg("port", values.port, GATEWAY_PORT);
   const controllerPort = portArg("metrics-port", values["metrics-port"], OPS_PORT);
   const gatewayMetricsPort = portArg(
@@ -309,7 +269,10 @@ async function simulate(argv: string[], io: Io, dir: string): Promise<number> {
   return runSimulate([...argv, "--dir", dir], io);
 }
 
-const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<number>> = {
+type Runner = (argv: string[], io: Io, dir: string) => Promise<number>;
+
+/** What runs each command of the usage table (the type makes both name the same commands). */
+const COMMANDS: { readonly [C in CommandName]: Runner } = {
   plan,
   config,
   gateway,
@@ -322,37 +285,104 @@ const COMMANDS: Record<string, (argv: string[], io: Io, dir: string) => Promise<
   simulate,
 };
 
+/** Every command with its subcommands (none: it has none), for whatever walks them all (the help test). */
+export function commandTable(): { command: CommandName; subcommands: string[] }[] {
+  return (Object.keys(COMMANDS) as CommandName[]).map((command) => ({
+    command,
+    subcommands: subcommandsOf(command),
+  }));
+}
+
 class UsageError extends Error {
   override name = "UsageError";
 }
 
-export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
-  const [command, ...args] = argv;
-  if (!command || command === "help" || command === "--help" || command === "-h") {
-    (command ? io.out : io.err)(USAGE);
-    return command ? EXIT.ok : EXIT.usage;
+/** `aiorch help [command [subcommand]]`: the usage it names, on stdout. */
+function help(words: readonly string[], io: Io): number {
+  const [command, subcommand] = words;
+  if (command === undefined || command === "--help" || command === "-h") {
+    io.out(USAGE);
+    return EXIT.ok;
   }
-  const run = COMMANDS[command];
-  if (!run) {
-    io.err(`aiorch: unknown command "${command}"\n\n${USAGE}`);
+  if (!isCommandName(command)) return unknownCommand(command, io);
+  const subcommands = subcommandsOf(command);
+  if (subcommand !== undefined && !subcommands.includes(subcommand)) {
+    io.err(usageErrorText([command], unknownSubcommand(command, subcommand)));
     return EXIT.usage;
   }
+  io.out(commandUsage(command, subcommand));
+  return EXIT.ok;
+}
+
+function unknownCommand(word: string, io: Io): number {
+  const what = word.startsWith("-")
+    ? `unknown option '${word}' (options go after the command: aiorch <command> [options])`
+    : `unknown command '${word}'; commands: ${Object.keys(COMMAND_USAGE).join(", ")}`;
+  io.err(usageErrorText([], what));
+  return EXIT.usage;
+}
+
+const unknownSubcommand = (command: CommandName, word: string) =>
+  `unknown subcommand '${word}'; ${command} has: ${subcommandsOf(command).join(", ")}`;
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [command, ...args] = argv;
+  if (command === undefined) {
+    io.err(USAGE);
+    return EXIT.usage;
+  }
+  if (command === "--help" || command === "-h") return help([], io);
+  if (command === "help") return help(args, io);
+  if (command === "--version" || command === "-V") {
+    io.out(`${version}\n`);
+    return EXIT.ok;
+  }
+  if (!isCommandName(command)) return unknownCommand(command, io);
+
+  // a command of subcommands needs one first: `aiorch keys create …`
+  const subcommands = subcommandsOf(command);
+  const [first] = args;
+  const subcommand =
+    subcommands.length > 0 && first !== undefined && !first.startsWith("-") ? first : undefined;
+  if (subcommand !== undefined && !subcommands.includes(subcommand)) {
+    io.err(usageErrorText([command], unknownSubcommand(command, subcommand)));
+    return EXIT.usage;
+  }
+  if (asksForHelp(args)) {
+    io.out(commandUsage(command, subcommand));
+    return EXIT.ok;
+  }
+  if (subcommands.length > 0 && subcommand === undefined) {
+    const names = subcommands.join(", ");
+    io.err(
+      usageErrorText(
+        [command],
+        first === undefined
+          ? `needs a subcommand: ${names}`
+          : `expected a subcommand (${names}) before '${first}'`,
+      ),
+    );
+    return EXIT.usage;
+  }
+
+  const words = subcommand === undefined ? [command] : [command, subcommand];
   try {
     const { dir, rest } = takeDir(args);
-    return await run(rest, io, dir);
+    return await COMMANDS[command](rest, io, dir);
   } catch (error) {
     const name = (error as Error).name;
+    if (name === "UsageError" || isParseArgsError(error)) {
+      const message = isParseArgsError(error) ? parseArgsMessage(error) : (error as Error).message;
+      io.err(usageErrorText(words, message));
+      return EXIT.usage;
+    }
     // a gateway refusing to start (StartRefused) says why and what to set: a config problem, not a crash
-    if (error instanceof StackConfigError || name === "UsageError" || name === "StartRefused") {
-      io.err(`aiorch ${command}: ${(error as Error).message}\n`);
+    if (error instanceof StackConfigError || name === "StartRefused") {
+      io.err(`aiorch ${words.join(" ")}: ${(error as Error).message}\n`);
       return EXIT.usage;
     }
     if (name === "ProgramError") {
-      io.err(`aiorch ${command}: the Pulumi program failed: ${(error as Error).message}\n`);
-      return EXIT.usage;
-    }
-    if ((error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      io.err(`aiorch ${command}: ${(error as Error).message}\n\n${USAGE}`);
+      io.err(`aiorch ${words.join(" ")}: the Pulumi program failed: ${(error as Error).message}\n`);
       return EXIT.usage;
     }
     throw error;

@@ -15,35 +15,16 @@ import { POLICY_IDS, type PolicyId } from "../sim/simulate";
 import { TraceError, TraceFile } from "../sim/trace";
 import { PATTERN_IDS } from "../sim/workloads";
 import { stackRuntimeConfig, UsageError } from "./plan/run";
+import { asksForHelp, commandUsage, isParseArgsError, parseArgsMessage, usageErrorText } from "./usage";
 
 export type { SimResult } from "../sim/forecast";
 export { type Forecast, type ForecastOptions, forecastForStack } from "../sim/forecast";
 
-export const SIMULATE_USAGE = `usage: aiorch simulate [--stack NAME] [options]
-
-Simulates a month of each model on each of its providers under the usage patterns (or a trace) and
-compares keep-alive policies: cost, billed hours, cold starts, wait p50/p95/p99, ratio to the clairvoyant bound.
-With providers.runpod-serverless.weightCache, RunPod serverless cold starts split into cache hits and misses
-(the first cold start of a model downloads its weights, later ones load them from the volume).
-
-options:
-  --stack NAME        stack to use (Pulumi.NAME.yaml); default: dev
-  --dir PATH          project folder; default: the current folder
-  --pattern LIST      usage patterns, comma-separated or repeated: ${PATTERN_IDS.join(", ")}; default: all
-  --trace FILE        replay a trace (JSON lines or CSV of timestamp, model, tokens) instead of the patterns
-  --policy LIST       policies to show: ${POLICY_IDS.join(", ")}; default: all
-  --model LIST        only these models of the stack
-  --provider LIST     simulate these providers instead of each model's own (catalog prices fill gaps)
-  --rate N            mean requests per second during active hours; default: 0.1
-  --arrivals KIND     poisson or bursty; default: bursty
-  --seed N            random seed (same seed, same result); default: 1
-  --json              print { results: [...] } as JSON
-  --chart FILE        write an SVG chart of cost against p95 wait per policy
-`;
-
 export interface SimulateIo {
   out(text: string): void;
   err(text: string): void;
+  /** Whether to draw the progress bar on `err`; the CLI sets it only when stderr is a terminal. Absent: drawn. */
+  readonly showProgress?: boolean;
 }
 
 /** Values of a list flag: repeated and/or comma-separated. */
@@ -69,8 +50,9 @@ function checkList<T extends string>(
   return [...new Set(values)] as T[];
 }
 
-/** A progress bar on stderr, shown only once a run has taken more than a second. */
+/** A progress bar on stderr, shown only once a run has taken more than a second, and only where it may be. */
 function progressBar(io: SimulateIo) {
+  if (io.showProgress === false) return { update(): void {}, done(): void {} };
   const started = Date.now();
   let lastDraw = 0;
   let lastWidth = 0;
@@ -113,6 +95,7 @@ function parse(argv: readonly string[]): Parsed {
     model?: string[];
     provider?: string[];
     rate?: string;
+    "wait-price"?: string;
     arrivals?: string;
     seed?: string;
     json?: boolean;
@@ -130,6 +113,7 @@ function parse(argv: readonly string[]): Parsed {
         model: { type: "string", multiple: true },
         provider: { type: "string", multiple: true },
         rate: { type: "string" },
+        "wait-price": { type: "string" },
         arrivals: { type: "string" },
         seed: { type: "string" },
         json: { type: "boolean" },
@@ -139,7 +123,7 @@ function parse(argv: readonly string[]): Parsed {
       allowPositionals: false,
     }));
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw isParseArgsError(error) ? new UsageError(parseArgsMessage(error)) : error;
   }
   const patterns = checkList<UsagePatternId>("pattern", listOf(values.pattern), PATTERN_IDS, "usage pattern");
   if (patterns && values.trace !== undefined)
@@ -158,6 +142,13 @@ function parse(argv: readonly string[]): Parsed {
     if (!/^\d*\.?\d+(e-?\d+)?$/i.test(values.rate) || !(rate > 0) || rate > 1000)
       throw new UsageError(`--rate "${values.rate}" is not a rate in requests per second (0 < rate ≤ 1000)`);
   }
+  let waitUsdPerSecond: number | undefined;
+  const waitPrice = values["wait-price"];
+  if (waitPrice !== undefined) {
+    waitUsdPerSecond = Number(waitPrice);
+    if (!/^\d*\.?\d+(e-?\d+)?$/i.test(waitPrice) || !(waitUsdPerSecond >= 0))
+      throw new UsageError(`--wait-price "${waitPrice}" is not a price in USD per waited second (e.g. 0.0005)`);
+  }
   if (values.arrivals !== undefined && values.arrivals !== "poisson" && values.arrivals !== "bursty")
     throw new UsageError(`--arrivals "${values.arrivals}" is not an arrival process; known: poisson, bursty`);
   if (values.chart === "") throw new UsageError("--chart needs a file name, e.g. --chart cost.svg");
@@ -174,6 +165,7 @@ function parse(argv: readonly string[]): Parsed {
       providers,
       seed,
       ratePerSecond: rate,
+      waitUsdPerSecond,
       arrivals: values.arrivals as "poisson" | "bursty" | undefined,
     },
   };
@@ -190,8 +182,9 @@ function checkModels(runtime: RuntimeConfig, models: string[] | undefined): stri
 
 /** `aiorch simulate …`: prints the forecast; returns the exit code. */
 export async function runSimulate(argv: string[], io: SimulateIo): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    io.out(SIMULATE_USAGE);
+  // `aiorch simulate --help` is answered by main; this is for callers of runSimulate itself
+  if (asksForHelp(argv)) {
+    io.out(commandUsage("simulate"));
     return 0;
   }
   const progress = progressBar(io);
@@ -243,7 +236,7 @@ export async function runSimulate(argv: string[], io: SimulateIo): Promise<numbe
   } catch (error) {
     progress.done();
     if (error instanceof UsageError) {
-      io.err(`aiorch simulate: ${error.message}\n\n${SIMULATE_USAGE}`);
+      io.err(usageErrorText(["simulate"], error.message));
       return 2;
     }
     if (error instanceof StackConfigError || error instanceof TraceError) {
