@@ -147,7 +147,9 @@ function parse(argv: readonly string[]): Parsed {
   if (waitPrice !== undefined) {
     waitUsdPerSecond = Number(waitPrice);
     if (!/^\d*\.?\d+(e-?\d+)?$/i.test(waitPrice) || !(waitUsdPerSecond >= 0))
-      throw new UsageError(`--wait-price "${waitPrice}" is not a price in USD per waited second (e.g. 0.0005)`);
+      throw new UsageError(
+        `--wait-price "${waitPrice}" is not a price in USD per waited second (e.g. 0.0005)`,
+      );
   }
   if (values.arrivals !== undefined && values.arrivals !== "poisson" && values.arrivals !== "bursty")
     throw new UsageError(`--arrivals "${values.arrivals}" is not an arrival process; known: poisson, bursty`);

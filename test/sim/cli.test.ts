@@ -188,8 +188,9 @@ describe("aiorch simulate", () => {
   });
 
   it("--help prints the usage (answered by the command line before the command runs: cli/main.ts)", async () => {
-    let out = "";
-    const code = await main(["simulate", "--help"], { out: (t) => void (out += t), err: () => undefined });
+    const printed: string[] = [];
+    const code = await main(["simulate", "--help"], { out: (t) => printed.push(t), err: () => undefined });
+    const out = printed.join("");
     expect(code).toBe(0);
     expect(out).toMatch(/^usage: aiorch simulate/);
     expect(existsSync(dir)).toBe(true);

@@ -189,7 +189,8 @@ describe("forecastForStack", () => {
     }
     // the bound (sim/bound.ts) is below every policy once waiting is priced; where cold starts take a second
     // (serverless with FlashBoot) break-even is close to it, on pods users wait out each boot (issue 21)
-    for (const r of f.results) expect(r.costRatioToBound!, `${r.provider} ${r.policy}`).toBeGreaterThanOrEqual(1);
+    for (const r of f.results)
+      expect(r.costRatioToBound!, `${r.provider} ${r.policy}`).toBeGreaterThanOrEqual(1);
     const serverless = f.results.find((r) => r.provider === "runpod-serverless" && r.policy === "auto")!;
     expect(serverless.costRatioToBound!).toBeLessThanOrEqual(1.2);
     expect(byPolicy.auto!.totalUsd).toBeGreaterThan(byPolicy.auto!.costUsd); // its waiting, priced

@@ -1,0 +1,111 @@
+/**
+ * What the keep-alive policy has learnt: per model × provider the observed cold starts (weight cache hit or
+ * miss) and the idle gaps between busy periods, and which weight-cache entries some worker has loaded.
+ * `keepAliveFor` (keep-alive.ts, pure) turns them into a timeout.
+ *
+ * Rules: bounded memory (one estimate and one gap history per model × provider × cache); the only I/O is the
+ * weight-cache record in Redis, and it never fails a tick (a Redis blip counts as a miss, the costlier case).
+ */
+import type { Redis } from "ioredis";
+import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
+import type { RuntimeConfig } from "../core/config/runtime";
+import type { RedisKeys } from "../core/redis-keys";
+import { ColdStartEstimate, IdleGapHistory, type KeepAliveChoice, keepAliveFor } from "./keep-alive";
+import { type ModelConfig, weightCacheEntry } from "./model-types";
+import type { WorkerRecord } from "./registry";
+
+export type CacheOutcome = "hit" | "miss";
+
+export interface KeepAliveStateDeps {
+  readonly redis: Redis;
+  readonly keys: Pick<RedisKeys, "weightCacheLoaded">;
+  readonly config: Pick<RuntimeConfig, "providers">;
+}
+
+export class KeepAliveState {
+  private readonly coldStarts = new Map<string, ColdStartEstimate>();
+  /** Weight-cache entries (`weightCacheEntry`) some worker has loaded: the next cold start from them is a hit. */
+  private readonly cachesLoaded = new Set<string>();
+  private readonly idleGaps = new Map<string, IdleGapHistory>();
+
+  constructor(private readonly deps: KeepAliveStateDeps) {}
+
+  /** At start: which caches earlier controllers saw filled. */
+  async load(): Promise<void> {
+    try {
+      for (const entry of await this.deps.redis.hkeys(this.deps.keys.weightCacheLoaded))
+        this.cachesLoaded.add(entry);
+    } catch {
+      // unknown until the next worker is ready: keep-alive assumes a miss meanwhile, the costlier restart
+    }
+  }
+
+  /** How long an idle worker of this model at this provider stays up, and why. */
+  keepAlive(model: ModelConfig, provider: ConfigurableProviderId): KeepAliveChoice {
+    // the restart a scale-down risks is a cache hit once some worker has filled the cache
+    const entry = weightCacheEntry(this.deps.config, model, provider);
+    const cache = entry && this.cachesLoaded.has(entry) ? "hit" : "miss";
+    return keepAliveFor(model, {
+      coldStartSeconds: this.coldStartOf(model.name, provider, cache).seconds,
+      billing: PROVIDERS[provider].billing,
+      history: this.history(model.name, provider),
+    });
+  }
+
+  /** An idle gap of a worker ended (a request arrived): learn from it for the adaptive keep-alive. */
+  observeIdleGap(model: string, provider: ConfigurableProviderId, gapSeconds: number): void {
+    this.history(model, provider).observe(gapSeconds);
+  }
+
+  /**
+   * A worker became ready after `coldStartSeconds`: learn the cold start under whether it found its weights in
+   * the cache, and answer which it was.
+   */
+  async observeColdStart(
+    model: ModelConfig,
+    worker: WorkerRecord,
+    nowMs: number,
+    coldStartSeconds: number,
+  ): Promise<CacheOutcome> {
+    const cache = await this.cacheOutcome(model, worker, nowMs);
+    this.coldStartOf(model.name, worker.provider, cache).observe(coldStartSeconds);
+    return cache;
+  }
+
+  private history(model: string, provider: ConfigurableProviderId): IdleGapHistory {
+    const key = `${model}/${provider}`;
+    const history = this.idleGaps.get(key) ?? new IdleGapHistory();
+    this.idleGaps.set(key, history);
+    return history;
+  }
+
+  private coldStartOf(
+    model: string,
+    provider: ConfigurableProviderId,
+    cache: CacheOutcome,
+  ): ColdStartEstimate {
+    const key = `${model}/${provider}/${cache}`;
+    const estimate =
+      this.coldStarts.get(key) ?? new ColdStartEstimate(PROVIDERS[provider].coldStart.p50Seconds);
+    this.coldStarts.set(key, estimate);
+    return estimate;
+  }
+
+  /**
+   * Whether a worker that just became ready found its weights in the cache: a hit when another worker had
+   * loaded them before this one was created (two workers booting together both miss). Records the first load.
+   */
+  private async cacheOutcome(model: ModelConfig, worker: WorkerRecord, nowMs: number): Promise<CacheOutcome> {
+    const entry = weightCacheEntry(this.deps.config, model, worker.provider);
+    if (!entry) return "miss";
+    this.cachesLoaded.add(entry);
+    try {
+      const key = this.deps.keys.weightCacheLoaded;
+      const answers = await this.deps.redis.multi().hsetnx(key, entry, String(nowMs)).hget(key, entry).exec();
+      const loadedAt = Number(answers?.[1]?.[1]);
+      return Number.isFinite(loadedAt) && loadedAt < worker.createdAtMs ? "hit" : "miss";
+    } catch {
+      return "miss"; // Redis unreachable for a moment: counted as the costlier case, the worker serves anyway
+    }
+  }
+}

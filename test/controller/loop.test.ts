@@ -1,0 +1,216 @@
+/**
+ * The controller loop against the in-memory provider (no HTTP) and a virtual clock: scale from zero on queue
+ * demand, failover to the next offer on a capacity error, scale to zero after the keep-alive, and crash safety —
+ * the intent record is written before the create, and a create the controller died in is adopted by the next
+ * controller, never made twice, while an instance nobody owns is terminated. Real Redis (as the other suites).
+ */
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Controller, type ScaleDecisionEntry } from "../../controller/controller";
+import { ControllerMetrics } from "../../controller/metrics";
+import { type WorkerRecord, WorkerRegistry } from "../../controller/registry";
+import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
+import { inflightMember } from "../../core/protocol";
+import { type RedisKeys, redisKeys } from "../../core/redis-keys";
+import { createWorkerCertificate, type WorkerCertificate } from "../../core/x509";
+import { type FakeCall, fakeProviderError, InMemoryProvider } from "../fakes/in-memory-provider";
+
+const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+/** The virtual clock the controller and the fake provider share. */
+let clock: number;
+const now = () => clock;
+let keys: RedisKeys;
+let config: RuntimeConfig;
+let provider: InMemoryProvider;
+let metrics: ControllerMetrics;
+let logs: string[];
+let certificate: WorkerCertificate;
+let onCall: ((call: FakeCall, workerId?: string) => Promise<void>) | undefined;
+
+function stack(prefix: string, idleTimeoutSeconds: number): RuntimeConfig {
+  const yaml = `config:
+  ai-orchestrator:cluster: { mode: existing }
+  ai-orchestrator:dataClass: public
+  ai-orchestrator:providers: { vastai: {} }
+  ai-orchestrator:models: [{ name: m, kind: chat, source: o/m, gpu: [RTX_3090], providers: [vastai], maxWorkers: 2, targetConcurrency: 1, idleTimeoutSeconds: ${idleTimeoutSeconds} }]
+  ai-orchestrator:gateway: { host: ai.example.com }
+  ai-orchestrator:redis: { keyPrefix: "${prefix}" }
+`;
+  return renderRuntimeConfig(loadStackConfig(parseStackFile(yaml, "loop.yaml")), "loop");
+}
+
+const controller = (holder?: string) =>
+  new Controller({
+    config,
+    redis,
+    adapters: { vastai: provider },
+    metrics,
+    log: (line) => logs.push(line),
+    now,
+    tickMs: 1_000,
+    probe: async () => true,
+    issueCertificate: () => certificate,
+    ...(holder ? { holder } : {}),
+  });
+
+const live = () => new WorkerRegistry(redis, keys, () => 0).live();
+const decisions = async (): Promise<ScaleDecisionEntry[]> =>
+  (await redis.lrange(keys.scaleDecisions, 0, -1)).map((line) => JSON.parse(line) as ScaleDecisionEntry);
+/** Provisioning runs in the background after the tick that decided it: wait (in real time) for its end. */
+const until = async (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 3_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\n${logs.slice(-10).join("\n")}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+const workerIn = async (state: WorkerRecord["state"]) => (await live()).find((w) => w.state === state);
+const waitingRequest = (id = "r1") => redis.zadd(keys.waiting("m"), clock + 60_000, id);
+
+/** One request waiting, ticks until its worker serves; the ready worker. */
+async function readyWorker(c: Controller): Promise<WorkerRecord> {
+  await waitingRequest();
+  await c.tick();
+  await until("the create recorded", async () => (await workerIn("provisioning")) !== undefined);
+  clock += 12_001; // the fake's walk: 2 s provisioning + 10 s booting
+  await c.tick();
+  const ready = await workerIn("ready");
+  expect(ready).toBeDefined();
+  return ready!;
+}
+
+beforeAll(() => {
+  certificate = createWorkerCertificate("wloop");
+});
+afterAll(() => redis.disconnect());
+beforeEach(() => {
+  clock = Date.UTC(2026, 0, 15, 12);
+  keys = redisKeys(`loop${randomBytes(4).toString("hex")}:`);
+  config = stack(keys.prefix, 30);
+  logs = [];
+  onCall = undefined;
+  metrics = new ControllerMetrics({ defaultMetrics: false });
+  provider = new InMemoryProvider({
+    now,
+    offers: [
+      { provider: "vastai", gpu: "RTX_3090", usdPerHour: 0.2, offerId: "o1" },
+      { provider: "vastai", gpu: "RTX_3090", usdPerHour: 0.3, offerId: "o2" },
+    ],
+    onCall: async (call, spec) => onCall?.(call, spec?.workerId),
+  });
+});
+afterEach(async () => {
+  const found = await redis.keys(`${keys.prefix}*`);
+  if (found.length > 0) await redis.del(...found);
+});
+
+describe("controller loop on the in-memory provider", () => {
+  it("scales from zero on queue demand: intent, create on the cheapest offer, boot, route", async () => {
+    const c = controller();
+    await waitingRequest();
+    await c.tick();
+    await until("the create recorded", async () => (await workerIn("provisioning")) !== undefined);
+    expect(provider.provisions.map((p) => p.offer.offerId)).toEqual(["o1"]);
+    const spec = provider.provisions[0]!.spec;
+    expect(spec.ownerLabel).toBe(config.ownerLabel);
+    expect(spec.tls).toBeDefined(); // a worker outside the cluster serves TLS with the pinned certificate
+    expect(await redis.hlen(keys.routes("m"))).toBe(0);
+
+    clock += 5_000; // booting at the provider: not routed yet
+    await c.tick();
+    expect((await live())[0]?.state).toBe("booting");
+    expect(await redis.hlen(keys.routes("m"))).toBe(0);
+
+    clock += 7_001;
+    await c.tick();
+    const [worker] = await live();
+    expect(worker?.state).toBe("ready");
+    expect(await redis.hkeys(keys.routes("m"))).toEqual([worker!.id]);
+    expect((await decisions()).map((d) => d.action).reverse()).toEqual(["provision", "offer"]);
+    expect(provider.provisions).toHaveLength(1); // the loading worker counted as capacity on every tick
+  });
+
+  it("fails over to the next offer when the cheapest has no capacity", async () => {
+    provider.failOffer("o1", fakeProviderError("capacity", "provision", "no machine left for this ask"));
+    const c = controller();
+    await waitingRequest();
+    await c.tick();
+    await until("the create recorded", async () => (await workerIn("provisioning")) !== undefined);
+    const worker = (await workerIn("provisioning"))!;
+    expect(provider.provisions.map((p) => p.offer.offerId)).toEqual(["o1", "o2"]);
+    expect(worker.usdPerHour).toBe(0.3);
+    expect(provider.live()).toHaveLength(1);
+    const offer = (await decisions()).find((d) => d.action === "offer");
+    expect(offer?.reason).toContain("1 cheaper offer(s) failed first");
+    const errors = (await metrics.providerErrors.get()).values;
+    expect(errors.find((v) => v.labels.kind === "capacity")?.value).toBe(1);
+  });
+
+  it("scales to zero once a worker idles past its keep-alive, and not before", async () => {
+    const c = controller();
+    const worker = await readyWorker(c);
+    await redis.zadd(keys.inflight("m"), clock + 60_000, inflightMember(worker.id, "gw1", 1));
+    await redis.zrem(keys.waiting("m"), "r1");
+    clock += 10_000;
+    await c.tick(); // busy: stays
+    await redis.del(keys.inflight("m"));
+    clock += 29_000;
+    await c.tick(); // idle 29 s < keep-alive 30 s
+    expect((await live()).map((w) => w.state)).toEqual(["ready"]);
+
+    clock += 2_000;
+    await c.tick(); // idle 31 s: drained, no longer routed
+    expect((await live()).map((w) => w.state)).toEqual(["draining"]);
+    expect(await redis.hlen(keys.routes("m"))).toBe(0);
+    clock += 1_000;
+    await c.tick(); // nothing in flight: terminated, once the provider confirms
+    expect(await live()).toEqual([]);
+    expect(provider.live()).toEqual([]);
+    expect(provider.callsOf("terminate").map((call) => call.providerId)).toEqual([worker.providerId]);
+    expect((await decisions()).some((d) => d.action === "drain")).toBe(true);
+  });
+
+  it("writes the intent before the create, and a create the controller died in is adopted, never repeated", async () => {
+    const atCreate: Record<string, string>[] = [];
+    onCall = async (call, workerId) => {
+      if (call.operation === "provision") atCreate.push(await redis.hgetall(keys.worker(workerId!)));
+    };
+    provider.hangNextProvision(); // the instance is made; the answer never comes back (the controller dies)
+    const first = controller("first");
+    await waitingRequest();
+    await first.tick();
+    await until("the create called", () => provider.provisions.length === 1);
+    expect(atCreate[0]?.state).toBe("requested"); // the intent record existed before the provider was asked
+    expect(atCreate[0]?.tlsFingerprint256).toBe(certificate.fingerprint256);
+    expect(provider.live()).toHaveLength(1);
+    const [intent] = await live();
+    expect(intent?.providerId).toBeUndefined();
+
+    await redis.del(keys.leaderLock); // the dead controller's lock runs out
+    const next = controller("next");
+    clock += 1_000;
+    await next.tick(); // reconciles on its first tick: the instance carries the intent's worker id
+    const adopted = await live();
+    expect(adopted).toHaveLength(1);
+    expect(adopted[0]).toMatchObject({ id: intent!.id, providerId: provider.live()[0]!.providerId });
+    expect(adopted[0]!.state).not.toBe("requested");
+    expect((await decisions()).find((d) => d.action === "adopt")?.worker).toBe(intent!.id);
+    clock += 12_000;
+    await next.tick();
+    expect((await workerIn("ready"))?.id).toBe(intent!.id);
+    expect(provider.provisions).toHaveLength(1); // never a second create for the same demand
+  });
+
+  it("terminates instances with the owner label that no live worker owns, and leaves other stacks' alone", async () => {
+    const orphan = provider.seedInstance({ workerId: "wghost", ownerLabel: config.ownerLabel });
+    const foreign = provider.seedInstance({ workerId: "wother", ownerLabel: "another-stack" });
+    const c = controller();
+    await c.tick();
+    expect(provider.callsOf("terminate").map((call) => call.providerId)).toEqual([orphan.providerId]);
+    expect(provider.live().map((i) => i.providerId)).toEqual([foreign.providerId]);
+    expect((await metrics.orphans.get()).values.find((v) => v.labels.provider === "vastai")?.value).toBe(1);
+    expect((await decisions()).find((d) => d.action === "orphan")?.worker).toBe("wghost");
+  });
+});
