@@ -314,6 +314,10 @@ export class Controller {
     const { metrics } = this.deps;
     const { waiting, inflight } = await readDemand(this.deps.redis, this.keys, model.name, now);
     metrics.queueDepth.set({ model: model.name }, waiting);
+    // every idle gap of the model, also one no worker outlived (the adaptive keep-alive learns from all)
+    let inFlight = 0;
+    for (const n of inflight.values()) inFlight += n;
+    this.keepAlive.observeDemand(model.name, waiting + inFlight, now);
     if (this.managed.isManaged(model.name)) return; // RunPod queues and scales a managed endpoint itself
 
     const views: WorkerView[] = [];
@@ -323,13 +327,8 @@ export class Controller {
       let lastActive = w.lastActiveAtMs;
       if (busy > 0) lastActive = now;
       else if (w.state === "ready" && lastActive < (w.readyAtMs ?? 0)) lastActive = w.readyAtMs ?? lastActive;
-      if (busy > 0 && w.state === "ready") {
-        // an idle gap ended: learn from it for the adaptive keep-alive
-        const gap = (now - w.lastActiveAtMs) / 1000;
-        if (w.lastActiveAtMs > (w.readyAtMs ?? 0) && gap > 1)
-          this.keepAlive.observeIdleGap(model.name, w.provider, gap);
-        if (now - w.lastActiveAtMs > 1_000) await this.registry.update(w, { lastActiveAtMs: now });
-      }
+      if (busy > 0 && w.state === "ready" && now - w.lastActiveAtMs > 1_000)
+        await this.registry.update(w, { lastActiveAtMs: now });
       views.push({
         id: w.id,
         provider: w.provider,

@@ -1,20 +1,21 @@
 /**
- * What the keep-alive policy has learnt: per model × provider the observed cold starts (weight cache hit or
- * miss) and the idle gaps between busy periods, and which weight-cache entries some worker has loaded.
- * `keepAliveFor` (keep-alive.ts, pure) turns them into a timeout.
+ * What the keep-alive policy has learnt: the `KeepAliveLearner` the simulator runs too (cold starts per model ×
+ * provider × cache outcome, idle gaps per model, observed by `IdleSpell`), and which weight-cache entries some
+ * worker has loaded. `keepAliveFor` (keep-alive.ts, pure) turns them into a timeout.
  *
- * Rules: bounded memory (one estimate and one gap history per model × provider × cache); the only I/O is the
- * weight-cache record in Redis, and it never fails a tick (a Redis blip counts as a miss, the costlier case).
+ * Rules: bounded memory (one estimate per model × provider × cache, one gap history and idle spell per model); the
+ * only I/O is the weight-cache record in Redis, and it never fails a tick (a Redis blip counts as a miss, the
+ * costlier case).
  */
 import type { Redis } from "ioredis";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
 import type { RedisKeys } from "../core/redis-keys";
-import { ColdStartEstimate, IdleGapHistory, type KeepAliveChoice, keepAliveFor } from "./keep-alive";
+import { type CacheOutcome, IdleSpell, type KeepAliveChoice, KeepAliveLearner } from "./keep-alive";
 import { type ModelConfig, weightCacheEntry } from "./model-types";
 import type { WorkerRecord } from "./registry";
 
-export type CacheOutcome = "hit" | "miss";
+export type { CacheOutcome } from "./keep-alive";
 
 export interface KeepAliveStateDeps {
   readonly redis: Redis;
@@ -23,10 +24,12 @@ export interface KeepAliveStateDeps {
 }
 
 export class KeepAliveState {
-  private readonly coldStarts = new Map<string, ColdStartEstimate>();
+  private readonly learner = new KeepAliveLearner(
+    (provider) => PROVIDERS[provider as ConfigurableProviderId].coldStart.p50Seconds,
+  );
   /** Weight-cache entries (`weightCacheEntry`) some worker has loaded: the next cold start from them is a hit. */
   private readonly cachesLoaded = new Set<string>();
-  private readonly idleGaps = new Map<string, IdleGapHistory>();
+  private readonly idleSpells = new Map<string, IdleSpell>();
 
   constructor(private readonly deps: KeepAliveStateDeps) {}
 
@@ -45,16 +48,18 @@ export class KeepAliveState {
     // the restart a scale-down risks is a cache hit once some worker has filled the cache
     const entry = weightCacheEntry(this.deps.config, model, provider);
     const cache = entry && this.cachesLoaded.has(entry) ? "hit" : "miss";
-    return keepAliveFor(model, {
-      coldStartSeconds: this.coldStartOf(model.name, provider, cache).seconds,
-      billing: PROVIDERS[provider].billing,
-      history: this.history(model.name, provider),
-    });
+    return this.learner.keepAlive(model, provider, PROVIDERS[provider].billing, cache);
   }
 
-  /** An idle gap of a worker ended (a request arrived): learn from it for the adaptive keep-alive. */
-  observeIdleGap(model: string, provider: ConfigurableProviderId, gapSeconds: number): void {
-    this.history(model, provider).observe(gapSeconds);
+  /** The model's demand this tick (waiting + in flight): an idle spell that ends is learnt from. */
+  observeDemand(model: string, demand: number, nowMs: number): void {
+    let spell = this.idleSpells.get(model);
+    if (!spell) {
+      spell = new IdleSpell();
+      this.idleSpells.set(model, spell);
+    }
+    const gap = spell.update(demand, nowMs);
+    if (gap !== undefined) this.learner.observeIdleGap(model, gap);
   }
 
   /**
@@ -68,27 +73,8 @@ export class KeepAliveState {
     coldStartSeconds: number,
   ): Promise<CacheOutcome> {
     const cache = await this.cacheOutcome(model, worker, nowMs);
-    this.coldStartOf(model.name, worker.provider, cache).observe(coldStartSeconds);
+    this.learner.observeColdStart(model.name, worker.provider, cache, coldStartSeconds);
     return cache;
-  }
-
-  private history(model: string, provider: ConfigurableProviderId): IdleGapHistory {
-    const key = `${model}/${provider}`;
-    const history = this.idleGaps.get(key) ?? new IdleGapHistory();
-    this.idleGaps.set(key, history);
-    return history;
-  }
-
-  private coldStartOf(
-    model: string,
-    provider: ConfigurableProviderId,
-    cache: CacheOutcome,
-  ): ColdStartEstimate {
-    const key = `${model}/${provider}/${cache}`;
-    const estimate =
-      this.coldStarts.get(key) ?? new ColdStartEstimate(PROVIDERS[provider].coldStart.p50Seconds);
-    this.coldStarts.set(key, estimate);
-    return estimate;
   }
 
   /**

@@ -267,3 +267,92 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
     reason: `auto: break-even ${round1(cost)}s (cold start ${round1(coldStartSeconds)}s)`,
   };
 }
+
+/**
+ * When a model's idle spells start and end, as the controller and the simulator both observe them: a spell starts
+ * when nothing waits and nothing is in flight, and ends at the next demand. Every gap is seen, also one that outlived
+ * the keep-alive (the worker was let go): a history of only the gaps a warm worker survived is censored at the
+ * keep-alive and drags the adaptive optimum down (issue 21). Gaps shorter than `MIN_IDLE_GAP_SECONDS` are the
+ * controller's tick, not idleness.
+ */
+export const MIN_IDLE_GAP_SECONDS = 1;
+
+export class IdleSpell {
+  private since: number | undefined;
+
+  /** The model's demand now (waiting + in flight); the idle gap in seconds that just ended, if one did. */
+  update(demand: number, nowMs: number): number | undefined {
+    if (demand <= 0) {
+      this.since ??= nowMs;
+      return undefined;
+    }
+    const since = this.since;
+    this.since = undefined;
+    if (since === undefined) return undefined;
+    const gap = (nowMs - since) / 1000;
+    return gap >= MIN_IDLE_GAP_SECONDS ? gap : undefined;
+  }
+}
+
+/** Whether the next cold start loads the weights from a cache some worker filled ("hit") or fetches them. */
+export type CacheOutcome = "hit" | "miss";
+
+/**
+ * What the keep-alive has learnt: per model × provider the cold starts, kept apart by cache outcome (a miss is a
+ * download, a hit a load from the volume: one estimate for both lets the first miss set the keep-alive of every
+ * hit after it), and per model the idle-gap history (the gaps are the workload's, whatever serves it). Pure and bounded; the controller (`KeepAliveState`) and the simulator
+ * use this one class, so what the simulator forecasts is what is deployed.
+ */
+export class KeepAliveLearner {
+  private readonly coldStarts = new Map<string, ColdStartEstimate>();
+  private readonly histories = new Map<string, IdleGapHistory>();
+
+  /** `priorSeconds`: the cold start assumed before any is measured (the catalog's median). */
+  constructor(private readonly priorSeconds: (provider: string, cache: CacheOutcome) => number) {}
+
+  /** How long an idle worker stays up; `cache`: what the restart it risks would be. */
+  keepAlive(
+    model: KeepAliveModel & { readonly name: string },
+    provider: string,
+    billing: BillingModel,
+    cache: CacheOutcome,
+  ): KeepAliveChoice {
+    return keepAliveFor(model, {
+      coldStartSeconds: this.coldStart(model.name, provider, cache).seconds,
+      billing,
+      history: this.history(model.name),
+    });
+  }
+
+  observeIdleGap(model: string, gapSeconds: number): void {
+    this.history(model).observe(gapSeconds);
+  }
+
+  observeColdStart(model: string, provider: string, cache: CacheOutcome, seconds: number): void {
+    this.coldStart(model, provider, cache).observe(seconds);
+  }
+
+  /** Idle gaps observed so far (what changes the adaptive optimum). */
+  gapsObserved(model: string): number {
+    return this.histories.get(model)?.total ?? 0;
+  }
+
+  private history(model: string): IdleGapHistory {
+    let history = this.histories.get(model);
+    if (!history) {
+      history = new IdleGapHistory();
+      this.histories.set(model, history);
+    }
+    return history;
+  }
+
+  private coldStart(model: string, provider: string, cache: CacheOutcome): ColdStartEstimate {
+    const key = `${model}/${provider}/${cache}`;
+    let estimate = this.coldStarts.get(key);
+    if (!estimate) {
+      estimate = new ColdStartEstimate(this.priorSeconds(provider, cache));
+      this.coldStarts.set(key, estimate);
+    }
+    return estimate;
+  }
+}

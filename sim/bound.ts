@@ -10,8 +10,8 @@
  *   seed and provider (`coldStartDraws`, the first a weight-cache miss where the profile has a cache), so the bound
  *   and every policy see the same boots in the same order.
  * - Prices: a waited second costs `waitUsdPerSecond` per request, never less than a second of the worker (else
- *   making users wait would pay; by default exactly that); a dropped request (its 503 at the queue timeout) costs that wait plus its
- *   service at the worker's rate, so giving up on users is never "cheaper".
+ *   making users wait would pay; by default exactly that); a dropped request (its 503 at the queue timeout) costs
+ *   that wait plus what serving it alone would have (`dropPenaltyUsd`), so giving up on users is never "cheaper".
  * - The bound: the requests' busy periods without any waiting (intervals [arrival, arrival + service], merged),
  *   and the idle gaps g₁…gₘ between them. A schedule with n worker lives pays at least the n first boots, the
  *   busy time, and every gap but the n − 1 longest (at most n − 1 gaps can have no worker up); each life is billed
@@ -23,7 +23,12 @@
  *   left out; the bound may be below what any policy can reach, never above.
  * A property test checks it against every runnable policy over thousands of random traces.
  */
-import { type ColdStartDistribution, type SimProfile, sampleColdStart } from "./profiles";
+import {
+  type ColdStartDistribution,
+  medianColdStartSeconds,
+  type SimProfile,
+  sampleColdStart,
+} from "./profiles";
 import { Random } from "./random";
 import type { Arrival } from "./workloads";
 
@@ -63,6 +68,21 @@ export class ColdStartDraws {
 export interface WaitPricing {
   /** USD per request-second waited (effective: at least the worker's own price per second). */
   readonly waitUsdPerSecond: number;
+}
+
+/**
+ * What a dropped request costs beyond its wait until the 503: what serving it alone would have — its service, one
+ * cold start at the median where boots bill, and at least one billing unit or minimum — at the worker's price.
+ * (The bound needs at least its service; less would make giving up on users look cheap.)
+ */
+export function dropPenaltyUsd(profile: SimProfile, serviceSeconds: number): number {
+  const { billing } = profile;
+  const restart = Math.max(
+    billing.granularitySeconds > 1 ? billing.granularitySeconds : 0,
+    billing.minimumSeconds,
+    billing.billsBoot ? medianColdStartSeconds(profile.coldStart) : 0,
+  );
+  return (serviceSeconds + restart) * workerUsdPerSecond(profile) + profile.setupFeeUsd;
 }
 
 /** The worker's price per second while it is up (compute while idle time bills, plus storage). */
@@ -135,7 +155,7 @@ export function lowerBound(
   const rate = profile.usdPerHour / 3600;
   const storage = profile.storageUsdPerHour / 3600;
   const dropAll =
-    requests * options.queueTimeoutSeconds * options.waitUsdPerSecond +
+    requests * (options.queueTimeoutSeconds * options.waitUsdPerSecond + dropPenaltyUsd(profile, 0)) +
     serviceTotal * workerUsdPerSecond(profile);
 
   gaps.sort((x, y) => y - x); // longest first: the ones a schedule with more lives leaves unbridged

@@ -1,6 +1,6 @@
 /**
  * One simulated run: a model on one provider under one workload and one keep-alive policy, through the
- * real scaling policy (`decideScale`) and the real keep-alive functions (`keepAliveFor`) of `controller/`.
+ * real scaling policy (`decideScale`) and the real keep-alive (`KeepAliveLearner`, `IdleSpell`) of `controller/`.
  *
  * What is modelled, and how the controller is approximated:
  * - A request that finds a ready worker with fewer than targetConcurrency requests in flight starts at once
@@ -17,8 +17,10 @@
  *   one a hit drawn from `coldStart`. A hit that starts while the miss is still downloading is not ready
  *   before the miss is (it waits for the weights instead of fetching them again). Without a cache every cold
  *   start is a miss drawn from `coldStart`. `coldStarts` = `coldStartHits` + `coldStartMisses`.
- * - The keep-alive comes from `keepAliveFor` with the observed mean cold start (starting from the catalog
- *   median) and, for `adaptive`, the idle-gap history; `auto` is break-even without history.
+ * - The keep-alive is the controller's own: a `KeepAliveLearner` (cold starts per cache outcome, starting from the
+ *   profile's median) and, for `adaptive` (what `idleTimeoutSeconds: auto` deploys), the idle gaps the
+ *   controller observes (`IdleSpell`: every gap of the model, also one no worker outlived); `auto` here is
+ *   break-even without history.
  * - `always-on` keeps at least one worker for the whole period (floor 1); workers above it use break-even.
  * - Cold starts are common random numbers: the k-th provision of every run draws the k-th value of one stream
  *   per seed and provider (`ColdStartDraws`), so runs differ by their decisions, not by their luck.
@@ -30,10 +32,10 @@
  *   wait quantiles from a fixed-bucket histogram. Memory does not grow with the length of the period.
  */
 import {
-  ColdStartEstimate,
-  IdleGapHistory,
+  type CacheOutcome,
+  IdleSpell,
+  KeepAliveLearner,
   type KeepAliveModel,
-  keepAliveFor,
 } from "../controller/keep-alive";
 import {
   decideScale,
@@ -43,7 +45,13 @@ import {
   type WorkerView,
 } from "../controller/policy";
 import { type BilledLife, billLife } from "./billing";
-import { ColdStartDraws, effectiveWaitUsdPerSecond, lowerBound, workerUsdPerSecond } from "./bound";
+import {
+  ColdStartDraws,
+  dropPenaltyUsd,
+  effectiveWaitUsdPerSecond,
+  lowerBound,
+  workerUsdPerSecond,
+} from "./bound";
 import { Simulation } from "./engine";
 import { medianColdStartSeconds, type SimProfile } from "./profiles";
 import { Histogram } from "./stats";
@@ -128,7 +136,7 @@ export interface RunResult {
   readonly waitUsdPerSecond: number;
   /** waitedSeconds priced. */
   readonly waitUsd: number;
-  /** The dropped requests' service at the worker's price (their wait is in waitUsd). */
+  /** What serving each dropped request alone would have cost (`dropPenaltyUsd`; their wait is in waitUsd). */
   readonly dropUsd: number;
   /** bill + waiting + dropping: what the comparison with the bound uses. */
   readonly totalUsd: number;
@@ -156,6 +164,8 @@ class SimWorker implements WorkerView {
   busySeconds = 0;
   timerPending = false;
   alive = true;
+  /** What the controller would call this worker's cold start: a hit when the weights were on the volume when it was created. */
+  cacheOutcome: "hit" | "miss" = "miss";
 
   constructor(
     readonly id: string,
@@ -266,8 +276,14 @@ export function simulateRun(options: RunOptions): RunResult {
   };
   const floor = Math.min(scaling.maxWorkers, Math.max(scaling.minWorkers, scaling.alwaysOn ? 1 : 0));
   const keepAliveModel = KEEP_ALIVE_MODELS[policy];
-  const history = policy === "adaptive" ? new IdleGapHistory() : undefined;
-  const coldStart = new ColdStartEstimate(medianColdStartSeconds(profile.coldStart));
+  const learnsGaps = policy === "adaptive";
+  const cache = profile.weightCache;
+  // the priors the controller would have: the distribution's median, the miss's where the profile has a cache
+  const learner = new KeepAliveLearner((_provider, outcome) =>
+    medianColdStartSeconds(cache && outcome === "miss" ? cache.miss : profile.coldStart),
+  );
+  const idleSpell = new IdleSpell();
+  const unit = { ...keepAliveModel, name: model.name };
   const draws = new ColdStartDraws(options.seed, profile);
   const waitPrice = effectiveWaitUsdPerSecond(profile, options.waitUsdPerSecond);
 
@@ -282,7 +298,6 @@ export function simulateRun(options: RunOptions): RunResult {
   let inFlightTotal = 0;
   let modelBusySince = 0;
   let modelBusy = 0;
-  let modelIdleSince = -1;
   let requests = 0;
   let served = 0;
   let timedOut = 0;
@@ -296,21 +311,23 @@ export function simulateRun(options: RunOptions): RunResult {
   let decisions = 0;
   let lastDecision = "";
 
-  // The keep-alive is recomputed only when what it depends on changed (cold-start estimate, history).
+  // The keep-alive is recomputed only when what it depends on changed (cold-start estimates, gaps, the cache).
   let keepAliveCache = Number.NaN;
   let coldVersion = 0;
   let cachedColdVersion = -1;
-  let cachedHistoryTotal = -1;
+  let cachedGaps = -1;
+  let cachedOutcome: CacheOutcome | undefined;
+  /** What a restart would be now: a hit once a worker has loaded the weights onto the volume. */
+  let weightsLanded = false;
+  const nextRestart = (): CacheOutcome => (cache && weightsLanded ? "hit" : "miss");
   const keepAlive = (): number => {
-    const total = history ? history.total : 0;
-    if (cachedColdVersion !== coldVersion || cachedHistoryTotal !== total) {
-      keepAliveCache = keepAliveFor(keepAliveModel, {
-        coldStartSeconds: coldStart.seconds,
-        billing: profile.billing,
-        history,
-      }).seconds;
+    const gaps = learner.gapsObserved(model.name);
+    const outcome = nextRestart();
+    if (cachedColdVersion !== coldVersion || cachedGaps !== gaps || cachedOutcome !== outcome) {
+      keepAliveCache = learner.keepAlive(unit, profile.provider, profile.billing, outcome).seconds;
       cachedColdVersion = coldVersion;
-      cachedHistoryTotal = total;
+      cachedGaps = gaps;
+      cachedOutcome = outcome;
     }
     return keepAliveCache;
   };
@@ -331,13 +348,13 @@ export function simulateRun(options: RunOptions): RunResult {
     return usd;
   };
 
-  const cache = profile.weightCache;
   const provision = (now: number): void => {
     // the k-th provision's draw (a miss first where there is a cache): the same in every run of this seed
     const seconds = draws.at(workerSeq);
     const w = new SimWorker(`w${workerSeq++}`, profile.provider, now, profile.usdPerHour);
     workers.push(w);
     let readyAt = now + seconds;
+    if (weightsLanded) w.cacheOutcome = "hit";
     if (!cache) coldStartMisses++;
     else if (weightsLandAt < 0) {
       coldStartMisses++;
@@ -448,17 +465,16 @@ export function simulateRun(options: RunOptions): RunResult {
   };
 
   const modelFellIdle = (now: number): void => {
-    modelIdleSince = now;
+    idleSpell.update(0, now * 1000);
   };
 
   sim
     .on(ARRIVAL, (now, ref) => {
       const a = ref as Arrival;
       requests++;
-      if (modelIdleSince >= 0) {
-        history?.observe(now - modelIdleSince);
-        modelIdleSince = -1;
-      }
+      // the gap the controller sees end (IdleSpell); only `adaptive` learns from it, as `auto` deploys it
+      const gap = idleSpell.update(1, now * 1000);
+      if (gap !== undefined && learnsGaps) learner.observeIdleGap(model.name, gap);
       const w = waiting.size === 0 ? freeWorker() : undefined;
       if (w) start(w, now, a.serviceSeconds, 0);
       else {
@@ -485,7 +501,8 @@ export function simulateRun(options: RunOptions): RunResult {
       w.phase = "ready";
       w.readyAt = now;
       w.lastActive = now;
-      coldStart.observe(now - w.createdAt);
+      learner.observeColdStart(model.name, profile.provider, w.cacheOutcome, now - w.createdAt);
+      if (cache) weightsLanded = true;
       coldVersion++;
       dispatchWaiting(now);
       if (w.inFlight === 0) armIdle(w, now);
@@ -521,7 +538,8 @@ export function simulateRun(options: RunOptions): RunResult {
   while (waiting.size > 0 && waiting.headTime() + queueTimeout < horizon) drop();
   options.onProgress?.(1);
   const waitUsd = waitedSeconds * waitPrice;
-  const dropUsd = droppedServiceSeconds * workerUsdPerSecond(profile);
+  // each dropped request: what serving it alone would have cost (sim/bound.ts), its wait is in waitUsd
+  const dropUsd = timedOut * dropPenaltyUsd(profile, 0) + droppedServiceSeconds * workerUsdPerSecond(profile);
 
   return {
     policy,

@@ -5,6 +5,8 @@ import {
   breakEvenIdleSeconds,
   ColdStartEstimate,
   IdleGapHistory,
+  IdleSpell,
+  KeepAliveLearner,
   keepAliveFor,
   restartCostSeconds,
 } from "../../controller/keep-alive";
@@ -182,5 +184,44 @@ describe("ColdStartEstimate", () => {
     expect(e.seconds).toBeCloseTo(120, 6);
     e.observe(Number.NaN);
     expect(e.seconds).toBeCloseTo(120, 6);
+  });
+});
+
+describe("IdleSpell (the gaps the controller and the simulator observe)", () => {
+  it("a gap runs from the moment nothing waits or runs to the next demand, however long", () => {
+    const spell = new IdleSpell();
+    expect(spell.update(3, 0)).toBeUndefined(); // busy: nothing ended
+    expect(spell.update(0, 1_000)).toBeUndefined(); // idle from 1 s
+    expect(spell.update(0, 5_000)).toBeUndefined(); // still idle: the start stays
+    expect(spell.update(1, 3_601_000)).toBe(3_600); // an hour: longer than any keep-alive, still seen
+    expect(spell.update(1, 3_602_000)).toBeUndefined();
+    spell.update(0, 4_000_000);
+    expect(spell.update(2, 4_000_500)).toBeUndefined(); // under a tick: not idleness
+  });
+});
+
+describe("KeepAliveLearner", () => {
+  const model = { name: "m", idleTimeoutSeconds: "auto" as const };
+
+  it("keeps cache hits and misses apart: one slow miss does not set the keep-alive of the hits", () => {
+    const learner = new KeepAliveLearner(() => 10);
+    learner.observeColdStart("m", "runpod-pod", "miss", 80);
+    expect(learner.keepAlive(model, "runpod-pod", PER_SECOND, "hit").seconds).toBe(10);
+    expect(learner.keepAlive(model, "runpod-pod", PER_SECOND, "miss").seconds).toBe(45); // (10 + 80) / 2
+  });
+
+  it("learns a model's gaps across providers, and its optimum once it has enough of them", () => {
+    const learner = new KeepAliveLearner(() => 30);
+    for (let i = 0; i < 20; i++) learner.observeIdleGap("m", 100);
+    expect(learner.gapsObserved("m")).toBe(20);
+    // every gap is longer than a restart costs: let workers go at once, on any provider
+    expect(learner.keepAlive(model, "vastai", PER_SECOND, "miss")).toMatchObject({
+      seconds: 0,
+      basis: "adaptive",
+    });
+    expect(learner.keepAlive(model, "runpod-pod", PER_SECOND, "miss").basis).toBe("adaptive");
+    expect(
+      learner.keepAlive({ ...model, idleTimeoutSeconds: 60 }, "vastai", PER_SECOND, "miss").seconds,
+    ).toBe(60);
   });
 });

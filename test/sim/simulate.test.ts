@@ -66,6 +66,15 @@ describe("simulateRun", () => {
     expect(auto.bill.usd).toBeLessThan(fixed10m.bill.usd);
   });
 
+  it("adaptive learns the gaps the controller sees, also those no worker outlived (issue 21: not censored)", () => {
+    // 25 requests 100 s apart, restarts cost 30 s: a warm worker never survives a gap at break-even, yet every
+    // gap is learnt, and the optimum over them is to let workers go at once
+    const times = Array.from({ length: 25 }, (_, i) => 100 + i * 100);
+    const adaptive = run("adaptive", times, 1, 30, 3_000);
+    expect(adaptive.keepAliveSeconds).toBe(0);
+    expect(run("auto", times, 1, 30, 3_000).keepAliveSeconds).toBe(30); // break-even: no history
+  });
+
   it("an always-on RTX 4090 at $0.34/h costs exactly $248.20 for the month", () => {
     const r = simulateRun({
       model: { ...MODEL, targetConcurrency: 8 },
