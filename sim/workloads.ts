@@ -266,3 +266,17 @@ export function fixedWorkload(
     },
   };
 }
+
+/** A workload of given arrivals (in time order), e.g. a generated suite trace. */
+export function arrivalsWorkload(arrivals: readonly Arrival[], horizonSeconds: number): Workload {
+  return {
+    id: "trace",
+    horizonSeconds,
+    activeSeconds: undefined,
+    expectedRequests: arrivals.length,
+    open(): ArrivalSource {
+      let i = 0;
+      return { next: () => arrivals[i++] };
+    },
+  };
+}

@@ -9,7 +9,7 @@ import { GPU_IDS, PROVIDER_IDS, type ProviderId } from "../../core/catalog";
 import { renderTable } from "../../core/table";
 import { cheapestProfile, medianColdStartSeconds, type SimProfile } from "../profiles";
 import { POLICY_IDS, type PolicyId, type RunResult, type SimModel, simulateRun } from "../simulate";
-import type { Workload } from "../workloads";
+import { arrivalsWorkload, type Workload } from "../workloads";
 import { SUITE, SUITE_HORIZON_SECONDS, type SuiteTrace, suiteArrivals } from "./suite";
 
 /** The policy the controller runs by default (`idleTimeoutSeconds: auto`, with its idle-gap history). */
@@ -73,16 +73,7 @@ function workloadOf(trace: SuiteTrace, profile: SimProfile, seed: number, horizo
     horizonSeconds,
     restartCostSeconds: restartCostSeconds(medianColdStartSeconds(profile.coldStart), profile.billing),
   });
-  return {
-    id: "trace",
-    horizonSeconds,
-    activeSeconds: undefined,
-    expectedRequests: arrivals.length,
-    open: () => {
-      let i = 0;
-      return { next: () => arrivals[i++] };
-    },
-  };
+  return arrivalsWorkload(arrivals, horizonSeconds);
 }
 
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;

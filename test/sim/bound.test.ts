@@ -9,22 +9,9 @@ import type { BillingModel } from "../../core/catalog";
 import { ColdStartDraws, effectiveWaitUsdPerSecond, lowerBound } from "../../sim/bound";
 import { type ColdStartDistribution, providerProfile, type SimProfile } from "../../sim/profiles";
 import { POLICY_IDS, type SimModel, simulateRun } from "../../sim/simulate";
-import type { Arrival, Workload } from "../../sim/workloads";
+import { type Arrival, arrivalsWorkload } from "../../sim/workloads";
 
 const RUNNABLE = POLICY_IDS.filter((p) => p !== "bound");
-
-function workloadOf(arrivals: readonly Arrival[], horizonSeconds: number): Workload {
-  return {
-    id: "trace",
-    horizonSeconds,
-    activeSeconds: undefined,
-    expectedRequests: arrivals.length,
-    open: () => {
-      let i = 0;
-      return { next: () => arrivals[i++] };
-    },
-  };
-}
 
 const coldStartArb: fc.Arbitrary<ColdStartDistribution> = fc.oneof(
   fc.record({ kind: fc.constant("fixed" as const), seconds: fc.integer({ min: 1, max: 400 }) }),
@@ -89,7 +76,7 @@ function setup(c: Case) {
     targetConcurrency: c.targetConcurrency,
     queueTimeoutSeconds: c.queueTimeoutSeconds,
   };
-  return { arrivals, profile, model, workload: workloadOf(arrivals, t + 5_000) };
+  return { arrivals, profile, model, workload: arrivalsWorkload(arrivals, t + 5_000) };
 }
 
 describe("lowerBound", () => {
