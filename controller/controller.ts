@@ -314,10 +314,12 @@ export class Controller {
     const { metrics } = this.deps;
     const { waiting, inflight } = await readDemand(this.deps.redis, this.keys, model.name, now);
     metrics.queueDepth.set({ model: model.name }, waiting);
-    // every idle gap of the model, also one no worker outlived (the adaptive keep-alive learns from all)
+    // every idle gap of the model, also one no worker outlived, and the queue each restart from zero built: the
+    // keep-alive learns from both (keep-alive.ts)
     let inFlight = 0;
     for (const n of inflight.values()) inFlight += n;
-    this.keepAlive.observeDemand(model.name, waiting + inFlight, now);
+    const readyWorkers = workers.filter((w) => w.state === "ready").length;
+    this.keepAlive.observeDemand(model.name, { waiting, inFlight, readyWorkers }, now);
     if (this.managed.isManaged(model.name)) return; // RunPod queues and scales a managed endpoint itself
 
     const views: WorkerView[] = [];

@@ -1,7 +1,7 @@
 /**
  * What the keep-alive policy has learnt: the `KeepAliveLearner` the simulator runs too (cold starts per model ×
- * provider × cache outcome, idle gaps per model, observed by `IdleSpell`), and which weight-cache entries some
- * worker has loaded. `keepAliveFor` (keep-alive.ts, pure) turns them into a timeout.
+ * provider × cache outcome, idle gaps per model observed by `IdleSpell`, the queue restarts build observed by
+ * `RestartQueue`), and which weight-cache entries some worker has loaded. `keepAliveFor` (keep-alive.ts, pure) turns them into a timeout.
  *
  * Rules: bounded memory (one estimate per model × provider × cache, one gap history and idle spell per model); the
  * only I/O is the weight-cache record in Redis, and it never fails a tick (a Redis blip counts as a miss, the
@@ -11,7 +11,13 @@ import type { Redis } from "ioredis";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
 import type { RedisKeys } from "../core/redis-keys";
-import { type CacheOutcome, IdleSpell, type KeepAliveChoice, KeepAliveLearner } from "./keep-alive";
+import {
+  type CacheOutcome,
+  IdleSpell,
+  type KeepAliveChoice,
+  KeepAliveLearner,
+  RestartQueue,
+} from "./keep-alive";
 import { type ModelConfig, weightCacheEntry } from "./model-types";
 import type { WorkerRecord } from "./registry";
 
@@ -24,12 +30,16 @@ export interface KeepAliveStateDeps {
 }
 
 export class KeepAliveState {
+  // a waited request-second weighs one worker-second: the least that never makes waiting look cheaper than the
+  // GPU (the simulator's default wait price, sim/bound.ts)
   private readonly learner = new KeepAliveLearner(
     (provider) => PROVIDERS[provider as ConfigurableProviderId].coldStart.p50Seconds,
+    1,
   );
   /** Weight-cache entries (`weightCacheEntry`) some worker has loaded: the next cold start from them is a hit. */
   private readonly cachesLoaded = new Set<string>();
   private readonly idleSpells = new Map<string, IdleSpell>();
+  private readonly restartQueues = new Map<string, RestartQueue>();
 
   constructor(private readonly deps: KeepAliveStateDeps) {}
 
@@ -51,15 +61,27 @@ export class KeepAliveState {
     return this.learner.keepAlive(model, provider, PROVIDERS[provider].billing, cache);
   }
 
-  /** The model's demand this tick (waiting + in flight): an idle spell that ends is learnt from. */
-  observeDemand(model: string, demand: number, nowMs: number): void {
+  /**
+   * The model this tick: an idle spell that ends, and the queue a restart from zero built once a worker is ready,
+   * are learnt from.
+   */
+  observeDemand(
+    model: string,
+    now: { readonly waiting: number; readonly inFlight: number; readonly readyWorkers: number },
+    nowMs: number,
+  ): void {
     let spell = this.idleSpells.get(model);
-    if (!spell) {
+    let restart = this.restartQueues.get(model);
+    if (!spell || !restart) {
       spell = new IdleSpell();
+      restart = new RestartQueue();
       this.idleSpells.set(model, spell);
+      this.restartQueues.set(model, restart);
     }
-    const gap = spell.update(demand, nowMs);
+    const gap = spell.update(now.waiting + now.inFlight, nowMs);
     if (gap !== undefined) this.learner.observeIdleGap(model, gap);
+    const queued = restart.update(now.readyWorkers, now.waiting);
+    if (queued !== undefined) this.learner.observeRestartQueue(model, queued);
   }
 
   /**

@@ -11,6 +11,12 @@
  * worker across a gap g only when g < C): if g ≤ T* both pay g; otherwise we pay T* + C = 2C and it pays C.
  * No deterministic timeout does better in the worst case. With history, the empirical optimum over the
  * observed idle gaps does better on the workload it has seen (Shahrad et al., ATC 2020).
+ *
+ * Waiting is part of the price (issue 21): a restart also makes the requests that queue behind its cold start
+ * wait, so the restart cost adds those waits, weighted as worker-seconds (`restartCostWithWaitSeconds`); the
+ * controller weighs a waited request-second as one worker-second, the simulator's default wait price. Gaps are
+ * observed for the whole model (`IdleSpell`), also those no warm worker outlived, and the queue restarts build
+ * (`RestartQueue`, its recent median); `KeepAliveLearner` holds both for the controller and the simulator alike.
  */
 import type { BillingModel } from "../core/catalog";
 
@@ -222,6 +228,30 @@ export interface KeepAliveObservations {
   readonly billing: BillingModel;
   /** Idle-gap history of this model × provider; without it (or with too little), break-even. */
   readonly history?: IdleGapHistory;
+  /**
+   * What a request's waited second is worth in seconds of the worker's price: a restart also costs the waits of
+   * the requests that queue behind its cold start (`restartCostWithWaitSeconds`). @default 0 (the bill only)
+   */
+  readonly waitWeight?: number;
+  /** Requests that typically queue behind a restart from zero (`RestartQueue`); unknown: one. */
+  readonly queuedPerRestart?: number;
+}
+
+/**
+ * A restart's cost in worker-seconds when waiting is priced: the bill's (`restartCostSeconds`) plus the waits of
+ * the requests that queue behind the cold start d — the first waits d, the others arrive during the boot and wait
+ * d/2 on average, so q queued requests wait d·(q + 1)/2 together (q = 1: d), times `waitWeight`. Without it a
+ * keep-alive set at the bill's break-even makes every burst after a gap wait out a boot (issue 21).
+ */
+export function restartCostWithWaitSeconds(
+  coldStartSeconds: number,
+  billing: BillingModel,
+  waitWeight = 0,
+  queuedPerRestart = 1,
+): number {
+  const d = Math.max(0, coldStartSeconds);
+  const waits = (d * (Math.max(1, queuedPerRestart) + 1)) / 2;
+  return restartCostSeconds(coldStartSeconds, billing) + Math.max(0, waitWeight) * waits;
 }
 
 /** A fixed timeout, e.g. RunPod's default 5 s or the 10 min of Lambda-style platforms. */
@@ -252,7 +282,12 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
       reason: "auto: idle time is not billed, keeping is free",
     };
   }
-  const cost = restartCostSeconds(coldStartSeconds, billing);
+  const cost = restartCostWithWaitSeconds(
+    coldStartSeconds,
+    billing,
+    observed.waitWeight,
+    observed.queuedPerRestart,
+  );
   const adaptive = history?.adaptiveTimeout(cost);
   if (adaptive !== undefined) {
     return {
@@ -264,7 +299,9 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
   return {
     seconds: cost,
     basis: "break-even",
-    reason: `auto: break-even ${round1(cost)}s (cold start ${round1(coldStartSeconds)}s)`,
+    reason: `auto: break-even ${round1(cost)}s (cold start ${round1(coldStartSeconds)}s${
+      observed.waitWeight ? ", with the waits of the requests queued behind it" : ""
+    })`,
   };
 }
 
@@ -306,9 +343,16 @@ export type CacheOutcome = "hit" | "miss";
 export class KeepAliveLearner {
   private readonly coldStarts = new Map<string, ColdStartEstimate>();
   private readonly histories = new Map<string, IdleGapHistory>();
+  private readonly restartQueues = new Map<string, RecentMedian>();
 
-  /** `priorSeconds`: the cold start assumed before any is measured (the catalog's median). */
-  constructor(private readonly priorSeconds: (provider: string, cache: CacheOutcome) => number) {}
+  /**
+   * `priorSeconds`: the cold start assumed before any is measured (the catalog's median); `waitWeight`: a waited
+   * request-second in worker-seconds (0: the keep-alive weighs the bill only).
+   */
+  constructor(
+    private readonly priorSeconds: (provider: string, cache: CacheOutcome) => number,
+    private readonly waitWeight = 0,
+  ) {}
 
   /** How long an idle worker stays up; `cache`: what the restart it risks would be. */
   keepAlive(
@@ -321,7 +365,19 @@ export class KeepAliveLearner {
       coldStartSeconds: this.coldStart(model.name, provider, cache).seconds,
       billing,
       history: this.history(model.name),
+      waitWeight: this.waitWeight,
+      queuedPerRestart: this.restartQueues.get(model.name)?.median,
     });
+  }
+
+  /** A restart from zero ended with `queued` requests having waited for it (`RestartQueue`). */
+  observeRestartQueue(model: string, queued: number): void {
+    let recent = this.restartQueues.get(model);
+    if (!recent) {
+      recent = new RecentMedian(16);
+      this.restartQueues.set(model, recent);
+    }
+    recent.observe(queued);
   }
 
   observeIdleGap(model: string, gapSeconds: number): void {
@@ -354,5 +410,44 @@ export class KeepAliveLearner {
       this.coldStarts.set(key, estimate);
     }
     return estimate;
+  }
+}
+
+/**
+ * The queue a restart from zero builds: from the moment a model has no ready worker and requests wait, the most that
+ * waited at once, reported when a worker is ready again. Observed the same way by the controller (each tick) and
+ * the simulator (at each arrival and each worker ready).
+ */
+export class RestartQueue {
+  private peak: number | undefined;
+
+  /** Ready workers and waiting requests now; the queue of the restart that just ended, if one did. */
+  update(readyWorkers: number, waiting: number): number | undefined {
+    if (readyWorkers === 0) {
+      if (waiting > 0) this.peak = Math.max(this.peak ?? 0, waiting);
+      return undefined;
+    }
+    const peak = this.peak;
+    this.peak = undefined;
+    return peak;
+  }
+}
+
+/** The median of the last `capacity` values: a flash crowd now and then does not set the typical queue. */
+class RecentMedian {
+  private readonly values: number[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  observe(value: number): void {
+    if (!(value >= 0)) return;
+    this.values.push(value);
+    if (this.values.length > this.capacity) this.values.shift();
+  }
+
+  get median(): number | undefined {
+    if (this.values.length === 0) return undefined;
+    const sorted = [...this.values].sort((a, b) => a - b);
+    return sorted[(sorted.length - 1) >> 1];
   }
 }

@@ -36,6 +36,7 @@ import {
   IdleSpell,
   KeepAliveLearner,
   type KeepAliveModel,
+  RestartQueue,
 } from "../controller/keep-alive";
 import {
   decideScale,
@@ -278,14 +279,20 @@ export function simulateRun(options: RunOptions): RunResult {
   const keepAliveModel = KEEP_ALIVE_MODELS[policy];
   const learnsGaps = policy === "adaptive";
   const cache = profile.weightCache;
-  // the priors the controller would have: the distribution's median, the miss's where the profile has a cache
-  const learner = new KeepAliveLearner((_provider, outcome) =>
-    medianColdStartSeconds(cache && outcome === "miss" ? cache.miss : profile.coldStart),
-  );
-  const idleSpell = new IdleSpell();
-  const unit = { ...keepAliveModel, name: model.name };
   const draws = new ColdStartDraws(options.seed, profile);
   const waitPrice = effectiveWaitUsdPerSecond(profile, options.waitUsdPerSecond);
+  // the priors the controller would have: the distribution's median, the miss's where the profile has a cache;
+  // adaptive weighs the waits a restart causes as the deployed controller does (the run's wait price in
+  // worker-seconds); auto is the bill's break-even alone
+  const learner = new KeepAliveLearner(
+    (_provider, outcome) =>
+      medianColdStartSeconds(cache && outcome === "miss" ? cache.miss : profile.coldStart),
+    learnsGaps ? waitPrice / workerUsdPerSecond(profile) : 0,
+  );
+  const idleSpell = new IdleSpell();
+  const restartQueue = new RestartQueue();
+  const readyWorkers = (): number => workers.reduce((n, w) => n + (w.phase === "ready" ? 1 : 0), 0);
+  const unit = { ...keepAliveModel, name: model.name };
 
   const sim = new Simulation<SimWorker | Arrival>();
   const q = sim.queue;
@@ -479,6 +486,7 @@ export function simulateRun(options: RunOptions): RunResult {
       if (w) start(w, now, a.serviceSeconds, 0);
       else {
         waiting.push(now, a.serviceSeconds);
+        restartQueue.update(readyWorkers(), waiting.size);
         decide(now);
       }
       scheduleNextArrival();
@@ -502,6 +510,8 @@ export function simulateRun(options: RunOptions): RunResult {
       w.readyAt = now;
       w.lastActive = now;
       learner.observeColdStart(model.name, profile.provider, w.cacheOutcome, now - w.createdAt);
+      const queued = restartQueue.update(readyWorkers(), waiting.size);
+      if (queued !== undefined && learnsGaps) learner.observeRestartQueue(model.name, queued);
       if (cache) weightsLanded = true;
       coldVersion++;
       dispatchWaiting(now);

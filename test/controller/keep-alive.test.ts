@@ -8,7 +8,9 @@ import {
   IdleSpell,
   KeepAliveLearner,
   keepAliveFor,
+  RestartQueue,
   restartCostSeconds,
+  restartCostWithWaitSeconds,
 } from "../../controller/keep-alive";
 import { type BillingModel, PROVIDERS } from "../../core/catalog";
 
@@ -223,5 +225,31 @@ describe("KeepAliveLearner", () => {
     expect(
       learner.keepAlive({ ...model, idleTimeoutSeconds: 60 }, "vastai", PER_SECOND, "miss").seconds,
     ).toBe(60);
+  });
+});
+
+describe("waits in the restart cost (issue 21)", () => {
+  it("a restart costs its bill plus the waits of those queued behind it: d·(q + 1)/2, weighted", () => {
+    expect(restartCostWithWaitSeconds(30, PER_SECOND)).toBe(30); // the bill only
+    expect(restartCostWithWaitSeconds(30, PER_SECOND, 1)).toBe(60); // one request waits the whole boot
+    expect(restartCostWithWaitSeconds(30, PER_SECOND, 1, 9)).toBe(180); // ten wait 15 s on average
+    expect(restartCostWithWaitSeconds(30, PER_SECOND, 2, 1)).toBe(90);
+  });
+
+  it("RestartQueue reports the most that waited while no worker was ready, once a worker is", () => {
+    const q = new RestartQueue();
+    expect(q.update(1, 5)).toBeUndefined(); // a ready worker: no restart under way
+    expect(q.update(0, 2)).toBeUndefined();
+    expect(q.update(0, 7)).toBeUndefined();
+    expect(q.update(0, 4)).toBeUndefined(); // some timed out: the peak stays
+    expect(q.update(1, 4)).toBe(7);
+    expect(q.update(1, 0)).toBeUndefined();
+  });
+
+  it("the learner keeps the recent median: one flash crowd does not set the keep-alive for a month", () => {
+    const learner = new KeepAliveLearner(() => 30, 1);
+    const model = { name: "m", idleTimeoutSeconds: "auto" as const };
+    for (const queued of [1, 1, 500, 1, 1]) learner.observeRestartQueue("m", queued);
+    expect(learner.keepAlive(model, "runpod-pod", PER_SECOND, "miss").seconds).toBe(60);
   });
 });
