@@ -89,6 +89,8 @@ export function renderPlan(report: PlanReport): string {
 
   lines.push("", "COST FORECAST (USD per month)");
   lines.push(`  ${report.forecast.note}`);
+  lines.push(`  policy: ${report.forecast.policy}`);
+  lines.push(`  ${report.forecast.bound}`);
   if (report.forecast.rows.length > 0) {
     const table = renderTable(
       [
@@ -103,6 +105,7 @@ export function renderPlan(report: PlanReport): string {
         "active-hours price",
         "cold starts",
         "p95 wait",
+        "×bound",
       ],
       report.forecast.rows.map((r) => [
         r.model,
@@ -116,6 +119,7 @@ export function renderPlan(report: PlanReport): string {
         usd(r.activeCostUsd),
         r.coldStarts,
         `${r.waitP95Seconds.toFixed(1)}s`,
+        r.ratioToBound === null ? "—" : r.ratioToBound.toFixed(2),
       ]),
     );
     lines.push(...table.split("\n").map((l) => `  ${l}`));

@@ -215,7 +215,12 @@ export interface PlanForecast {
     readonly coldStarts: number;
     readonly waitP95Seconds: number;
     readonly timedOut: number;
+    /** (cost + waiting and dropped requests, priced) / the lower bound of sim/bound.ts; null when it is $0. */
+    readonly ratioToBound: number | null;
   }[];
+  /** Which keep-alive the rows simulate and which reference their ratio is to. */
+  readonly policy: string;
+  readonly bound: string;
   readonly unpriced: readonly string[];
   readonly assumptions: readonly string[];
 }
@@ -329,7 +334,11 @@ export function planForecast(runtime: RuntimeConfig): PlanForecast {
   );
   return {
     method: "simulation",
-    note: "a simulated month per usage pattern through the controller's own scaling policy (keep-alive auto), against one worker always on",
+    note: "a simulated month per usage pattern through the controller's own scaling policy and keep-alive (auto), against one worker always on",
+    policy:
+      "keep-alive auto (aiorch simulate's 'adaptive'): break-even on the observed cold start plus the waits of the requests queued behind a restart, refined by the model's idle-gap history (controller/keep-alive.ts)",
+    bound:
+      "×bound: the run's cost plus its waiting (a request-second at the worker's price) and dropped requests, over the lower bound of sim/bound.ts (nobody waits, the same cold-start draws, the cheapest idle gaps bridged)",
     seed: result.seed,
     rows: result.results
       .filter((r) => r.policy === "adaptive")
@@ -346,6 +355,7 @@ export function planForecast(runtime: RuntimeConfig): PlanForecast {
         coldStarts: r.coldStarts,
         waitP95Seconds: r.waitP95Seconds,
         timedOut: r.timedOut,
+        ratioToBound: r.costRatioToBound,
       })),
     unpriced: result.unpriced,
     assumptions: result.assumptions,

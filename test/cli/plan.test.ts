@@ -52,6 +52,10 @@ describe("aiorch plan", () => {
     expect(result.stdout).toMatch(/hcloud:index\/server:Server\s+cluster-cp-0\s+serverType=cpx21/);
     expect(result.stdout).toContain("! ai-orchestrator:vastaiApiKey: is not set");
     expect(result.stdout).toMatch(/llama-3\.2-1b\s+vastai\s+RTX_3090/);
+    // the forecast says which keep-alive it simulates and which bound its ratio is to (issue 21)
+    expect(result.stdout).toContain("policy: keep-alive auto (aiorch simulate's 'adaptive')");
+    expect(result.stdout).toContain("over the lower bound of sim/bound.ts");
+    expect(result.stdout).toMatch(/p95 wait\s+×bound/);
   });
 
   it("--stack prod --json is one JSON document with every resource's type, name, parent and inputs", () => {

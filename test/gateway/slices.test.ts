@@ -111,8 +111,10 @@ describe("slices of a busy key's buckets", () => {
     const limits = { rpm: 1_000_000, tpm: 100_000_000 };
     /**
      * `n` admissions at `rate` a second on the limiter's clock, as the gateway admits (from the slice without a
-     * promise, else through Redis); how many had to wait on Redis, and the script calls made meanwhile. A few real
-     * milliseconds pass between admissions, as they would for any background call to come back.
+     * promise, else through Redis); how many had to wait on Redis, and the script calls made meanwhile. Between
+     * admissions any background call comes back, as it would between real requests: a PING on the limiter's
+     * connection answers after every command sent before it (one connection answers in order), whatever the
+     * machine's load, and a macrotask later its callbacks have run.
      */
     const admitAt = async (rate: number, n: number) => {
       const before = r.calls();
@@ -125,7 +127,8 @@ describe("slices of a busy key's buckets", () => {
         }
         expect(admission.allowed).toBe(true);
         now += 1_000 / rate;
-        await new Promise((resolve) => setTimeout(resolve, 2));
+        await r.conn.ping();
+        await new Promise((resolve) => setImmediate(resolve));
       }
       return { waited, calls: r.calls() - before };
     };
