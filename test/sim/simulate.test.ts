@@ -167,6 +167,38 @@ describe("forecastForStack", () => {
   );
   const WEEK = 7 * 24 * 3600;
 
+  it("reproduces the seed's usage-pattern table with the stack's price override; RunPod's own serverless price is 3.3× it", () => {
+    const priced = (prices: string) =>
+      renderRuntimeConfig(
+        loadStackConfig(
+          parseStackFile(
+            stackYaml({
+              providers: "{ runpod-serverless: {} }",
+              prices,
+              models:
+                "[{ name: m, kind: chat, source: org/model, gpu: [RTX_4090], providers: [runpod-serverless] }]",
+            }),
+            "Pulumi.test.yaml",
+          ),
+          "ai-orchestrator",
+        ),
+        "test",
+      );
+    const activeCost = (prices: string) =>
+      forecastForStack(priced(prices), { policies: ["always-on"], seed: 1 })
+        .results.filter((r) => r.policy === "always-on")
+        .map((r) => [r.pattern, r.activeCostUsd]);
+    // 730 h, 240 h, 60 h and 20 h a month at $0.34/h: the figures the platform team planned with
+    expect(activeCost("{ runpod-serverless: { RTX_4090: 0.34 } }")).toEqual([
+      ["always-on", 248.2],
+      ["business-hours", 81.6],
+      ["on-demand", 20.4],
+      ["burst", 6.8],
+    ]);
+    // RunPod bills serverless workers at its flex price, $0.00031/s = $1.116/h for a 4090 (the catalog's)
+    expect(activeCost("").map(([, usd]) => usd)).toEqual([814.68, 267.84, 66.96, 22.32]);
+  });
+
   it("is deterministic for a seed: same seed, identical JSON; another seed, other numbers", () => {
     const a = forecastForStack(runtime, { seed: 7, horizonSeconds: WEEK });
     const b = forecastForStack(runtime, { seed: 7, horizonSeconds: WEEK });
