@@ -12,10 +12,12 @@
  *
  *   node -r tsx/cjs bench/sim.ts [--suite] [--wait-price USD] [--json] [--help]
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { providerProfile } from "../sim/profiles";
 import { type RunResult, simulateRun } from "../sim/simulate";
-import { renderSuite, runSuite, suiteJson } from "../sim/traces/run";
+import { renderSuite, renderSuiteCharts, runSuite, suiteJson } from "../sim/traces/run";
 import { MONTH_SECONDS, patternWorkload, REQUEST_SHAPES, type Workload } from "../sim/workloads";
 import { benchArgs } from "./args";
 
@@ -31,6 +33,7 @@ usage: npm run bench:sim -- [options]
   --wait-price USD  with --suite: what a request's waited second costs (default: the worker's own price
                     per second, the least the bound allows)
   --seed N          with --suite: the seed (default 1)
+  --chart DIR       with --suite: write one SVG per trace into DIR (total cost against p95 wait)
   --json      print the figures as one JSON object
   -h, --help  this text
 `;
@@ -40,6 +43,7 @@ const { json, suite, ...args } = benchArgs("bench:sim", USAGE, {
   suite: { type: "boolean", default: false },
   "wait-price": { type: "string" },
   seed: { type: "string" },
+  chart: { type: "string" },
 });
 
 if (suite) {
@@ -59,6 +63,12 @@ if (suite) {
   });
   if (tty) process.stderr.write("\r\x1b[K");
   process.stdout.write(json ? `${JSON.stringify(suiteJson(result))}\n` : renderSuite(result));
+  if (args.chart !== undefined) {
+    mkdirSync(args.chart, { recursive: true });
+    for (const [trace, svg] of renderSuiteCharts(result))
+      writeFileSync(join(args.chart, `${trace}.svg`), svg);
+    process.stderr.write(`charts written to ${args.chart}/<trace>.svg\n`);
+  }
   process.exit(0);
 }
 

@@ -179,14 +179,44 @@ function niceStep(max: number): number {
   return 10 * mag;
 }
 
+/** One dot of a chart: a policy's cost and p95 wait in one panel. */
+export interface ChartPoint {
+  /** The panel: its heading and the line under it. */
+  readonly heading: string;
+  readonly subheading: string;
+  readonly policy: PolicyId;
+  readonly usd: number;
+  readonly waitP95Seconds: number;
+  /** Shown on hover. */
+  readonly tip: string;
+}
+
 /**
  * Cost (y) against p95 wait (x, log scale) per policy: one panel per model × provider × pattern, one dot
  * per policy. Down and left is better; the bound marks the cheapest zero-wait point.
  */
 export function renderChart(results: readonly SimResult[], title = "Monthly cost against p95 wait"): string {
-  const panels = new Map<string, SimResult[]>();
-  for (const r of results) {
-    const key = `${r.model} · ${r.provider}\u0000${r.pattern}`;
+  return renderPointsChart(
+    results.map((r) => {
+      const cache = r.weightCache ? ` (${r.coldStartHits} cache hits, ${r.coldStartMisses} misses)` : "";
+      return {
+        heading: `${r.model} · ${r.provider}`,
+        subheading: r.pattern,
+        policy: r.policy,
+        usd: r.costUsd,
+        waitP95Seconds: r.waitP95Seconds,
+        tip: `${r.policy}: $${money(r.costUsd)}, p95 wait ${secs(r.waitP95Seconds)}s, ${r.coldStarts} cold starts${cache}`,
+      };
+    }),
+    title,
+  );
+}
+
+/** The chart of `renderChart` over any points (the trace suite draws one per trace: sim/traces/run.ts). */
+export function renderPointsChart(points: readonly ChartPoint[], title: string): string {
+  const panels = new Map<string, ChartPoint[]>();
+  for (const r of points) {
+    const key = `${r.heading}\u0000${r.subheading}`;
     const list = panels.get(key);
     if (list) list.push(r);
     else panels.set(key, [r]);
@@ -224,8 +254,8 @@ export function renderChart(results: readonly SimResult[], title = "Monthly cost
     const y1 = oy + margin.top;
     const maxWait = Math.max(10, ...rows.map((r) => r.waitP95Seconds));
     const xMax = waitScale(maxWait) * 1.05;
-    const step = niceStep(Math.max(1, ...rows.map((r) => r.costUsd)) * 1.05);
-    const yMax = Math.ceil((Math.max(1, ...rows.map((r) => r.costUsd)) * 1.05) / step) * step;
+    const step = niceStep(Math.max(1, ...rows.map((r) => r.usd)) * 1.05);
+    const yMax = Math.ceil((Math.max(1, ...rows.map((r) => r.usd)) * 1.05) / step) * step;
     const px = (wait: number) => x0 + (waitScale(wait) / xMax) * (x1 - x0);
     const py = (usd: number) => y0 - (usd / yMax) * (y0 - y1);
     const [heading = "", pattern = ""] = name.split("\u0000");
@@ -256,9 +286,8 @@ export function renderChart(results: readonly SimResult[], title = "Monthly cost
     );
     for (const r of rows) {
       const x = px(r.waitP95Seconds).toFixed(1);
-      const y = py(r.costUsd).toFixed(1);
-      const cache = r.weightCache ? ` (${r.coldStartHits} cache hits, ${r.coldStartMisses} misses)` : "";
-      const tip = `${r.policy}: $${money(r.costUsd)}, p95 wait ${secs(r.waitP95Seconds)}s, ${r.coldStarts} cold starts${cache}`;
+      const y = py(r.usd).toFixed(1);
+      const tip = r.tip;
       parts.push(
         r.policy === "bound"
           ? `<rect x="${Number(x) - 5}" y="${Number(y) - 5}" width="10" height="10" fill="none" stroke="${COLORS.bound}" stroke-width="2"><title>${esc(tip)}</title></rect>`

@@ -8,6 +8,7 @@ import { restartCostSeconds } from "../../controller/keep-alive";
 import { GPU_IDS, PROVIDER_IDS, type ProviderId } from "../../core/catalog";
 import { renderTable } from "../../core/table";
 import { cheapestProfile, medianColdStartSeconds, type SimProfile } from "../profiles";
+import { type ChartPoint, renderPointsChart } from "../report";
 import { POLICY_IDS, type PolicyId, type RunResult, type SimModel, simulateRun } from "../simulate";
 import { arrivalsWorkload, type Workload } from "../workloads";
 import { SUITE, SUITE_HORIZON_SECONDS, type SuiteTrace, suiteArrivals } from "./suite";
@@ -33,6 +34,8 @@ export interface SuiteRow {
   readonly totalUsd: number;
   /** totalUsd / the bound's. */
   readonly ratio: number;
+  /** The lower bound's cost for this trace × provider. */
+  readonly boundUsd: number;
   readonly coldStarts: number;
   readonly p95WaitSeconds: number;
   readonly p99WaitSeconds: number;
@@ -111,6 +114,7 @@ export function runSuite(options: SuiteOptions = {}): SuiteResult {
           costUsd: round(r.bill.usd, 4),
           totalUsd: round(r.totalUsd, 4),
           ratio: bound.totalUsd > 0 ? round(r.totalUsd / bound.totalUsd, 3) : 1,
+          boundUsd: round(bound.totalUsd, 4),
           coldStarts: r.coldStarts,
           p95WaitSeconds: round(r.wait.quantile(0.95), 2),
           p99WaitSeconds: round(r.wait.quantile(0.99), 2),
@@ -194,4 +198,36 @@ export function renderSuite(result: SuiteResult): string {
     "",
   );
   return out.join("\n");
+}
+
+/**
+ * One SVG per trace: a panel per provider, each policy's total (cost + waiting, priced) against its p95 wait, and
+ * the bound's square at zero wait.
+ */
+export function renderSuiteCharts(result: SuiteResult): Map<string, string> {
+  const charts = new Map<string, string>();
+  for (const name of new Set(result.rows.map((r) => r.trace))) {
+    const rows = result.rows.filter((r) => r.trace === name);
+    const points: ChartPoint[] = rows.map((r) => ({
+      heading: r.provider,
+      subheading: `${r.requests} requests`,
+      policy: r.policy,
+      usd: r.totalUsd,
+      waitP95Seconds: r.p95WaitSeconds,
+      tip: `${r.policy}: $${r.totalUsd.toFixed(2)} total ($${r.costUsd.toFixed(2)} billed), ${r.ratio}× the bound, p95 wait ${r.p95WaitSeconds}s, ${r.coldStarts} cold starts, ${r.dropped} dropped`,
+    }));
+    for (const provider of new Set(rows.map((r) => r.provider))) {
+      const first = rows.find((r) => r.provider === provider)!;
+      points.push({
+        heading: provider,
+        subheading: `${first.requests} requests`,
+        policy: "bound",
+        usd: first.boundUsd,
+        waitP95Seconds: 0,
+        tip: `lower bound: $${first.boundUsd.toFixed(2)}, nobody waits`,
+      });
+    }
+    charts.set(name, renderPointsChart(points, `${name}: total cost (waiting priced) against p95 wait`));
+  }
+  return charts;
 }

@@ -3,7 +3,7 @@
  * whose every ratio is to a true bound (≥ 1).
  */
 import { describe, expect, it } from "vitest";
-import { renderSuite, runSuite, suiteJson, suiteProfiles } from "../../sim/traces/run";
+import { renderSuite, renderSuiteCharts, runSuite, suiteJson, suiteProfiles } from "../../sim/traces/run";
 import { SUITE, SUITE_HORIZON_SECONDS, suiteArrivals } from "../../sim/traces/suite";
 
 describe("the keep-alive trace suite", () => {
@@ -50,6 +50,13 @@ describe("the keep-alive trace suite", () => {
       "dropped",
     ]);
     expect(json.worstRatio).toBeGreaterThanOrEqual(json.medianRatio);
+    const charts = renderSuiteCharts(result);
+    expect([...charts.keys()]).toEqual(["cron-20m", "daily"]);
+    for (const svg of charts.values()) {
+      expect(svg.startsWith("<svg")).toBe(true);
+      expect(svg.match(/<circle cx=/g)?.length).toBe(5 + 5); // legend + one dot per policy
+      expect(svg.match(/<rect x=[^>]*stroke=/g)?.length).toBe(1 + 1); // legend + the bound's square
+    }
     expect(renderSuite(result)).toMatch(/^cron-20m: a batch of 3 requests every 20 minutes/); // the suite's order
   });
 });
