@@ -61,6 +61,12 @@ export class KeepAliveState {
     return this.learner.keepAlive(model, provider, PROVIDERS[provider].billing, cache);
   }
 
+  /** Seconds the model has been idle (nothing waiting or in flight) at `nowMs`; undefined while it has demand. */
+  idleSeconds(model: string, nowMs: number): number | undefined {
+    const since = this.idleSpells.get(model)?.sinceMs;
+    return since === undefined ? undefined : (nowMs - since) / 1000;
+  }
+
   /**
    * The model this tick: an idle spell that ends, and the queue a restart from zero built once a worker is ready,
    * are learnt from.

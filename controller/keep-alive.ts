@@ -19,6 +19,7 @@
  * (`RestartQueue`, its recent median); `KeepAliveLearner` holds both for the controller and the simulator alike.
  */
 import type { BillingModel } from "../core/catalog";
+import { bestPrewarm, type PrewarmInput, type PrewarmPlan } from "./prewarm";
 
 /**
  * What letting a worker go and starting a new one later costs, in seconds of the worker's running price.
@@ -105,6 +106,9 @@ export class IdleGapHistory {
   private cachedAt = -1;
   private cachedCost = Number.NaN;
   private cached = 0;
+  private prewarmKey = "";
+  private prewarmAt = -1;
+  private prewarmCached: PrewarmPlan | undefined;
 
   constructor(options: IdleGapHistoryOptions = {}) {
     this.ring = new Float64Array(Math.max(1, options.capacity ?? 256));
@@ -158,6 +162,21 @@ export class IdleGapHistory {
     return this.count >= this.minSamples;
   }
 
+  /**
+   * The pre-warm plan for these gaps (`bestPrewarm`), cached like the adaptive timeout: recomputed at most once
+   * per `recomputeEvery` new gaps or when its inputs change.
+   */
+  prewarmPlan(input: Omit<PrewarmInput, "sortedGaps" | "n">): PrewarmPlan | undefined {
+    if (!this.sufficient) return undefined;
+    const key = `${input.coldStartSeconds}|${input.leadSeconds}|${input.restartCostSeconds}|${input.billsIdle}|${input.waitWeight}|${input.queuedPerRestart}`;
+    if (key !== this.prewarmKey || this.observed - this.prewarmAt >= this.recomputeEvery) {
+      this.prewarmCached = bestPrewarm({ ...input, sortedGaps: this.sorted, n: this.count });
+      this.prewarmKey = key;
+      this.prewarmAt = this.observed;
+    }
+    return this.prewarmCached;
+  }
+
   /** The gaps held, oldest first (a copy). */
   gaps(): number[] {
     const out: number[] = [];
@@ -195,18 +214,32 @@ export class ColdStartEstimate {
     this.n = 1;
   }
 
+  /** The last `RECENT` cold starts, for a quantile (how early a pre-warm must start). */
+  private readonly recent: number[] = [];
+
   observe(seconds: number): void {
     if (!(seconds >= 0)) return;
     if (this.n < this.window) this.n++;
     this.mean += (seconds - this.mean) / this.n;
+    this.recent.push(seconds);
+    if (this.recent.length > RECENT_COLD_STARTS) this.recent.shift();
   }
 
   get seconds(): number {
     return this.mean;
   }
+
+  /** The q-quantile of the recent cold starts; the mean until five are measured. */
+  quantile(q: number): number {
+    if (this.recent.length < 5) return this.mean;
+    const sorted = [...this.recent].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+  }
 }
 
-export type KeepAliveBasis = "fixed" | "always-on" | "break-even" | "adaptive";
+const RECENT_COLD_STARTS = 32;
+
+export type KeepAliveBasis = "fixed" | "always-on" | "break-even" | "adaptive" | "prewarm";
 
 export interface KeepAliveChoice {
   /** Idle seconds after which a ready worker may be drained; Infinity = never. */
@@ -214,6 +247,24 @@ export interface KeepAliveChoice {
   readonly basis: KeepAliveBasis;
   /** For the decision log. */
   readonly reason: string;
+  /** With basis "prewarm": when into an idle spell one worker is started and until when it is kept (`prewarmFloor`). */
+  readonly prewarm?: PrewarmPlan;
+}
+
+/** ω / (ω + 1), ω = waitWeight·(q + 1)/2: how sure a pre-warmed worker should be to be ready in time. */
+function criticalRatio(waitWeight: number, queued: number): number {
+  const omega = (Math.max(0, waitWeight) * (Math.max(1, queued) + 1)) / 2;
+  return omega / (omega + 1);
+}
+
+/**
+ * The workers a pre-warm plan holds `idleSeconds` into the model's idle spell: one inside its window, none
+ * outside (the caller raises `minWorkers` to it for `decideScale`). Undefined idle: the model is not idle.
+ */
+export function prewarmFloor(choice: KeepAliveChoice, idleSeconds: number | undefined): number {
+  const plan = choice.prewarm;
+  if (!plan || idleSeconds === undefined) return 0;
+  return idleSeconds >= plan.startAfterSeconds && idleSeconds < plan.keepUntilSeconds ? 1 : 0;
 }
 
 /** The keep-alive fields of a model's config (`modelSchema`). */
@@ -235,6 +286,11 @@ export interface KeepAliveObservations {
   readonly waitWeight?: number;
   /** Requests that typically queue behind a restart from zero (`RestartQueue`); unknown: one. */
   readonly queuedPerRestart?: number;
+  /**
+   * How far ahead of a request a pre-warm must start for the boot to be done with probability p (a quantile of
+   * the cold starts); unknown: the mean.
+   */
+  readonly coldStartQuantile?: (p: number) => number;
 }
 
 /**
@@ -289,6 +345,30 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
     observed.queuedPerRestart,
   );
   const adaptive = history?.adaptiveTimeout(cost);
+  const prewarm =
+    adaptive !== undefined && history
+      ? history.prewarmPlan({
+          coldStartSeconds,
+          // the lead a pre-warm needs: a late boot costs the waits (ω a second), an early one idle time (1 a
+          // second), so the boot should be done by the newsvendor's critical ratio ω / (ω + 1)
+          leadSeconds:
+            observed.coldStartQuantile?.(
+              criticalRatio(observed.waitWeight ?? 0, observed.queuedPerRestart ?? 1),
+            ) ?? coldStartSeconds,
+          restartCostSeconds: restartCostSeconds(coldStartSeconds, billing),
+          billsIdle: billing.billsIdle,
+          waitWeight: observed.waitWeight ?? 0,
+          queuedPerRestart: observed.queuedPerRestart ?? 1,
+        })
+      : undefined;
+  if (prewarm) {
+    return {
+      seconds: 0,
+      basis: "prewarm",
+      prewarm,
+      reason: `auto: idle gaps cluster — let go at once, start one ${round1(prewarm.startAfterSeconds)}s into an idle spell, keep it until ${round1(prewarm.keepUntilSeconds)}s (${round1(prewarm.costPerGapSeconds)} worker-s a gap against ${round1(prewarm.keepAliveCostPerGapSeconds)} keeping warm, over ${history!.size} gaps)`,
+    };
+  }
   if (adaptive !== undefined) {
     return {
       seconds: adaptive,
@@ -316,6 +396,11 @@ export const MIN_IDLE_GAP_SECONDS = 1;
 
 export class IdleSpell {
   private since: number | undefined;
+
+  /** When the current idle spell began (ms), or undefined while the model has demand. */
+  get sinceMs(): number | undefined {
+    return this.since;
+  }
 
   /** The model's demand now (waiting + in flight); the idle gap in seconds that just ended, if one did. */
   update(demand: number, nowMs: number): number | undefined {
@@ -365,6 +450,7 @@ export class KeepAliveLearner {
       coldStartSeconds: this.coldStart(model.name, provider, cache).seconds,
       billing,
       history: this.history(model.name),
+      coldStartQuantile: (p) => this.coldStart(model.name, provider, cache).quantile(p),
       waitWeight: this.waitWeight,
       queuedPerRestart: this.restartQueues.get(model.name)?.median,
     });

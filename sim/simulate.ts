@@ -34,8 +34,10 @@
 import {
   type CacheOutcome,
   IdleSpell,
+  type KeepAliveChoice,
   KeepAliveLearner,
   type KeepAliveModel,
+  prewarmFloor,
   RestartQueue,
 } from "../controller/keep-alive";
 import {
@@ -152,6 +154,8 @@ const ARRIVAL = 0;
 const COMPLETE = 1;
 const READY = 2;
 const IDLE = 3;
+/** A pre-warm plan's window opens or closes (the controller would see it on its next tick). */
+const PREWARM = 4;
 
 /** A timer fires this long after the keep-alive runs out, so float rounding never keeps a worker. */
 const TIMER_SLACK = 1e-6;
@@ -294,7 +298,8 @@ export function simulateRun(options: RunOptions): RunResult {
   const readyWorkers = (): number => workers.reduce((n, w) => n + (w.phase === "ready" ? 1 : 0), 0);
   const unit = { ...keepAliveModel, name: model.name };
 
-  const sim = new Simulation<SimWorker | Arrival>();
+  // refs: a worker, an arrival, or (PREWARM) the start of the idle spell a window belongs to, in seconds
+  const sim = new Simulation<SimWorker | Arrival | number>();
   const q = sim.queue;
   const workers: SimWorker[] = [];
   const waiting = new WaitQueue();
@@ -320,6 +325,7 @@ export function simulateRun(options: RunOptions): RunResult {
 
   // The keep-alive is recomputed only when what it depends on changed (cold-start estimates, gaps, the cache).
   let keepAliveCache = Number.NaN;
+  let choice: KeepAliveChoice | undefined;
   let coldVersion = 0;
   let cachedColdVersion = -1;
   let cachedGaps = -1;
@@ -331,7 +337,8 @@ export function simulateRun(options: RunOptions): RunResult {
     const gaps = learner.gapsObserved(model.name);
     const outcome = nextRestart();
     if (cachedColdVersion !== coldVersion || cachedGaps !== gaps || cachedOutcome !== outcome) {
-      keepAliveCache = learner.keepAlive(unit, profile.provider, profile.billing, outcome).seconds;
+      choice = learner.keepAlive(unit, profile.provider, profile.billing, outcome);
+      keepAliveCache = choice.seconds;
       cachedColdVersion = coldVersion;
       cachedGaps = gaps;
       cachedOutcome = outcome;
@@ -407,11 +414,19 @@ export function simulateRun(options: RunOptions): RunResult {
     waitedSeconds += queueTimeout;
   };
 
+  /** The scaling model with the pre-warm floor of the idle spell at `now` (as the controller's scaleModel). */
+  const prewarmModel = (now: number): ScalingModel => {
+    keepAlive();
+    const since = idleSpell.sinceMs;
+    const held = choice ? prewarmFloor(choice, since === undefined ? undefined : now - since / 1000) : 0;
+    return held > scaling.minWorkers ? { ...scaling, minWorkers: held } : scaling;
+  };
+
   const decide = (now: number): ScaleDecision => {
     purgeExpired(now);
     const decision = decideScale({
       nowMs: now * 1000,
-      model: scaling,
+      model: prewarmModel(now),
       waiting: waiting.size,
       workers,
       keepAliveSeconds: keepAlive(),
@@ -473,6 +488,13 @@ export function simulateRun(options: RunOptions): RunResult {
 
   const modelFellIdle = (now: number): void => {
     idleSpell.update(0, now * 1000);
+    keepAlive();
+    const plan = choice?.prewarm;
+    if (plan) {
+      // the window's edges, tagged with the spell they belong to (a request may end it first)
+      q.push(now + plan.startAfterSeconds + TIMER_SLACK, PREWARM, now);
+      q.push(now + plan.keepUntilSeconds + TIMER_SLACK, PREWARM, now);
+    }
   };
 
   sim
@@ -533,6 +555,20 @@ export function simulateRun(options: RunOptions): RunResult {
         w.timerPending = true;
         q.push(w.lastActive + k + TIMER_SLACK, IDLE, w);
       }
+    })
+    .on(PREWARM, (now, ref) => {
+      // the window of the spell still under way opens (one worker started) or closes (it may go); the plan may
+      // have moved since the spell began (a cold start measured meanwhile): then this edge comes again, later
+      const spell = ref as number;
+      if (idleSpell.sinceMs !== spell * 1000) return;
+      keepAlive();
+      const plan = choice?.prewarm;
+      const idle = now - spell;
+      if (plan && idle < plan.startAfterSeconds)
+        q.push(spell + plan.startAfterSeconds + TIMER_SLACK, PREWARM, spell);
+      else if (plan && idle > plan.startAfterSeconds + 1 && idle < plan.keepUntilSeconds)
+        q.push(spell + plan.keepUntilSeconds + TIMER_SLACK, PREWARM, spell);
+      decide(now);
     });
 
   // Start: the floor's workers (always-on, minWorkers), the first arrival.

@@ -28,7 +28,7 @@ let logs: string[];
 let certificate: WorkerCertificate;
 let onCall: ((call: FakeCall, workerId?: string) => Promise<void>) | undefined;
 
-function stack(prefix: string, idleTimeoutSeconds: number): RuntimeConfig {
+function stack(prefix: string, idleTimeoutSeconds: number | "auto"): RuntimeConfig {
   const yaml = `config:
   ai-orchestrator:cluster: { mode: existing }
   ai-orchestrator:dataClass: public
@@ -170,6 +170,39 @@ describe("controller loop on the in-memory provider", () => {
     expect(provider.live()).toEqual([]);
     expect(provider.callsOf("terminate").map((call) => call.providerId)).toEqual([worker.providerId]);
     expect((await decisions()).some((d) => d.action === "drain")).toBe(true);
+  });
+
+  it("pre-warms a model whose idle gaps cluster: with a cron's gaps learnt, a worker starts before the request", async () => {
+    config = stack(keys.prefix, "auto");
+    const c = controller();
+    const provisioned = () => provider.callsOf("provision").length;
+    // a request every 20 minutes: demand, served once a worker is ready, then an idle spell of 20 minutes
+    for (let i = 0; i < 21; i++) {
+      await waitingRequest(`r${i}`);
+      await c.tick();
+      await until("the request served", async () => (await live()).length > 0);
+      clock += 13_000;
+      await c.tick();
+      await redis.del(keys.waiting("m"));
+      clock += 1_000;
+      await c.tick(); // nothing waits or runs: the idle spell begins
+      if (i < 20) clock += 1_200_000;
+    }
+    const choice = (await decisions()).find((d) => d.reason.includes("into an idle spell"));
+    expect(choice?.reason ?? logs.join("\n")).toMatch(
+      /let go at once, start one \d+(\.\d)?s into an idle spell/,
+    );
+    const start = Number(/start one (\d+(?:\.\d)?)s into/.exec(choice!.reason)![1]);
+    expect(start).toBeGreaterThan(600);
+    expect(start).toBeLessThan(1_200);
+    const before = provisioned();
+    clock += (start - 5) * 1_000;
+    await c.tick(); // not yet: nothing waits, and the window has not opened
+    expect(provisioned()).toBe(before);
+    clock += 6_000;
+    await c.tick(); // the window opens: one worker starts with no request waiting
+    await until("the pre-warm created", () => provisioned() === before + 1);
+    expect(await redis.zcard(keys.waiting("m"))).toBe(0);
   });
 
   it("writes the intent before the create, and a create the controller died in is adopted, never repeated", async () => {

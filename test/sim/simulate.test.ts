@@ -75,6 +75,16 @@ describe("simulateRun", () => {
     expect(run("auto", times, 1, 30, 3_000).keepAliveSeconds).toBe(30); // break-even: no history
   });
 
+  it("adaptive pre-warms a cron once its gaps are learnt: the boot is done before the request", () => {
+    const times = Array.from({ length: 60 }, (_, i) => 1_200 * (i + 1));
+    const adaptive = run("adaptive", times, 5, 100, 75_000);
+    const auto = run("auto", times, 5, 100, 75_000);
+    expect(adaptive.keepAliveSeconds).toBe(0); // let go at once: the pre-warm brings the next worker
+    expect(auto.wait.quantile(0.5)).toBeGreaterThan(90); // break-even: every request waits a boot
+    expect(adaptive.wait.quantile(0.5)).toBe(0);
+    expect(adaptive.totalUsd).toBeLessThan(auto.totalUsd);
+  });
+
   it("an always-on RTX 4090 at $0.34/h costs exactly $248.20 for the month", () => {
     const r = simulateRun({
       model: { ...MODEL, targetConcurrency: 8 },
