@@ -106,7 +106,6 @@ export class IdleGapHistory {
   private cachedAt = -1;
   private cachedCost = Number.NaN;
   private cached = 0;
-  private prewarmKey = "";
   private prewarmAt = -1;
   private prewarmCached: PrewarmPlan | undefined;
 
@@ -163,15 +162,17 @@ export class IdleGapHistory {
   }
 
   /**
-   * The pre-warm plan for these gaps (`bestPrewarm`), cached like the adaptive timeout: recomputed at most once
-   * per `recomputeEvery` new gaps or when its inputs change.
+   * The pre-warm plan for these gaps (`bestPrewarm`, O(n²) in the gaps held): recomputed when `PREWARM_EVERY` new
+   * gaps came in, not on every gap or estimate change — a plan a few gaps old is as good, and a month simulated
+   * for `aiorch plan` sees thousands of gaps.
    */
-  prewarmPlan(input: Omit<PrewarmInput, "sortedGaps" | "n">): PrewarmPlan | undefined {
+  prewarmPlan(inputs: () => Omit<PrewarmInput, "sortedGaps" | "n">): PrewarmPlan | undefined {
     if (!this.sufficient) return undefined;
-    const key = `${input.coldStartSeconds}|${input.leadSeconds}|${input.restartCostSeconds}|${input.billsIdle}|${input.waitWeight}|${input.queuedPerRestart}`;
-    if (key !== this.prewarmKey || this.observed - this.prewarmAt >= this.recomputeEvery) {
-      this.prewarmCached = bestPrewarm({ ...input, sortedGaps: this.sorted, n: this.count });
-      this.prewarmKey = key;
+    if (
+      this.prewarmAt < 0 ||
+      this.observed - this.prewarmAt >= Math.max(this.recomputeEvery, PREWARM_EVERY)
+    ) {
+      this.prewarmCached = bestPrewarm({ ...inputs(), sortedGaps: this.sorted, n: this.count });
       this.prewarmAt = this.observed;
     }
     return this.prewarmCached;
@@ -223,21 +224,27 @@ export class ColdStartEstimate {
     this.mean += (seconds - this.mean) / this.n;
     this.recent.push(seconds);
     if (this.recent.length > RECENT_COLD_STARTS) this.recent.shift();
+    this.sortedRecent = undefined;
   }
 
   get seconds(): number {
     return this.mean;
   }
 
+  private sortedRecent: number[] | undefined;
+
   /** The q-quantile of the recent cold starts; the mean until five are measured. */
   quantile(q: number): number {
     if (this.recent.length < 5) return this.mean;
-    const sorted = [...this.recent].sort((a, b) => a - b);
+    this.sortedRecent ??= [...this.recent].sort((a, b) => a - b);
+    const sorted = this.sortedRecent;
     return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
   }
 }
 
 const RECENT_COLD_STARTS = 32;
+/** New gaps between two pre-warm plans (see `IdleGapHistory.prewarmPlan`). */
+const PREWARM_EVERY = 16;
 
 export type KeepAliveBasis = "fixed" | "always-on" | "break-even" | "adaptive" | "prewarm";
 
@@ -347,7 +354,7 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
   const adaptive = history?.adaptiveTimeout(cost);
   const prewarm =
     adaptive !== undefined && history
-      ? history.prewarmPlan({
+      ? history.prewarmPlan(() => ({
           coldStartSeconds,
           // the lead a pre-warm needs: a late boot costs the waits (ω a second), an early one idle time (1 a
           // second), so the boot should be done by the newsvendor's critical ratio ω / (ω + 1)
@@ -359,7 +366,7 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
           billsIdle: billing.billsIdle,
           waitWeight: observed.waitWeight ?? 0,
           queuedPerRestart: observed.queuedPerRestart ?? 1,
-        })
+        }))
       : undefined;
   if (prewarm) {
     return {
@@ -525,15 +532,21 @@ class RecentMedian {
 
   constructor(private readonly capacity: number) {}
 
+  private cached: number | undefined;
+
   observe(value: number): void {
     if (!(value >= 0)) return;
     this.values.push(value);
     if (this.values.length > this.capacity) this.values.shift();
+    this.cached = undefined;
   }
 
   get median(): number | undefined {
     if (this.values.length === 0) return undefined;
-    const sorted = [...this.values].sort((a, b) => a - b);
-    return sorted[(sorted.length - 1) >> 1];
+    if (this.cached === undefined) {
+      const sorted = [...this.values].sort((a, b) => a - b);
+      this.cached = sorted[(sorted.length - 1) >> 1];
+    }
+    return this.cached;
   }
 }
