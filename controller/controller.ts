@@ -19,7 +19,7 @@ import { servingUnits } from "../core/variants";
 import { type CertificatePin, createWorkerCertificate, type WorkerCertificate } from "../core/x509";
 import { readDemand } from "./demand";
 import { ControllerJournal } from "./journal";
-import { prewarmFloor } from "./keep-alive";
+import { withPrewarmFloor } from "./keep-alive";
 import { KeepAliveState } from "./keep-alive-state";
 import { FencedOut, LeaderElection } from "./leader";
 import { WorkerLifecycle } from "./lifecycle";
@@ -352,11 +352,10 @@ export class Controller {
     const primary = model.providers.find((p) => this.deps.adapters[p]) ?? model.providers[0]!;
     const keepAlive = this.keepAlive.keepAlive(model, primary);
     const blocked = this.spend.blockOf(model.name);
-    // a pre-warm plan holds one worker inside its window of the idle spell (keep-alive.ts, prewarm.ts)
-    const floor = prewarmFloor(keepAlive, this.keepAlive.idleSeconds(model.name, now));
     const decision = decideScale({
       nowMs: now,
-      model: floor > model.minWorkers ? { ...model, minWorkers: floor } : model,
+      // a pre-warm plan holds one worker inside its window of the idle spell (keep-alive.ts, prewarm.ts)
+      model: withPrewarmFloor(model, keepAlive, this.keepAlive.idleSeconds(model.name, now)),
       waiting,
       workers: views,
       keepAliveSeconds: keepAlive.seconds,

@@ -38,8 +38,8 @@ export class KeepAliveState {
   );
   /** Weight-cache entries (`weightCacheEntry`) some worker has loaded: the next cold start from them is a hit. */
   private readonly cachesLoaded = new Set<string>();
-  private readonly idleSpells = new Map<string, IdleSpell>();
-  private readonly restartQueues = new Map<string, RestartQueue>();
+  /** Per model: its idle spell and the queue of the restart under way, both fed each tick by `observeDemand`. */
+  private readonly watches = new Map<string, { spell: IdleSpell; restart: RestartQueue }>();
 
   constructor(private readonly deps: KeepAliveStateDeps) {}
 
@@ -63,8 +63,7 @@ export class KeepAliveState {
 
   /** Seconds the model has been idle (nothing waiting or in flight) at `nowMs`; undefined while it has demand. */
   idleSeconds(model: string, nowMs: number): number | undefined {
-    const since = this.idleSpells.get(model)?.sinceMs;
-    return since === undefined ? undefined : (nowMs - since) / 1000;
+    return this.watches.get(model)?.spell.idleSeconds(nowMs);
   }
 
   /**
@@ -76,14 +75,12 @@ export class KeepAliveState {
     now: { readonly waiting: number; readonly inFlight: number; readonly readyWorkers: number },
     nowMs: number,
   ): void {
-    let spell = this.idleSpells.get(model);
-    let restart = this.restartQueues.get(model);
-    if (!spell || !restart) {
-      spell = new IdleSpell();
-      restart = new RestartQueue();
-      this.idleSpells.set(model, spell);
-      this.restartQueues.set(model, restart);
+    let watch = this.watches.get(model);
+    if (!watch) {
+      watch = { spell: new IdleSpell(), restart: new RestartQueue() };
+      this.watches.set(model, watch);
     }
+    const { spell, restart } = watch;
     const gap = spell.update(now.waiting + now.inFlight, nowMs);
     if (gap !== undefined) this.learner.observeIdleGap(model, gap);
     const queued = restart.update(now.readyWorkers, now.waiting);

@@ -19,7 +19,7 @@
  * (`RestartQueue`, its recent median); `KeepAliveLearner` holds both for the controller and the simulator alike.
  */
 import type { BillingModel } from "../core/catalog";
-import { bestPrewarm, type PrewarmInput, type PrewarmPlan } from "./prewarm";
+import { bestPrewarm, type PrewarmInput, type PrewarmPlan, waitsPerBootSecond } from "./prewarm";
 
 /**
  * What letting a worker go and starting a new one later costs, in seconds of the worker's running price.
@@ -215,34 +215,26 @@ export class ColdStartEstimate {
     this.n = 1;
   }
 
-  /** The last `RECENT` cold starts, for a quantile (how early a pre-warm must start). */
-  private readonly recent: number[] = [];
+  /** The last cold starts, for a quantile (how early a pre-warm must start). */
+  private readonly recent = new RecentValues(32);
 
   observe(seconds: number): void {
     if (!(seconds >= 0)) return;
     if (this.n < this.window) this.n++;
     this.mean += (seconds - this.mean) / this.n;
-    this.recent.push(seconds);
-    if (this.recent.length > RECENT_COLD_STARTS) this.recent.shift();
-    this.sortedRecent = undefined;
+    this.recent.observe(seconds);
   }
 
   get seconds(): number {
     return this.mean;
   }
 
-  private sortedRecent: number[] | undefined;
-
   /** The q-quantile of the recent cold starts; the mean until five are measured. */
   quantile(q: number): number {
-    if (this.recent.length < 5) return this.mean;
-    this.sortedRecent ??= [...this.recent].sort((a, b) => a - b);
-    const sorted = this.sortedRecent;
-    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+    return this.recent.size < 5 ? this.mean : this.recent.quantile(q)!;
   }
 }
 
-const RECENT_COLD_STARTS = 32;
 /** New gaps between two pre-warm plans (see `IdleGapHistory.prewarmPlan`). */
 const PREWARM_EVERY = 16;
 
@@ -258,9 +250,9 @@ export interface KeepAliveChoice {
   readonly prewarm?: PrewarmPlan;
 }
 
-/** ω / (ω + 1), ω = waitWeight·(q + 1)/2: how sure a pre-warmed worker should be to be ready in time. */
+/** ω / (ω + 1): how sure a pre-warmed worker should be to be ready in time (ω: `waitsPerBootSecond`). */
 function criticalRatio(waitWeight: number, queued: number): number {
-  const omega = (Math.max(0, waitWeight) * (Math.max(1, queued) + 1)) / 2;
+  const omega = waitsPerBootSecond(waitWeight, queued);
   return omega / (omega + 1);
 }
 
@@ -272,6 +264,16 @@ export function prewarmFloor(choice: KeepAliveChoice, idleSeconds: number | unde
   const plan = choice.prewarm;
   if (!plan || idleSeconds === undefined) return 0;
   return idleSeconds >= plan.startAfterSeconds && idleSeconds < plan.keepUntilSeconds ? 1 : 0;
+}
+
+/** `model` as `decideScale` gets it: `minWorkers` raised to the pre-warm floor (the controller and the simulator). */
+export function withPrewarmFloor<M extends { readonly minWorkers: number }>(
+  model: M,
+  choice: KeepAliveChoice | undefined,
+  idleSeconds: number | undefined,
+): M {
+  const floor = choice ? prewarmFloor(choice, idleSeconds) : 0;
+  return floor > model.minWorkers ? { ...model, minWorkers: floor } : model;
 }
 
 /** The keep-alive fields of a model's config (`modelSchema`). */
@@ -312,9 +314,8 @@ export function restartCostWithWaitSeconds(
   waitWeight = 0,
   queuedPerRestart = 1,
 ): number {
-  const d = Math.max(0, coldStartSeconds);
-  const waits = (d * (Math.max(1, queuedPerRestart) + 1)) / 2;
-  return restartCostSeconds(coldStartSeconds, billing) + Math.max(0, waitWeight) * waits;
+  const waits = waitsPerBootSecond(waitWeight, queuedPerRestart) * Math.max(0, coldStartSeconds);
+  return restartCostSeconds(coldStartSeconds, billing) + waits;
 }
 
 /** A fixed timeout, e.g. RunPod's default 5 s or the 10 min of Lambda-style platforms. */
@@ -409,6 +410,11 @@ export class IdleSpell {
     return this.since;
   }
 
+  /** Seconds into the current idle spell at `nowMs`; undefined while the model has demand. */
+  idleSeconds(nowMs: number): number | undefined {
+    return this.since === undefined ? undefined : (nowMs - this.since) / 1000;
+  }
+
   /** The model's demand now (waiting + in flight); the idle gap in seconds that just ended, if one did. */
   update(demand: number, nowMs: number): number | undefined {
     if (demand <= 0) {
@@ -435,7 +441,8 @@ export type CacheOutcome = "hit" | "miss";
 export class KeepAliveLearner {
   private readonly coldStarts = new Map<string, ColdStartEstimate>();
   private readonly histories = new Map<string, IdleGapHistory>();
-  private readonly restartQueues = new Map<string, RecentMedian>();
+  /** The queues of the last restarts: their median, so a flash crowd now and then does not set the typical one. */
+  private readonly restartQueues = new Map<string, RecentValues>();
 
   /**
    * `priorSeconds`: the cold start assumed before any is measured (the catalog's median); `waitWeight`: a waited
@@ -459,7 +466,7 @@ export class KeepAliveLearner {
       history: this.history(model.name),
       coldStartQuantile: (p) => this.coldStart(model.name, provider, cache).quantile(p),
       waitWeight: this.waitWeight,
-      queuedPerRestart: this.restartQueues.get(model.name)?.median,
+      queuedPerRestart: this.restartQueues.get(model.name)?.quantile(0.5),
     });
   }
 
@@ -467,7 +474,7 @@ export class KeepAliveLearner {
   observeRestartQueue(model: string, queued: number): void {
     let recent = this.restartQueues.get(model);
     if (!recent) {
-      recent = new RecentMedian(16);
+      recent = new RecentValues(16);
       this.restartQueues.set(model, recent);
     }
     recent.observe(queued);
@@ -526,27 +533,29 @@ export class RestartQueue {
   }
 }
 
-/** The median of the last `capacity` values: a flash crowd now and then does not set the typical queue. */
-class RecentMedian {
+/** The last `capacity` values and their quantiles (sorted once per change, not per question). */
+class RecentValues {
   private readonly values: number[] = [];
+  private sorted: number[] | undefined;
 
   constructor(private readonly capacity: number) {}
 
-  private cached: number | undefined;
+  get size(): number {
+    return this.values.length;
+  }
 
   observe(value: number): void {
     if (!(value >= 0)) return;
     this.values.push(value);
     if (this.values.length > this.capacity) this.values.shift();
-    this.cached = undefined;
+    this.sorted = undefined;
   }
 
-  get median(): number | undefined {
+  /** The q-quantile (nearest rank: 0.5 is the lower median); undefined while empty. */
+  quantile(q: number): number | undefined {
     if (this.values.length === 0) return undefined;
-    if (this.cached === undefined) {
-      const sorted = [...this.values].sort((a, b) => a - b);
-      this.cached = sorted[(sorted.length - 1) >> 1];
-    }
-    return this.cached;
+    this.sorted ??= [...this.values].sort((a, b) => a - b);
+    const sorted = this.sorted;
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
   }
 }

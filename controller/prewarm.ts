@@ -46,6 +46,14 @@ export interface PrewarmInput {
   readonly queuedPerRestart: number;
 }
 
+/**
+ * Worker-seconds the waits of a restart cost per second of its boot: the first of the q queued requests waits the
+ * whole boot, the others half of it on average, so (q + 1)/2 request-seconds, each weighed `waitWeight`.
+ */
+export function waitsPerBootSecond(waitWeight: number, queuedPerRestart: number): number {
+  return (Math.max(0, waitWeight) * (Math.max(1, queuedPerRestart) + 1)) / 2;
+}
+
 /** The plan of least cost, or undefined when keeping workers warm is as cheap (see the rules). */
 export function bestPrewarm(input: PrewarmInput): PrewarmPlan | undefined {
   const { sortedGaps: g, n } = input;
@@ -53,7 +61,7 @@ export function bestPrewarm(input: PrewarmInput): PrewarmPlan | undefined {
   // timing with the lead (a boot that may run long); the bill's restart cost `c` is the mean's
   const d = Math.max(0, input.leadSeconds, input.coldStartSeconds);
   const c = Math.max(0, input.restartCostSeconds);
-  const omega = (Math.max(0, input.waitWeight) * (Math.max(1, input.queuedPerRestart) + 1)) / 2;
+  const omega = waitsPerBootSecond(input.waitWeight, input.queuedPerRestart);
   const q = omega * Math.max(0, input.coldStartSeconds);
   const idle = input.billsIdle ? 1 : 0;
   const prefix = new Float64Array(n + 1);

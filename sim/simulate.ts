@@ -37,8 +37,8 @@ import {
   type KeepAliveChoice,
   KeepAliveLearner,
   type KeepAliveModel,
-  prewarmFloor,
   RestartQueue,
+  withPrewarmFloor,
 } from "../controller/keep-alive";
 import {
   decideScale,
@@ -417,9 +417,7 @@ export function simulateRun(options: RunOptions): RunResult {
   /** The scaling model with the pre-warm floor of the idle spell at `now` (as the controller's scaleModel). */
   const prewarmModel = (now: number): ScalingModel => {
     keepAlive();
-    const since = idleSpell.sinceMs;
-    const held = choice ? prewarmFloor(choice, since === undefined ? undefined : now - since / 1000) : 0;
-    return held > scaling.minWorkers ? { ...scaling, minWorkers: held } : scaling;
+    return withPrewarmFloor(scaling, choice, idleSpell.idleSeconds(now * 1000));
   };
 
   const decide = (now: number): ScaleDecision => {

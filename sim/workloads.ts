@@ -250,21 +250,10 @@ export function fixedWorkload(
   serviceSeconds: number,
   horizonSeconds: number,
 ): Workload {
-  return {
-    id: "trace",
+  return arrivalsWorkload(
+    times.map((time) => ({ time, tokens: 0, serviceSeconds })),
     horizonSeconds,
-    activeSeconds: undefined,
-    expectedRequests: times.length,
-    open(): ArrivalSource {
-      let i = 0;
-      return {
-        next: () => {
-          const time = times[i++];
-          return time === undefined ? undefined : { time, tokens: 0, serviceSeconds };
-        },
-      };
-    },
-  };
+  );
 }
 
 /** A workload of given arrivals (in time order), e.g. a generated suite trace. */
