@@ -150,8 +150,6 @@ export const SUITE: readonly SuiteTrace[] = [
   },
 ];
 
-export const SUITE_NAMES: readonly string[] = SUITE.map((t) => t.name);
-
 /** A trace's arrivals for a provider: its times, each with a chat-shaped service time (lognormal tokens). */
 export function suiteArrivals(trace: SuiteTrace, ctx: TraceContext): Arrival[] {
   const full: Required<TraceContext> = {
