@@ -139,7 +139,10 @@ export interface RunResult {
   readonly waitUsdPerSecond: number;
   /** waitedSeconds priced. */
   readonly waitUsd: number;
-  /** What serving each dropped request alone would have cost (`dropPenaltyUsd`; their wait is in waitUsd). */
+  /**
+   * What serving each dropped request alone would have cost (`dropPenaltyUsd`; their wait is in waitUsd), and the
+   * same for the requests still waiting when the period ended, plus the rest of the service of those in flight.
+   */
   readonly dropUsd: number;
   /** bill + waiting + dropping: what the comparison with the bound uses. */
   readonly totalUsd: number;
@@ -164,6 +167,8 @@ class SimWorker implements WorkerView {
   phase: WorkerPhase = "booting";
   inFlight = 0;
   readyAt = -1;
+  /** When its boot ends (the READY event): a boot the period's end cuts short is still billed whole. */
+  dueAt = Number.POSITIVE_INFINITY;
   lastActive: number;
   busySince = 0;
   busySeconds = 0;
@@ -308,6 +313,9 @@ export function simulateRun(options: RunOptions): RunResult {
   let source: ArrivalSource | undefined = workload.open();
   let workerSeq = 0;
   let inFlightTotal = 0;
+  // sum of the in-flight requests' end times: at the horizon, what is left of their service is
+  // inFlightEnds − horizon × inFlightTotal, without a list of them
+  let inFlightEnds = 0;
   let modelBusySince = 0;
   let modelBusy = 0;
   let requests = 0;
@@ -378,6 +386,7 @@ export function simulateRun(options: RunOptions): RunResult {
       if (readyAt < weightsLandAt) readyAt = weightsLandAt;
     }
     if (workers.length > peakWorkers) peakWorkers = workers.length;
+    w.dueAt = readyAt;
     q.push(readyAt, READY, w);
   };
 
@@ -453,6 +462,7 @@ export function simulateRun(options: RunOptions): RunResult {
     w.inFlight++;
     inFlightTotal++;
     w.lastActive = now;
+    inFlightEnds += now + service;
     q.push(now + service, COMPLETE, w);
   };
 
@@ -515,6 +525,7 @@ export function simulateRun(options: RunOptions): RunResult {
       const w = ref as SimWorker;
       w.inFlight--;
       inFlightTotal--;
+      inFlightEnds -= now;
       served++;
       w.lastActive = now;
       if (w.inFlight === 0) w.busySeconds += now - w.busySince;
@@ -576,14 +587,28 @@ export function simulateRun(options: RunOptions): RunResult {
   const onBatch = options.onProgress ? (now: number) => options.onProgress!(now / horizon) : undefined;
   const events = sim.run(horizon, onBatch);
 
-  // The period ends: bill every worker still up, settle the queue.
-  for (const w of [...workers]) terminate(w, horizon);
+  // The period ends: bill every worker still up, settle the queue. A worker still booting bills its whole boot
+  // (it was started; cutting its bill at the period's end would make starting a slow one look free, and the
+  // bound pays every boot it uses in full).
+  for (const w of [...workers]) terminate(w, w.readyAt < 0 ? Math.max(horizon, w.dueAt) : horizon);
   if (inFlightTotal > 0) modelBusy += horizon - modelBusySince;
   while (waiting.size > 0 && waiting.headTime() + queueTimeout < horizon) drop();
+  // Requests the period left unserved are not free: each still waiting is priced as a drop (its wait so far, and
+  // serving it alone), each in flight the rest of its service. Otherwise a worker whose cold start outlasts the
+  // period would bill less than the bound, which serves every request.
+  let unservedWaiting = 0;
+  let unservedServiceSeconds = Math.max(0, inFlightEnds - horizon * inFlightTotal);
+  for (; waiting.size > 0; waiting.shift()) {
+    unservedWaiting++;
+    unservedServiceSeconds += waiting.headService();
+    waitedSeconds += horizon - waiting.headTime();
+  }
   options.onProgress?.(1);
   const waitUsd = waitedSeconds * waitPrice;
   // each dropped request: what serving it alone would have cost (sim/bound.ts), its wait is in waitUsd
-  const dropUsd = timedOut * dropPenaltyUsd(profile, 0) + droppedServiceSeconds * workerUsdPerSecond(profile);
+  const dropUsd =
+    (timedOut + unservedWaiting) * dropPenaltyUsd(profile, 0) +
+    (droppedServiceSeconds + unservedServiceSeconds) * workerUsdPerSecond(profile);
 
   return {
     policy,

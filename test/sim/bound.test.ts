@@ -50,6 +50,34 @@ const caseArb = fc.record({
 
 type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
+/** Cases the property once failed on, run first every time. */
+const FOUND: Case[] = [
+  // CI, 2026-12-07: the one cold start (lognormal tail, seed 6) outlasted the 5,000 s period, so the request was
+  // never served and always-on billed $0 — an unserved request must be priced as a drop
+  {
+    gaps: [0],
+    services: Array.from({ length: 30 }, () => 0.05),
+    coldStart: { kind: "lognormal", p50Seconds: 1, p95Seconds: 214 },
+    cached: false,
+    billing: {
+      granularitySeconds: 1,
+      minimumSeconds: 0,
+      billsBoot: false,
+      billsIdle: false,
+      billsStorageWhenStopped: false,
+      monthlyRental: false,
+    },
+    usdPerHour: 0.1,
+    storageUsdPerHour: 0,
+    setupFeeUsd: 0,
+    targetConcurrency: 1,
+    maxWorkers: 1,
+    queueTimeoutSeconds: 1e9,
+    waitUsdPerSecond: 0,
+    seed: 6,
+  },
+];
+
 function setup(c: Case) {
   let t = 0;
   const arrivals: Arrival[] = c.gaps.map((gap, i) => {
@@ -93,7 +121,7 @@ describe("lowerBound", () => {
           );
         }
       }),
-      { numRuns: 2_000 },
+      { numRuns: 2_000, examples: FOUND.map((c) => [c] as [Case]) },
     );
   });
 
