@@ -7,6 +7,7 @@
  * only I/O is the weight-cache record in Redis, and it never fails a tick (a Redis blip counts as a miss, the
  * costlier case).
  */
+import { randomInt } from "node:crypto";
 import type { Redis } from "ioredis";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
@@ -27,21 +28,29 @@ export interface KeepAliveStateDeps {
   readonly redis: Redis;
   readonly keys: Pick<RedisKeys, "weightCacheLoaded">;
   readonly config: Pick<RuntimeConfig, "providers">;
+  /**
+   * Seeds the randomized break-even's draws (`spellDraw`). @default a random one per controller start, so no
+   * pattern of requests can be tuned against the draws.
+   */
+  readonly drawSeed?: number;
 }
 
 export class KeepAliveState {
-  // a waited request-second weighs one worker-second: the least that never makes waiting look cheaper than the
-  // GPU (the simulator's default wait price, sim/bound.ts)
-  private readonly learner = new KeepAliveLearner(
-    (provider) => PROVIDERS[provider as ConfigurableProviderId].coldStart.p50Seconds,
-    1,
-  );
+  private readonly learner: KeepAliveLearner;
   /** Weight-cache entries (`weightCacheEntry`) some worker has loaded: the next cold start from them is a hit. */
   private readonly cachesLoaded = new Set<string>();
   /** Per model: its idle spell and the queue of the restart under way, both fed each tick by `observeDemand`. */
   private readonly watches = new Map<string, { spell: IdleSpell; restart: RestartQueue }>();
 
-  constructor(private readonly deps: KeepAliveStateDeps) {}
+  constructor(private readonly deps: KeepAliveStateDeps) {
+    // a waited request-second weighs one worker-second: the least that never makes waiting look cheaper than the
+    // GPU (the simulator's default wait price, sim/bound.ts)
+    this.learner = new KeepAliveLearner(
+      (provider) => PROVIDERS[provider as ConfigurableProviderId].coldStart.p50Seconds,
+      1,
+      deps.drawSeed ?? randomInt(2 ** 31),
+    );
+  }
 
   /** At start: which caches earlier controllers saw filled. */
   async load(): Promise<void> {

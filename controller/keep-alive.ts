@@ -17,6 +17,13 @@
  * controller weighs a waited request-second as one worker-second, the simulator's default wait price. Gaps are
  * observed for the whole model (`IdleSpell`), also those no warm worker outlived, and the queue restarts build
  * (`RestartQueue`, its recent median); `KeepAliveLearner` holds both for the controller and the simulator alike.
+ *
+ * Until the history suffices, the break-even timeout is randomized per idle spell (Karlin et al.'s randomized ski
+ * rental: T drawn on [0, C] with density e^{t/C} / (C·(e − 1)), expected cost ≤ e/(e − 1) ≈ 1.58× the clairvoyant's
+ * on any sequence fixed in advance, against 2× for the deterministic T = C, which a sequence of gaps just longer
+ * than C drives to a cold start per request). And whatever the timeout's basis, a streak of recent gaps that all
+ * outlived it although bridging them would have cost less (`COLD_STREAK_GAPS` of them) extends it to their
+ * empirical optimum: the guard against "every request cold".
  */
 import type { BillingModel } from "../core/catalog";
 import { bestPrewarm, type PrewarmInput, type PrewarmPlan, waitsPerBootSecond } from "./prewarm";
@@ -186,6 +193,14 @@ export class IdleGapHistory {
     return out;
   }
 
+  /** The last `k` gaps observed (fewer while fewer are held), in no particular order. */
+  recent(k: number): number[] {
+    const out: number[] = [];
+    const n = Math.min(k, this.count);
+    for (let i = 1; i <= n; i++) out.push(this.ring[(this.next - i + this.ring.length) % this.ring.length]!);
+    return out;
+  }
+
   /** The empirical-cost-optimal timeout for these gaps, or undefined with too little history. */
   adaptiveTimeout(restartCost: number): number | undefined {
     if (!this.sufficient) return undefined;
@@ -238,7 +253,14 @@ export class ColdStartEstimate {
 /** New gaps between two pre-warm plans (see `IdleGapHistory.prewarmPlan`). */
 const PREWARM_EVERY = 16;
 
-export type KeepAliveBasis = "fixed" | "always-on" | "break-even" | "adaptive" | "prewarm";
+export type KeepAliveBasis =
+  | "fixed"
+  | "always-on"
+  | "break-even"
+  | "randomized"
+  | "adaptive"
+  | "prewarm"
+  | "cold-streak";
 
 export interface KeepAliveChoice {
   /** Idle seconds after which a ready worker may be drained; Infinity = never. */
@@ -300,6 +322,58 @@ export interface KeepAliveObservations {
    * the cold starts); unknown: the mean.
    */
   readonly coldStartQuantile?: (p: number) => number;
+  /**
+   * A uniform draw in [0, 1) fixed for the current idle spell (`spellDraw`): with it, the break-even fallback is
+   * randomized (`randomizedBreakEvenSeconds`); without it, deterministic.
+   */
+  readonly spellDraw?: number;
+}
+
+/**
+ * Randomized ski rental: the timeout for a uniform draw u, T = C·ln(1 + u·(e − 1)), the inverse of the CDF
+ * (e^{T/C} − 1)/(e − 1) on [0, C]. Its expected cost on any gap is at most e/(e − 1) times the clairvoyant's
+ * min(g, C) (Karlin, Manasse, McGeoch, Owicki, "Competitive randomized algorithms for nonuniform problems",
+ * Algorithmica 1994); its mean is C/(e − 1) ≈ 0.58·C.
+ */
+export function randomizedBreakEvenSeconds(restartCost: number, draw: number): number {
+  const u = Math.min(Math.max(draw, 0), 1);
+  return restartCost * Math.log(1 + u * (Math.E - 1));
+}
+
+/** Recent gaps the cold-streak guard looks at: all of them outliving the timeout is the signal. */
+export const COLD_STREAK_GAPS = 4;
+
+/**
+ * The guard against "every request cold": when each of the last `COLD_STREAK_GAPS` gaps outlived `timeout` (each
+ * ended in a restart) and bridging them would have cost less than restarting (their empirical optimum is longer),
+ * that optimum; otherwise undefined. A shift of the workload shows here within a few gaps, long before it moves the
+ * optimum over the whole history, and no timeout a pattern of gaps "just too long" can pin down survives it.
+ */
+export function coldStreakTimeout(
+  history: IdleGapHistory | undefined,
+  timeout: number,
+  restartCost: number,
+): number | undefined {
+  if (!history || history.size < COLD_STREAK_GAPS) return undefined;
+  const recent = history.recent(COLD_STREAK_GAPS);
+  if (!recent.every((g) => g > timeout)) return undefined;
+  const best = bestTimeoutForGaps(recent, restartCost);
+  return best > timeout ? best : undefined;
+}
+
+/**
+ * A uniform draw in [0, 1) for the idle spell numbered `spell` of `model` under `seed`: the same for every call
+ * during the spell (the controller asks each tick), a new one for the next, none an observer of past spells can
+ * predict without the seed. A 32-bit integer hash (FNV-1a over the model name, then a murmur3 finalizer).
+ */
+export function spellDraw(seed: number, model: string, spell: number): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (let i = 0; i < model.length; i++) h = Math.imul(h ^ model.charCodeAt(i), 0x01000193);
+  h ^= Math.imul(spell >>> 0, 0x9e3779b9);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 2 ** 32;
 }
 
 /**
@@ -378,18 +452,45 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
     };
   }
   if (adaptive !== undefined) {
-    return {
-      seconds: adaptive,
-      basis: "adaptive",
-      reason: `auto: ${round1(adaptive)}s minimises cost over ${history!.size} idle gaps (restart ${round1(cost)}s)`,
-    };
+    return (
+      coldStreak(history, adaptive, cost) ?? {
+        seconds: adaptive,
+        basis: "adaptive",
+        reason: `auto: ${round1(adaptive)}s minimises cost over ${history!.size} idle gaps (restart ${round1(cost)}s)`,
+      }
+    );
   }
+  const withWaits = observed.waitWeight ? ", with the waits of the requests queued behind it" : "";
+  if (observed.spellDraw !== undefined) {
+    const drawn = randomizedBreakEvenSeconds(cost, observed.spellDraw);
+    return (
+      coldStreak(history, drawn, cost) ?? {
+        seconds: drawn,
+        basis: "randomized",
+        reason: `auto: ${round1(drawn)}s drawn on [0, ${round1(cost)}s] for this idle spell (randomized break-even while the idle-gap history is short: ${history?.size ?? 0} gaps; cold start ${round1(coldStartSeconds)}s${withWaits})`,
+      }
+    );
+  }
+  return (
+    coldStreak(history, cost, cost) ?? {
+      seconds: cost,
+      basis: "break-even",
+      reason: `auto: break-even ${round1(cost)}s (cold start ${round1(coldStartSeconds)}s${withWaits})`,
+    }
+  );
+}
+
+function coldStreak(
+  history: IdleGapHistory | undefined,
+  timeout: number,
+  restartCost: number,
+): KeepAliveChoice | undefined {
+  const extended = coldStreakTimeout(history, timeout, restartCost);
+  if (extended === undefined) return undefined;
   return {
-    seconds: cost,
-    basis: "break-even",
-    reason: `auto: break-even ${round1(cost)}s (cold start ${round1(coldStartSeconds)}s${
-      observed.waitWeight ? ", with the waits of the requests queued behind it" : ""
-    })`,
+    seconds: extended,
+    basis: "cold-streak",
+    reason: `auto: the last ${COLD_STREAK_GAPS} idle gaps all outlived ${round1(timeout)}s and bridging them costs less than restarting (${round1(restartCost)}s): ${round1(extended)}s`,
   };
 }
 
@@ -446,11 +547,13 @@ export class KeepAliveLearner {
 
   /**
    * `priorSeconds`: the cold start assumed before any is measured (the catalog's median); `waitWeight`: a waited
-   * request-second in worker-seconds (0: the keep-alive weighs the bill only).
+   * request-second in worker-seconds (0: the keep-alive weighs the bill only); `drawSeed`: with one, the break-even
+   * fallback is randomized per idle spell (`spellDraw`), without it deterministic.
    */
   constructor(
     private readonly priorSeconds: (provider: string, cache: CacheOutcome) => number,
     private readonly waitWeight = 0,
+    private readonly drawSeed?: number,
   ) {}
 
   /** How long an idle worker stays up; `cache`: what the restart it risks would be. */
@@ -460,13 +563,17 @@ export class KeepAliveLearner {
     billing: BillingModel,
     cache: CacheOutcome,
   ): KeepAliveChoice {
+    const history = this.history(model.name);
     return keepAliveFor(model, {
       coldStartSeconds: this.coldStart(model.name, provider, cache).seconds,
       billing,
-      history: this.history(model.name),
+      history,
       coldStartQuantile: (p) => this.coldStart(model.name, provider, cache).quantile(p),
       waitWeight: this.waitWeight,
       queuedPerRestart: this.restartQueues.get(model.name)?.quantile(0.5),
+      // the spell under way is numbered by the gaps seen before it: one draw for all of it
+      spellDraw:
+        this.drawSeed === undefined ? undefined : spellDraw(this.drawSeed, model.name, history.total),
     });
   }
 

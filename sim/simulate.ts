@@ -297,6 +297,8 @@ export function simulateRun(options: RunOptions): RunResult {
     (_provider, outcome) =>
       medianColdStartSeconds(cache && outcome === "miss" ? cache.miss : profile.coldStart),
     learnsGaps ? waitPrice / workerUsdPerSecond(profile) : 0,
+    // the deployed default randomizes its break-even fallback (draws seeded by the run); `auto` stays plain
+    learnsGaps ? options.seed : undefined,
   );
   const idleSpell = new IdleSpell();
   const restartQueue = new RestartQueue();

@@ -3,14 +3,18 @@ import { describe, expect, it } from "vitest";
 import {
   bestTimeoutForGaps,
   breakEvenIdleSeconds,
+  COLD_STREAK_GAPS,
   ColdStartEstimate,
+  coldStreakTimeout,
   IdleGapHistory,
   IdleSpell,
   KeepAliveLearner,
   keepAliveFor,
   RestartQueue,
+  randomizedBreakEvenSeconds,
   restartCostSeconds,
   restartCostWithWaitSeconds,
+  spellDraw,
 } from "../../controller/keep-alive";
 import { type BillingModel, PROVIDERS } from "../../core/catalog";
 
@@ -251,5 +255,99 @@ describe("waits in the restart cost (issue 21)", () => {
     const model = { name: "m", idleTimeoutSeconds: "auto" as const };
     for (const queued of [1, 1, 500, 1, 1]) learner.observeRestartQueue("m", queued);
     expect(learner.keepAlive(model, "runpod-pod", PER_SECOND, "miss").seconds).toBe(60);
+  });
+});
+
+describe("randomized break-even and the cold-streak guard (issue 21)", () => {
+  const C = 60;
+  /** Expected idle cost of a gap g under the draws of `spells` idle spells (seed 7), and the clairvoyant's. */
+  const expectedCost = (g: number, spells: number) => {
+    let sum = 0;
+    for (let k = 0; k < spells; k++) {
+      const t = randomizedBreakEvenSeconds(C, spellDraw(7, "m", k));
+      sum += g <= t ? g : t + C;
+    }
+    return sum / spells;
+  };
+
+  it("draws T on [0, C] by the inverse CDF (e^{T/C} − 1)/(e − 1): mean C/(e − 1)", () => {
+    expect(randomizedBreakEvenSeconds(C, 0)).toBe(0);
+    expect(randomizedBreakEvenSeconds(C, 1)).toBeCloseTo(C, 10);
+    const u = 0.3;
+    const t = randomizedBreakEvenSeconds(C, u);
+    expect((Math.exp(t / C) - 1) / (Math.E - 1)).toBeCloseTo(u, 12);
+    let mean = 0;
+    const n = 20_000;
+    for (let k = 0; k < n; k++) mean += randomizedBreakEvenSeconds(C, spellDraw(3, "model-a", k)) / n;
+    expect(mean / C).toBeGreaterThan(1 / (Math.E - 1) - 0.01);
+    expect(mean / C).toBeLessThan(1 / (Math.E - 1) + 0.01);
+  });
+
+  it("spellDraw is the same within a spell, uniform across spells, and depends on seed and model", () => {
+    expect(spellDraw(1, "m", 5)).toBe(spellDraw(1, "m", 5));
+    expect(spellDraw(1, "m", 5)).not.toBe(spellDraw(1, "m", 6));
+    expect(spellDraw(1, "m", 5)).not.toBe(spellDraw(2, "m", 5));
+    expect(spellDraw(1, "m", 5)).not.toBe(spellDraw(1, "n", 5));
+    const buckets = new Array<number>(10).fill(0);
+    for (let k = 0; k < 10_000; k++) {
+      const u = spellDraw(9, "model", k);
+      expect(u).toBeGreaterThanOrEqual(0);
+      expect(u).toBeLessThan(1);
+      buckets[Math.floor(u * 10)]!++;
+    }
+    for (const b of buckets) expect(Math.abs(b - 1_000)).toBeLessThan(150);
+  });
+
+  it("costs at most e/(e − 1) ≈ 1.58× the clairvoyant on any gap in expectation, where T = C costs 2× just past C", () => {
+    const bound = Math.E / (Math.E - 1);
+    for (const g of [1, 10, 30, 59, 60, 61, 63, 90, 120, 600, 86_400]) {
+      const ratio = expectedCost(g, 20_000) / Math.min(g, C);
+      expect(ratio, `gap ${g}s`).toBeLessThan(bound + 0.03);
+    }
+    // the gap that defeats the deterministic break-even: just longer than C, a cold start every time
+    const g = C * 1.05;
+    expect((C + C) / Math.min(g, C)).toBe(2);
+    expect(expectedCost(g, 20_000) / C).toBeLessThan(1.6);
+  });
+
+  it("the learner randomizes per idle spell only when seeded, and the reason says so", () => {
+    const seeded = new KeepAliveLearner(() => C, 0, 11);
+    const plain = new KeepAliveLearner(() => C, 0);
+    const model = { name: "m", idleTimeoutSeconds: "auto" as const };
+    const first = seeded.keepAlive(model, "runpod-pod", PER_SECOND, "miss");
+    expect(first.basis).toBe("randomized");
+    expect(first.reason).toContain("randomized break-even");
+    expect(seeded.keepAlive(model, "runpod-pod", PER_SECOND, "miss").seconds).toBe(first.seconds);
+    seeded.observeIdleGap("m", 5);
+    const next = seeded.keepAlive(model, "runpod-pod", PER_SECOND, "miss");
+    expect(next.seconds).not.toBe(first.seconds);
+    expect(next.seconds).toBeLessThanOrEqual(C);
+    expect(plain.keepAlive(model, "runpod-pod", PER_SECOND, "miss")).toMatchObject({
+      seconds: C,
+      basis: "break-even",
+    });
+  });
+
+  it("a streak of gaps that all outlived the timeout, each cheaper to bridge than to restart, extends it", () => {
+    const history = new IdleGapHistory();
+    for (const g of [100, 2, 64, 66, 65]) history.observe(g);
+    // one of the last four (2 s) was bridged by a 60 s timeout: no streak
+    expect(coldStreakTimeout(history, 60, 120)).toBeUndefined();
+    history.observe(67);
+    // 64, 66, 65, 67 all outlived 60 s and each costs less than a 120 s restart: keep 67 s
+    expect(history.recent(COLD_STREAK_GAPS).sort()).toEqual([64, 65, 66, 67]);
+    expect(coldStreakTimeout(history, 60, 120)).toBe(67);
+    // restarting is cheaper than bridging 64–67 s when a restart costs 30 s: nothing to extend
+    expect(coldStreakTimeout(history, 20, 30)).toBeUndefined();
+    // the guard overrides a short randomized draw in keepAliveFor (restart 60 s + 60 s of waits)
+    const observed = { coldStartSeconds: 60, billing: PER_SECOND, history, waitWeight: 1 };
+    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, { ...observed, spellDraw: 0.1 })).toMatchObject({
+      seconds: 67,
+      basis: "cold-streak",
+    });
+    // a draw long enough to bridge them stands
+    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, { ...observed, spellDraw: 0.9 }).basis).toBe(
+      "randomized",
+    );
   });
 });
