@@ -10,7 +10,7 @@
  * `--suite` runs the keep-alive trace suite instead (sim/traces/): every trace × provider × policy, its cost and
  * waits against the lower bound (issue 21's figures).
  *
- *   node -r tsx/cjs bench/sim.ts [--suite] [--wait-price USD] [--json] [--help]
+ *   node -r tsx/cjs bench/sim.ts [--suite [--hindsight]] [--wait-price USD] [--json] [--help]
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -34,6 +34,8 @@ usage: npm run bench:sim -- [options]
                     per second, the least the bound allows)
   --seed N          with --suite: the seed (default 1)
   --chart DIR       with --suite: write one SVG per trace into DIR (total cost against p95 wait)
+  --hindsight       with --suite: also the best fixed keep-alive window per trace × provider, chosen after
+                    seeing the trace (a sweep of 24 windows: what no fixed window can beat)
   --json      print the figures as one JSON object
   -h, --help  this text
 `;
@@ -41,6 +43,7 @@ usage: npm run bench:sim -- [options]
 const { json, suite, ...args } = benchArgs("bench:sim", USAGE, {
   json: { type: "boolean", default: false },
   suite: { type: "boolean", default: false },
+  hindsight: { type: "boolean", default: false },
   "wait-price": { type: "string" },
   seed: { type: "string" },
   chart: { type: "string" },
@@ -57,6 +60,7 @@ if (suite) {
   const result = runSuite({
     seed,
     waitUsdPerSecond,
+    hindsight: args.hindsight,
     onProgress: tty
       ? (f, label) => process.stderr.write(`\r\x1b[K${Math.round(f * 100)}% ${label}`)
       : undefined,

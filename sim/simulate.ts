@@ -96,6 +96,8 @@ export interface RunOptions {
   readonly onProgress?: (fraction: number) => void;
   /** USD per request-second waited (raised to the worker's price per second). @default DEFAULT_WAIT_USD_PER_SECOND */
   readonly waitUsdPerSecond?: number;
+  /** A fixed keep-alive in seconds instead of the policy's (a sweep over windows); for the fixed policies only. */
+  readonly fixedKeepAliveSeconds?: number;
 }
 
 export interface BillTotals {
@@ -285,7 +287,12 @@ export function simulateRun(options: RunOptions): RunResult {
     alwaysOn: alwaysOn || model.alwaysOn,
   };
   const floor = Math.min(scaling.maxWorkers, Math.max(scaling.minWorkers, scaling.alwaysOn ? 1 : 0));
-  const keepAliveModel = KEEP_ALIVE_MODELS[policy];
+  if (options.fixedKeepAliveSeconds !== undefined && !policy.startsWith("fixed-"))
+    throw new RangeError(`fixedKeepAliveSeconds is for the fixed policies, not ${policy}`);
+  const keepAliveModel =
+    options.fixedKeepAliveSeconds === undefined
+      ? KEEP_ALIVE_MODELS[policy]
+      : { idleTimeoutSeconds: options.fixedKeepAliveSeconds };
   const learnsGaps = policy === "adaptive";
   const cache = profile.weightCache;
   const draws = new ColdStartDraws(options.seed, profile);

@@ -49,11 +49,36 @@ export interface SuiteOptions {
   readonly providers?: readonly ProviderId[];
   readonly waitUsdPerSecond?: number;
   readonly horizonSeconds?: number;
+  /**
+   * Also sweep fixed keep-alive windows (`HINDSIGHT_WINDOWS`) on each trace × provider and report the best in
+   * hindsight: what no fixed window can beat even chosen after seeing the trace. @default false (24 runs more a row)
+   */
+  readonly hindsight?: boolean;
   readonly onProgress?: (fraction: number, label: string) => void;
+}
+
+/**
+ * The fixed windows the hindsight sweep tries, in seconds: 0 (let go at once) up to 12 h, and "never" (1e9 s).
+ * Fine enough near the cold starts of the catalog (tens of seconds to minutes) and coarse beyond.
+ */
+export const HINDSIGHT_WINDOWS = [
+  0, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200, 14_400,
+  43_200, 1e9,
+] as const;
+
+/** The best fixed keep-alive window for one trace × provider, chosen after seeing the trace. */
+export interface HindsightRow {
+  readonly trace: string;
+  readonly provider: ProviderId;
+  readonly keepAliveSeconds: number;
+  /** Its total / the bound's. */
+  readonly ratio: number;
 }
 
 export interface SuiteResult {
   readonly rows: SuiteRow[];
+  /** With `hindsight`: the best fixed window per trace × provider. */
+  readonly hindsight?: HindsightRow[];
   /** The default policy's worst and median ratio over every trace × provider. */
   readonly worstRatio: number;
   readonly medianRatio: number;
@@ -88,13 +113,14 @@ export function runSuite(options: SuiteOptions = {}): SuiteResult {
   const traces = options.traces ? SUITE.filter((t) => options.traces!.includes(t.name)) : SUITE;
   const profiles = suiteProfiles(options.providers);
   const rows: SuiteRow[] = [];
+  const hindsight: HindsightRow[] = [];
   const total = traces.length * profiles.length;
   let done = 0;
   for (const trace of traces) {
     for (const profile of profiles) {
       options.onProgress?.(done / total, `${trace.name} on ${profile.provider}`);
       const workload = workloadOf(trace, profile, seed, horizon);
-      const run = (policy: PolicyId): RunResult =>
+      const run = (policy: PolicyId, fixedKeepAliveSeconds?: number): RunResult =>
         simulateRun({
           model: SUITE_MODEL,
           profile,
@@ -102,8 +128,18 @@ export function runSuite(options: SuiteOptions = {}): SuiteResult {
           workload,
           seed,
           waitUsdPerSecond: options.waitUsdPerSecond,
+          fixedKeepAliveSeconds,
         });
       const bound = run("bound");
+      if (options.hindsight) {
+        let best: HindsightRow | undefined;
+        for (const window of HINDSIGHT_WINDOWS) {
+          const ratio = run("fixed-5s", window).totalUsd / bound.totalUsd;
+          if (!best || ratio < best.ratio)
+            best = { trace: trace.name, provider: profile.provider, keepAliveSeconds: window, ratio };
+        }
+        hindsight.push({ ...best!, ratio: round(best!.ratio, 3) });
+      }
       for (const policy of policies) {
         const r = run(policy);
         rows.push({
@@ -135,7 +171,12 @@ export function runSuite(options: SuiteOptions = {}): SuiteResult {
       : ratios.length % 2 === 1
         ? ratios[(ratios.length - 1) / 2]!
         : (ratios[ratios.length / 2 - 1]! + ratios[ratios.length / 2]!) / 2;
-  return { rows, worstRatio: ratios.at(-1) ?? Number.NaN, medianRatio: round(median, 3) };
+  return {
+    rows,
+    ...(options.hindsight ? { hindsight } : {}),
+    worstRatio: ratios.at(-1) ?? Number.NaN,
+    medianRatio: round(median, 3),
+  };
 }
 
 /** What `npm run bench:sim -- --suite --json` prints (issue 21's targets are read from it). */
@@ -151,8 +192,20 @@ export function suiteJson(result: SuiteResult) {
     })),
     worstRatio: result.worstRatio,
     medianRatio: result.medianRatio,
+    ...(result.hindsight
+      ? {
+          hindsight: result.hindsight.map((h) => ({
+            name: h.trace,
+            provider: h.provider,
+            keepAliveSeconds: h.keepAliveSeconds,
+            ratio: h.ratio,
+          })),
+        }
+      : {}),
   };
 }
+
+const windowText = (seconds: number) => (seconds >= 1e9 ? "never" : `${seconds}s`);
 
 /** One table per trace: provider × policy with the ratio to the bound, cold starts, waits and drops. */
 export function renderSuite(result: SuiteResult): string {
@@ -190,7 +243,24 @@ export function renderSuite(result: SuiteResult): string {
             r.dropped,
           ]),
       ),
-      "",
+    );
+    const best = result.hindsight?.filter((h) => h.trace === name);
+    if (best && best.length > 0)
+      out.push(
+        `best fixed window in hindsight: ${best.map((h) => `${h.provider} ${h.ratio.toFixed(2)}× (${windowText(h.keepAliveSeconds)})`).join(", ")}`,
+      );
+    out.push("");
+  }
+  if (result.hindsight) {
+    const over = result.hindsight.filter((h) => h.ratio > 1.5).length;
+    const beaten = result.hindsight.filter((h) => {
+      const row = result.rows.find(
+        (r) => r.trace === h.trace && r.provider === h.provider && r.policy === DEFAULT_POLICY,
+      );
+      return row !== undefined && row.ratio < h.ratio;
+    }).length;
+    out.push(
+      `best fixed window in hindsight: over 1.5× the bound on ${over} of ${result.hindsight.length} trace × provider rows; ${DEFAULT_POLICY} beats it on ${beaten}`,
     );
   }
   out.push(

@@ -3,7 +3,16 @@
  * whose every ratio is to a true bound (≥ 1).
  */
 import { describe, expect, it } from "vitest";
-import { renderSuite, renderSuiteCharts, runSuite, suiteJson, suiteProfiles } from "../../sim/traces/run";
+import { simulateRun } from "../../sim/simulate";
+import {
+  HINDSIGHT_WINDOWS,
+  renderSuite,
+  renderSuiteCharts,
+  runSuite,
+  SUITE_MODEL,
+  suiteJson,
+  suiteProfiles,
+} from "../../sim/traces/run";
 import { SUITE, SUITE_HORIZON_SECONDS, suiteArrivals } from "../../sim/traces/suite";
 
 describe("the keep-alive trace suite", () => {
@@ -58,5 +67,46 @@ describe("the keep-alive trace suite", () => {
       expect(svg.match(/<rect x=[^>]*stroke=/g)?.length).toBe(1 + 1); // legend + the bound's square
     }
     expect(renderSuite(result)).toMatch(/^cron-20m: a batch of 3 requests every 20 minutes/); // the suite's order
+  });
+
+  it("with hindsight: the best fixed window per row, never worse than the fixed policies, within 1 of every window", () => {
+    const result = runSuite({
+      traces: ["daily", "just-after-keep-alive"],
+      providers: ["runpod-pod", "datacrunch"],
+      horizonSeconds: 3 * 86_400,
+      hindsight: true,
+    });
+    expect(result.hindsight).toHaveLength(2 * 2);
+    for (const h of result.hindsight!) {
+      expect(HINDSIGHT_WINDOWS).toContain(h.keepAliveSeconds);
+      expect(h.ratio).toBeGreaterThanOrEqual(1); // a fixed window is a policy: the bound holds for it too
+      for (const fixed of ["fixed-5s", "fixed-10m"] as const) {
+        const row = result.rows.find(
+          (r) => r.trace === h.trace && r.provider === h.provider && r.policy === fixed,
+        )!;
+        expect(h.ratio, `${h.trace} ${h.provider} vs ${fixed}`).toBeLessThanOrEqual(row.ratio);
+      }
+    }
+    // daily: a request a day, far apart — letting go at once is the best window
+    expect(result.hindsight!.filter((h) => h.trace === "daily").map((h) => h.keepAliveSeconds)).toEqual([
+      0, 0,
+    ]);
+    expect(Object.keys(suiteJson(result))).toEqual(["traces", "worstRatio", "medianRatio", "hindsight"]);
+    expect(renderSuite(result)).toMatch(/best fixed window in hindsight: over 1\.5× the bound on \d+ of 4/);
+  });
+
+  it("a fixed window is only for the fixed policies", () => {
+    const profile = suiteProfiles(["runpod-pod"])[0]!;
+    const workload = { horizonSeconds: 10, open: () => ({ next: () => undefined }) };
+    expect(() =>
+      simulateRun({
+        model: SUITE_MODEL,
+        profile,
+        workload,
+        seed: 1,
+        policy: "adaptive",
+        fixedKeepAliveSeconds: 5,
+      }),
+    ).toThrow(/fixedKeepAliveSeconds is for the fixed policies/);
   });
 });
