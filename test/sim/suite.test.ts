@@ -14,6 +14,7 @@ import {
   suiteProfiles,
 } from "../../sim/traces/run";
 import { SUITE, SUITE_HORIZON_SECONDS, suiteArrivals } from "../../sim/traces/suite";
+import { arrivalsWorkload } from "../../sim/workloads";
 
 describe("the keep-alive trace suite", () => {
   it("every trace is seeded, ascending and inside its week; the adversary's gaps sit just past break-even", () => {
@@ -97,7 +98,7 @@ describe("the keep-alive trace suite", () => {
 
   it("a fixed window is only for the fixed policies", () => {
     const profile = suiteProfiles(["runpod-pod"])[0]!;
-    const workload = { horizonSeconds: 10, open: () => ({ next: () => undefined }) };
+    const workload = arrivalsWorkload([], 10);
     expect(() =>
       simulateRun({
         model: SUITE_MODEL,
