@@ -193,6 +193,11 @@ export class IdleGapHistory {
     return out;
   }
 
+  /** The shortest gap held; undefined while none is. */
+  shortest(): number | undefined {
+    return this.count === 0 ? undefined : this.sorted[0];
+  }
+
   /** The last `k` gaps observed (fewer while fewer are held), in no particular order. */
   recent(k: number): number[] {
     const out: number[] = [];
@@ -258,6 +263,7 @@ export type KeepAliveBasis =
   | "always-on"
   | "break-even"
   | "randomized"
+  | "long-gaps"
   | "adaptive"
   | "prewarm"
   | "cold-streak";
@@ -339,6 +345,14 @@ export function randomizedBreakEvenSeconds(restartCost: number, draw: number): n
   const u = Math.min(Math.max(draw, 0), 1);
   return restartCost * Math.log(1 + u * (Math.E - 1));
 }
+
+/**
+ * Few gaps, all long: from `LONG_GAPS_MIN` gaps on, when even the shortest was more than `LONG_GAP_RESTARTS` restarts
+ * long, the worker goes at once — waiting for the 20 gaps the history needs would pay an idle spell per request for
+ * a model used a few times a day. A short gap after that costs one restart, and four of them trip the cold-streak guard.
+ */
+export const LONG_GAPS_MIN = 3;
+export const LONG_GAP_RESTARTS = 4;
 
 /** Recent gaps the cold-streak guard looks at: all of them outliving the timeout is the signal. */
 export const COLD_STREAK_GAPS = 4;
@@ -461,6 +475,14 @@ export function keepAliveFor(model: KeepAliveModel, observed: KeepAliveObservati
     );
   }
   const withWaits = observed.waitWeight ? ", with the waits of the requests queued behind it" : "";
+  const shortest = history && history.size >= LONG_GAPS_MIN ? history.shortest() : undefined;
+  if (shortest !== undefined && shortest > LONG_GAP_RESTARTS * cost) {
+    return {
+      seconds: 0,
+      basis: "long-gaps",
+      reason: `auto: every one of ${history!.size} idle gaps was longer than ${LONG_GAP_RESTARTS} restarts (shortest ${round1(shortest)}s, restart ${round1(cost)}s): let go at once`,
+    };
+  }
   if (observed.spellDraw !== undefined) {
     const drawn = randomizedBreakEvenSeconds(cost, observed.spellDraw);
     return (

@@ -350,4 +350,19 @@ describe("randomized break-even and the cold-streak guard (issue 21)", () => {
       "randomized",
     );
   });
+
+  it("few gaps, all longer than 4 restarts: the worker goes at once, without waiting for 20 gaps", () => {
+    const history = new IdleGapHistory();
+    const observed = { coldStartSeconds: 100, billing: PER_SECOND, history, spellDraw: 0.5 };
+    history.observe(86_400);
+    history.observe(90_000);
+    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, observed).basis).toBe("randomized"); // 2 < LONG_GAPS_MIN
+    history.observe(80_000);
+    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, observed)).toMatchObject({
+      seconds: 0,
+      basis: "long-gaps",
+    });
+    history.observe(350); // shorter than 4 restarts of 100 s: the rule no longer holds
+    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, observed).basis).toBe("randomized");
+  });
 });
