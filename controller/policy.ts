@@ -17,7 +17,10 @@
  * - otherwise a ready worker with nothing in flight whose idle time (now − lastActiveAt) ≥ keepAliveSeconds
  *   is drained, at most capacity − desired of them (so never below minWorkers nor below what the in-flight
  *   load needs). Among candidates the most expensive goes first (USD per hour, highest first), then the one
- *   idle longest (oldest lastActiveAt), then by id so the order is deterministic.
+ *   idle longest (oldest lastActiveAt), then by id so the order is deterministic;
+ * - on a provider that bills whole units (an hour), an idle worker past its keep-alive is drained only in the last
+ *   stretch of the unit it has paid for (`inLastStretchOfPaidUnit`): the rest of that unit costs nothing more, and
+ *   the next request in it finds the worker warm.
  */
 
 import type { WorkerState } from "../core/redis-keys";
@@ -38,6 +41,52 @@ export interface WorkerView {
   readonly lastActiveAtMs: number;
   /** USD per hour while billed; among idle workers the most expensive is drained first. Unknown: 0. */
   readonly usdPerHour?: number;
+  /** The provider bills whole units (`paidUnitOf`); absent for per-second billing. */
+  readonly paidUnit?: PaidUnit;
+}
+
+/** Whole billing units of `seconds`, counted from `sinceMs`: a life is billed up to the end of the unit it is in. */
+export interface PaidUnit {
+  readonly seconds: number;
+  readonly sinceMs: number;
+}
+
+/**
+ * How a worker is billed in whole units, from its provider's billing rule (`BillingModel`): units of the granularity
+ * from creation (boot billed) or from ready; undefined for per-second billing or before a boot-unbilled worker is
+ * ready.
+ */
+export function paidUnitOf(
+  billing: { readonly granularitySeconds: number; readonly billsBoot: boolean },
+  createdAtMs: number,
+  readyAtMs: number | undefined,
+): PaidUnit | undefined {
+  if (billing.granularitySeconds <= 1) return undefined;
+  const sinceMs = billing.billsBoot ? createdAtMs : readyAtMs;
+  return sinceMs === undefined ? undefined : { seconds: billing.granularitySeconds, sinceMs };
+}
+
+/** How long before a paid unit ends its worker may be drained: a minute (the drain and the provider's stop take time), at most a quarter unit. */
+export function paidUnitMarginMs(unit: PaidUnit): number {
+  return Math.min(60, unit.seconds / 4) * 1000;
+}
+
+/** Whether `nowMs` is in the last `paidUnitMarginMs` of the unit the worker is in (always, without units). */
+export function inLastStretchOfPaidUnit(w: Pick<WorkerView, "paidUnit">, nowMs: number): boolean {
+  const unit = w.paidUnit;
+  if (!unit) return true;
+  const unitMs = unit.seconds * 1000;
+  const into = (((nowMs - unit.sinceMs) % unitMs) + unitMs) % unitMs;
+  return unitMs - into <= paidUnitMarginMs(unit);
+}
+
+/** When the last stretch of the worker's current paid unit begins (ms), or `nowMs` without units. */
+export function lastStretchOfPaidUnitAtMs(w: Pick<WorkerView, "paidUnit">, nowMs: number): number {
+  const unit = w.paidUnit;
+  if (!unit || inLastStretchOfPaidUnit(w, nowMs)) return nowMs;
+  const unitMs = unit.seconds * 1000;
+  const into = (((nowMs - unit.sinceMs) % unitMs) + unitMs) % unitMs;
+  return nowMs - into + unitMs - paidUnitMarginMs(unit);
 }
 
 /** The scaling fields of a model's config (`modelSchema`). */
@@ -155,14 +204,23 @@ export function decideScale(input: ModelScalingInput): ScaleDecision {
   }
 
   let candidates: WorkerView[] | undefined;
+  let paidFor = 0;
   for (const w of workers) {
     if (w.phase === "ready" && w.inFlight === 0 && nowMs - w.lastActiveAtMs >= keepAliveMs) {
+      if (!inLastStretchOfPaidUnit(w, nowMs)) {
+        paidFor++;
+        continue;
+      }
       if (candidates === undefined) candidates = [];
       candidates.push(w);
     }
   }
   if (candidates === undefined) {
-    return { desired, provision: 0, drain: [], reason: `${head}; steady (no worker idle past keep-alive)` };
+    const why =
+      paidFor > 0
+        ? `${paidFor} idle past keep-alive kept to the end of the billing unit it has paid for`
+        : "no worker idle past keep-alive";
+    return { desired, provision: 0, drain: [], reason: `${head}; steady (${why})` };
   }
   candidates.sort(
     (a, b) =>

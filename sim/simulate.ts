@@ -42,11 +42,15 @@ import {
 } from "../controller/keep-alive";
 import {
   decideScale,
+  lastStretchOfPaidUnitAtMs,
+  type PaidUnit,
+  paidUnitOf,
   type ScaleDecision,
   type ScalingModel,
   type WorkerPhase,
   type WorkerView,
 } from "../controller/policy";
+import type { BillingModel } from "../core/catalog";
 import { type BilledLife, billLife } from "./billing";
 import {
   ColdStartDraws,
@@ -184,8 +188,13 @@ class SimWorker implements WorkerView {
     readonly provider: string,
     readonly createdAt: number,
     readonly usdPerHour: number,
+    private readonly billing: BillingModel,
   ) {
     this.lastActive = createdAt;
+  }
+
+  get paidUnit(): PaidUnit | undefined {
+    return paidUnitOf(this.billing, this.createdAtMs, this.readyAtMs);
   }
 
   get createdAtMs(): number {
@@ -382,7 +391,7 @@ export function simulateRun(options: RunOptions): RunResult {
   const provision = (now: number): void => {
     // the k-th provision's draw (a miss first where there is a cache): the same in every run of this seed
     const seconds = draws.at(workerSeq);
-    const w = new SimWorker(`w${workerSeq++}`, profile.provider, now, profile.usdPerHour);
+    const w = new SimWorker(`w${workerSeq++}`, profile.provider, now, profile.usdPerHour, profile.billing);
     workers.push(w);
     let readyAt = now + seconds;
     if (weightsLanded) w.cacheOutcome = "hit";
@@ -566,8 +575,10 @@ export function simulateRun(options: RunOptions): RunResult {
       if (now - w.lastActive >= k) {
         decide(now);
         if (w.alive && w.inFlight === 0 && workers.length > floor) {
+          // kept: look again after the recheck, or when the billing unit it has paid for nears its end
+          const stretch = lastStretchOfPaidUnitAtMs(w, now * 1000) / 1000;
           w.timerPending = true;
-          q.push(now + recheck, IDLE, w);
+          q.push(stretch > now ? stretch + TIMER_SLACK : now + recheck, IDLE, w);
         }
       } else {
         w.timerPending = true;

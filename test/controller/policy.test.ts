@@ -1,5 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { decideScale, type ModelScalingInput, type WorkerView } from "../../controller/policy";
+import {
+  decideScale,
+  inLastStretchOfPaidUnit,
+  lastStretchOfPaidUnitAtMs,
+  type ModelScalingInput,
+  paidUnitOf,
+  type WorkerView,
+} from "../../controller/policy";
+import { PROVIDERS } from "../../core/catalog";
+import { providerProfile } from "../../sim/profiles";
+import { simulateRun } from "../../sim/simulate";
+import { arrivalsWorkload } from "../../sim/workloads";
 
 const MODEL = { name: "llama", minWorkers: 0, maxWorkers: 4, targetConcurrency: 8 };
 const NOW = 1_000_000;
@@ -149,5 +160,61 @@ describe("decideScale", () => {
     expect(decideScale(input({ workers }))).toEqual(first);
     expect(JSON.stringify(workers)).toBe(snapshot);
     expect(first.drain.map((o) => o.workerId)).toEqual(["a", "b"]);
+  });
+});
+
+describe("billing units: an idle worker keeps the rest of the unit it has paid for", () => {
+  const HOUR = 3_600_000;
+  const hourly = { granularitySeconds: 3_600, billsBoot: true };
+
+  it("paidUnitOf: units from creation when the boot is billed, from ready otherwise, none per second", () => {
+    expect(paidUnitOf(hourly, 1_000, 5_000)).toEqual({ seconds: 3_600, sinceMs: 1_000 });
+    expect(paidUnitOf({ ...hourly, billsBoot: false }, 1_000, 5_000)).toEqual({
+      seconds: 3_600,
+      sinceMs: 5_000,
+    });
+    expect(paidUnitOf({ ...hourly, billsBoot: false }, 1_000, undefined)).toBeUndefined();
+    expect(paidUnitOf(PROVIDERS["runpod-pod"].billing, 1_000, 5_000)).toBeUndefined();
+  });
+
+  it("the last stretch is the unit's last minute (a quarter of a short unit), in every unit", () => {
+    const w = { paidUnit: { seconds: 3_600, sinceMs: 0 } };
+    expect(inLastStretchOfPaidUnit(w, HOUR - 61_000)).toBe(false);
+    expect(inLastStretchOfPaidUnit(w, HOUR - 60_000)).toBe(true);
+    expect(inLastStretchOfPaidUnit(w, 2 * HOUR - 30_000)).toBe(true);
+    expect(inLastStretchOfPaidUnit(w, 2 * HOUR + 1)).toBe(false);
+    expect(lastStretchOfPaidUnitAtMs(w, 2 * HOUR + 1)).toBe(3 * HOUR - 60_000);
+    expect(inLastStretchOfPaidUnit({ paidUnit: { seconds: 60, sinceMs: 0 } }, 44_000)).toBe(false);
+    expect(inLastStretchOfPaidUnit({ paidUnit: { seconds: 60, sinceMs: 0 } }, 45_000)).toBe(true);
+    expect(inLastStretchOfPaidUnit({}, 123)).toBe(true);
+  });
+
+  it("decideScale drains an idle worker past its keep-alive only in the last stretch of its paid unit", () => {
+    const w = worker({ id: "w1", createdAtMs: 0, lastActiveAtMs: 0, paidUnit: paidUnitOf(hourly, 0, 100) });
+    const early = decideScale(input({ nowMs: 20 * 60_000, workers: [w] }));
+    expect(early.drain).toEqual([]);
+    expect(early.reason).toMatch(
+      /1 idle past keep-alive kept to the end of the billing unit it has paid for/,
+    );
+    const late = decideScale(input({ nowMs: HOUR - 30_000, workers: [w] }));
+    expect(late.drain.map((d) => d.workerId)).toEqual(["w1"]);
+  });
+
+  it("in the simulator, requests 20 minutes apart on an hourly-billed provider find the paid-for worker warm", () => {
+    const arrivals = [0, 1_200, 2_400].map((time) => ({ time, tokens: 0, serviceSeconds: 5 }));
+    const run = (provider: "coreweave" | "runpod-pod") =>
+      simulateRun({
+        model: { name: "m", minWorkers: 0, maxWorkers: 1, targetConcurrency: 1, queueTimeoutSeconds: 600 },
+        profile: providerProfile(provider, provider === "coreweave" ? "A100_80GB" : "RTX_4090", {
+          usdPerHour: 2,
+        }),
+        policy: "fixed-5s",
+        workload: arrivalsWorkload(arrivals, 10_000),
+        seed: 1,
+      });
+    const hourly = run("coreweave");
+    expect(hourly.coldStarts).toBe(1);
+    expect(hourly.bill.billedSeconds).toBe(3_600); // one hour, the one it paid for anyway
+    expect(run("runpod-pod").coldStarts).toBe(3); // per second: each request after 5 s idle is a restart
   });
 });
