@@ -92,7 +92,20 @@ describe("the keep-alive trace suite", () => {
     expect(result.hindsight!.filter((h) => h.trace === "daily").map((h) => h.keepAliveSeconds)).toEqual([
       0, 0,
     ]);
-    expect(Object.keys(suiteJson(result))).toEqual(["traces", "worstRatio", "medianRatio", "hindsight"]);
+    expect(Object.keys(suiteJson(result))).toEqual([
+      "traces",
+      "worstRatio",
+      "medianRatio",
+      "hindsight",
+      "versusHindsight",
+    ]);
+    const versus = result.hindsight!.map((h) => {
+      const row = result.rows.find(
+        (r) => r.trace === h.trace && r.provider === h.provider && r.policy === "adaptive",
+      )!;
+      return row.ratio / h.ratio;
+    });
+    expect(result.versusHindsight!.worstRatio).toBeCloseTo(Math.max(...versus), 3);
     expect(renderSuite(result)).toMatch(/best fixed window in hindsight: over 1\.5× the bound on \d+ of 4/);
   });
 
