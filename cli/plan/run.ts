@@ -336,7 +336,7 @@ export function planForecast(runtime: RuntimeConfig): PlanForecast {
     method: "simulation",
     note: "a simulated month per usage pattern through the controller's own scaling policy and keep-alive (auto), against one worker always on",
     policy:
-      "keep-alive auto (aiorch simulate's 'adaptive'): break-even on the observed cold start plus the waits of the requests queued behind a restart, refined by the model's idle-gap history (controller/keep-alive.ts)",
+      "keep-alive auto (aiorch simulate's 'adaptive'): break-even on the observed cold start plus the waits of the requests queued behind a restart, drawn at random per idle spell until the model's idle-gap history suffices, then its optimum or a pre-warm (controller/keep-alive.ts)",
     bound:
       "×bound: the run's cost plus its waiting (a request-second at the worker's price) and dropped requests, over the lower bound of sim/bound.ts (nobody waits, the same cold-start draws, the cheapest idle gaps bridged)",
     seed: result.seed,
