@@ -3,8 +3,8 @@
  * keep-alive policy, through the real scaling policy on a virtual clock. Offline and deterministic for a seed.
  * Exit codes: 0 done, 2 bad usage, config or trace (the message names the flag, key or line).
  */
-import { writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { PROVIDER_IDS, type ProviderId } from "../core/catalog";
 import { type RuntimeConfig, StackConfigError } from "../core/config";
@@ -13,6 +13,7 @@ import { type Forecast, type ForecastOptions, forecastForStack } from "../sim/fo
 import { forecastJson, renderChart, renderForecastText } from "../sim/report";
 import { POLICY_IDS, type PolicyId } from "../sim/simulate";
 import { TraceError, TraceFile } from "../sim/trace";
+import { renderSuite, renderSuiteCharts, runSuite, suiteJson } from "../sim/traces/run";
 import { PATTERN_IDS } from "../sim/workloads";
 import { stackRuntimeConfig, UsageError } from "./plan/run";
 import { asksForHelp, commandUsage, isParseArgsError, parseArgsMessage, usageErrorText } from "./usage";
@@ -76,6 +77,8 @@ function progressBar(io: SimulateIo) {
 }
 
 interface Parsed {
+  /** `--suite`: the trace suite instead of the stack, with `--hindsight`. */
+  readonly suite: { readonly hindsight: boolean } | undefined;
   readonly stack: string;
   readonly dir: string;
   readonly json: boolean;
@@ -100,6 +103,8 @@ function parse(argv: readonly string[]): Parsed {
     seed?: string;
     json?: boolean;
     chart?: string;
+    suite?: boolean;
+    hindsight?: boolean;
   };
   try {
     ({ values } = parseArgs({
@@ -118,12 +123,23 @@ function parse(argv: readonly string[]): Parsed {
         seed: { type: "string" },
         json: { type: "boolean" },
         chart: { type: "string" },
+        suite: { type: "boolean" },
+        hindsight: { type: "boolean" },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (error) {
     throw isParseArgsError(error) ? new UsageError(parseArgsMessage(error)) : error;
+  }
+  if (values.hindsight && !values.suite) throw new UsageError("--hindsight goes with --suite");
+  if (values.suite) {
+    // the suite replays its own traces on the catalog's providers: nothing of a stack applies
+    for (const flag of ["stack", "pattern", "trace", "model", "rate", "arrivals"] as const)
+      if (values[flag] !== undefined)
+        throw new UsageError(
+          `--${flag} does not go with --suite (the suite runs its own traces, not a stack)`,
+        );
   }
   const patterns = checkList<UsagePatternId>("pattern", listOf(values.pattern), PATTERN_IDS, "usage pattern");
   if (patterns && values.trace !== undefined)
@@ -153,8 +169,12 @@ function parse(argv: readonly string[]): Parsed {
   }
   if (values.arrivals !== undefined && values.arrivals !== "poisson" && values.arrivals !== "bursty")
     throw new UsageError(`--arrivals "${values.arrivals}" is not an arrival process; known: poisson, bursty`);
-  if (values.chart === "") throw new UsageError("--chart needs a file name, e.g. --chart cost.svg");
+  if (values.chart === "")
+    throw new UsageError(
+      `--chart needs a ${values.suite ? "folder, e.g. --chart charts" : "file name, e.g. --chart cost.svg"}`,
+    );
   return {
+    suite: values.suite ? { hindsight: values.hindsight ?? false } : undefined,
     stack: values.stack ?? "dev",
     dir: resolve(values.dir ?? process.cwd()),
     json: values.json ?? false,
@@ -192,6 +212,7 @@ export async function runSimulate(argv: string[], io: SimulateIo): Promise<numbe
   const progress = progressBar(io);
   try {
     const parsed = parse(argv);
+    if (parsed.suite) return runTraceSuite(parsed, parsed.suite.hindsight, io, progress);
     const runtime = stackRuntimeConfig(parsed.dir, parsed.stack);
     const models = checkModels(runtime, parsed.models);
     let trace: TraceFile | undefined;
@@ -247,4 +268,38 @@ export async function runSimulate(argv: string[], io: SimulateIo): Promise<numbe
     }
     throw error;
   }
+}
+
+/** `aiorch simulate --suite`: the keep-alive trace suite (sim/traces/) on the catalog's hourly providers. */
+function runTraceSuite(
+  parsed: Parsed,
+  hindsight: boolean,
+  io: SimulateIo,
+  progress: ReturnType<typeof progressBar>,
+): number {
+  const { policies, providers, seed, waitUsdPerSecond } = parsed.options;
+  const result = runSuite({
+    seed,
+    waitUsdPerSecond,
+    hindsight,
+    providers,
+    // the bound is every row's reference already, not a row of its own
+    policies: policies?.filter((p) => p !== "bound"),
+    onProgress: (fraction, label) => progress.update(fraction, label),
+  });
+  progress.done();
+  if (parsed.chart !== undefined) {
+    try {
+      mkdirSync(resolve(parsed.chart), { recursive: true });
+      for (const [trace, svg] of renderSuiteCharts(result))
+        writeFileSync(join(resolve(parsed.chart), `${trace}.svg`), svg);
+    } catch (error) {
+      throw new UsageError(`--chart ${parsed.chart}: cannot write the charts (${(error as Error).message})`);
+    }
+  }
+  if (parsed.json) io.out(`${JSON.stringify(suiteJson(result), null, 2)}\n`);
+  else io.out(`Keep-alive trace suite (seed ${seed ?? 1}):\n\n${renderSuite(result)}`);
+  if (parsed.chart !== undefined)
+    (parsed.json ? io.err : io.out)(`charts written to ${parsed.chart}/<trace>.svg\n`);
+  return 0;
 }

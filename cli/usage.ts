@@ -126,7 +126,10 @@ export const COMMAND_USAGE = {
     about: ["workers by model, provider and state, queue depth, spend vs budget, last scale decisions"],
   },
   simulate: {
-    synopsis: ["[--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]"],
+    synopsis: [
+      "[--stack NAME] [--pattern …] [--trace FILE] [--policy …] [--seed N] [--json] [--chart FILE]",
+      "--suite [--hindsight] [--provider …] [--policy …] [--wait-price USD] [--seed N] [--json] [--chart DIR]",
+    ],
     about: ["monthly cost and user wait per model × provider × usage pattern × keep-alive policy"],
     details: () => {
       const { PATTERN_IDS } = lazy<typeof import("../sim/workloads")>("../sim/workloads");
@@ -154,6 +157,14 @@ options:
   --seed N            random seed (same seed, same result); default: 1
   --json              print { results: [...] } as JSON
   --chart FILE        write an SVG chart of cost against p95 wait per policy
+
+  --suite             the keep-alive trace suite instead of the stack (sim/traces/: Poisson at break-even, a cron,
+                      ON/OFF, business hours, two periods, daily, Pareto gaps, an adversary, flash crowds, doubling)
+                      on every hourly provider of the catalog: per trace × provider × policy the cost, the ratio to
+                      the bound, cold starts, p95/p99 wait and dropped requests; --json prints { traces, worstRatio,
+                      medianRatio }, --chart DIR one SVG per trace
+  --hindsight         with --suite: also the best of 24 fixed keep-alive windows per trace × provider, chosen
+                      after seeing the trace, and the default policy against it
 `;
     },
   },

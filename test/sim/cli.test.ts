@@ -199,4 +199,54 @@ describe("aiorch simulate", () => {
   it("exports forecastForStack for the plan command", () => {
     expect(typeof forecastForStack).toBe("function");
   });
+
+  it("--suite replays the keep-alive trace suite on the catalog's providers; --hindsight adds the best fixed window", async () => {
+    const run = async (...args: string[]) => {
+      let out = "";
+      let err = "";
+      const code = await runSimulate(["--dir", dir, ...args], {
+        out: (t) => {
+          out += t;
+        },
+        err: (t) => {
+          err += t;
+        },
+        showProgress: false,
+      });
+      return { code, out, err };
+    };
+    const { code, out } = await run(
+      "--suite",
+      "--provider",
+      "datacrunch",
+      "--policy",
+      "adaptive,bound",
+      "--json",
+      "--hindsight",
+    );
+    expect(code).toBe(0);
+    const json = JSON.parse(out) as {
+      traces: { name: string; provider: string; policy: string; ratio: number }[];
+      hindsight: { name: string; provider: string; ratio: number }[];
+      versusHindsight: { worstRatio: number; medianRatio: number };
+    };
+    expect(new Set(json.traces.map((t) => `${t.provider}/${t.policy}`))).toEqual(
+      new Set(["datacrunch/adaptive"]),
+    );
+    expect(json.traces).toHaveLength(10); // one row per trace: the bound is every row's reference, not a row
+    expect(json.hindsight).toHaveLength(10);
+    for (const t of json.traces) expect(t.ratio).toBeGreaterThanOrEqual(1);
+    expect(json.versusHindsight.worstRatio).toBeGreaterThanOrEqual(json.versusHindsight.medianRatio);
+
+    const text = await run("--suite", "--provider", "datacrunch", "--policy", "adaptive");
+    expect(text.out).toMatch(/^Keep-alive trace suite \(seed 1\):/);
+    expect(text.out).toMatch(/default policy \(adaptive\): worst [\d.]+× the bound/);
+
+    const stack = await run("--suite", "--stack", "sim");
+    expect(stack.code).toBe(2);
+    expect(stack.err).toMatch(/--stack does not go with --suite/);
+    const hindsight = await run("--hindsight", "--stack", "sim");
+    expect(hindsight.code).toBe(2);
+    expect(hindsight.err).toMatch(/--hindsight goes with --suite/);
+  });
 });
