@@ -53,7 +53,10 @@ describe("bestPrewarm", () => {
     for (let i = 0; i < 19; i++) history.observe(1_200);
     const observed = { coldStartSeconds: 100, billing: PER_SECOND, history, waitWeight: 1 };
     // 19 gaps, each over 4 restarts (200 s with the waits): let go at once, but no pre-warm yet
-    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, observed)).toMatchObject({ seconds: 0, basis: "long-gaps" });
+    expect(keepAliveFor({ idleTimeoutSeconds: "auto" }, observed)).toMatchObject({
+      seconds: 0,
+      basis: "long-gaps",
+    });
     history.observe(1_200);
     const choice = keepAliveFor({ idleTimeoutSeconds: "auto" }, observed);
     expect(choice).toMatchObject({ seconds: 0, basis: "prewarm" });
