@@ -27,7 +27,7 @@ export type { CacheOutcome } from "./keep-alive";
 export interface KeepAliveStateDeps {
   readonly redis: Redis;
   readonly keys: Pick<RedisKeys, "weightCacheLoaded">;
-  readonly config: Pick<RuntimeConfig, "providers">;
+  readonly config: Pick<RuntimeConfig, "providers" | "prices">;
   /**
    * Seeds the randomized break-even's draws (`spellDraw`). @default a random one per controller start, so no
    * pattern of requests can be tuned against the draws.
@@ -67,7 +67,13 @@ export class KeepAliveState {
     // the restart a scale-down risks is a cache hit once some worker has filled the cache
     const entry = weightCacheEntry(this.deps.config, model, provider);
     const cache = entry && this.cachesLoaded.has(entry) ? "hit" : "miss";
-    return this.learner.keepAlive(model, provider, PROVIDERS[provider].billing, cache);
+    return this.learner.keepAlive(
+      model,
+      provider,
+      PROVIDERS[provider].billing,
+      cache,
+      waitWeightOf(model, provider, this.deps.config.prices),
+    );
   }
 
   /** Seconds the model has been idle (nothing waiting or in flight) at `nowMs`; undefined while it has demand. */
@@ -128,4 +134,23 @@ export class KeepAliveState {
       return "miss"; // Redis unreachable for a moment: counted as the costlier case, the worker serves anyway
     }
   }
+}
+
+/**
+ * A model's waited request-second in seconds of its worker (`KeepAliveObservations.waitWeight`): its own
+ * `waitUsdPerSecond` over the worker's price per second (the cheapest of its GPUs on that provider, as the
+ * provisioner picks), never below 1 — a waited second is never worth less than the GPU's (sim/bound.ts). Without
+ * its own price, or a price for the worker, 1.
+ */
+export function waitWeightOf(
+  model: Pick<ModelConfig, "waitUsdPerSecond" | "gpu" | "gpuCount">,
+  provider: string,
+  prices: RuntimeConfig["prices"],
+): number {
+  if (model.waitUsdPerSecond === undefined) return 1;
+  let usdPerHour = Number.POSITIVE_INFINITY;
+  for (const p of prices)
+    if (p.provider === provider && model.gpu.includes(p.gpu)) usdPerHour = Math.min(usdPerHour, p.usdPerHour);
+  if (!Number.isFinite(usdPerHour)) return 1;
+  return Math.max(1, model.waitUsdPerSecond / ((usdPerHour * model.gpuCount) / 3600));
 }

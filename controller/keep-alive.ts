@@ -578,12 +578,16 @@ export class KeepAliveLearner {
     private readonly drawSeed?: number,
   ) {}
 
-  /** How long an idle worker stays up; `cache`: what the restart it risks would be. */
+  /**
+   * How long an idle worker stays up; `cache`: what the restart it risks would be; `waitWeight`: this model's
+   * waited request-second in worker-seconds, when it has its own (else the learner's).
+   */
   keepAlive(
     model: KeepAliveModel & { readonly name: string },
     provider: string,
     billing: BillingModel,
     cache: CacheOutcome,
+    waitWeight = this.waitWeight,
   ): KeepAliveChoice {
     const history = this.history(model.name);
     return keepAliveFor(model, {
@@ -591,7 +595,7 @@ export class KeepAliveLearner {
       billing,
       history,
       coldStartQuantile: (p) => this.coldStart(model.name, provider, cache).quantile(p),
-      waitWeight: this.waitWeight,
+      waitWeight,
       queuedPerRestart: this.restartQueues.get(model.name)?.quantile(0.5),
       // the spell under way is numbered by the gaps seen before it: one draw for all of it
       spellDraw:

@@ -215,7 +215,8 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
         policy,
         workload: job.workload,
         seed: (seed ^ hashLabel(`${job.model.name}:${job.workload.id}`)) >>> 0,
-        waitUsdPerSecond: options.waitUsdPerSecond,
+        // --wait-price, else the model's own price of a waited second (what the controller weighs)
+        waitUsdPerSecond: options.waitUsdPerSecond ?? job.model.waitUsdPerSecond,
         onProgress: options.onProgress
           ? (f) => options.onProgress!((doneWeight + f * job.weight) / totalWeight, label)
           : undefined,
@@ -241,7 +242,7 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
       ? ["disk storage (Vast.ai, dedicated servers) has no catalog price and is counted as $0"]
       : []),
     "budgets are not applied; a request waiting longer than queueTimeoutSeconds counts as timed out (503)",
-    `policy: the deployed one is auto (break-even refined by the idle-gap history: 'adaptive' here); ratios are to the lower bound of sim/bound.ts (nobody waits, the same cold-start draws, the cheapest choice of idle gaps to bridge), with a request's waiting second priced at ${options.waitUsdPerSecond ? `$${options.waitUsdPerSecond}` : "the worker's price per second"} (never less) and a dropped request at its wait plus what serving it alone would have cost`,
+    `policy: the deployed one is auto (break-even refined by the idle-gap history: 'adaptive' here); ratios are to the lower bound of sim/bound.ts (nobody waits, the same cold-start draws, the cheapest choice of idle gaps to bridge), with a request's waiting second priced at ${options.waitUsdPerSecond ? `$${options.waitUsdPerSecond}` : "the model's waitUsdPerSecond where it has one, else the worker's price per second"} (never less than the worker's) and a dropped request at its wait plus what serving it alone would have cost`,
     "overhead = cost − active hours × price: cold starts, keep-alive and rounding (negative when workers are let go inside active hours)",
   );
   return { seed, results, unpriced, assumptions };

@@ -414,6 +414,15 @@ export const modelSchema = z
       .default("auto"),
     /** How long a request waits for a worker to become ready before it gets 503. */
     queueTimeoutSeconds: positiveInt("seconds a request may wait for a cold start").default(180),
+    /**
+     * What a request waiting for a worker costs you, USD per waited second: the keep-alive weighs the waits a
+     * restart causes with it (never below the worker's own price per second, the default). Raise it to buy
+     * latency: workers stay up longer and pre-warm earlier.
+     */
+    waitUsdPerSecond: z
+      .number({ error: (issue) => `must be a price in USD per waited second, e.g. 0.001; got ${quoted(issue.input)}` })
+      .min(0, { error: "must be ≥ 0 (USD per waited second)" })
+      .optional(),
     monthlyBudgetUsd: z.number().positive().optional(),
     /** Marks a model that deliberately keeps `minWorkers` > 0 (the scale-to-zero policy accepts it). */
     alwaysOn: z.boolean().default(false),
