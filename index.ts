@@ -4,6 +4,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { BackupCronJob } from "./components/backup-cronjob";
 import { Controller } from "./components/controller";
 import { Gateway } from "./components/gateway";
 import { HetznerCluster } from "./components/hetzner-cluster";
@@ -130,13 +131,17 @@ const pki = config.security.redisTls
       namespace: namespace.name,
       namespaceName: config.namespace,
       provider: cluster.provider,
-      clients: ["gateway", "controller"],
+      clients: ["gateway", "controller", ...(config.backup ? ["backup"] : [])],
     })
   : undefined;
 const redis = new Redis("redis", {
   namespace: namespace.name,
   provider: cluster.provider,
-  clients: [selectorFor("gateway"), selectorFor("controller")],
+  clients: [
+    selectorFor("gateway"),
+    selectorFor("controller"),
+    ...(config.backup ? [selectorFor("backup")] : []),
+  ],
   storageGi: config.redis.storageGi,
   passwordVersion: config.redis.passwordVersion,
   tlsSecret: pki?.server.secretName,
@@ -149,7 +154,7 @@ const queueEncryption = config.security.encryptQueued
     })
   : undefined;
 
-const redisFor = (client: "gateway" | "controller"): RedisClientConnection => ({
+const redisFor = (client: "gateway" | "controller" | "backup"): RedisClientConnection => ({
   host: redis.host,
   port: redis.port,
   passwordSecret: redis.passwordSecretName,
@@ -184,6 +189,22 @@ new Controller("controller", {
   prometheus: prometheusPeer,
 });
 
+// Scheduled, sealed Redis backups to object storage (README "Disaster recovery").
+if (config.backup) {
+  new BackupCronJob("backup", {
+    namespace: namespace.name,
+    provider: cluster.provider,
+    runtimeConfigMap: settings.configMapName,
+    schedule: config.backup.schedule,
+    credentials: {
+      accessKeyId: stackConfig.requireSecret("backupAccessKeyId"),
+      secretAccessKey: stackConfig.requireSecret("backupSecretAccessKey"),
+    },
+    encryptionSecret: queueEncryption?.secretName,
+    redis: redisFor("backup"),
+  });
+}
+
 if (config.monitoring.enabled) {
   new Monitoring("monitoring", {
     namespace: namespace.name,
@@ -199,6 +220,7 @@ if (config.monitoring.enabled) {
       gpuIdleAlertSeconds: config.monitoring.gpuIdleAlertMinutes * 60,
       coldStartAlertSeconds: config.monitoring.coldStartAlertSeconds,
       slos: config.models.flatMap((m) => (m.slo ? [{ model: m.name, ...m.slo }] : [])),
+      ...(config.backup ? { backupAlertAfterHours: config.backup.alertAfterHours } : {}),
     },
   });
 }

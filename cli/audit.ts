@@ -40,9 +40,12 @@ export async function runAudit(
     }
     const result = await trail.verify();
     if (values.json) io.out(`${JSON.stringify(result)}\n`);
-    else if (result.ok)
+    else if (result.ok) {
       io.out(`audit trail intact: ${result.entries} entries, head ${result.head || "(empty)"}\n`);
-    else
+      // a restore is a gap in the trail: what happened between the backup and the restore is not in it
+      for (const restore of (await trail.list(1_000_000)).filter((e) => e.action === "backup.restored"))
+        io.out(`  restored at ${restore.ts} by ${restore.actor}: ${restore.reason}\n`);
+    } else
       io.out(
         `audit trail BROKEN at entry ${result.broken!.id}: ${result.broken!.why} (${result.entries} entries verified before it)\n`,
       );

@@ -1,6 +1,7 @@
 /** `aiorch keys create|list|revoke`: API keys in the stack's Redis. The raw key is printed once, at creation. */
 import { parseArgs } from "node:util";
 import { AuditTrail } from "../core/audit-trail";
+import { isKeyScope, KEY_SCOPES, type KeyScope } from "../core/protocol";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
 import { ApiKeyStore } from "../gateway/keys";
@@ -26,6 +27,16 @@ export function parseDuration(text: string): number {
   if (!match) throw new UsageError(`--grace "${text}" is not a duration; write e.g. 24h, 30m or 7d`);
   const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "s" | "m" | "h" | "d"];
   return Number(match[1]) * unit;
+}
+
+/** `--scope`: what the key may do; absent, the OpenAI API only. */
+function scopeArg(text: string | undefined): KeyScope {
+  if (text === undefined) return "inference";
+  if (!isKeyScope(text))
+    throw new UsageError(
+      `--scope "${text}" is not a scope; use ${KEY_SCOPES.join(", ")} (inference: the OpenAI API; read: read-only MCP tools; admin: MCP tools that act too)`,
+    );
+  return text;
 }
 
 function positive(flag: string, text: string | undefined): number | undefined {
@@ -57,6 +68,7 @@ export async function runKeys(
       actor: { type: "string" },
       reason: { type: "string" },
       json: { type: "boolean" },
+      scope: { type: "string" },
     },
     allowPositionals: true,
     strict: true,
@@ -85,8 +97,10 @@ export async function runKeys(
         throw new UsageError(
           `--models: unknown model(s) ${unknown.join(", ")}; known: ${[...known].join(", ")}`,
         );
+      const scope = scopeArg(values.scope);
       const now = Date.now();
       const { key, record } = await store.create({
+        scope,
         name: values.name,
         models,
         rpm: positive("--rpm", values.rpm),
@@ -102,10 +116,14 @@ export async function runKeys(
         reason: values.reason ?? `created "${record.name}"`,
       });
       if (values.json)
-        io.out(`${JSON.stringify({ key, id: record.id, name: record.name, prefix: record.prefix })}\n`);
+        io.out(
+          `${JSON.stringify({ key, id: record.id, name: record.name, prefix: record.prefix, scope: record.scope })}\n`,
+        );
       else {
         io.out(`${key}\n`);
-        io.err(`created ${record.id} "${record.name}" — the key above is shown only now; store it safely\n`);
+        io.err(
+          `created ${record.id} "${record.name}" (scope ${record.scope}) — the key above is shown only now; store it safely\n`,
+        );
       }
       return 0;
     }
@@ -125,6 +143,7 @@ export async function runKeys(
         r.id,
         r.name,
         `${r.prefix}…`,
+        r.scope,
         r.models.length > 0 ? r.models.join(",") : "(all)",
         r.rpm ?? config.gateway.limits.rpm,
         r.tpm ?? config.gateway.limits.tpm,
@@ -137,7 +156,7 @@ export async function runKeys(
             : "active",
       ]);
       io.out(
-        `${renderTable(["id", "name", "prefix", "models", "rpm", "tpm", "budget", "expires", "status"], rows)}\n`,
+        `${renderTable(["id", "name", "prefix", "scope", "models", "rpm", "tpm", "budget", "expires", "status"], rows)}\n`,
       );
       return 0;
     }

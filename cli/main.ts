@@ -249,6 +249,16 @@ async function audit(argv: string[], io: Io, dir: string): Promise<number> {
   return runAudit(argv, io, dir);
 }
 
+async function backup(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runBackup } = lazy<typeof import("./backup")>("./backup");
+  return runBackup(argv, io, dir);
+}
+
+async function restore(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runRestore } = lazy<typeof import("./backup")>("./backup");
+  return runRestore(argv, io, dir);
+}
+
 async function keys(argv: string[], io: Io, dir: string): Promise<number> {
   const { runKeys } = lazy<typeof import("./keys")>("./keys");
   return runKeys(argv, io, dir);
@@ -262,6 +272,11 @@ async function models(argv: string[], io: Io, dir: string): Promise<number> {
 async function status(argv: string[], io: Io, dir: string): Promise<number> {
   const { runStatus } = lazy<typeof import("./status")>("./status");
   return runStatus(argv, io, dir);
+}
+
+async function mcp(argv: string[], io: Io, dir: string): Promise<number> {
+  const { runMcp } = lazy<typeof import("./mcp")>("./mcp");
+  return runMcp(argv, io, dir);
 }
 
 async function simulate(argv: string[], io: Io, dir: string): Promise<number> {
@@ -280,9 +295,12 @@ const COMMANDS: { readonly [C in CommandName]: Runner } = {
   dev,
   keys,
   audit,
+  backup,
+  restore,
   models,
   status,
   simulate,
+  mcp,
 };
 
 /** Every command with its subcommands (none: it has none), for whatever walks them all (the help test). */

@@ -75,9 +75,12 @@ export const COMMAND_USAGE = {
     subcommands: {
       create: {
         synopsis: [
-          "--name N [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE] [--actor NAME] [--reason TEXT] [--json]",
+          "--name N [--scope inference|read|admin] [--models a,b] [--rpm R] [--tpm T] [--monthly-budget USD] [--expires DATE] [--actor NAME] [--reason TEXT] [--json]",
         ],
-        about: ["create a key and print it once, on stdout; --models limits it to those models"],
+        about: [
+          "create a key and print it once, on stdout; --models limits it to those models;",
+          "--scope: inference (default) the OpenAI API only, read the read-only MCP tools, admin the acting ones too",
+        ],
       },
       list: {
         synopsis: ["[--json]"],
@@ -100,6 +103,32 @@ export const COMMAND_USAGE = {
       list: { synopsis: ["[--json]"], about: ["every entry: time, actor, action, target, reason"] },
       verify: { synopsis: ["[--json]"], about: ["check the hash chain; exits 1 if it is broken"] },
     },
+  },
+  backup: {
+    synopsis: [],
+    about: [
+      "the stack's Redis to object storage (ai-orchestrator:backup); credentials from",
+      "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, sealed with AIORCH_ENCRYPTION_KEYS when the stack encrypts;",
+      STACK_REDIS,
+    ],
+    subcommands: {
+      now: {
+        synopsis: ["[--json]"],
+        about: ["back up the durable keys now; prints the object's s3:// address; prunes past retentionDays"],
+      },
+      list: { synopsis: ["[--json]"], about: ["the stack's backups: time, size, s3:// address"] },
+    },
+  },
+  restore: {
+    synopsis: [
+      "--from s3://BUCKET/KEY [--stack NAME | --config FILE] [--force] [--actor NAME] [--json]",
+      "--at TIME [--stack NAME | --config FILE] [--force] [--actor NAME] [--json]",
+    ],
+    about: [
+      "restore a backup into the stack's Redis (REDIS_URL): checked whole first, refused if corrupted,",
+      "sealed with another key or Redis already holds stack data (--force replaces it); the audit trail",
+      "gets a backup.restored entry marking the gap; --at restores the newest backup taken at or before TIME",
+    ],
   },
   models: {
     synopsis: [],
@@ -124,6 +153,18 @@ export const COMMAND_USAGE = {
   status: {
     synopsis: ["[--stack NAME | --config FILE] [--json] [--decisions N]"],
     about: ["workers by model, provider and state, queue depth, spend vs budget, last scale decisions"],
+  },
+  mcp: {
+    synopsis: [
+      "[--stack NAME | --config FILE] [--scope read|admin] [--actor NAME]",
+      "[--stack NAME | --config FILE] --http [--port 8090] [--host 127.0.0.1]",
+    ],
+    about: [
+      "the stack's MCP server for an AI assistant (Redis from REDIS_URL): status, scaling decisions, request",
+      "stories, spend, forecasts, audit, errors, worker health; acting tools (bounds, drain, weights, revoke, pause,",
+      "budget) need scope admin and a reason, each audited. Over stdio (a local client starts it) --scope sets",
+      "the caller's scope (default read); with --http, POST /mcp with 'Authorization: Bearer <read or admin key>'",
+    ],
   },
   simulate: {
     synopsis: [

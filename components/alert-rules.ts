@@ -38,6 +38,8 @@ export interface AlertRulesInput {
   readonly terminationPendingAlertSeconds?: number;
   /** Per-model service level objectives, rendered as multi-window burn-rate alerts. @default none */
   readonly slos?: readonly ModelSlo[];
+  /** Hours without a successful backup that raise an alert; absent when the stack takes no backups. */
+  readonly backupAlertAfterHours?: number;
 }
 
 export interface ModelSlo {
@@ -231,5 +233,42 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
   if (budget.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.budget`, rules: budget });
   const slo = sloRules(ns, stack, input.slos ?? []);
   if (slo.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.slo`, rules: slo });
+  if (input.backupAlertAfterHours !== undefined)
+    groups.push({
+      name: `ai-orchestrator.${input.namespace}.backup`,
+      rules: backupRules(ns, stack, input.backupAlertAfterHours),
+    });
   return { groups };
+}
+
+/**
+ * No successful backup in N hours. The controller exports when the last backup was stored (read from Redis,
+ * where the backup CronJob records it); before the first one there is no series, so that case waits N hours
+ * of absence (`for`) instead — a new stack does not page before its first scheduled backups had their chance.
+ */
+function backupRules(ns: string, stack: { stack: string }, hours: number): AlertRule[] {
+  const metric = METRICS.backupLastSuccessTimestampSeconds.name;
+  const description = `Redis holds the API keys, the spend ledger and the audit trail; if it is lost now, up to ${hours} hours or more of changes are gone. Check the backup CronJob's last job (kubectl logs) and the object storage credentials.`;
+  return [
+    {
+      alert: "BackupTooOld",
+      expr: `time() - max(${metric}{${ns}}) > ${hours * 3600}`,
+      for: "5m",
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary: `No successful backup of stack ${stack.stack} in ${hours} hours`,
+        description,
+      },
+    },
+    {
+      alert: "BackupNeverSucceeded",
+      expr: `absent(${metric}{${ns}})`,
+      for: `${hours}h`,
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary: `Stack ${stack.stack} has had no successful backup for ${hours} hours`,
+        description,
+      },
+    },
+  ];
 }

@@ -8,7 +8,7 @@ import { runtimeBuildOptions } from "../core/runtime-build";
 import { labelsFor } from "./labels";
 
 /** Processes the runtime ships; each is one esbuild bundle of its `main.ts`. */
-export type RuntimeProcess = "gateway" | "controller";
+export type RuntimeProcess = "gateway" | "controller" | "backup";
 
 /** Kubernetes refuses a ConfigMap over 1 MiB; the tests keep each bundle's object well under it. */
 export const CONFIGMAP_LIMIT_BYTES = 1_048_576;

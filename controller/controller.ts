@@ -7,16 +7,25 @@
  * Owns: the loop itself (start, stop, wake, schedule, tick), the demand subscription, and the per-worker gauges
  * of the last tick. Rules: every collaborator owns its own state behind a small interface and is wired here;
  * none reaches into another's, and none imports this module (the import graph has no cycle). Time comes from
- * `deps.now`. A tick: reconcile when due → advance lifecycles → book spend and budgets → steer managed
- * endpoints → scale each serving unit.
+ * `deps.now`. A tick: reconcile when due → advance lifecycles → read the run-time controls (core/run-time-controls.ts)
+ * → drain the workers an operator asked to → book spend and budgets (lowered budgets in force) → steer managed
+ * endpoints → scale each serving unit (within its run-time worker bounds).
  */
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
-import type { ConfigurableProviderId } from "../core/catalog";
+import { PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
+import {
+  boundedModel,
+  clearDrainRequests,
+  NO_CONTROLS,
+  readRunTimeControls,
+  type WorkerBounds,
+} from "../core/run-time-controls";
 import { servingUnits } from "../core/variants";
-import { type CertificatePin, createWorkerCertificate, type WorkerCertificate } from "../core/x509";
+import { createWorkerCertificate } from "../core/x509";
+import type { ControllerDeps } from "./controller-deps";
 import { readDemand } from "./demand";
 import { ControllerJournal } from "./journal";
 import { withPrewarmFloor } from "./keep-alive";
@@ -24,66 +33,20 @@ import { KeepAliveState } from "./keep-alive-state";
 import { FencedOut, LeaderElection } from "./leader";
 import { WorkerLifecycle } from "./lifecycle";
 import { ManagedBackendSteering } from "./managed-steering";
-import type { ControllerMetrics } from "./metrics";
-import { type ModelConfig, weightCacheEntry } from "./model-types";
-import { decideScale, type WorkerPhase, type WorkerView } from "./policy";
+import { zeroAlertSeries } from "./metrics";
+import type { ModelConfig } from "./model-types";
+import { decideScale, paidUnitOf, type WorkerPhase, type WorkerView } from "./policy";
 import { probeOpenAi } from "./probe";
-import type { ManagedBackend, ProviderAdapter } from "./providers/types";
 import { Provisioner } from "./provisioner";
 import { OrphanReconciler } from "./reconciler";
+import { REDIS_LOSS_MESSAGES, RedisLossGuard } from "./redis-loss";
 import { type WorkerRecord, WorkerRegistry } from "./registry";
 import { SpendBook } from "./spend-book";
 
+export type { ControllerDeps } from "./controller-deps";
 export type { ScaleDecisionEntry } from "./model-types";
 export { explainOfferChoice } from "./offer-choice";
 export { probeOpenAi } from "./probe";
-
-export interface ControllerDeps {
-  readonly config: RuntimeConfig;
-  readonly redis: Redis;
-  /** Instance providers by id (the caller builds them from settings and credentials). */
-  readonly adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>>;
-  /** Managed backends by id (RunPod serverless): providers that queue and scale their own workers. */
-  readonly managed?: Partial<Record<ConfigurableProviderId, ManagedBackend>>;
-  readonly metrics: ControllerMetrics;
-  /** Engine environment for workers (HF_TOKEN); values are secrets. */
-  readonly workerEnv?: Readonly<Record<string, string>>;
-  readonly log?: (line: string) => void;
-  readonly now?: () => number;
-  /** Decision interval; demand signals wake the loop at once in between. @default 1000 */
-  readonly tickMs?: number;
-  /** Reconciliation interval. @default 60000 */
-  readonly reconcileMs?: number;
-  /** A worker that is not ready this long after its request is failed and replaced. @default 1200000 */
-  readonly bootTimeoutMs?: number;
-  /** An intent record older than this without an instance is dropped (the create never happened). @default 120000 */
-  readonly staleIntentMs?: number;
-  /** Draining workers get this long for in-flight requests to finish. @default 120000 */
-  readonly drainGraceMs?: number;
-  /**
-   * Ready workers' OpenAI endpoints are probed this often; a worker that stops answering is failed and replaced
-   * (at once when its provider no longer reports it running). @default 3000
-   */
-  readonly healthCheckMs?: number;
-  /**
-   * Asks a worker's OpenAI endpoint whether it serves (its token as bearer), trusting only `pin` when the worker
-   * has a certificate. @default probeOpenAi
-   */
-  readonly probe?: (baseUrl: string, token: string, pin?: CertificatePin) => Promise<boolean>;
-  /**
-   * Issues the certificate and key of a worker outside the cluster (tests may hand out a fixed one).
-   * @default createWorkerCertificate
-   */
-  readonly issueCertificate?: (workerId: string) => WorkerCertificate;
-  /** Holder id for the leader lock. @default random */
-  readonly holder?: string;
-  /**
-   * Managed endpoints are steered (listed, bounds checked, health read, workers booked) this often, and at once
-   * when a budget block changes: their provider's API is rate-limited per account (RunPod: 60 a minute in the
-   * spec's example). @default 15000
-   */
-  readonly managedSteerMs?: number;
-}
 
 const PHASES: readonly string[] = ["requested", "provisioning", "booting", "ready", "draining"];
 
@@ -101,6 +64,8 @@ export class Controller {
   private readonly lifecycle: WorkerLifecycle;
   private readonly reconciler: OrphanReconciler;
   private readonly managed: ManagedBackendSteering;
+  /** Holds the loop still after Redis lost the stack's state under it, until a restore (redis-loss.ts). */
+  private readonly redisLoss = new RedisLossGuard();
   private timer: NodeJS.Timeout | undefined;
   private subscriber: Redis | undefined;
   private running = false;
@@ -204,7 +169,10 @@ export class Controller {
   /** Start: subscribe to demand (a waiting request wakes the loop at once) and tick. */
   async start(): Promise<void> {
     this.running = true;
-    this.zeroMetrics();
+    zeroAlertSeries(this.deps.metrics, this.config, [
+      ...Object.keys(this.deps.adapters),
+      ...Object.keys(this.deps.managed ?? {}),
+    ]);
     await this.keepAlive.load();
     this.subscriber = this.deps.redis.duplicate();
     this.subscriber.on("error", () => undefined);
@@ -219,27 +187,6 @@ export class Controller {
     });
     await this.subscriber.subscribe(this.keys.demandChannel);
     this.schedule(0);
-  }
-
-  /**
-   * Create the labelled series of the counters and histograms the alert rules read with rate()/increase(), at 0:
-   * Prometheus sees no increase in a series whose first sample already counts an event, so without this the
-   * first orphan or slow cold start after a controller start would never raise its alert.
-   */
-  private zeroMetrics(): void {
-    const m = this.deps.metrics;
-    const kinds = ["auth", "capacity", "rate_limit", "transient", "invalid", "fatal"];
-    for (const provider of [...Object.keys(this.deps.adapters), ...Object.keys(this.deps.managed ?? {})]) {
-      m.orphans.inc({ provider }, 0);
-      for (const kind of kinds) m.providerErrors.inc({ provider, kind }, 0);
-    }
-    for (const model of this.config.models)
-      for (const provider of model.providers) {
-        if (!this.deps.adapters[provider]) continue;
-        m.coldStart.zero({ model: model.name, provider, cache: "miss" });
-        if (weightCacheEntry(this.config, model, provider))
-          m.coldStart.zero({ model: model.name, provider, cache: "hit" });
-      }
   }
 
   async stop(): Promise<void> {
@@ -281,9 +228,19 @@ export class Controller {
   /** One decision round (public for tests and the benchmark). */
   async tick(): Promise<void> {
     if (!(await this.leader.tick())) return;
+    const loss = this.redisLoss.observe(this.leader.fence, this.now());
+    if (loss.event) this.journal.log(`controller: ${REDIS_LOSS_MESSAGES[loss.event]}`);
+    if (loss.hold) return;
     await this.reconciler.reconcileIfDue(this.now());
     const workers = await this.lifecycle.advanceAll(await this.registry.live());
-    await this.spend.book(workers);
+    // a failed read keeps the config's values for this tick: a control only ever narrows them
+    const controls = await readRunTimeControls(this.deps.redis, this.keys).catch(() => NO_CONTROLS);
+    await clearDrainRequests(
+      this.deps.redis,
+      this.keys,
+      await this.lifecycle.drainAsked(workers, controls.drains),
+    );
+    await this.spend.book(workers, controls.budgets);
     this.provisioner.expireHoldBacks(); // clears an expired hold-back and its alert, demand or not
     await this.managed.steer();
     const previous = this.readyLabels;
@@ -292,6 +249,7 @@ export class Controller {
       await this.scaleModel(
         model,
         workers.filter((w) => w.model === model.name),
+        controls.bounds[model.name],
       );
     }
     // Per-worker series of workers that are gone would otherwise pile up for the life of the process.
@@ -310,7 +268,13 @@ export class Controller {
 
   // ── demand and scaling ───────────────────────────────────────────────────────────────────────────────────
 
-  private async scaleModel(model: ModelConfig, workers: WorkerRecord[]): Promise<void> {
+  private async scaleModel(
+    configured: ModelConfig,
+    workers: WorkerRecord[],
+    bounds: WorkerBounds | undefined,
+  ): Promise<void> {
+    // run-time bounds (MCP `set_worker_bounds`) narrow the config's, never widen them
+    const model = boundedModel(configured, bounds);
     const now = this.now();
     const { metrics } = this.deps;
     const { waiting, inflight } = await readDemand(this.deps.redis, this.keys, model.name, now);
@@ -341,6 +305,7 @@ export class Controller {
         readyAtMs: w.readyAtMs,
         lastActiveAtMs: lastActive,
         usdPerHour: w.usdPerHour,
+        paidUnit: paidUnitOf(PROVIDERS[w.provider].billing, w.createdAtMs, w.readyAtMs),
       });
       if (w.state === "ready") {
         const labels = { model: model.name, provider: w.provider, worker: w.id };

@@ -15,6 +15,8 @@ import { isProviderError } from "./providers/types";
 
 /** How many scale decisions `aiorch status` can show (a capped list in Redis). */
 const DECISIONS_KEPT = 200;
+/** How many provider errors the MCP `provider_errors` tool can show (a capped list in Redis). */
+const PROVIDER_ERRORS_KEPT = 200;
 
 export interface JournalDeps {
   readonly redis: Redis;
@@ -59,6 +61,18 @@ export class ControllerJournal {
   providerError(provider: ConfigurableProviderId, error: unknown, what: string): void {
     const kind = isProviderError(error) ? error.kind : "transient";
     this.deps.metrics.providerErrors.inc({ provider, kind });
-    this.log(`controller: ${what} on ${provider} failed: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    this.log(`controller: ${what} on ${provider} failed: ${message}`);
+    // kept for `provider_errors` (MCP); adapters' messages never carry a credential (providers/types.ts)
+    const key = this.deps.keys.providerErrors;
+    this.deps.redis
+      .multi()
+      .lpush(
+        key,
+        JSON.stringify({ atMs: this.deps.now(), provider, kind, what, message: message.slice(0, 300) }),
+      )
+      .ltrim(key, 0, PROVIDER_ERRORS_KEPT - 1)
+      .exec()
+      .catch(() => undefined);
   }
 }

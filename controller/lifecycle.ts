@@ -72,7 +72,7 @@ export interface WorkerLifecycleDeps {
   readonly adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>>;
   readonly registry: Pick<WorkerRegistry, "update" | "transition" | "removeRoute" | "publishRoute">;
   readonly journal: Pick<ControllerJournal, "log" | "note" | "providerError">;
-  readonly metrics: Pick<ControllerMetrics, "workers" | "coldStart" | "terminationPending">;
+  readonly metrics: Pick<ControllerMetrics, "workers" | "coldStart" | "terminationPending" | "decisions">;
   readonly intents: IntentTracker;
   readonly spend: LifecycleSpend;
   readonly coldStarts: ColdStartObserver;
@@ -104,6 +104,30 @@ export class WorkerLifecycle {
   private readonly addressless = new Map<string, number>();
 
   constructor(private readonly deps: WorkerLifecycleDeps) {}
+
+  /**
+   * Drain the workers an operator asked to (MCP `drain_worker`, `RunTimeControls.drains`): stop routing, then the
+   * usual drain; the policy starts a replacement when demand or minWorkers still want one. Answers the requests
+   * handled — all of them: one for a worker that is gone or already leaving is simply dropped.
+   */
+  async drainAsked(
+    workers: readonly WorkerRecord[],
+    drains: Readonly<Record<string, { readonly actor: string; readonly reason: string }>>,
+  ): Promise<string[]> {
+    const handled: string[] = [];
+    for (const [workerId, note] of Object.entries(drains)) {
+      const worker = workers.find((w) => w.id === workerId);
+      if (worker && ["provisioning", "booting", "ready"].includes(worker.state)) {
+        const reason = `asked by ${note.actor}: ${note.reason}`;
+        await this.deps.registry.removeRoute(worker.model, worker.id);
+        await this.deps.registry.transition(worker, "draining", { detail: reason });
+        await this.deps.journal.note({ model: worker.model, action: "drain", worker: worker.id, reason });
+        this.deps.metrics.decisions.inc({ model: worker.model, action: "drain" });
+      }
+      handled.push(workerId);
+    }
+    return handled;
+  }
 
   /** Advance every worker one step; publish the workers-by-state gauge; forget checks of workers not ready. */
   async advanceAll(workers: readonly WorkerRecord[]): Promise<WorkerRecord[]> {

@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
+import { lastBackupOf } from "../core/backup-redis";
 import {
   parseRuntimeConfig,
   type RuntimeConfig,
@@ -17,6 +18,7 @@ import {
   redisConnectionFromEnv,
 } from "../core/config/runtime";
 import { OPS_PORT } from "../core/process-env";
+import { redisKeys } from "../core/redis-keys";
 import { runUntilSignal, StartAborted, waitForRedisConnection } from "../core/redis-wait";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
@@ -103,6 +105,11 @@ export async function startController(
       maxRetriesPerRequest: 2,
     });
     redis.on("error", (error: Error) => log(`controller: redis: ${error.message}`));
+    if (options.config.backup) {
+      const backupsIn = redis;
+      const keys = redisKeys(options.config.redis.keyPrefix);
+      metrics.readLastBackup(() => lastBackupOf(backupsIn, keys));
+    }
 
     // 3. the loop
     const workerEnv: Record<string, string> = {};

@@ -1,6 +1,8 @@
 /** The controller's Prometheus metrics (the contract in core/metrics.ts), on a registry of its own. */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { RuntimeConfig } from "../core/config/runtime";
 import { metricOptions as spec } from "../core/metrics";
+import { weightCacheEntry } from "./model-types";
 
 export class ControllerMetrics {
   readonly registry = new Registry();
@@ -20,6 +22,9 @@ export class ControllerMetrics {
   readonly requestRejected: Gauge;
   readonly decisions: Counter;
   readonly reaction: Histogram;
+  readonly backupLastSuccess: Gauge;
+  /** Where the last successful backup is read from at each scrape (set when the stack has backups). */
+  private lastBackup?: () => Promise<{ bucket: string; atMs: number } | undefined>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -38,6 +43,20 @@ export class ControllerMetrics {
     this.orphans = new Counter({ ...spec("orphansFoundTotal"), registers });
     this.terminationPending = new Gauge({ ...spec("terminationPendingSeconds"), registers });
     this.requestRejected = new Gauge({ ...spec("providerRequestRejected"), registers });
+    const read = () => this.lastBackup?.();
+    this.backupLastSuccess = new Gauge({
+      ...spec("backupLastSuccessTimestampSeconds"),
+      registers,
+      // read at scrape time: the backup CronJob writes it to Redis, not to this process; a failed read keeps the
+      // last value (an unreadable Redis must not empty the whole /metrics page)
+      async collect() {
+        const last = await read()?.catch(() => undefined);
+        if (last) {
+          this.reset();
+          this.set({ bucket: last.bucket }, last.atMs / 1000);
+        }
+      },
+    });
     this.decisions = new Counter({
       name: "aiorch_scale_decisions_total",
       help: "Scaling actions by model and action (provision, drain, refuse)",
@@ -52,4 +71,34 @@ export class ControllerMetrics {
       registers,
     });
   }
+
+  /** Export the last successful backup's time, read with `read` at each scrape. */
+  readLastBackup(read: () => Promise<{ bucket: string; atMs: number } | undefined>): void {
+    this.lastBackup = read;
+  }
+}
+
+/**
+ * Create the labelled series of the counters and histograms the alert rules read with rate()/increase(), at 0:
+ * Prometheus sees no increase in a series whose first sample already counts an event, so without this the
+ * first orphan or slow cold start after a controller start would never raise its alert. `providers`: those with
+ * an adapter or a managed backend; cold-start series only for providers the controller starts workers on.
+ */
+export function zeroAlertSeries(
+  m: ControllerMetrics,
+  config: Pick<RuntimeConfig, "models" | "providers">,
+  providers: readonly string[],
+): void {
+  const kinds = ["auth", "capacity", "rate_limit", "transient", "invalid", "fatal"];
+  for (const provider of providers) {
+    m.orphans.inc({ provider }, 0);
+    for (const kind of kinds) m.providerErrors.inc({ provider, kind }, 0);
+  }
+  for (const model of config.models)
+    for (const provider of model.providers) {
+      if (!providers.includes(provider)) continue;
+      m.coldStart.zero({ model: model.name, provider, cache: "miss" });
+      if (weightCacheEntry(config, model, provider))
+        m.coldStart.zero({ model: model.name, provider, cache: "hit" });
+    }
 }

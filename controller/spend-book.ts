@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import type { ConfigurableProviderId } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
 import type { RedisKeys } from "../core/redis-keys";
+import { type RunTimeControls, withLoweredBudgets } from "../core/run-time-controls";
 import { budgetGroupSpend, parseUnitName } from "../core/variants";
 import type { ControllerJournal } from "./journal";
 import { budgetBlocks, Ledger } from "./ledger";
@@ -91,9 +92,13 @@ export class SpendBook {
     return this.ledger.settle(worker, billedFromMs, endedAtMs);
   }
 
-  /** Book every live worker, then set budget blocks and stop workers at a cap. */
-  async book(workers: readonly WorkerRecord[]): Promise<void> {
-    const { config, redis, keys, registry, journal, metrics } = this.deps;
+  /**
+   * Book every live worker, then set budget blocks and stop workers at a cap; `lowered` budgets (MCP
+   * `lower_budget`) count as the config's for the month they were set in.
+   */
+  async book(workers: readonly WorkerRecord[], lowered: RunTimeControls["budgets"] = {}): Promise<void> {
+    const { redis, keys, registry, journal, metrics } = this.deps;
+    const config = withLoweredBudgets(this.deps.config, lowered, this.deps.now());
     await this.accrue(workers);
     const spend = await this.ledger.monthSpend();
     const burn = { total: 0, byModel: {} as Record<string, number> };

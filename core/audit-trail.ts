@@ -14,7 +14,14 @@ export type AuditAction =
   | "key.revoked"
   | "weights.changed"
   | "budget.changed"
-  | "provider.refused";
+  | "provider.refused"
+  /** Run-time controls (MCP acting tools, core/run-time-controls.ts). */
+  | "workers.bounds"
+  | "worker.drain"
+  | "model.paused"
+  | "model.unpaused"
+  /** Redis was restored from a backup: entries between the backup and this one are not in the trail. */
+  | "backup.restored";
 
 export interface AuditRecord {
   readonly ts: string;

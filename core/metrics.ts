@@ -132,6 +132,12 @@ export const METRICS = {
     help: "Age of a termination the provider has not confirmed yet",
     labels: ["provider", "worker"],
   }),
+  backupLastSuccessTimestampSeconds: metric({
+    name: "aiorch_backup_last_success_timestamp_seconds",
+    type: "gauge",
+    help: "When the last backup of the stack's Redis was stored (Unix seconds); absent until the first one",
+    labels: ["bucket"],
+  }),
 } as const;
 
 export type MetricKey = keyof typeof METRICS;

@@ -116,6 +116,18 @@ export function inflightCountOfMember(member: string): number {
 }
 
 /** An API key record (hash `apiKey(sha256)`); the raw key is never stored. */
+/**
+ * What an API key may do: `inference` the OpenAI API only (the default, and what a key stored without a scope
+ * is), `read` the read-only MCP tools, `admin` the MCP tools that act too. A key of one scope is refused by the
+ * other surface: an MCP key cannot call the OpenAI API and an inference key cannot use MCP.
+ */
+export const KEY_SCOPES = ["inference", "read", "admin"] as const;
+export type KeyScope = (typeof KEY_SCOPES)[number];
+
+export function isKeyScope(value: string): value is KeyScope {
+  return (KEY_SCOPES as readonly string[]).includes(value);
+}
+
 export interface ApiKeyRecord {
   readonly id: string;
   readonly name: string;
@@ -132,6 +144,8 @@ export interface ApiKeyRecord {
   readonly expiresAtMs?: number;
   readonly revoked: boolean;
   readonly createdAtMs: number;
+  /** What the key may do (see KEY_SCOPES); a record stored before scopes existed reads as `inference`. */
+  readonly scope: KeyScope;
 }
 
 export type JobStatus = "queued" | "running" | "succeeded" | "failed";

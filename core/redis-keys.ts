@@ -107,6 +107,22 @@ export interface RedisKeys {
    * became ready from it; a cold start that began after that time was a cache hit.
    */
   readonly weightCacheLoaded: string;
+  /** Hash: run-time worker bounds of a serving unit (MCP `set_worker_bounds`), unit → JSON `{minWorkers, maxWorkers}`. */
+  readonly workerBounds: string;
+  /** Hash: paused models (MCP `pause_model`), model → JSON `{reason, actor, atMs}`; the gateway answers 503. */
+  readonly pausedModels: string;
+  /** Pub/sub channel: pauses changed (gateways re-read them at once). */
+  readonly pausesChannel: string;
+  /** Hash: lowered monthly budgets, `*` (stack) or a model → JSON `{usd, month}`; only lower, only that month. */
+  readonly budgetOverrides: string;
+  /** Hash: workers an operator asked to drain, worker id → JSON `{reason, actor, atMs}`; the controller acts on it. */
+  readonly drainRequests: string;
+  /** Stream: recent request audit lines (no prompt), capped, for the MCP request story. */
+  readonly recentRequests: string;
+  /** List: the controller's recent provider errors (JSON `{atMs, provider, kind, what, message}`, newest first, capped). */
+  readonly providerErrors: string;
+  /** Hash: the last successful backup (`atMs`, `url`, `keys`, `bytes`), for the backup-age metric and alert. */
+  readonly lastBackup: string;
 }
 
 export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
@@ -144,6 +160,14 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     variantWeights: (model) => `${prefix}weights:${tag(model)}`,
     variantWeightsChannel: `${prefix}weights-changed`,
     weightCacheLoaded: `${prefix}weight-cache`,
+    workerBounds: `${prefix}control:bounds`,
+    pausedModels: `${prefix}control:paused`,
+    pausesChannel: `${prefix}paused-changed`,
+    budgetOverrides: `${prefix}control:budgets`,
+    drainRequests: `${prefix}control:drain`,
+    recentRequests: `${prefix}requests`,
+    providerErrors: `${prefix}provider-errors`,
+    lastBackup: `${prefix}backup:last`,
   };
 }
 

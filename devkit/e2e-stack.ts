@@ -78,7 +78,7 @@ export class E2EStack {
   controller!: RuntimeProcess;
   readonly gateways: RuntimeProcess[] = [];
   /** AIORCH_ENCRYPTION_KEYS of the stack's processes (one ring, as the cluster's queue-encryption Secret). */
-  private readonly encryptionKeys = newKeyRingEntry("e2e");
+  readonly encryptionKeys = newKeyRingEntry("e2e");
   private closed = false;
 
   constructor(readonly options: StackOptions) {

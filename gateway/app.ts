@@ -13,20 +13,23 @@ import type { KeyRing } from "../core/envelope";
 import type { ApiKeyRecord } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
 import { CounterBatch, InflightBoard } from "./accounting";
-import { AuditLog, type AuditSink, isoTimestamp, NOT_SERVED } from "./audit";
+import { type AuditEntry, AuditLog, type AuditSink, isoTimestamp, NOT_SERVED } from "./audit";
 import { KeyBudgetGuard } from "./budget";
-import { badRequest, forbidden, GatewayError, modelNotFound, toGatewayError, unauthorized } from "./errors";
+import { forbidden, GatewayError, modelNotFound, toGatewayError, unauthorized } from "./errors";
 import type { InferenceDeps } from "./inference";
 import { JobQueue, JobRunner } from "./jobs";
 import { ApiKeyStore, ApiKeyVerifier, type AuthResult } from "./keys";
 import { RateLimiter } from "./limits";
 import { GatewayMetrics } from "./metrics";
-import { inferenceRoutes, jobRoutes, modelRoutes, type RouteContext } from "./routes";
+import { PausedModels } from "./pauses";
+import { RecentRequests } from "./recent-requests";
+import { checkRouteServed } from "./route-check";
+import { inferenceRoutes, jobRoutes, modelRoutes, type RouteContext, transcriptionRoutes } from "./routes";
 import { BackendRegistry } from "./routing";
 import { SpendView } from "./spend";
 import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
-import { ENDPOINT_KINDS, ENDPOINT_PATHS, type Endpoint, scanJson } from "./validate";
+import { ENDPOINT_PATHS, type Endpoint, endpointRoute, scanJson } from "./validate";
 import { type UnitConfig, VariantRouter } from "./variants";
 
 export interface GatewayDeps {
@@ -57,6 +60,8 @@ export interface GatewayDeps {
   readonly tracing?: TracingOptions;
   /** The metrics to count into, when made before the gateway (the ops server serves them while it starts). @default new ones */
   readonly metrics?: GatewayMetrics;
+  /** About how many recent requests' audit lines Redis keeps for `request_story` (MCP); 0: none. @default 10000 */
+  readonly recentRequests?: number;
 }
 
 export interface Gateway {
@@ -126,6 +131,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const tracing = new GatewayTracing(deps.tracing);
   const variants = new VariantRouter(redis, keys, config);
   await variants.start();
+  const pauses = new PausedModels(redis, keys);
+  await pauses.start();
   // Routes, queues and jobs are per serving unit: a model in a rollout has one per variant.
   const unitsConfig: RuntimeConfig = { ...config, models: [...variants.units.values()] };
   const registry = new BackendRegistry(redis, keys, unitsConfig, { now });
@@ -136,8 +143,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     timeoutMs: config.gateway.upstreamTimeoutSeconds * 1000,
   });
   registry.on("backend-removed", (id: string) => upstream.forget(id));
+  const recent =
+    deps.recentRequests === 0 ? undefined : new RecentRequests(redis, keys, deps.recentRequests ?? 10_000);
   const audit = new AuditLog(deps.auditSink ?? process.stdout, {
     onDrop: () => metrics.auditDropped.inc(),
+    ...(recent ? { onRecord: (entry: AuditEntry) => recent.push(entry) } : {}),
     batch: deps.auditSink === undefined, // stdout: lines written together every few ms, not one write each
   });
   /** This replica, in its job consumer name and its members of the in-flight sets. */
@@ -207,6 +217,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     else if (channel === keys.budgetChannel) inference.spend.invalidateBudgetBlocks();
     else if (channel === keys.variantWeightsChannel)
       variants.refresh(message || undefined).catch(() => undefined);
+    else if (channel === keys.pausesChannel) pauses.refresh().catch(() => undefined);
   });
   subscriber.on("error", () => undefined); // ioredis reconnects by itself; readiness reports the outage
   await subscriber.subscribe(
@@ -214,6 +225,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     keys.apiKeysChannel,
     keys.budgetChannel,
     keys.variantWeightsChannel,
+    keys.pausesChannel,
   );
 
   const app = Fastify({
@@ -388,13 +400,23 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     });
   };
 
+  /** A key scoped for MCP (read, admin) may not call the OpenAI API: a 403 naming its scope. */
+  const inferenceScoped = (key: ApiKeyRecord): ApiKeyRecord => {
+    if (key.scope === "inference") return key;
+    throw new GatewayError(
+      403,
+      "permission_error",
+      `This API key has scope "${key.scope}": it may use the MCP tools (aiorch mcp), not the OpenAI API; use a key created with --scope inference`,
+      "key_scope_not_allowed",
+    );
+  };
   const authenticate = async (request: FastifyRequest): Promise<ApiKeyRecord> => {
     const result = request.auth ?? (await verifier.verify(bearer(request)));
     if (!result.ok) {
       metrics.authFailures.inc({ reason: result.failure });
       throw unauthorized(result.reason);
     }
-    return result.key;
+    return inferenceScoped(result.key);
   };
   /** The key without a promise when the verifier's cache answers (the hot path); else undefined. */
   const authenticateCached = (request: FastifyRequest): ApiKeyRecord | undefined => {
@@ -403,22 +425,27 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       metrics.authFailures.inc({ reason: result.failure });
       throw unauthorized(result.reason);
     }
-    return result?.key;
+    return result === undefined ? undefined : inferenceScoped(result.key);
   };
   /** The serving unit that answers: the model, or the variant its weights (or the key's stickiness) pick. */
   const servingUnitFor = (name: string, key: ApiKeyRecord, endpoint: Endpoint): UnitConfig => {
     const model = models.get(name);
     if (!model) throw modelNotFound(name);
+    const paused = pauses.of(name);
+    if (paused) {
+      throw new GatewayError(
+        503,
+        "server_error",
+        `The model "${name}" is paused by an operator (${paused.reason}); it serves again once unpaused`,
+        "model_paused",
+        "model",
+        { "x-should-retry": "false" },
+      );
+    }
     if (key.models.length > 0 && !key.models.includes(name)) {
       throw forbidden(`This API key may not use the model "${name}"`);
     }
-    if (!ENDPOINT_KINDS[endpoint].includes(model.kind)) {
-      throw badRequest(
-        `The model "${name}" is a ${model.kind} model and cannot serve this endpoint`,
-        "model",
-        "wrong_endpoint",
-      );
-    }
+    checkRouteServed(name, model, endpointRoute(endpoint)); // 404 for the kind, 400 for the engine
     const unit = variants.choose(model, key.id);
     if (!unit) {
       throw new GatewayError(
@@ -464,10 +491,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   };
   app.register(modelRoutes, routes);
   app.register(inferenceRoutes, routes);
+  app.register(transcriptionRoutes, routes); // the one multipart route, with its own parser and body limit
   app.register(jobRoutes, routes);
 
   app.addHook("onClose", async () => {
     variants.close();
+    pauses.close();
     await tracing.close();
     await runner?.close();
     subscriber.disconnect();
@@ -476,6 +505,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     // members, give back the rate-limit slices it holds
     await Promise.all([inference.counters.close(), inference.inflight.close(), limiter.close()]);
     audit.flush();
+    await recent?.close();
   });
   runner?.start();
 

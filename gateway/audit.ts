@@ -119,6 +119,8 @@ export class AuditLog {
        * @default false
        */
       batch?: boolean;
+      /** Also hands every recorded entry here (the recent-requests stream), before it is queued. */
+      onRecord?: (entry: AuditEntry) => void;
     } = {},
   ) {}
 
@@ -133,6 +135,7 @@ export class AuditLog {
       return;
     }
     this.queue.push(auditLine(entry));
+    this.options.onRecord?.(entry);
     if (this.waiting) return;
     if (!this.options.batch || this.queue.length >= BATCH_LINES) this.flush();
     else if (!this.scheduled) {

@@ -318,6 +318,16 @@ function looksRandom(run: string): boolean {
   return run.length >= 32 && digits >= 1;
 }
 
+/**
+ * Redis out of reach (down, restarting, being restored): ioredis gives up on a command after its retries
+ * (`MaxRetriesPerRequestError`) or refuses it on a closed connection. A 503 the client may retry, not a 500.
+ */
+export function isRedisUnavailable(error: unknown): boolean {
+  const e = error as { name?: unknown; message?: unknown } | undefined;
+  if (e?.name === "MaxRetriesPerRequestError") return true;
+  return typeof e?.message === "string" && /^(Connection is closed\.|Stream isn't writeable)/.test(e.message);
+}
+
 /** Every failure as an OpenAI-shaped error with the right status: bad input is never a 500. */
 export function toGatewayError(error: unknown): GatewayError {
   if (error instanceof GatewayError) return error;
@@ -340,6 +350,15 @@ export function toGatewayError(error: unknown): GatewayError {
     default:
       break;
   }
+  if (isRedisUnavailable(error))
+    return new GatewayError(
+      503,
+      "server_error",
+      "The gateway cannot reach its store right now; retry shortly",
+      "store_unavailable",
+      null,
+      { "retry-after": "2" },
+    );
   if (
     e instanceof SyntaxError ||
     (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500)

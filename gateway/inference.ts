@@ -22,7 +22,16 @@ import { estimatePromptTokens, type RateLimiter } from "./limits";
 import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
 import type { SpendView } from "./spend";
-import { SseUsageTap, sseComment, sseError, type Usage } from "./sse";
+import {
+  pooledUsage,
+  SseUsageTap,
+  type StreamProtocol,
+  sseComment,
+  sseEndFor,
+  sseErrorFor,
+  type Usage,
+  usageFrom,
+} from "./sse";
 import type { RequestTrace, StepSpan } from "./tracing";
 import {
   type BufferedResponse,
@@ -31,7 +40,7 @@ import {
   type UpstreamResponse,
   upstreamErrorAnswer,
 } from "./upstream";
-import { ENDPOINT_PATHS, type InferenceRequest } from "./validate";
+import { ENDPOINT_PATHS, type InferenceRequest, POOLING_ENDPOINTS } from "./validate";
 import type { UnitConfig } from "./variants";
 
 /** The serving unit answering the request: a model, or one variant of it (`model@variant`). */
@@ -188,7 +197,8 @@ export async function serveInference(
   // ── admission: budgets, then rpm/tpm with max_tokens + the prompt estimate reserved ──
   const promptEstimate = estimatePromptTokens(req.body);
   const reserved =
-    promptEstimate + (req.endpoint === "embedding" ? 0 : (req.maxTokens ?? DEFAULT_COMPLETION_RESERVE));
+    promptEstimate +
+    (POOLING_ENDPOINTS.has(req.endpoint) ? 0 : (req.maxTokens ?? DEFAULT_COMPLETION_RESERVE));
   const limitsStep = trace.step("limits");
   let admitted: Admitted;
   try {
@@ -246,7 +256,7 @@ export async function serveInference(
       const e = error instanceof GatewayError ? error : upstreamFailed("the request failed");
       outcome.status = e.status;
       outcome.error = e.code;
-      await client.write(sseError(e.message, e.code ?? "error", e.type));
+      await client.write(sseErrorFor(streamProtocolOf(req), e.message, e.code ?? "error", e.type));
       client.end();
     } else {
       outcome.status = error instanceof GatewayError ? error.status : 500;
@@ -363,7 +373,8 @@ async function readyBackends(x: Exchange): Promise<Backend[]> {
  * body is serialized again only when the client's own `stream_options` must be merged.
  */
 export function upstreamBody(req: InferenceRequest): string {
-  if (!req.stream) return req.json ?? JSON.stringify(req.body);
+  // a Responses stream has its usage in its last event whatever the request says: its body goes as it came
+  if (!req.stream || req.endpoint === "response") return req.json ?? JSON.stringify(req.body);
   const json = req.json;
   if (json !== undefined && req.body.stream_options === undefined) {
     // the text parsed to a non-empty object (it has a model), so its last "}" closes it and a member can go first
@@ -378,7 +389,9 @@ export function upstreamBody(req: InferenceRequest): string {
 
 async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
   const { deps, req, model, requestId, trace, abort: signal, outcome } = x;
-  const body = upstreamBody(req);
+  // an upload (a transcription's multipart body) goes as the bytes the client sent, with its own Content-Type
+  const body = req.upload ? req.upload.bytes : upstreamBody(req);
+  const contentType = req.upload?.contentType;
   // both built only when an attempt fails (an Error captures a stack): the answered request allocates neither
   let tried: Set<string> | undefined;
   let lastFailure: GatewayError | undefined;
@@ -397,7 +410,12 @@ async function proxy(x: Exchange, backends: readonly Backend[]): Promise<void> {
     try {
       let response: UpstreamResponse | BufferedResponse;
       try {
-        const call = { requestId, signal, traceparent: trace.upstreamTraceparent(upstreamStep) };
+        const call = {
+          requestId,
+          signal,
+          traceparent: trace.upstreamTraceparent(upstreamStep),
+          ...(contentType ? { contentType } : {}),
+        };
         const path = ENDPOINT_PATHS[req.endpoint];
         // a whole answer is read without a stream in between; a streaming one is relayed chunk by chunk
         response = req.stream
@@ -498,15 +516,19 @@ function relayBody(x: Exchange, response: BufferedResponse): Promise<void> | und
   if (response.status === 200 && response.contentType.includes("json")) {
     const usage = usageOf(body);
     if (usage === "malformed") throw upstreamFailed("the backend answered with malformed JSON");
-    if (usage) outcome.usage = usage;
-  } else if (response.status === 200) {
+    if (usage) outcome.usage = POOLING_ENDPOINTS.has(x.req.endpoint) ? pooledUsage(usage) : usage;
+  } else if (response.status === 200 && !(x.req.endpoint === "transcription" && isTextAnswer(response))) {
     throw upstreamFailed(
       `the backend answered with ${response.contentType || "no content type"} instead of JSON`,
     );
   }
   if (client.started) {
     // We were holding a streaming client with keep-alives, but the backend answered without a stream.
-    return client.write(Buffer.concat([SSE_DATA, body, SSE_END_DONE])).then(() => client.end());
+    const frames =
+      x.req.endpoint === "response"
+        ? responsesWholeAnswer(response.status, body)
+        : Buffer.concat([SSE_DATA, body, SSE_END_DONE]);
+    return client.write(frames).then(() => client.end());
   }
   // (x-request-id is on the reply since onRequest). Sent at once: awaiting the reply (a thenable) would only
   // cost two more microtasks.
@@ -517,6 +539,13 @@ function relayBody(x: Exchange, response: BufferedResponse): Promise<void> | und
     .send(body);
   return undefined;
 }
+
+/**
+ * A transcription asked for as `text`, `srt` or `vtt` comes as text, not JSON, from engines that follow OpenAI
+ * (its `createTranscription` answers those formats as plain text); it is relayed as it came, without usage.
+ */
+const isTextAnswer = (response: BufferedResponse): boolean =>
+  /^text\/(plain|vtt)\b/i.test(response.contentType);
 
 /** A whole (non-streamed) answer: one promise, not two per chunk as `for await` makes. */
 function readAll(stream: Readable, max: number): Promise<Buffer> {
@@ -534,6 +563,34 @@ function readAll(stream: Readable, max: number): Promise<Buffer> {
     stream.once("error", reject);
   });
 }
+
+/** The stream protocol of a streaming request: the Responses API's typed events, or chat/completions chunks. */
+const streamProtocolOf = (req: InferenceRequest): StreamProtocol =>
+  req.endpoint === "response" ? "responses" : "chat";
+
+/**
+ * A whole Responses answer sent to a client held as a stream: the response as its `response.completed` event, or
+ * the (already reshaped) error as the `error` event (`ResponseCompletedEvent` / `ResponseErrorEvent` in OpenAI's
+ * Responses streaming reference).
+ */
+function responsesWholeAnswer(status: number, body: Buffer): Uint8Array {
+  if (status === 200) return Buffer.concat([RESPONSE_COMPLETED_HEAD, body, RESPONSE_COMPLETED_TAIL]);
+  let message = `the model's backend answered ${status}`;
+  let code = "upstream_error";
+  try {
+    const error = (JSON.parse(body.toString("utf8")) as { error?: { message?: unknown; code?: unknown } })
+      .error;
+    if (typeof error?.message === "string") message = error.message;
+    if (typeof error?.code === "string") code = error.code;
+  } catch {
+    // the reshaped error is JSON; the defaults above stand otherwise
+  }
+  return sseErrorFor("responses", message, code);
+}
+const RESPONSE_COMPLETED_HEAD = Buffer.from(
+  'event: response.completed\ndata: {"type":"response.completed","sequence_number":0,"response":',
+);
+const RESPONSE_COMPLETED_TAIL = Buffer.from("}\n\n");
 
 const SSE_DATA = Buffer.from("data: ");
 const SSE_END_DONE = Buffer.from("\n\ndata: [DONE]\n\n");
@@ -574,8 +631,8 @@ export function usageOf(body: Buffer): Usage | undefined | "malformed" {
       depth -= 1;
       if (depth === 0) {
         try {
-          const usage = JSON.parse(body.toString("utf8", i, j + 1)) as Usage;
-          return typeof usage === "object" && usage !== null ? usage : undefined;
+          // chat/completions usage as it is; the Responses API's input/output_tokens as prompt/completion
+          return usageFrom(JSON.parse(body.toString("utf8", i, j + 1)));
         } catch {
           return "malformed";
         }
@@ -588,7 +645,8 @@ export function usageOf(body: Buffer): Usage | undefined | "malformed" {
 async function relayStream(x: Exchange, response: UpstreamResponse): Promise<void> {
   const { deps, req, client, outcome, started, abort: signal, model } = x;
   const metricsModel = deps.metrics.model(model.publicName);
-  const tap = new SseUsageTap(req.wantsUsage);
+  const protocol = streamProtocolOf(req);
+  const tap = new SseUsageTap(req.wantsUsage, protocol);
   client.start();
   outcome.status = 200;
   try {
@@ -620,9 +678,16 @@ async function relayStream(x: Exchange, response: UpstreamResponse): Promise<voi
     outcome.status = 502;
     outcome.error = "stream_broken";
     await client.write(
-      sseError("The worker serving this request stopped before the answer was complete", "stream_broken"),
+      sseErrorFor(
+        protocol,
+        "The worker serving this request stopped before the answer was complete",
+        "stream_broken",
+        "server_error",
+        tap.events,
+      ),
     );
-    await client.write(new TextEncoder().encode("data: [DONE]\n\n"));
+    const end = sseEndFor(protocol);
+    if (end) await client.write(end);
   }
   client.end();
 }

@@ -69,8 +69,12 @@ interface StoredJob extends JobRecord {
   minTokens: number;
 }
 
+// jobs take the four endpoints they always took; the Responses API, rerank and score are interactive only
+const JOB_ENDPOINTS: ReadonlySet<string> = new Set(["chat", "completion", "embedding", "image"]);
 const ENDPOINT_OF_PATH: Readonly<Record<string, Endpoint>> = Object.fromEntries(
-  Object.entries(ENDPOINT_PATHS).map(([endpoint, path]) => [`/v1${path}`, endpoint as Endpoint]),
+  Object.entries(ENDPOINT_PATHS)
+    .filter(([endpoint]) => JOB_ENDPOINTS.has(endpoint))
+    .map(([endpoint, path]) => [`/v1${path}`, endpoint as Endpoint]),
 );
 
 export const jobEndpoint = (path: unknown): Endpoint | undefined =>

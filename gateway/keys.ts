@@ -5,7 +5,7 @@
  */
 import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
-import type { ApiKeyRecord } from "../core/protocol";
+import { type ApiKeyRecord, isKeyScope, type KeyScope } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
 import { RefreshAhead } from "./refresh-ahead";
 
@@ -22,6 +22,8 @@ export interface CreateKeyOptions {
   readonly monthlyBudgetUsd?: number;
   readonly expiresAtMs?: number;
   readonly nowMs?: number;
+  /** @default "inference" */
+  readonly scope?: KeyScope;
 }
 
 function encode(record: ApiKeyRecord): Record<string, string> {
@@ -37,6 +39,7 @@ function encode(record: ApiKeyRecord): Record<string, string> {
     expiresAtMs: record.expiresAtMs === undefined ? "" : String(record.expiresAtMs),
     revoked: record.revoked ? "1" : "0",
     createdAtMs: String(record.createdAtMs),
+    scope: record.scope,
   };
 }
 
@@ -63,6 +66,8 @@ function decode(fields: Record<string, string>): ApiKeyRecord | undefined {
     expiresAtMs: optionalNumber(fields.expiresAtMs),
     revoked: fields.revoked === "1",
     createdAtMs: Number(fields.createdAtMs ?? 0),
+    // keys created before scopes existed have no field: they were OpenAI API keys
+    scope: fields.scope && isKeyScope(fields.scope) ? fields.scope : "inference",
   };
 }
 
@@ -88,6 +93,7 @@ export class ApiKeyStore {
       expiresAtMs: options.expiresAtMs,
       revoked: false,
       createdAtMs: options.nowMs ?? Date.now(),
+      scope: options.scope ?? "inference",
     };
     await this.redis
       .multi()
@@ -128,6 +134,7 @@ export class ApiKeyStore {
       monthlyBudgetUsd: old.monthlyBudgetUsd,
       expiresAtMs: old.expiresAtMs,
       nowMs,
+      scope: old.scope,
     });
     const oldExpiresAtMs = Math.min(old.expiresAtMs ?? Number.POSITIVE_INFINITY, nowMs + graceMs);
     await this.redis.hset(

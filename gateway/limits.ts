@@ -535,7 +535,16 @@ function duration(ms: number): string {
 
 /** A rough prompt size: about four characters a token, which is what English text averages. */
 export function estimatePromptTokens(body: Record<string, unknown>): number {
-  const chars = textLength(body.messages) + textLength(body.prompt) + textLength(body.input);
+  // `instructions`: the Responses API's system prompt; query/documents (rerank) and text_1/text_2 (score)
+  const chars =
+    textLength(body.messages) +
+    textLength(body.prompt) +
+    textLength(body.input) +
+    textLength(body.instructions) +
+    textLength(body.query) +
+    textLength(body.documents) +
+    textLength(body.text_1) +
+    textLength(body.text_2);
   return Math.ceil(chars / 4) + 8;
 }
 

@@ -1,18 +1,19 @@
 /**
- * The OpenAI-compatible routes as fastify plugins: models, inference (chat, completions, embeddings, images) and
- * async jobs. They share one context (authentication, the serving unit a request goes to, the inference and jobs
+ * The OpenAI-compatible routes as fastify plugins: models, inference (chat, completions, responses, embeddings,
+ * rerank, score, images; audio transcriptions, the one multipart route) and async jobs. They share one context (authentication, the serving unit a request goes to, the inference and jobs
  * machinery) and inherit the app's hooks and handlers: the API key judged before the body is read, the JSON
  * parser's bounds, OpenAI-shaped errors and the refusals' audit lines (`app.ts`).
  */
-import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from "fastify";
 import type { RuntimeConfig } from "../core/config";
 import type { ApiKeyRecord } from "../core/protocol";
 import { VARIANT_HEADER } from "../core/variants";
 import { badRequest, GatewayError, modelNotFound, toGatewayError } from "./errors";
 import { type InferenceDeps, serveInference } from "./inference";
 import { type JobQueue, jobEndpoint, jobView } from "./jobs";
+import { MAX_AUDIO_BODY_BYTES, parseMultipart, validateTranscription } from "./multipart";
 import type { GatewayTracing } from "./tracing";
-import { type Endpoint, validateInference } from "./validate";
+import { type Endpoint, type InferenceRequest, validateInference } from "./validate";
 import type { UnitConfig } from "./variants";
 
 export interface RouteContext {
@@ -53,42 +54,102 @@ export const modelRoutes: FastifyPluginCallback<RouteContext> = (app, ctx, done)
   done();
 };
 
-/** The inference endpoints, each served by `serveInference` (admission, waiting, attempts, relay, accounting). */
+/** How a route reads its body into a request (the JSON routes' `validateInference`, or an upload's). */
+type RequestReader = (endpoint: Endpoint, body: unknown, json: string | undefined) => InferenceRequest;
+
+/** One inference route, served by `serveInference` (admission, waiting, attempts, relay, accounting). */
+function inferenceRoute(
+  app: FastifyInstance,
+  ctx: RouteContext,
+  path: string,
+  endpoint: Endpoint,
+  read: RequestReader = validateInference,
+  options: { bodyLimit?: number } = {},
+): void {
+  const spanName = `POST ${path}`;
+  app.post(path, options, async (request: FastifyRequest, reply: FastifyReply) => {
+    const traceparent =
+      typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined;
+    const trace = ctx.tracing.begin(spanName, traceparent, { "aiorch.request_id": request.requestId });
+    let model: UnitConfig;
+    let key: ApiKeyRecord;
+    let req: InferenceRequest;
+    const authStep = trace.step("auth");
+    try {
+      key = ctx.authenticateCached(request) ?? (await ctx.authenticate(request));
+      authStep.end();
+      req = read(endpoint, request.body, request.rawJson);
+      model = ctx.servingUnitFor(req.model, key, endpoint);
+    } catch (error) {
+      authStep.end("refused");
+      trace.end(toGatewayError(error).status);
+      throw error;
+    }
+    if (model.variant) reply.header(VARIANT_HEADER, model.variant);
+    try {
+      await serveInference(ctx.inference, req, model, key, reply, request.requestId, trace);
+    } catch (error) {
+      trace.end(toGatewayError(error).status); // refused before it was served (budget, limits)
+      throw error;
+    }
+    return reply;
+  });
+}
+
+/** The JSON inference endpoints. */
 export const inferenceRoutes: FastifyPluginCallback<RouteContext> = (app, ctx, done) => {
-  const inferenceRoute = (path: string, endpoint: Endpoint) => {
-    const spanName = `POST ${path}`;
-    app.post(path, async (request: FastifyRequest, reply: FastifyReply) => {
-      const traceparent =
-        typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined;
-      const trace = ctx.tracing.begin(spanName, traceparent, { "aiorch.request_id": request.requestId });
-      let model: UnitConfig;
-      let key: ApiKeyRecord;
-      let req: ReturnType<typeof validateInference>;
-      const authStep = trace.step("auth");
-      try {
-        key = ctx.authenticateCached(request) ?? (await ctx.authenticate(request));
-        authStep.end();
-        req = validateInference(endpoint, request.body, request.rawJson);
-        model = ctx.servingUnitFor(req.model, key, endpoint);
-      } catch (error) {
-        authStep.end("refused");
-        trace.end(toGatewayError(error).status);
-        throw error;
+  inferenceRoute(app, ctx, "/v1/chat/completions", "chat");
+  inferenceRoute(app, ctx, "/v1/completions", "completion");
+  inferenceRoute(app, ctx, "/v1/responses", "response");
+  inferenceRoute(app, ctx, "/v1/embeddings", "embedding");
+  inferenceRoute(app, ctx, "/v1/rerank", "rerank");
+  inferenceRoute(app, ctx, "/v1/score", "score");
+  inferenceRoute(app, ctx, "/v1/images/generations", "image");
+  done();
+};
+
+/**
+ * `POST /v1/audio/transcriptions`: the one route that takes multipart/form-data, with its own body limit (25 MB of
+ * audio, `multipart.ts`); parsed in this plugin only, so every other route still answers a non-JSON body with 400.
+ * Past the parser it is served as every inference route is.
+ */
+export const transcriptionRoutes: FastifyPluginCallback<RouteContext> = (app, ctx, done) => {
+  app.addContentTypeParser(
+    "multipart/form-data",
+    { parseAs: "buffer", bodyLimit: MAX_AUDIO_BODY_BYTES },
+    (request, body, next) => {
+      // a refused API key (judged in onRequest): the body is not parsed, the route answers the 401
+      if (request.auth !== undefined && !request.auth.ok) {
+        next(null, undefined);
+        return;
       }
-      if (model.variant) reply.header(VARIANT_HEADER, model.variant);
       try {
-        await serveInference(ctx.inference, req, model, key, reply, request.requestId, trace);
+        next(null, parseMultipart(body as Buffer, String(request.headers["content-type"] ?? "")));
       } catch (error) {
-        trace.end(toGatewayError(error).status); // refused before it was served (budget, limits)
-        throw error;
+        next(error as Error, undefined);
       }
-      return reply;
-    });
-  };
-  inferenceRoute("/v1/chat/completions", "chat");
-  inferenceRoute("/v1/completions", "completion");
-  inferenceRoute("/v1/embeddings", "embedding");
-  inferenceRoute("/v1/images/generations", "image");
+    },
+  );
+  // a declared length past the limit is refused before a byte of the body is read, naming the limit
+  app.addHook("onRequest", (request, _reply, next) => {
+    const length = Number(request.headers["content-length"]);
+    if (Number.isFinite(length) && length > MAX_AUDIO_BODY_BYTES) {
+      next(
+        new GatewayError(
+          413,
+          "invalid_request_error",
+          "The upload is larger than 25 MB of audio (and 1 MB of form fields); split or compress the audio",
+          "request_too_large",
+          "file",
+        ),
+      );
+      return;
+    }
+    next();
+  });
+  inferenceRoute(app, ctx, "/v1/audio/transcriptions", "transcription", validateTranscription, {
+    bodyLimit: MAX_AUDIO_BODY_BYTES,
+  });
   done();
 };
 

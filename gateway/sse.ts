@@ -3,6 +3,15 @@
  * frames through unchanged except that, when the client did not ask for usage, it drops the usage-only chunk
  * and strips `usage` from content chunks — so the client sees exactly what OpenAI would have sent. An error event
  * from upstream goes on as an OpenAI error with its message scrubbed (`upstreamStreamError`).
+ *
+ * A Responses API stream (`POST /v1/responses`) has typed events instead (`event: response.output_text.delta` +
+ * `data: {…}`, no `[DONE]`): as vLLM writes them (vllm/entrypoints/openai/responses/api_router.py,
+ * `_convert_stream_to_sse_events`; the events in serving_responses.py, `responses_stream_generator`:
+ * response.created, response.in_progress, output_item/content_part added, response.output_text.delta …,
+ * output_text/content_part/output_item done, then response.completed with the whole response and its `usage`
+ * as `input_tokens`/`output_tokens`). The tap in "responses" mode passes every event as it came, counts the
+ * `*.delta` events, reads the usage of the terminal event (response.completed / incomplete / failed) and scrubs
+ * error events into OpenAI's `ResponseErrorEvent` shape (`{type: "error", code, message, param, sequence_number}`).
  */
 import { upstreamStreamError } from "./errors";
 
@@ -11,6 +20,39 @@ export interface Usage {
   completion_tokens: number;
   total_tokens: number;
 }
+
+/**
+ * Usage as the books count it, from what an engine reported: chat and completions report `prompt_tokens` /
+ * `completion_tokens`; the Responses API reports `input_tokens` / `output_tokens`
+ * (https://platform.openai.com/docs/api-reference/responses/object#responses/object-usage; vLLM's
+ * `ResponseUsage`). Anything else that is an object goes on as it is (the books check each count).
+ */
+export function usageFrom(raw: unknown): Usage | undefined {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return undefined;
+  const u = raw as Record<string, unknown>;
+  if (
+    u.prompt_tokens === undefined &&
+    u.completion_tokens === undefined &&
+    typeof u.output_tokens === "number"
+  ) {
+    const input = typeof u.input_tokens === "number" ? u.input_tokens : 0;
+    const total = typeof u.total_tokens === "number" ? u.total_tokens : input + u.output_tokens;
+    return { prompt_tokens: input, completion_tokens: u.output_tokens, total_tokens: total };
+  }
+  return u as unknown as Usage;
+}
+
+/**
+ * Usage of an answer that generates nothing (embeddings, rerank, score): every token was read. vLLM 0.10's rerank
+ * reports only `total_tokens` (`RerankUsage` in vllm/entrypoints/openai/protocol.py), booked as prompt tokens.
+ */
+export function pooledUsage(usage: Usage): Usage {
+  if (usage.prompt_tokens !== undefined || typeof usage.total_tokens !== "number") return usage;
+  return { prompt_tokens: usage.total_tokens, completion_tokens: 0, total_tokens: usage.total_tokens };
+}
+
+/** Which kind of event stream the tap reads: chat/completions chunks, or the Responses API's typed events. */
+export type StreamProtocol = "chat" | "responses";
 
 const DONE = "[DONE]";
 const encoder = new TextEncoder();
@@ -37,8 +79,13 @@ export class SseUsageTap {
   sawDone = false;
   /** An upstream error event (`data: {"error": …}`) passed on, reshaped and scrubbed. */
   sawError = false;
+  /** Events seen (a Responses stream numbers its events from 0: the next one's `sequence_number`). */
+  events = 0;
 
-  constructor(private readonly clientWantsUsage: boolean) {}
+  constructor(
+    private readonly clientWantsUsage: boolean,
+    private readonly protocol: StreamProtocol = "chat",
+  ) {}
 
   /** Feed upstream bytes; returns the bytes to forward now (complete frames only). */
   push(chunk: Uint8Array): Uint8Array | undefined {
@@ -92,6 +139,7 @@ export class SseUsageTap {
 
   /** One frame in: true = forward it as it is, false = drop it, a string = forward this instead. */
   private frame(frame: Buffer): boolean | string {
+    if (this.protocol === "responses") return this.responsesFrame(frame);
     if (!startsWithData(frame)) return true; // comments, event names, retry hints
     const mentionsUsage = frame.indexOf(USAGE) !== -1;
     if (!mentionsUsage && frame.indexOf(ERROR) === -1) {
@@ -129,7 +177,99 @@ export class SseUsageTap {
     delete parsed.usage;
     return `data: ${JSON.stringify(parsed)}`;
   }
+
+  /** A Responses API event: only terminal and error events are parsed; deltas are counted by their name. */
+  private responsesFrame(frame: Buffer): boolean | string {
+    const { name, data } = responsesEventParts(frame);
+    if (data === -1) return true; // a comment or retry hint
+    this.events += 1;
+    if (name !== undefined && name !== "error" && !TERMINAL_EVENTS.has(name)) {
+      if (name.endsWith(".delta")) this.contentFrames += 1;
+      return true;
+    }
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(frame.toString("utf8", data + DATA.length)) as Record<string, unknown>;
+    } catch {
+      return true; // not ours to judge; the client's parser will say
+    }
+    if (parsed === null || typeof parsed !== "object") return true;
+    const type = typeof parsed.type === "string" ? parsed.type : name;
+    if (type === "error" || (type === undefined && parsed.error !== undefined)) {
+      this.sawError = true;
+      const { error } = upstreamStreamError(parsed);
+      const sequence = typeof parsed.sequence_number === "number" ? parsed.sequence_number : this.events - 1;
+      return responsesErrorFrame(error.message, error.code, error.param, sequence);
+    }
+    if (type === undefined || !TERMINAL_EVENTS.has(type)) {
+      if (type?.endsWith(".delta")) this.contentFrames += 1;
+      return true;
+    }
+    this.sawDone = true;
+    const response = parsed.response as Record<string, unknown> | null | undefined;
+    if (response === null || typeof response !== "object") return true;
+    const usage = usageFrom(response.usage);
+    if (usage && typeof usage.completion_tokens === "number") this.usage = usage;
+    const failure = response.error as Record<string, unknown> | null | undefined;
+    if (failure === null || failure === undefined || typeof failure !== "object") return true;
+    // response.failed carries the backend's words in response.error: scrubbed as any error is
+    const { error } = upstreamStreamError({ error: failure });
+    response.error = { code: error.code ?? "server_error", message: error.message };
+    return `event: ${type}\ndata: ${JSON.stringify(parsed)}`;
+  }
 }
+
+/** A Responses stream's error event (OpenAI `ResponseErrorEvent`), as a whole SSE frame without its blank line. */
+function responsesErrorFrame(
+  message: string,
+  code: string | null,
+  param: string | null,
+  sequenceNumber: number,
+): string {
+  const event = { type: "error", code, message, param, sequence_number: sequenceNumber };
+  return `event: error\ndata: ${JSON.stringify(event)}`;
+}
+
+/**
+ * An error event in the shape the client's stream parser expects: `data: {"error": …}` for chat and completions,
+ * the typed `error` event for a Responses stream (`sequenceNumber`: the events it has had so far).
+ */
+export function sseErrorFor(
+  protocol: StreamProtocol,
+  message: string,
+  code: string,
+  type = "server_error",
+  sequenceNumber = 0,
+): Uint8Array {
+  if (protocol === "chat") return sseError(message, code, type);
+  return encoder.encode(`${responsesErrorFrame(message, code, null, sequenceNumber)}\n\n`);
+}
+
+/** How a stream ends after an in-band error: `[DONE]` for chat and completions, nothing for a Responses stream. */
+export const sseEndFor = (protocol: StreamProtocol): Uint8Array | undefined =>
+  protocol === "chat" ? encoder.encode("data: [DONE]\n\n") : undefined;
+
+/** The event name of a Responses stream's frame (`event: …` line) and where its `data:` line starts, if any. */
+function responsesEventParts(frame: Buffer): { name: string | undefined; data: number } {
+  let name: string | undefined;
+  let data = -1;
+  let start = 0;
+  while (start < frame.length) {
+    let end = frame.indexOf(LF, start);
+    if (end === -1) end = frame.length;
+    const line = frame.subarray(start, end);
+    if (startsWithData(line)) {
+      data = start;
+      break;
+    }
+    if (line.length > 6 && line.toString("latin1", 0, 6) === "event:")
+      name = line.toString("latin1", 6).trim();
+    start = end + 1;
+  }
+  return { name, data };
+}
+
+const TERMINAL_EVENTS = new Set(["response.completed", "response.incomplete", "response.failed"]);
 
 /** `data:` at the start, compared in JS (five bytes: cheaper than a call into Buffer.compare). */
 function startsWithData(frame: Buffer): boolean {

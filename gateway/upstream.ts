@@ -208,7 +208,7 @@ export class UpstreamClient {
 
   private headers(backend: Backend, extra: UpstreamCallOptions): Record<string, string> {
     const headers: Record<string, string> = {
-      "content-type": "application/json",
+      "content-type": extra.contentType ?? "application/json",
       accept: "application/json, text/event-stream",
       "x-request-id": extra.requestId,
     };
@@ -222,7 +222,7 @@ export class UpstreamClient {
   async post(
     backend: Backend,
     path: string,
-    body: string,
+    body: string | Buffer,
     extra: UpstreamCallOptions,
   ): Promise<UpstreamResponse> {
     const headers = this.headers(backend, extra);
@@ -251,7 +251,7 @@ export class UpstreamClient {
   postBuffered(
     backend: Backend,
     path: string,
-    body: string,
+    body: string | Buffer,
     extra: UpstreamCallOptions,
     maxBytes: number,
   ): Promise<BufferedResponse> {
@@ -332,6 +332,8 @@ export interface UpstreamCallOptions {
   /** Aborts the call (the client went away). */
   readonly signal: AbortLike;
   readonly traceparent?: string;
+  /** The body's Content-Type. @default "application/json" (a multipart upload passes its own, boundary included) */
+  readonly contentType?: string;
 }
 
 /** A header's value from undici's raw headers (name, value, name, value …), "" when absent. */

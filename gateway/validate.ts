@@ -2,35 +2,52 @@
  * Just enough validation of request bodies to answer a clear 400 before anything is queued or forwarded;
  * fields the gateway does not interpret pass through to the engine untouched.
  */
+import type { ApiRoute } from "../core/engine-routes";
 import { badRequest, type GatewayError } from "./errors";
 
-export type Endpoint = "chat" | "completion" | "embedding" | "image";
+export type Endpoint =
+  | "chat"
+  | "completion"
+  | "response"
+  | "embedding"
+  | "rerank"
+  | "score"
+  | "image"
+  | "transcription";
 
+/** Each endpoint's path under `/v1` (the engine's base URL ends in `/v1`). */
 export const ENDPOINT_PATHS: Readonly<Record<Endpoint, string>> = {
   chat: "/chat/completions",
   completion: "/completions",
+  response: "/responses",
   embedding: "/embeddings",
+  rerank: "/rerank",
+  score: "/score",
   image: "/images/generations",
+  transcription: "/audio/transcriptions",
 };
 
-/** Model kinds an endpoint serves (a completion model may also be asked through chat templates). */
-export const ENDPOINT_KINDS: Readonly<Record<Endpoint, readonly string[]>> = {
-  chat: ["chat"],
-  completion: ["chat", "completion"],
-  embedding: ["embedding"],
-  image: ["image"],
-};
+/** Endpoints whose answer has no generated tokens (nothing is reserved for an answer's tokens). */
+export const POOLING_ENDPOINTS: ReadonlySet<Endpoint> = new Set(["embedding", "rerank", "score"]);
+
+/** The route a client calls for an endpoint (which kinds and engines serve it: `core/engine-routes.ts`). */
+export const endpointRoute = (endpoint: Endpoint): ApiRoute => `/v1${ENDPOINT_PATHS[endpoint]}` as ApiRoute;
 
 export interface InferenceRequest {
   readonly endpoint: Endpoint;
   readonly model: string;
   readonly stream: boolean;
   readonly wantsUsage: boolean;
-  /** Completion tokens the client allows (max_tokens / max_completion_tokens), if it said. */
+  /** Completion tokens the client allows (max_tokens / max_completion_tokens; Responses: max_output_tokens). */
   readonly maxTokens?: number;
   readonly body: Record<string, unknown>;
   /** The body's JSON text as the client sent it: forwarded as is when nothing in it changes (no re-serializing). */
   readonly json?: string;
+  /**
+   * A multipart upload (transcriptions, `multipart.ts`): forwarded as these bytes with this Content-Type, unchanged;
+   * `body` then holds only the form's text fields.
+   */
+  readonly upload?: { readonly bytes: Buffer; readonly contentType: string };
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -57,9 +74,11 @@ export function validateInference(endpoint: Endpoint, body: unknown, json?: stri
   if (streamOptions !== undefined && streamOptions !== null && !isObject(streamOptions)) {
     throw badRequest("stream_options must be an object", "stream_options");
   }
-  const streaming = stream === true && (endpoint === "chat" || endpoint === "completion");
+  const streaming =
+    stream === true && (endpoint === "chat" || endpoint === "completion" || endpoint === "response");
   if (stream === true && !streaming) throw badRequest(`stream is not supported on this endpoint`, "stream");
-  if (streamOptions && !streaming)
+  // the Responses API's own stream_options (include_obfuscation) pass through; usage always comes in its last event
+  if (streamOptions && !streaming && endpoint !== "response")
     throw badRequest("stream_options is only allowed with stream: true", "stream_options");
 
   switch (endpoint) {
@@ -80,6 +99,22 @@ export function validateInference(endpoint: Endpoint, body: unknown, json?: stri
       }
       break;
     }
+    case "response": {
+      // OpenAI's Responses API (https://platform.openai.com/docs/api-reference/responses/create), as vLLM serves it
+      // (`ResponsesRequest` in vllm/entrypoints/openai/protocol.py: `input: str | list[item]`). Stored responses
+      // are not kept by the stack's workers (they come and go with demand), so what needs them is refused here.
+      const input = body.input;
+      if (!((typeof input === "string" && input.length > 0) || (Array.isArray(input) && input.length > 0)))
+        throw badRequest("input must be a non-empty string or a non-empty array of input items", "input");
+      if (body.previous_response_id !== undefined && body.previous_response_id !== null)
+        throw badRequest(
+          "previous_response_id is not supported: responses are not stored; send the conversation in input",
+          "previous_response_id",
+        );
+      if (body.background === true)
+        throw badRequest("background responses are not supported: responses are not stored", "background");
+      break;
+    }
     case "embedding": {
       const input = body.input;
       const ok =
@@ -91,6 +126,28 @@ export function validateInference(endpoint: Endpoint, body: unknown, json?: stri
       }
       break;
     }
+    case "rerank": {
+      // vLLM's RerankRequest (vllm/entrypoints/openai/protocol.py, Jina/Cohere shape): query, documents, top_n
+      const query = body.query;
+      if (!((typeof query === "string" && query.length > 0) || isObject(query)))
+        throw badRequest("query must be a non-empty string", "query");
+      if (!((Array.isArray(body.documents) && body.documents.length > 0) || isObject(body.documents)))
+        throw badRequest("documents must be a non-empty array of strings", "documents");
+      const topN = body.top_n;
+      if (topN !== undefined && (typeof topN !== "number" || !Number.isInteger(topN) || topN < 0))
+        throw badRequest("top_n must be a whole number ≥ 0 (0: every document)", "top_n");
+      break;
+    }
+    case "score": {
+      // vLLM's ScoreRequest (same file): text_1 and text_2, each a string or a list of strings
+      for (const field of ["text_1", "text_2"]) {
+        const v = body[field];
+        const ok =
+          (typeof v === "string" && v.length > 0) || (Array.isArray(v) && v.length > 0) || isObject(v);
+        if (!ok) throw badRequest(`${field} must be a non-empty string or array of strings`, field);
+      }
+      break;
+    }
     case "image": {
       if (typeof body.prompt !== "string" || body.prompt.length === 0)
         throw badRequest("prompt must be a non-empty string", "prompt");
@@ -98,12 +155,18 @@ export function validateInference(endpoint: Endpoint, body: unknown, json?: stri
       break;
     }
   }
-  const maxTokens = positiveInt(body, "max_tokens") ?? positiveInt(body, "max_completion_tokens");
+  const maxTokens =
+    endpoint === "response"
+      ? positiveInt(body, "max_output_tokens")
+      : (positiveInt(body, "max_tokens") ?? positiveInt(body, "max_completion_tokens"));
   return {
     endpoint,
     model,
     stream: streaming,
-    wantsUsage: streaming && isObject(streamOptions) && streamOptions.include_usage === true,
+    // a Responses stream always carries usage (in response.completed): nothing to hide from the client
+    wantsUsage:
+      streaming &&
+      (endpoint === "response" || (isObject(streamOptions) && streamOptions.include_usage === true)),
     maxTokens,
     body,
     json,

@@ -14,6 +14,7 @@
  * length of the month. `open()` restarts the same sequence, so every policy sees identical arrivals.
  */
 import { HOURS_PER_MONTH } from "../core/catalog";
+import type { ModelKind } from "../core/engine-routes";
 import { USAGE_PATTERNS, type UsagePatternId } from "../core/usage-patterns";
 import { Random } from "./random";
 
@@ -46,7 +47,7 @@ export function burstyArrivals(ratePerSecond: number): ArrivalProcess {
 
 /** Request size and service time of one kind of model. */
 export interface RequestShape {
-  /** Median tokens per request (generated tokens for chat and completion, input tokens for embeddings). */
+  /** Median tokens per request (generated tokens for chat and completion, input tokens for embeddings, audio seconds). */
   readonly medianTokens: number;
   /** Log-standard-deviation of the token count. */
   readonly tokensSigma: number;
@@ -58,14 +59,21 @@ export interface RequestShape {
 
 /**
  * Shapes per model kind: a chat answer of ~250 tokens at ~50 tokens/s per stream (an 8B model on one
- * 24–80 GB GPU with vLLM batching), a short embedding, one image. Service time does not depend on the GPU
- * or on how many requests share the worker (up to targetConcurrency): a simplification.
+ * 24–80 GB GPU with vLLM batching), a short embedding, one image, a transcription. Service time does not depend
+ * on the GPU or on how many requests share the worker (up to targetConcurrency): a simplification.
+ *
+ * Audio: a "token" is one second of audio. Assumed: a median upload of 20 s (a voice note; Whisper reads audio in
+ * 30 s windows) transcribed at 5 s of audio per second of work. Source of the rate: the faster-whisper README
+ * (github.com/SYSTRAN/faster-whisper, "Benchmarks", "Large-v2 model on GPU"): 13 minutes of audio took openai/whisper
+ * 2m23s (≈5.5× real time) and faster-whisper 1m03s (≈12×) in fp16, beam 5, on an RTX 3070 Ti. Taken just below
+ * the low end: a short clip still costs a whole 30 s window of the encoder, and those figures are for one long file.
  */
-export const REQUEST_SHAPES: Readonly<Record<"chat" | "completion" | "embedding" | "image", RequestShape>> = {
+export const REQUEST_SHAPES: Readonly<Record<ModelKind, RequestShape>> = {
   chat: { medianTokens: 250, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 50 },
   completion: { medianTokens: 250, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 50 },
   embedding: { medianTokens: 400, tokensSigma: 0.6, baseSeconds: 0.02, tokensPerSecond: 40_000 },
   image: { medianTokens: 1, tokensSigma: 0, baseSeconds: 0.5, tokensPerSecond: 0.25 },
+  audio: { medianTokens: 20, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 5 },
 };
 
 export function serviceSecondsFor(shape: RequestShape, tokens: number): number {

@@ -240,6 +240,10 @@ function neededSecrets(config: StackConfig, project: string): Map<string, string
   }
   if (config.cluster.mode === "existing") needed.set(`${project}:kubeconfig`, "cluster mode existing");
   else needed.set("hcloud:token", "cluster mode create (the Hetzner API token)");
+  if (config.backup) {
+    needed.set(`${project}:backupAccessKeyId`, "backup (the object storage access key)");
+    needed.set(`${project}:backupSecretAccessKey`, "backup (the object storage secret key)");
+  }
   return needed;
 }
 

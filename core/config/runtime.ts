@@ -8,6 +8,7 @@ import { PROVIDERS, type PriceEntry, resolvePrices } from "../catalog";
 import { describeIssue, problemsFromIssues, StackConfigError } from "./errors";
 import type { LoadedStackConfig } from "./load";
 import {
+  backupSchema,
   budgetSchema,
   dataClassSchema,
   gatewaySchema,
@@ -54,6 +55,8 @@ export const runtimeConfigSchema = z.strictObject({
   trust: trustSchema,
   /** Which protections the stack turns on (the policy pack requires them for confidential data). */
   security: securitySchema,
+  /** Where backups go (no credentials: those are in the backup CronJob's Secret); absent: no backups. */
+  backup: backupSchema.optional(),
 });
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
 
@@ -100,6 +103,7 @@ export function renderRuntimeConfig(loaded: LoadedStackConfig, stack: string): R
     prices,
     trust: config.trust,
     security: config.security,
+    ...(config.backup ? { backup: config.backup } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, PROVIDER_IDS, PROVIDERS } from "../catalog";
+import { engineLabel, KIND_ROUTES, servedRoutes } from "../engine-routes";
 import { METRICS } from "../metrics";
 import {
   HETZNER_CHART_VERSIONS,
@@ -17,7 +18,7 @@ import { OFFERING_IDS } from "../trust";
 export const DATA_CLASSES = ["public", "internal", "confidential"] as const;
 export type DataClass = (typeof DATA_CLASSES)[number];
 
-export const MODEL_KINDS = ["chat", "completion", "embedding", "image"] as const;
+export const MODEL_KINDS = ["chat", "completion", "embedding", "image", "audio"] as const;
 export const ENGINES = ["vllm", "ollama", "tgi"] as const;
 export type Engine = (typeof ENGINES)[number];
 
@@ -420,7 +421,9 @@ export const modelSchema = z
      * latency: workers stay up longer and pre-warm earlier.
      */
     waitUsdPerSecond: z
-      .number({ error: (issue) => `must be a price in USD per waited second, e.g. 0.001; got ${quoted(issue.input)}` })
+      .number({
+        error: (issue) => `must be a price in USD per waited second, e.g. 0.001; got ${quoted(issue.input)}`,
+      })
       .min(0, { error: "must be ≥ 0 (USD per waited second)" })
       .optional(),
     monthlyBudgetUsd: z.number().positive().optional(),
@@ -458,6 +461,19 @@ export const modelSchema = z
           message: "every weight is 0; give at least one variant a weight above 0",
         });
       }
+    }
+    if (servedRoutes(m.kind, m.engine).length === 0) {
+      // the kind's routes and the engine's, by the table in core/engine-routes.ts (with its sources)
+      const able = ENGINES.filter((e) => servedRoutes(m.kind, e).length > 0);
+      ctx.addIssue({
+        code: "custom",
+        path: ["engine"],
+        message:
+          `${engineLabel(m.engine)} serves none of the routes of ${/^[aeiou]/.test(m.kind) ? "an" : "a"} ${m.kind} model (${KIND_ROUTES[m.kind].join(", ")}); ` +
+          (able.length > 0
+            ? `set engine to ${able.join(" or ")}`
+            : `no engine the stack can start serves them; change kind or leave this model out`),
+      });
     }
     if (m.minWorkers > m.maxWorkers) {
       ctx.addIssue({
@@ -565,6 +581,39 @@ export const redisSchema = z
     passwordVersion: positiveInt("version of the Redis password").default(1),
   })
   .default({ keyPrefix: "aiorch:", storageGi: 5, passwordVersion: 1 });
+
+/** Where and how often the stack backs its Redis up (README "Disaster recovery"); absent: no backups. */
+export const backupSchema = z.strictObject({
+  /** S3-compatible endpoint; Hetzner Object Storage is `https://<location>.your-objectstorage.com`. */
+  endpoint: httpUrl().default("https://fsn1.your-objectstorage.com"),
+  /** S3 bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens. */
+  bucket: z
+    .string(required("the object storage bucket backups go to"))
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+      error: (issue) =>
+        `${quoted(issue.input)} is not an S3 bucket name: 3-63 lower-case letters, digits, '.' and '-'`,
+    }),
+  /** Key prefix inside the bucket; backups are `<prefix><stack>/<id>.json`. */
+  prefix: z
+    .string()
+    .regex(/^([A-Za-z0-9._-]+\/)*$/, {
+      error: (issue) =>
+        `${quoted(issue.input)} must be empty or folder names each ending in '/', e.g. "aiorch/"`,
+    })
+    .default("aiorch/"),
+  /** Kubernetes CronJob schedule (five cron fields, UTC). */
+  schedule: z
+    .string()
+    .regex(/^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$/, {
+      error: (issue) => `${quoted(issue.input)} is not a cron schedule; write e.g. "0 * * * *" (hourly)`,
+    })
+    .default("0 * * * *"),
+  /** Backups older than this are deleted after each backup (the newest is always kept). */
+  retentionDays: positiveInt("days backups are kept").default(14),
+  /** The alert fires when no backup succeeded for this long. */
+  alertAfterHours: positiveInt("hours without a successful backup before the alert").default(3),
+});
+export type BackupConfig = z.output<typeof backupSchema>;
 
 export const monitoringSchema = z
   .strictObject({
@@ -690,6 +739,7 @@ export const stackConfigSchema = z.strictObject({
   monitoring: monitoringSchema,
   platform: platformSchema,
   security: securitySchema,
+  backup: backupSchema.optional(),
 });
 export type StackConfig = z.output<typeof stackConfigSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;
@@ -702,6 +752,8 @@ export const SECRET_CONFIG_KEYS = [
   "datacrunchClientSecret",
   "kubeconfig",
   "hfToken",
+  "backupAccessKeyId",
+  "backupSecretAccessKey",
 ] as const;
 export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
 
@@ -709,10 +761,18 @@ export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
 export const FOREIGN_SECRET_KEYS = ["hcloud:token"] as const;
 
 /** Environment variable each runtime credential reaches the controller under (from a Kubernetes Secret). */
-export const CREDENTIAL_ENV: Readonly<Record<Exclude<SecretConfigKey, "kubeconfig">, string>> = {
+export const CREDENTIAL_ENV: Readonly<
+  Record<Exclude<SecretConfigKey, "kubeconfig" | keyof typeof BACKUP_CREDENTIAL_ENV>, string>
+> = {
   runpodApiKey: "RUNPOD_API_KEY",
   vastaiApiKey: "VASTAI_API_KEY",
   datacrunchClientId: "DATACRUNCH_CLIENT_ID",
   datacrunchClientSecret: "DATACRUNCH_CLIENT_SECRET",
   hfToken: "HF_TOKEN",
 };
+
+/** Backup credentials reach only the backup CronJob, under the AWS SDK's standard names. */
+export const BACKUP_CREDENTIAL_ENV = {
+  backupAccessKeyId: "AWS_ACCESS_KEY_ID",
+  backupSecretAccessKey: "AWS_SECRET_ACCESS_KEY",
+} as const;

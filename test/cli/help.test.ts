@@ -58,6 +58,9 @@ describe("the command table", () => {
       "audit verify",
       "models list",
       "models set-weight",
+      "backup now",
+      "backup list",
+      "restore",
     ])
       expect(names).toContain(expected);
   });

@@ -754,3 +754,147 @@ describe("separate-process mode", () => {
     expect(await exited).toBe(0);
   });
 });
+
+describe("responses, rerank and score (vLLM's shapes)", () => {
+  /** The frames of a Responses stream: each `event: <type>` + `data: <json>`, the type repeated in the data. */
+  async function responseEvents(res: Response): Promise<Json[]> {
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const frames = (await res.text()).split("\n\n").filter((f) => f.length > 0);
+    return frames.map((frame) => {
+      const [eventLine, dataLine, ...rest] = frame.split("\n");
+      expect(rest).toEqual([]);
+      expect(eventLine).toMatch(/^event: [a-z_.]+$/);
+      expect(dataLine).toMatch(/^data: \{/);
+      const data = JSON.parse(dataLine!.slice("data: ".length)) as Json;
+      expect(data.type).toBe(eventLine!.slice("event: ".length));
+      return data;
+    });
+  }
+
+  it("answers a whole Response with one output_text message and input/output token usage", async () => {
+    const fake = await start();
+    const res = await post(`${fake.url}/responses`, {
+      model: "m",
+      input: [{ role: "user", content: [{ type: "input_text", text: "three words here" }] }],
+      instructions: "be brief",
+      max_output_tokens: 4,
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Json & { output: Json[]; usage: Json };
+    expect(body).toMatchObject({
+      object: "response",
+      status: "completed",
+      model: "m",
+      instructions: "be brief",
+    });
+    expect(body.output).toEqual([
+      expect.objectContaining({
+        type: "message",
+        role: "assistant",
+        status: "completed",
+        content: [
+          expect.objectContaining({ type: "output_text", text: fakeCompletionText(5, 4), annotations: [] }),
+        ],
+      }),
+    ]);
+    expect(body.usage).toMatchObject({ input_tokens: 5, output_tokens: 4, total_tokens: 9 });
+  });
+
+  it("streams the typed events in vLLM's order, numbered from 0, ending with response.completed (no [DONE])", async () => {
+    const fake = await start();
+    const events = await responseEvents(
+      await post(`${fake.url}/responses`, { model: "m", input: "hello", max_output_tokens: 2, stream: true }),
+    );
+    expect(events.map((e) => e.type)).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.content_part.added",
+      "response.output_text.delta",
+      "response.output_text.delta",
+      "response.output_text.done",
+      "response.content_part.done",
+      "response.output_item.done",
+      "response.completed",
+    ]);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    expect((events[0]!.response as Json).usage).toBeNull();
+    const completed = events.at(-1)!.response as Json;
+    expect(completed.usage).toMatchObject({ input_tokens: 1, output_tokens: 2 });
+    expect(
+      events
+        .filter((e) => e.type === "response.output_text.delta")
+        .map((e) => e.delta)
+        .join(""),
+    ).toBe(fakeCompletionText(1, 2));
+  });
+
+  it("answers 404 for a previous_response_id (nothing is stored) and 400 without input", async () => {
+    const fake = await start();
+    expect(
+      (await post(`${fake.url}/responses`, { model: "m", input: "x", previous_response_id: "r" })).status,
+    ).toBe(404);
+    expect((await post(`${fake.url}/responses`, { model: "m" })).status).toBe(400);
+  });
+
+  it("reranks documents best first, top_n of them, with usage total_tokens", async () => {
+    const fake = await start();
+    const res = await post(`${fake.url}/rerank`, {
+      model: "m",
+      query: "q",
+      documents: ["a b", "c", "d e f"],
+      top_n: 2,
+    });
+    const body = (await res.json()) as {
+      results: Array<{ index: number; relevance_score: number }>;
+      usage: Json;
+    };
+    expect(body.results).toHaveLength(2);
+    expect(body.results[0]!.relevance_score).toBeGreaterThanOrEqual(body.results[1]!.relevance_score);
+    expect(body.usage).toEqual({ total_tokens: 3 + 2 + 1 + 3 });
+  });
+
+  it("scores text_1 against each text_2", async () => {
+    const fake = await start();
+    const res = await post(`${fake.url}/score`, { model: "m", text_1: "same", text_2: ["same", "other"] });
+    const body = (await res.json()) as { object: string; data: Array<{ index: number; score: number }> };
+    expect(body.object).toBe("list");
+    expect(body.data.map((d) => d.index)).toEqual([0, 1]);
+    expect(body.data[0]!.score).toBeCloseTo(1, 5);
+    expect((await post(`${fake.url}/score`, { model: "m", text_1: ["a", "b"], text_2: ["c"] })).status).toBe(
+      400,
+    );
+  });
+});
+
+describe("audio transcriptions (vLLM 0.10.1.1's shape)", () => {
+  const transcribe = (fake: FakeVllm, fields: Record<string, string>, audioBytes?: number) => {
+    const data = new FormData();
+    for (const [name, value] of Object.entries(fields)) data.append(name, value);
+    if (audioBytes !== undefined) data.append("file", new Blob([new Uint8Array(audioBytes)]), "a.wav");
+    return fetch(`${fake.url}/audio/transcriptions`, { method: "POST", body: data });
+  };
+
+  it("answers { text } as JSON for json and text, without usage; records the upload's bytes", async () => {
+    const fake = await start();
+    for (const format of ["json", "text"]) {
+      const res = await transcribe(fake, { model: "m", response_format: format }, 64_001);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+      const body = (await res.json()) as Json;
+      expect(Object.keys(body)).toEqual(["text"]);
+      expect(String(body.text).split(/\s+/)).toHaveLength(3);
+    }
+    const record = fake.records.requests.at(-1)!;
+    expect(record.body).toMatchObject({ model: "m", response_format: "text", file: { filename: "a.wav" } });
+    expect(record.rawBytes!.length).toBeGreaterThan(64_001);
+  });
+
+  it("refuses verbose_json, a missing file and an unknown model as vLLM does", async () => {
+    const fake = await start();
+    expect((await transcribe(fake, { model: "m", response_format: "verbose_json" }, 10)).status).toBe(400);
+    expect((await transcribe(fake, { model: "m" })).status).toBe(400);
+    expect((await transcribe(fake, { model: "other" }, 10)).status).toBe(404);
+  });
+});

@@ -11,6 +11,27 @@
  * messages (text parts only) or of the prompt (token-id arrays count their length). The completion has
  * `max_completion_tokens`/`max_tokens` words (default `defaultMaxTokens`), chosen by `fakeCompletionText`
  * from `prompt_tokens`; `finish_reason` is "length" when the request set a token limit, else "stop".
+ *
+ * `POST /v1/responses` (the Responses API) follows vLLM's serving code: the request as `ResponsesRequest`
+ * (vllm/entrypoints/openai/protocol.py: `input` a string or a list of items, `instructions`, `max_output_tokens`),
+ * the answer as `ResponsesResponse` (object "response", one assistant `message` item with an `output_text` part,
+ * `usage` as `input_tokens`/`output_tokens`), and a stream as vllm/entrypoints/openai/serving_responses.py's
+ * `responses_stream_generator` + `_process_simple_streaming_events` emit it, one `event: <type>` + `data:` frame
+ * per event, numbered by `sequence_number` and without `[DONE]` (vllm/entrypoints/openai/responses/api_router.py,
+ * `_convert_stream_to_sse_events`): response.created, response.in_progress, response.output_item.added,
+ * response.content_part.added, one response.output_text.delta per token, response.output_text.done,
+ * response.content_part.done, response.output_item.done, response.completed (the whole response with usage).
+ * Prompt tokens count the words of `instructions` and of the input's text.
+ *
+ * `POST /v1/rerank` and `POST /v1/score` follow vLLM 0.10's `RerankRequest`/`RerankResponse` and
+ * `ScoreRequest`/`ScoreResponse` (vllm/entrypoints/openai/protocol.py): rerank takes `query`, `documents` (strings)
+ * and `top_n` (0: all) and answers `results` sorted by `relevance_score`, best first, each with its `index` and
+ * `document.text`, and `usage: {total_tokens}`; score takes `text_1` and `text_2` (a string against a list, or two
+ * lists of the same length, pairwise) and answers `data: [{index, object: "score", score}]` with `usage`
+ * (`prompt_tokens`, `total_tokens`). A score is the cosine of the two texts' fake embeddings.
+ *
+ * `POST /v1/audio/transcriptions` takes multipart/form-data (`file`, `model`, `response_format`, …) and answers as
+ * vLLM 0.10.1.1 does (see `transcription` below); the upload's bytes are recorded as they arrived (`rawBytes`).
  */
 import { readFileSync } from "node:fs";
 import {
@@ -106,6 +127,8 @@ export interface RecordedRequest {
   readonly body: unknown;
   /** The body's text exactly as it arrived ("" when there was none). */
   readonly rawBody: string;
+  /** A multipart upload's bytes exactly as they arrived (transcriptions only). */
+  readonly rawBytes?: Buffer;
   readonly receivedAt: number;
 }
 
@@ -254,6 +277,21 @@ export function fakeEmbedding(input: string | readonly number[], dimensions = 8)
   return out;
 }
 
+/** Cosine of two texts' fake embeddings: the fake's relevance and score. */
+function similarity(a: string, b: string): number {
+  const x = fakeEmbedding(a, 16);
+  const y = fakeEmbedding(b, 16);
+  let dot = 0;
+  let nx = 0;
+  let ny = 0;
+  for (let i = 0; i < x.length; i++) {
+    dot += x[i]! * y[i]!;
+    nx += x[i]! * x[i]!;
+    ny += y[i]! * y[i]!;
+  }
+  return dot / Math.sqrt(nx * ny || 1);
+}
+
 function countWords(text: string): number {
   let n = 0;
   let inWord = false;
@@ -344,13 +382,48 @@ interface Generation {
 const INFERENCE_PATHS = new Set([
   "/v1/chat/completions",
   "/v1/completions",
+  "/v1/responses",
   "/v1/embeddings",
+  "/v1/rerank",
+  "/v1/score",
   "/v1/images/generations",
+  "/v1/audio/transcriptions",
 ]);
+const TRANSCRIPTIONS = "/v1/audio/transcriptions";
 const GET_PATHS = new Set(["/health", "/v1/models", "/metrics"]);
 const JSON_TYPE = "application/json";
 const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" };
 const MAX_CACHE = 2048;
+
+/**
+ * A multipart/form-data body (RFC 7578): each part between `--boundary` lines, its headers up to a blank line,
+ * `Content-Disposition: form-data; name="…"` (`filename="…"` for a file). Text fields become strings (a repeated
+ * name keeps the last, as FastAPI's `Form()` does for a scalar), a file `{ filename, bytes }`. Undefined when the
+ * body is not such a form.
+ */
+function parseForm(bytes: Buffer, contentType: string): Json | undefined {
+  const boundary = /;\s*boundary="?([^";]+)"?/i.exec(contentType)?.[1];
+  if (!/^multipart\/form-data/i.test(contentType) || !boundary) return undefined;
+  const text = bytes.toString("latin1");
+  const pieces = text.split(`--${boundary}`);
+  if (pieces.length < 3 || !pieces[pieces.length - 1]!.startsWith("--")) return undefined;
+  const form: Json = {};
+  for (const piece of pieces.slice(1, -1)) {
+    const split = piece.indexOf("\r\n\r\n");
+    if (!piece.startsWith("\r\n") || split === -1 || !piece.endsWith("\r\n")) return undefined;
+    const headers = piece.slice(2, split);
+    const content = piece.slice(split + 4, -2);
+    const disposition = /content-disposition:\s*form-data([^\r\n]*)/i.exec(headers)?.[1] ?? "";
+    const name = /;\s*name="([^"]*)"/i.exec(disposition)?.[1];
+    if (name === undefined) return undefined;
+    const filename = /;\s*filename="([^"]*)"/i.exec(disposition)?.[1];
+    form[name] =
+      filename === undefined
+        ? Buffer.from(content, "latin1").toString("utf8")
+        : { filename, bytes: Buffer.byteLength(content, "latin1") };
+  }
+  return form;
+}
 
 function isObject(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -636,6 +709,17 @@ class FakeVllmServer implements FakeVllm {
       this.received(req, res, ex, path, undefined, undefined);
       return;
     }
+    if (path === TRANSCRIPTIONS) {
+      // multipart/form-data, as FastAPI's `Form()` reads it; a body that is not a form leaves `parsed` undefined (400)
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        const bytes = Buffer.concat(chunks);
+        const form = parseForm(bytes, String(req.headers["content-type"] ?? ""));
+        this.received(req, res, ex, path, form, form, bytes.toString("latin1"), bytes);
+      });
+      return;
+    }
     this.readBody(req, (raw) => {
       let body: unknown;
       let parsed: Json | undefined;
@@ -691,6 +775,7 @@ class FakeVllmServer implements FakeVllm {
     body: unknown,
     parsed: Json | undefined,
     rawBody = "",
+    rawBytes?: Buffer,
   ): void {
     const method = req.method ?? "GET";
     const requests = this.internal.requests;
@@ -701,6 +786,7 @@ class FakeVllmServer implements FakeVllm {
       headers: req.headers,
       body,
       rawBody,
+      ...(rawBytes ? { rawBytes } : {}),
       receivedAt: Date.now(),
     });
     if (requests.length > this.recordLimit) requests.shift();
@@ -741,7 +827,10 @@ class FakeVllmServer implements FakeVllm {
           return;
         case "drop":
         case "stall":
-          if (!isStream || !(path === "/v1/chat/completions" || path === "/v1/completions")) {
+          if (
+            !isStream ||
+            !(path === "/v1/chat/completions" || path === "/v1/completions" || path === "/v1/responses")
+          ) {
             if (fault.type === "drop") {
               ex.dropped = true;
               req.socket.destroy();
@@ -793,8 +882,16 @@ class FakeVllmServer implements FakeVllm {
       if (model === null) return;
       if (path === "/v1/chat/completions" || path === "/v1/completions") {
         this.generate(res, ex, path, model, parsed, streamFault);
+      } else if (path === "/v1/responses") {
+        this.responses(res, ex, model, parsed, streamFault);
       } else if (path === "/v1/embeddings") {
         this.embeddings(res, model, parsed);
+      } else if (path === "/v1/rerank") {
+        this.rerank(res, model, parsed);
+      } else if (path === "/v1/score") {
+        this.score(res, model, parsed);
+      } else if (path === TRANSCRIPTIONS) {
+        this.transcription(res, parsed);
       } else {
         this.images(res, parsed);
       }
@@ -1086,6 +1183,229 @@ class FakeVllmServer implements FakeVllm {
     else run();
   }
 
+  // ---- responses ----------------------------------------------------------------------------------------
+
+  /** `POST /v1/responses`: see the header for the shapes and where they come from. */
+  private responses(
+    res: ServerResponse,
+    ex: Exchange,
+    model: string,
+    body: Json,
+    fault: { type: "drop" | "stall"; afterTokens?: number } | null,
+  ): void {
+    const input = body.input;
+    let promptTokens: number;
+    if (typeof input === "string") promptTokens = countWords(input);
+    else if (Array.isArray(input) && input.length > 0) {
+      promptTokens = 0;
+      for (const item of input) {
+        if (!isObject(item)) {
+          this.badRequest(res, "each input item must be an object", "input");
+          return;
+        }
+        promptTokens += contentWords(item.content);
+      }
+    } else {
+      this.badRequest(res, "input must be a string or a non-empty list of input items", "input");
+      return;
+    }
+    if (body.instructions !== undefined && body.instructions !== null) {
+      if (typeof body.instructions !== "string") {
+        this.badRequest(res, "instructions must be a string", "instructions");
+        return;
+      }
+      promptTokens += countWords(body.instructions);
+    }
+    const limit = body.max_output_tokens ?? null;
+    if (limit !== null && !isInt(limit, 1, Number.MAX_SAFE_INTEGER)) {
+      this.badRequest(res, "max_output_tokens must be a positive integer", "max_output_tokens");
+      return;
+    }
+    if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
+      // vLLM without VLLM_ENABLE_RESPONSES_API_STORE keeps no responses: an unknown id is a 404
+      sendJson(
+        res,
+        404,
+        errorBody(
+          `Response with id '${String(body.previous_response_id)}' not found.`,
+          "invalid_request_error",
+          null,
+        ),
+      );
+      return;
+    }
+    const maxTokens = limit ?? this.tuning.defaultMaxTokens;
+    if (promptTokens + maxTokens > this.maxModelLen) {
+      this.badRequest(
+        res,
+        `The engine prompt length ${promptTokens} exceeds the max_model_len ${this.maxModelLen}. Please reduce prompt.`,
+        "input",
+      );
+      return;
+    }
+    const seq = ++this.seq;
+    const created = Math.floor(Date.now() / 1000);
+    const itemId = `msg_${seq}`;
+    const text = fakeCompletionText(promptTokens, maxTokens);
+    const usage = (output: number) => ({
+      input_tokens: promptTokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: output,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: promptTokens + output,
+    });
+    const part = (partText: string) => ({
+      annotations: [],
+      text: partText,
+      type: "output_text",
+      logprobs: null,
+    });
+    const response = (status: "in_progress" | "completed", output: unknown[], tokens: number | null) => ({
+      id: `resp_${seq}`,
+      created_at: created,
+      incomplete_details: null,
+      instructions: body.instructions ?? null,
+      metadata: null,
+      model,
+      object: "response",
+      output,
+      parallel_tool_calls: true,
+      temperature: typeof body.temperature === "number" ? body.temperature : 1,
+      tool_choice: "auto",
+      tools: [],
+      top_p: typeof body.top_p === "number" ? body.top_p : 1,
+      background: false,
+      max_output_tokens: maxTokens,
+      max_tool_calls: null,
+      previous_response_id: null,
+      prompt: null,
+      reasoning: null,
+      service_tier: "auto",
+      status,
+      text: null,
+      top_logprobs: null,
+      truncation: "disabled",
+      usage: tokens === null ? null : usage(tokens),
+      user: null,
+    });
+    const message = (status: "in_progress" | "completed", content: unknown[]) => ({
+      id: itemId,
+      content,
+      role: "assistant",
+      status,
+      type: "message",
+    });
+    this.promptTokensTotal += promptTokens;
+    const { ttftMs, interTokenDelayMs } = this.tuning;
+    if (body.stream !== true) {
+      const answer = () => {
+        ex.timer = null;
+        if (ex.closed) return;
+        this.generationTokensTotal += maxTokens;
+        const whole = response("completed", [message("completed", [part(text)])], maxTokens);
+        sendJson(res, 200, JSON.stringify(whole));
+      };
+      const latency = ttftMs + (maxTokens - 1) * interTokenDelayMs;
+      if (latency > 0) ex.timer = setTimeout(answer, latency);
+      else answer();
+      return;
+    }
+
+    const record: MutableStream = {
+      seq,
+      path: "/v1/responses",
+      model,
+      plannedTokens: maxTokens,
+      tokensSent: 0,
+      completed: false,
+      aborted: false,
+      dropped: false,
+      stalled: false,
+      startedAt: Date.now(),
+      endedAt: null,
+      receivedNs: String(ex.receivedNs),
+      firstTokenNs: null,
+    };
+    const streams = this.internal.streams;
+    streams.push(record);
+    if (streams.length > this.recordLimit) streams.shift();
+    ex.stream = record;
+    res.writeHead(200, SSE_HEADERS);
+    res.flushHeaders();
+
+    let sequence = 0;
+    const event = (type: string, fields: Json): string =>
+      `event: ${type}\ndata: ${JSON.stringify({ ...fields, type, sequence_number: sequence++ })}\n\n`;
+    const initial = response("in_progress", [], null);
+    res.write(
+      event("response.created", { response: initial }) +
+        event("response.in_progress", { response: initial }) +
+        event("response.output_item.added", { output_index: 0, item: message("in_progress", []) }) +
+        event("response.content_part.added", {
+          output_index: 0,
+          item_id: itemId,
+          content_index: 0,
+          part: { type: "output_text", text: "", annotations: [], logprobs: [] },
+        }),
+    );
+    const faultAt = fault === null ? -1 : (fault.afterTokens ?? 0);
+    const finish = () => {
+      const done = part(text);
+      res.end(
+        event("response.output_text.done", {
+          output_index: 0,
+          content_index: 0,
+          text,
+          logprobs: [],
+          item_id: itemId,
+        }) +
+          event("response.content_part.done", {
+            item_id: itemId,
+            output_index: 0,
+            content_index: 0,
+            part: done,
+          }) +
+          event("response.output_item.done", { output_index: 0, item: message("completed", [done]) }) +
+          event("response.completed", {
+            response: response("completed", [message("completed", [done])], record.tokensSent),
+          }),
+      );
+    };
+    const run = () => {
+      ex.timer = null;
+      if (ex.closed) return;
+      while (record.tokensSent < maxTokens) {
+        if (record.tokensSent === faultAt) {
+          if (fault!.type === "drop") {
+            ex.dropped = true;
+            record.dropped = true;
+            res.socket?.destroy();
+          } else record.stalled = true;
+          return;
+        }
+        if (record.tokensSent === 0) record.firstTokenNs = String(process.hrtime.bigint());
+        res.write(
+          event("response.output_text.delta", {
+            content_index: 0,
+            delta: tokenText(promptTokens, record.tokensSent),
+            item_id: itemId,
+            logprobs: [],
+            output_index: 0,
+          }),
+        );
+        record.tokensSent++;
+        this.generationTokensTotal++;
+        if (interTokenDelayMs > 0 && record.tokensSent < maxTokens) {
+          ex.timer = setTimeout(run, interTokenDelayMs);
+          return;
+        }
+      }
+      finish();
+    };
+    if (ttftMs > 0) ex.timer = setTimeout(run, ttftMs);
+    else run();
+  }
+
   // ---- embeddings, images, metrics --------------------------------------------------------------------
 
   private embeddings(res: ServerResponse, model: string, body: Json): void {
@@ -1133,6 +1453,99 @@ class FakeVllmServer implements FakeVllm {
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     });
     sendJson(res, 200, text);
+  }
+
+  private rerank(res: ServerResponse, model: string, body: Json): void {
+    const { query, documents } = body;
+    if (typeof query !== "string") {
+      this.badRequest(res, "query must be a string", "query");
+      return;
+    }
+    if (!Array.isArray(documents) || !documents.every((d) => typeof d === "string")) {
+      this.badRequest(res, "documents must be a list of strings", "documents");
+      return;
+    }
+    const topN = body.top_n ?? 0;
+    if (!isInt(topN, 0, Number.MAX_SAFE_INTEGER)) {
+      this.badRequest(res, "top_n must be a non-negative integer", "top_n");
+      return;
+    }
+    let tokens = 0;
+    const results = (documents as string[]).map((text, index) => {
+      tokens += countWords(query) + countWords(text);
+      return { index, document: { text }, relevance_score: similarity(query, text) };
+    });
+    results.sort((a, b) => b.relevance_score - a.relevance_score);
+    this.promptTokensTotal += tokens;
+    const text = JSON.stringify({
+      id: `rerank-${++this.seq}`,
+      model,
+      usage: { total_tokens: tokens },
+      results: topN > 0 ? results.slice(0, topN) : results,
+    });
+    sendJson(res, 200, text);
+  }
+
+  private score(res: ServerResponse, model: string, body: Json): void {
+    const texts = (v: unknown): string[] | undefined =>
+      typeof v === "string" ? [v] : Array.isArray(v) && v.every((x) => typeof x === "string") ? v : undefined;
+    const first = texts(body.text_1);
+    const second = texts(body.text_2);
+    if (!first || !second) {
+      this.badRequest(
+        res,
+        "text_1 and text_2 must be strings or lists of strings",
+        first ? "text_2" : "text_1",
+      );
+      return;
+    }
+    if (first.length !== 1 && first.length !== second.length) {
+      this.badRequest(res, "text_1 must be one text or as many texts as text_2", "text_1");
+      return;
+    }
+    let tokens = 0;
+    const data = second.map((text, index) => {
+      const other = first.length === 1 ? first[0]! : first[index]!;
+      tokens += countWords(other) + countWords(text);
+      return { index, object: "score", score: similarity(other, text) };
+    });
+    this.promptTokensTotal += tokens;
+    const text = JSON.stringify({
+      id: `score-${++this.seq}`,
+      object: "list",
+      created: Math.floor(Date.now() / 1000),
+      model,
+      data,
+      usage: { prompt_tokens: tokens, total_tokens: tokens, completion_tokens: 0 },
+    });
+    sendJson(res, 200, text);
+  }
+
+  /**
+   * vLLM 0.10.1.1's transcription (vllm/entrypoints/openai/api_server.py `create_transcriptions`,
+   * serving_transcription.py `_create_speech_to_text`): `response_format` other than `text` or `json` is a 400
+   * ("Currently only support response_format `text` or `json`"), a file over 25 MiB a 400 ("Maximum file size
+   * exceeded."); otherwise `JSONResponse(TranscriptionResponse(text=…).model_dump())` — `{"text": …}` as JSON for
+   * both formats, and no `usage` (it came in vLLM 0.10.2, PR #23576). The fake "hears" one word per 32,000 bytes of
+   * audio (a second of 16 kHz 16-bit mono PCM), at least one.
+   */
+  private transcription(res: ServerResponse, form: Json): void {
+    const file = form.file;
+    if (!isObject(file) || typeof file.bytes !== "number") {
+      this.badRequest(res, "Field required: file", "file");
+      return;
+    }
+    const format = form.response_format ?? "json";
+    if (format !== "text" && format !== "json") {
+      this.badRequest(res, "Currently only support response_format `text` or `json`", "response_format");
+      return;
+    }
+    if (file.bytes / 1024 ** 2 > 25) {
+      this.badRequest(res, "Maximum file size exceeded.", "file");
+      return;
+    }
+    const words = Math.max(1, Math.ceil(file.bytes / 32_000));
+    sendJson(res, 200, JSON.stringify({ text: fakeCompletionText(file.bytes, words).trim() }));
   }
 
   private images(res: ServerResponse, body: Json): void {

@@ -265,7 +265,13 @@ describe("errors are OpenAI-shaped with the right status", () => {
       400,
       "invalid_content_type",
     );
-    await expectError(await post("/v1/embeddings", { model: "chat", input: "x" }), 400, "wrong_endpoint");
+    // a route the model's kind does not serve: 404, naming the kinds that route serves (core/engine-routes.ts)
+    const wrong = await expectError(
+      await post("/v1/embeddings", { model: "chat", input: "x" }),
+      404,
+      "wrong_endpoint",
+    );
+    expect(wrong.message).toMatch(/chat model; \/v1\/embeddings serves embedding models only/);
   });
 
   it("413 for a body over the limit", async () => {

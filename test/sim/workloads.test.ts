@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MODEL_KINDS } from "../../core/config";
 import { USAGE_PATTERNS } from "../../core/usage-patterns";
 import { Random } from "../../sim/random";
 import {
@@ -135,5 +136,25 @@ describe("arrivals", () => {
       label: "another-model",
     }).open();
     expect(other.next()).not.toEqual(make().open().next());
+  });
+
+  it("every model kind has a shape; audio: seconds of audio, a median 20 s clip keeps a worker ~4.3 s", () => {
+    expect(Object.keys(REQUEST_SHAPES).sort()).toEqual([...MODEL_KINDS].sort());
+    const source = patternWorkload({
+      pattern: "burst",
+      arrivals: { kind: "poisson", ratePerSecond: 0.2 },
+      shape: REQUEST_SHAPES.audio,
+      seed: 3,
+      label: "whisper",
+    }).open();
+    const service: number[] = [];
+    for (let x = source.next(); x; x = source.next()) {
+      expect(x.serviceSeconds).toBeCloseTo(0.3 + x.tokens / 5, 10);
+      service.push(x.serviceSeconds);
+    }
+    service.sort((p, q) => p - q);
+    const median = service[Math.floor(service.length / 2)]!;
+    expect(median).toBeGreaterThan(3.8);
+    expect(median).toBeLessThan(4.8);
   });
 });

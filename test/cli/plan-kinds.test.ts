@@ -1,0 +1,36 @@
+/** `aiorch plan` refuses a model whose kind its engine cannot serve, before anything is planned (issue 24). */
+import { afterAll, describe, expect, it } from "vitest";
+import { stackYaml } from "../../devkit/stack-yaml";
+import { aiorch, removeProject, tempProject } from "./helpers";
+
+const projects: string[] = [];
+afterAll(() => {
+  for (const dir of projects) removeProject(dir);
+});
+
+describe("aiorch plan: kind and engine", () => {
+  it.each([
+    [
+      "an image model (no engine the stack starts serves /v1/images/generations)",
+      "[{ name: pics, kind: image, source: o/sdxl, gpu: [RTX_4090], providers: [vastai] }]",
+      /ai-orchestrator:models\[0\]\.engine: vllm 0\.10\.1\.1 serves none of the routes of an image model \(\/v1\/images\/generations\); no engine the stack can start serves them/,
+    ],
+    [
+      "an audio (speech-to-text) model on Ollama",
+      "[{ name: stt, kind: audio, engine: ollama, source: o/whisper, gpu: [RTX_3090], providers: [vastai] }]",
+      /ai-orchestrator:models\[0\]\.engine: ollama 0\.11\.4 serves none of the routes of an audio model \(\/v1\/audio\/transcriptions\); set engine to vllm/,
+    ],
+    [
+      "an embedding model on TGI",
+      "[{ name: e, kind: embedding, engine: tgi, source: o/e, gpu: [RTX_3090], providers: [vastai] }]",
+      /ai-orchestrator:models\[0\]\.engine: tgi 3\.3\.4 serves none of the routes of an embedding model \(\/v1\/embeddings, \/v1\/rerank, \/v1\/score\); set engine to vllm or ollama/,
+    ],
+  ])("%s: exit 2, nothing planned, the message names the key", (_label, models, expected) => {
+    const dir = tempProject({ "Pulumi.bad.yaml": stackYaml({ models }) });
+    projects.push(dir);
+    const result = aiorch(["plan", "--stack", "bad"], dir);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toMatch(expected);
+  });
+});
