@@ -187,6 +187,15 @@ new Controller("controller", {
   credentialsSecret: settings.credentialsSecretName,
   redis: redisFor("controller"),
   prometheus: prometheusPeer,
+  // MCP for an assistant inside the cluster (README "Operating with an AI assistant"): off by default, no Ingress
+  ...(config.mcp?.enabled
+    ? {
+        mcp: {
+          port: config.mcp.port,
+          allowFrom: [config.namespace, ...config.mcp.allowFromNamespaces].map((ns) => ({ namespace: ns })),
+        },
+      }
+    : {}),
 });
 
 // Scheduled, sealed Redis backups to object storage (README "Disaster recovery").

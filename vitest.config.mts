@@ -6,7 +6,9 @@ export default defineConfig({
     // One Pulumi runtime per process: keep every file in its own fork.
     pool: "forks",
     isolate: true,
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // A safety net for hangs, not a speed check (benchmarks check speed): the tests that run a whole `aiorch plan`
+    // take 10–15 s alone and over 40 s on a loaded 2-core machine.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
   },
 });

@@ -226,9 +226,45 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     });
   }
 
+  // the anomalies core/anomalies.ts detects that the controller never acts on by itself (controller/
+  // self-healing-policy.ts): for a human or an assistant (MCP `anomalies`) to decide. Repeated provider errors are
+  // `ProviderErrors` above.
+  const spent1h = `max(delta(${m.spendMonthTotalUsd.name}{${ns}}[1h]))`;
+  const share = (window: string, offset = "") =>
+    `sum(rate(${m.requestsTotal.name}{${ns},status=~"5.."}[${window}]${offset})) / sum(rate(${m.requestsTotal.name}{${ns}}[${window}]${offset}))`;
+  const anomalies: AlertRule[] = [
+    {
+      alert: "GpuSpendRateAboveMonthAverage",
+      // hours since the month began from Prometheus' own clock (day_of_month, hour, minute: UTC); only once the
+      // month has a day behind it, and only for at least $1 in the last hour
+      expr: `${spent1h} >= 1 and on() ${spent1h} > 3 * max(${m.spendMonthTotalUsd.name}{${ns}}) / ((day_of_month() - 1) * 24 + hour() + minute() / 60) and on() day_of_month() > 1`,
+      for: "15m",
+      labels: { severity: "warning", ...stack },
+      annotations: {
+        summary: `GPU spend of stack ${input.stack} runs at over 3 times the month's average hourly rate`,
+        description:
+          "The last hour cost more than three times the average hour of the month so far. Ask the MCP `spend` and `worker_health` tools (or `aiorch status`) where it goes; `lower_budget` or `set_worker_bounds` cap it.",
+      },
+    },
+    {
+      alert: "ErrorRateSpike",
+      // at least 10 requests in 5 minutes, 20 % or more of them 5xx, and at least 3 times the share of the hour
+      // before (no 5xx that hour: any such share)
+      expr: `${share("5m")} >= 0.2 and on() sum(increase(${m.requestsTotal.name}{${ns}}[5m])) >= 10 unless on() 3 * (${share("1h", " offset 5m")}) > ${share("5m")}`,
+      for: "2m",
+      labels: { severity: "critical", ...stack },
+      annotations: {
+        summary: `A spike of 5xx answers from the gateway of stack ${input.stack}`,
+        description:
+          "20 % or more of the last 5 minutes' requests failed with a 5xx, at least three times the hour before. The MCP `provider_errors` and `worker_health` tools (or `aiorch status`) show the cause; `pause_model` stops a model that fails throughout.",
+      },
+    },
+  ];
+
   const groups: RuleGroup[] = [
     { name: `ai-orchestrator.${input.namespace}.workers`, rules: workers },
     { name: `ai-orchestrator.${input.namespace}.providers`, rules: providers },
+    { name: `ai-orchestrator.${input.namespace}.anomalies`, rules: anomalies },
   ];
   if (budget.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.budget`, rules: budget });
   const slo = sloRules(ns, stack, input.slos ?? []);

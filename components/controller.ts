@@ -32,6 +32,11 @@ export interface ControllerArgs {
   readonly prometheus?: NetworkPeer;
   /** CPU and memory (requests = limits). @default { cpu: "250m", memory: "256Mi" } */
   readonly resources?: { cpu: string; memory: string };
+  /**
+   * Serve MCP (Streamable HTTP, API keys as bearer) on this port of the pod, behind the ClusterIP Service and never
+   * in the Ingress; only `allowFrom` may connect (stack config `mcp`). @default not served
+   */
+  readonly mcp?: { readonly port: number; readonly allowFrom: readonly NetworkPeer[] };
 }
 
 /**
@@ -85,9 +90,16 @@ export class Controller extends pulumi.ComponentResource {
                 runtimeConfigMap: args.runtimeConfigMap,
                 redisTlsSecret: args.redis.tls?.secretName,
                 serviceAccountName: account.metadata.name,
-                ports: [{ name: "metrics", containerPort: CONTROLLER_METRICS_PORT }],
+                ports: [
+                  { name: "metrics", containerPort: CONTROLLER_METRICS_PORT },
+                  ...(args.mcp ? [{ name: "mcp", containerPort: args.mcp.port }] : []),
+                ],
                 probePort: "metrics",
-                args: ["--port", String(CONTROLLER_METRICS_PORT)],
+                args: [
+                  "--port",
+                  String(CONTROLLER_METRICS_PORT),
+                  ...(args.mcp ? ["--mcp-port", String(args.mcp.port)] : []),
+                ],
                 env: redisEnv(args.redis),
                 envFrom: [{ secretRef: { name: args.credentialsSecret } }],
                 resources: args.resources ?? { cpu: "250m", memory: "256Mi" },
@@ -107,7 +119,10 @@ export class Controller extends pulumi.ComponentResource {
         spec: {
           type: "ClusterIP",
           selector,
-          ports: [{ name: "metrics", port: CONTROLLER_METRICS_PORT, targetPort: "metrics" }],
+          ports: [
+            { name: "metrics", port: CONTROLLER_METRICS_PORT, targetPort: "metrics" },
+            ...(args.mcp ? [{ name: "mcp", port: args.mcp.port, targetPort: "mcp" }] : []),
+          ],
         },
       },
       child,
@@ -119,7 +134,10 @@ export class Controller extends pulumi.ComponentResource {
         metadata: { name: "controller", namespace: args.namespace, labels },
         spec: runtimeNetworkPolicySpec({
           selector,
-          admit: [{ port: CONTROLLER_METRICS_PORT, from: [args.prometheus ?? { namespace: "monitoring" }] }],
+          admit: [
+            { port: CONTROLLER_METRICS_PORT, from: [args.prometheus ?? { namespace: "monitoring" }] },
+            ...(args.mcp ? [{ port: args.mcp.port, from: args.mcp.allowFrom }] : []),
+          ],
           redisSelector: selectorFor("redis"),
           redisPort: args.redis.port,
         }),

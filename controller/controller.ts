@@ -8,8 +8,9 @@
  * of the last tick. Rules: every collaborator owns its own state behind a small interface and is wired here;
  * none reaches into another's, and none imports this module (the import graph has no cycle). Time comes from
  * `deps.now`. A tick: reconcile when due → advance lifecycles → read the run-time controls (core/run-time-controls.ts)
- * → drain the workers an operator asked to → book spend and budgets (lowered budgets in force) → steer managed
- * endpoints → scale each serving unit (within its run-time worker bounds).
+ * → drain the workers an operator asked to → book spend and budgets (lowered budgets in force) → self-heal within
+ * the stack's guard rails (self-healing.ts) → steer managed endpoints → scale each serving unit (within its run-time
+ * worker bounds).
  */
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
@@ -39,8 +40,9 @@ import { decideScale, paidUnitOf, type WorkerPhase, type WorkerView } from "./po
 import { probeOpenAi } from "./probe";
 import { Provisioner } from "./provisioner";
 import { OrphanReconciler } from "./reconciler";
-import { REDIS_LOSS_MESSAGES, RedisLossGuard } from "./redis-loss";
+import { StateLossWatch } from "./redis-loss";
 import { type WorkerRecord, WorkerRegistry } from "./registry";
+import { SelfHealing } from "./self-healing";
 import { SpendBook } from "./spend-book";
 
 export type { ControllerDeps } from "./controller-deps";
@@ -64,8 +66,9 @@ export class Controller {
   private readonly lifecycle: WorkerLifecycle;
   private readonly reconciler: OrphanReconciler;
   private readonly managed: ManagedBackendSteering;
+  private readonly selfHealing: SelfHealing;
   /** Holds the loop still after Redis lost the stack's state under it, until a restore (redis-loss.ts). */
-  private readonly redisLoss = new RedisLossGuard();
+  private readonly stateLoss: StateLossWatch;
   private timer: NodeJS.Timeout | undefined;
   private subscriber: Redis | undefined;
   private running = false;
@@ -160,6 +163,19 @@ export class Controller {
       backends: deps.managed ?? {},
       steerEveryMs: deps.managedSteerMs,
     });
+    this.stateLoss = new StateLossWatch({ redis, keys, journal, now });
+    this.selfHealing = new SelfHealing({
+      config,
+      redis,
+      keys,
+      journal,
+      now,
+      adapters,
+      lifecycle: this.lifecycle,
+      provisioner: this.provisioner,
+      blockOf: (unit) => spend.blockOf(unit),
+      actor: `controller:${this.leader.holder}`,
+    });
   }
 
   get isLeader(): boolean {
@@ -228,9 +244,7 @@ export class Controller {
   /** One decision round (public for tests and the benchmark). */
   async tick(): Promise<void> {
     if (!(await this.leader.tick())) return;
-    const loss = this.redisLoss.observe(this.leader.fence, this.now());
-    if (loss.event) this.journal.log(`controller: ${REDIS_LOSS_MESSAGES[loss.event]}`);
-    if (loss.hold) return;
+    if (await this.stateLoss.holds(this.leader.fence, this.now())) return;
     await this.reconciler.reconcileIfDue(this.now());
     const workers = await this.lifecycle.advanceAll(await this.registry.live());
     // a failed read keeps the config's values for this tick: a control only ever narrows them
@@ -241,6 +255,8 @@ export class Controller {
       await this.lifecycle.drainAsked(workers, controls.drains),
     );
     await this.spend.book(workers, controls.budgets);
+    // after the booking, so a budget that blocks now also holds self-healing back (self-healing-policy.ts)
+    await this.selfHealing.heal(workers);
     this.provisioner.expireHoldBacks(); // clears an expired hold-back and its alert, demand or not
     await this.managed.steer();
     const previous = this.readyLabels;

@@ -12,13 +12,8 @@ import type { Redis } from "ioredis";
 import { type ConfigurableProviderId, PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
 import type { RedisKeys } from "../core/redis-keys";
-import {
-  type CacheOutcome,
-  IdleSpell,
-  type KeepAliveChoice,
-  KeepAliveLearner,
-  RestartQueue,
-} from "./keep-alive";
+import { IdleSpell, RestartQueue } from "./idle-observations";
+import { type CacheOutcome, type KeepAliveChoice, KeepAliveLearner } from "./keep-alive";
 import { type ModelConfig, weightCacheEntry } from "./model-types";
 import type { WorkerRecord } from "./registry";
 

@@ -20,6 +20,7 @@ import {
 import { OPS_PORT } from "../core/process-env";
 import { redisKeys } from "../core/redis-keys";
 import { runUntilSignal, StartAborted, waitForRedisConnection } from "../core/redis-wait";
+import { startMcpHttp } from "../mcp/http";
 import { Controller } from "./controller";
 import { ControllerMetrics } from "./metrics";
 import { buildProviders } from "./providers";
@@ -39,11 +40,16 @@ export interface ControllerProcessOptions {
   readonly signal?: AbortSignal;
   /** Pauses between Redis attempts (tests shorten them). @default 500 ms doubling to 5 s */
   readonly redisRetry?: { readonly firstDelayMs?: number; readonly maxDelayMs?: number };
+  /**
+   * Serve the MCP server (mcp/http.ts: Streamable HTTP, API keys of scope read or admin as bearer) on this port
+   * once Redis answers (stack config `mcp`); 0 picks a free one. @default not served
+   */
+  readonly mcpPort?: number;
 }
 
 export async function startController(
   options: ControllerProcessOptions,
-): Promise<{ controller: Controller; port: number; close(): Promise<void> }> {
+): Promise<{ controller: Controller; port: number; mcpPort?: number; close(): Promise<void> }> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const connection = redisConnectionFromEnv(options.env, (path) => readFileSync(path, "utf8"));
   const { url } = connection;
@@ -53,6 +59,7 @@ export async function startController(
   // 1. the ops server, at once
   let redis: Redis | undefined;
   let built: Controller | undefined;
+  let mcp: Awaited<ReturnType<typeof startMcpHttp>> | undefined;
   /** Set once started: /readyz asks Redis from then on. */
   let controller: Controller | undefined;
   let waiting = "starting";
@@ -134,17 +141,32 @@ export async function startController(
         [...Object.keys(adapters), ...Object.keys(managed)].join(", ") || "(none)"
       }, metrics on ${options.host}:${port}`,
     );
+    if (options.mcpPort !== undefined) {
+      // the MCP tools read and write Redis only: the provider credentials of this process are never reachable
+      mcp = await startMcpHttp({
+        config: options.config,
+        redis,
+        port: options.mcpPort,
+        host: options.host,
+        log,
+      });
+      log(`controller: MCP server on ${mcp.url} (Authorization: Bearer <read or admin key>)`);
+    }
     if (options.signal?.aborted) throw new StartAborted("controller"); // a signal while it was starting
+    const served = mcp;
     return {
       controller: started,
       port,
+      ...(served ? { mcpPort: served.port } : {}),
       close: async () => {
+        await served?.close();
         await started.stop();
         await closeServer();
         client.disconnect();
       },
     };
   } catch (error) {
+    await mcp?.close().catch(() => undefined);
     await built?.stop().catch(() => undefined);
     await closeServer();
     redis?.disconnect();
@@ -157,6 +179,7 @@ const USAGE = `usage: node controller.js [--config FILE] [--port ${OPS_PORT}] [-
   --config FILE   runtime config JSON (env AIORCH_CONFIG; default /etc/aiorch/runtime.json)
   --port N        /metrics, /healthz, /readyz port (env METRICS_PORT; default ${OPS_PORT}); 0 picks a free one
   --host ADDR     address it listens on (default 0.0.0.0)
+  --mcp-port N    also serve MCP over Streamable HTTP on this port (POST /mcp, API key of scope read or admin)
 Redis from REDIS_URL (REDIS_PASSWORD, REDIS_TLS_*); waited for at start, /readyz answers 503 until it answers.
 Provider credentials from the environment (the variables each provider adapter names).
 `;
@@ -167,6 +190,7 @@ if (require.main === module) {
       config: { type: "string" },
       port: { type: "string" },
       host: { type: "string" },
+      "mcp-port": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -185,6 +209,7 @@ if (require.main === module) {
         env: process.env,
         port: Number(values.port ?? process.env.METRICS_PORT ?? OPS_PORT),
         host: values.host ?? "0.0.0.0",
+        ...(values["mcp-port"] !== undefined ? { mcpPort: Number(values["mcp-port"]) } : {}),
         log,
         signal,
       }),

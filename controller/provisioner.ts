@@ -85,6 +85,8 @@ export class Provisioner {
   private readonly rejected = new Map<string, { atMs: number; holdMs: number; reason: string }>();
   /** Models told (once) that no provider can start a worker for them, with the reasons told. */
   private readonly noProviderLogged = new Map<string, string>();
+  /** `model|provider` → until when self-healing holds the provider back for the unit, and why (self-healing.ts). */
+  private readonly failedOver = new Map<string, { untilMs: number; reason: string }>();
 
   constructor(private readonly deps: ProvisionerDeps) {}
 
@@ -120,7 +122,7 @@ export class Provisioner {
   async start(model: ModelConfig): Promise<void> {
     const { config, adapters, registry, journal, metrics } = this.deps;
     const candidates = model.providers.filter((p) => {
-      if (!adapters[p] || this.isRejected(model.name, p)) return false;
+      if (!adapters[p] || this.isRejected(model.name, p) || this.isFailedOver(model.name, p)) return false;
       const decision = decideProvision(config, model.name, p);
       if (!decision.allowed) {
         this.refuse(model.name, p, refusalText(decision));
@@ -141,7 +143,7 @@ export class Provisioner {
       const why = model.providers
         .map(
           (p) =>
-            `${p}: ${this.rejected.get(`${model.name}|${p}`)?.reason ?? (adapters[p] ? "refused" : "not available")}`,
+            `${p}: ${this.rejected.get(`${model.name}|${p}`)?.reason ?? this.failedOver.get(`${model.name}|${p}`)?.reason ?? (adapters[p] ? "refused" : "not available")}`,
         )
         .join("; ");
       // once per change of reasons: demand repeats this every tick
@@ -413,6 +415,24 @@ export class Provisioner {
         INFERRED_REJECTED_RETRY_MS,
       );
     }
+  }
+
+  /**
+   * Self-healing failed the unit over from an erroring provider: no creates there until `untilMs`, so its next
+   * workers start at its other providers (self-healing.ts decides and journals it).
+   */
+  failOver(unit: string, provider: ConfigurableProviderId, untilMs: number, reason: string): void {
+    this.failedOver.set(`${unit}|${provider}`, { untilMs, reason: `failed over: ${reason}` });
+  }
+
+  /** Whether self-healing holds creates for this unit back from this provider right now. */
+  isFailedOver(unit: string, provider: ConfigurableProviderId): boolean {
+    const key = `${unit}|${provider}`;
+    const hold = this.failedOver.get(key);
+    if (!hold) return false;
+    if (this.deps.now() < hold.untilMs) return true;
+    this.failedOver.delete(key);
+    return false;
   }
 
   /** Whether creates for this model are held back from this provider after an invalid refusal. */

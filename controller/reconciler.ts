@@ -8,7 +8,10 @@
  * Rules (DESIGN.md §4, crash safety): instances are matched by the worker id in their tag; an intent record
  * (`requested`, no instance id) is adopted only by the instance carrying its worker id; a live worker is failed
  * for a missing instance only once it is past STALE_INTENT_MS (a create may still be listing); a provider that
- * cannot be listed is skipped this round, never taken to run nothing. Runs on start and every `reconcileMs`.
+ * cannot be listed is skipped this round, never taken to run nothing. Runs on start and every `reconcileMs`
+ * (not while the controller holds after Redis lost its state: controller/redis-loss.ts). An instance whose worker
+ * id has no record at all (created after the backup a restore brought back) is booked from its creation time
+ * and terminated through the lifecycle (`takeUnrecorded`), so its spend is not lost.
  */
 import type { ConfigurableProviderId } from "../core/catalog";
 import type { ControllerJournal } from "./journal";
@@ -16,6 +19,12 @@ import type { ControllerMetrics } from "./metrics";
 import { STALE_INTENT_MS } from "./model-types";
 import { type InstanceInfo, type ProviderAdapter, parseInstanceTag } from "./providers/types";
 import type { WorkerRecord, WorkerRegistry } from "./registry";
+
+/**
+ * The model an instance is booked under when the registry has no record of it (the provider's tag does not name
+ * the model): its spend shows in the ledger's totals and per provider, and under this name per model.
+ */
+export const UNRECORDED_MODEL = "(unrecorded)";
 
 /** What the reconciler needs of the lifecycle: a worker whose instance is gone is failed (and replaced). */
 export interface WorkerFailer {
@@ -25,7 +34,7 @@ export interface WorkerFailer {
 export interface OrphanReconcilerDeps {
   readonly ownerLabel: string;
   readonly adapters: Partial<Record<ConfigurableProviderId, ProviderAdapter>>;
-  readonly registry: Pick<WorkerRegistry, "live" | "transition">;
+  readonly registry: Pick<WorkerRegistry, "live" | "transition" | "get" | "create">;
   readonly lifecycle: WorkerFailer;
   readonly journal: Pick<ControllerJournal, "log" | "note" | "providerError">;
   readonly metrics: Pick<ControllerMetrics, "orphans">;
@@ -99,6 +108,12 @@ export class OrphanReconciler {
           continue;
         }
         if (known && known.providerId === instance.providerId) continue;
+        // No record at all (not even a finished one): it was written after the backup Redis was restored from,
+        // or expired while the instance ran on. Booked and terminated through the lifecycle, never lost.
+        if (workerId && !known && (await registry.get(workerId)) === undefined) {
+          await this.takeUnrecorded(provider, workerId, instance);
+          continue;
+        }
         this.deps.metrics.orphans.inc({ provider });
         journal.log(
           `controller: reconcile found orphan ${instance.providerId} at ${provider} (worker ${workerId ?? "?"}); terminating`,
@@ -116,5 +131,41 @@ export class OrphanReconciler {
         }
       }
     }
+  }
+
+  /**
+   * An instance carrying our owner label and a worker id the registry has no record of. It cannot be adopted as a
+   * serving worker: which model it runs, the engine's API key and the pinned certificate were only in the lost
+   * record (the provider's tag says owner and worker id, nothing else). So it gets a record in `failed` — billed
+   * from the provider's creation time at its price, so the ledger books the time since it started — and the
+   * lifecycle terminates it this same tick, booking the rest at the provider's confirmation.
+   */
+  private async takeUnrecorded(
+    provider: ConfigurableProviderId,
+    workerId: string,
+    instance: InstanceInfo,
+  ): Promise<void> {
+    const { registry, journal, now } = this.deps;
+    const createdAtMs = instance.createdAtMs ?? now();
+    const usdPerHour = instance.usdPerHour ?? 0;
+    const since = new Date(createdAtMs).toISOString();
+    const reason = `instance ${instance.providerId} at ${provider} carries the owner label but the registry has no record of worker ${workerId} (written after the backup Redis was restored from, or expired); its time since ${since} at $${usdPerHour}/h is booked and it is terminated`;
+    this.deps.metrics.orphans.inc({ provider });
+    journal.log(
+      `controller: reconcile found orphan ${instance.providerId} at ${provider} (worker ${workerId}); terminating, its uptime booked`,
+    );
+    const record = await registry.create({
+      id: workerId,
+      model: UNRECORDED_MODEL,
+      provider,
+      providerId: instance.providerId,
+      usdPerHour,
+      token: "", // never routed: the engine's key was in the lost record
+      createdAtMs,
+      lastActiveAtMs: now(),
+      detail: reason,
+    });
+    await registry.transition(record, "failed", { detail: reason });
+    await journal.note({ model: UNRECORDED_MODEL, action: "orphan", worker: workerId, reason });
   }
 }

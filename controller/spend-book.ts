@@ -164,24 +164,31 @@ export class SpendBook {
     health: ManagedHealth,
   ): Promise<void> {
     const now = this.deps.now();
-    const since = this.managedBookedAt.get(model.name) ?? now;
+    const { redis, keys } = this.deps;
+    // Up to when this unit is booked, from Redis: after a restore that is the backup's booking, so the time
+    // between the backup and now is booked again (at the worker count /health reports now). The memory is the
+    // fallback when Redis has none (the first booking, or a restored backup from before this key).
+    const stored = Number(await redis.hget(keys.managedBookedUntil, model.name));
+    const since = stored > 0 && stored <= now ? stored : (this.managedBookedAt.get(model.name) ?? now);
     this.managedBookedAt.set(model.name, now);
     const price = this.deps.config.prices
       .filter((p) => p.provider === provider && model.gpu.includes(p.gpu))
       .sort((a, b) => a.usdPerHour - b.usdPerHour)[0];
-    if (!price || health.running <= 0 || now <= since) return;
-    const seconds = ((now - since) / 1000) * health.running;
-    const multi = this.deps.redis.multi();
-    // per GPU-hour × the GPUs per worker the provider says it runs
-    this.ledger.book(
-      multi,
-      model.name,
-      `${provider}-${endpoint.id}`,
-      provider,
-      (seconds * price.usdPerHour * endpoint.gpuCount) / 3600,
-      seconds,
-      now,
-    );
+    // the booking and how far it reaches in one transaction: a crash between them books nothing twice
+    const multi = redis.multi().hset(keys.managedBookedUntil, model.name, String(now));
+    if (price && health.running > 0 && now > since) {
+      const seconds = ((now - since) / 1000) * health.running;
+      // per GPU-hour × the GPUs per worker the provider says it runs
+      this.ledger.book(
+        multi,
+        model.name,
+        `${provider}-${endpoint.id}`,
+        provider,
+        (seconds * price.usdPerHour * endpoint.gpuCount) / 3600,
+        seconds,
+        now,
+      );
+    }
     await multi.exec();
   }
 }

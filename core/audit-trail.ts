@@ -20,6 +20,9 @@ export type AuditAction =
   | "worker.drain"
   | "model.paused"
   | "model.unpaused"
+  /** Self-healing by the controller within the stack's guard rails (controller/self-healing.ts). */
+  | "worker.replaced"
+  | "provider.failed-over"
   /** Redis was restored from a backup: entries between the backup and this one are not in the trail. */
   | "backup.restored";
 

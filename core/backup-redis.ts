@@ -21,6 +21,8 @@
  * - The leader fence is set FENCE_MARGIN above both the backup's and the current value, and the leader lock is
  *   dropped: every controller elects anew, and no token handed out before the restore (even one issued after
  *   the backup) matches, so a paused former leader cannot write.
+ * - The stack epoch comes back with the backup and the lost marker goes (core/stack-epoch.ts): gateways that
+ *   answered 503 "restore pending" serve again.
  * - Consumer groups of job streams are recreated at the start of the stream: jobs pending at the backup are
  *   delivered again (at least once, as jobs always are; a finished job is skipped by its status).
  * - Gateways are told on their channels that keys, routes, weights and budget blocks changed.
@@ -29,6 +31,7 @@ import type { Redis } from "ioredis";
 import { type AuditRecord, entryHash } from "./audit-trail";
 import { type BackupContent, type BackupHeader, type BackupRecord, BackupRefused, familyOf } from "./backup";
 import { JOBS_GROUP, type RedisKeys, redisKeys } from "./redis-keys";
+import { newStackEpoch } from "./stack-epoch";
 
 /** The ledger families: hashes of whole-number counters (micro-USD, request counts) that only ever grow. */
 const LEDGER = /^spend:(month|day):/;
@@ -131,7 +134,10 @@ export async function stackDataKeys(redis: Redis, prefix: string): Promise<strin
   for (const key of await scanPrefix(redis, prefix)) {
     const family = familyOf(key.slice(prefix.length));
     // the fence is stack data, but a controller that kept running recreates it with its next election
-    if (!family?.backedUp || family.name === "leaderFence") continue;
+    // the epoch too (a key created during the outage starts one), and how far managed units are booked (a
+    // controller that kept running writes it): the restore puts the backup's back
+    if (!family?.backedUp || ["leaderFence", "stackEpoch", "managedBookedUntil"].includes(family.name))
+      continue;
     if (family.name === "jobs" && (await redis.xlen(key)) === 0) continue;
     out.push(key);
   }
@@ -248,6 +254,10 @@ export async function restoreBackup(
   }
   multi.set(keys.leaderFence, String(fence));
   multi.del(keys.leaderLock);
+  // the stack has its state again: gateways stop answering 503 (core/stack-epoch.ts); a backup from before
+  // epochs gets one (kept when a key created during the outage wrote one)
+  multi.del(keys.stateLost);
+  multi.set(keys.stackEpoch, newStackEpoch(), "NX");
 
   const entry: AuditRecord = {
     ts: new Date(options.nowMs).toISOString(),

@@ -184,10 +184,34 @@ export const KEY_FAMILIES: readonly KeyFamily[] = [
     why: "the next backup writes it; a restored one would claim a backup newer than the restore",
   },
   {
+    name: "managedBookedUntil",
+    pattern: /^spend:managed-until$/,
+    backedUp: true,
+    why: "up to when the restored ledger booked each managed unit: the time since is booked again after a restore",
+  },
+  {
+    name: "stackEpoch",
+    pattern: /^stack:epoch$/,
+    backedUp: true,
+    why: "tells a Redis that lost the stack's state from a new stack's (core/stack-epoch.ts)",
+  },
+  {
+    name: "stateLost",
+    pattern: /^stack:lost$/,
+    backedUp: false,
+    why: "the marker of a loss not yet restored; the restore removes it",
+  },
+  {
     name: "recentRequests",
     pattern: /^requests$/,
     backedUp: false,
     why: "a capped log of recent requests that traffic refills",
+  },
+  {
+    name: "selfHealingActions",
+    pattern: /^self-healing$/,
+    backedUp: true,
+    why: "the controller's self-healing actions, which its hourly guard rail counts",
   },
 ];
 

@@ -91,6 +91,18 @@ export const ENGINE_ROUTES: Readonly<Record<Engine, EngineRoutes>> = {
       "/v1/completions",
     ],
   },
+  "vllm-omni": {
+    version: "0.16.0",
+    routes: [
+      // https://github.com/vllm-project/vllm-omni/blob/v0.16.0/vllm_omni/entrypoints/openai/api_server.py
+      // (`@router.post("/v1/images/generations")`, added by vllm-project/vllm-omni#292 after v0.12.0rc1; read at
+      // main be81443c, 2025-12-28): `ImageGenerationRequest` → `ImageGenerationResponse` (`data[].b64_json`),
+      // for a diffusion model served with `vllm serve <model> --omni` (docs: serving/image_generation_api.md).
+      // For a diffusion model its /v1/chat/completions answers with images inline
+      // (`OmniOpenAIServingChat.for_diffusion`), not a chat answer, so no chat route is listed.
+      "/v1/images/generations",
+    ],
+  },
 };
 
 /** The kinds whose models may be asked through a route (for the 404 that names them). */

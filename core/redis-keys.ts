@@ -123,6 +123,17 @@ export interface RedisKeys {
   readonly providerErrors: string;
   /** Hash: the last successful backup (`atMs`, `url`, `keys`, `bytes`), for the backup-age metric and alert. */
   readonly lastBackup: string;
+  /**
+   * Hash: up to when each managed unit (RunPod serverless) is booked, unit → ms. In Redis, not in the
+   * controller's memory, so a restore books the time since the backup's booking again.
+   */
+  readonly managedBookedUntil: string;
+  /** String: the stack epoch, a random id written by the first API key and kept for the stack's life (core/stack-epoch.ts). */
+  readonly stackEpoch: string;
+  /** String: set (JSON `{epoch, sinceMs, by}`) while Redis has lost the stack's state and no restore has landed. */
+  readonly stateLost: string;
+  /** List: the controller's self-healing actions (JSON `{atMs, kind, subject, reason}`, newest first, capped); the hourly guard rail counts them. */
+  readonly selfHealingActions: string;
 }
 
 export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
@@ -168,6 +179,10 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     recentRequests: `${prefix}requests`,
     providerErrors: `${prefix}provider-errors`,
     lastBackup: `${prefix}backup:last`,
+    managedBookedUntil: `${prefix}spend:managed-until`,
+    stackEpoch: `${prefix}stack:epoch`,
+    stateLost: `${prefix}stack:lost`,
+    selfHealingActions: `${prefix}self-healing`,
   };
 }
 

@@ -27,6 +27,7 @@ import { checkRouteServed } from "./route-check";
 import { inferenceRoutes, jobRoutes, modelRoutes, type RouteContext, transcriptionRoutes } from "./routes";
 import { BackendRegistry } from "./routing";
 import { SpendView } from "./spend";
+import { restorePending, StackStateWatch } from "./stack-state";
 import { GatewayTracing, randomHex, type TracingOptions } from "./tracing";
 import { UpstreamClient } from "./upstream";
 import { ENDPOINT_PATHS, type Endpoint, endpointRoute, scanJson } from "./validate";
@@ -137,6 +138,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   const unitsConfig: RuntimeConfig = { ...config, models: [...variants.units.values()] };
   const registry = new BackendRegistry(redis, keys, unitsConfig, { now });
   const verifier = new ApiKeyVerifier(new ApiKeyStore(redis, keys), { now });
+  // Redis back but empty (lost its state, no restore yet): 503 "restore pending", not 401s (README "Disaster recovery")
+  const stackState = new StackStateWatch(redis, keys, { now });
+  await stackState.start();
   const limiter = new RateLimiter(redis, keys);
   const upstream = new UpstreamClient({
     providerKeys: deps.providerKeys,
@@ -331,6 +335,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
       done();
       return;
     }
+    if (stackState.lost) {
+      done(restorePending());
+      return;
+    }
     const raw = bearer(request);
     const cached = verifier.verifyCached(raw);
     if (cached !== undefined) {
@@ -341,12 +349,14 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     verifier
       .verify(raw)
       .then(
-        (result) => {
+        async (result) => {
           request.auth = result;
+          // a key Redis does not know: first make sure Redis has not lost every key
+          if (!result.ok && result.failure === "invalid") await stackState.recheck();
         },
         () => undefined, // Redis failing: the route asks again and answers its error
       )
-      .then(() => done());
+      .then(() => (stackState.lost ? done(restorePending()) : done()));
   });
 
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
@@ -495,6 +505,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
   app.register(jobRoutes, routes);
 
   app.addHook("onClose", async () => {
+    stackState.stop();
     variants.close();
     pauses.close();
     await tracing.close();

@@ -29,6 +29,8 @@ export interface AuditEntry {
   readonly traceId?: string;
   /** The async job the line is about: its submission (`endpoint` "jobs") or its run. */
   readonly jobId?: string;
+  /** Images generated (an image request answered 200: its `n`); what a per-image price is read from. */
+  readonly images?: number;
   /** Prompt and completion text, only when the stack turns `gateway.auditPrompts` on. */
   readonly prompt?: unknown;
 }
@@ -83,7 +85,7 @@ export function auditLine(e: AuditEntry): string {
     e.queueMs,
   )},"error":${strOrNull(e.error)}${e.traceId === undefined ? "" : `,"traceId":${str(e.traceId)}`}${
     e.jobId === undefined ? "" : `,"jobId":${str(e.jobId)}`
-  }${promptField(e.prompt)}}\n`;
+  }${e.images === undefined ? "" : `,"images":${num(e.images)}`}${promptField(e.prompt)}}\n`;
 }
 
 function promptField(prompt: unknown): string {

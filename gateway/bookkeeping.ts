@@ -11,7 +11,8 @@
  * 3. Spend: the month's spend hash gets the key's cost and the unit's request (`bookSpend`), written by the caller:
  *    a request's through the replica's `CounterBatch`, a job's in the MULTI that stores its result (atomic with it).
  * 4. What admission took is given back (`release`: tokens settled to the tokens used, the budget hold with the cost).
- * 5. `aiorch_requests_total`, latency and token metrics, and one audit line.
+ * 5. `aiorch_requests_total`, latency and token metrics, and one audit line (with the image count for image
+ *    work: the cost of an image request is its busy time like any other; cost per image is that over `images`).
  */
 import { ledgerMonth, toMicroUsd } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
@@ -57,6 +58,8 @@ export interface FinishedWork {
   /** The prompt, when the stack audits prompts. */
   readonly prompt?: unknown;
   readonly jobId?: string;
+  /** Images the work generated (image requests); its cost is the busy time, like any other work. */
+  readonly images?: number;
 }
 
 export interface Bill {
@@ -138,6 +141,7 @@ export function recordFinished(
     error: work.error,
     traceId: work.traceId,
     jobId: work.jobId,
+    images: work.images,
     prompt: work.prompt,
   });
 }

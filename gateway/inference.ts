@@ -40,7 +40,7 @@ import {
   type UpstreamResponse,
   upstreamErrorAnswer,
 } from "./upstream";
-import { ENDPOINT_PATHS, type InferenceRequest, POOLING_ENDPOINTS } from "./validate";
+import { ENDPOINT_PATHS, type InferenceRequest, imagesRequested, POOLING_ENDPOINTS } from "./validate";
 import type { UnitConfig } from "./variants";
 
 /** The serving unit answering the request: a model, or one variant of it (`model@variant`). */
@@ -757,6 +757,7 @@ function finish(x: Exchange): void {
     promptEstimate,
     completionEstimate: outcome.completionEstimate,
     traceId: outcome.traceId,
+    images: req.endpoint === "image" && outcome.status === 200 ? imagesRequested(req.body) : undefined,
     prompt: deps.config.gateway.auditPrompts
       ? (req.body.messages ?? req.body.prompt ?? req.body.input)
       : undefined,

@@ -7,6 +7,7 @@ import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
 import { type ApiKeyRecord, isKeyScope, type KeyScope } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
+import { newStackEpoch } from "../core/stack-epoch";
 import { RefreshAhead } from "./refresh-ahead";
 
 const KEY_PREFIX = "sk-aiorch-";
@@ -99,6 +100,8 @@ export class ApiKeyStore {
       .multi()
       .hset(this.keys.apiKey(record.hash), encode(record))
       .hset(this.keys.apiKeyIds, record.id, record.hash)
+      // the stack's first key starts its epoch (core/stack-epoch.ts: how a lost Redis is told from a new stack)
+      .set(this.keys.stackEpoch, newStackEpoch(), "NX")
       .exec();
     return { key: raw, record };
   }

@@ -50,6 +50,22 @@ export interface InferenceRequest {
   readonly upload?: { readonly bytes: Buffer; readonly contentType: string };
 }
 
+/** Images one request may ask for: vLLM-Omni's bound (`n: int = Field(default=1, ge=1, le=10)`), OpenAI's too. */
+export const MAX_IMAGES_PER_REQUEST = 10;
+/** `WIDTHxHEIGHT`, each a positive integer (vLLM-Omni's `parse_size`); at most 5 digits, so nothing absurd passes. */
+const IMAGE_SIZE = /^[1-9]\d{0,4}x[1-9]\d{0,4}$/;
+
+/**
+ * Pixels one image request may ask for (width × height × n): the answer must fit the 64 MiB the gateway reads from
+ * a worker (`MAX_BODY_BYTES` in inference.ts), and a PNG of W×H RGB pixels is at most ~3 bytes a pixel, 4 once
+ * base64-encoded. 2^24: ten 1024x1024 images, or four 2048x2048.
+ */
+export const MAX_IMAGE_PIXELS_PER_REQUEST = 2 ** 24;
+
+/** Images a valid image request asks for (`n`, default 1): what its audit line records. */
+export const imagesRequested = (body: Record<string, unknown>): number =>
+  typeof body.n === "number" ? body.n : 1;
+
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
@@ -149,9 +165,46 @@ export function validateInference(endpoint: Endpoint, body: unknown, json?: stri
       break;
     }
     case "image": {
+      // vLLM-Omni's ImageGenerationRequest (vllm_omni/entrypoints/openai/protocol/images.py): `prompt`
+      // required; `n` 1–10 (`Field(default=1, ge=1, le=10)`); `size` "WIDTHxHEIGHT", positive integers, any
+      // dimensions (`parse_size` in image_api_utils.py), absent: the model's default; `response_format` b64_json
+      // only (its validator refuses "url": "Only 'b64_json' … is supported"). Checked here so the client gets a 400
+      // naming the field and the fix before anything is queued or a worker is started for it.
       if (typeof body.prompt !== "string" || body.prompt.length === 0)
         throw badRequest("prompt must be a non-empty string", "prompt");
-      positiveInt(body, "n");
+      const n = body.n;
+      if (
+        n !== undefined &&
+        n !== null &&
+        (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_IMAGES_PER_REQUEST)
+      )
+        throw badRequest(
+          `n must be a whole number from 1 to ${MAX_IMAGES_PER_REQUEST} (images per request)`,
+          "n",
+        );
+      const size = body.size;
+      if (size !== undefined && size !== null && !(typeof size === "string" && IMAGE_SIZE.test(size)))
+        throw badRequest(
+          `size must be "WIDTHxHEIGHT" in pixels, e.g. "1024x1024" (or leave it out for the model's default); got ${JSON.stringify(size)}`,
+          "size",
+        );
+      if (typeof size === "string") {
+        const [width, height] = size.split("x").map(Number) as [number, number];
+        const count = typeof n === "number" ? n : 1;
+        if (width * height * count > MAX_IMAGE_PIXELS_PER_REQUEST)
+          throw badRequest(
+            `size ${size} × n ${count} is more than ${MAX_IMAGE_PIXELS_PER_REQUEST} pixels per request (the answer would not fit the 64 MiB the gateway reads from a worker); ask for a smaller size or fewer images`,
+            "size",
+          );
+      }
+      const format = body.response_format;
+      if (format !== undefined && format !== null && format !== "b64_json")
+        throw badRequest(
+          format === "url"
+            ? 'response_format "url" is not supported: the image engine (vllm-omni) returns images inline only; use "b64_json"'
+            : 'response_format must be "b64_json"',
+          "response_format",
+        );
       break;
     }
   }

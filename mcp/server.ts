@@ -9,7 +9,11 @@
  * - acting tools (annotated `destructiveHint` where they stop or refuse work) need a caller of scope `admin` and
  *   a `reason`; a `read` caller is refused (`isError`) before anything is written; each change is one audit entry
  *   naming the caller (act.ts);
- * - a refusal or a bad argument is a tool error the assistant can read and act on, never a crash of the server.
+ * - a refusal or a bad argument is a tool error the assistant can read and act on, never a crash of the server;
+ * - no tool rotates an API key: the new raw key would have to be in the result, which goes into the assistant's
+ *   context, and the protocol has no way to mark a result secret — the spec sends credentials only out of band
+ *   (MCP 2025-11-25, client/elicitation: "Servers MUST use URL mode for interactions involving sensitive
+ *   information, such as credentials"). `revoke_key` is a tool; rotation stays with `aiorch keys rotate`.
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
@@ -42,6 +46,7 @@ import {
   workerHealth,
 } from "./read";
 import { registerResourcesAndPrompts } from "./resources";
+import { selfHealingStatus } from "./self-healing";
 
 export interface McpDeps {
   readonly config: RuntimeConfig;
@@ -420,17 +425,31 @@ export function buildMcpServer(deps: McpDeps, caller: McpCaller): McpServer {
     {
       title: "Anomalies",
       description:
-        "What looks wrong in the stack's own records: workers slow to boot against their provider's history, a provider erroring repeatedly, spend far above the month's rate, a 5xx spike. Detection only; each names the tool to act with.",
+        "What looks wrong in the stack's own records: workers slow to boot against their provider's history, a provider erroring repeatedly, spend far above the month's rate, a 5xx spike; each names the tool to act with. selfHealing says which the controller acts on by itself (replacing slow workers, failing over from an erroring provider, within the stack's hourly guard rail) and what it did in the last day; the rest is for you and a human to decide.",
       inputSchema: {},
       outputSchema: {
         at: z.string(),
         anomalies: z.array(
           z.object({ kind: z.string(), subject: z.string(), detail: z.string(), suggestion: z.string() }),
         ),
+        selfHealing: z.object({
+          enabled: z.boolean(),
+          replaceSlowWorkers: z.boolean(),
+          failOverOnProviderErrors: z.boolean(),
+          maxActionsPerHour: z.number(),
+          actionsLeftThisHour: z.number(),
+          recentActions: z.array(
+            z.object({ at: z.string(), kind: z.string(), subject: z.string(), reason: z.string() }),
+          ),
+        }),
       },
       annotations: readOnly,
     },
-    () => answer(() => anomalies(redis, keys, now())),
+    () =>
+      answer(async () => ({
+        ...(await anomalies(redis, keys, now())),
+        selfHealing: await selfHealingStatus(redis, keys, config, now()),
+      })),
   );
 
   // ── acting tools: admin keys only, each one audit entry ────────────────────────────────────────────────────
@@ -501,7 +520,8 @@ export function buildMcpServer(deps: McpDeps, caller: McpCaller): McpServer {
     "revoke_key",
     {
       title: "Revoke an API key",
-      description: "Revoke an API key by its id (key_…); every gateway refuses it within seconds.",
+      description:
+        "Revoke an API key by its id (key_…); every gateway refuses it within seconds. To replace a key instead, an operator runs `aiorch keys rotate <id>` in a terminal: a new key is never returned over MCP.",
       inputSchema: { keyId: z.string().regex(/^key_[0-9a-f]+$/, "a key id: key_ + hex digits"), reason },
       outputSchema: { keyId: z.string(), revoked: z.boolean() },
       annotations: { ...acts, destructiveHint: true, idempotentHint: true },

@@ -31,13 +31,13 @@
  * - Billing per worker life (boot, idle, busy, rounding, minimum, setup, storage) by `sim/billing.ts`;
  *   wait quantiles from a fixed-bucket histogram. Memory does not grow with the length of the period.
  */
+
+import { IdleSpell, RestartQueue } from "../controller/idle-observations";
 import {
   type CacheOutcome,
-  IdleSpell,
   type KeepAliveChoice,
   KeepAliveLearner,
   type KeepAliveModel,
-  RestartQueue,
   withPrewarmFloor,
 } from "../controller/keep-alive";
 import {

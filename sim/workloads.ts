@@ -67,6 +67,11 @@ export interface RequestShape {
  * (github.com/SYSTRAN/faster-whisper, "Benchmarks", "Large-v2 model on GPU"): 13 minutes of audio took openai/whisper
  * 2m23s (≈5.5× real time) and faster-whisper 1m03s (≈12×) in fp16, beam 5, on an RTX 3070 Ti. Taken just below
  * the low end: a short clip still costs a whole 30 s window of the encoder, and those figures are for one long file.
+ *
+ * Image: a "token" is one image (a request's `n`, the count its audit line records as `images`; the gateway bills
+ * the worker's busy time, so a request of n images costs n of these). Assumed: one image per request, 4 s of work
+ * each plus 0.5 s — a few-step distilled model such as Z-Image-Turbo (8 steps; its model card: "sub-second" on an
+ * H800) on a 24 GB consumer GPU; not measured here.
  */
 export const REQUEST_SHAPES: Readonly<Record<ModelKind, RequestShape>> = {
   chat: { medianTokens: 250, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 50 },

@@ -318,7 +318,9 @@ export interface EngineLaunch {
  * (it has no API key either): neither may run outside the cluster, where traffic must be encrypted.
  */
 export function engineServesTls(engine: Engine): boolean {
-  return engine === "vllm";
+  // vLLM-Omni's `vllm serve … --omni` takes vLLM's own argument parser (vllm_omni/entrypoints/cli/serve.py:
+  // `make_arg_parser(serve_parser)`), --ssl-certfile and --ssl-keyfile included
+  return engine === "vllm" || engine === "vllm-omni";
 }
 
 /**
@@ -331,6 +333,7 @@ export const ENGINE_DOWNLOAD_DIR = "/aiorch/weights";
 function downloadEnv(spec: WorkerSpec): Record<string, string> {
   switch (spec.engine) {
     case "vllm":
+    case "vllm-omni":
       // huggingface_hub reads HF_ENDPOINT; HF_HOME keeps its other files (token, xet cache) beside the weights
       return {
         HF_HOME: `${ENGINE_DOWNLOAD_DIR}/hf`,
@@ -358,7 +361,11 @@ export const TLS_ENV = { cert: "AIORCH_TLS_CERT_B64", key: "AIORCH_TLS_KEY_B64" 
  * OpenAI server with ARGS (which name the files). The script holds no secret itself. Each of certificate and key
  * is read from one variable, or joined in order from several (`printf '%s' "$A_0" "$A_1"` prints them end to end).
  */
-function vllmTlsScript(certVars: readonly string[], keyVars: readonly string[]): string {
+function vllmTlsScript(
+  certVars: readonly string[],
+  keyVars: readonly string[],
+  exec = "python3 -m vllm.entrypoints.openai.api_server",
+): string {
   const read = (vars: readonly string[]) => vars.map((v) => `"$${v}"`).join(" ");
   return [
     "set -eu",
@@ -367,7 +374,7 @@ function vllmTlsScript(certVars: readonly string[], keyVars: readonly string[]):
     `printf '%s' ${read(certVars)} | base64 -d > ${TLS_DIR}/cert.pem`,
     `printf '%s' ${read(keyVars)} | base64 -d > ${TLS_DIR}/key.pem`,
     `unset ${[...certVars, ...keyVars].join(" ")}`,
-    'exec python3 -m vllm.entrypoints.openai.api_server "$@"',
+    `exec ${exec} "$@"`,
   ].join("; ");
 }
 
@@ -444,6 +451,51 @@ export function engineLaunch(
           ...certEnv,
           ...keyEnv,
         },
+        authEnforced: true,
+      };
+    }
+    case "vllm-omni": {
+      // vLLM-Omni's launch (docs serving/image_generation_api.md: `vllm serve Qwen/Qwen-Image --omni --port 8000`;
+      // the image's default entrypoint is `vllm serve --omni`, installation/gpu/cuda.inc.md): set explicitly, so
+      // the model goes as the positional `model_tag` (vllm_omni/entrypoints/cli/serve.py); vLLM-Omni installs the
+      // `vllm` script itself (pyproject.toml `[project.scripts] vllm = "vllm_omni.entrypoints.cli.main:main"`).
+      // The rest are vLLM's own serve flags, which vLLM-Omni forwards to a diffusion model since
+      // vllm-project/vllm-omni#985. A diffusion model has no tensor parallelism or context length to pass.
+      const args = [
+        "serve",
+        spec.source,
+        "--omni",
+        ...(spec.revision ? ["--revision", spec.revision] : []),
+        "--served-model-name",
+        spec.model,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        port,
+        "--api-key",
+        spec.workerToken,
+        ...spec.engineArgs,
+      ];
+      if (!spec.tls) return { entrypoint: "vllm", args, env: downloadEnv(spec), authEnforced: true };
+      const certEnv = envParts(
+        TLS_ENV.cert,
+        Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
+        maxEnv,
+      );
+      const keyEnv = envParts(TLS_ENV.key, Buffer.from(spec.tls.keyPem, "utf8").toString("base64"), maxEnv);
+      return {
+        entrypoint: "/bin/sh",
+        args: [
+          "-c",
+          vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv), "vllm"),
+          "aiorch-engine",
+          ...args,
+          "--ssl-certfile",
+          `${TLS_DIR}/cert.pem`,
+          "--ssl-keyfile",
+          `${TLS_DIR}/key.pem`,
+        ],
+        env: { ...downloadEnv(spec), ...certEnv, ...keyEnv },
         authEnforced: true,
       };
     }

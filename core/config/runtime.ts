@@ -17,6 +17,7 @@ import {
   providersSchema,
   type StackConfig,
   securitySchema,
+  selfHealingSchema,
   trustSchema,
 } from "./schema";
 
@@ -57,6 +58,8 @@ export const runtimeConfigSchema = z.strictObject({
   security: securitySchema,
   /** Where backups go (no credentials: those are in the backup CronJob's Secret); absent: no backups. */
   backup: backupSchema.optional(),
+  /** Self-healing guard rails; absent: the controller only detects (stack config `selfHealing`). */
+  selfHealing: selfHealingSchema.optional(),
 });
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
 
@@ -104,6 +107,7 @@ export function renderRuntimeConfig(loaded: LoadedStackConfig, stack: string): R
     trust: config.trust,
     security: config.security,
     ...(config.backup ? { backup: config.backup } : {}),
+    ...(config.selfHealing ? { selfHealing: config.selfHealing } : {}),
   };
 }
 

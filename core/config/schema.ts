@@ -3,6 +3,7 @@
  * through the same field schemas, the runtime config the gateway and controller read.
  * Every field has a default where a sensible one exists; required fields say what to put there.
  */
+
 import { z } from "zod";
 import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, PROVIDER_IDS, PROVIDERS } from "../catalog";
 import { engineLabel, KIND_ROUTES, servedRoutes } from "../engine-routes";
@@ -13,13 +14,14 @@ import {
   RECOMMENDED_K3S_VERSION,
   SUPPORTED_KUBERNETES_MINORS,
 } from "../platform-versions";
+import { OPS_PORT } from "../process-env";
 import { OFFERING_IDS } from "../trust";
 
 export const DATA_CLASSES = ["public", "internal", "confidential"] as const;
 export type DataClass = (typeof DATA_CLASSES)[number];
 
 export const MODEL_KINDS = ["chat", "completion", "embedding", "image", "audio"] as const;
-export const ENGINES = ["vllm", "ollama", "tgi"] as const;
+export const ENGINES = ["vllm", "ollama", "tgi", "vllm-omni"] as const;
 export type Engine = (typeof ENGINES)[number];
 
 /** Container images per engine, pinned; a provider's `image` setting overrides them. */
@@ -27,6 +29,13 @@ export const ENGINE_IMAGES: Readonly<Record<Engine, string>> = {
   vllm: "vllm/vllm-openai:v0.10.1.1",
   ollama: "ollama/ollama:0.11.4",
   tgi: "ghcr.io/huggingface/text-generation-inference:3.3.4",
+  // vLLM-Omni (diffusion image models, `vllm serve <model> --omni`): the images API (vllm-project/vllm-omni#292)
+  // shipped after v0.12.0rc1, and /v1/models — the controller's readiness probe — answers for a pure diffusion
+  // model only since vllm-project/vllm-omni#805 (fixing #751, merged late January 2026), so v0.16.0 (a stable
+  // release with pre-built wheels, per the vLLM-Omni installation docs). Image on Docker Hub (docs
+  // getting_started/installation/gpu/cuda.inc.md: "available on Docker Hub as vllm/vllm-omni"). Pinned by tag:
+  // no digest could be looked up from here.
+  "vllm-omni": "vllm/vllm-omni:v0.16.0",
 };
 
 /**
@@ -475,6 +484,16 @@ export const modelSchema = z
             : `no engine the stack can start serves them; change kind or leave this model out`),
       });
     }
+    const serverless = m.providers.indexOf("runpod-serverless");
+    if (m.engine === "vllm-omni" && serverless >= 0) {
+      // RunPod serverless runs worker-vllm (a queue handler over vLLM's text routes), not an arbitrary HTTP server
+      ctx.addIssue({
+        code: "custom",
+        path: ["providers", serverless],
+        message:
+          "runpod-serverless runs worker-vllm, which cannot start vllm-omni; use an instance provider (vastai, runpod-pod, datacrunch) for this model",
+      });
+    }
     if (m.minWorkers > m.maxWorkers) {
       ctx.addIssue({
         code: "custom",
@@ -720,6 +739,48 @@ export const trustSchema = z
   })
   .default({ approved: {}, exceptions: [] });
 
+/**
+ * Self-healing guard rails (`ai-orchestrator:selfHealing`; controller/self-healing-policy.ts): what the controller
+ * may do by itself about the anomalies it detects (core/anomalies.ts). Absent or `enabled: false`: nothing — the
+ * anomalies are only surfaced (MCP `anomalies`, Prometheus alerts).
+ */
+export const selfHealingSchema = z.strictObject({
+  /** Act on anomalies at all. @default false */
+  enabled: z.boolean().default(false),
+  /** Drain a worker slow to become ready versus its provider's history (the policy starts a replacement). */
+  replaceSlowWorkers: z.boolean().default(true),
+  /** Hold a provider erroring repeatedly back from new creates for a while, for models with another provider. */
+  failOverOnProviderErrors: z.boolean().default(true),
+  /** Actions of either kind per rolling hour, stack-wide; beyond it an anomaly is surfaced, not acted on. */
+  maxActionsPerHour: z
+    .int(required("how many self-healing actions the controller may take per hour, e.g. 3"))
+    .min(1, { error: "must be at least 1; to turn self-healing off, set enabled: false" })
+    .max(60, { error: "must be at most 60 (one a minute); a guard rail above that guards nothing" })
+    .default(3),
+});
+export type SelfHealingConfig = z.output<typeof selfHealingSchema>;
+
+/**
+ * The MCP server in the cluster (`ai-orchestrator:mcp`; README "Operating with an AI assistant"): a port of the
+ * controller's pod, a ClusterIP Service, never in the Ingress; its NetworkPolicy admits only the stack's namespace
+ * and the namespaces listed. Absent or `enabled: false`: not served.
+ */
+export const mcpSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Container and Service port of Streamable HTTP (`POST /mcp`). */
+  port: z
+    .int(required("the port the MCP server listens on, e.g. 8090"))
+    .min(1024, { error: "must be 1024 or above (the runtime runs as a non-root user)" })
+    .max(65535, { error: "must be at most 65535" })
+    .refine((p) => p !== OPS_PORT, {
+      error: `${OPS_PORT} is the controller's metrics port; pick another, e.g. 8090`,
+    })
+    .default(8090),
+  /** Other namespaces whose pods may call it (an assistant's in-cluster client); the stack's own always may. */
+  allowFromNamespaces: z.array(dnsLabel).default([]),
+});
+export type McpConfig = z.output<typeof mcpSchema>;
+
 /** The validated, defaulted stack config (the `ai-orchestrator:*` keys without their namespace). */
 export const stackConfigSchema = z.strictObject({
   cluster: clusterSchema,
@@ -740,6 +801,8 @@ export const stackConfigSchema = z.strictObject({
   platform: platformSchema,
   security: securitySchema,
   backup: backupSchema.optional(),
+  selfHealing: selfHealingSchema.optional(),
+  mcp: mcpSchema.optional(),
 });
 export type StackConfig = z.output<typeof stackConfigSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;

@@ -71,9 +71,11 @@ describe("alert rules", () => {
   it("have the alerts the platform relies on, one budget alert per threshold", () => {
     expect([...new Set(allRules.map((r) => r.alert))].sort()).toEqual([
       "ColdStartLatencyHigh",
+      "ErrorRateSpike",
       "GpuIdleWhileWorkerRunning",
       "GpuSpendAboveBudget",
       "GpuSpendAboveModelBudget",
+      "GpuSpendRateAboveMonthAverage",
       "OrphanedInstanceFound",
       "ProviderErrors",
       "ProviderRejectsConfiguration",
@@ -101,6 +103,7 @@ describe("alert rules", () => {
     expect(none.groups.map((g) => g.name)).toEqual([
       "ai-orchestrator.ai.workers",
       "ai-orchestrator.ai.providers",
+      "ai-orchestrator.ai.anomalies",
     ]);
   });
 

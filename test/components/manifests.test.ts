@@ -58,7 +58,7 @@ beforeAll(() => {
   } finally {
     removeProject(dir);
   }
-}, 60_000);
+}, 300_000); // three whole plans: a safety net for hangs, well past their time on a loaded machine
 
 describe.each(["dev", "prod"])("stack %s", (stack) => {
   it("every Kubernetes manifest validates against its schema", () => {

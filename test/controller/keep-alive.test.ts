@@ -2,15 +2,17 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   bestTimeoutForGaps,
-  breakEvenIdleSeconds,
-  COLD_STREAK_GAPS,
   ColdStartEstimate,
-  coldStreakTimeout,
   IdleGapHistory,
   IdleSpell,
+  RestartQueue,
+} from "../../controller/idle-observations";
+import {
+  breakEvenIdleSeconds,
+  COLD_STREAK_GAPS,
+  coldStreakTimeout,
   KeepAliveLearner,
   keepAliveFor,
-  RestartQueue,
   randomizedBreakEvenSeconds,
   restartCostSeconds,
   restartCostWithWaitSeconds,

@@ -9,10 +9,15 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Controller, type ScaleDecisionEntry } from "../../controller/controller";
 import { ControllerMetrics } from "../../controller/metrics";
+import { UNRECORDED_MODEL } from "../../controller/reconciler";
+import { REDIS_LOSS_HOLD_MS } from "../../controller/redis-loss";
 import { type WorkerRecord, WorkerRegistry } from "../../controller/registry";
+import { openBackup, sealBackup } from "../../core/backup";
+import { exportBackup, restoreBackup } from "../../core/backup-redis";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
-import { inflightMember } from "../../core/protocol";
+import { fromMicroUsd, inflightMember, ledgerMonth } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
+import { markStateLost } from "../../core/stack-epoch";
 import { createWorkerCertificate, type WorkerCertificate } from "../../core/x509";
 import { type FakeCall, fakeProviderError, InMemoryProvider } from "../fakes/in-memory-provider";
 
@@ -245,5 +250,101 @@ describe("controller loop on the in-memory provider", () => {
     expect(provider.live().map((i) => i.providerId)).toEqual([foreign.providerId]);
     expect((await metrics.orphans.get()).values.find((v) => v.labels.provider === "vastai")?.value).toBe(1);
     expect((await decisions()).find((d) => d.action === "orphan")?.worker).toBe("wghost");
+  });
+});
+
+describe("after a restore from backup (issue 25)", () => {
+  it("marks the stack's state lost when its fencing token goes back (gateways then answer 503), and clears it on letting go", async () => {
+    await redis.set(keys.leaderFence, "5"); // elections before this controller's
+    const c = controller();
+    await c.tick();
+    expect(await redis.exists(keys.stateLost)).toBe(0);
+    await redis.del(...(await redis.keys(`${keys.prefix}*`))); // FLUSHALL
+    clock += 1_000;
+    await c.tick();
+    expect(logs.join("\n")).toMatch(/Redis lost the stack's state/);
+    expect(JSON.parse((await redis.get(keys.stateLost)) ?? "{}")).toMatchObject({
+      by: "controller",
+      sinceMs: clock,
+    });
+    clock += REDIS_LOSS_HOLD_MS;
+    await c.tick(); // no restore came: the controller goes on, and so do the gateways, on a new epoch
+    expect(await redis.exists(keys.stateLost)).toBe(0);
+    expect(await redis.get(keys.stackEpoch)).toMatch(/^epoch_/);
+  });
+
+  const workerUsd = async (id: string) =>
+    fromMicroUsd(Number((await redis.hget(keys.spendMonth(ledgerMonth(clock)), `worker:${id}`)) ?? 0));
+
+  it("a controller elected once (its token does not go back) holds while a gateway has marked the state lost", async () => {
+    const c = controller();
+    await c.tick(); // fence 1
+    await redis.del(...(await redis.keys(`${keys.prefix}*`))); // FLUSHALL: the next election gets 1 again
+    await markStateLost(redis, keys, { epoch: "epoch_x", sinceMs: clock, by: "gateway" });
+    await waitingRequest();
+    clock += 1_000;
+    await c.tick();
+    clock += 1_000;
+    await c.tick();
+    expect(provider.provisions).toHaveLength(0); // demand, but no worker started on an empty registry
+    expect(logs.join("\n")).toMatch(/Redis lost the stack's state \(it is marked lost/);
+    await redis.del(keys.stateLost); // what a restore does
+    clock += 1_000;
+    await c.tick();
+    expect(logs.join("\n")).toMatch(/Redis was restored/);
+    await until("the create", () => provider.provisions.length === 1);
+  });
+
+  it("books and terminates an instance created after the backup, and brings the restored worker's spend forward", async () => {
+    config = stack(keys.prefix, 600); // no scale-down while the test's clock runs
+    const c = controller();
+    const a = await readyWorker(c);
+    const content = await exportBackup(redis, { prefix: keys.prefix, stack: "loop", nowMs: clock });
+
+    // after the backup: more demand, a second worker the backup does not know
+    await waitingRequest("r2");
+    await c.tick();
+    await until("the second create recorded", async () =>
+      (await live()).some((w) => w.id !== a.id && w.state === "provisioning"),
+    );
+    clock += 12_001;
+    await c.tick();
+    const b = (await live()).find((w) => w.id !== a.id)!;
+    expect(b.state).toBe("ready");
+    const instanceB = provider.live().find((i) => i.workerId === b.id)!;
+    clock += 40_000;
+    await c.tick(); // both booked up to here
+    const bookedAtMs = clock;
+    const aBooked = await workerUsd(a.id);
+
+    // Redis loses the stack's state; the backup is restored into it; a controller starts on it
+    const all = await redis.keys(`${keys.prefix}*`);
+    await redis.del(...all);
+    const { header, content: opened } = openBackup(sealBackup(content, "b-loop", undefined), undefined);
+    await restoreBackup(redis, header, opened, {
+      prefix: keys.prefix,
+      force: false,
+      actor: "t",
+      nowMs: clock,
+    });
+    clock += 20_000;
+    const next = controller("after-restore");
+    await next.tick();
+
+    // the instance the restored registry has no record of: recorded, booked from its creation, terminated
+    expect(instanceB.endedAtMs).toBe(clock);
+    const recordB = await new WorkerRegistry(redis, keys, now).get(b.id);
+    expect(recordB).toMatchObject({ state: "terminated", model: UNRECORDED_MODEL, providerId: b.providerId });
+    const fakeBillB = ((instanceB.endedAtMs! - instanceB.createdAtMs) / 3_600_000) * instanceB.usdPerHour;
+    const oneTickUsd = instanceB.usdPerHour / 3600; // the 1 s tick at its price
+    expect(Math.abs((await workerUsd(b.id)) - fakeBillB)).toBeLessThanOrEqual(oneTickUsd);
+    expect((await decisions()).find((d) => d.action === "orphan")?.worker).toBe(b.id);
+
+    // the worker the backup knew serves on, no second create; its spend is brought forward to now
+    expect(provider.live().map((i) => i.workerId)).toEqual([a.id]);
+    expect(provider.provisions).toHaveLength(2);
+    expect((await live()).map((w) => [w.id, w.state])).toEqual([[a.id, "ready"]]);
+    const aExpected = aBooked + ((clock - bookedAtMs) / 3_600_000) * a.usdPerHour;
+    expect(Math.abs((await workerUsd(a.id)) - aExpected)).toBeLessThanOrEqual(a.usdPerHour / 3600);
   });
 });

@@ -4,7 +4,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { IdleGapHistory, keepAliveFor, prewarmFloor } from "../../controller/keep-alive";
+import { IdleGapHistory } from "../../controller/idle-observations";
+import { keepAliveFor, prewarmFloor } from "../../controller/keep-alive";
 import { bestPrewarm } from "../../controller/prewarm";
 import { PROVIDERS } from "../../core/catalog";
 

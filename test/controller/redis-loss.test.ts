@@ -1,6 +1,6 @@
 /** The Redis-loss guard: a fencing token going back means a wiped Redis; hold until a restore or the hold time. */
 import { describe, expect, it } from "vitest";
-import { REDIS_LOSS_HOLD_MS, RedisLossGuard } from "../../controller/redis-loss";
+import { MarkedLossHold, REDIS_LOSS_HOLD_MS, RedisLossGuard } from "../../controller/redis-loss";
 
 describe("RedisLossGuard", () => {
   it("never holds while tokens only grow (elections, failovers, standby ticks)", () => {
@@ -35,5 +35,19 @@ describe("RedisLossGuard", () => {
     expect(guard.observe(1, 10 + REDIS_LOSS_HOLD_MS - 1)).toEqual({ hold: true });
     expect(guard.observe(1, 10 + REDIS_LOSS_HOLD_MS)).toEqual({ hold: false, event: "released" });
     expect(guard.observe(2, 20 + REDIS_LOSS_HOLD_MS)).toEqual({ hold: false });
+  });
+});
+
+describe("MarkedLossHold", () => {
+  it("holds while the stack's state is marked lost, resumes when the mark goes, lets go after the hold time", () => {
+    const hold = new MarkedLossHold();
+    expect(hold.observe(undefined, 0)).toEqual({ hold: false });
+    expect(hold.observe(100, 200)).toEqual({ hold: true, event: "lost" });
+    expect(hold.observe(100, 300)).toEqual({ hold: true });
+    expect(hold.observe(undefined, 400)).toEqual({ hold: false, event: "restored" });
+    expect(hold.observe(undefined, 500)).toEqual({ hold: false });
+    expect(hold.observe(1_000, 1_000)).toEqual({ hold: true, event: "lost" });
+    expect(hold.observe(1_000, 1_000 + REDIS_LOSS_HOLD_MS - 1)).toEqual({ hold: true });
+    expect(hold.observe(1_000, 1_000 + REDIS_LOSS_HOLD_MS)).toEqual({ hold: false, event: "released" });
   });
 });

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Controller } from "../../controller/controller";
 import { ControllerMetrics } from "../../controller/metrics";
 import { RunPodServerlessBackend } from "../../controller/providers/runpod-serverless";
+import { openBackup, sealBackup } from "../../core/backup";
+import { exportBackup, restoreBackup } from "../../core/backup-redis";
 import {
   loadStackConfig,
   parseStackFile,
@@ -153,5 +155,35 @@ describe("RunPod serverless, managed", () => {
     // 2 workers × 2 GPUs × ~1.1 s × $1.116/h (RTX 4090 flex) ≈ $0.00136
     expect(spent).toBeGreaterThan(0.001);
     expect(spent).toBeLessThan(0.004);
+  });
+
+  it("after a restore, books the time since the backup's booking again (issue 25), at the count /health reports", async () => {
+    fake.endpoints.get(endpoint.id)!.workersNow.running = 2;
+    const spentUsd = async () =>
+      Number(await redis.hget(keys.spendMonth(ledgerMonth(Date.now())), "model:llm")) / 1e6;
+    const c = controller();
+    await c.tick();
+    const firstBookingMs = Number(await redis.hget(keys.managedBookedUntil, "llm"));
+    expect(firstBookingMs).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 300));
+    await c.tick();
+    const content = await exportBackup(redis, { prefix: keys.prefix, stack: "test", nowMs: Date.now() });
+    await new Promise((r) => setTimeout(r, 1_000));
+    await c.tick(); // booked into the Redis that is then lost
+    await redis.del(...(await redis.keys(`${keys.prefix}*`)));
+    const { header, content: opened } = openBackup(sealBackup(content, "b-rp", undefined), undefined);
+    await restoreBackup(redis, header, opened, {
+      prefix: keys.prefix,
+      force: false,
+      actor: "t",
+      nowMs: Date.now(),
+    });
+    await controller().tick(); // a controller started after the restore: nothing in its memory
+    const lastBookingMs = Number(await redis.hget(keys.managedBookedUntil, "llm"));
+    // what RunPod bills: 2 workers × 2 GPUs × $1.116/h (RTX 4090 flex) for as long as they ran, per second
+    const billed = (2 * 2 * 1.116 * (lastBookingMs - firstBookingMs)) / 3_600_000;
+    const oneTick = (2 * 2 * 1.116) / 3600; // a 1 s tick
+    expect(Math.abs((await spentUsd()) - billed)).toBeLessThanOrEqual(oneTick);
+    expect(await spentUsd()).toBeGreaterThan(billed * 0.9);
   });
 });

@@ -10,6 +10,7 @@ import { openBackup, sealBackup } from "../../core/backup";
 import { exportBackup, FENCE_MARGIN, restoreBackup, stackDataKeys } from "../../core/backup-redis";
 import { newKeyRingEntry, parseKeyRing } from "../../core/envelope";
 import { JOBS_GROUP, redisKeys } from "../../core/redis-keys";
+import { markStateLost } from "../../core/stack-epoch";
 import { ApiKeyStore, hashApiKey } from "../../gateway/keys";
 import { REDIS_URL } from "../gateway/harness";
 
@@ -192,5 +193,32 @@ describe("backup export and restore", () => {
       restoreBackup(redis, header, opened, { prefix, force: false, actor: "ops", nowMs: Date.now() }),
     ).rejects.toThrow(/not a whole number, so the backup's cannot be added to it; pass --force/);
     expect(await redis.keys(`${prefix}*`)).toEqual([keys.spendMonth("2026-12")]);
+  });
+
+  it("brings the stack epoch back and lifts the lost mark; an epoch or mark written during the outage does not block", async () => {
+    const prefix = newPrefix();
+    const { keys } = await populate(prefix);
+    const epoch = await redis.get(keys.stackEpoch);
+    expect(epoch).toMatch(/^epoch_/); // the first key wrote it
+    const content = await exportBackup(redis, { prefix, stack: "dev", nowMs: Date.now() });
+    const { header, content: opened } = openBackup(sealBackup(content, "b-epoch", undefined), undefined);
+    await redis.del(...(await redis.keys(`${prefix}*`)));
+    await markStateLost(redis, keys, { epoch: epoch!, sinceMs: Date.now(), by: "gateway" });
+    await redis.set(keys.stackEpoch, "epoch_written_meanwhile");
+    await restoreBackup(redis, header, opened, { prefix, force: false, actor: "ops", nowMs: Date.now() });
+    expect(await redis.get(keys.stackEpoch)).toBe(epoch);
+    expect(await redis.exists(keys.stateLost)).toBe(0);
+
+    // a backup from before epochs: the restored stack gets one, so gateways do not take it for lost again
+    const old = { ...content, records: content.records.filter((r) => r.key !== "stack:epoch") };
+    const before = openBackup(sealBackup(old, "b-old", undefined), undefined);
+    await redis.del(...(await redis.keys(`${prefix}*`)));
+    await restoreBackup(redis, before.header, before.content, {
+      prefix,
+      force: false,
+      actor: "ops",
+      nowMs: Date.now(),
+    });
+    expect(await redis.get(keys.stackEpoch)).toMatch(/^epoch_/);
   });
 });

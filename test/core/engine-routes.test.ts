@@ -48,8 +48,12 @@ describe("routes per kind and engine", () => {
     expect(servedRoutes("audio", "tgi")).toEqual([]);
   });
 
-  it("no engine the stack starts serves image generation (yet)", () => {
-    expect(enginesServing("/v1/images/generations")).toEqual([]);
+  it("image generation: image models, on vLLM-Omni only; vLLM-Omni serves nothing else", () => {
+    expect(kindsServing("/v1/images/generations")).toEqual(["image"]);
+    expect(enginesServing("/v1/images/generations")).toEqual(["vllm-omni"]);
+    expect(servedRoutes("image", "vllm-omni")).toEqual(["/v1/images/generations"]);
+    for (const kind of MODEL_KINDS.filter((k) => k !== "image"))
+      expect(servedRoutes(kind, "vllm-omni")).toEqual([]);
   });
 });
 
@@ -90,13 +94,33 @@ describe("stack config: kind and engine", () => {
       ]);
   });
 
-  it("refuses an image model whatever the engine (none serves /v1/images/generations)", () => {
-    const problems = problemsOf(
-      "[{ name: p, kind: image, source: o/p, gpu: [RTX_4090], providers: [vastai] }]",
-    );
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(
-      /^ai-orchestrator:models\[0\]\.engine: vllm 0\.10\.1\.1 serves none of the routes/,
-    );
+  it("accepts an image model on vLLM-Omni; refuses it on any other engine, naming models[i].engine", () => {
+    expect(
+      problemsOf(
+        "[{ name: p, kind: image, engine: vllm-omni, source: Tongyi-MAI/Z-Image-Turbo, gpu: [RTX_4090], providers: [vastai] }]",
+      ),
+    ).toEqual([]);
+    for (const [engine, label] of [
+      ["vllm", "vllm 0.10.1.1"],
+      ["ollama", "ollama 0.11.4"],
+      ["tgi", "tgi 3.3.4"],
+    ])
+      expect(
+        problemsOf(
+          `[{ name: p, kind: image, engine: ${engine}, source: o/p, gpu: [RTX_4090], providers: [vastai] }]`,
+        ),
+      ).toEqual([
+        `ai-orchestrator:models[0].engine: ${label} serves none of the routes of an image model (/v1/images/generations); set engine to vllm-omni`,
+      ]);
+  });
+
+  it("refuses vLLM-Omni on RunPod serverless (worker-vllm cannot start it), naming models[i].providers[j]", () => {
+    expect(
+      problemsOf(
+        "[{ name: p, kind: image, engine: vllm-omni, source: o/p, gpu: [RTX_4090], providers: [vastai, runpod-serverless] }]",
+      ),
+    ).toEqual([
+      "ai-orchestrator:models[0].providers[1]: runpod-serverless runs worker-vllm, which cannot start vllm-omni; use an instance provider (vastai, runpod-pod, datacrunch) for this model",
+    ]);
   });
 });

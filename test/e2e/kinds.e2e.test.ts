@@ -1,7 +1,7 @@
 /**
  * End to end (issue 24): the routes added for other kinds of models buffer at zero like chat does — a Responses
  * API stream to a chat model, a rerank to an embedding model and a transcription (multipart upload, official
- * `openai` client) to an audio model, all at zero, wait while the controller rents a worker from the Vast.ai fake
+ * `openai` client) to an audio model and an image generation (vLLM-Omni, `images.generate`) to an image model, all at zero, wait while the controller rents a worker from the Vast.ai fake
  * (whose instances are fake vLLM processes), complete once it is ready, and the models scale back to zero.
  */
 import { toFile } from "openai";
@@ -13,7 +13,8 @@ const vast = "gpu: [RTX_3090], providers: [vastai], idleTimeoutSeconds: 2, queue
 const MODELS = `[
   { name: resp, kind: chat, source: o/resp, ${vast} },
   { name: rank, kind: embedding, source: o/rank, ${vast} },
-  { name: stt, kind: audio, source: openai/whisper-large-v3, ${vast} }
+  { name: stt, kind: audio, source: openai/whisper-large-v3, ${vast} },
+  { name: pics, kind: image, engine: vllm-omni, source: Tongyi-MAI/Z-Image-Turbo, ${vast} }
 ]`;
 
 let stack: E2EStack;
@@ -107,6 +108,26 @@ describe.concurrent("models at zero, other routes than chat", () => {
       expect(transcription.text.trim().split(/\s+/)).toHaveLength(3);
       expect((await stack.workers("stt")).length).toBe(1);
       await atZero("stt");
+    }),
+    90_000,
+  );
+
+  it(
+    "an image generation (official openai client, vLLM-Omni engine) waits for a cold start and completes",
+    scenario(async () => {
+      expect(await stack.workers("pics")).toEqual([]);
+      const answer = await stack.client().images.generate({
+        model: "pics",
+        prompt: "a lighthouse at dusk",
+        size: "512x512",
+        n: 2,
+        response_format: "b64_json",
+      });
+      expect(answer.data).toHaveLength(2);
+      // a PNG, as vLLM-Omni's encode_image_base64 answers
+      expect(Buffer.from(answer.data![0]!.b64_json!, "base64").subarray(1, 4).toString("latin1")).toBe("PNG");
+      expect((await stack.workers("pics")).length).toBe(1);
+      await atZero("pics");
     }),
     90_000,
   );

@@ -470,6 +470,27 @@ describe("embeddings and images", () => {
     expect(png.subarray(1, 4).toString()).toBe("PNG");
     expect(body.data[1]!.b64_json).toBe(body.data[0]!.b64_json);
   });
+
+  it("images as vLLM-Omni answers them: url fields null, url format, bad size and n > 10 refused", async () => {
+    const fake = await start();
+    const ok = (await (
+      await post(`${fake.url}/images/generations`, { prompt: "a cat", size: "512x768" })
+    ).json()) as {
+      data: Array<Record<string, unknown>>;
+    };
+    expect(ok.data).toHaveLength(1);
+    expect(ok.data[0]).toMatchObject({ url: null, revised_prompt: null });
+    for (const [fields, param] of [
+      [{ response_format: "url" }, "response_format"],
+      [{ size: "1024" }, "size"],
+      [{ size: "0x512" }, "size"],
+      [{ n: 11 }, "n"],
+    ] as const) {
+      const refused = await post(`${fake.url}/images/generations`, { prompt: "a cat", ...fields });
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as { error: { param: string } }).error.param).toBe(param);
+    }
+  });
 });
 
 describe("records", () => {

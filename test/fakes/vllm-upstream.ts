@@ -32,6 +32,9 @@
  *
  * `POST /v1/audio/transcriptions` takes multipart/form-data (`file`, `model`, `response_format`, …) and answers as
  * vLLM 0.10.1.1 does (see `transcription` below); the upload's bytes are recorded as they arrived (`rawBytes`).
+ *
+ * `POST /v1/images/generations` answers as vLLM-Omni does (vLLM itself serves no image route; see `images` below):
+ * `{created, data: [{b64_json, url: null, revised_prompt: null}]}`, `n` PNGs, `response_format` "b64_json" only.
  */
 import { readFileSync } from "node:fs";
 import {
@@ -1548,19 +1551,50 @@ class FakeVllmServer implements FakeVllm {
     sendJson(res, 200, JSON.stringify({ text: fakeCompletionText(file.bytes, words).trim() }));
   }
 
+  /**
+   * `POST /v1/images/generations` as vLLM-Omni serves it (vLLM serves no image route; vLLM-Omni's server is vLLM's
+   * app with this route added, vllm_omni/entrypoints/openai/api_server.py `generate_images`): the request as
+   * `ImageGenerationRequest` (vllm_omni/entrypoints/openai/protocol/images.py: `prompt` required, `n` 1–10,
+   * `size` "WIDTHxHEIGHT" parsed by image_api_utils.py `parse_size`, `response_format` "b64_json" only — its
+   * validator refuses "url"), validation errors answered through vLLM's handler as a 400; the answer as
+   * `ImageGenerationResponse`: `{created, data: [{b64_json, url: null, revised_prompt: null}]}`, one PNG per image.
+   */
   private images(res: ServerResponse, body: Json): void {
-    if (typeof body.prompt !== "string" || body.prompt.length === 0) {
-      this.badRequest(res, "prompt is required", "prompt");
+    if (typeof body.prompt !== "string") {
+      this.badRequest(res, "Field required", "prompt");
       return;
     }
     const n = body.n ?? 1;
     if (!isInt(n, 1, 10)) {
-      this.badRequest(res, "n must be an integer between 1 and 10", "n");
+      this.badRequest(res, "Input should be less than or equal to 10", "n");
       return;
     }
-    const asUrl = body.response_format === "url";
-    const item = asUrl ? { url: `data:image/png;base64,${PNG_1X1}` } : { b64_json: PNG_1X1 };
-    const data = new Array(n).fill(item);
+    const format = body.response_format ?? "b64_json";
+    if (format !== "b64_json") {
+      this.badRequest(
+        res,
+        `Value error, Only 'b64_json' response format is supported, got: ${format}`,
+        "response_format",
+      );
+      return;
+    }
+    if (body.size !== undefined && body.size !== null) {
+      const parts = typeof body.size === "string" ? body.size.split("x") : [];
+      const sides = parts.map((p) => Number(p));
+      if (parts.length !== 2 || !sides.every((v) => Number.isInteger(v) && v > 0)) {
+        this.badRequest(
+          res,
+          `Invalid size format: '${String(body.size)}'. Expected format: 'WIDTHxHEIGHT' (e.g., '1024x1024').`,
+          "size",
+        );
+        return;
+      }
+    }
+    const data = Array.from({ length: n as number }, () => ({
+      b64_json: PNG_1X1,
+      url: null,
+      revised_prompt: null,
+    }));
     sendJson(res, 200, JSON.stringify({ created: Math.floor(Date.now() / 1000), data }));
   }
 

@@ -275,6 +275,7 @@ describe("the audit line written field by field", () => {
       queueMs: number,
       error: fc.option(text, { nil: null }),
       traceId: text,
+      images: number,
       prompt: fc.jsonValue(),
     },
     {

@@ -328,6 +328,15 @@ describe("why did my request wait? (read tools on real records)", () => {
         detail: expect.stringContaining("3 errors"),
       }),
     ]);
+    // this stack sets no self-healing guard rails: the controller acts on none of them by itself
+    expect(data<{ selfHealing: unknown }>(await call(client, "anomalies")).selfHealing).toEqual({
+      enabled: false,
+      replaceSlowWorkers: false,
+      failOverOnProviderErrors: false,
+      maxActionsPerHour: 0,
+      actionsLeftThisHour: 0,
+      recentActions: [],
+    });
     const health = data<{ workers: { model: string; verdict: string }[] }>(
       await call(client, "worker_health"),
     );

@@ -13,7 +13,7 @@ beforeAll(() => {
     resources: { type: string; inputs: Record<string, unknown> }[];
   };
   resources = plan.resources.map((r) => ({ type: r.type, props: r.inputs }));
-}, 60_000);
+}, 180_000);
 
 const NS = "ai-orchestrator";
 const pod = (component: string, namespace = NS): Endpoint => ({
