@@ -2,7 +2,7 @@
  * Pure renderer of the stack's Grafana dashboard (JSON model, loaded by the Grafana sidecar from a labelled
  * ConfigMap). Every query reads a metric of the contract in `core/metrics.ts`, scoped to the stack's namespace.
  */
-import { METRICS } from "../core/metrics";
+import { dashboardUid, METRICS } from "../core/metrics";
 
 export interface DashboardInput {
   /** Namespace of the stack's gateway and controller. */
@@ -194,7 +194,7 @@ export function renderDashboard(input: DashboardInput): Record<string, unknown> 
     datasource: { type: "prometheus", uid: DATASOURCE_VARIABLE },
   }));
   return {
-    uid: `aiorch-${input.stack}`.slice(0, 40),
+    uid: dashboardUid(input.stack),
     title: `ai-orchestrator · ${input.stack}`,
     tags: ["ai-orchestrator", "gpu"],
     timezone: "utc",

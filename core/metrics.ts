@@ -152,3 +152,8 @@ export function metricOptions<K extends MetricKey>(key: K) {
     ...(m.buckets ? { buckets: [...m.buckets] } : {}),
   };
 }
+
+/** The uid of the stack's Grafana dashboard (components/grafana-dashboard.ts): links to it are `<grafana>/d/<uid>`. */
+export function dashboardUid(stack: string): string {
+  return `aiorch-${stack}`.slice(0, 40);
+}

@@ -48,6 +48,19 @@ export function trustRules(config: RuntimeConfig) {
   };
 }
 
+/** The stack's Grafana dashboard: its link where the stack names Grafana's address, else its uid and how to set it. */
+export function dashboardLink(config: Pick<RuntimeConfig, "dashboard" | "stack">) {
+  const { dashboard } = config;
+  if (!dashboard)
+    return { dashboard: null, note: `monitoring is off for stack ${config.stack}: no dashboard` };
+  if (dashboard.url) return { uid: dashboard.uid, url: dashboard.url };
+  return {
+    uid: dashboard.uid,
+    url: null,
+    note: "set ai-orchestrator:monitoring.grafanaUrl to get a link; in Grafana, search for this uid",
+  };
+}
+
 /** The README's runbook sections (`### … runbook`), as markdown; undefined when it has none. */
 export function runbooksOf(readme: string): string | undefined {
   const sections = readme.split(/^(?=#{2,3} )/m).filter((s) => /^#{2,3} .*runbook/i.test(s));
@@ -81,6 +94,16 @@ export function registerResourcesAndPrompts(
       mimeType: "application/json",
     },
     (uri) => json(uri, trustRules(config)),
+  );
+  server.registerResource(
+    "dashboard",
+    "aiorch://dashboard",
+    {
+      title: "Grafana dashboard",
+      description: `Where the Grafana dashboard of stack ${config.stack} is (queue, workers, spend, cold starts)`,
+      mimeType: "application/json",
+    },
+    (uri) => json(uri, dashboardLink(config)),
   );
   const runbooks = deps.runbooks;
   if (runbooks !== undefined)

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { PROVIDERS, type PriceEntry, resolvePrices } from "../catalog";
+import { dashboardUid } from "../metrics";
 import { describeIssue, problemsFromIssues, StackConfigError } from "./errors";
 import type { LoadedStackConfig } from "./load";
 import {
@@ -60,6 +61,8 @@ export const runtimeConfigSchema = z.strictObject({
   backup: backupSchema.optional(),
   /** Self-healing guard rails; absent: the controller only detects (stack config `selfHealing`). */
   selfHealing: selfHealingSchema.optional(),
+  /** The stack's Grafana dashboard (monitoring on): its uid, and its address when `monitoring.grafanaUrl` is set. */
+  dashboard: z.strictObject({ uid: z.string().min(1), url: z.string().optional() }).optional(),
 });
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
 
@@ -108,6 +111,7 @@ export function renderRuntimeConfig(loaded: LoadedStackConfig, stack: string): R
     security: config.security,
     ...(config.backup ? { backup: config.backup } : {}),
     ...(config.selfHealing ? { selfHealing: config.selfHealing } : {}),
+    ...(config.monitoring.enabled ? { dashboard: dashboardOf(config.monitoring.grafanaUrl, stack) } : {}),
   };
 }
 
@@ -197,4 +201,9 @@ export function redisClientOptions(connection: RedisConnection): {
 export function runpodEndpointName(project: string, stack: string, model: string): string {
   // `model@variant` → `model--variant`, apart from a plain model named `model-variant`
   return `${project}-${stack}-${model.replace("@", "--").replace(/[^a-zA-Z0-9-]/g, "-")}`;
+}
+
+function dashboardOf(grafanaUrl: string | undefined, stack: string): { uid: string; url?: string } {
+  const uid = dashboardUid(stack);
+  return grafanaUrl ? { uid, url: `${grafanaUrl.replace(/\/+$/, "")}/d/${uid}` } : { uid };
 }

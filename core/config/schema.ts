@@ -644,6 +644,8 @@ export const monitoringSchema = z
     prometheusRelease: z.string().min(1).default("kube-prometheus-stack"),
     /** Label the Grafana sidecar loads dashboard ConfigMaps by. */
     dashboardLabel: z.string().min(1).default("grafana_dashboard"),
+    /** Grafana's address (e.g. https://grafana.example.com), for links to the stack's dashboard; absent: uid only. */
+    grafanaUrl: httpUrl().optional(),
     gpuIdleAlertMinutes: positiveInt("minutes a ready worker may idle before an alert").default(15),
     coldStartAlertSeconds: z.number().positive().default(5),
   })

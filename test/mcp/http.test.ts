@@ -467,14 +467,20 @@ describe("acting tools", () => {
     expect(data(await call(client, "audit_verify")).ok).toBe(true);
   });
 
-  it("serves the redacted runtime config, the trust rules, the runbooks and two prompts", async () => {
+  it("serves the redacted runtime config, the trust rules, the dashboard, the runbooks and two prompts", async () => {
     const client = await connect(keyText.read);
     const { resources } = await client.listResources();
     expect(resources.map((r) => r.uri).sort()).toEqual([
       "aiorch://config",
+      "aiorch://dashboard",
       "aiorch://runbooks",
       "aiorch://trust",
     ]);
+    // the stack names no Grafana address: the uid, and how to get a link
+    expect(JSON.parse(textOf(await client.readResource({ uri: "aiorch://dashboard" })))).toMatchObject({
+      uid: `aiorch-${h.config.stack}`,
+      url: null,
+    });
     for (const { uri } of resources) {
       const read = await client.readResource({ uri });
       outputs.push(JSON.stringify(read));
