@@ -420,6 +420,10 @@ export function buildMcpServer(deps: McpDeps, caller: McpCaller): McpServer {
     () => answer(() => workerHealth(redis, keys, config, now())),
   );
 
+  const anomalyReport = async () => ({
+    ...(await anomalies(redis, keys, now())),
+    selfHealing: await selfHealingStatus(redis, keys, config, now()),
+  });
   server.registerTool(
     "anomalies",
     {
@@ -445,11 +449,23 @@ export function buildMcpServer(deps: McpDeps, caller: McpCaller): McpServer {
       },
       annotations: readOnly,
     },
-    () =>
-      answer(async () => ({
-        ...(await anomalies(redis, keys, now())),
-        selfHealing: await selfHealingStatus(redis, keys, config, now()),
-      })),
+    () => answer(anomalyReport),
+  );
+  // the same report as a resource, for clients that watch resources rather than call tools
+  server.registerResource(
+    "anomalies",
+    "aiorch://anomalies",
+    {
+      title: "Anomalies",
+      description:
+        "What looks wrong now and what self-healing did in the last day (the anomalies tool's answer)",
+      mimeType: "application/json",
+    },
+    async (uri) => ({
+      contents: [
+        { uri: uri.href, mimeType: "application/json", text: JSON.stringify(await anomalyReport(), null, 2) },
+      ],
+    }),
   );
 
   // ── acting tools: admin keys only, each one audit entry ────────────────────────────────────────────────────

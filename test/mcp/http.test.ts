@@ -471,11 +471,14 @@ describe("acting tools", () => {
     const client = await connect(keyText.read);
     const { resources } = await client.listResources();
     expect(resources.map((r) => r.uri).sort()).toEqual([
+      "aiorch://anomalies",
       "aiorch://config",
       "aiorch://dashboard",
       "aiorch://runbooks",
       "aiorch://trust",
     ]);
+    const report = JSON.parse(textOf(await client.readResource({ uri: "aiorch://anomalies" })));
+    expect(Object.keys(report)).toEqual(expect.arrayContaining(["anomalies", "selfHealing"]));
     // the stack names no Grafana address: the uid, and how to get a link
     expect(JSON.parse(textOf(await client.readResource({ uri: "aiorch://dashboard" })))).toMatchObject({
       uid: `aiorch-${h.config.stack}`,
