@@ -47,6 +47,8 @@ export interface ControllerDeps {
    * @default createWorkerCertificate
    */
   readonly issueCertificate?: (workerId: string) => WorkerCertificate;
+  /** Seeds the keep-alive's randomized break-even (keep-alive-state.ts). @default random per start */
+  readonly keepAliveDrawSeed?: number;
   /** Holder id for the leader lock. @default random */
   readonly holder?: string;
   /**

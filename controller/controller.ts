@@ -102,7 +102,7 @@ export class Controller {
       actor: `controller:${this.leader.holder}`,
     });
     this.journal = journal;
-    this.keepAlive = new KeepAliveState({ redis, keys, config });
+    this.keepAlive = new KeepAliveState({ redis, keys, config, drawSeed: deps.keepAliveDrawSeed });
     const spend = new SpendBook({
       config,
       redis,
