@@ -396,6 +396,37 @@ function envParts(name: string, value: string, max: number | undefined): Record<
  * certificate and key (base64 of the PEM, one to three thousand characters) are then carried in numbered parts
  * (`AIORCH_TLS_CERT_B64_0`, `_1`, …) that the start-up script joins; without it, or when they fit, in one variable each.
  */
+/**
+ * A vLLM-style server started behind `vllmTlsScript`: the certificate and key travel base64 in env (split by
+ * `envParts` where a provider caps a value's length), are written to files, and the server is pointed at them.
+ * vLLM and vLLM-Omni share it (vLLM-Omni's `vllm serve` takes vLLM's --ssl-* flags).
+ */
+function vllmWithTls(
+  spec: WorkerSpec,
+  tls: NonNullable<WorkerSpec["tls"]>,
+  args: readonly string[],
+  maxEnv: number | undefined,
+  exec?: string,
+): EngineLaunch {
+  const certEnv = envParts(TLS_ENV.cert, Buffer.from(tls.certPem, "utf8").toString("base64"), maxEnv);
+  const keyEnv = envParts(TLS_ENV.key, Buffer.from(tls.keyPem, "utf8").toString("base64"), maxEnv);
+  return {
+    entrypoint: "/bin/sh",
+    args: [
+      "-c",
+      vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv), exec),
+      "aiorch-engine",
+      ...args,
+      "--ssl-certfile",
+      `${TLS_DIR}/cert.pem`,
+      "--ssl-keyfile",
+      `${TLS_DIR}/key.pem`,
+    ],
+    env: { ...downloadEnv(spec), ...certEnv, ...keyEnv },
+    authEnforced: true,
+  };
+}
+
 export function engineLaunch(
   spec: WorkerSpec,
   options: { readonly maxEnvValueChars?: number } = {},
@@ -428,31 +459,7 @@ export function engineLaunch(
         ...spec.engineArgs,
       ];
       if (!spec.tls) return { args, env: downloadEnv(spec), authEnforced: true };
-      const certEnv = envParts(
-        TLS_ENV.cert,
-        Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
-        maxEnv,
-      );
-      const keyEnv = envParts(TLS_ENV.key, Buffer.from(spec.tls.keyPem, "utf8").toString("base64"), maxEnv);
-      return {
-        entrypoint: "/bin/sh",
-        args: [
-          "-c",
-          vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv)),
-          "aiorch-engine",
-          ...args,
-          "--ssl-certfile",
-          `${TLS_DIR}/cert.pem`,
-          "--ssl-keyfile",
-          `${TLS_DIR}/key.pem`,
-        ],
-        env: {
-          ...downloadEnv(spec),
-          ...certEnv,
-          ...keyEnv,
-        },
-        authEnforced: true,
-      };
+      return vllmWithTls(spec, spec.tls, args, maxEnv);
     }
     case "vllm-omni": {
       // vLLM-Omni's launch (docs serving/image_generation_api.md: `vllm serve Qwen/Qwen-Image --omni --port 8000`;
@@ -477,27 +484,7 @@ export function engineLaunch(
         ...spec.engineArgs,
       ];
       if (!spec.tls) return { entrypoint: "vllm", args, env: downloadEnv(spec), authEnforced: true };
-      const certEnv = envParts(
-        TLS_ENV.cert,
-        Buffer.from(spec.tls.certPem, "utf8").toString("base64"),
-        maxEnv,
-      );
-      const keyEnv = envParts(TLS_ENV.key, Buffer.from(spec.tls.keyPem, "utf8").toString("base64"), maxEnv);
-      return {
-        entrypoint: "/bin/sh",
-        args: [
-          "-c",
-          vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv), "vllm"),
-          "aiorch-engine",
-          ...args,
-          "--ssl-certfile",
-          `${TLS_DIR}/cert.pem`,
-          "--ssl-keyfile",
-          `${TLS_DIR}/key.pem`,
-        ],
-        env: { ...downloadEnv(spec), ...certEnv, ...keyEnv },
-        authEnforced: true,
-      };
+      return vllmWithTls(spec, spec.tls, args, maxEnv, "vllm");
     }
     case "tgi":
       return {

@@ -738,6 +738,36 @@ class FakeVllmServer implements FakeVllm {
     });
   }
 
+  /** A stream's record, kept among the last `recordLimit` and tied to its exchange. */
+  private startStream(
+    ex: Exchange,
+    seq: number,
+    path: string,
+    model: string,
+    plannedTokens: number,
+  ): MutableStream {
+    const record: MutableStream = {
+      seq,
+      path,
+      model,
+      plannedTokens,
+      tokensSent: 0,
+      completed: false,
+      aborted: false,
+      dropped: false,
+      stalled: false,
+      startedAt: Date.now(),
+      endedAt: null,
+      receivedNs: String(ex.receivedNs),
+      firstTokenNs: null,
+    };
+    const streams = this.internal.streams;
+    streams.push(record);
+    if (streams.length > this.recordLimit) streams.shift();
+    ex.stream = record;
+    return record;
+  }
+
   private readBody(req: IncomingMessage, done: (raw: string) => void): void {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -1085,25 +1115,7 @@ class FakeVllmServer implements FakeVllm {
       `{"prompt_tokens":${prompt},"completion_tokens":${c},"total_tokens":${prompt + c}}`;
     const tail = (c: number) => (everyChunk ? `],"usage":${usage(c)}}\n\n` : "]}\n\n");
 
-    const record: MutableStream = {
-      seq,
-      path: gen.path,
-      model: gen.model,
-      plannedTokens: gen.maxTokens * gen.n,
-      tokensSent: 0,
-      completed: false,
-      aborted: false,
-      dropped: false,
-      stalled: false,
-      startedAt: Date.now(),
-      endedAt: null,
-      receivedNs: String(ex.receivedNs),
-      firstTokenNs: null,
-    };
-    const streams = this.internal.streams;
-    streams.push(record);
-    if (streams.length > this.recordLimit) streams.shift();
-    ex.stream = record;
+    const record = this.startStream(ex, seq, gen.path, gen.model, gen.maxTokens * gen.n);
     this.promptTokensTotal += prompt;
 
     res.writeHead(200, SSE_HEADERS);
@@ -1314,25 +1326,7 @@ class FakeVllmServer implements FakeVllm {
       return;
     }
 
-    const record: MutableStream = {
-      seq,
-      path: "/v1/responses",
-      model,
-      plannedTokens: maxTokens,
-      tokensSent: 0,
-      completed: false,
-      aborted: false,
-      dropped: false,
-      stalled: false,
-      startedAt: Date.now(),
-      endedAt: null,
-      receivedNs: String(ex.receivedNs),
-      firstTokenNs: null,
-    };
-    const streams = this.internal.streams;
-    streams.push(record);
-    if (streams.length > this.recordLimit) streams.shift();
-    ex.stream = record;
+    const record = this.startStream(ex, seq, "/v1/responses", model, maxTokens);
     res.writeHead(200, SSE_HEADERS);
     res.flushHeaders();
 
