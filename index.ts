@@ -16,6 +16,7 @@ import { QueueEncryption } from "./components/queue-encryption";
 import { Redis } from "./components/redis";
 import { RunPodServerlessEndpoint, runpodExecutionTimeoutMs } from "./components/runpod-endpoint";
 import { RunPodNetworkVolume } from "./components/runpod-network-volume";
+import { runpodWorkerSettings } from "./components/runpod-worker-settings";
 import type { RedisClientConnection } from "./components/runtime-pod";
 import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
@@ -23,7 +24,6 @@ import { StackPki } from "./components/stack-pki";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
 import { CREDENTIAL_ENV, runpodEndpointName, weightCacheDataCenters } from "./core/config";
 import { platformPlan } from "./core/platform";
-import { shellJoin } from "./core/shell";
 import { servingUnits } from "./core/variants";
 
 const { loaded, runtimeConfig } = readStackSettings();
@@ -261,25 +261,19 @@ if (runpod) {
   for (const model of servingUnits(config.models).filter((m) => m.providers.includes("runpod-serverless"))) {
     const pools = [...new Set(model.gpu.flatMap((g) => PROVIDERS["runpod-serverless"].gpus[g]?.pool ?? []))];
     const coldStart = PROVIDERS["runpod-serverless"].coldStart.p95Seconds;
+    // worker-vllm behind the job queue, or vLLM-Omni behind a load-balancing endpoint (runpod-worker-settings.ts)
+    const worker = runpodWorkerSettings(model, hfToken);
     const endpoint = new RunPodServerlessEndpoint(`runpod-${model.name.replace(/[^a-zA-Z0-9-]/g, "-")}`, {
       // The controller finds the endpoint by this name.
       name: runpodEndpointName(project, pulumi.getStack(), model.name),
       apiKey: runpodKey,
-      image: runpod.image,
+      endpointType: worker.endpointType,
+      image: worker.image ?? runpod.image,
+      ...(worker.args ? { args: worker.args } : {}),
+      ...(worker.ports ? { ports: worker.ports } : {}),
       // "13.0" for the default image (worker-vllm v2.25.2 needs CUDA 13), none for another unless set
       ...(runpod.minCudaVersion ? { minCudaVersion: runpod.minCudaVersion } : {}),
-      env: {
-        MODEL_NAME: model.source,
-        ...(model.revision ? { MODEL_REVISION: model.revision } : {}),
-        // every variant answers under the model's public name, so clients never see the rollout
-        OPENAI_SERVED_MODEL_NAME_OVERRIDE: model.publicName,
-        // worker-vllm shlex-splits it: quoted, so an argument with a space or a quote stays one argument
-        ...(model.engineArgs.length > 0 ? { VLLM_EXTRA_ARGS: shellJoin(model.engineArgs) } : {}),
-        // vLLM shards the model over the worker's GPUs (worker-vllm README: TENSOR_PARALLEL_SIZE, default 1)
-        ...(model.gpuCount > 1 ? { TENSOR_PARALLEL_SIZE: String(model.gpuCount) } : {}),
-        ...(model.maxModelLen ? { MAX_MODEL_LEN: String(model.maxModelLen) } : {}),
-        ...(hfToken ? { HF_TOKEN: hfToken } : {}),
-      },
+      env: worker.env,
       gpuPoolIds: pools,
       gpuCount: model.gpuCount,
       // A job may wait for a cold start and then take as long as the gateway waits upstream.
@@ -294,8 +288,8 @@ if (runpod) {
         typeof model.idleTimeoutSeconds === "number"
           ? Math.max(1, model.idleTimeoutSeconds)
           : Math.max(5, Math.ceil(coldStart)),
-      scalerType: runpod.scalerType,
-      scalerValue: runpod.scalerValue,
+      scalerType: worker.scalerType ?? runpod.scalerType,
+      scalerValue: worker.scalerValue ?? runpod.scalerValue,
       flashboot: runpod.flashboot,
       dataCenterIds: runpod.dataCenters,
       ...(weightCaches.length > 0

@@ -48,6 +48,15 @@ export {
 };
 
 export type ScalerType = "QUEUE_DELAY" | "REQUEST_COUNT";
+/**
+ * How RunPod routes requests (v2 `EndpointType`, immutable after create): QUEUE through its job queue (worker-vllm's
+ * handler, the `/openai/v1` route), LOAD_BALANCER straight to the worker's own HTTP server
+ * (`https://{id}.api.runpod.ai/<path>`; runpod/docs `serverless/load-balancing/overview.mdx`).
+ */
+export type EndpointType = "QUEUE" | "LOAD_BALANCER";
+const ENDPOINT_TYPES: readonly string[] = ["QUEUE", "LOAD_BALANCER"];
+/** `ContainerConfig.ports` entries: `port/protocol` (v2 spec example `["8888/http", "22/tcp"]`). */
+const PORT_SPEC = /^\d{1,5}\/(http|tcp)$/;
 
 /** Where a serverless worker mounts the endpoint's network volume. */
 export const RUNPOD_VOLUME_MOUNT_PATH = "/runpod-volume";
@@ -97,7 +106,13 @@ export function narrowToVolumeDataCenters(
 /** The dynamic resource's inputs after `check` has applied the defaults. */
 export interface RunPodEndpointInputs {
   name: string;
+  /** v2 `type`; absent in states written before load-balancing endpoints, which are QUEUE. */
+  endpointType: EndpointType;
   image: string;
+  /** v2 `args`: arguments to the image's entrypoint, or the JSON start command `{"entrypoint":[…],"cmd":[…]}`. */
+  args: string;
+  /** v2 `ports`, `port/http` or `port/tcp`; a load-balancing endpoint exposes its server's port as http. */
+  ports: string[];
   env: Record<string, string>;
   /** Container disk per worker, GB (v2 `disk`). */
   containerDiskInGb: number;
@@ -109,7 +124,7 @@ export interface RunPodEndpointInputs {
   minCudaVersion?: string;
   workersMin: number;
   workersMax: number;
-  /** Seconds (v2 `workers.idleTimeout`); not sent with REQUEST_COUNT scaling, which has none. */
+  /** Seconds (v2 `workers.idleTimeout`); not sent for a QUEUE endpoint with REQUEST_COUNT scaling, which has none. */
   idleTimeout: number;
   scalerType: ScalerType;
   scalerValue: number;
@@ -187,7 +202,10 @@ export function applyEndpointDefaults(news: AnyEndpointInputs): RunPodEndpointIn
   return {
     ...rest,
     name: news.name as string,
+    endpointType: news.endpointType ?? "QUEUE",
     image,
+    args: news.args ?? "",
+    ports: news.ports ?? [],
     env: news.env ?? {},
     containerDiskInGb: news.containerDiskInGb ?? 30,
     gpuPoolIds: news.gpuPoolIds as string[],
@@ -228,6 +246,29 @@ export function validateEndpointInputs(
   }
   if (known("image") && (typeof image !== "string" || image.trim() === "")) {
     fail("image", `image must be a container image, e.g. "${DEFAULT_IMAGE}"; got ${show(image)}`);
+  }
+  const endpointType = inputs.endpointType;
+  if (known("endpointType") && !ENDPOINT_TYPES.includes(endpointType as string)) {
+    fail("endpointType", `endpointType must be ${ENDPOINT_TYPES.join(" or ")}; got ${show(endpointType)}`);
+  }
+  if (endpointType === "LOAD_BALANCER" && known("scalerType") && scalerType !== "REQUEST_COUNT") {
+    // v2 `RequestCountScaling`: "Required for load-balancing endpoints"; QUEUE_DELAY is queue-based only
+    fail(
+      "scalerType",
+      `a LOAD_BALANCER endpoint scales on REQUEST_COUNT (RunPod has no queue delay to measure there); set scalerType to "REQUEST_COUNT", got ${show(scalerType)}`,
+    );
+  }
+  if (known("args") && inputs.args !== undefined && typeof inputs.args !== "string") {
+    fail("args", `args must be one string (RunPod's container start command); got ${show(inputs.args)}`);
+  }
+  const ports = inputs.ports;
+  if (known("ports") && ports !== undefined) {
+    if (!Array.isArray(ports))
+      fail("ports", `ports must be a list such as ["8000/http"]; got ${show(ports)}`);
+    else
+      for (const port of ports)
+        if (port !== UNKNOWN && !(typeof port === "string" && PORT_SPEC.test(port)))
+          fail("ports", `${show(port)} is not a port as RunPod takes it: "8000/http" or "22/tcp"`);
   }
   if (known("env")) {
     if (typeof env !== "object" || env === null || Array.isArray(env)) {
@@ -440,11 +481,15 @@ function validateVolumes(
  */
 export function endpointRequestFor(inputs: AnyEndpointInputs): CreateEndpointRequest {
   const queueDelay = inputs.scalerType !== "REQUEST_COUNT";
+  const type = inputs.endpointType ?? "QUEUE";
   const volumes = volumesOf(inputs);
   return {
     name: inputs.name as string,
-    type: "QUEUE",
+    type,
     image: inputs.image,
+    // none given: the image's own start command and no exposed port (worker-vllm's queue handler needs neither)
+    ...(inputs.args ? { args: inputs.args } : {}),
+    ...(inputs.ports && inputs.ports.length > 0 ? { ports: inputs.ports } : {}),
     env: inputs.env ?? {},
     disk: inputs.containerDiskInGb,
     gpu: {
@@ -455,8 +500,9 @@ export function endpointRequestFor(inputs: AnyEndpointInputs): CreateEndpointReq
     workers: {
       min: inputs.workersMin,
       max: inputs.workersMax,
-      // REQUEST_COUNT scaling has no idle timeout: RunPod rejects one (`EndpointWorkers.idleTimeout`).
-      ...(queueDelay ? { idleTimeout: inputs.idleTimeout } : {}),
+      // A QUEUE endpoint scaling on REQUEST_COUNT has no idle timeout: RunPod rejects one
+      // (`EndpointWorkers.idleTimeout`); a LOAD_BALANCER endpoint (always REQUEST_COUNT) has one.
+      ...(queueDelay || type === "LOAD_BALANCER" ? { idleTimeout: inputs.idleTimeout } : {}),
     },
     scaling: queueDelay
       ? { type: "QUEUE_DELAY", queueDelay: inputs.scalerValue as number }
@@ -493,6 +539,8 @@ export function endpointPatch(olds: AnyEndpointInputs, news: RunPodEndpointInput
   const patch: UpdateEndpointRequest = {};
   if (was.name !== want.name) patch.name = want.name;
   if (was.image !== want.image) patch.image = want.image;
+  if ((was.args ?? "") !== (want.args ?? "")) patch.args = want.args ?? "";
+  if (!same(was.ports ?? [], want.ports ?? [], true)) patch.ports = want.ports ?? [];
   if (!same(was.env, want.env)) patch.env = want.env;
   if (was.disk !== want.disk) patch.disk = want.disk;
 
@@ -570,7 +618,8 @@ function outputsOf(
  * - create: one `POST /v2/serverless` carrying image, env, disk, GPUs, workers, scaling, FlashBoot, data centres,
  *   network volumes and execution timeout (no template); an endpoint of the same name is adopted and patched.
  * - diff: nothing replaces — `PATCH` changes every field in place (image and env roll out as a new release);
- *   `type` (always QUEUE) and the compute family are the only immutable fields, and neither is an input.
+ *   `type` and the compute family are the only immutable fields: a new `endpointType` replaces the endpoint (the old
+ *   one deleted first: names are how the controller finds endpoints), the compute family is not an input.
  *   `apiKey` and `apiBase` are how to reach RunPod, not part of the endpoint: changing only them is an update that
  *   calls nothing and rewrites the state, since refresh and destroy reach RunPod with the key the state holds.
  * - update: one `PATCH` with only the changed fields (none for state-only fields); a GraphQL-era state is updated
@@ -592,6 +641,10 @@ export function createRunPodEndpointProvider(
     },
 
     async diff(_id, olds, news) {
+      // The type cannot change in place (v2 `UpdateEndpointRequest` has no `type`): a new endpoint, made after the
+      // old one is gone, since the controller finds endpoints by name and refuses two of one name.
+      if ((olds.endpointType ?? "QUEUE") !== news.endpointType)
+        return { changes: true, replaces: ["endpointType"], deleteBeforeReplace: true };
       const patch = endpointPatch(olds, news);
       // A new key or base alone changes no endpoint field, but the state must take it: refresh and destroy read
       // the key from the state, and the old one may be revoked (an update with an empty patch calls nothing).
@@ -619,7 +672,10 @@ export function createRunPodEndpointProvider(
         props: {
           ...props,
           name: endpoint.name,
+          endpointType: endpoint.type ?? props.endpointType ?? "QUEUE",
           image: endpoint.image ?? props.image,
+          args: endpoint.args ?? props.args ?? "",
+          ports: endpoint.ports ?? props.ports ?? [],
           env: endpoint.env ?? props.env,
           containerDiskInGb: endpoint.disk ?? props.containerDiskInGb,
           gpuPoolIds: endpoint.gpu?.pools ?? props.gpuPoolIds,
@@ -660,7 +716,10 @@ const provider = createRunPodEndpointProvider();
 /** Inputs of the dynamic resource; every optional field has the default `check` gives it. */
 export interface RunPodEndpointResourceArgs {
   name: pulumi.Input<string>;
+  endpointType?: pulumi.Input<EndpointType>;
   image?: pulumi.Input<string>;
+  args?: pulumi.Input<string>;
+  ports?: pulumi.Input<pulumi.Input<string>[]>;
   env?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   containerDiskInGb?: pulumi.Input<number>;
   gpuPoolIds: pulumi.Input<pulumi.Input<string>[]>;
@@ -719,6 +778,22 @@ export interface RunPodServerlessEndpointArgs {
   readonly name?: string;
   /** RunPod API key; pass a secret (`config.requireSecret("runpodApiKey")`). */
   readonly apiKey: pulumi.Input<string>;
+  /**
+   * How RunPod routes requests: "QUEUE" through its job queue (worker-vllm's handler and its `/openai/v1` route), or
+   * "LOAD_BALANCER" straight to the worker's own HTTP server (any OpenAI route the engine serves, e.g. vLLM-Omni's
+   * images API; needs scalerType "REQUEST_COUNT", `ports`, and PORT/PORT_HEALTH/HEALTH_CHECK_PATH in `env`). A
+   * change replaces the endpoint.
+   * @default "QUEUE"
+   */
+  readonly endpointType?: EndpointType;
+  /**
+   * The container start command (v2 `args`): arguments to the image's entrypoint, or the JSON form
+   * `{"entrypoint":[…],"cmd":[…]}` (runpod/docs `pods/templates/manage-templates.mdx`).
+   * @default "" (the image's own)
+   */
+  readonly args?: string;
+  /** Ports the worker exposes, `port/http` or `port/tcp`; a LOAD_BALANCER endpoint's server port as http. @default [] */
+  readonly ports?: readonly string[];
   /**
    * Worker image; worker-vllm serves the OpenAI routes. A change rolls out in place as a new release.
    * @default "runpod/worker-v1-vllm:v2.25.2"
@@ -804,7 +879,10 @@ export interface RunPodServerlessEndpointArgs {
 export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
   /** RunPod endpoint id. */
   public readonly endpointId: pulumi.Output<string>;
-  /** `https://api.runpod.ai/v2/{endpointId}/openai/v1` (note `.ai`: the job API host). */
+  /**
+   * The OpenAI base URL: `https://api.runpod.ai/v2/{endpointId}/openai/v1` for a QUEUE endpoint (note `.ai`: the job
+   * API host), `https://{endpointId}.api.runpod.ai/v1` for a LOAD_BALANCER one (v2 `LoadBalancingRequestUrls.base`).
+   */
   public readonly openaiBaseUrl: pulumi.Output<string>;
   /** The dynamic resource that owns the endpoint. */
   public readonly endpoint: RunPodEndpointResource;
@@ -843,7 +921,10 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
       ...validateEndpointInputs({
         ...applyEndpointDefaults({
           name: endpointName,
+          endpointType: args.endpointType,
           image: args.image,
+          args: args.args,
+          ports: args.ports ? [...args.ports] : undefined,
           env: Object.fromEntries(Object.entries(args.env ?? {}).map(([k, v]) => [k, plain(v) as string])),
           gpuPoolIds: [...args.gpuPoolIds],
           gpuCount: args.gpuCount,
@@ -884,7 +965,10 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
       name,
       {
         name: endpointName,
+        endpointType: args.endpointType,
         image: args.image,
+        args: args.args,
+        ports: args.ports ? [...args.ports] : undefined,
         env,
         containerDiskInGb: args.containerDiskInGb,
         gpuPoolIds: [...args.gpuPoolIds],
@@ -910,7 +994,10 @@ export class RunPodServerlessEndpoint extends pulumi.ComponentResource {
       { parent: this, ignoreChanges: args.workersSteeredAtRuntime ? ["workersMin", "workersMax"] : [] },
     );
     this.endpointId = this.endpoint.endpointId;
-    this.openaiBaseUrl = pulumi.interpolate`https://api.runpod.ai/v2/${this.endpointId}/openai/v1`;
+    this.openaiBaseUrl =
+      args.endpointType === "LOAD_BALANCER"
+        ? pulumi.interpolate`https://${this.endpointId}.api.runpod.ai/v1`
+        : pulumi.interpolate`https://api.runpod.ai/v2/${this.endpointId}/openai/v1`;
     this.registerOutputs({ endpointId: this.endpointId, openaiBaseUrl: this.openaiBaseUrl });
   }
 }

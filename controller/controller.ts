@@ -161,6 +161,7 @@ export class Controller {
       now,
       spend,
       backends: deps.managed ?? {},
+      waitingFor: async (unit) => (await readDemand(redis, keys, unit, now())).waiting,
       steerEveryMs: deps.managedSteerMs,
     });
     this.stateLoss = new StateLossWatch({ redis, keys, journal, now });

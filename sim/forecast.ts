@@ -5,6 +5,7 @@
 
 import { type GpuId, isProviderId, type ProviderId } from "../core/catalog";
 import { type RuntimeConfig, weightCacheDataCenter } from "../core/config";
+import type { ModelKind } from "../core/engine-routes";
 import type { UsagePatternId } from "../core/usage-patterns";
 import { cents } from "./billing";
 import { cheapestProfile, describeColdStart, type SimProfile, type WeightCacheOptions } from "./profiles";
@@ -132,9 +133,12 @@ interface Job {
 /** Simulate a stack's models; synchronous (CPU-bound), deterministic for a seed. */
 export function forecastForStack(runtime: RuntimeConfig, options: ForecastOptions = {}): Forecast {
   const seed = options.seed ?? 1;
-  const rate = options.ratePerSecond ?? DEFAULT_RATE_PER_SECOND;
-  const process: ArrivalProcess =
+  // a kind may have its own usual rate (images are occasional: REQUEST_SHAPES); an asked rate applies to all
+  const rateOf = (kind: ModelKind): number =>
+    options.ratePerSecond ?? REQUEST_SHAPES[kind].defaultRatePerSecond ?? DEFAULT_RATE_PER_SECOND;
+  const processOf = (rate: number): ArrivalProcess =>
     options.arrivals === "poisson" ? { kind: "poisson", ratePerSecond: rate } : burstyArrivals(rate);
+  const rates = new Set<string>();
   const wanted = options.policies ?? POLICY_IDS;
   const policies = POLICY_IDS.filter((p) => wanted.includes(p) || p === "always-on" || p === "bound");
   const patterns: readonly PatternOrTrace[] = options.trace ? ["trace"] : (options.patterns ?? PATTERN_IDS);
@@ -185,6 +189,12 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
         queueTimeoutSeconds: model.queueTimeoutSeconds,
       };
       const shape = REQUEST_SHAPES[model.kind];
+      const process = processOf(rateOf(model.kind));
+      rates.add(
+        options.ratePerSecond === undefined && shape.defaultRatePerSecond !== undefined
+          ? `${shape.defaultRatePerSecond} for ${model.kind} models`
+          : `${rateOf(model.kind)}`,
+      );
       for (const pattern of patterns) {
         const workload =
           pattern === "trace"
@@ -235,7 +245,7 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
   assumptions.push(
     options.trace
       ? `arrivals: replayed from ${options.trace.path} (${[...options.trace.models.values()].reduce((a, b) => a + b, 0)} requests)`
-      : `arrivals: ${process.kind === "poisson" ? "Poisson" : "bursty (1-min bursts, 4-min quiet spells)"}, mean ${rate} requests/s during active hours; seed ${seed}`,
+      : `arrivals: ${options.arrivals === "poisson" ? "Poisson" : "bursty (1-min bursts, 4-min quiet spells)"}, mean ${[...rates].sort().join(", ") || rateOf("chat")} requests/s during active hours; seed ${seed}`,
     "service time per request: chat/completion 0.3 s + ~250 tokens (lognormal) at 50 tokens/s; embedding ~30 ms; image ~4.5 s; up to targetConcurrency per worker at full speed",
     ...coldStartNotes.values(),
     ...(jobs.some((j) => j.profile.billing.billsStorageWhenStopped)

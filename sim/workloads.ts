@@ -55,6 +55,8 @@ export interface RequestShape {
   readonly baseSeconds: number;
   /** Tokens per second one request gets while the worker runs up to targetConcurrency of them. */
   readonly tokensPerSecond: number;
+  /** The kind's usual mean rate during active hours, where it differs from the forecast's default. */
+  readonly defaultRatePerSecond?: number;
 }
 
 /**
@@ -77,7 +79,15 @@ export const REQUEST_SHAPES: Readonly<Record<ModelKind, RequestShape>> = {
   chat: { medianTokens: 250, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 50 },
   completion: { medianTokens: 250, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 50 },
   embedding: { medianTokens: 400, tokensSigma: 0.6, baseSeconds: 0.02, tokensPerSecond: 40_000 },
-  image: { medianTokens: 1, tokensSigma: 0, baseSeconds: 0.5, tokensPerSecond: 0.25 },
+  // "occasional image generation" (the platform's users): 0.02/s keeps a worker serving one image at a time about
+  // as busy in a burst (≈ 45 %) as the chat default (0.1/s of ~7 s answers) keeps a chat worker of 8 streams
+  image: {
+    medianTokens: 1,
+    tokensSigma: 0,
+    baseSeconds: 0.5,
+    tokensPerSecond: 0.25,
+    defaultRatePerSecond: 0.02,
+  },
   audio: { medianTokens: 20, tokensSigma: 0.8, baseSeconds: 0.3, tokensPerSecond: 5 },
 };
 

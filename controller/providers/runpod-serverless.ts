@@ -13,10 +13,21 @@
  *   runpod/go-sdk `pkg/sdk/endpoint`): `GET /health` → `{workers{running, idle, initializing, …}, jobs{inQueue,
  *   inProgress, …}}`; `POST /purge-queue` → `{removed, status}` (queued jobs only; running jobs finish);
  *   the OpenAI-compatible route `/openai/v1` with the RunPod key as bearer.
+ * - A LOAD_BALANCER endpoint (`type`; image models on vLLM-Omni, `components/runpod-worker-settings.ts`) has no job
+ *   API: requests go straight to the worker's server at `requestUrls.base` (`https://{id}.api.runpod.ai`, the RunPod
+ *   key as bearer; runpod/docs `serverless/load-balancing/overview.mdx`), so the OpenAI base is `{base}/v1`; its
+ *   workers come from REST `GET /v2/serverless/{id}/workers` (`ListEndpointWorkersResponse.summary`); it has no queue
+ *   to purge. Nothing waits there for a worker beyond 2 min, so the steering routes to it only while a worker is
+ *   ready (`routing: "direct"`).
  */
 import { PROVIDERS } from "../../core/catalog";
 import { type RuntimeConfig, runpodEndpointName } from "../../core/config/runtime";
-import type { Endpoint, EndpointHealth, UpdateEndpointRequest } from "../../core/contracts/runpod";
+import type {
+  Endpoint,
+  EndpointHealth,
+  ListEndpointWorkersResponse,
+  UpdateEndpointRequest,
+} from "../../core/contracts/runpod";
 import { apiBaseOf, type HttpRuntimeOptions, isRecord, ProviderHttp } from "./http";
 import type { ManagedBackend, ManagedEndpoint, ManagedHealth, ManagedRoute } from "./types";
 
@@ -61,11 +72,13 @@ export class RunPodServerlessBackend implements ManagedBackend {
     if (!apiKey) throw this.rest.error("configure", "auth", "no API key (RUNPOD_API_KEY is empty)");
   }
 
-  route(endpointId: string): ManagedRoute {
-    return {
-      baseUrl: `${this.jobApiBase}/v2/${encodeURIComponent(endpointId)}/openai/v1`,
-      auth: { kind: "provider-key", envVar: KEY_ENV },
-    };
+  route(endpoint: ManagedEndpoint): ManagedRoute {
+    const auth = { kind: "provider-key", envVar: KEY_ENV } as const;
+    if (endpoint.routing === "direct") {
+      const base = endpoint.directBaseUrl ?? `https://${encodeURIComponent(endpoint.id)}.api.runpod.ai`;
+      return { baseUrl: `${base.replace(/\/+$/, "")}/v1`, auth };
+    }
+    return { baseUrl: `${this.jobApiBase}/v2/${encodeURIComponent(endpoint.id)}/openai/v1`, auth };
   }
 
   async endpoints(units: readonly string[]): Promise<Map<string, ManagedEndpoint>> {
@@ -109,11 +122,12 @@ export class RunPodServerlessBackend implements ManagedBackend {
     );
   }
 
-  async health(endpointId: string): Promise<ManagedHealth> {
+  async health(endpoint: ManagedEndpoint): Promise<ManagedHealth> {
+    if (endpoint.routing === "direct") return this.workersOf(endpoint.id);
     const json = await this.jobs.json({
       operation: "health",
       method: "GET",
-      path: `/v2/${encodeURIComponent(endpointId)}/health`,
+      path: `/v2/${encodeURIComponent(endpoint.id)}/health`,
     });
     const h = (isRecord(json) ? json : {}) as EndpointHealth;
     // every field is optional in the SDK's HealthOutput: absent counts as 0
@@ -126,25 +140,56 @@ export class RunPodServerlessBackend implements ManagedBackend {
     };
   }
 
-  async purgeQueue(endpointId: string): Promise<number> {
+  async purgeQueue(endpoint: ManagedEndpoint): Promise<number> {
+    if (endpoint.routing === "direct") return 0; // a load balancer holds no queue
     const json = await this.jobs.json({
       operation: "purge queue",
       method: "POST",
-      path: `/v2/${encodeURIComponent(endpointId)}/purge-queue`,
+      path: `/v2/${encodeURIComponent(endpoint.id)}/purge-queue`,
     });
     const removed = isRecord(json) ? json.removed : undefined;
     return typeof removed === "number" ? removed : 0;
+  }
+
+  /**
+   * A load-balancing endpoint's workers by status (REST `listEndpointWorkers`). RunPod bills a worker from start to
+   * stop (`serverless/pricing.mdx`) but not while it initializes or waits for capacity (`workers/overview.mdx`):
+   * RUNNING and IDLE workers are up and billed; with no job queue behind a load balancer, a ready worker reads IDLE
+   * between requests.
+   */
+  private async workersOf(endpointId: string): Promise<ManagedHealth> {
+    const json = await this.rest.json({
+      operation: "list workers",
+      method: "GET",
+      path: `/v2/serverless/${encodeURIComponent(endpointId)}/workers`,
+    });
+    const summary = isRecord(json) ? (json as Partial<ListEndpointWorkersResponse>).summary : undefined;
+    if (!isRecord(summary)) throw this.rest.unexpected("list workers", "no summary", json);
+    const count = (n: unknown) => (typeof n === "number" && n > 0 ? n : 0);
+    return {
+      running: count(summary.running) + count(summary.idle),
+      idle: count(summary.idle),
+      initializing: count(summary.initializing) + count(summary.throttled),
+      inQueue: 0,
+      inProgress: count(summary.running),
+    };
   }
 }
 
 /** The parts of a v2 `Endpoint` the controller uses; undefined for an answer without id or bounds. */
 function viewOf(e: Partial<Endpoint>): ManagedEndpoint | undefined {
   if (typeof e.id !== "string" || typeof e.name !== "string" || !e.workers) return undefined;
+  const direct = e.type === "LOAD_BALANCER";
+  const urls = e.requestUrls;
+  const base =
+    direct && isRecord(urls) && "base" in urls && typeof urls.base === "string" ? urls.base : undefined;
   return {
     id: e.id,
     name: e.name,
     workersMin: e.workers.min,
     workersMax: e.workers.max,
     gpuCount: e.gpu?.count ?? 1,
+    routing: direct ? "direct" : "queue",
+    ...(base ? { directBaseUrl: base } : {}),
   };
 }

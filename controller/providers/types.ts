@@ -8,6 +8,7 @@
  */
 import type { ConfigurableProviderId, GpuId } from "../../core/catalog";
 import type { Engine } from "../../core/config/schema";
+import { VLLM_OMNI_PROGRAM, vllmOmniServeArgs } from "../../core/engine-command";
 import { type ProviderErrorKind, RETRYABLE_KINDS } from "../../core/provider-http";
 
 export { shellJoin, shellQuote } from "../../core/shell";
@@ -225,6 +226,14 @@ export interface ManagedEndpoint {
   readonly workersMax: number;
   /** GPUs per worker, as the provider bills them (RunPod `gpu.count`). */
   readonly gpuCount: number;
+  /**
+   * How requests reach the workers: through the provider's queue, which holds them while a worker starts
+   * ("queue"), or straight to a worker's own server, with nothing held when none is ready ("direct": RunPod's
+   * load-balancing endpoints) — then the gateway holds them, and the controller starts the first worker.
+   */
+  readonly routing: "queue" | "direct";
+  /** A direct endpoint's base URL for the worker's own paths (RunPod `requestUrls.base`), when the provider gives it. */
+  readonly directBaseUrl?: string;
 }
 
 /** What a managed endpoint runs and holds right now. */
@@ -233,7 +242,7 @@ export interface ManagedHealth {
   readonly running: number;
   readonly idle: number;
   readonly initializing: number;
-  /** Jobs waiting for a worker. */
+  /** Jobs waiting for a worker (always 0 for a direct endpoint: nothing waits there). */
   readonly inQueue: number;
   readonly inProgress: number;
 }
@@ -261,10 +270,10 @@ export interface ManagedBackend {
   endpoints(units: readonly string[]): Promise<Map<string, ManagedEndpoint>>;
   /** Set the worker bounds; nothing else about the endpoint changes. */
   setBounds(endpoint: ManagedEndpoint, workersMin: number, workersMax: number): Promise<ManagedEndpoint>;
-  health(endpointId: string): Promise<ManagedHealth>;
+  health(endpoint: ManagedEndpoint): Promise<ManagedHealth>;
   /** Remove the jobs waiting in the endpoint's queue (running jobs finish); answers how many went. */
-  purgeQueue(endpointId: string): Promise<number>;
-  route(endpointId: string): ManagedRoute;
+  purgeQueue(endpoint: ManagedEndpoint): Promise<number>;
+  route(endpoint: ManagedEndpoint): ManagedRoute;
 }
 
 /** Statuses after which an instance never serves again. */
@@ -462,29 +471,19 @@ export function engineLaunch(
       return vllmWithTls(spec, spec.tls, args, maxEnv);
     }
     case "vllm-omni": {
-      // vLLM-Omni's launch (docs serving/image_generation_api.md: `vllm serve Qwen/Qwen-Image --omni --port 8000`;
-      // the image's default entrypoint is `vllm serve --omni`, installation/gpu/cuda.inc.md): set explicitly, so
-      // the model goes as the positional `model_tag` (vllm_omni/entrypoints/cli/serve.py); vLLM-Omni installs the
-      // `vllm` script itself (pyproject.toml `[project.scripts] vllm = "vllm_omni.entrypoints.cli.main:main"`).
-      // The rest are vLLM's own serve flags, which vLLM-Omni forwards to a diffusion model since
-      // vllm-project/vllm-omni#985. A diffusion model has no tensor parallelism or context length to pass.
-      const args = [
-        "serve",
-        spec.source,
-        "--omni",
-        ...(spec.revision ? ["--revision", spec.revision] : []),
-        "--served-model-name",
-        spec.model,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        port,
-        "--api-key",
-        spec.workerToken,
-        ...spec.engineArgs,
-      ];
-      if (!spec.tls) return { entrypoint: "vllm", args, env: downloadEnv(spec), authEnforced: true };
-      return vllmWithTls(spec, spec.tls, args, maxEnv, "vllm");
+      // The image's default entrypoint is `vllm serve --omni` (installation/gpu/cuda.inc.md); set explicitly, so
+      // the launch does not depend on it (core/engine-command.ts).
+      const args = vllmOmniServeArgs({
+        source: spec.source,
+        revision: spec.revision,
+        servedName: spec.model,
+        port: spec.port,
+        apiKey: spec.workerToken,
+        engineArgs: spec.engineArgs,
+      });
+      if (!spec.tls)
+        return { entrypoint: VLLM_OMNI_PROGRAM, args, env: downloadEnv(spec), authEnforced: true };
+      return vllmWithTls(spec, spec.tls, args, maxEnv, VLLM_OMNI_PROGRAM);
     }
     case "tgi":
       return {

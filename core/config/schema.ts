@@ -484,16 +484,6 @@ export const modelSchema = z
             : `no engine the stack can start serves them; change kind or leave this model out`),
       });
     }
-    const serverless = m.providers.indexOf("runpod-serverless");
-    if (m.engine === "vllm-omni" && serverless >= 0) {
-      // RunPod serverless runs worker-vllm (a queue handler over vLLM's text routes), not an arbitrary HTTP server
-      ctx.addIssue({
-        code: "custom",
-        path: ["providers", serverless],
-        message:
-          "runpod-serverless runs worker-vllm, which cannot start vllm-omni; use an instance provider (vastai, runpod-pod, datacrunch) for this model",
-      });
-    }
     if (m.minWorkers > m.maxWorkers) {
       ctx.addIssue({
         code: "custom",

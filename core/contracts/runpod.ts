@@ -197,7 +197,10 @@ export interface GpuCatalogQuery {
 export const FlashBoot = z.enum(["OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"]);
 export type FlashBoot = z.infer<typeof FlashBoot>;
 
-/** `EndpointWorkers`; `idleTimeout` in seconds (1–3600), not with REQUEST_COUNT scaling. */
+/**
+ * `EndpointWorkers`; `idleTimeout` in seconds (1–3600). Refused, and left out of answers, only for a QUEUE endpoint
+ * scaling on REQUEST_COUNT; a LOAD_BALANCER endpoint (always REQUEST_COUNT) has one (create default 10).
+ */
 export const EndpointWorkers = z.strictObject({
   min: z.int().min(0).optional(),
   max: z.int().min(0).optional(),
@@ -290,13 +293,21 @@ const QueueBasedRequestUrls = z.strictObject({
   health: z.string(),
 });
 
+/**
+ * `LoadBalancingRequestUrls` (a LOAD_BALANCER endpoint): `base` for the worker's own HTTP paths
+ * (`https://{id}.api.runpod.ai`), `health` the path the load balancer polls (`HEALTH_CHECK_PATH`, default `/ping`).
+ */
+export const LoadBalancingRequestUrls = z.strictObject({ base: z.string(), health: z.string() });
+export type LoadBalancingRequestUrls = z.infer<typeof LoadBalancingRequestUrls>;
+
 /** `Endpoint` (`getEndpoint`, `listEndpoints`, 201 of create, 200 of update). */
 export const Endpoint = z.strictObject({
   ...containerFields,
   id: z.string(),
   name: z.string(),
   type: z.enum(["QUEUE", "LOAD_BALANCER"]).optional(),
-  requestUrls: z.union([QueueBasedRequestUrls, z.record(z.string(), z.string())]).optional(),
+  /** `EndpointRequestUrls`: by `type`, the job API's URLs or the load balancer's `base` and `health`. */
+  requestUrls: z.union([QueueBasedRequestUrls, LoadBalancingRequestUrls]).optional(),
   /** `EndpointGpuConfig`: `allowedCudaVersions` (empty = any) and `minCudaVersion` (null = no floor) always present. */
   gpu: z
     .strictObject({
@@ -377,6 +388,56 @@ export const UpdateNetworkVolumeRequest = z.strictObject({
 
 /** `ListNetworkVolumesResponse`. */
 export const ListNetworkVolumesResponse = z.strictObject({ networkVolumes: z.array(NetworkVolume) });
+
+/** `WorkerStatus`: RUNNING (serving), IDLE (ready), INITIALIZING, THROTTLED (waiting for capacity), UNHEALTHY. */
+export const WorkerStatus = z.enum(["RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY"]);
+export type WorkerStatus = z.infer<typeof WorkerStatus>;
+
+/** `Worker` of `GET /v2/serverless/{id}/workers`; placement fields are null until the worker is placed. */
+export const ServerlessWorker = z.strictObject({
+  id: z.string(),
+  status: WorkerStatus,
+  isStale: z.boolean(),
+  version: z.int().nullable().optional(),
+  gpuCount: z.int().min(0),
+  image: z.string().nullable().optional(),
+  uptimeSeconds: z.int().min(0).nullable().optional(),
+  gpuTypeId: z.string().nullable().optional(),
+  dataCenterId: z.string().nullable().optional(),
+  startedAt: z.string().nullable().optional(),
+});
+export type ServerlessWorker = z.infer<typeof ServerlessWorker>;
+
+/** `WorkerSummary`: a roll-up of `workers` by status (`running + idle + initializing + throttled + unhealthy == total`). */
+export const WorkerSummary = z.strictObject({
+  running: z.int().min(0),
+  idle: z.int().min(0),
+  initializing: z.int().min(0),
+  throttled: z.int().min(0),
+  unhealthy: z.int().min(0),
+  total: z.int().min(0),
+});
+export type WorkerSummary = z.infer<typeof WorkerSummary>;
+
+/**
+ * `ListEndpointWorkersResponse` (`GET /v2/serverless/{id}/workers`): the REST view of an endpoint's workers, for
+ * either endpoint type — a LOAD_BALANCER endpoint has no job API `/health`.
+ */
+export const ListEndpointWorkersResponse = z.strictObject({
+  workers: z.array(ServerlessWorker),
+  summary: WorkerSummary,
+  endpointVersion: z.int().nullable().optional(),
+});
+export type ListEndpointWorkersResponse = z.infer<typeof ListEndpointWorkersResponse>;
+
+/**
+ * What a load-balancing endpoint's own load balancer (`https://{id}.api.runpod.ai/...`) answers when it cannot
+ * route: `{"error":"no workers available"}` once no worker became ready in time (2 min), `{"error":"not allowed
+ * for QB API"}` on a queue-based endpoint — runpod/docs `serverless/load-balancing/build-a-worker.mdx`
+ * "Troubleshooting". The statuses are not published.
+ */
+export const LoadBalancerError = z.strictObject({ error: z.string() });
+export type LoadBalancerError = z.infer<typeof LoadBalancerError>;
 
 // ── job API (https://api.runpod.ai/v2/{endpointId}) ────────────────────────────────────────────────────────
 

@@ -16,11 +16,6 @@ describe("aiorch plan: kind and engine", () => {
       /ai-orchestrator:models\[0\]\.engine: vllm 0\.10\.1\.1 serves none of the routes of an image model \(\/v1\/images\/generations\); set engine to vllm-omni/,
     ],
     [
-      "an image model on vLLM-Omni behind RunPod serverless (worker-vllm cannot start it)",
-      "[{ name: pics, kind: image, engine: vllm-omni, source: o/sdxl, gpu: [RTX_4090], providers: [vastai, runpod-serverless] }]",
-      /ai-orchestrator:models\[0\]\.providers\[1\]: runpod-serverless runs worker-vllm, which cannot start vllm-omni/,
-    ],
-    [
       "a chat model on vLLM-Omni (it serves image generation only)",
       "[{ name: c, kind: chat, engine: vllm-omni, source: o/c, gpu: [RTX_4090], providers: [vastai] }]",
       /ai-orchestrator:models\[0\]\.engine: vllm-omni 0\.16\.0 serves none of the routes of a chat model/,

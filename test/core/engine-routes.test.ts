@@ -114,13 +114,11 @@ describe("stack config: kind and engine", () => {
       ]);
   });
 
-  it("refuses vLLM-Omni on RunPod serverless (worker-vllm cannot start it), naming models[i].providers[j]", () => {
-    expect(
-      problemsOf(
-        "[{ name: p, kind: image, engine: vllm-omni, source: o/p, gpu: [RTX_4090], providers: [vastai, runpod-serverless] }]",
-      ),
-    ).toEqual([
-      "ai-orchestrator:models[0].providers[1]: runpod-serverless runs worker-vllm, which cannot start vllm-omni; use an instance provider (vastai, runpod-pod, datacrunch) for this model",
-    ]);
+  it("takes vLLM-Omni on RunPod serverless (a load-balancing endpoint runs it; components/runpod-worker-settings.ts)", () => {
+    const models =
+      "[{ name: p, kind: image, engine: vllm-omni, source: o/p, gpu: [RTX_4090], providers: [vastai, runpod-serverless] }]";
+    const yaml = stackYaml({ models, providers: '{ vastai: {}, "runpod-serverless": {} }' });
+    const config = loadStackConfig(parseStackFile(yaml, "test.yaml"));
+    expect(config.config.models[0]?.providers).toEqual(["vastai", "runpod-serverless"]);
   });
 });

@@ -209,6 +209,38 @@ describe("forecastForStack", () => {
     expect(activeCost("").map(([, usd]) => usd)).toEqual([814.68, 267.84, 66.96, 22.32]);
   });
 
+  it("an image model gets the occasional rate of its kind (0.02/s), unless a rate is asked for every model", () => {
+    const stack = renderRuntimeConfig(
+      loadStackConfig(
+        parseStackFile(
+          stackYaml({
+            models:
+              "[{ name: chat, kind: chat, source: o/c, gpu: [RTX_3090], providers: [vastai] }, " +
+              "{ name: pics, kind: image, engine: vllm-omni, source: o/p, gpu: [RTX_3090], providers: [vastai], targetConcurrency: 1, maxWorkers: 1 }]",
+          }),
+          "Pulumi.test.yaml",
+        ),
+        "ai-orchestrator",
+      ),
+      "test",
+    );
+    const requests = (options: { ratePerSecond?: number }) => {
+      const f = forecastForStack(stack, {
+        seed: 1,
+        horizonSeconds: WEEK,
+        patterns: ["always-on"],
+        policies: ["always-on"],
+        arrivals: "poisson",
+        ...options,
+      });
+      const of = (model: string) =>
+        f.results.find((r) => r.model === model && r.policy === "always-on")!.requests;
+      return of("pics") / of("chat");
+    };
+    expect(requests({})).toBeCloseTo(0.2, 1);
+    expect(requests({ ratePerSecond: 0.05 })).toBeCloseTo(1, 1);
+  });
+
   it("is deterministic for a seed: same seed, identical JSON; another seed, other numbers", () => {
     const a = forecastForStack(runtime, { seed: 7, horizonSeconds: WEEK });
     const b = forecastForStack(runtime, { seed: 7, horizonSeconds: WEEK });
