@@ -623,6 +623,75 @@ describe("RunPod endpoint provider: diff and update", () => {
   });
 });
 
+describe("RunPod endpoint provider: load-balancing endpoints (image models on vLLM-Omni)", () => {
+  const lb: Partial<RunPodEndpointInputs> = {
+    endpointType: "LOAD_BALANCER",
+    image: "vllm/vllm-omni:v0.16.0",
+    args: JSON.stringify({ entrypoint: ["vllm"], cmd: ["serve", "o/pics", "--omni", "--port", "8000"] }),
+    ports: ["8000/http"],
+    env: { PORT: "8000", PORT_HEALTH: "8000", HEALTH_CHECK_PATH: "/health" },
+    scalerType: "REQUEST_COUNT",
+    scalerValue: 1,
+    idleTimeout: 30,
+  };
+
+  it("refuses QUEUE_DELAY scaling and a malformed port, naming the field and the fix", async () => {
+    const result = await check(
+      {} as RunPodEndpointInputs,
+      raw({ ...lb, scalerType: "QUEUE_DELAY", ports: ["8000"] }) as RunPodEndpointInputs,
+    );
+    expect(result.failures?.map((f) => f.property).sort()).toEqual(["ports", "scalerType"]);
+    expect(result.failures?.find((f) => f.property === "scalerType")?.reason).toMatch(
+      /LOAD_BALANCER endpoint scales on REQUEST_COUNT.*set scalerType to "REQUEST_COUNT"/,
+    );
+  });
+
+  it("creates type LOAD_BALANCER with args, ports and its idle timeout (RunPod takes one there), and reads them back", async () => {
+    const inputs = await checked(lb);
+    const { id } = await provider.create!(inputs);
+    const body = fake.requestsTo("/v2/serverless", "POST")[0]!.body as Record<string, unknown>;
+    expect(body).toMatchObject({
+      type: "LOAD_BALANCER",
+      args: lb.args,
+      ports: ["8000/http"],
+      scaling: { type: "REQUEST_COUNT", requestCount: 1 },
+      workers: { idleTimeout: 30 },
+    });
+    const back = await read(id, { ...inputs, endpointId: id });
+    expect(back.props).toMatchObject({ endpointType: "LOAD_BALANCER", args: lb.args, ports: ["8000/http"] });
+  });
+
+  it("a QUEUE endpoint's create body is as before: no args, no ports, no idle timeout with REQUEST_COUNT", async () => {
+    const body = endpointRequestFor(await checked({ scalerType: "REQUEST_COUNT" }));
+    expect(body.type).toBe("QUEUE");
+    expect("args" in body || "ports" in body).toBe(false);
+    expect(body.workers?.idleTimeout).toBeUndefined();
+  });
+
+  it("changing the type replaces the endpoint, the old one deleted first (names are how the controller finds it)", async () => {
+    const olds = await created();
+    expect(await diff(olds.endpointId, olds, await checked(lb))).toEqual({
+      changes: true,
+      replaces: ["endpointType"],
+      deleteBeforeReplace: true,
+    });
+    // a state from before endpoint types were inputs is a QUEUE endpoint: no change of type
+    const { endpointType: _t, args: _a, ports: _p, ...legacy } = olds;
+    const legacyState = legacy as unknown as RunPodEndpointOutputs;
+    expect((await diff(olds.endpointId, legacyState, await checked())).replaces).toEqual([]);
+  });
+
+  it("a new start command or port is one PATCH in place; clearing them sends the empty values", async () => {
+    const inputs = await checked(lb);
+    const news = await checked({ ...lb, args: "serve o/other --omni", ports: ["8001/http"] });
+    expect(endpointPatch(inputs, news)).toEqual({ args: "serve o/other --omni", ports: ["8001/http"] });
+    expect(endpointPatch(inputs, await checked({ ...lb, args: "", ports: [] }))).toEqual({
+      args: "",
+      ports: [],
+    });
+  });
+});
+
 describe("RunPod endpoint provider: read", () => {
   it("refreshes what RunPod changed (e.g. its idle scale-down), so the next diff restores it in place", async () => {
     const olds = await created({ gpuCount: 2 });

@@ -47,6 +47,8 @@ export interface RecordedRequest {
   readonly headers: IncomingMessage["headers"];
   readonly body: unknown;
   readonly rawBody: string;
+  /** The body's bytes as they arrived (a proxying route forwards these, not the utf-8 text). */
+  readonly rawBytes?: Buffer;
   readonly atMs: number;
   /** The fault applied to it, if any. */
   readonly fault?: Fault["type"];
@@ -126,6 +128,14 @@ export abstract class FakeApiServer {
   protected abstract handle(req: RecordedRequest): Reply | Promise<Reply>;
 
   /**
+   * A route that answers on the raw response (a proxy streaming a body through as it comes) instead of with a
+   * `Reply`; undefined (the default) when `handle` answers. Faults still apply before it; no schema check after.
+   */
+  protected streamingRoute(_req: RecordedRequest): ((res: ServerResponse) => Promise<void>) | undefined {
+    return undefined;
+  }
+
+  /**
    * Replies of this fake that broke the provider's published response schema (each was answered as a 500 with
    * `fake_contract_violation`). A test may assert this stays empty; a violation already fails the request.
    */
@@ -153,7 +163,8 @@ export abstract class FakeApiServer {
     const url = new URL(req.url ?? "/", "http://fake");
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const rawBody = Buffer.concat(chunks).toString("utf8");
+    const rawBytes = Buffer.concat(chunks);
+    const rawBody = rawBytes.toString("utf8");
     let body: unknown;
     try {
       body = rawBody ? JSON.parse(rawBody) : undefined;
@@ -170,12 +181,17 @@ export abstract class FakeApiServer {
       headers: req.headers,
       body,
       rawBody,
+      rawBytes,
       atMs: this.now(),
       ...(rule ? { fault: rule.fault.type } : {}),
     };
     this.requests.push(recorded);
 
-    if (!rule) return send(res, this.checked(recorded, await this.handle(recorded)));
+    if (!rule) {
+      const streaming = this.streamingRoute(recorded);
+      if (streaming) return streaming(res);
+      return send(res, this.checked(recorded, await this.handle(recorded)));
+    }
     const fault = rule.fault;
     switch (fault.type) {
       case "status":
