@@ -1,10 +1,10 @@
 /** `aiorch keys create|list|revoke`: API keys in the stack's Redis. The raw key is printed once, at creation. */
 import { parseArgs } from "node:util";
+import { ApiKeyStore } from "../core/api-keys";
 import { AuditTrail } from "../core/audit-trail";
 import { isKeyScope, KEY_SCOPES, type KeyScope } from "../core/protocol";
 import { redisKeys } from "../core/redis-keys";
 import { renderTable } from "../core/table";
-import { ApiKeyStore } from "../gateway/keys";
 import { UsageError } from "./plan/run";
 import { runtimeConfigFrom } from "./runtime-source";
 import { connectStackRedis } from "./stack-redis";

@@ -15,11 +15,11 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import OpenAI from "openai";
 import { renderAlertRules } from "../components/alert-rules";
+import { ApiKeyStore } from "../core/api-keys";
 import type { RuntimeConfig } from "../core/config";
 import { newKeyRingEntry } from "../core/envelope";
 import { fromMicroUsd, ledgerMonth } from "../core/protocol";
 import { type RedisKeys, redisKeys } from "../core/redis-keys";
-import { ApiKeyStore } from "../gateway/keys";
 import {
   DC_ID,
   DC_SECRET,

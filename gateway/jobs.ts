@@ -14,6 +14,7 @@
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import type { Redis } from "ioredis";
+import { ApiKeyStore } from "../core/api-keys";
 import type { RuntimeConfig } from "../core/config";
 import { type KeyRing, open, seal } from "../core/envelope";
 import type { ApiKeyRecord, JobRecord, JobStatus } from "../core/protocol";
@@ -25,14 +26,13 @@ import { type AuditLog, isoTimestamp, NOT_SERVED } from "./audit";
 import { billOf, bookSpend, type FinishedWork, recordFinished } from "./bookkeeping";
 import type { KeyBudgetGuard } from "./budget";
 import { GatewayError, upstreamErrorBody } from "./errors";
-import { ApiKeyStore } from "./keys";
 import { estimatePromptTokens, type RateLimiter } from "./limits";
 import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
 import type { SpendView } from "./spend";
 import type { Usage } from "./sse";
 import { type UpstreamClient, UpstreamError } from "./upstream";
-import { ENDPOINT_PATHS, type Endpoint, type InferenceRequest } from "./validate";
+import { ENDPOINT_PATHS, type Endpoint, type InferenceRequest, imagesRequested } from "./validate";
 
 const MAX_ATTEMPTS = 3;
 /** A job still pending this long after delivery (its gateway died) is handed to another consumer. */
@@ -408,6 +408,8 @@ interface Outcome {
   error: string | null;
   /** The worker that answered, when one did (what the run is billed for), and its time on the job. */
   served?: { readonly backend: Backend; readonly concurrency: number; readonly serviceMs: number };
+  /** Images generated (an image job answered 200: its body's `n`), as an image request's audit line counts them. */
+  images?: number;
 }
 
 const NOTHING_TRIED: ReadonlySet<string> = new Set();
@@ -418,6 +420,21 @@ const upstreamErrorKind = (error: unknown): string =>
 
 const failure = (message: string, code: string, type = "server_error"): string =>
   JSON.stringify({ message, type, code });
+
+/**
+ * Images an image job's body asks for (`imagesRequested`, what a request's audit line counts); undefined for a
+ * body that is not a JSON object (it was validated at submission, so only a corrupted one).
+ */
+function imagesOfBody(body: string): number | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body);
+    return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)
+      ? imagesRequested(parsed as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The `usage` of an upstream answer, if it has one. */
 function usageOf(text: string): Partial<Usage> | undefined {
@@ -626,6 +643,7 @@ export class JobRunner {
       completionEstimate: 0,
       minTokens: job.minTokens,
       jobId: job.id,
+      images: outcome.images,
     };
     const bill = billOf(work);
     const multi = redis
@@ -686,7 +704,10 @@ export class JobRunner {
       });
       const text = await response.body.text();
       const served = { backend, concurrency, serviceMs: this.deps.now() - started };
-      if (response.status === 200) return { kind: "done", text, status: 200, error: null, served };
+      if (response.status === 200) {
+        const images = jobEndpoint(job.endpoint) === "image" ? imagesOfBody(body) : undefined;
+        return { kind: "done", text, status: 200, error: null, served, images };
+      }
       const verdict = upstreamVerdict(response.status);
       if (verdict.kind === "fail_over") {
         // as a request's attempt: not billed, another worker (or this one after its cool-down) tries again

@@ -1,12 +1,15 @@
 /**
  * The recent requests' audit lines, kept in a capped Redis stream (`RedisKeys.recentRequests`) so a request's
- * story can be told by id after the fact (MCP `request_story`) without a log store. Lines are batched off the
- * request's path (one pipeline per flush) and never carry a prompt, whatever `gateway.auditPrompts` says.
+ * story can be told by id after the fact (MCP `request_story`, read by core/recent-requests.ts) without a log
+ * store. Lines are batched off the request's path (one pipeline per flush) and never carry a prompt, whatever
+ * `gateway.auditPrompts` says.
  * Best effort: a failed flush drops its lines (stdout keeps the full log); the buffer has a hard cap.
  */
 import type { Redis } from "ioredis";
+import { RECENT_REQUEST_ID_FIELD, RECENT_REQUEST_LINE_FIELD } from "../core/recent-requests";
 import type { RedisKeys } from "../core/redis-keys";
-import { type AuditEntry, auditLine } from "./audit";
+import type { AuditEntry } from "../core/request-audit";
+import { auditLine } from "./audit";
 
 const FLUSH_MS = 200;
 /** Lines waiting for a flush at most; past it, new ones are dropped (Redis is not keeping up). */
@@ -48,9 +51,9 @@ export class RecentRequests {
         "~",
         this.keep,
         "*",
-        "rid",
+        RECENT_REQUEST_ID_FIELD,
         entry.requestId,
-        "line",
+        RECENT_REQUEST_LINE_FIELD,
         auditLine(kept).trimEnd(),
       );
     }
@@ -62,26 +65,4 @@ export class RecentRequests {
     this.timer = undefined;
     await this.flush();
   }
-}
-
-/** The audit line of one request by its id (`req_…`) among the recent ones, newest first; undefined when gone. */
-export async function findRecentRequest(
-  redis: Redis,
-  keys: RedisKeys,
-  requestId: string,
-): Promise<AuditEntry | undefined> {
-  let end = "+";
-  for (let page = 0; page < 50; page++) {
-    const rows = (await redis.xrevrange(keys.recentRequests, end, "-", "COUNT", 500)) as [string, string[]][];
-    const fresh = page === 0 ? rows : rows.slice(1);
-    if (fresh.length === 0) return undefined;
-    for (const [, flat] of fresh) {
-      const rid = flat[flat.indexOf("rid") + 1];
-      if (rid !== requestId) continue;
-      const line = flat[flat.indexOf("line") + 1];
-      return line === undefined ? undefined : (JSON.parse(line) as AuditEntry);
-    }
-    end = rows[rows.length - 1]![0];
-  }
-  return undefined;
 }

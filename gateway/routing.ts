@@ -10,8 +10,8 @@ import type { Redis } from "ioredis";
 import type { RuntimeConfig } from "../core/config";
 import { decodeRoute, type Route } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
+import { RefreshAhead } from "../core/refresh-ahead";
 import type { AbortLike } from "./abort";
-import { RefreshAhead } from "./refresh-ahead";
 
 export interface Backend extends Route {
   /** Stable id for load accounting: worker id, or `local:<model>`. */

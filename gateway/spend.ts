@@ -5,7 +5,7 @@
 import type { Redis } from "ioredis";
 import { ledgerMonth } from "../core/protocol";
 import type { RedisKeys } from "../core/redis-keys";
-import { RefreshAhead } from "./refresh-ahead";
+import { RefreshAhead } from "../core/refresh-ahead";
 
 /** How long budget blocks read from Redis are used (the controller also announces changes over pub/sub). */
 const BUDGET_BLOCKS_MS = 2_000;

@@ -8,6 +8,7 @@
  * and says what to ask instead (`RefusedChange`); scope checks happen before any of these run (server.ts).
  */
 import type { Redis } from "ioredis";
+import { ApiKeyStore } from "../core/api-keys";
 import { AuditTrail } from "../core/audit-trail";
 import type { RuntimeConfig } from "../core/config";
 import { ledgerMonth } from "../core/protocol";
@@ -15,7 +16,6 @@ import type { RedisKeys } from "../core/redis-keys";
 import { boundsRefusal, readRunTimeControls, withLoweredBudgets } from "../core/run-time-controls";
 import { RefusedChange, setVariantWeight } from "../core/variant-weights";
 import { servingUnits } from "../core/variants";
-import { ApiKeyStore } from "../gateway/keys";
 
 export { RefusedChange };
 

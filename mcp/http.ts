@@ -9,8 +9,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { ApiKeyStore, ApiKeyVerifier } from "../core/api-keys";
 import { redisKeys } from "../core/redis-keys";
-import { ApiKeyStore, ApiKeyVerifier } from "../gateway/keys";
 import { buildMcpServer, type McpDeps } from "./server";
 
 export interface McpHttpOptions extends McpDeps {

@@ -10,11 +10,11 @@ import { AuditTrail } from "../core/audit-trail";
 import { PROVIDERS } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config";
 import { fromMicroUsd, inflightCountOfMember, ledgerMonth } from "../core/protocol";
+import { findRecentRequest, RECENT_REQUEST_LINE_FIELD, recentRequestField } from "../core/recent-requests";
 import type { RedisKeys } from "../core/redis-keys";
 import { readRunTimeControls } from "../core/run-time-controls";
 import type { UsagePatternId } from "../core/usage-patterns";
 import { unitName } from "../core/variants";
-import { findRecentRequest } from "../gateway/recent-requests";
 import { forecastForStack } from "../sim/forecast";
 
 export interface Decision {
@@ -427,7 +427,10 @@ export async function anomalies(redis: Redis, keys: RedisKeys, nowMs: number) {
   )) as [string, string[]][];
   for (const [, flat] of rows) {
     try {
-      const line = JSON.parse(flat[flat.indexOf("line") + 1] ?? "") as { ts: string; status: number };
+      const line = JSON.parse(recentRequestField(flat, RECENT_REQUEST_LINE_FIELD) ?? "") as {
+        ts: string;
+        status: number;
+      };
       requests.push({ atMs: Date.parse(line.ts), status: line.status });
     } catch {
       // skipped

@@ -6,10 +6,10 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpus, loadavg } from "node:os";
 import { Redis } from "ioredis";
+import { ApiKeyStore } from "../../core/api-keys";
 import { redisKeys } from "../../core/redis-keys";
 import { residentMb, which } from "../../devkit/process";
 import { deleteKeysByPrefix } from "../../devkit/redis";
-import { ApiKeyStore } from "../../gateway/keys";
 import {
   makeTempDir,
   onCleanupDeleteRedisKeys,

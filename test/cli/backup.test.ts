@@ -11,10 +11,10 @@ import { Redis } from "ioredis";
 import "tsx/cjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../cli/main";
+import { ApiKeyStore, hashApiKey } from "../../core/api-keys";
 import { BackupStorage } from "../../core/backup-storage";
 import { newKeyRingEntry } from "../../core/envelope";
 import { redisKeys } from "../../core/redis-keys";
-import { ApiKeyStore, hashApiKey } from "../../gateway/keys";
 import { type FakeS3, S3RVER_CREDENTIALS, startFakeS3 } from "../fakes/s3-server";
 import { REDIS_URL, testRuntimeConfig } from "../gateway/harness";
 

@@ -211,7 +211,7 @@ describe("key rotation and the audit trail", () => {
     expect(rotated.code, rotated.stderr).toBe(0);
     const { key: newKey, id: newId } = JSON.parse(rotated.stdout) as { key: string; id: string };
     expect(newKey).not.toBe(created.key);
-    const { ApiKeyStore, ApiKeyVerifier } = await import("../../gateway/keys");
+    const { ApiKeyStore, ApiKeyVerifier } = await import("../../core/api-keys");
     const { redisKeys } = await import("../../core/redis-keys");
     const redis = new Redis(REDIS_URL);
     try {

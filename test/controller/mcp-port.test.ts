@@ -8,8 +8,8 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { startController } from "../../controller/main";
+import { ApiKeyStore } from "../../core/api-keys";
 import { redisKeys } from "../../core/redis-keys";
-import { ApiKeyStore } from "../../gateway/keys";
 import { TOOL_NAMES } from "../../mcp/server";
 import { testRuntimeConfig } from "../gateway/harness";
 import { freePort } from "../private-redis";

@@ -5,13 +5,13 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { ApiKeyStore, hashApiKey } from "../../core/api-keys";
 import { AuditTrail } from "../../core/audit-trail";
 import { openBackup, sealBackup } from "../../core/backup";
 import { exportBackup, FENCE_MARGIN, restoreBackup, stackDataKeys } from "../../core/backup-redis";
 import { newKeyRingEntry, parseKeyRing } from "../../core/envelope";
 import { JOBS_GROUP, redisKeys } from "../../core/redis-keys";
 import { markStateLost } from "../../core/stack-epoch";
-import { ApiKeyStore, hashApiKey } from "../../gateway/keys";
 import { REDIS_URL } from "../gateway/harness";
 
 const redis = new Redis(REDIS_URL);

@@ -2,14 +2,14 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
+import { ApiKeyStore, type CreateKeyOptions } from "../../core/api-keys";
 import { loadStackConfig, parseStackFile, type RuntimeConfig, renderRuntimeConfig } from "../../core/config";
 import { type KeyRing, newKeyRingEntry, parseKeyRing } from "../../core/envelope";
 import { encodeRoute, type Route } from "../../core/protocol";
 import { type RedisKeys, redisKeys } from "../../core/redis-keys";
+import type { AuditEntry } from "../../core/request-audit";
 import { stackYaml } from "../../devkit/stack-yaml";
 import { buildGateway, buildOpsServer, type Gateway } from "../../gateway/app";
-import type { AuditEntry } from "../../gateway/audit";
-import { ApiKeyStore, type CreateKeyOptions } from "../../gateway/keys";
 import type { TracingOptions } from "../../gateway/tracing";
 import { type FakeVllm, type FakeVllmOptions, startFakeVllm } from "../fakes/vllm-upstream";
 

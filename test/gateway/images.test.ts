@@ -1,8 +1,8 @@
 /**
  * Image generation (`POST /v1/images/generations`) through a real gateway on a real Redis, against the fake's
  * vLLM-Omni-shaped route: the official `openai` client's `images.generate`, the fields the gateway checks before
- * anything is queued (`n`, `size`, `response_format`: a 400 naming the field), the image count on the audit line,
- * and the routes an image model does not answer.
+ * anything is queued (`n`, `size`, `response_format`: a 400 naming the field), the image count on the audit line
+ * (of a request and of an async job's run alike), and the routes an image model does not answer.
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -80,6 +80,38 @@ describe("image generation through the official openai client", () => {
     expect(answer.data).toHaveLength(1);
     expect(answer.data![0]!.b64_json).toBeTruthy();
     expect(audit.entries.filter((e) => e.endpoint === "image").at(-1)).toMatchObject({ images: 1 });
+  });
+});
+
+describe("image generation as an async job (POST /v1/jobs)", () => {
+  it("the job's run audits the image count as a request does; its submission line counts none", async () => {
+    const submitted = await fetch(`${url}/v1/jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        endpoint: "/v1/images/generations",
+        body: { model: "pics", prompt: "a harbour at dawn", size: "256x256", n: 3 },
+      }),
+    });
+    expect(submitted.status).toBe(202);
+    const { id } = (await submitted.json()) as { id: string };
+    let job: { status?: string; result?: { data?: unknown[] } } = {};
+    for (let i = 0; i < 100 && job.status !== "succeeded" && job.status !== "failed"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      job = (await (
+        await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as {
+        status?: string;
+        result?: { data?: unknown[] };
+      };
+    }
+    expect(job.status, JSON.stringify(job)).toBe("succeeded");
+    expect(job.result?.data).toHaveLength(3);
+    const lines = audit.entries.filter((e) => e.jobId === id);
+    expect(lines.find((e) => e.endpoint === "jobs")).not.toHaveProperty("images");
+    const run = lines.find((e) => e.endpoint === "image");
+    expect(run).toMatchObject({ model: "pics", status: 200, images: 3, provider: "local" });
+    expect(typeof run?.costUsd).toBe("number");
   });
 });
 

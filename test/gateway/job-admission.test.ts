@@ -336,7 +336,7 @@ describe("security.encryptQueued without a key ring", () => {
       env: { REDIS_URL, AIORCH_ENCRYPTION_KEYS: newKeyRingEntry("k1") },
     });
     try {
-      const { ApiKeyStore } = await import("../../gateway/keys");
+      const { ApiKeyStore } = await import("../../core/api-keys");
       const { redisKeys } = await import("../../core/redis-keys");
       const keys = redisKeys(prefix);
       const { key } = await new ApiKeyStore(redis, keys).create({ name: "sealed" });

@@ -3,8 +3,8 @@
  * 403 naming its scope; an inference key (the default), and a key stored before scopes existed, are served.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashApiKey } from "../../core/api-keys";
 import type { Gateway } from "../../gateway/app";
-import { hashApiKey } from "../../gateway/keys";
 import { createHarness, type Harness } from "./harness";
 
 let h: Harness;

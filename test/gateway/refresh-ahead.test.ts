@@ -7,10 +7,10 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { ApiKeyStore, ApiKeyVerifier } from "../../core/api-keys";
 import { encodeRoute, ledgerMonth } from "../../core/protocol";
 import { redisKeys } from "../../core/redis-keys";
-import { ApiKeyStore, ApiKeyVerifier } from "../../gateway/keys";
-import { RefreshAhead } from "../../gateway/refresh-ahead";
+import { RefreshAhead } from "../../core/refresh-ahead";
 import { BackendRegistry } from "../../gateway/routing";
 import { SpendView } from "../../gateway/spend";
 import { REDIS_URL, testRuntimeConfig } from "./harness";

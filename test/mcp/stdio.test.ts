@@ -13,9 +13,9 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeyStore } from "../../core/api-keys";
 import { AuditTrail } from "../../core/audit-trail";
 import { redisKeys } from "../../core/redis-keys";
-import { ApiKeyStore } from "../../gateway/keys";
 import { TOOL_NAMES } from "../../mcp/server";
 import { aiorch, ROOT } from "../cli/helpers";
 import { REDIS_URL, testRuntimeConfig } from "../gateway/harness";

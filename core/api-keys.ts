@@ -1,14 +1,15 @@
 /**
  * API keys: created with ≥128 bits of randomness and shown once; only their SHA-256 is stored. Lookups go through
  * a short in-process cache so authentication is not a Redis round trip per request; a revocation is published so
- * every gateway drops the key at once (the cache TTL bounds it anyway).
+ * every gateway drops the key at once (the cache TTL bounds it anyway). Shared: the gateway and the MCP server verify
+ * keys, the CLI and MCP acting tools create, rotate and revoke them.
  */
 import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Redis } from "ioredis";
-import { type ApiKeyRecord, isKeyScope, type KeyScope } from "../core/protocol";
-import type { RedisKeys } from "../core/redis-keys";
-import { newStackEpoch } from "../core/stack-epoch";
+import { type ApiKeyRecord, isKeyScope, type KeyScope } from "./protocol";
+import type { RedisKeys } from "./redis-keys";
 import { RefreshAhead } from "./refresh-ahead";
+import { newStackEpoch } from "./stack-epoch";
 
 const KEY_PREFIX = "sk-aiorch-";
 const PREFIX_SHOWN = KEY_PREFIX.length + 6;

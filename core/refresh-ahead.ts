@@ -1,8 +1,8 @@
 /**
- * Refresh-ahead for the reads the gateway caches on its request path (routes, budget blocks, key records, key
- * spend). An entry past half its lifetime is still served, and one background read renews it; a request waits on
- * Redis only when its entry is missing or expired, that is when nothing asked for it for half a lifetime or more.
- * How stale an answer may be is unchanged: never older than the lifetime.
+ * Refresh-ahead for the reads cached on a request path (the gateway's routes, budget blocks and key spend; key
+ * records wherever keys are verified). An entry past half its lifetime is still served, and one background read
+ * renews it; a request waits on Redis only when its entry is missing or expired, that is when nothing asked for it
+ * for half a lifetime or more. How stale an answer may be is unchanged: never older than the lifetime.
  */
 export class RefreshAhead<K> {
   private readonly pending = new Set<K>();
