@@ -17,6 +17,7 @@
 import { randomBytes } from "node:crypto";
 import type { ConfigurableProviderId } from "../core/catalog";
 import type { RuntimeConfig } from "../core/config/runtime";
+import { engineExtrasFor } from "../core/engine-command";
 import { decideProvision, refusalText } from "../core/trust";
 import { parseUnitName } from "../core/variants";
 import type { WorkerCertificate } from "../core/x509";
@@ -244,6 +245,7 @@ export class Provisioner {
   ): WorkerSpec {
     const settings = providerSettings(this.deps.config, provider);
     const pin = pinOf({ ...worker, provider });
+    const extras = engineExtrasFor(model.kind, model.engine);
     return {
       workerId: worker.id,
       ownerLabel: this.deps.config.ownerLabel,
@@ -256,6 +258,7 @@ export class Provisioner {
       gpuCount: model.gpuCount,
       maxModelLen: model.maxModelLen,
       engineArgs: model.engineArgs,
+      ...(extras.length > 0 ? { engineExtras: extras } : {}),
       port: 8000,
       workerToken: worker.token,
       env: this.deps.workerEnv ?? {},

@@ -42,3 +42,27 @@ export function vllmOmniServeArgs(serve: VllmOmniServe): string[] {
     ...serve.engineArgs,
   ];
 }
+
+/**
+ * Optional Python extras an engine needs for a kind of model that its published image leaves out. vLLM's image
+ * ships without them "to avoid licensing issues", and its docs add one as `uv pip install --system
+ * vllm[audio]==<the image's version>` (docs.vllm.ai, deployment/docker.md "Using Docker"): speech-to-text models
+ * (Whisper) need the `audio` extra (librosa, soundfile) to read uploads.
+ */
+export function engineExtrasFor(kind: string, engine: string): readonly string[] {
+  return engine === "vllm" && kind === "audio" ? ["audio"] : [];
+}
+
+/**
+ * Shell lines (for `sh -c`) that install vLLM's extras at the version already installed in the image, so a
+ * provider's own vLLM image gets matching ones; `uv` is in vLLM's image (docker/Dockerfile: `pip install uv`).
+ */
+export function vllmExtrasInstall(extras: readonly string[]): string[] {
+  if (extras.length === 0) return [];
+  for (const extra of extras)
+    if (!/^[a-z0-9_-]+$/.test(extra)) throw new Error(`not a Python extra name: ${JSON.stringify(extra)}`);
+  return [
+    `v=$(python3 -c 'from importlib.metadata import version; print(version("vllm"))')`,
+    `uv pip install --system "vllm[${extras.join(",")}]==$v"`,
+  ];
+}

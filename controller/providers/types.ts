@@ -8,7 +8,7 @@
  */
 import type { ConfigurableProviderId, GpuId } from "../../core/catalog";
 import type { Engine } from "../../core/config/schema";
-import { VLLM_OMNI_PROGRAM, vllmOmniServeArgs } from "../../core/engine-command";
+import { VLLM_OMNI_PROGRAM, vllmExtrasInstall, vllmOmniServeArgs } from "../../core/engine-command";
 import { type ProviderErrorKind, RETRYABLE_KINDS } from "../../core/provider-http";
 
 export { shellJoin, shellQuote } from "../../core/shell";
@@ -111,6 +111,11 @@ export interface WorkerSpec {
   readonly gpuCount: number;
   readonly maxModelLen?: number;
   readonly engineArgs: readonly string[];
+  /**
+   * Optional Python extras the engine installs before it starts (vLLM's `audio` for speech-to-text: its image
+   * leaves them out; `engineExtrasFor` in core/engine-command.ts). @default none
+   */
+  readonly engineExtras?: readonly string[];
   /** Port the engine listens on inside the container or VM. */
   readonly port: number;
   /** The engine's --api-key; a secret: never logged, never in an error message. */
@@ -359,6 +364,9 @@ function downloadEnv(spec: WorkerSpec): Record<string, string> {
   }
 }
 
+/** vLLM's OpenAI server, as its image's entrypoint runs it (docker/Dockerfile `ENTRYPOINT`). */
+const VLLM_SERVER = "python3 -m vllm.entrypoints.openai.api_server";
+
 /** Where the vLLM start-up script writes the worker's certificate and key inside the container. */
 export const TLS_DIR = "/tmp/aiorch-tls";
 /** Environment that carries the certificate and key to the start-up script (base64 of the PEM, one line). */
@@ -373,11 +381,13 @@ export const TLS_ENV = { cert: "AIORCH_TLS_CERT_B64", key: "AIORCH_TLS_KEY_B64" 
 function vllmTlsScript(
   certVars: readonly string[],
   keyVars: readonly string[],
-  exec = "python3 -m vllm.entrypoints.openai.api_server",
+  exec = VLLM_SERVER,
+  prelude: readonly string[] = [],
 ): string {
   const read = (vars: readonly string[]) => vars.map((v) => `"$${v}"`).join(" ");
   return [
     "set -eu",
+    ...prelude,
     "umask 077",
     `mkdir -p ${TLS_DIR}`,
     `printf '%s' ${read(certVars)} | base64 -d > ${TLS_DIR}/cert.pem`,
@@ -416,6 +426,7 @@ function vllmWithTls(
   args: readonly string[],
   maxEnv: number | undefined,
   exec?: string,
+  prelude: readonly string[] = [],
 ): EngineLaunch {
   const certEnv = envParts(TLS_ENV.cert, Buffer.from(tls.certPem, "utf8").toString("base64"), maxEnv);
   const keyEnv = envParts(TLS_ENV.key, Buffer.from(tls.keyPem, "utf8").toString("base64"), maxEnv);
@@ -423,7 +434,7 @@ function vllmWithTls(
     entrypoint: "/bin/sh",
     args: [
       "-c",
-      vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv), exec),
+      vllmTlsScript(Object.keys(certEnv), Object.keys(keyEnv), exec, prelude),
       "aiorch-engine",
       ...args,
       "--ssl-certfile",
@@ -467,8 +478,21 @@ export function engineLaunch(
         spec.workerToken,
         ...spec.engineArgs,
       ];
-      if (!spec.tls) return { args, env: downloadEnv(spec), authEnforced: true };
-      return vllmWithTls(spec, spec.tls, args, maxEnv);
+      // extras first (a speech-to-text model needs vLLM's `audio`), then the server; both under one shell
+      const install = vllmExtrasInstall(spec.engineExtras ?? []);
+      if (spec.tls) return vllmWithTls(spec, spec.tls, args, maxEnv, VLLM_SERVER, install);
+      if (install.length === 0) return { args, env: downloadEnv(spec), authEnforced: true };
+      return {
+        entrypoint: "/bin/sh",
+        args: [
+          "-c",
+          ["set -eu", ...install, `exec ${VLLM_SERVER} "$@"`].join("; "),
+          "aiorch-engine",
+          ...args,
+        ],
+        env: downloadEnv(spec),
+        authEnforced: true,
+      };
     }
     case "vllm-omni": {
       // The image's default entrypoint is `vllm serve --omni` (installation/gpu/cuda.inc.md); set explicitly, so

@@ -113,3 +113,43 @@ describe("engineLaunch: environment values a provider limits (Vast.ai: 256 chara
     expect(() => engineLaunch(spec, { maxEnvValueChars: 1.5 })).toThrow(/positive integer/);
   });
 });
+
+describe("engineLaunch: vLLM's optional extras (a speech-to-text model needs `audio`, which vLLM's image leaves out)", () => {
+  /** Run the start-up shell with stand-ins: python3 answers the installed vLLM version, uv and the server record. */
+  function runWithExtras(launch: ReturnType<typeof engineLaunch>) {
+    const dir = mkdtempSync(join(tmpdir(), "aiorch-extras-"));
+    const calls = join(dir, "calls.txt");
+    try {
+      writeFileSync(
+        join(dir, "python3"),
+        `#!/bin/sh\nif [ "$1" = "-c" ]; then echo 0.10.1.1; exit 0; fi\necho "python3 $*" >> ${calls}\n`,
+        { mode: 0o755 },
+      );
+      writeFileSync(join(dir, "uv"), `#!/bin/sh\necho "uv $*" >> ${calls}\n`, { mode: 0o755 });
+      const tls = join(dir, "tls");
+      const args = launch.args.map((a) => a.split(TLS_DIR).join(tls));
+      execFileSync(launch.entrypoint!, args, { env: { PATH: `${dir}:${process.env.PATH}`, ...launch.env } });
+      return readFileSync(calls, "utf8").trim().split("\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("installs vllm[audio] at the image's own vLLM version, then starts the server with the same arguments", () => {
+    for (const tls of [undefined, spec.tls]) {
+      const launch = engineLaunch({ ...spec, tls, engineExtras: ["audio"] });
+      expect(launch.entrypoint).toBe("/bin/sh");
+      const [install, server] = runWithExtras(launch);
+      expect(install).toBe("uv pip install --system vllm[audio]==0.10.1.1");
+      expect(server).toMatch(/^python3 -m vllm\.entrypoints\.openai\.api_server --model org\/model /);
+      expect(server).toContain("--api-key tok-123456");
+    }
+  });
+
+  it("without extras the launch is unchanged (the image's entrypoint, no shell)", () => {
+    const plain = engineLaunch({ ...spec, tls: undefined });
+    expect(plain.entrypoint).toBeUndefined();
+    expect(engineLaunch({ ...spec, tls: undefined, engineExtras: [] })).toEqual(plain);
+    expect(engineLaunch(spec).args[1]).toBe(SCRIPT_BEFORE);
+  });
+});
