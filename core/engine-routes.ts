@@ -10,7 +10,11 @@
  *    the table still describes the pinned one.
  * 2. A kind's first route is its own (what `aiorch` and the README name for it); `chat` models also answer the
  *    completions and Responses routes, as every engine that serves chat templates does.
+ * 3. Where a provider puts something other than the engine's own server in front of it (`PROVIDER_PATHS`), a model
+ *    answers only the routes every one of its providers passes (`modelServedRoutes`); the config refuses a model
+ *    left with none and the plan warns about the routes one loses, and the gateway answers 400 naming the provider.
  */
+import type { ConfigurableProviderId } from "./catalog";
 import type { Engine, MODEL_KINDS } from "./config/schema";
 
 /** The inference routes the gateway serves, as clients call them. */
@@ -104,6 +108,120 @@ export const ENGINE_ROUTES: Readonly<Record<Engine, EngineRoutes>> = {
     ],
   },
 };
+
+/**
+ * A provider's serving path where it passes fewer routes than the engine serves: the gateway reaches something
+ * other than the engine's own server there. Only RunPod serverless's queue endpoints differ today; every other
+ * provider (and RunPod's load-balancing endpoints, which run vLLM-Omni's own server) passes the engine's routes.
+ */
+export interface ProviderPath {
+  readonly provider: ConfigurableProviderId;
+  /** What answers there instead of the engine's server, as messages name it: "worker-vllm v2.25.2". */
+  readonly runs: string;
+  /** The image that runs it (the provider's default image; a provider `image` setting may run another). */
+  readonly image: string;
+  /** Engines whose models take this path on the provider (`components/runpod-worker-settings.ts`). */
+  readonly engines: readonly Engine[];
+  /** The routes the path passes to the engine. */
+  readonly routes: readonly ApiRoute[];
+  /** Why the routes it does not pass fail there, for the config's error. */
+  readonly why: string;
+}
+
+/**
+ * RunPod serverless QUEUE endpoints (every engine but vLLM-Omni: `components/runpod-worker-settings.ts`) run
+ * worker-vllm (`RUNPOD_WORKER_IMAGE` in `core/config/schema.ts`); the gateway calls
+ * `https://api.runpod.ai/v2/{id}/openai/v1/<route>`, which RunPod turns into a job whose input carries the route
+ * and the JSON body. Facts from runpod-workers/worker-vllm at tag v2.25.2 (commit 7a925039):
+ * - `src/handler.py:9-10`: the platform's `/openai/v1/...` passthrough arrives as
+ *   `{"openai_route": "/v1/chat/completions", "openai_input": {...}}`; `:74-75` takes any `openai_route` with
+ *   `openai_input` as a POST of that body; `:123,138` send it to the local `vllm serve` (`src/main.py:56`) as
+ *   `json=body` with `Content-Type: application/json`. So any JSON route of the worker's vLLM passes (the image
+ *   runs vLLM v0.27.1, `Dockerfile:4`; the table below still intersects with `ENGINE_ROUTES.vllm`). Answers: the
+ *   parsed JSON once, or the raw SSE chunks with `"stream": true` (`:145-150`); an error is
+ *   `{"error": {"message", "type": "worker_error", "code": null}}` (`:106-107`).
+ * - Documented on that path: chat/completions, completions, models (`.runpod/README.md:125-172`; runpod/docs
+ *   `serverless/vllm/openai-compatibility.mdx:38-44`), responses (`README.md:353-357`, `.runpod/README.md:174-178`)
+ *   and Anthropic's messages (`README.md:378-380`) — the last added in the worker alone (commit 4c4e039), so by
+ *   inference RunPod forwards any path under `/openai/` (runpod/docs `serverless/endpoints/send-requests.mdx:195`
+ *   rate-limits `/openai/*`; no RunPod doc lists embeddings, rerank or score there). Embeddings: "embeddings now supported" (maintainer, closing runpod-workers/worker-vllm#312 on
+ *   2026-08-13, after the proxy rewrite of v2.24.0, commit 1e396e1); rerank and score pass by the same proxy.
+ * - Not passed: /v1/audio/transcriptions — a job input is JSON, and the handler posts JSON, while vLLM's route
+ *   takes a multipart upload (`Form()`, `request.file.read()`; see `ENGINE_ROUTES.vllm`). (worker-vllm v2.23.0,
+ *   `src/engine.py:383-395`, passed only models, chat/completions, completions, responses and messages.)
+ */
+export const PROVIDER_PATHS: readonly ProviderPath[] = [
+  {
+    provider: "runpod-serverless",
+    runs: "worker-vllm v2.25.2",
+    image: "runpod/worker-v1-vllm:v2.25.2",
+    engines: ["vllm", "ollama", "tgi"],
+    routes: [
+      "/v1/chat/completions",
+      "/v1/completions",
+      "/v1/responses",
+      "/v1/embeddings",
+      "/v1/rerank",
+      "/v1/score",
+    ],
+    why: "RunPod's queue carries a JSON job, so no multipart upload reaches vLLM",
+  },
+];
+
+/** The path a model of this engine takes on a provider, where it passes fewer routes than the engine serves. */
+export function providerPath(
+  provider: ConfigurableProviderId,
+  engine: Engine,
+  paths: readonly ProviderPath[] = PROVIDER_PATHS,
+): ProviderPath | undefined {
+  return paths.find((p) => p.provider === provider && p.engines.includes(engine));
+}
+
+/** `provider (what runs there)`, as messages name a provider path. */
+export const providerPathLabel = (path: ProviderPath): string => `${path.provider} (${path.runs})`;
+
+/** A provider of a model that does not pass some of the routes the model's kind and engine serve. */
+export interface ProviderRouteGap {
+  readonly provider: ConfigurableProviderId;
+  /** Index in the model's `providers`. */
+  readonly index: number;
+  readonly path: ProviderPath;
+  /** Routes the kind and engine serve that this provider does not pass. */
+  readonly lacks: readonly ApiRoute[];
+}
+
+/** The model's providers that leave out routes its kind and engine serve, with what each leaves out. */
+export function providerRouteGaps(
+  kind: ModelKind,
+  engine: Engine,
+  providers: readonly ConfigurableProviderId[],
+  paths: readonly ProviderPath[] = PROVIDER_PATHS,
+): ProviderRouteGap[] {
+  const served = servedRoutes(kind, engine);
+  return providers.flatMap((provider, index) => {
+    const path = providerPath(provider, engine, paths);
+    const lacks = path ? served.filter((route) => !path.routes.includes(route)) : [];
+    return path && lacks.length > 0 ? [{ provider, index, path, lacks }] : [];
+  });
+}
+
+/**
+ * The routes a model answers: those its kind and engine serve that every one of its providers passes (a route
+ * only some pass would fail whenever the controller places the model on the others).
+ */
+export function modelServedRoutes(
+  model: {
+    readonly kind: ModelKind;
+    readonly engine: Engine;
+    readonly providers: readonly ConfigurableProviderId[];
+  },
+  paths: readonly ProviderPath[] = PROVIDER_PATHS,
+): ApiRoute[] {
+  const lacking = new Set(
+    providerRouteGaps(model.kind, model.engine, model.providers, paths).flatMap((g) => g.lacks),
+  );
+  return servedRoutes(model.kind, model.engine).filter((route) => !lacking.has(route));
+}
 
 /** The kinds whose models may be asked through a route (for the 404 that names them). */
 export function kindsServing(route: ApiRoute): ModelKind[] {

@@ -456,7 +456,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<Gateway> {
     if (key.models.length > 0 && !key.models.includes(name)) {
       throw forbidden(`This API key may not use the model "${name}"`);
     }
-    checkRouteServed(name, model, endpointRoute(endpoint)); // 404 for the kind, 400 for the engine
+    checkRouteServed(name, model, endpointRoute(endpoint)); // 404 for the kind, 400 for the engine or a provider
     const unit = variants.choose(model, key.id);
     if (!unit) {
       throw new GatewayError(

@@ -2,7 +2,14 @@
  * Loads a stack's config from the form both readers have — the parsed `Pulumi.<stack>.yaml` (objects) and the
  * Pulumi runtime (JSON strings) — into a validated `StackConfig`, or a `StackConfigError` naming every bad key.
  */
-import { GPU_IDS, type GpuId, PROVIDERS } from "../catalog";
+import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, type GpuId, PROVIDERS } from "../catalog";
+import {
+  modelServedRoutes,
+  PROVIDER_PATHS,
+  type ProviderPath,
+  providerPathLabel,
+  providerRouteGaps,
+} from "../engine-routes";
 import { defaultApprovedOfferings } from "../trust";
 import {
   type ConfigProblem,
@@ -14,6 +21,7 @@ import {
 } from "./errors";
 import {
   FOREIGN_SECRET_KEYS,
+  type ModelConfig,
   SECRET_CONFIG_KEYS,
   type SecretConfigKey,
   type StackConfig,
@@ -119,6 +127,7 @@ export function loadStackConfig(
       ...missingSecrets.map(([key, why]) => missingSecretWarning(key, why, project)),
       ...unusedProviders(config, project),
       ...documentationRangeWarnings(config, project),
+      ...providerRouteWarnings(config, project),
     ],
   };
 }
@@ -157,6 +166,7 @@ function crossCheck(config: StackConfig, input: Record<string, unknown>): Config
         });
       }
     });
+    problems.push(...providerRouteProblems(model, (j) => listKey(i, "providers", j)));
     model.gpu.forEach((g: GpuId, j) => {
       if (configured.length > 0 && !configured.some((p) => PROVIDERS[p].gpus[g])) {
         problems.push({
@@ -183,6 +193,54 @@ function crossCheck(config: StackConfig, input: Record<string, unknown>): Config
   problems.push(...checkTrust(config));
   problems.push(...checkPlatform(config));
   return problems;
+}
+
+/** Providers that pass every route of this engine: where to move a model a provider's path leaves short. */
+const providersPassing = (engine: ModelConfig["engine"], paths: readonly ProviderPath[]): string =>
+  orList(
+    CONFIGURABLE_PROVIDER_IDS.filter(
+      (p) => !paths.some((path) => path.provider === p && path.engines.includes(engine)),
+    ),
+  );
+
+const orList = (items: readonly string[]): string =>
+  items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} or ${items[items.length - 1]}`;
+
+/**
+ * A model its providers together leave none of its kind's routes (a provider that runs something other than the
+ * engine's server, `PROVIDER_PATHS` in core/engine-routes.ts): an error on each provider that leaves routes out.
+ */
+function providerRouteProblems(model: ModelConfig, keyOf: (j: number) => string): ConfigProblem[] {
+  if (modelServedRoutes(model).length > 0) return [];
+  return providerRouteGaps(model.kind, model.engine, model.providers).map((gap) => ({
+    key: keyOf(gap.index),
+    message:
+      `"${gap.provider}" runs this model on ${gap.path.runs} (image ${gap.path.image}), which does not serve ` +
+      `${orList(gap.lacks)} (${gap.path.why}), so this ${model.kind} model would answer nothing; ` +
+      `serve it from another provider (${providersPassing(model.engine, PROVIDER_PATHS)})`,
+  }));
+}
+
+/**
+ * Models some of whose providers leave out routes the others serve: the model does not answer those routes at all
+ * (a request would fail whenever it lands on such a provider), so the plan names them.
+ */
+export function providerRouteWarnings(
+  config: StackConfig,
+  project: string,
+  paths: readonly ProviderPath[] = PROVIDER_PATHS,
+): ConfigProblem[] {
+  return config.models.flatMap((model, i) => {
+    const answered = modelServedRoutes(model, paths);
+    if (answered.length === 0) return []; // refused by providerRouteProblems
+    return providerRouteGaps(model.kind, model.engine, model.providers, paths).map((gap) => ({
+      key: `${project}:models[${i}].providers[${gap.index}]`,
+      message:
+        `${providerPathLabel(gap.path)} does not serve ${orList(gap.lacks)} (${gap.path.why}), so the model ` +
+        `"${model.name}" will not answer ${gap.lacks.length > 1 ? "them" : "it"} (only ${answered.join(", ")}); ` +
+        `to serve ${gap.lacks.length > 1 ? "them" : "it"}, give the model only providers that do (${providersPassing(model.engine, paths)})`,
+    }));
+  });
 }
 
 /** Add-ons only a created cluster can get, and the admin SSH key given once. */

@@ -101,9 +101,8 @@ describe("bench/gateway", () => {
         // both ways are parts of the same streams, on either side of the fake's 5 ms before its first token
         expect(thereMs + backMs, path).toBeLessThan(report.ttft[path]!);
       }
-      // a proxy only adds to the way there: the request crosses one more process
-      for (const proxy of ["nginx", "bare", "gateway"])
-        expect(report.legs[proxy]!.thereMs).toBeGreaterThan(report.legs.direct!.thereMs);
+      // (that a proxy's way there is longer than direct's is a timing, sub-millisecond apart on a quiet machine: the
+      // benchmark reports it; a loaded CI machine flipped it once, so it is not asserted)
     },
   );
 

@@ -1,4 +1,7 @@
-/** `aiorch plan` refuses a model whose kind its engine cannot serve, before anything is planned (issue 24). */
+/**
+ * `aiorch plan` refuses a model whose kind its engine cannot serve, or whose providers leave it no route, before
+ * anything is planned (issue 24).
+ */
 import { afterAll, describe, expect, it } from "vitest";
 import { stackYaml } from "../../devkit/stack-yaml";
 import { aiorch, removeProject, tempProject } from "./helpers";
@@ -37,5 +40,19 @@ describe("aiorch plan: kind and engine", () => {
     expect(result.code).toBe(2);
     expect(result.stdout).toBe("");
     expect(result.stderr).toMatch(expected);
+  });
+
+  it("an audio model on RunPod serverless (its queue path passes JSON jobs, not uploads): exit 2, naming the provider", () => {
+    const models =
+      "[{ name: stt, kind: audio, source: openai/whisper-large-v3, gpu: [RTX_4090], providers: [vastai, runpod-serverless] }]";
+    const providers = '{ vastai: {}, "runpod-serverless": {} }';
+    const dir = tempProject({ "Pulumi.bad.yaml": stackYaml({ models, providers }) });
+    projects.push(dir);
+    const result = aiorch(["plan", "--stack", "bad"], dir);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toMatch(
+      /ai-orchestrator:models\[0\]\.providers\[1\]: "runpod-serverless" runs this model on worker-vllm v2\.25\.2 \(image runpod\/worker-v1-vllm:v2\.25\.2\), which does not serve \/v1\/audio\/transcriptions .*serve it from another provider \(runpod-pod, vastai, datacrunch or local\)/,
+    );
   });
 });

@@ -35,14 +35,21 @@ function problemsOf(yaml: string): ConfigProblem[] {
 const messageFor = (problems: ConfigProblem[], key: string) => problems.find((p) => p.key === key)?.message;
 
 describe("stack config: the shipped stacks", () => {
-  it("dev validates: Llama 3.2 1B on Vast.ai RTX 3090, public data", () => {
+  it("dev validates: Llama 3.2 1B and the example image model (Z-Image-Turbo on vLLM-Omni) on Vast.ai, public data", () => {
     const { config, warnings } = load(stackFile("dev"));
     expect(config.dataClass).toBe("public");
-    expect(config.models).toHaveLength(1);
+    expect(config.models).toHaveLength(2);
     expect(config.models[0]).toMatchObject({
       source: "meta-llama/Llama-3.2-1B-Instruct",
       gpu: ["RTX_3090"],
       providers: ["vastai"],
+    });
+    expect(config.models[1]).toMatchObject({
+      kind: "image",
+      engine: "vllm-omni",
+      source: "Tongyi-MAI/Z-Image-Turbo",
+      providers: ["vastai"],
+      targetConcurrency: 1,
     });
     // no credentials in the file: each one the stack needs is a warning, not an error
     // the shipped stack's SSH/API sources are documentation placeholders: a warning naming each (pulumi up refuses them)

@@ -272,6 +272,48 @@ describe("kinds", () => {
     expect(error.message).toMatch(/is a chat model; \/v1\/audio\/transcriptions serves audio models only/);
   });
 
+  it("an audio model one of whose providers is RunPod serverless's queue: 400 naming the provider", async () => {
+    // The stack config refuses this model (core/config/load.ts); a runtime config that still has it — written by
+    // hand or by an older release — is refused per request, before anything reaches a worker.
+    const whisper = h.config.models.find((m) => m.name === "whisper")!;
+    const custom = {
+      ...h.config,
+      models: [
+        ...h.config.models,
+        {
+          ...whisper,
+          name: "rp-whisper",
+          providers: ["local", "runpod-serverless"] as typeof whisper.providers,
+        },
+      ],
+    };
+    const second = await h.start(custom);
+    const before = h.fake.records.requests.length;
+    const response = await fetch(`${second.url}/v1/audio/transcriptions`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${key}`,
+        "content-type": `multipart/form-data; boundary=${BOUNDARY}`,
+      },
+      body: form({ model: "rp-whisper" }, { filename: "a.wav", bytes: audio(10) }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = (await response.json()) as ErrorBody;
+    expect(error).toMatchObject({
+      type: "invalid_request_error",
+      code: "route_not_served_by_provider",
+      param: "model",
+    });
+    expect(error.message).toBe(
+      'The model "rp-whisper" runs on runpod-serverless (worker-vllm v2.25.2), which does not serve /v1/audio/transcriptions',
+    );
+    expect(h.fake.records.requests.length).toBe(before);
+    // the same model on its own engine's server only: transcribed as before
+    expect((await upload(form({ model: "whisper" }, { filename: "a.wav", bytes: audio(10) }))).status).toBe(
+      200,
+    );
+  });
+
   it("an audio model asked to chat: 404 naming the chat kind", async () => {
     const response = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",
