@@ -376,3 +376,29 @@ export function toGatewayError(error: unknown): GatewayError {
     "internal_error",
   );
 }
+
+const ERROR_KEY = Buffer.from('"error"');
+
+/**
+ * Whether a JSON answer is only an OpenAI error envelope, `{"error": {…}}`: its first key is "error" (success bodies
+ * start with "id" or "object"), so only such answers are parsed.
+ */
+export function isErrorEnvelope(body: Uint8Array): boolean {
+  let i = 0;
+  while (i < body.length && isJsonSpace(body[i])) i += 1;
+  if (body[i] !== 0x7b) return false; // {
+  i += 1;
+  while (i < body.length && isJsonSpace(body[i])) i += 1;
+  if (Buffer.compare(body.subarray(i, i + ERROR_KEY.length), ERROR_KEY) !== 0) return false;
+  try {
+    const parsed = JSON.parse(Buffer.from(body).toString("utf8")) as unknown;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return false;
+    const keys = Object.keys(parsed);
+    const error = (parsed as { error?: unknown }).error;
+    return keys.length === 1 && typeof error === "object" && error !== null;
+  } catch {
+    return false;
+  }
+}
+
+const isJsonSpace = (c: number | undefined): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;

@@ -17,7 +17,7 @@ import { failOver, holdWorker, releaseWorker, unreachableVerdict, upstreamVerdic
 import type { AuditLog } from "./audit";
 import { billOf, bookSpend, type FinishedWork, recordFinished } from "./bookkeeping";
 import type { KeyBudgetGuard } from "./budget";
-import { GatewayError, noCapacity, upstreamFailed } from "./errors";
+import { GatewayError, isErrorEnvelope, noCapacity, upstreamFailed } from "./errors";
 import { estimatePromptTokens, type RateLimiter } from "./limits";
 import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
@@ -507,6 +507,10 @@ const isBuffered = (response: UpstreamResponse | BufferedResponse): response is 
  */
 function relayBody(x: Exchange, response: BufferedResponse): Promise<void> | undefined {
   const { client, reply, outcome, started } = x;
+  // A worker behind a job queue answers its error as the job's output, which the queue returns as a 200
+  // (worker-vllm v2.25.2 src/handler.py:106-107: `{"error": {"message", "type": "worker_error"}}`; RunPod's status for
+  // it is not published): an error envelope is a 502, never a success the client cannot read.
+  if (response.status === 200 && isErrorEnvelope(response.body)) response = { ...response, status: 502 };
   if (response.status >= 300) response = upstreamErrorAnswer(response); // an OpenAI error, never the backend's bytes
   // a whole answer's first token arrives with the rest of it (an engine sends a non-streamed answer at once)
   outcome.ttftMs = Date.now() - started;

@@ -25,7 +25,7 @@ import { failOver, holdWorker, releaseWorker, unreachableVerdict, upstreamVerdic
 import { type AuditLog, isoTimestamp, NOT_SERVED } from "./audit";
 import { billOf, bookSpend, type FinishedWork, recordFinished } from "./bookkeeping";
 import type { KeyBudgetGuard } from "./budget";
-import { GatewayError, upstreamErrorBody } from "./errors";
+import { GatewayError, isErrorEnvelope, upstreamErrorBody } from "./errors";
 import { estimatePromptTokens, type RateLimiter } from "./limits";
 import type { GatewayMetrics } from "./metrics";
 import type { Backend, BackendRegistry } from "./routing";
@@ -704,6 +704,13 @@ export class JobRunner {
       });
       const text = await response.body.text();
       const served = { backend, concurrency, serviceMs: this.deps.now() - started };
+      // a worker's error as a queue's 200 (see relayBody in inference.ts): the job failed there, not retried
+      if (response.status === 200 && isErrorEnvelope(Buffer.from(text, "utf8"))) {
+        const shaped = JSON.stringify(
+          upstreamErrorBody(502, response.contentType, Buffer.from(text, "utf8")).error,
+        );
+        return { kind: "failed", text: shaped, status: 502, error: "upstream_error", served };
+      }
       if (response.status === 200) {
         const images = jobEndpoint(job.endpoint) === "image" ? imagesOfBody(body) : undefined;
         return { kind: "done", text, status: 200, error: null, served, images };

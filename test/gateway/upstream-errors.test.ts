@@ -6,7 +6,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { scrubUpstreamMessage, upstreamErrorBody } from "../../gateway/errors";
+import { isErrorEnvelope, scrubUpstreamMessage, upstreamErrorBody } from "../../gateway/errors";
 import { createHarness, type Harness, readSse } from "./harness";
 
 /** What a careless backend puts into its error text. */
@@ -384,5 +384,76 @@ describe("an async job whose worker refuses it", () => {
     const text = JSON.stringify(job);
     expectClean(text);
     expect(text).toContain("maximum context length is 4096 tokens");
+  });
+});
+
+describe("an error a worker behind a job queue answers as a 200 (worker-vllm's job output on RunPod)", () => {
+  it("reaches the client as a 502 OpenAI error with the scrubbed message, never as a success it cannot read", async () => {
+    answer = {
+      status: 200,
+      contentType: "application/json",
+      body: JSON.stringify({ error: { message: LEAKY, type: "worker_error", code: null } }),
+    };
+    const response = await post("cold");
+    expect(response.status).toBe(502);
+    const text = await response.text();
+    expectClean(text);
+    expect(expectOpenAiError(JSON.parse(text)).message).toContain("maximum context length");
+  });
+
+  it("an async job so answered fails (not retried) with the scrubbed message", async () => {
+    answer = {
+      status: 200,
+      contentType: "application/json",
+      body: JSON.stringify({ error: { message: LEAKY, type: "worker_error", code: null } }),
+    };
+    const submitted = await fetch(`${url}/v1/jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        endpoint: "/v1/chat/completions",
+        body: { model: "cold", messages: [{ role: "user", content: "hi" }], max_tokens: 3 },
+      }),
+    });
+    const { id } = (await submitted.json()) as { id: string };
+    let job: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && job.status !== "failed" && job.status !== "succeeded"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      job = (await (
+        await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as Record<string, unknown>;
+    }
+    expect(job.status, JSON.stringify(job)).toBe("failed");
+    expectClean(JSON.stringify(job));
+    expect(JSON.stringify(job)).toContain("maximum context length is 4096 tokens");
+  });
+
+  it("a success that carries an error field beside its answer is a success", async () => {
+    const ok = {
+      id: "c1",
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }],
+      error: null,
+    };
+    answer = { status: 200, contentType: "application/json", body: JSON.stringify(ok) };
+    const response = await post("cold");
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as typeof ok).choices[0]!.message.content).toBe("hi");
+  });
+});
+
+describe("isErrorEnvelope", () => {
+  it("is only a JSON object whose one key is an error object", () => {
+    const yes = ['{"error":{"message":"x"}}', '  {\n "error" : {"message": "x", "type": "worker_error"} }'];
+    const no = [
+      '{"error":"x"}',
+      '{"error":{"message":"x"},"choices":[]}',
+      '{"id":"1","error":{"message":"x"}}',
+      '{"error":',
+      "[]",
+      "",
+    ];
+    for (const body of yes) expect(isErrorEnvelope(Buffer.from(body)), body).toBe(true);
+    for (const body of no) expect(isErrorEnvelope(Buffer.from(body)), body).toBe(false);
   });
 });
