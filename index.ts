@@ -22,7 +22,13 @@ import { RuntimeSettings } from "./components/runtime-settings";
 import { readStackSettings } from "./components/stack-config";
 import { StackPki } from "./components/stack-pki";
 import { PROVIDERS, type ProviderId } from "./core/catalog";
-import { CREDENTIAL_ENV, runpodEndpointName, weightCacheDataCenters } from "./core/config";
+import {
+  ALERT_RECEIVER_SECRETS,
+  alertReceiverUrlProblem,
+  CREDENTIAL_ENV,
+  runpodEndpointName,
+  weightCacheDataCenters,
+} from "./core/config";
 import { platformPlan } from "./core/platform";
 import { servingUnits } from "./core/variants";
 
@@ -214,6 +220,22 @@ if (config.backup) {
   });
 }
 
+/**
+ * A receiver's URL, a Pulumi secret; at deploy time one the operator would reject (and with it every route of the
+ * stack) stops `pulumi up`, named by key only.
+ */
+function alertReceiverUrl(key: string): pulumi.Output<string> {
+  const url = stackConfig.requireSecret(key);
+  if (!pulumi.runtime.hasEngine()) return url; // an offline plan holds placeholders, not URLs
+  return url.apply((value) => {
+    const problem = alertReceiverUrlProblem(value);
+    if (problem)
+      throw new Error(`${project}:${key} ${problem}; run \`pulumi config set --secret ${key} <https URL>\``);
+    return value;
+  });
+}
+const notify = config.monitoring.notify;
+
 if (config.monitoring.enabled) {
   new Monitoring("monitoring", {
     namespace: namespace.name,
@@ -231,6 +253,18 @@ if (config.monitoring.enabled) {
       slos: config.models.flatMap((m) => (m.slo ? [{ model: m.name, ...m.slo }] : [])),
       ...(config.backup ? { backupAlertAfterHours: config.backup.alertAfterHours } : {}),
     },
+    ...(notify
+      ? {
+          notify: {
+            ...(notify.slack
+              ? { slack: { ...notify.slack, url: alertReceiverUrl(ALERT_RECEIVER_SECRETS.slack) } }
+              : {}),
+            ...(notify.webhook ? { webhook: { url: alertReceiverUrl(ALERT_RECEIVER_SECRETS.webhook) } } : {}),
+            groupBy: notify.groupBy,
+            repeatIntervalMinutes: notify.repeatIntervalMinutes,
+          },
+        }
+      : {}),
   });
 }
 

@@ -42,6 +42,12 @@ export interface AlertRulesInput {
   readonly backupAlertAfterHours?: number;
 }
 
+/** Labels every alert of the stack carries: its namespace (what Alertmanager routes by) and its name. */
+export interface StackLabels {
+  readonly namespace: string;
+  readonly stack: string;
+}
+
 export interface ModelSlo {
   readonly model: string;
   /** Share of requests that must not fail with a 5xx, e.g. 0.995. */
@@ -71,7 +77,7 @@ export function ttftBucket(seconds: number): number {
   return bucket;
 }
 
-function sloRules(ns: string, stack: Record<string, string>, slos: readonly ModelSlo[]): AlertRule[] {
+function sloRules(ns: string, stackLabels: StackLabels, slos: readonly ModelSlo[]): AlertRule[] {
   const rules: AlertRule[] = [];
   const m = METRICS;
   for (const slo of slos) {
@@ -84,7 +90,7 @@ function sloRules(ns: string, stack: Record<string, string>, slos: readonly Mode
         rules.push({
           alert: "ModelAvailabilityBudgetBurn",
           expr: `${ratio(win.long)} > ${win.factor} * ${budget.toFixed(6)} and ${ratio(win.short)} > ${win.factor} * ${budget.toFixed(6)}`,
-          labels: { severity: win.severity, model: slo.model, window: win.long, ...stack },
+          labels: { severity: win.severity, model: slo.model, window: win.long, ...stackLabels },
           annotations: {
             summary: `Model ${slo.model} is burning its availability budget ${win.factor}× too fast (${win.long})`,
             description: `The objective is ${(slo.availability * 100).toFixed(2)}% of requests without a 5xx over 30 days; at this rate the month's error budget is gone early.`,
@@ -101,7 +107,7 @@ function sloRules(ns: string, stack: Record<string, string>, slos: readonly Mode
         rules.push({
           alert: "ModelTtftBudgetBurn",
           expr: `${slow(win.long)} > ${win.factor} * ${budget.toFixed(6)} and ${slow(win.short)} > ${win.factor} * ${budget.toFixed(6)}`,
-          labels: { severity: win.severity, model: slo.model, window: win.long, ...stack },
+          labels: { severity: win.severity, model: slo.model, window: win.long, ...stackLabels },
           annotations: {
             summary: `Model ${slo.model} answers its first token slower than ${le}s too often (${win.long})`,
             description: `The objective is ${(slo.ttftTarget * 100).toFixed(1)}% of requests under ${le}s to the first token; cold starts and queueing are the usual causes.`,
@@ -115,7 +121,9 @@ function sloRules(ns: string, stack: Record<string, string>, slos: readonly Mode
 
 export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] } {
   const ns = `namespace="${input.namespace}"`;
-  const stack = { stack: input.stack };
+  // every alert names its stack and namespace: the expressions aggregate the series' labels away, and the stack's
+  // AlertmanagerConfig only receives alerts labelled with its namespace (alertmanager-config.ts)
+  const stackLabels: StackLabels = { namespace: input.namespace, stack: input.stack };
   const idle = input.gpuIdleAlertSeconds ?? 900;
   const coldStart = input.coldStartAlertSeconds ?? 5;
   const errorsPerMinute = input.providerErrorsPerMinute ?? 1;
@@ -127,7 +135,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       alert: "GpuIdleWhileWorkerRunning",
       expr: `max by (model, provider, worker) (${m.gpuIdleTimeSeconds.name}{${ns}}) > ${idle}`,
       for: "1m",
-      labels: { severity: "warning", ...stack },
+      labels: { severity: "warning", ...stackLabels },
       annotations: {
         summary:
           "GPU worker {{ $labels.worker }} of {{ $labels.model }} on {{ $labels.provider }} is idle and billed",
@@ -138,7 +146,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       alert: "ColdStartLatencyHigh",
       expr: `histogram_quantile(0.95, sum by (le, model, provider) (rate(${m.coldStartLatencySeconds.name}_bucket{${ns}}[30m]))) > ${coldStart}`,
       for: "5m",
-      labels: { severity: "warning", ...stack },
+      labels: { severity: "warning", ...stackLabels },
       annotations: {
         summary: "Cold starts of {{ $labels.model }} on {{ $labels.provider }} are slow",
         description: `The 95th percentile of cold starts over 30 minutes is above ${coldStart} s: users wait. Consider FlashBoot, a weight cache or a longer keep-alive.`,
@@ -147,7 +155,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     {
       alert: "RequestsWaitedPastDeadline",
       expr: `sum by (model) (increase(${m.requestsExpiredTotal.name}{${ns}}[5m])) > 0`,
-      labels: { severity: "warning", ...stack },
+      labels: { severity: "warning", ...stackLabels },
       annotations: {
         summary: "Requests for {{ $labels.model }} waited past their deadline",
         description:
@@ -161,7 +169,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       alert: "ProviderErrors",
       expr: `sum by (provider, kind) (rate(${m.providerErrorsTotal.name}{${ns}}[5m])) * 60 > ${errorsPerMinute}`,
       for: "10m",
-      labels: { severity: "warning", ...stack },
+      labels: { severity: "warning", ...stackLabels },
       annotations: {
         summary: "{{ $labels.provider }} API calls fail ({{ $labels.kind }})",
         description: `More than ${errorsPerMinute} failed call(s) per minute for 10 minutes. Requests fail over to the next provider where one is configured.`,
@@ -170,7 +178,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     {
       alert: "ProviderRejectsConfiguration",
       expr: `max by (model, provider) (${m.providerRequestRejected.name}{${ns}}) > 0`,
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
         summary: "{{ $labels.provider }} refuses to create workers for {{ $labels.model }} as invalid",
         description:
@@ -180,7 +188,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     {
       alert: "OrphanedInstanceFound",
       expr: `sum by (provider) (increase(${m.orphansFoundTotal.name}{${ns}}[15m])) > 0`,
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
         summary:
           "An instance on {{ $labels.provider }} carries the stack's owner label but is not in the registry",
@@ -191,7 +199,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     {
       alert: "TerminationNotConfirmed",
       expr: `max by (provider, worker) (${m.terminationPendingSeconds.name}{${ns}}) > ${terminationPending}`,
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
         summary: "{{ $labels.provider }} has not confirmed terminating worker {{ $labels.worker }}",
         description: `The controller keeps retrying, but the instance may still be billing after ${terminationPending / 60} minutes. Check the provider console.`,
@@ -204,7 +212,11 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     .map((percent) => ({
       alert: "GpuSpendAboveBudget",
       expr: `100 * max(${m.spendMonthTotalUsd.name}{${ns}}) / max(${m.budgetMonthTotalUsd.name}{${ns}}) >= ${percent}`,
-      labels: { severity: percent >= 100 ? "critical" : "warning", threshold: String(percent), ...stack },
+      labels: {
+        severity: percent >= 100 ? "critical" : "warning",
+        threshold: String(percent),
+        ...stackLabels,
+      },
       annotations: {
         summary: `GPU spend of stack ${input.stack} passed ${percent}% of its monthly budget`,
         description:
@@ -218,7 +230,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       alert: "GpuSpendAboveModelBudget",
       // variants of a model share its budget: dedupe controller replicas per variant, then add the variants up
       expr: `100 * sum by (model) (max by (model, variant) (${m.spendMonthUsd.name}{${ns}})) / max by (model) (${m.budgetMonthUsd.name}{${ns}}) >= 100`,
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
         summary: "Model {{ $labels.model }} reached its monthly budget",
         description: "No new workers start for this model until the month ends or its budget is raised.",
@@ -239,7 +251,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       // month has a day behind it, and only for at least $1 in the last hour
       expr: `${spent1h} >= 1 and on() ${spent1h} > 3 * max(${m.spendMonthTotalUsd.name}{${ns}}) / ((day_of_month() - 1) * 24 + hour() + minute() / 60) and on() day_of_month() > 1`,
       for: "15m",
-      labels: { severity: "warning", ...stack },
+      labels: { severity: "warning", ...stackLabels },
       annotations: {
         summary: `GPU spend of stack ${input.stack} runs at over 3 times the month's average hourly rate`,
         description:
@@ -252,7 +264,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
       // before (no 5xx that hour: any such share)
       expr: `${share("5m")} >= 0.2 and on() sum(increase(${m.requestsTotal.name}{${ns}}[5m])) >= 10 unless on() 3 * (${share("1h", " offset 5m")}) > ${share("5m")}`,
       for: "2m",
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
         summary: `A spike of 5xx answers from the gateway of stack ${input.stack}`,
         description:
@@ -267,12 +279,12 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
     { name: `ai-orchestrator.${input.namespace}.anomalies`, rules: anomalies },
   ];
   if (budget.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.budget`, rules: budget });
-  const slo = sloRules(ns, stack, input.slos ?? []);
+  const slo = sloRules(ns, stackLabels, input.slos ?? []);
   if (slo.length > 0) groups.push({ name: `ai-orchestrator.${input.namespace}.slo`, rules: slo });
   if (input.backupAlertAfterHours !== undefined)
     groups.push({
       name: `ai-orchestrator.${input.namespace}.backup`,
-      rules: backupRules(ns, stack, input.backupAlertAfterHours),
+      rules: backupRules(ns, stackLabels, input.backupAlertAfterHours),
     });
   return { groups };
 }
@@ -282,7 +294,7 @@ export function renderAlertRules(input: AlertRulesInput): { groups: RuleGroup[] 
  * where the backup CronJob records it); before the first one there is no series, so that case waits N hours
  * of absence (`for`) instead — a new stack does not page before its first scheduled backups had their chance.
  */
-function backupRules(ns: string, stack: { stack: string }, hours: number): AlertRule[] {
+function backupRules(ns: string, stackLabels: StackLabels, hours: number): AlertRule[] {
   const metric = METRICS.backupLastSuccessTimestampSeconds.name;
   const description = `Redis holds the API keys, the spend ledger and the audit trail; if it is lost now, up to ${hours} hours or more of changes are gone. Check the backup CronJob's last job (kubectl logs) and the object storage credentials.`;
   return [
@@ -290,9 +302,9 @@ function backupRules(ns: string, stack: { stack: string }, hours: number): Alert
       alert: "BackupTooOld",
       expr: `time() - max(${metric}{${ns}}) > ${hours * 3600}`,
       for: "5m",
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
-        summary: `No successful backup of stack ${stack.stack} in ${hours} hours`,
+        summary: `No successful backup of stack ${stackLabels.stack} in ${hours} hours`,
         description,
       },
     },
@@ -300,9 +312,9 @@ function backupRules(ns: string, stack: { stack: string }, hours: number): Alert
       alert: "BackupNeverSucceeded",
       expr: `absent(${metric}{${ns}})`,
       for: `${hours}h`,
-      labels: { severity: "critical", ...stack },
+      labels: { severity: "critical", ...stackLabels },
       annotations: {
-        summary: `Stack ${stack.stack} has had no successful backup for ${hours} hours`,
+        summary: `Stack ${stackLabels.stack} has had no successful backup for ${hours} hours`,
         description,
       },
     },

@@ -1,6 +1,12 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { type AlertRulesInput, renderAlertRules } from "./alert-rules";
+import {
+  ALERT_RECEIVERS_SECRET,
+  ALERT_URL_SECRET_KEYS,
+  type AlertmanagerConfigInput,
+  renderAlertmanagerConfig,
+} from "./alertmanager-config";
 import { renderDashboard } from "./grafana-dashboard";
 import { labelsFor, selectorFor } from "./labels";
 
@@ -24,6 +30,16 @@ export interface MonitoringArgs {
   readonly crdsInstalledBy?: pulumi.Resource;
   /** Budget thresholds and alert tuning (see `renderAlertRules`). */
   readonly alerts: Omit<AlertRulesInput, "namespace" | "stack">;
+  /**
+   * Where the alerts go: a Secret with the receivers' URLs and an AlertmanagerConfig labelled like the rules
+   * (`release: <name>`) routing the stack's alerts there. @default none: Alertmanager only shows them
+   */
+  readonly notify?: {
+    readonly slack?: { readonly channel?: string; readonly url: pulumi.Input<string> };
+    readonly webhook?: { readonly url: pulumi.Input<string> };
+    readonly groupBy: readonly string[];
+    readonly repeatIntervalMinutes: number;
+  };
 }
 
 /**
@@ -82,6 +98,46 @@ export class Monitoring extends pulumi.ComponentResource {
       },
       childOpts,
     );
+
+    if (args.notify) {
+      const notify = args.notify;
+      const urls: Record<string, pulumi.Output<string>> = {};
+      if (notify.slack) urls[ALERT_URL_SECRET_KEYS.slack] = pulumi.secret(notify.slack.url);
+      if (notify.webhook) urls[ALERT_URL_SECRET_KEYS.webhook] = pulumi.secret(notify.webhook.url);
+      // the URLs are credentials: only in this Secret, which the operator reads into Alertmanager's own Secret
+      const receivers = new k8s.core.v1.Secret(
+        `${name}-alert-receivers`,
+        {
+          metadata: {
+            name: ALERT_RECEIVERS_SECRET,
+            namespace: args.namespace,
+            labels: labelsFor("alert-receivers"),
+          },
+          stringData: urls,
+        },
+        childOpts,
+      );
+      const receiverInput: AlertmanagerConfigInput = {
+        namespace: args.namespaceName,
+        stack: args.stack,
+        ...(notify.slack ? { slack: notify.slack.channel ? { channel: notify.slack.channel } : {} } : {}),
+        webhook: notify.webhook !== undefined,
+        groupBy: notify.groupBy,
+        repeatIntervalMinutes: notify.repeatIntervalMinutes,
+      };
+      new k8s.apiextensions.CustomResource(
+        `${name}-alert-routing`,
+        {
+          apiVersion: "monitoring.coreos.com/v1alpha1",
+          kind: "AlertmanagerConfig",
+          // the label kube-prometheus-stack's Alertmanager selects configs by (platform-values.ts)
+          metadata: { namespace: args.namespace, labels: labelsFor("alert-routing", release) },
+          spec: renderAlertmanagerConfig(receiverInput),
+        },
+        // the operator skips a config whose Secret it cannot read (operator.go checkAlertmanagerConfig)
+        { ...afterCrds, dependsOn: [...(args.crdsInstalledBy ? [args.crdsInstalledBy] : []), receivers] },
+      );
+    }
 
     this.ruleName = rule.metadata.name;
     this.registerOutputs({ ruleName: this.ruleName });

@@ -146,6 +146,7 @@ export class PlatformAddons extends pulumi.ComponentResource {
           repositoryOpts: { repo: stackChart.repo },
           namespace: m.namespace,
           values: kubePrometheusStackValues({
+            release: m.release,
             storageGi: m.storageGi,
             retention: m.retention,
             dashboardLabel: m.dashboardLabel,

@@ -14,7 +14,10 @@
  * - kube-prometheus-stack 88.5.3 (`values.yaml`, `templates/prometheus/prometheus.yaml`): `crds.enabled: false` leaves CRDs to prometheus-operator-crds;
  *   `prometheus.prometheusSpec.{ruleSelectorNilUsesHelmValues, serviceMonitorSelectorNilUsesHelmValues}` (true)
  *   select rules and monitors labelled `release: <release name>`; `prometheus.prometheusSpec.storageSpec`
- *   (a volumeClaimTemplate) and `retention`; Grafana (grafana/helm-charts `values.yaml`): `admin.existingSecret`,
+ *   (a volumeClaimTemplate) and `retention`; `alertmanager.alertmanagerSpec.{alertmanagerConfigSelector,
+ *   alertmanagerConfigNamespaceSelector, alertmanagerConfigMatcherStrategy}` (defaults `{}`, `{}`, `{}`: the template
+ *   `templates/alertmanager/alertmanager.yaml` renders an empty selector, which selects every AlertmanagerConfig in
+ *   every namespace, and the operator's default strategy `OnNamespace`); Grafana (grafana/helm-charts `values.yaml`): `admin.existingSecret`,
  *   `admin.userKey`, `admin.passwordKey`, `sidecar.dashboards.{enabled,label,labelValue,searchNamespace}`.
  * - hetznercloud/csi-driver: the StorageClass `hcloud-volumes` (volumes of at least 10 GB).
  */
@@ -53,6 +56,8 @@ export function clusterIssuerSpec(o: ClusterIssuerInput): Record<string, unknown
 }
 
 export interface KubePrometheusStackInput {
+  /** The release's name: its Alertmanager takes the AlertmanagerConfigs labelled `release: <name>`. */
+  readonly release: string;
   /** Prometheus' volume, GiB. */
   readonly storageGi: number;
   /** Sample retention, e.g. "15d". */
@@ -83,6 +88,17 @@ export function kubePrometheusStackValues(o: KubePrometheusStackInput): Record<s
             },
           },
         },
+      },
+    },
+    alertmanager: {
+      alertmanagerSpec: {
+        // the stack's AlertmanagerConfig (components/monitoring.ts) is labelled like its rules; only such configs
+        // reach this Alertmanager, from any namespace (the stack's is not the monitoring namespace)
+        alertmanagerConfigSelector: { matchLabels: { release: o.release } },
+        alertmanagerConfigNamespaceSelector: {},
+        // the operator's default, written out because the routing relies on it: a config receives only alerts
+        // labelled with its own namespace (components/alert-rules.ts labels every alert so)
+        alertmanagerConfigMatcherStrategy: { type: "OnNamespace" },
       },
     },
     grafana: {

@@ -7,7 +7,8 @@
  * - On a cluster the stack creates, every add-on is installed unless its switch says no; on an existing cluster,
  *   none is, and each one the stack relies on is a prerequisite with the command that checks it.
  * - The gateway's Ingress needs an ingress controller; with TLS on, a cert-manager ClusterIssuer of the configured
- *   name; monitoring needs the prometheus-operator CRDs (and a Prometheus that selects `release: <name>`).
+ *   name; monitoring needs the prometheus-operator CRDs (and a Prometheus that selects `release: <name>`); alert
+ *   receivers (`monitoring.notify`) an Alertmanager that selects the stack's AlertmanagerConfig.
  *
  * Upstream facts (sources next to each constant).
  */
@@ -170,6 +171,13 @@ export function platformPlan(config: StackConfig): PlatformPlan {
         what: `the prometheus-operator CRDs and a Prometheus in namespace ${monitoring.namespace} selecting rules and monitors labelled release=${monitoring.release}`,
         why: "the stack declares a PrometheusRule and ServiceMonitors (monitoring.enabled); without the CRDs they fail with 'no matches for kind'",
         check: "kubectl get crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com",
+      });
+    if (!install && config.monitoring.notify)
+      prerequisites.push({
+        what: `an Alertmanager run by the prometheus-operator whose alertmanagerConfigSelector matches release=${monitoring.release} and whose alertmanagerConfigNamespaceSelector admits namespace ${config.namespace}`,
+        why: "monitoring.notify routes the stack's alerts through an AlertmanagerConfig; an Alertmanager that does not select it sends them nowhere",
+        check:
+          "kubectl get crd alertmanagerconfigs.monitoring.coreos.com && kubectl get alertmanagers -A -o custom-columns=NAME:.metadata.name,CONFIGS:.spec.alertmanagerConfigSelector,NAMESPACES:.spec.alertmanagerConfigNamespaceSelector,STRATEGY:.spec.alertmanagerConfigMatcherStrategy.type",
       });
   }
   return { ingress, certManager, monitoring, prerequisites };

@@ -20,6 +20,7 @@ import {
   unknownFieldMessage,
 } from "./errors";
 import {
+  ALERT_RECEIVER_SECRETS,
   FOREIGN_SECRET_KEYS,
   type ModelConfig,
   SECRET_CONFIG_KEYS,
@@ -243,9 +244,15 @@ export function providerRouteWarnings(
   });
 }
 
-/** Add-ons only a created cluster can get, and the admin SSH key given once. */
+/** Add-ons only a created cluster can get, the admin SSH key given once, alert receivers only with monitoring. */
 function checkPlatform(config: StackConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  if (!config.monitoring.enabled && config.monitoring.notify)
+    problems.push({
+      key: "monitoring.notify",
+      message:
+        "sends the alerts of the stack's PrometheusRule, which monitoring.enabled: false leaves out; set monitoring.enabled: true or remove notify",
+    });
   if (config.cluster.mode === "existing" && config.platform.ingress === "k3s-traefik")
     problems.push({
       key: "platform.ingress",
@@ -302,6 +309,17 @@ function neededSecrets(config: StackConfig, project: string): Map<string, string
     needed.set(`${project}:backupAccessKeyId`, "backup (the object storage access key)");
     needed.set(`${project}:backupSecretAccessKey`, "backup (the object storage secret key)");
   }
+  const notify = config.monitoring.enabled ? config.monitoring.notify : undefined;
+  if (notify?.slack)
+    needed.set(
+      `${project}:${ALERT_RECEIVER_SECRETS.slack}`,
+      "monitoring.notify.slack (the Slack incoming-webhook URL)",
+    );
+  if (notify?.webhook)
+    needed.set(
+      `${project}:${ALERT_RECEIVER_SECRETS.webhook}`,
+      "monitoring.notify.webhook (the URL alerts are POSTed to)",
+    );
   return needed;
 }
 

@@ -624,6 +624,84 @@ export const backupSchema = z.strictObject({
 });
 export type BackupConfig = z.output<typeof backupSchema>;
 
+/** Config keys of the alert receivers' URLs: credentials (a Slack webhook URL lets anyone post), so Pulumi secrets. */
+export const ALERT_RECEIVER_SECRETS = {
+  slack: "alertSlackWebhookUrl",
+  webhook: "alertWebhookUrl",
+} as const;
+
+/**
+ * Where the stack's alerts go (`monitoring.notify`): Alertmanager receivers declared as an AlertmanagerConfig
+ * (components/alertmanager-config.ts). The URLs are Pulumi secrets (`ALERT_RECEIVER_SECRETS`), never config values.
+ */
+export const alertNotifySchema = z
+  .strictObject({
+    /** A Slack incoming webhook; its URL is the secret `alertSlackWebhookUrl`. */
+    slack: z
+      .strictObject({
+        /**
+         * Channel to post to. @default the webhook's own. A Slack app's incoming webhook always posts to the
+         * channel it was created for (api.slack.com/messaging/webhooks); only legacy webhooks honour this.
+         */
+        channel: z
+          .string()
+          .regex(/^[#@]?[^\s#@]{1,80}$/, {
+            error: (issue) =>
+              `${quoted(issue.input)} is not a Slack channel; write e.g. "#gpu-alerts", or leave channel out to post where the webhook points`,
+          })
+          .optional(),
+      })
+      .optional(),
+    /** A generic webhook (Alertmanager's JSON payload, POST); its URL is the secret `alertWebhookUrl`. */
+    webhook: z.strictObject({}).optional(),
+    /** Alert labels a notification groups by ("..." alone: every label, one notification per alert). */
+    groupBy: z
+      .array(
+        z.string().regex(/^(\.\.\.|[a-zA-Z_][a-zA-Z0-9_]*)$/, {
+          error: (issue) =>
+            `${quoted(issue.input)} is not an alert label name; write e.g. alertname, model or provider`,
+        }),
+      )
+      .min(1, { error: 'needs at least one label, e.g. [alertname]; "..." groups by every label' })
+      // the AlertmanagerConfig CRD: unique labels, and "..." only on its own
+      .refine((labels) => new Set(labels).size === labels.length, { error: "lists a label twice" })
+      .refine((labels) => !labels.includes("...") || labels.length === 1, {
+        error: '"..." (every label) must be the only entry',
+      })
+      .default(["alertname", "severity"]),
+    /** A firing alert is sent again after this many minutes. */
+    repeatIntervalMinutes: z
+      .int(required("minutes after which a firing alert is sent again, e.g. 240"))
+      .min(5, { error: "must be at least 5 (the group interval: notifications repeat no sooner)" })
+      // Alertmanager's configuration docs (route `repeat_interval`): "should be a multiple of group_interval" (5m),
+      // and it is bound by `--data.retention` (kube-prometheus-stack 88.5.3 `alertmanagerSpec.retention: 120h`)
+      .multipleOf(5, { error: "must be a multiple of 5 (the group interval), e.g. 60 or 240" })
+      .max(7200, { error: "must be at most 7200 (120 hours, Alertmanager's notification log retention)" })
+      .default(240),
+  })
+  .refine((n) => n.slack !== undefined || n.webhook !== undefined, {
+    error: `names no receiver; add slack: {} (secret ${ALERT_RECEIVER_SECRETS.slack}) or webhook: {} (secret ${ALERT_RECEIVER_SECRETS.webhook}), or remove notify`,
+  });
+export type AlertNotifyConfig = z.output<typeof alertNotifySchema>;
+
+/**
+ * What is wrong with a receiver URL, without echoing it (it is a credential): the operator rejects the whole
+ * AlertmanagerConfig when a URL from its Secret does not parse as Alertmanager's URL — http(s) with a host
+ * (prometheus-operator v0.93 `pkg/alertmanager/operator.go` checkSlackConfigs/checkWebhookConfigs,
+ * `pkg/alertmanager/validation/validation.go`) — and the alerts would go nowhere.
+ */
+export function alertReceiverUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    return "is not a URL";
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return "is not an http(s) URL";
+  if (parsed.hostname === "") return "has no host";
+  return undefined;
+}
+
 export const monitoringSchema = z
   .strictObject({
     /** Declare PrometheusRule, ServiceMonitors and the dashboard (needs the prometheus-operator CRDs). */
@@ -638,6 +716,8 @@ export const monitoringSchema = z
     grafanaUrl: httpUrl().optional(),
     gpuIdleAlertMinutes: positiveInt("minutes a ready worker may idle before an alert").default(15),
     coldStartAlertSeconds: z.number().positive().default(5),
+    /** Where alerts go (Slack, a webhook). @default nowhere: Alertmanager only shows them */
+    notify: alertNotifySchema.optional(),
   })
   .default({
     enabled: true,
@@ -809,6 +889,8 @@ export const SECRET_CONFIG_KEYS = [
   "hfToken",
   "backupAccessKeyId",
   "backupSecretAccessKey",
+  ALERT_RECEIVER_SECRETS.slack,
+  ALERT_RECEIVER_SECRETS.webhook,
 ] as const;
 export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
 
@@ -817,7 +899,15 @@ export const FOREIGN_SECRET_KEYS = ["hcloud:token"] as const;
 
 /** Environment variable each runtime credential reaches the controller under (from a Kubernetes Secret). */
 export const CREDENTIAL_ENV: Readonly<
-  Record<Exclude<SecretConfigKey, "kubeconfig" | keyof typeof BACKUP_CREDENTIAL_ENV>, string>
+  Record<
+    Exclude<
+      SecretConfigKey,
+      | "kubeconfig"
+      | keyof typeof BACKUP_CREDENTIAL_ENV
+      | (typeof ALERT_RECEIVER_SECRETS)[keyof typeof ALERT_RECEIVER_SECRETS]
+    >,
+    string
+  >
 > = {
   runpodApiKey: "RUNPOD_API_KEY",
   vastaiApiKey: "VASTAI_API_KEY",
