@@ -41,6 +41,8 @@ const PATHS: Readonly<Record<string, readonly string[]>> = {
   "kubernetes:helm.sh/v3:Release": ["chart", "version", "namespace"],
   "pulumi-nodejs:dynamic/runpod:Endpoint": [
     "name",
+    // QUEUE (worker-vllm behind RunPod's queue) or LOAD_BALANCER (the engine's own server: image models)
+    "endpointType",
     "gpuPoolIds",
     "workersMin",
     "workersMax",
