@@ -356,6 +356,18 @@ describe("upstreamErrorBody", () => {
   });
 });
 
+/** The job once it has failed or succeeded (polled every 50 ms, for at most 5 s). */
+async function finishedJob(id: string): Promise<Record<string, unknown>> {
+  let job: Record<string, unknown> = {};
+  for (let i = 0; i < 100 && job.status !== "failed" && job.status !== "succeeded"; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    job = (await (
+      await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })
+    ).json()) as Record<string, unknown>;
+  }
+  return job;
+}
+
 describe("an async job whose worker refuses it", () => {
   it("fails with the worker's error reshaped and scrubbed, as an inference request gets it", async () => {
     answer = {
@@ -373,13 +385,7 @@ describe("an async job whose worker refuses it", () => {
     });
     expect(submitted.status).toBe(202);
     const { id } = (await submitted.json()) as { id: string };
-    let job: Record<string, unknown> = {};
-    for (let i = 0; i < 100 && job.status !== "failed" && job.status !== "succeeded"; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      job = (await (
-        await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })
-      ).json()) as Record<string, unknown>;
-    }
+    const job = await finishedJob(id);
     expect(job.status, JSON.stringify(job)).toBe("failed");
     const text = JSON.stringify(job);
     expectClean(text);
@@ -416,13 +422,7 @@ describe("an error a worker behind a job queue answers as a 200 (worker-vllm's j
       }),
     });
     const { id } = (await submitted.json()) as { id: string };
-    let job: Record<string, unknown> = {};
-    for (let i = 0; i < 100 && job.status !== "failed" && job.status !== "succeeded"; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      job = (await (
-        await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })
-      ).json()) as Record<string, unknown>;
-    }
+    const job = await finishedJob(id);
     expect(job.status, JSON.stringify(job)).toBe("failed");
     expectClean(JSON.stringify(job));
     expect(JSON.stringify(job)).toContain("maximum context length is 4096 tokens");
