@@ -177,6 +177,10 @@ export function providerPath(
   return paths.find((p) => p.provider === provider && p.engines.includes(engine));
 }
 
+/** "a", "a or b", "a, b or c": routes and providers as messages list them. */
+export const orList = (items: readonly string[]): string =>
+  items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} or ${items[items.length - 1]}`;
+
 /** `provider (what runs there)`, as messages name a provider path. */
 export const providerPathLabel = (path: ProviderPath): string => `${path.provider} (${path.runs})`;
 

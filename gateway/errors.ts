@@ -378,20 +378,22 @@ export function toGatewayError(error: unknown): GatewayError {
 }
 
 const ERROR_KEY = Buffer.from('"error"');
+/** The same first key, for an answer already read as text. */
+const ERROR_FIRST_KEY = /^[ \t\r\n]*\{[ \t\r\n]*"error"/;
 
 /**
  * Whether a JSON answer is only an OpenAI error envelope, `{"error": {…}}`: its first key is "error" (success bodies
  * start with "id" or "object"), so only such answers are parsed.
  */
-export function isErrorEnvelope(body: Uint8Array): boolean {
-  let i = 0;
-  while (i < body.length && isJsonSpace(body[i])) i += 1;
-  if (body[i] !== 0x7b) return false; // {
-  i += 1;
-  while (i < body.length && isJsonSpace(body[i])) i += 1;
-  if (Buffer.compare(body.subarray(i, i + ERROR_KEY.length), ERROR_KEY) !== 0) return false;
+export function isErrorEnvelope(body: Uint8Array | string): boolean {
+  if (typeof body === "string" ? !ERROR_FIRST_KEY.test(body) : !startsWithErrorKey(body)) return false;
   try {
-    const parsed = JSON.parse(Buffer.from(body).toString("utf8")) as unknown;
+    const text =
+      typeof body === "string"
+        ? body
+        : // a view of the same bytes, not a copy
+          Buffer.from(body.buffer, body.byteOffset, body.length).toString("utf8");
+    const parsed = JSON.parse(text) as unknown;
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return false;
     const keys = Object.keys(parsed);
     const error = (parsed as { error?: unknown }).error;
@@ -399,6 +401,15 @@ export function isErrorEnvelope(body: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+function startsWithErrorKey(body: Uint8Array): boolean {
+  let i = 0;
+  while (i < body.length && isJsonSpace(body[i])) i += 1;
+  if (body[i] !== 0x7b) return false; // {
+  i += 1;
+  while (i < body.length && isJsonSpace(body[i])) i += 1;
+  return Buffer.compare(body.subarray(i, i + ERROR_KEY.length), ERROR_KEY) === 0;
 }
 
 const isJsonSpace = (c: number | undefined): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;

@@ -705,7 +705,7 @@ export class JobRunner {
       const text = await response.body.text();
       const served = { backend, concurrency, serviceMs: this.deps.now() - started };
       // a worker's error as a queue's 200 (see relayBody in inference.ts): the job failed there, not retried
-      if (response.status === 200 && isErrorEnvelope(Buffer.from(text, "utf8"))) {
+      if (response.status === 200 && isErrorEnvelope(text)) {
         const shaped = JSON.stringify(
           upstreamErrorBody(502, response.contentType, Buffer.from(text, "utf8")).error,
         );

@@ -14,6 +14,7 @@ import {
   KIND_ROUTES,
   kindsServing,
   modelServedRoutes,
+  orList,
   providerPathLabel,
   providerRouteGaps,
   servedRoutes,
@@ -58,6 +59,3 @@ export function checkRouteServed(
     );
   }
 }
-
-const orList = (items: readonly string[]): string =>
-  items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} or ${items[items.length - 1]}`;

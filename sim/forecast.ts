@@ -189,11 +189,12 @@ export function forecastForStack(runtime: RuntimeConfig, options: ForecastOption
         queueTimeoutSeconds: model.queueTimeoutSeconds,
       };
       const shape = REQUEST_SHAPES[model.kind];
-      const process = processOf(rateOf(model.kind));
+      const rate = rateOf(model.kind);
+      const process = processOf(rate);
       rates.add(
         options.ratePerSecond === undefined && shape.defaultRatePerSecond !== undefined
-          ? `${shape.defaultRatePerSecond} for ${model.kind} models`
-          : `${rateOf(model.kind)}`,
+          ? `${rate} for ${model.kind} models`
+          : `${rate}`,
       );
       for (const pattern of patterns) {
         const workload =

@@ -5,6 +5,7 @@
 import { CONFIGURABLE_PROVIDER_IDS, GPU_IDS, type GpuId, PROVIDERS } from "../catalog";
 import {
   modelServedRoutes,
+  orList,
   PROVIDER_PATHS,
   type ProviderPath,
   providerPathLabel,
@@ -203,9 +204,6 @@ const providersPassing = (engine: ModelConfig["engine"], paths: readonly Provide
       (p) => !paths.some((path) => path.provider === p && path.engines.includes(engine)),
     ),
   );
-
-const orList = (items: readonly string[]): string =>
-  items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} or ${items[items.length - 1]}`;
 
 /**
  * A model its providers together leave none of its kind's routes (a provider that runs something other than the
