@@ -394,6 +394,8 @@ describe("weight cache (a Hugging Face mirror for instance providers)", () => {
     await waitRequest();
     await until("a ready worker", async () => (await redis.hlen(keys.routes("m"))) === 1);
     expect(fake.live()[0]!.env.HF_ENDPOINT).toBeUndefined();
+    // the route is written just before the ready line is logged (as in the test above): wait for the line
+    await until("the ready line", () => logs.join("\n").includes("(weight cache "));
     expect(logs.join("\n")).toContain("(weight cache miss)");
     expect(await metrics.registry.metrics()).not.toContain('cache="hit"');
     expect(await redis.hlen(keys.weightCacheLoaded)).toBe(0);
